@@ -1,0 +1,41 @@
+"""deepscope: look inside a PyTorch network while it trains, in TensorBoard.
+
+The write side needs PyTorch; the TensorBoard plugin does not. Names that
+need torch are imported on first use, so `import deepscope` (which
+TensorBoard does when it loads the plugin) never imports torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+__version__ = "0.1.0"
+
+# Public name → the module that defines it.
+_LAZY = {
+    "SummaryWriter": "deepscope.writer.summary_writer",
+    "watch": "deepscope.writer.watch",
+    "Monitor": "deepscope.writer.watch",
+    "update_ratios_pb": "deepscope.writer.summary",
+}
+
+__all__ = ["__version__", *_LAZY]
+
+if TYPE_CHECKING:
+    from deepscope.writer.summary import update_ratios_pb
+    from deepscope.writer.summary_writer import SummaryWriter
+    from deepscope.writer.watch import Monitor, watch
+
+
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'deepscope' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

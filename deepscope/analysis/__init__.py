@@ -1,0 +1,1 @@
+"""The math, as pure functions: tensors in, results out; no I/O, no TensorBoard."""

@@ -1,0 +1,1 @@
+"""The TensorBoard plugin: loader, routes and the built frontend. Never imports torch."""

@@ -1,0 +1,147 @@
+"""The deepscope TensorBoard plugin: routes under /data/plugin/deepscope/.
+
+Every route is documented in docs/http_api.md. Responses go through
+`http_util.Respond`; bad arguments raise `errors.InvalidArgumentError` (400),
+unknown runs, tags and parameters `errors.NotFoundError` (404), each with a
+message a person can act on.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+import numpy as np
+import werkzeug
+from tensorboard import errors, plugin_util
+from tensorboard.backend import http_util
+from tensorboard.plugins import base_plugin
+
+from deepscope import metadata
+from deepscope.tb_plugin import series
+
+_STATIC = Path(__file__).parent / "static"
+_FORMATS = ("json", "base64")
+
+
+class DeepscopePlugin(base_plugin.TBPlugin):
+    """Serves deepscope's series and its dashboard."""
+
+    plugin_name = metadata.PLUGIN_NAME
+
+    def __init__(self, context: base_plugin.TBContext):
+        self._data_provider = context.data_provider
+        self._downsample = (context.sampling_hints or {}).get(metadata.PLUGIN_NAME)
+
+    def get_plugin_apps(self):
+        return {
+            "/index.js": self._serve_index_js,
+            "/tags": self._serve_tags,
+            "/update_ratios": self._serve_update_ratios,
+        }
+
+    def is_active(self) -> bool:
+        # Listed through data_provider.list_plugins(); nothing slow here.
+        return False
+
+    def frontend_metadata(self):
+        return base_plugin.FrontendMetadata(es_module_path="/index.js", tab_name="deepscope")
+
+    @werkzeug.wrappers.Request.application
+    def _serve_index_js(self, request):
+        bundle = _STATIC / "index.js"
+        if not bundle.exists():
+            raise errors.NotFoundError(
+                "the dashboard bundle is missing from this install of deepscope; reinstall it"
+            )
+        return http_util.Respond(request, bundle.read_bytes(), "text/javascript")
+
+    @werkzeug.wrappers.Request.application
+    def _serve_tags(self, request):
+        ctx = plugin_util.context(request.environ)
+        experiment = plugin_util.experiment_id(request.environ)
+        listing = series.list_series(self._data_provider, ctx, experiment)
+        body = {
+            run: {tag: info.to_json() for tag, info in sorted(tags.items())}
+            for run, tags in sorted(listing.items())
+        }
+        return http_util.Respond(request, body, "application/json")
+
+    @werkzeug.wrappers.Request.application
+    def _serve_update_ratios(self, request):
+        run = _required_arg(request, "run")
+        tag = _required_arg(request, "tag")
+        fmt = request.args.get("format", "json")
+        if fmt not in _FORMATS:
+            raise errors.InvalidArgumentError(
+                f"format must be one of {', '.join(_FORMATS)}, got {fmt!r}"
+            )
+        wanted = request.args.getlist("name")
+        ctx = plugin_util.context(request.environ)
+        experiment = plugin_util.experiment_id(request.environ)
+        plugin_data = series.find_series(
+            self._data_provider, ctx, experiment, run, tag, "update_ratios"
+        )
+        ratios = series.read_update_ratios(
+            self._data_provider, ctx, experiment, run, tag, plugin_data, self._downsample
+        )
+        values, no_update, names = ratios.values, ratios.no_update, ratios.names
+        if wanted:
+            index = {name: j for j, name in enumerate(names)}
+            missing = [name for name in wanted if name not in index]
+            if missing:
+                raise errors.NotFoundError(
+                    f"tag {tag!r} of run {run!r} has no parameter {missing[0]!r}; "
+                    f"its parameters: {', '.join(names[:20])}"
+                    + (f" and {len(names) - 20} more" if len(names) > 20 else "")
+                )
+            columns = [index[name] for name in wanted]
+            values, no_update, names = values[:, columns], no_update[:, columns], wanted
+        head = {
+            "run": run,
+            "tag": tag,
+            "steps": ratios.steps.tolist(),
+            "wall_times": ratios.wall_times.tolist(),
+            "names": names,
+            "non_finite": int((~np.isfinite(values) & ~no_update).sum()),
+            "warnings": ratios.warnings,
+        }
+        if fmt == "base64":
+            head["values"] = {
+                "dtype": "float32",
+                "shape": list(values.shape),
+                "base64": base64.b64encode(values.astype("<f4").tobytes()).decode("ascii"),
+            }
+            head["no_update"] = np.argwhere(no_update).tolist()
+        else:
+            head["values"] = _json_matrix(values, no_update)
+        return http_util.Respond(request, _dumps(head), "application/json")
+
+
+def _required_arg(request, name: str) -> str:
+    value = request.args.get(name)
+    if not value:
+        raise errors.InvalidArgumentError(
+            f"missing query parameter {name!r}: ask e.g. "
+            "update_ratios?run=RUN&tag=TAG (the tags route lists both)"
+        )
+    return value
+
+
+def _json_matrix(values: np.ndarray, no_update: np.ndarray) -> list:
+    """values as nested lists: numbers, null for no update, "NaN"/"Infinity"/"-Infinity"."""
+    rows = values.tolist()
+    bad = np.argwhere(no_update | ~np.isfinite(values))
+    for i, j in bad.tolist():
+        if no_update[i, j]:
+            rows[i][j] = None
+        else:
+            value = values[i, j]
+            rows[i][j] = "NaN" if np.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    return rows
+
+
+def _dumps(body: dict) -> str:
+    """JSON text; the body holds no NaN/Inf (they are spelled out), so no cleansing pass."""
+    return json.dumps(body, allow_nan=False, separators=(",", ":"))

@@ -1,0 +1,1 @@
+"""The write side: summary builders, the SummaryWriter, and watch()."""

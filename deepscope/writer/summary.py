@@ -1,0 +1,126 @@
+"""Summary builders: plain functions that return a `Summary` protobuf.
+
+For people who write events with another writer (TensorFlow's, tensorboardX,
+their own): `file_writer.add_summary(update_ratios_pb(...), step)`.
+`deepscope.SummaryWriter` uses the same builders.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+from tensorboard.compat.proto import summary_pb2, tensor_pb2, tensor_shape_pb2, types_pb2
+
+from deepscope import metadata
+from deepscope.proto import arrays
+from deepscope.proto import deepscope_pb2 as pb
+
+
+def _string_tensor(payload: bytes) -> tensor_pb2.TensorProto:
+    return tensor_pb2.TensorProto(
+        dtype=types_pb2.DT_STRING,
+        tensor_shape=tensor_shape_pb2.TensorShapeProto(),
+        string_val=[payload],
+    )
+
+
+def update_ratios_step(
+    names: Sequence[str],
+    values: np.ndarray,
+    no_update: Sequence[int] = (),
+    series_names: Sequence[str] | None = None,
+) -> pb.UpdateRatiosStep:
+    """One step's `UpdateRatiosStep` message.
+
+    Args:
+      names: parameter names, one per value.
+      values: float ratios ‖ΔW‖/‖W‖, shape [len(names)]; non-finite values are kept.
+      no_update: indices of parameters that got no update (their value is ignored).
+      series_names: the names in the series' metadata, if they differ from `names`
+        the step carries its own.
+    """
+    values = np.asarray(values, dtype=np.float32).reshape(-1)
+    if values.shape[0] != len(names):
+        raise ValueError(f"{len(names)} parameter names but {values.shape[0]} values")
+    if len(set(names)) != len(names):
+        raise ValueError("parameter names must be unique")
+    no_update = sorted({int(i) for i in no_update})
+    if no_update and not 0 <= no_update[0] <= no_update[-1] < len(names):
+        raise ValueError(f"no_update index out of range for {len(names)} parameters")
+    if no_update:
+        values = values.copy()
+        values[no_update] = np.nan
+    step = pb.UpdateRatiosStep(
+        ratios=arrays.encode_array(values),
+        no_update=no_update,
+        names_crc32=metadata.names_crc32(names),
+    )
+    if series_names is not None and list(series_names) != list(names):
+        step.names.extend(names)
+    return step
+
+
+def ratios_from_mapping(ratios: Mapping[str, float | None]) -> tuple[list[str], np.ndarray, list[int]]:
+    """Split name → ratio (None: no update) into names, float32 values and no-update indices."""
+    if not isinstance(ratios, Mapping) or not ratios:
+        raise ValueError(
+            "ratios must be a non-empty mapping of parameter name to ‖ΔW‖/‖W‖, "
+            'e.g. {"fc.weight": 1.2e-3} (None marks a parameter that got no update)'
+        )
+    names = [str(name) for name in ratios]
+    values = np.empty(len(names), dtype=np.float32)
+    no_update = []
+    for i, value in enumerate(ratios.values()):
+        if value is None:
+            no_update.append(i)
+            values[i] = math.nan
+            continue
+        try:
+            values[i] = float(value)
+        except (TypeError, ValueError) as error:
+            raise ValueError(
+                f"ratio for {names[i]!r} must be a number or None (no update), got {value!r}"
+            ) from error
+    return names, values, no_update
+
+
+def update_ratios_pb(
+    tag: str, ratios: Mapping[str, float | None], description: str = ""
+) -> summary_pb2.Summary:
+    """A `Summary` with one step of update ratios, its metadata included.
+
+    Args:
+      tag: the series' name, e.g. "model" or "update_ratios".
+      ratios: parameter name → ‖ΔW‖₂/‖W‖₂ of this step; None marks a parameter
+        that got no update. Values may be floats or 0-d tensors/arrays.
+      description: shown by TensorBoard next to the tag.
+    """
+    names, values, no_update = ratios_from_mapping(ratios)
+    step = update_ratios_step(names, values, no_update)
+    return update_ratios_summary(tag, step, metadata_names=names, description=description)
+
+
+def update_ratios_summary(
+    tag: str,
+    step: pb.UpdateRatiosStep,
+    metadata_names: Sequence[str] | None,
+    description: str = "",
+) -> summary_pb2.Summary:
+    """Wrap an `UpdateRatiosStep` in a `Summary`.
+
+    Args:
+      metadata_names: the series' parameter names for its metadata; None leaves
+        the metadata out (TensorBoard keeps only a series' first metadata, so a
+        writer that already wrote it saves the bytes).
+    """
+    value = summary_pb2.Summary.Value(tag=tag, tensor=_string_tensor(step.SerializeToString()))
+    if metadata_names is not None:
+        plugin_data = pb.PluginData(
+            kind=pb.UPDATE_RATIOS, update_ratios=pb.UpdateRatiosInfo(names=list(metadata_names))
+        )
+        value.metadata.CopyFrom(
+            metadata.create_summary_metadata(plugin_data, description=description)
+        )
+    return summary_pb2.Summary(value=[value])

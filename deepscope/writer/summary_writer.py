@@ -1,0 +1,78 @@
+"""`deepscope.SummaryWriter`: torch's SummaryWriter with deepscope's `add_*` verbs.
+
+It writes into the same event files as the user's scalars, so one
+`tensorboard --logdir` shows both.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+from torch.utils.tensorboard import SummaryWriter as _TorchSummaryWriter
+
+from deepscope.writer import summary
+
+
+class SummaryWriter(_TorchSummaryWriter):
+    """A `torch.utils.tensorboard.SummaryWriter` with deepscope's summaries.
+
+    Every `add_*` takes `global_step` and `walltime` (seconds since the epoch)
+    as torch's do.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Tag → the parameter names this writer put in the tag's metadata.
+        self._update_ratio_names: dict[str, list[str]] = {}
+
+    def add_update_ratios(
+        self,
+        tag: str,
+        ratios: Mapping[str, float | None],
+        global_step: int | None = None,
+        walltime: float | None = None,
+        description: str = "",
+    ) -> None:
+        """Log one step of update-to-weight ratios ‖ΔW‖₂/‖W‖₂.
+
+        Args:
+          tag: the series, e.g. "model".
+          ratios: parameter name → ratio (float or 0-d tensor); None marks a
+            parameter that got no update in this step. Non-finite values are
+            kept and shown as such.
+          global_step: the training step.
+          walltime: seconds since the epoch; now by default.
+          description: shown next to the tag.
+        """
+        names, values, no_update = summary.ratios_from_mapping(ratios)
+        self.add_update_ratio_values(
+            tag, names, values, no_update, global_step, walltime, description
+        )
+
+    def add_update_ratio_values(
+        self,
+        tag: str,
+        names: Sequence[str],
+        values: np.ndarray,
+        no_update: Sequence[int] = (),
+        global_step: int | None = None,
+        walltime: float | None = None,
+        description: str = "",
+    ) -> None:
+        """`add_update_ratios` for names and a float array of shape [len(names)] (what watch() logs)."""
+        series_names = self._update_ratio_names.get(tag)
+        step = summary.update_ratios_step(names, values, no_update, series_names)
+        metadata_names = None
+        if series_names is None:
+            metadata_names = self._update_ratio_names[tag] = list(names)
+        self._write(
+            summary.update_ratios_summary(tag, step, metadata_names, description),
+            global_step,
+            walltime,
+        )
+
+    def _write(self, summary_pb, global_step: int | None, walltime: float | None) -> None:
+        walltime = time.time() if walltime is None else walltime
+        self._get_file_writer().add_summary(summary_pb, global_step, walltime)

@@ -1,0 +1,226 @@
+"""`watch()`: measure a model while it trains, through the optimizer's step hooks.
+
+On every `every`-th optimizer step the monitor copies the trainable weights
+just before `optimizer.step()` and measures ‖W_after − W_before‖₂ / ‖W_before‖₂
+just after it: the true update, whatever the optimizer (momentum, Adam, weight
+decay). The hooks never synchronise with the device: results are copied to the
+host asynchronously and written once they have arrived.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from deepscope.analysis import update_ratios as ratios_math
+from deepscope.writer.summary_writer import SummaryWriter
+
+DEFAULT_EVERY = 50
+
+
+@dataclass
+class _Measurement:
+    """A measurement whose numbers may still be on their way from the device."""
+
+    step: int
+    walltime: float
+    values: torch.Tensor  # host tensor, filled asynchronously when `ready` is set
+    no_update: list[int]
+    ready: torch.cuda.Event | None = None
+
+    def arrived(self) -> bool:
+        return self.ready is None or self.ready.query()
+
+
+@dataclass
+class MonitorStats:
+    """What the monitor did: counts, and the seconds its hooks took (host time)."""
+
+    steps_seen: int = 0
+    measurements: int = 0
+    hook_seconds: float = 0.0
+    errors: list[str] = field(default_factory=list)
+
+
+class Monitor:
+    """Hooks that measure a model on a cadence; made by `deepscope.watch`.
+
+    Use `close()` (or a `with` block) to remove every hook and write what is
+    still pending.
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        optimizer: torch.optim.Optimizer,
+        writer: SummaryWriter,
+        every: int = DEFAULT_EVERY,
+        tag: str = "update_ratios",
+        start_step: int = 0,
+    ):
+        if not isinstance(model, torch.nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        if not isinstance(optimizer, torch.optim.Optimizer):
+            raise TypeError(
+                f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}"
+            )
+        if not hasattr(writer, "add_update_ratio_values"):
+            raise TypeError(
+                "writer must be a deepscope.SummaryWriter "
+                "(deepscope.SummaryWriter(log_dir) is a drop-in torch SummaryWriter)"
+            )
+        if not isinstance(every, int) or every < 1:
+            raise ValueError(f"every must be a positive number of optimizer steps, got {every!r}")
+        self.writer = writer
+        self.every = every
+        self.tag = tag
+        self.step = start_step
+        self.stats = MonitorStats()
+        self._names, self._params = _named_optimizer_params(model, optimizer)
+        self._pending: list[_Measurement] = []
+        self._before: list[torch.Tensor] | None = None
+        self._before_norms: torch.Tensor | None = None
+        self._updated: list[int] = []
+        self._no_update: list[int] = []
+        self._handles = [
+            optimizer.register_step_pre_hook(self._before_step),
+            optimizer.register_step_post_hook(self._after_step),
+        ]
+
+    @property
+    def names(self) -> list[str]:
+        """Names of the monitored parameters, in the order they are logged."""
+        return list(self._names)
+
+    def _before_step(self, optimizer, args, kwargs) -> None:
+        start = time.perf_counter()
+        try:
+            self._write_arrived()
+            if self.step % self.every != 0:
+                return
+            # A parameter without a gradient is skipped by every torch optimizer.
+            self._updated = [i for i, p in enumerate(self._params) if p.grad is not None]
+            self._no_update = [i for i, p in enumerate(self._params) if p.grad is None]
+            updated = [self._params[i] for i in self._updated]
+            self._before = ratios_math.snapshot(updated)
+            self._before_norms = ratios_math.frobenius_norms(self._before)
+        except Exception as error:  # never crash the training we watch
+            self._record_error("before the optimizer step", error)
+            self._before = None
+        finally:
+            self.stats.hook_seconds += time.perf_counter() - start
+
+    def _after_step(self, optimizer, args, kwargs) -> None:
+        start = time.perf_counter()
+        try:
+            self.stats.steps_seen += 1
+            if self._before is not None:
+                self._measure()
+        except Exception as error:
+            self._record_error("after the optimizer step", error)
+        finally:
+            self._before = None
+            self._before_norms = None
+            self.step += 1
+            self.stats.hook_seconds += time.perf_counter() - start
+
+    def _measure(self) -> None:
+        updated = [self._params[i] for i in self._updated]
+        ratios = ratios_math.update_ratios(self._before, updated, self._before_norms)
+        full = ratios
+        if self._no_update:  # put NaN at the skipped parameters; no host-to-device copy
+            nan = torch.full((), float("nan"), dtype=torch.float32, device=ratios.device)
+            slots = [nan] * len(self._params)
+            for i, value in zip(self._updated, ratios.unbind()):
+                slots[i] = value
+            full = torch.stack(slots)
+        measurement = _Measurement(self.step, time.time(), full, list(self._no_update))
+        if full.is_cuda:
+            host = torch.empty(full.shape, dtype=full.dtype, pin_memory=True)
+            host.copy_(full, non_blocking=True)
+            measurement.values = host
+            measurement.ready = torch.cuda.Event()
+            measurement.ready.record()
+        self._pending.append(measurement)
+        self.stats.measurements += 1
+        self._write_arrived()
+
+    def _write_arrived(self, wait: bool = False) -> None:
+        while self._pending and (wait or self._pending[0].arrived()):
+            measurement = self._pending.pop(0)
+            if measurement.ready is not None:
+                measurement.ready.synchronize()
+            values = measurement.values.numpy()
+            self.writer.add_update_ratio_values(
+                self.tag,
+                self._names,
+                values,
+                measurement.no_update,
+                global_step=measurement.step,
+                walltime=measurement.walltime,
+            )
+
+    def _record_error(self, where: str, error: Exception) -> None:
+        message = f"deepscope: measuring {where} failed at step {self.step}: {error!r}"
+        self.stats.errors.append(message)
+        if len(self.stats.errors) == 1:
+            warnings.warn(message + " (training goes on; later failures are counted in "
+                          "monitor.stats.errors)", RuntimeWarning, stacklevel=2)
+
+    def flush(self) -> None:
+        """Write every pending measurement (waits for the device) and flush the writer."""
+        self._write_arrived(wait=True)
+        self.writer.flush()
+
+    def close(self) -> None:
+        """Remove every hook and write what is pending. The writer stays open."""
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+        self.flush()
+
+    def __enter__(self) -> Monitor:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+
+def _named_optimizer_params(
+    model: torch.nn.Module, optimizer: torch.optim.Optimizer
+) -> tuple[list[str], list[torch.Tensor]]:
+    """The optimizer's trainable parameters, named as in `model.named_parameters()`."""
+    names_by_id = {id(p): name for name, p in model.named_parameters()}
+    names, params, seen = [], [], set()
+    for g, group in enumerate(optimizer.param_groups):
+        for k, param in enumerate(group["params"]):
+            if id(param) in seen or not param.requires_grad:
+                continue
+            seen.add(id(param))
+            names.append(names_by_id.get(id(param), f"param_groups[{g}][{k}]"))
+            params.append(param)
+    if not params:
+        raise ValueError("the optimizer holds no trainable parameters to watch")
+    return names, params
+
+
+def watch(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    writer: SummaryWriter,
+    every: int = DEFAULT_EVERY,
+    tag: str = "update_ratios",
+    start_step: int = 0,
+) -> Monitor:
+    """Measure `model` while `optimizer` trains it, logging to `writer`.
+
+    Every `every`-th optimizer step (counting from `start_step`, which is the
+    `global_step` the first step is logged at) logs ‖ΔW‖₂/‖W‖₂ of every
+    trainable parameter the optimizer holds, under `tag`. Returns a `Monitor`;
+    `monitor.close()` (or `with deepscope.watch(...)`) removes every hook.
+    """
+    return Monitor(model, optimizer, writer, every=every, tag=tag, start_step=start_step)

@@ -1,0 +1,180 @@
+// The plugin's HTTP routes (docs/http_api.md). URLs are relative: the tab runs in an
+// iframe whose <base href="plugin/deepscope/"> points at the plugin's routes.
+
+export interface TagInfo {
+  kind: string;
+  version?: number;
+  names?: string[];
+  /** Set instead of the data when the tag cannot be read (e.g. a newer schema). */
+  error?: string;
+}
+
+/** run -> tag -> info */
+export type TagIndex = Record<string, Record<string, TagInfo>>;
+
+export interface UpdateRatios {
+  run: string;
+  tag: string;
+  steps: number[];
+  wallTimes: number[];
+  names: string[];
+  /** steps.length x names.length, row-major: value(i, j) = values[i * names.length + j]. */
+  values: Float32Array;
+  /** 1 where parameter j got no update at step i (its value is NaN and means nothing). */
+  noUpdate: Uint8Array;
+  nonFinite: number;
+  warnings: string[];
+}
+
+/** An HTTP error with the body the server sent, which says what went wrong. */
+export class HttpError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
+    super(message);
+    this.name = "HttpError";
+  }
+}
+
+async function getText(url: string, signal?: AbortSignal): Promise<string> {
+  const response = await fetch(url, { credentials: "same-origin", signal });
+  const text = await response.text();
+  if (!response.ok) {
+    const body = text.trim() || response.statusText || "no message";
+    throw new HttpError(response.status, `HTTP ${response.status}: ${body}`);
+  }
+  return text;
+}
+
+async function getJson(url: string, signal?: AbortSignal): Promise<unknown> {
+  const text = await getText(url, signal);
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    throw new Error(`${url} did not return JSON: ${text.slice(0, 200)}`);
+  }
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+export async function fetchTags(signal?: AbortSignal): Promise<TagIndex> {
+  const raw = await getJson("./tags", signal);
+  if (!isRecord(raw)) throw new Error("./tags: expected an object of runs");
+  const index: TagIndex = {};
+  for (const [run, tags] of Object.entries(raw)) {
+    if (!isRecord(tags)) continue;
+    const byTag: Record<string, TagInfo> = {};
+    for (const [tag, info] of Object.entries(tags)) {
+      if (!isRecord(info)) {
+        byTag[tag] = { kind: "unknown", error: "malformed tag entry" };
+        continue;
+      }
+      const entry: TagInfo = { kind: typeof info.kind === "string" ? info.kind : "unknown" };
+      if (typeof info.version === "number") entry.version = info.version;
+      if (Array.isArray(info.names)) entry.names = info.names.map(String);
+      if (info.error !== undefined && info.error !== null) entry.error = String(info.error);
+      byTag[tag] = entry;
+    }
+    index[run] = byTag;
+  }
+  return index;
+}
+
+export function updateRatiosUrl(run: string, tag: string, names?: readonly string[]): string {
+  const params = new URLSearchParams({ run, tag, format: "base64" });
+  for (const name of names ?? []) params.append("name", name);
+  return `./update_ratios?${params.toString()}`;
+}
+
+export async function fetchUpdateRatios(
+  run: string,
+  tag: string,
+  signal?: AbortSignal,
+): Promise<UpdateRatios> {
+  return parseUpdateRatios(await getJson(updateRatiosUrl(run, tag), signal));
+}
+
+function decodeBase64Float32(b64: string, count: number): Float32Array {
+  const bin = atob(b64);
+  if (bin.length !== count * 4) {
+    throw new Error(`values: expected ${count * 4} bytes of float32, got ${bin.length}`);
+  }
+  const bytes = new Uint8Array(bin.length);
+  for (let k = 0; k < bin.length; k++) bytes[k] = bin.charCodeAt(k);
+  const view = new DataView(bytes.buffer);
+  const out = new Float32Array(count);
+  for (let k = 0; k < count; k++) out[k] = view.getFloat32(k * 4, true);
+  return out;
+}
+
+function jsonNumber(value: unknown): number {
+  if (typeof value === "number") return value;
+  if (value === "NaN") return NaN;
+  if (value === "Infinity") return Infinity;
+  if (value === "-Infinity") return -Infinity;
+  return NaN;
+}
+
+/** Validate a response of `update_ratios` (either format) into typed arrays. */
+export function parseUpdateRatios(raw: unknown): UpdateRatios {
+  if (!isRecord(raw)) throw new Error("update_ratios: expected an object");
+  const steps = Array.isArray(raw.steps) ? raw.steps.map(Number) : [];
+  const names = Array.isArray(raw.names) ? raw.names.map(String) : [];
+  const wallTimes = Array.isArray(raw.wall_times) ? raw.wall_times.map(Number) : [];
+  const S = steps.length;
+  const P = names.length;
+  const noUpdate = new Uint8Array(S * P);
+  let values: Float32Array;
+  const v = raw.values;
+  if (isRecord(v) && typeof v.base64 === "string") {
+    if (v.dtype !== undefined && v.dtype !== "float32") {
+      throw new Error(`update_ratios: unsupported dtype ${String(v.dtype)}`);
+    }
+    if (Array.isArray(v.shape) && (Number(v.shape[0]) !== S || Number(v.shape[1] ?? P) !== P)) {
+      throw new Error(
+        `update_ratios: shape [${v.shape.join(", ")}] does not match ${S} steps x ${P} names`,
+      );
+    }
+    values = decodeBase64Float32(v.base64, S * P);
+  } else if (Array.isArray(v)) {
+    if (v.length !== S) throw new Error(`update_ratios: ${v.length} rows for ${S} steps`);
+    values = new Float32Array(S * P);
+    v.forEach((row: unknown, i: number) => {
+      if (!Array.isArray(row) || row.length !== P) {
+        throw new Error(`update_ratios: row ${i} does not have ${P} values`);
+      }
+      row.forEach((x: unknown, j: number) => {
+        if (x === null) {
+          noUpdate[i * P + j] = 1;
+          values[i * P + j] = NaN;
+        } else {
+          values[i * P + j] = jsonNumber(x);
+        }
+      });
+    });
+  } else {
+    throw new Error("update_ratios: no values");
+  }
+  if (Array.isArray(raw.no_update)) {
+    for (const pair of raw.no_update) {
+      if (!Array.isArray(pair)) continue;
+      const i = Number(pair[0]);
+      const j = Number(pair[1]);
+      if (i >= 0 && i < S && j >= 0 && j < P) noUpdate[i * P + j] = 1;
+    }
+  }
+  return {
+    run: String(raw.run ?? ""),
+    tag: String(raw.tag ?? ""),
+    steps,
+    wallTimes,
+    names,
+    values,
+    noUpdate,
+    nonFinite: typeof raw.non_finite === "number" ? raw.non_finite : 0,
+    warnings: Array.isArray(raw.warnings) ? raw.warnings.map(String) : [],
+  };
+}

@@ -1,0 +1,58 @@
+import { formatLocale } from "d3-format";
+
+// An ASCII minus sign everywhere (d3's default locale uses U+2212), so text in the tab
+// matches what a person types and what tests compute.
+const locale = formatLocale({
+  decimal: ".",
+  thousands: ",",
+  grouping: [3],
+  currency: ["", ""],
+  minus: "-",
+});
+
+const exp3 = locale.format(".2e");
+const siStep = locale.format("~s");
+const intFmt = locale.format(",d");
+
+/**
+ * An update ratio as the tab shows it: `1.23e-3`, `0`, `NaN`, `Infinity`, `-Infinity`,
+ * or `no update` for a parameter that was not updated in that step.
+ */
+export function formatRatio(value: number, noUpdate: boolean): string {
+  if (noUpdate) return "no update";
+  if (Number.isNaN(value)) return "NaN";
+  if (value === Infinity) return "Infinity";
+  if (value === -Infinity) return "-Infinity";
+  if (value === 0) return "0";
+  return exp3(value);
+}
+
+/** Axis tick for a step: 950, 1.5k, 20k. */
+export function formatStepTick(step: number): string {
+  return Math.abs(step) < 1000 ? intFmt(step) : siStep(step);
+}
+
+export function formatInt(n: number): string {
+  return intFmt(n);
+}
+
+/** Ticks of a log axis: 1e-3. */
+export function formatPow10(value: number): string {
+  const e = Math.round(Math.log10(value));
+  if (Math.abs(value / Math.pow(10, e) - 1) < 1e-9) return `1e${e}`;
+  return exp3(value);
+}
+
+export function formatTime(date: Date): string {
+  const p = (n: number) => String(n).padStart(2, "0");
+  return `${p(date.getHours())}:${p(date.getMinutes())}:${p(date.getSeconds())}`;
+}
+
+/** Shorten `text` to at most `maxChars` characters by cutting its middle. */
+export function middleEllipsis(text: string, maxChars: number): string {
+  if (text.length <= maxChars) return text;
+  if (maxChars <= 1) return "…";
+  const keepEnd = Math.ceil((maxChars - 1) / 2);
+  const keepStart = maxChars - 1 - keepEnd;
+  return text.slice(0, keepStart) + "…" + text.slice(text.length - keepEnd);
+}
