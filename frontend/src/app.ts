@@ -1,0 +1,304 @@
+// The tab: a sidebar (tag filter, runs, refresh) and a card per tag.
+
+import { fetchTags, type TagIndex } from "./api";
+import { TagCard, type CardEntry } from "./card";
+import { Visibility, el, swatch } from "./dom";
+import { formatTime } from "./format";
+import { runColor } from "./palette";
+import { DataStore } from "./store";
+import { listenToTensorBoard } from "./tbhost";
+
+/** TensorBoard's own reload period. */
+export const RELOAD_MS = 30_000;
+
+const collator = new Intl.Collator(undefined, { numeric: true, sensitivity: "base" });
+
+export class App {
+  private tags: TagIndex = {};
+  private tagsLoaded = false;
+  private tagsError: string | null = null;
+  private runs: string[] = [];
+  private readonly runChecked = new Map<string, boolean>();
+  private filterText = "";
+  private generation = 0;
+  private readonly store = new DataStore();
+  private readonly visibility = new Visibility();
+  private readonly cards = new Map<string, TagCard>();
+  private refreshing: Promise<void> | null = null;
+  private timer: number | undefined;
+  private lastWidth = 0;
+
+  private readonly progress = el("div", "ds-progress");
+  private readonly main = el("main", "ds-main");
+  private readonly runList = el("ul", "ds-runs");
+  private readonly filterInput = el("input", "ds-filter");
+  private readonly filterError = el("div", "ds-filter-error");
+  private readonly refreshButton = el("button", "ds-button");
+  private readonly refreshStatus = el("div", "ds-muted");
+  private readonly toggleAll = el("button", "ds-link");
+  private readonly banner = el("div");
+  private readonly cardsEl = el("div");
+  private readonly message = el("div");
+
+  constructor(private readonly root: HTMLElement) {}
+
+  start(): void {
+    this.root.replaceChildren(this.progress, this.layout());
+    this.progress.hidden = true;
+    listenToTensorBoard(() => void this.refresh());
+    document.addEventListener("visibilitychange", () => {
+      if (!document.hidden && this.stale()) void this.refresh();
+    });
+    if (typeof ResizeObserver === "function") {
+      new ResizeObserver(() => this.onResize()).observe(this.main);
+    } else {
+      window.addEventListener("resize", () => this.onResize());
+    }
+    void this.refresh();
+  }
+
+  private layout(): HTMLElement {
+    const app = el("div", "ds-app");
+    const side = el("aside", "ds-sidebar");
+
+    const filterSection = el("div", "ds-section");
+    const filterTitle = el("label", "ds-section-title", "Filter tags");
+    filterTitle.htmlFor = "ds-tag-filter";
+    this.filterInput.id = "ds-tag-filter";
+    this.filterInput.type = "search";
+    this.filterInput.placeholder = "Filter tags (regular expressions supported)";
+    this.filterInput.autocomplete = "off";
+    this.filterInput.spellcheck = false;
+    this.filterInput.dataset.testid = "tag-filter";
+    let debounce: number | undefined;
+    this.filterInput.addEventListener("input", () => {
+      window.clearTimeout(debounce);
+      debounce = window.setTimeout(() => {
+        this.filterText = this.filterInput.value;
+        this.renderMain();
+      }, 150);
+    });
+    this.filterError.hidden = true;
+    filterSection.append(filterTitle, this.filterInput, this.filterError);
+
+    const runsSection = el("div", "ds-section");
+    const runsTitle = el("div", "ds-section-title");
+    runsTitle.append(el("span", "", "Runs"), this.toggleAll);
+    this.toggleAll.type = "button";
+    this.toggleAll.addEventListener("click", () => {
+      const allOn = this.runs.every((r) => this.runChecked.get(r) !== false);
+      for (const r of this.runs) this.runChecked.set(r, !allOn);
+      this.renderRuns();
+      this.renderMain();
+    });
+    this.runList.dataset.testid = "run-selector";
+    runsSection.append(runsTitle, this.runList);
+
+    const refreshSection = el("div", "ds-section");
+    const row = el("div", "ds-refresh-row");
+    this.refreshButton.type = "button";
+    this.refreshButton.textContent = "⟳ Refresh";
+    this.refreshButton.title = "Reload runs and data now";
+    this.refreshButton.dataset.testid = "refresh";
+    this.refreshButton.addEventListener("click", () => void this.refresh());
+    row.append(this.refreshButton, this.refreshStatus);
+    refreshSection.append(
+      row,
+      el("div", "ds-muted", `Reloads every ${RELOAD_MS / 1000} s and with TensorBoard's reload.`),
+    );
+
+    side.append(filterSection, runsSection, refreshSection);
+    this.main.append(this.banner, this.message, this.cardsEl);
+    app.append(side, this.main);
+    return app;
+  }
+
+  private stale(): boolean {
+    return this.lastRefresh === null || Date.now() - this.lastRefresh.getTime() > RELOAD_MS;
+  }
+
+  private lastRefresh: Date | null = null;
+
+  /** Reload the tag list, then (lazily) every card's data; keeps the user's selections. */
+  refresh(): Promise<void> {
+    if (this.refreshing) return this.refreshing;
+    window.clearTimeout(this.timer);
+    this.progress.hidden = false;
+    this.refreshButton.disabled = true;
+    this.refreshing = (async () => {
+      try {
+        this.tags = await fetchTags();
+        this.tagsLoaded = true;
+        this.tagsError = null;
+      } catch (e) {
+        this.tagsError = e instanceof Error ? e.message : String(e);
+      }
+      this.generation++;
+      this.lastRefresh = new Date();
+      this.renderRuns();
+      this.renderMain();
+      for (const card of this.cards.values()) card.refresh();
+    })().finally(() => {
+      this.refreshing = null;
+      this.progress.hidden = true;
+      this.refreshButton.disabled = false;
+      this.refreshStatus.textContent = this.lastRefresh
+        ? `Updated ${formatTime(this.lastRefresh)}`
+        : "";
+      this.timer = window.setTimeout(() => {
+        if (document.hidden) return; // refreshed when the tab is shown again
+        void this.refresh();
+      }, RELOAD_MS);
+    });
+    return this.refreshing;
+  }
+
+  private renderRuns(): void {
+    this.runs = Object.keys(this.tags).sort(collator.compare);
+    for (const run of this.runs) {
+      if (!this.runChecked.has(run)) this.runChecked.set(run, true);
+    }
+    const items = this.runs.map((run, index) => {
+      const color = runColor(index);
+      const li = el("li");
+      const label = el("label", "ds-run");
+      label.dataset.run = run;
+      label.title = run;
+      const box = el("input");
+      box.type = "checkbox";
+      box.checked = this.runChecked.get(run) !== false;
+      box.style.accentColor = color;
+      box.addEventListener("change", () => {
+        this.runChecked.set(run, box.checked);
+        this.renderToggleAll();
+        this.renderMain();
+      });
+      const sw = swatch(color);
+      sw.dataset.color = color;
+      label.append(box, sw, el("span", "ds-run-name", run));
+      li.appendChild(label);
+      return li;
+    });
+    if (items.length === 0) {
+      items.push(el("li", "ds-muted", this.tagsLoaded ? "No runs with deepscope data." : "Loading…"));
+    }
+    this.runList.replaceChildren(...items);
+    this.renderToggleAll();
+  }
+
+  private renderToggleAll(): void {
+    const allOn = this.runs.every((r) => this.runChecked.get(r) !== false);
+    this.toggleAll.textContent = allOn ? "none" : "all";
+    this.toggleAll.title = allOn ? "Deselect all runs" : "Select all runs";
+    this.toggleAll.hidden = this.runs.length < 2;
+  }
+
+  private renderMain(): void {
+    this.banner.replaceChildren();
+    if (this.tagsError !== null) {
+      const box = el("div", "ds-error", `Could not load the list of tags: ${this.tagsError}`);
+      box.dataset.testid = "tags-error";
+      this.banner.appendChild(box);
+    }
+    this.message.replaceChildren();
+
+    const regex = this.compileFilter();
+    const colorOf = new Map(this.runs.map((run, i) => [run, runColor(i)]));
+    const selectedRuns = this.runs.filter((r) => this.runChecked.get(r) !== false);
+    const tagNames = new Set<string>();
+    for (const run of selectedRuns) for (const tag of Object.keys(this.tags[run])) tagNames.add(tag);
+    const totalTags = this.runs.reduce((n, r) => n + Object.keys(this.tags[r]).length, 0);
+
+    const shown = [...tagNames].sort(collator.compare).filter((t) => regex !== null && regex.test(t));
+    if (this.tagsLoaded && totalTags === 0) {
+      this.message.appendChild(emptyState());
+    } else if (this.tagsLoaded && selectedRuns.length === 0) {
+      this.message.appendChild(el("div", "ds-placeholder", "No runs selected. Pick one in the sidebar."));
+    } else if (this.tagsLoaded && shown.length === 0 && tagNames.size > 0) {
+      this.message.appendChild(
+        el("div", "ds-placeholder", `No tags match /${this.filterText}/ in the selected runs.`),
+      );
+    }
+
+    const keep = new Set(shown);
+    for (const [tag, card] of this.cards) {
+      if (!keep.has(tag)) {
+        card.dispose();
+        card.element.remove();
+        this.cards.delete(tag);
+      }
+    }
+    for (const tag of shown) {
+      let card = this.cards.get(tag);
+      const isNew = !card;
+      if (!card) {
+        card = new TagCard(tag, {
+          store: this.store,
+          visibility: this.visibility,
+          generation: () => this.generation,
+        });
+        this.cards.set(tag, card);
+      }
+      this.cardsEl.appendChild(card.element); // new or moved into order
+      const entries: CardEntry[] = selectedRuns
+        .filter((run) => this.tags[run][tag] !== undefined)
+        .map((run) => ({ run, color: colorOf.get(run) ?? runColor(0), info: this.tags[run][tag] }));
+      card.update(entries);
+      if (isNew) card.refresh();
+    }
+  }
+
+  /** The tag filter as TensorBoard reads it: a case-insensitive regex; null if invalid. */
+  private compileFilter(): RegExp | null {
+    try {
+      const re = new RegExp(this.filterText, "i");
+      this.filterInput.classList.remove("ds-invalid");
+      this.filterError.hidden = true;
+      return re;
+    } catch (e) {
+      this.filterInput.classList.add("ds-invalid");
+      this.filterError.hidden = false;
+      this.filterError.textContent = `Invalid regular expression: ${e instanceof Error ? e.message : e}`;
+      return null;
+    }
+  }
+
+  private onResize(): void {
+    const width = this.main.clientWidth;
+    if (width === this.lastWidth) return;
+    this.lastWidth = width;
+    window.requestAnimationFrame(() => {
+      for (const card of this.cards.values()) card.resize();
+    });
+  }
+}
+
+function emptyState(): HTMLElement {
+  const box = el("div", "ds-empty");
+  box.dataset.testid = "empty-state";
+  const code = (text: string) => el("pre", "", text);
+  box.append(
+    el("h2", "", "No deepscope data in this log directory yet"),
+    el(
+      "p",
+      "",
+      "This tab shows how much each parameter moves per optimizer step (‖ΔW‖/‖W‖, update ratios). " +
+        "Log them from your training script with deepscope's writer:",
+    ),
+    code(
+      [
+        "import deepscope",
+        "",
+        'writer = deepscope.SummaryWriter("runs/exp")',
+        "monitor = deepscope.watch(model, optimizer, writer)   # measures every few steps",
+        "# ... train as usual ...",
+        "monitor.close()",
+      ].join("\n"),
+    ),
+    el("p", "", "or log ratios you computed yourself:"),
+    code('writer.add_update_ratios("model", {"fc.weight": 1e-3}, global_step=step)'),
+    el("p", "", "then point TensorBoard at the log directory and reload this page:"),
+    code("tensorboard --logdir runs"),
+  );
+  return box;
+}

@@ -1,0 +1,444 @@
+// One card per tag: for update_ratios, a heatmap per selected run (one shared colour
+// scale), then a line chart of the chosen parameters with the runs overlaid.
+
+import { axisBottom } from "d3-axis";
+import { scaleLinear } from "d3-scale";
+import { schemeTableau10 } from "d3-scale-chromatic";
+import { select } from "d3-selection";
+import type { TagInfo, UpdateRatios } from "./api";
+import { ColorScale } from "./colormap";
+import { Visibility, el, swatch } from "./dom";
+import { formatInt } from "./format";
+import { Heatmap } from "./heatmap";
+import { LineChart, lineSample, type LineSeries } from "./linechart";
+import { NON_FINITE_COLOR, dashFor } from "./palette";
+import { farthestFromTarget, log10Extent } from "./stats";
+import type { DataStore } from "./store";
+
+export interface CardEntry {
+  run: string;
+  color: string;
+  info: TagInfo;
+}
+
+export interface CardContext {
+  store: DataStore;
+  visibility: Visibility;
+  generation: () => number;
+}
+
+const KIND_LABELS: Record<string, string> = {
+  update_ratios: "update ratios ‖ΔW‖/‖W‖ per parameter and step",
+  spectrum: "singular value spectra",
+  correlation: "channel correlations",
+  saliency: "saliency maps",
+};
+
+export class TagCard {
+  readonly element: HTMLElement;
+  private readonly legendSlot: HTMLDivElement;
+  private readonly sub: HTMLDivElement;
+  private readonly messages: HTMLDivElement;
+  private readonly blocksEl: HTMLDivElement;
+  private readonly chartSection: HTMLDivElement;
+  private readonly picker: HTMLSelectElement;
+  private readonly chips: HTMLDivElement;
+  private readonly chartHint: HTMLDivElement;
+  private readonly chart = new LineChart();
+  private readonly blocks = new Map<string, RunBlock>();
+  private ratioRuns: CardEntry[] = [];
+  private color: ColorScale | null = null;
+  /** Parameters in the line chart; null until a default is chosen from the data. */
+  private selected: string[] | null = null;
+  private chartVisible = false;
+
+  constructor(
+    readonly tag: string,
+    private readonly ctx: CardContext,
+  ) {
+    this.element = el("section", "ds-card");
+    this.element.dataset.tag = tag;
+    const head = el("div", "ds-card-head");
+    const titles = el("div");
+    titles.append(el("h2", "ds-card-title", tag), (this.sub = el("div", "ds-card-sub")));
+    this.legendSlot = el("div");
+    head.append(titles, this.legendSlot);
+    this.messages = el("div");
+    this.blocksEl = el("div");
+
+    this.chartSection = el("div", "ds-chart-section");
+    const chartHead = el("div", "ds-chart-head");
+    this.picker = el("select", "ds-select");
+    this.picker.setAttribute("aria-label", "Add a parameter to the chart");
+    this.picker.addEventListener("change", () => {
+      const name = this.picker.value;
+      this.picker.selectedIndex = 0;
+      if (name) this.toggleParam(name, true);
+    });
+    this.chips = el("div", "ds-chips");
+    chartHead.append(el("span", "ds-chart-title", "‖ΔW‖/‖W‖ over steps"), this.picker, this.chips);
+    this.chartHint = el(
+      "div",
+      "ds-placeholder",
+      "Pick a parameter (click a heatmap row or use the menu) to plot its update ratio over steps.",
+    );
+    this.chartSection.append(chartHead, this.chartHint, this.chart.element);
+    this.element.append(head, this.messages, this.blocksEl, this.chartSection);
+
+    ctx.visibility.observe(this.chartSection, (visible) => {
+      this.chartVisible = visible;
+      if (visible) this.loadAll();
+    });
+  }
+
+  dispose(): void {
+    this.ctx.visibility.unobserve(this.chartSection);
+    for (const block of this.blocks.values()) block.dispose();
+    this.blocks.clear();
+  }
+
+  /** The runs (selected, with this tag) changed, or a refresh brought new tag info. */
+  update(entries: readonly CardEntry[]): void {
+    const ratio: CardEntry[] = [];
+    const errors: CardEntry[] = [];
+    const other = new Map<string, string[]>();
+    for (const entry of entries) {
+      if (entry.info.error !== undefined) errors.push(entry);
+      else if (entry.info.kind === "update_ratios") ratio.push(entry);
+      else other.set(entry.info.kind, [...(other.get(entry.info.kind) ?? []), entry.run]);
+    }
+    this.ratioRuns = ratio;
+    const kinds = new Set(entries.filter((e) => e.info.error === undefined).map((e) => e.info.kind));
+    this.sub.textContent = [...kinds].map((k) => KIND_LABELS[k] ?? k).join(" · ");
+
+    this.messages.replaceChildren();
+    for (const entry of errors) {
+      const box = el("div", "ds-error");
+      box.dataset.testid = "tag-error";
+      box.dataset.run = entry.run;
+      const name = el("strong", "", entry.run);
+      name.style.color = entry.color;
+      box.append(swatch(entry.color), " ", name, ` — cannot show this tag: ${entry.info.error}`);
+      this.messages.appendChild(box);
+    }
+    for (const [kind, runs] of other) {
+      const note = el("div", "ds-note");
+      note.dataset.testid = "unsupported-kind";
+      note.textContent =
+        `“${kind}” data (${runs.join(", ")}) is not yet shown by this version of the tab.`;
+      this.messages.appendChild(note);
+    }
+
+    const keep = new Set(ratio.map((e) => e.run));
+    for (const [run, block] of this.blocks) {
+      if (!keep.has(run)) {
+        block.dispose();
+        this.blocks.delete(run);
+      }
+    }
+    for (const entry of ratio) {
+      let block = this.blocks.get(entry.run);
+      if (!block || block.color !== entry.color) {
+        block?.dispose();
+        block = new RunBlock(this, entry.run, entry.color, this.ctx);
+        this.blocks.set(entry.run, block);
+      }
+      this.blocksEl.appendChild(block.element); // keeps run order
+    }
+    this.chartSection.hidden = ratio.length === 0;
+    this.legendSlot.replaceChildren();
+    this.onData();
+  }
+
+  /** A new refresh generation: reload what is on screen, the rest when it scrolls into view. */
+  refresh(): void {
+    for (const block of this.blocks.values()) block.maybeLoad();
+    if (this.chartVisible) this.loadAll();
+  }
+
+  resize(): void {
+    for (const block of this.blocks.values()) block.invalidate();
+    this.onData();
+  }
+
+  get tagName(): string {
+    return this.tag;
+  }
+
+  isSelected(name: string): boolean {
+    return this.selected?.includes(name) ?? false;
+  }
+
+  toggleParam(name: string, on?: boolean): void {
+    const current = this.selected ?? [];
+    const has = current.includes(name);
+    const want = on ?? !has;
+    if (want === has && this.selected !== null) return;
+    this.selected = want ? [...current.filter((n) => n !== name), name] : current.filter((n) => n !== name);
+    for (const block of this.blocks.values()) block.heatmap.updateSelection();
+    this.drawChart();
+  }
+
+  contentWidth(): number {
+    return Math.max(200, this.blocksEl.clientWidth || this.element.clientWidth - 34);
+  }
+
+  private loadAll(): void {
+    const gen = this.ctx.generation();
+    for (const entry of this.ratioRuns) {
+      this.ctx.store.load(entry.run, this.tag, gen).then(() => this.onData());
+    }
+  }
+
+  /** Data arrived (or layout changed): recompute the shared colour scale and redraw. */
+  onData(): void {
+    const loaded: UpdateRatios[] = [];
+    let lo = Infinity;
+    let hi = -Infinity;
+    for (const entry of this.ratioRuns) {
+      const data = this.ctx.store.get(entry.run, this.tag)?.data;
+      if (!data) continue;
+      loaded.push(data);
+      const ext = log10Extent(data);
+      if (ext) {
+        lo = Math.min(lo, ext[0]);
+        hi = Math.max(hi, ext[1]);
+      }
+    }
+    const color = new ColorScale(lo <= hi ? [lo, hi] : null);
+    const scaleChanged = !color.equals(this.color);
+    if (scaleChanged) this.color = color;
+    if (this.ratioRuns.length > 0 && (scaleChanged || !this.legendSlot.firstChild)) {
+      this.legendSlot.replaceChildren(colorLegend(this.color ?? color));
+    }
+    if (this.selected === null && loaded.length > 0) {
+      const pick = farthestFromTarget(loaded[0]);
+      this.selected = pick ? [pick] : [];
+    }
+    for (const block of this.blocks.values()) block.render(this.color ?? color, scaleChanged);
+    this.updatePicker(loaded);
+    this.drawChart();
+  }
+
+  private updatePicker(loaded: readonly UpdateRatios[]): void {
+    const names: string[] = [];
+    const seen = new Set<string>();
+    const add = (n: string) => {
+      if (!seen.has(n)) {
+        seen.add(n);
+        names.push(n);
+      }
+    };
+    for (const d of loaded) d.names.forEach(add);
+    for (const e of this.ratioRuns) e.info.names?.forEach(add);
+    const signature = names.join("\u0000");
+    if (this.picker.dataset.signature === signature) return;
+    this.picker.dataset.signature = signature;
+    const first = el("option", "", "Add parameter…");
+    first.value = "";
+    this.picker.replaceChildren(first, ...names.map((n) => {
+      const o = el("option", "", n);
+      o.value = n;
+      return o;
+    }));
+  }
+
+  private drawChart(): void {
+    const selected = this.selected ?? [];
+    const withData = this.ratioRuns
+      .map((e) => ({ entry: e, data: this.ctx.store.get(e.run, this.tag)?.data }))
+      .filter((x): x is { entry: CardEntry; data: UpdateRatios } => x.data !== undefined);
+    const byParam = withData.length <= 1;
+    const series: LineSeries[] = [];
+    selected.forEach((param, k) => {
+      for (const { entry, data } of withData) {
+        const j = data.names.indexOf(param);
+        if (j < 0) continue;
+        const S = data.steps.length;
+        const P = data.names.length;
+        const values = new Float32Array(S);
+        const noUpdate = new Uint8Array(S);
+        for (let i = 0; i < S; i++) {
+          values[i] = data.values[i * P + j];
+          noUpdate[i] = data.noUpdate[i * P + j];
+        }
+        series.push({
+          run: entry.run,
+          param,
+          label: byParam ? param : `${entry.run} · ${param}`,
+          color: byParam ? schemeTableau10[k % schemeTableau10.length] : entry.color,
+          dash: byParam ? "" : dashFor(k),
+          steps: data.steps,
+          values,
+          noUpdate,
+        });
+      }
+    });
+
+    this.chips.replaceChildren();
+    selected.forEach((param, k) => {
+      const chip = el("span", "ds-chip");
+      chip.dataset.param = param;
+      const sample = byParam
+        ? lineSample(schemeTableau10[k % schemeTableau10.length], "")
+        : lineSample("#616161", dashFor(k));
+      const remove = el("button", "", "×");
+      remove.title = `Remove ${param} from the chart`;
+      remove.setAttribute("aria-label", `Remove ${param}`);
+      remove.addEventListener("click", () => this.toggleParam(param, false));
+      chip.append(sample, el("span", "", param), remove);
+      this.chips.appendChild(chip);
+    });
+
+    const show = series.length > 0;
+    this.chartHint.hidden = show;
+    if (selected.length > 0 && withData.length === 0) {
+      this.chartHint.hidden = false;
+      this.chartHint.textContent = "Loading…";
+    } else {
+      this.chartHint.textContent =
+        "Pick a parameter (click a heatmap row or use the menu) to plot its update ratio over steps.";
+    }
+    this.chart.element.hidden = !show;
+    if (show) this.chart.draw(series, this.contentWidth());
+  }
+}
+
+class RunBlock {
+  readonly element: HTMLDivElement;
+  readonly heatmap: Heatmap;
+  private readonly meta: HTMLSpanElement;
+  private readonly status: HTMLDivElement;
+  private readonly warnings: HTMLDivElement;
+  private visible = false;
+  private drawn: { data: UpdateRatios; width: number } | null = null;
+
+  constructor(
+    private readonly card: TagCard,
+    readonly run: string,
+    readonly color: string,
+    private readonly ctx: CardContext,
+  ) {
+    this.element = el("div", "ds-runblock");
+    this.element.dataset.run = run;
+    const head = el("div", "ds-runblock-head");
+    const name = el("span", "ds-runblock-name", run);
+    this.meta = el("span", "ds-muted");
+    head.append(swatch(color), name, this.meta);
+    this.warnings = el("div");
+    this.status = el("div", "ds-placeholder", "Loading…");
+    this.heatmap = new Heatmap({
+      run,
+      tag: card.tagName,
+      runColor: color,
+      onRowClick: (param) => card.toggleParam(param),
+      isSelected: (param) => card.isSelected(param),
+    });
+    this.heatmap.element.hidden = true;
+    this.element.append(head, this.warnings, this.status, this.heatmap.element);
+    ctx.visibility.observe(this.element, (visible) => {
+      this.visible = visible;
+      if (visible) this.maybeLoad();
+    });
+  }
+
+  dispose(): void {
+    this.ctx.visibility.unobserve(this.element);
+    this.element.remove();
+  }
+
+  maybeLoad(): void {
+    if (!this.visible) return;
+    const gen = this.ctx.generation();
+    if (this.ctx.store.isFresh(this.run, this.card.tagName, gen)) return;
+    this.ctx.store.load(this.run, this.card.tagName, gen).then(() => this.card.onData());
+  }
+
+  invalidate(): void {
+    this.drawn = null;
+  }
+
+  render(color: ColorScale, force: boolean): void {
+    const loaded = this.ctx.store.get(this.run, this.card.tagName);
+    if (!loaded) return;
+    if (loaded.error !== undefined) {
+      this.status.className = "ds-error";
+      this.status.dataset.testid = "load-error";
+      this.status.textContent = loaded.error;
+      this.status.hidden = false;
+      this.heatmap.element.hidden = true;
+      this.meta.textContent = "";
+      this.warnings.replaceChildren();
+      this.drawn = null;
+      return;
+    }
+    const data = loaded.data;
+    if (!data) return;
+    const width = this.card.contentWidth();
+    if (!force && this.drawn && this.drawn.data === data && this.drawn.width === width) return;
+    delete this.status.dataset.testid;
+    this.meta.replaceChildren(
+      `${formatInt(data.steps.length)} steps × ${formatInt(data.names.length)} parameters`,
+    );
+    if (data.steps.length) {
+      this.meta.append(
+        ` · steps ${formatInt(data.steps[0])}–${formatInt(data.steps[data.steps.length - 1])}`,
+      );
+    }
+    if (data.nonFinite > 0) {
+      const badge = el("span", "ds-badge ds-badge-bad", `${formatInt(data.nonFinite)} non-finite`);
+      badge.title = "values that are NaN or ±Inf (red cells)";
+      this.meta.append(" ", badge);
+    }
+    this.warnings.replaceChildren(...data.warnings.map((w) => el("div", "ds-warn", w)));
+    if (data.steps.length === 0 || data.names.length === 0) {
+      this.status.className = "ds-placeholder";
+      this.status.textContent = "No steps logged yet.";
+      this.status.hidden = false;
+      this.heatmap.element.hidden = true;
+    } else {
+      this.status.hidden = true;
+      this.heatmap.element.hidden = false;
+      this.heatmap.draw(data, color, width);
+    }
+    this.drawn = { data, width };
+  }
+}
+
+function colorLegend(color: ColorScale): HTMLElement {
+  const legend = el("div", "ds-legend");
+  legend.dataset.testid = "legend";
+  const barW = 180;
+  const scaleItem = el("span", "ds-legend-item");
+  const title = el("span", "ds-legend-title", "log10(‖ΔW‖/‖W‖)");
+  const bar = el("div", "ds-colorbar");
+  const fill = el("div", "ds-colorbar-bar");
+  fill.style.width = `${barW}px`;
+  fill.style.background = color.gradient();
+  const svg = select(bar).append("svg").attr("width", barW).attr("height", 16);
+  const x = scaleLinear().domain([color.lo, color.hi]).range([0, barW]);
+  svg
+    .append("g")
+    .attr("class", "ds-axis")
+    .call(axisBottom(x).ticks(5).tickSize(3).tickSizeOuter(0))
+    .call((g) => g.select(".domain").remove());
+  bar.prepend(fill);
+  if (color.lo <= -3 && -3 <= color.hi) {
+    svg
+      .append("path")
+      .attr("d", `M${x(-3)},0l-4,-6h8z`)
+      .attr("fill", "#212121")
+      .append("title")
+      .text("1e-3, the rule of thumb");
+  }
+  scaleItem.append(title, bar);
+
+  const noUpdate = el("span", "ds-legend-item");
+  noUpdate.append(el("span", "ds-box ds-hatch"), "no update");
+  const bad = el("span", "ds-legend-item");
+  const badBox = el("span", "ds-box");
+  badBox.style.background = NON_FINITE_COLOR;
+  bad.append(badBox, "non-finite (NaN, ±Inf)");
+  legend.append(scaleItem, noUpdate, bad);
+  return legend;
+}

@@ -1,0 +1,63 @@
+import { interpolateViridis } from "d3-scale-chromatic";
+import { scaleLinear } from "d3-scale";
+
+/**
+ * The heatmap's colour scale: log10(ratio) over [lo, hi] -> viridis. Shared by all runs of
+ * a tag so that their heatmaps compare directly.
+ */
+export class ColorScale {
+  readonly lo: number;
+  readonly hi: number;
+  private readonly lut: Uint8Array;
+  static readonly LUT_SIZE = 256;
+
+  constructor(extent: readonly [number, number] | null) {
+    let [lo, hi] = extent ?? [-4, -2];
+    if (!(hi > lo)) {
+      lo -= 0.5;
+      hi += 0.5;
+    }
+    const nice = scaleLinear().domain([lo, hi]).nice(6).domain();
+    this.lo = nice[0];
+    this.hi = nice[1];
+    this.lut = new Uint8Array(ColorScale.LUT_SIZE * 3);
+    for (let k = 0; k < ColorScale.LUT_SIZE; k++) {
+      const [r, g, b] = parseHex(interpolateViridis(k / (ColorScale.LUT_SIZE - 1)));
+      this.lut[k * 3] = r;
+      this.lut[k * 3 + 1] = g;
+      this.lut[k * 3 + 2] = b;
+    }
+  }
+
+  /** RGB of a log10 value, clamped to the domain, packed as 0xRRGGBB. */
+  rgb(log10value: number): number {
+    let t = (log10value - this.lo) / (this.hi - this.lo);
+    if (!(t > 0)) t = 0;
+    else if (t > 1) t = 1;
+    const k = Math.round(t * (ColorScale.LUT_SIZE - 1)) * 3;
+    return (this.lut[k] << 16) | (this.lut[k + 1] << 8) | this.lut[k + 2];
+  }
+
+  css(log10value: number): string {
+    return "#" + this.rgb(log10value).toString(16).padStart(6, "0");
+  }
+
+  /** CSS linear-gradient for the legend bar. */
+  gradient(): string {
+    const stops: string[] = [];
+    for (let k = 0; k <= 10; k++) stops.push(`${interpolateViridis(k / 10)} ${k * 10}%`);
+    return `linear-gradient(90deg, ${stops.join(", ")})`;
+  }
+
+  equals(other: ColorScale | null): boolean {
+    return other !== null && other.lo === this.lo && other.hi === this.hi;
+  }
+}
+
+function parseHex(color: string): [number, number, number] {
+  const m = /^#([0-9a-f]{2})([0-9a-f]{2})([0-9a-f]{2})$/i.exec(color);
+  if (m) return [parseInt(m[1], 16), parseInt(m[2], 16), parseInt(m[3], 16)];
+  const rgb = /rgb\((\d+),\s*(\d+),\s*(\d+)\)/.exec(color);
+  if (rgb) return [Number(rgb[1]), Number(rgb[2]), Number(rgb[3])];
+  return [0, 0, 0];
+}

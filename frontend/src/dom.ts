@@ -1,0 +1,47 @@
+// Small DOM helpers: text is always set as text, never parsed as HTML.
+
+export function el<K extends keyof HTMLElementTagNameMap>(
+  tag: K,
+  className?: string,
+  text?: string,
+): HTMLElementTagNameMap[K] {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+export function swatch(color: string): HTMLSpanElement {
+  const s = el("span", "ds-swatch");
+  s.style.background = color;
+  return s;
+}
+
+/** Calls back when an element scrolls into (or near) view; one observer for the tab. */
+export class Visibility {
+  private readonly io: IntersectionObserver | null;
+  private readonly callbacks = new Map<Element, (visible: boolean) => void>();
+
+  constructor() {
+    this.io =
+      typeof IntersectionObserver === "function"
+        ? new IntersectionObserver(
+            (entries) => {
+              for (const entry of entries) this.callbacks.get(entry.target)?.(entry.isIntersecting);
+            },
+            { rootMargin: "300px 0px" },
+          )
+        : null;
+  }
+
+  observe(target: Element, callback: (visible: boolean) => void): void {
+    this.callbacks.set(target, callback);
+    if (this.io) this.io.observe(target);
+    else callback(true);
+  }
+
+  unobserve(target: Element): void {
+    this.callbacks.delete(target);
+    this.io?.unobserve(target);
+  }
+}

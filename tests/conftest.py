@@ -1,0 +1,210 @@
+"""Shared fixtures: log dirs written by real training loops, and real TensorBoard processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+TENSORBOARD = str(Path(sys.executable).with_name("tensorboard"))
+TRAIN_STEPS = 150  # more than the Rust data server's default of 100 samples per series
+
+
+class SmallCNN:
+    """Built lazily so that collecting tests does not import torch."""
+
+    @staticmethod
+    def build():
+        import torch
+
+        class Net(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.conv1 = torch.nn.Conv2d(1, 8, 3, padding=1)
+                self.conv2 = torch.nn.Conv2d(8, 16, 3)
+                self.fc = torch.nn.Linear(16, 10)
+                # Used on even steps only: on odd steps it gets no gradient, so no update.
+                self.aux = torch.nn.Linear(16, 10)
+
+            def forward(self, x, use_aux: bool = False):
+                h = torch.relu(self.conv2(torch.relu(self.conv1(x))))
+                h = h.mean(dim=(2, 3))
+                out = self.fc(h)
+                return out + self.aux(h) if use_aux else out
+
+        return Net()
+
+
+def train_run(logdir: Path, seed: int, steps: int = TRAIN_STEPS) -> dict:
+    """Train SmallCNN on synthetic 8×8 digits-like data under deepscope.watch(every=1).
+
+    Returns a brute-force reference: ‖W_after − W_before‖/‖W_before‖ computed in
+    float64 from copies taken around each optimizer step, None where a
+    parameter had no gradient.
+    """
+    import torch
+
+    import deepscope
+
+    torch.manual_seed(seed)
+    model = SmallCNN.build()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=1e-2)
+    writer = deepscope.SummaryWriter(str(logdir))
+    names = [name for name, _ in model.named_parameters()]
+    reference: dict = {"names": names, "steps": [], "values": []}
+    x_all = torch.randn(512, 1, 8, 8)
+    y_all = (x_all[:, 0, :4].sum(dim=(1, 2)) > 0).long() + 2 * (x_all[:, 0, 4:].mean((1, 2)) > 0)
+    with deepscope.watch(model, optimizer, writer, every=1):
+        for step in range(steps):
+            idx = torch.randint(0, 512, (32,))
+            loss = torch.nn.functional.cross_entropy(
+                model(x_all[idx], use_aux=step % 2 == 0), y_all[idx]
+            )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            before = {n: p.detach().double().clone() for n, p in model.named_parameters()}
+            had_grad = {n: p.grad is not None for n, p in model.named_parameters()}
+            optimizer.step()
+            row = []
+            for n, p in model.named_parameters():
+                if not had_grad[n]:
+                    row.append(None)
+                    continue
+                delta = (p.detach().double() - before[n]).norm().item()
+                row.append(delta / before[n].norm().item())
+            reference["steps"].append(step)
+            reference["values"].append(row)
+            writer.add_scalar("loss", loss.item(), step)
+    writer.close()
+    return reference
+
+
+@pytest.fixture(scope="session")
+def trained_logdir(tmp_path_factory) -> Path:
+    """Runs seed0 and seed1 trained under watch(every=1); reference.json holds the truth."""
+    logdir = tmp_path_factory.mktemp("trained")
+    references = {f"seed{s}": train_run(logdir / f"seed{s}", s) for s in (0, 1)}
+    (logdir / "reference.json").write_text(json.dumps(references))
+    return logdir
+
+
+@pytest.fixture(scope="session")
+def newer_schema_logdir(tmp_path_factory) -> Path:
+    """A run whose tag was written with a newer schema version than this reader knows."""
+    from tensorboard.compat.proto import summary_pb2
+    from torch.utils.tensorboard import SummaryWriter as TorchWriter
+
+    from deepscope import metadata
+    from deepscope.proto import deepscope_pb2 as pb
+    from deepscope.writer import summary
+
+    logdir = tmp_path_factory.mktemp("newer")
+    writer = TorchWriter(str(logdir / "future"))
+    good = summary.update_ratios_pb("current", {"w": 1e-3})
+    writer.file_writer.add_summary(good, 0, time.time())
+    newer = summary.update_ratios_pb("from_the_future", {"w": 1e-3})
+    plugin_data = pb.PluginData.FromString(newer.value[0].metadata.plugin_data.content)
+    plugin_data.version = metadata.SCHEMA_VERSION + 1
+    newer.value[0].metadata.plugin_data.content = plugin_data.SerializeToString()
+    assert newer.value[0].metadata.data_class == summary_pb2.DATA_CLASS_TENSOR
+    writer.file_writer.add_summary(newer, 0, time.time())
+    writer.close()
+    return logdir
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def get(url: str, timeout: float = 30) -> tuple[int, bytes]:
+    """GET a URL; returns (status, body) for errors too."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+def wait_until(predicate, timeout: float = 60, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = predicate()
+            if last:
+                return last
+        except (OSError, ValueError) as error:
+            last = error
+        time.sleep(0.2)
+    raise TimeoutError(f"timed out waiting for {what}; last: {last!r}")
+
+
+@pytest.fixture(scope="session")
+def tensorboard_server(tmp_path_factory):
+    """Factory: start(logdir, load_fast) → base URL of a real `tensorboard` process.
+
+    Waits until the plugin answers and every tag has been read; the processes
+    stop at the end of the session.
+    """
+    processes = []
+
+    def start(logdir: Path, load_fast: bool, extra_args: tuple[str, ...] = ()) -> str:
+        port = _free_port()
+        log = tmp_path_factory.mktemp("tb-log") / "tensorboard.log"
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        process = subprocess.Popen(
+            [
+                TENSORBOARD,
+                "--logdir",
+                str(logdir),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                f"--load_fast={'true' if load_fast else 'false'}",
+                "--reload_interval=1",
+                *extra_args,
+            ],
+            stdout=log.open("wb"),
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+        processes.append(process)
+        base = f"http://127.0.0.1:{port}"
+
+        def ready():
+            if process.poll() is not None:
+                raise RuntimeError(f"tensorboard exited: {log.read_text()[-2000:]}")
+            status, _ = get(base + "/data/plugins_listing", timeout=5)
+            return status == 200
+
+        wait_until(ready, timeout=90, what=f"tensorboard on {base}")
+        return base
+
+    yield start
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+@pytest.fixture(scope="session")
+def chromium_path() -> str:
+    path = shutil.which("chromium")
+    if path is None:
+        pytest.fail("Debian's chromium is not installed: run `make test`, which installs it")
+    return path
