@@ -23,9 +23,10 @@ _LAZY = {
 __all__ = ["__version__", *_LAZY]
 
 if TYPE_CHECKING:
-    from deepscope.writer.summary import update_ratios_pb
-    from deepscope.writer.summary_writer import SummaryWriter
-    from deepscope.writer.watch import Monitor, watch
+    from deepscope.writer.summary import update_ratios_pb as update_ratios_pb
+    from deepscope.writer.summary_writer import SummaryWriter as SummaryWriter
+    from deepscope.writer.watch import Monitor as Monitor
+    from deepscope.writer.watch import watch as watch
 
 
 def __getattr__(name: str):

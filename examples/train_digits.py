@@ -56,7 +56,7 @@ def train(logdir: Path, run: str, make_optimizer, epochs: int, every: int, seed:
     batches = (len(x_train) + 31) // 32
     step = 0
     with deepscope.watch(model, optimizer, writer, every=every):
-        for epoch in tqdm(range(epochs), desc=run, unit="epoch"):
+        for _epoch in tqdm(range(epochs), desc=run, unit="epoch"):
             order = torch.randperm(len(x_train))
             for b in range(batches):
                 idx = order[b * 32 : (b + 1) * 32]
@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(max(1, torch.get_num_threads()))
     runs = {
         "adamw-lr1e-3": lambda p: torch.optim.AdamW(p, lr=1e-3, weight_decay=1e-2),
-        "sgd-lr0.5": lambda p: torch.optim.SGD(p, lr=0.5, momentum=0.9),
+        "sgd-lr0.01": lambda p: torch.optim.SGD(p, lr=0.01, momentum=0.9),
     }
     for run, make_optimizer in runs.items():
         train(args.logdir, run, make_optimizer, args.epochs, args.every, seed=0)

@@ -1,4 +1,4 @@
-"""What `pip install deepscope` gives: the tab's entry point, the bundle, no torch for the plugin."""
+"""What `pip install deepscope` gives: the entry point, the bundle, no torch for the plugin."""
 
 from __future__ import annotations
 
@@ -16,8 +16,18 @@ ROOT = Path(__file__).resolve().parents[1]
 def wheel(tmp_path_factory) -> zipfile.ZipFile:
     out = tmp_path_factory.mktemp("wheel")
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-         "-w", str(out), str(ROOT)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(out),
+            str(ROOT),
+        ],
         check=True,
     )
     (path,) = out.glob("deepscope-*.whl")
@@ -49,7 +59,7 @@ def test_installing_the_plugin_alone_pulls_no_torch(wheel):
     core = [r for r in requires if "extra ==" not in r]
     assert any(r.startswith("tensorboard") for r in core)
     assert not any(r.startswith("torch") for r in core), core
-    assert any(r.startswith("torch") and "extra == \"torch\"" in r for r in requires)
+    assert any(r.startswith("torch") and 'extra == "torch"' in r for r in requires)
 
 
 def test_the_plugin_side_never_imports_torch():

@@ -1,4 +1,4 @@
-"""The committed generated module matches deepscope.proto and imports under protobuf 6.31 and 7.x."""
+"""The generated module matches deepscope.proto and imports under protobuf 6.31 and 7.x."""
 
 from __future__ import annotations
 
@@ -23,8 +23,14 @@ def proto_python() -> Path:
 
 def test_generated_module_matches_the_proto(proto_python, tmp_path):
     subprocess.run(
-        [proto_python, "-m", "grpc_tools.protoc", "-I.", f"--python_out={tmp_path}",
-         "deepscope/proto/deepscope.proto"],
+        [
+            proto_python,
+            "-m",
+            "grpc_tools.protoc",
+            "-I.",
+            f"--python_out={tmp_path}",
+            "deepscope/proto/deepscope.proto",
+        ],
         cwd=ROOT,
         check=True,
     )

@@ -73,7 +73,5 @@ def decode_array(message: pb.Array) -> np.ndarray:
         )
     values = np.frombuffer(message.data, dtype=dtype).reshape(shape)
     if message.dtype == pb.UINT8_LINEAR:
-        return (np.float32(message.offset) + np.float32(message.scale) * values).astype(
-            np.float32
-        )
+        return (np.float32(message.offset) + np.float32(message.scale) * values).astype(np.float32)
     return values

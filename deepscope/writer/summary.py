@@ -62,7 +62,9 @@ def update_ratios_step(
     return step
 
 
-def ratios_from_mapping(ratios: Mapping[str, float | None]) -> tuple[list[str], np.ndarray, list[int]]:
+def ratios_from_mapping(
+    ratios: Mapping[str, float | None],
+) -> tuple[list[str], np.ndarray, list[int]]:
     """Split name → ratio (None: no update) into names, float32 values and no-update indices."""
     if not isinstance(ratios, Mapping) or not ratios:
         raise ValueError(

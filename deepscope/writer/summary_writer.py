@@ -61,7 +61,7 @@ class SummaryWriter(_TorchSummaryWriter):
         walltime: float | None = None,
         description: str = "",
     ) -> None:
-        """`add_update_ratios` for names and a float array of shape [len(names)] (what watch() logs)."""
+        """`add_update_ratios` for names and float values of shape [len(names)], as watch() logs."""
         series_names = self._update_ratio_names.get(tag)
         step = summary.update_ratios_step(names, values, no_update, series_names)
         metadata_names = None

@@ -13,7 +13,6 @@ import time
 import warnings
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
 
 from deepscope.analysis import update_ratios as ratios_math
@@ -168,8 +167,11 @@ class Monitor:
         message = f"deepscope: measuring {where} failed at step {self.step}: {error!r}"
         self.stats.errors.append(message)
         if len(self.stats.errors) == 1:
-            warnings.warn(message + " (training goes on; later failures are counted in "
-                          "monitor.stats.errors)", RuntimeWarning, stacklevel=2)
+            warnings.warn(
+                message + " (training goes on; later failures are counted in monitor.stats.errors)",
+                RuntimeWarning,
+                stacklevel=2,
+            )
 
     def flush(self) -> None:
         """Write every pending measurement (waits for the device) and flush the writer."""

@@ -140,8 +140,7 @@ def test_bad_requests_get_a_message_a_person_can_act_on(served, query, status, s
 def test_newer_schema_is_reported_not_crashed(newer_schema_logdir, tensorboard_server, load_fast):
     base = tensorboard_server(newer_schema_logdir, load_fast=load_fast)
     tags = wait_until(
-        lambda: (t := _json(base + ROUTE + "/tags")).get("future", {}).get("from_the_future")
-        and t,
+        lambda: (t := _json(base + ROUTE + "/tags")).get("future", {}).get("from_the_future") and t,
         timeout=60,
         what="tags",
     )
