@@ -29,7 +29,19 @@ def frobenius_norms(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
     if not tensors:
         return torch.zeros(0)
     with torch.no_grad():
-        norms = torch._foreach_norm([t.detach() for t in tensors])
+        tensors = [t.detach() for t in tensors]
+        # Half precision is normed in float32: float16 overflows past 65504.
+        half = (torch.float16, torch.bfloat16)
+        low = [i for i, t in enumerate(tensors) if t.dtype in half]
+        full = [i for i, t in enumerate(tensors) if t.dtype not in half]
+        norms: list[torch.Tensor] = [torch.empty(0)] * len(tensors)
+        if low:
+            low_norms = torch._foreach_norm([tensors[i] for i in low], 2, dtype=torch.float32)
+            for i, n in zip(low, low_norms):
+                norms[i] = n
+        if full:
+            for i, n in zip(full, torch._foreach_norm([tensors[i] for i in full])):
+                norms[i] = n
         device = norms[0].device
         return torch.stack([n.float().to(device) for n in norms])
 

@@ -37,7 +37,7 @@ def encode_array(values: np.ndarray) -> pb.Array:
     if values.dtype == np.bool_:
         packed = np.packbits(values.reshape(-1))
         return pb.Array(shape=values.shape, dtype=pb.BOOL_PACKED, data=packed.tobytes())
-    dtype = _SCHEMA_DTYPES.get(values.dtype)
+    dtype = _SCHEMA_DTYPES.get(values.dtype.newbyteorder("="))
     if dtype is None:
         raise TypeError(
             f"cannot store arrays of dtype {values.dtype}; convert to one of "
@@ -62,7 +62,9 @@ def decode_array(message: pb.Array) -> np.ndarray:
         bits = np.frombuffer(message.data, dtype=np.uint8)
         if bits.size != (count + 7) // 8:
             raise ValueError(f"packed boolean array of shape {shape} has {bits.size} bytes")
-        return np.unpackbits(bits, count=count).astype(bool).reshape(shape)
+        unpacked = np.unpackbits(bits, count=count).astype(bool).reshape(shape)
+        unpacked.setflags(write=False)
+        return unpacked
     dtype = _NUMPY_DTYPES.get(message.dtype)
     if dtype is None:
         raise ValueError(f"unknown array dtype {message.dtype}")
@@ -73,5 +75,9 @@ def decode_array(message: pb.Array) -> np.ndarray:
         )
     values = np.frombuffer(message.data, dtype=dtype).reshape(shape)
     if message.dtype == pb.UINT8_LINEAR:
-        return (np.float32(message.offset) + np.float32(message.scale) * values).astype(np.float32)
+        dequantized = (np.float32(message.offset) + np.float32(message.scale) * values).astype(
+            np.float32
+        )
+        dequantized.setflags(write=False)
+        return dequantized
     return values

@@ -62,16 +62,19 @@ def describe(content: bytes) -> SeriesInfo:
     )
 
 
-def list_series(data_provider, ctx, experiment_id: str) -> dict[str, dict[str, SeriesInfo]]:
-    """Every deepscope series of the experiment: run → tag → `SeriesInfo`."""
+def list_series(
+    data_provider, ctx, experiment_id: str, run_tag_filter: provider.RunTagFilter | None = None
+) -> dict[str, dict[str, SeriesInfo]]:
+    """Every deepscope series of the experiment (or those the filter lets through)."""
     result: dict[str, dict[str, SeriesInfo]] = {}
+    kwargs = dict(
+        experiment_id=experiment_id,
+        plugin_name=metadata.PLUGIN_NAME,
+        run_tag_filter=run_tag_filter,
+    )
     for listing in (
-        data_provider.list_tensors(
-            ctx, experiment_id=experiment_id, plugin_name=metadata.PLUGIN_NAME
-        ),
-        data_provider.list_blob_sequences(
-            ctx, experiment_id=experiment_id, plugin_name=metadata.PLUGIN_NAME
-        ),
+        data_provider.list_tensors(ctx, **kwargs),
+        data_provider.list_blob_sequences(ctx, **kwargs),
     ):
         for run, tags in listing.items():
             for tag, time_series in tags.items():
@@ -88,7 +91,12 @@ def find_series(
       errors.NotFoundError: no such run or tag (the message lists what exists).
       errors.InvalidArgumentError: the series is of another kind or unreadable.
     """
-    listing = list_series(data_provider, ctx, experiment_id)
+    listing = list_series(
+        data_provider, ctx, experiment_id, provider.RunTagFilter(runs=[run], tags=[tag])
+    )
+    if tag not in listing.get(run, {}):
+        # Not found: list everything, so that the message can say what exists.
+        listing = list_series(data_provider, ctx, experiment_id)
     if run not in listing:
         known = ", ".join(repr(r) for r in sorted(listing)) or "none"
         raise errors.NotFoundError(

@@ -80,7 +80,8 @@ def ratios_from_mapping(
             values[i] = math.nan
             continue
         try:
-            values[i] = float(value)
+            with np.errstate(over="ignore"):  # beyond float32 is stored as inf, as measured
+                values[i] = float(value)
         except (TypeError, ValueError) as error:
             raise ValueError(
                 f"ratio for {names[i]!r} must be a number or None (no update), got {value!r}"

@@ -9,6 +9,7 @@ host asynchronously and written once they have arrived.
 
 from __future__ import annotations
 
+import operator
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from deepscope.analysis import update_ratios as ratios_math
 from deepscope.writer.summary_writer import SummaryWriter
 
 DEFAULT_EVERY = 50
+MAX_ERRORS_KEPT = 20
 
 
 @dataclass
@@ -42,7 +44,8 @@ class MonitorStats:
     steps_seen: int = 0
     measurements: int = 0
     hook_seconds: float = 0.0
-    errors: list[str] = field(default_factory=list)
+    error_count: int = 0
+    errors: list[str] = field(default_factory=list)  # the first MAX_ERRORS_KEPT messages
 
 
 class Monitor:
@@ -72,7 +75,13 @@ class Monitor:
                 "writer must be a deepscope.SummaryWriter "
                 "(deepscope.SummaryWriter(log_dir) is a drop-in torch SummaryWriter)"
             )
-        if not isinstance(every, int) or every < 1:
+        try:
+            every = operator.index(every)
+        except TypeError:
+            raise ValueError(
+                f"every must be a positive number of optimizer steps, got {every!r}"
+            ) from None
+        if every < 1:
             raise ValueError(f"every must be a positive number of optimizer steps, got {every!r}")
         self.writer = writer
         self.every = every
@@ -165,10 +174,13 @@ class Monitor:
 
     def _record_error(self, where: str, error: Exception) -> None:
         message = f"deepscope: measuring {where} failed at step {self.step}: {error!r}"
-        self.stats.errors.append(message)
-        if len(self.stats.errors) == 1:
+        self.stats.error_count += 1
+        if len(self.stats.errors) < MAX_ERRORS_KEPT:
+            self.stats.errors.append(message)
+        if self.stats.error_count == 1:
             warnings.warn(
-                message + " (training goes on; later failures are counted in monitor.stats.errors)",
+                message + " (training goes on; failures are counted in monitor.stats.error_count,"
+                " the first ones kept in monitor.stats.errors)",
                 RuntimeWarning,
                 stacklevel=2,
             )

@@ -149,7 +149,16 @@ def test_decoded_plain_array_is_read_only():
         pb.Array(shape=[9], dtype=pb.BOOL_PACKED, data=b"\0"),
         pb.Array(shape=[8], dtype=pb.BOOL_PACKED, data=b"\0\0"),
     ],
-    ids=["f32-short", "f32-long", "f64-2x2", "i64-0d-empty", "i32-empty", "u8lin", "bool9", "bool8"],
+    ids=[
+        "f32-short",
+        "f32-long",
+        "f64-2x2",
+        "i64-0d-empty",
+        "i32-empty",
+        "u8lin",
+        "bool9",
+        "bool8",
+    ],
 )
 def test_wrong_byte_count_raises_value_error(message):
     with pytest.raises(ValueError, match="bytes"):
@@ -161,6 +170,21 @@ def test_wrong_byte_count_message_says_what_was_expected():
     with pytest.raises(ValueError) as caught:
         arrays.decode_array(message)
     assert "24" in str(caught.value) and "20" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        pb.Array(shape=[-2, -2], dtype=pb.FLOAT32, data=b"\0" * 16),
+        pb.Array(shape=[-1, -1], dtype=pb.FLOAT32, data=b"\0" * 4),
+        pb.Array(shape=[-8], dtype=pb.BOOL_PACKED, data=b""),
+        pb.Array(shape=[2**40, 2**40], dtype=pb.UINT8, data=b""),  # the count overflows int64
+    ],
+    ids=["neg-neg", "minus-ones", "neg-bool", "overflowing-count"],
+)
+def test_impossible_shapes_raise_value_error(message):
+    with pytest.raises(ValueError):
+        arrays.decode_array(message)
 
 
 @pytest.mark.parametrize("dtype", [pb.DTYPE_UNSPECIFIED, 99])

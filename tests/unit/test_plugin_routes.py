@@ -1,0 +1,477 @@
+"""The plugin's routes, served in-process from a data provider built as TensorBoard builds it.
+
+No tensorboard process: event files are read by TensorBoard's Python loader
+(`EventMultiplexer` with the production size guidance) behind
+`MultiplexerDataProvider`, and the plugin is mounted in TensorBoard's own WSGI app
+(`TensorBoardWSGI`), which adds the routing, the experiment id, and the
+`tensorboard.errors` → HTTP status mapping.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from tensorboard.backend import application
+from tensorboard.backend.event_processing import data_ingester, plugin_event_multiplexer
+from tensorboard.backend.event_processing import data_provider as tb_data_provider
+from tensorboard.compat.proto import summary_pb2, tensor_pb2, tensor_shape_pb2, types_pb2
+from tensorboard.plugins import base_plugin
+from werkzeug import test as werkzeug_test
+
+from deepscope import metadata
+from deepscope.proto import deepscope_pb2 as pb
+from deepscope.tb_plugin import loader
+from deepscope.tb_plugin.deepscope_plugin import DeepscopePlugin
+
+NAN, INF = math.nan, math.inf
+
+# run "alpha", tag "model": (step, walltime, {name: ratio or None}).
+ALPHA_NAMES = ["fc.weight", "fc.bias", "odd", "bad"]
+ALPHA = [
+    (0, 1000.0, [1e-3, 2e-3, None, NAN]),
+    (10, 1010.5, [1.5e-3, None, 0.5, INF]),
+    (20, 1021.25, [2e-3, 3e-3, None, -INF]),
+    (30, 1030.0, [2.5e-3, 4e-3, 0.25, 7.0]),
+]
+# run "changed", tag "model": the parameter list changes mid-run.
+CHANGED = [
+    (0, {"a": 0.1, "b": 0.2}),
+    (1, {"a": 0.3, "c": None}),
+    (2, {"c": 0.4, "a": 0.5, "b": 0.6}),
+    (3, {"a": 0.7, "b": None}),
+]
+LONG_STEPS = 30  # more than the 10 samples TensorBoard keeps by default for an unknown plugin
+
+
+def _write_update_ratio_runs(logdir: Path) -> None:
+    import deepscope
+
+    writer = deepscope.SummaryWriter(str(logdir / "alpha"))
+    for step, walltime, values in ALPHA:
+        writer.add_update_ratios(
+            "model", dict(zip(ALPHA_NAMES, values)), global_step=step, walltime=walltime
+        )
+        writer.add_update_ratios("other", {"x": step / 100}, global_step=step, walltime=walltime)
+        writer.add_scalar("loss", 1.0 / (step + 1), global_step=step, walltime=walltime)
+    writer.close()
+
+    writer = deepscope.SummaryWriter(str(logdir / "changed"))
+    for step, ratios in CHANGED:
+        writer.add_update_ratios("model", ratios, global_step=step, walltime=2000.0 + step)
+    writer.close()
+
+    # A run restarted by another writer process with other parameters: the new process
+    # writes its own metadata, which TensorBoard ignores (it keeps the tag's first).
+    for names, steps in ((["a", "b"], (0, 1)), (["a", "c"], (2, 3))):
+        writer = deepscope.SummaryWriter(str(logdir / "restarted"))
+        for step in steps:
+            ratios = {name: 0.1 * (step + 1) for name in names}
+            writer.add_update_ratios("model", ratios, global_step=step, walltime=3000.0 + step)
+        writer.close()
+
+    writer = deepscope.SummaryWriter(str(logdir / "long"))
+    for step in range(LONG_STEPS):
+        writer.add_update_ratios("model", {"w": (step + 1) * 1e-3}, global_step=step)
+    writer.close()
+
+
+def _write_by_hand(logdir: Path) -> None:
+    """Raw Summary protos through torch's file writer: a newer schema, and a spectrum."""
+    from torch.utils.tensorboard import SummaryWriter as TorchSummaryWriter
+
+    from deepscope.writer import summary
+
+    writer = TorchSummaryWriter(str(logdir / "future"))
+    writer.file_writer.add_summary(summary.update_ratios_pb("current", {"w": 1e-3}), 0, 1.0)
+    newer = summary.update_ratios_pb("from_the_future", {"w": 1e-3})
+    content = pb.PluginData.FromString(newer.value[0].metadata.plugin_data.content)
+    content.version = metadata.SCHEMA_VERSION + 1
+    newer.value[0].metadata.plugin_data.content = content.SerializeToString()
+    writer.file_writer.add_summary(newer, 0, 1.0)
+
+    # A blob-sequence series of another kind, as spectra will be written.
+    spectrum = metadata.create_summary_metadata(pb.PluginData(kind=pb.SPECTRUM))
+    blob = tensor_pb2.TensorProto(
+        dtype=types_pb2.DT_STRING,
+        tensor_shape=tensor_shape_pb2.TensorShapeProto(
+            dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=1)]
+        ),
+        string_val=[pb.SpectrumStep().SerializeToString()],
+    )
+    value = summary_pb2.Summary.Value(tag="fc1", tensor=blob, metadata=spectrum)
+    writer.file_writer.add_summary(summary_pb2.Summary(value=[value]), 0, 1.0)
+    writer.close()
+
+
+@pytest.fixture(scope="module")
+def logdir(tmp_path_factory) -> Path:
+    logdir = tmp_path_factory.mktemp("plugin-logdir")
+    _write_update_ratio_runs(logdir)
+    _write_by_hand(logdir)
+    return logdir
+
+
+def _provider(logdir: Path, tensor_size_guidance=None):
+    multiplexer = plugin_event_multiplexer.EventMultiplexer(
+        size_guidance=data_ingester.DEFAULT_SIZE_GUIDANCE,
+        tensor_size_guidance=tensor_size_guidance or data_ingester.DEFAULT_TENSOR_SIZE_GUIDANCE,
+    )
+    multiplexer.AddRunsFromDirectory(str(logdir))
+    multiplexer.Reload()
+    return tb_data_provider.MultiplexerDataProvider(multiplexer, str(logdir))
+
+
+def _client(provider, sampling_hints) -> werkzeug_test.Client:
+    context = base_plugin.TBContext(data_provider=provider, sampling_hints=sampling_hints)
+    plugin = DeepscopePlugin(context)
+    app = application.TensorBoardWSGI([plugin], data_provider=provider)
+    return werkzeug_test.Client(app)
+
+
+@pytest.fixture(scope="module")
+def client(logdir) -> werkzeug_test.Client:
+    return _client(_provider(logdir), {"deepscope": 0})
+
+
+def get(client, route: str, **query):
+    """GET /data/plugin/deepscope/<route>; returns (status, body text, content type)."""
+    response = client.get(f"/data/plugin/deepscope/{route}", query_string=query)
+    return response.status_code, response.get_data(as_text=True), response.headers["Content-Type"]
+
+
+def get_json(client, route: str, **query):
+    status, body, content_type = get(client, route, **query)
+    assert status == 200, body
+    assert content_type.startswith("application/json")
+    return json.loads(body)
+
+
+def _json_spelling(value):
+    """What the json format should say for a logged value."""
+    if value is None:
+        return None
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "Infinity" if value > 0 else "-Infinity"
+    return float(np.float32(value))
+
+
+# --- tags --------------------------------------------------------------------------------------
+
+
+def test_tags_lists_every_deepscope_series(client):
+    tags = get_json(client, "tags")
+    version = metadata.SCHEMA_VERSION
+    assert set(tags) == {"alpha", "changed", "restarted", "long", "future"}
+    assert tags["alpha"] == {
+        "model": {"kind": "update_ratios", "version": version, "names": ALPHA_NAMES},
+        "other": {"kind": "update_ratios", "version": version, "names": ["x"]},
+    }  # the scalar "loss" is not ours
+    assert tags["changed"] == {
+        "model": {"kind": "update_ratios", "version": version, "names": ["a", "b"]}
+    }
+    assert tags["future"]["current"] == {
+        "kind": "update_ratios",
+        "version": version,
+        "names": ["w"],
+    }
+    assert tags["future"]["fc1"] == {"kind": "spectrum", "version": version}
+
+
+def test_tags_show_a_newer_schema_with_an_error_saying_upgrade(client):
+    entry = get_json(client, "tags")["future"]["from_the_future"]
+    assert entry["kind"] == "update_ratios"
+    assert entry["version"] == metadata.SCHEMA_VERSION + 1
+    assert "upgrade" in entry["error"].lower()
+    assert "names" not in entry
+
+
+@pytest.mark.parametrize(
+    "route, query, status",
+    [
+        ("tags", {}, 200),
+        ("update_ratios", {"run": "alpha", "tag": "model"}, 200),
+        ("update_ratios", {"run": "alpha"}, 400),
+        ("update_ratios", {"run": "nope", "tag": "model"}, 404),
+    ],
+)
+def test_responses_go_through_http_util_respond(client, route, query, status):
+    response = client.get(f"/data/plugin/deepscope/{route}", query_string=query)
+    assert response.status_code == status
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_plugin_is_listed_when_the_logdir_has_its_data(client):
+    response = client.get("/data/plugins_listing")
+    assert response.status_code == 200
+    listing = json.loads(response.get_data(as_text=True))
+    assert listing["deepscope"]["enabled"] is True
+    assert listing["deepscope"]["tab_name"] == "deepscope"
+
+
+def test_tags_of_an_empty_logdir(tmp_path):
+    assert get_json(_client(_provider(tmp_path), {"deepscope": 0}), "tags") == {}
+
+
+# --- update_ratios, json -----------------------------------------------------------------------
+
+
+def test_update_ratios_json_values_equal_what_was_logged(client):
+    body = get_json(client, "update_ratios", run="alpha", tag="model")
+    assert body["run"] == "alpha" and body["tag"] == "model"
+    assert body["steps"] == [step for step, _, _ in ALPHA]
+    assert body["wall_times"] == [walltime for _, walltime, _ in ALPHA]
+    assert body["names"] == ALPHA_NAMES
+    assert body["values"] == [[_json_spelling(v) for v in values] for _, _, values in ALPHA]
+    measured = [v for _, _, values in ALPHA for v in values if v is not None]
+    assert body["non_finite"] == sum(not math.isfinite(v) for v in measured) == 3
+    assert body["warnings"] == []
+
+
+def test_update_ratios_json_is_strict_json(client):
+    _, text, _ = get(client, "update_ratios", run="alpha", tag="model")
+
+    def refuse(constant):
+        raise AssertionError(f"non-standard JSON constant {constant}")
+
+    json.loads(text, parse_constant=refuse)
+
+
+def test_format_json_is_the_default(client):
+    default = get_json(client, "update_ratios", run="alpha", tag="model")
+    explicit = get_json(client, "update_ratios", run="alpha", tag="model", format="json")
+    assert default == explicit
+
+
+def test_name_filter_selects_and_orders_columns(client):
+    body = get_json(client, "update_ratios", run="alpha", tag="model", name=["bad", "fc.weight"])
+    assert body["names"] == ["bad", "fc.weight"]
+    assert body["values"] == [
+        [_json_spelling(values[3]), _json_spelling(values[0])] for _, _, values in ALPHA
+    ]
+    assert body["non_finite"] == 3
+
+
+def test_name_filter_counts_non_finite_of_the_selection_only(client):
+    body = get_json(client, "update_ratios", run="alpha", tag="model", name="fc.bias")
+    assert body["values"] == [[_json_spelling(values[1])] for _, _, values in ALPHA]
+    assert body["non_finite"] == 0
+
+
+# --- update_ratios, base64 ---------------------------------------------------------------------
+
+
+def test_update_ratios_base64_decodes_to_the_logged_values(client):
+    body = get_json(client, "update_ratios", run="alpha", tag="model", format="base64")
+    assert body["names"] == ALPHA_NAMES
+    assert body["steps"] == [step for step, _, _ in ALPHA]
+    assert body["values"]["dtype"] == "float32"
+    assert body["values"]["shape"] == [len(ALPHA), len(ALPHA_NAMES)]
+    raw = base64.b64decode(body["values"]["base64"])
+    values = np.frombuffer(raw, dtype="<f4").reshape(body["values"]["shape"])
+    expected = np.array(
+        [[NAN if v is None else v for v in row] for _, _, row in ALPHA], dtype=np.float32
+    )
+    np.testing.assert_array_equal(values, expected)  # NaN == NaN here
+    expected_marks = [[i, j] for i, (_, _, row) in enumerate(ALPHA) for j, v in enumerate(row)]
+    expected_marks = [[i, j] for i, j in expected_marks if ALPHA[i][2][j] is None]
+    assert sorted(body["no_update"]) == expected_marks
+    assert body["non_finite"] == 3
+
+
+def test_base64_with_name_filter(client):
+    body = get_json(
+        client, "update_ratios", run="alpha", tag="model", format="base64", name=["odd"]
+    )
+    values = np.frombuffer(base64.b64decode(body["values"]["base64"]), dtype="<f4")
+    assert body["values"]["shape"] == [len(ALPHA), 1]
+    odd = [row[2] for _, _, row in ALPHA]
+    np.testing.assert_array_equal(values, np.float32([NAN if v is None else v for v in odd]))
+    assert body["no_update"] == [[i, 0] for i, v in enumerate(odd) if v is None]
+
+
+# --- a series whose parameter list changed -----------------------------------------------------
+
+
+def test_changed_names_give_the_union_with_no_update_where_absent(client):
+    body = get_json(client, "update_ratios", run="changed", tag="model")
+    assert body["steps"] == [0, 1, 2, 3]
+    assert body["names"] == ["a", "b", "c"]
+    expected = []
+    for _, ratios in CHANGED:
+        expected.append([_json_spelling(ratios.get(name)) for name in body["names"]])
+    assert body["values"] == expected
+    assert body["values"][0][2] is None  # "c" did not exist yet
+    assert body["values"][1][1] is None  # "b" was absent at step 1
+    assert body["values"][1][2] is None  # "c" was present but got no update
+    assert body["warnings"] == []
+
+
+def test_changed_names_base64(client):
+    body = get_json(client, "update_ratios", run="changed", tag="model", format="base64")
+    shape = body["values"]["shape"]
+    assert shape == [4, 3]
+    values = np.frombuffer(base64.b64decode(body["values"]["base64"]), "<f4").reshape(shape)
+    marks = {tuple(pair) for pair in body["no_update"]}
+    for i, (_, ratios) in enumerate(CHANGED):
+        for j, name in enumerate(body["names"]):
+            if ratios.get(name) is None:
+                assert (i, j) in marks
+            else:
+                assert (i, j) not in marks
+                assert values[i, j] == np.float32(ratios[name])
+
+
+def test_steps_of_a_restarted_writer_with_other_names_are_left_out_with_a_warning(client):
+    body = get_json(client, "update_ratios", run="restarted", tag="model")
+    assert body["names"] == ["a", "b"]
+    assert body["steps"] == [0, 1]
+    assert body["values"] == [[float(np.float32(0.1 * (s + 1)))] * 2 for s in (0, 1)]
+    (warning,) = body["warnings"]
+    assert "2 step(s)" in warning and "first: 2" in warning and "new tag" in warning
+
+
+# --- errors --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "query, missing",
+    [
+        ({"tag": "model"}, "run"),
+        ({"run": "alpha"}, "tag"),
+        ({}, "run"),
+        ({"run": "", "tag": "m"}, "run"),
+    ],
+)
+def test_missing_argument_is_400_naming_it(client, query, missing):
+    status, body, _ = get(client, "update_ratios", **query)
+    assert status == 400
+    assert f"'{missing}'" in body
+
+
+def test_bad_format_is_400_listing_the_formats(client):
+    status, body, _ = get(client, "update_ratios", run="alpha", tag="model", format="csv")
+    assert status == 400
+    assert "'csv'" in body and "json" in body and "base64" in body
+
+
+def test_unknown_run_is_404_naming_the_runs(client):
+    status, body, _ = get(client, "update_ratios", run="nope", tag="model")
+    assert status == 404
+    assert "'nope'" in body
+    for run in ("alpha", "changed", "restarted", "future", "long"):
+        assert f"'{run}'" in body
+
+
+def test_unknown_tag_is_404_naming_the_tags(client):
+    status, body, _ = get(client, "update_ratios", run="alpha", tag="loss")
+    assert status == 404
+    assert "'loss'" in body and "'model'" in body and "'other'" in body
+
+
+def test_unknown_name_is_404_naming_the_parameters(client):
+    status, body, _ = get(
+        client, "update_ratios", run="alpha", tag="model", name=["fc.weight", "zz"]
+    )
+    assert status == 404
+    assert "'zz'" in body
+    for name in ALPHA_NAMES:
+        assert name in body
+
+
+def test_newer_schema_is_400_saying_upgrade_not_500(client):
+    status, body, _ = get(client, "update_ratios", run="future", tag="from_the_future")
+    assert status == 400
+    assert "upgrade" in body.lower()
+
+
+def test_series_of_another_kind_is_400_naming_its_kind(client):
+    status, body, _ = get(client, "update_ratios", run="future", tag="fc1")
+    assert status == 400
+    assert "spectrum" in body
+
+
+# --- sampling ------------------------------------------------------------------------------------
+
+
+def _production_tensor_size_guidance():
+    """What TensorBoard's Python loader uses once the plugin's loader has fixed the flags."""
+    flags = argparse.Namespace(samples_per_plugin={})
+    loader.DeepscopeLoader().fix_flags(flags)
+    guidance = dict(data_ingester.DEFAULT_TENSOR_SIZE_GUIDANCE)
+    guidance.update(flags.samples_per_plugin)
+    return guidance
+
+
+def test_loader_default_keeps_every_step_of_a_long_series(logdir):
+    # Without the loader's default the Python loader keeps 10 samples (checked, so that this
+    # test could fail) ...
+    bare = get_json(
+        _client(_provider(logdir), {"deepscope": 0}), "update_ratios", run="long", tag="model"
+    )
+    assert len(bare["steps"]) == 10
+    # ... with it, every step.
+    client = _client(_provider(logdir, _production_tensor_size_guidance()), {"deepscope": 0})
+    body = get_json(client, "update_ratios", run="long", tag="model")
+    assert body["steps"] == list(range(LONG_STEPS))
+    assert body["values"] == [[float(np.float32((s + 1) * 1e-3))] for s in range(LONG_STEPS)]
+
+
+def test_user_samples_per_plugin_wins_over_the_loader_default():
+    flags = argparse.Namespace(samples_per_plugin={"deepscope": 7})
+    loader.DeepscopeLoader().fix_flags(flags)
+    assert flags.samples_per_plugin == {"deepscope": 7}
+
+
+@pytest.mark.parametrize("hints", [{"deepscope": 5}, {"deepscope": 1}])
+def test_sampling_hint_downsamples_keeping_the_last_step(logdir, hints):
+    client = _client(_provider(logdir, _production_tensor_size_guidance()), hints)
+    body = get_json(client, "update_ratios", run="long", tag="model")
+    k = hints["deepscope"]
+    assert len(body["steps"]) == k
+    assert body["steps"] == sorted(set(body["steps"]))
+    assert body["steps"][-1] == LONG_STEPS - 1
+    assert body["values"] == [[float(np.float32((s + 1) * 1e-3))] for s in body["steps"]]
+
+
+@pytest.mark.parametrize("hints", [None, {}, {"scalars": 3}])
+def test_no_sampling_hint_means_every_kept_step(logdir, hints):
+    client = _client(_provider(logdir, _production_tensor_size_guidance()), hints)
+    body = get_json(client, "update_ratios", run="long", tag="model")
+    assert body["steps"] == list(range(LONG_STEPS))
+
+
+# --- plugin basics -------------------------------------------------------------------------------
+
+
+def test_frontend_metadata_and_routes():
+    plugin = DeepscopePlugin(base_plugin.TBContext(data_provider=None, sampling_hints={}))
+    assert plugin.plugin_name == "deepscope"
+    assert plugin.frontend_metadata().es_module_path == "/index.js"
+    assert {"/index.js", "/tags", "/update_ratios"} <= set(plugin.get_plugin_apps())
+    assert plugin.is_active() is False  # the listing comes from the data provider
+
+
+def test_loader_builds_the_plugin():
+    context = base_plugin.TBContext(data_provider=None, sampling_hints={"deepscope": 0})
+    assert isinstance(loader.DeepscopeLoader().load(context), DeepscopePlugin)
+
+
+def test_the_plugin_side_never_imports_torch():
+    code = (
+        "import sys\n"
+        "import deepscope, deepscope.tb_plugin.loader, deepscope.tb_plugin.deepscope_plugin\n"
+        "import deepscope.tb_plugin.series, deepscope.metadata, deepscope.proto.arrays\n"
+        "loaded = sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.'))\n"
+        "assert not loaded, loaded\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

@@ -1,0 +1,143 @@
+"""deepscope.SummaryWriter.add_update_ratios: what lands in the event file."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+import torch.utils.tensorboard
+from tensorboard.compat.proto import summary_pb2
+
+import deepscope
+from deepscope import metadata
+
+
+def test_is_a_torch_summary_writer(tmp_path):
+    writer = deepscope.SummaryWriter(str(tmp_path))
+    try:
+        assert isinstance(writer, torch.utils.tensorboard.SummaryWriter)
+    finally:
+        writer.close()
+
+
+def test_same_event_file_as_scalars_and_metadata_on_first_event_only(
+    tmp_path, read_values, decode_ratios
+):
+    writer = deepscope.SummaryWriter(str(tmp_path))
+    writer.add_scalar("loss", 2.5, global_step=0, walltime=1000.0)
+    writer.add_update_ratios("model", {"w": 1e-3, "b": 2e-3}, global_step=0, walltime=1001.0)
+    writer.add_update_ratios("model", {"w": 3e-3, "b": None}, global_step=10, walltime=1002.5)
+    writer.add_scalar("loss", 1.5, global_step=10, walltime=1003.0)
+    writer.add_update_ratios("model", {"w": 4e-3, "b": 5e-3}, global_step=20, walltime=1004.0)
+    writer.close()
+
+    files = sorted(tmp_path.glob("events.out.tfevents.*"))
+    assert len(files) == 1
+    values = read_values(tmp_path)
+    assert {v.file for v in values} == set(files)
+    assert [(v.tag, v.step, v.wall_time) for v in values] == [
+        ("loss", 0, 1000.0),
+        ("model", 0, 1001.0),
+        ("model", 10, 1002.5),
+        ("loss", 10, 1003.0),
+        ("model", 20, 1004.0),
+    ]
+
+    model = [v for v in values if v.tag == "model"]
+    assert [v.has_metadata for v in model] == [True, False, False]
+    meta = model[0].value.metadata
+    assert meta.plugin_data.plugin_name == "deepscope"
+    assert meta.data_class == summary_pb2.DATA_CLASS_TENSOR
+    assert list(metadata.parse_plugin_data(meta.plugin_data.content).update_ratios.names) == [
+        "w",
+        "b",
+    ]
+
+    expected = [([1e-3, 2e-3], []), ([3e-3, None], [1]), ([4e-3, 5e-3], [])]
+    for written, (numbers, no_update) in zip(model, expected):
+        ratios, marks, own_names = decode_ratios(written)
+        assert marks == no_update
+        assert own_names == []
+        for got, want in zip(ratios.tolist(), numbers):
+            if want is None:
+                assert np.isnan(got)
+            else:
+                assert got == np.float32(want)
+
+
+def test_each_tag_gets_its_own_metadata(tmp_path, read_values):
+    writer = deepscope.SummaryWriter(str(tmp_path))
+    for step in range(3):
+        writer.add_update_ratios("a", {"x": 0.1}, global_step=step)
+        writer.add_update_ratios("b", {"y": 0.2, "z": 0.3}, global_step=step)
+    writer.close()
+    for tag, names in (("a", ["x"]), ("b", ["y", "z"])):
+        written = read_values(tmp_path, tag)
+        assert [v.has_metadata for v in written] == [True, False, False]
+        content = written[0].value.metadata.plugin_data.content
+        assert list(metadata.parse_plugin_data(content).update_ratios.names) == names
+
+
+def test_step_with_other_names_carries_its_own(tmp_path, read_values, decode_ratios):
+    writer = deepscope.SummaryWriter(str(tmp_path))
+    writer.add_update_ratios("m", {"a": 0.1, "b": 0.2}, global_step=0)
+    writer.add_update_ratios("m", {"a": 0.3, "c": 0.4}, global_step=1)
+    writer.add_update_ratios("m", {"a": 0.5, "b": 0.6}, global_step=2)
+    writer.add_update_ratios("m", {"b": 0.7, "a": 0.8}, global_step=3)
+    writer.close()
+    written = read_values(tmp_path, "m")
+    assert [v.has_metadata for v in written] == [True, False, False, False]
+    decoded = [decode_ratios(v) for v in written]
+    assert [names for _, _, names in decoded] == [[], ["a", "c"], [], ["b", "a"]]
+    np.testing.assert_array_equal(decoded[1][0], np.float32([0.3, 0.4]))
+    np.testing.assert_array_equal(decoded[3][0], np.float32([0.7, 0.8]))
+
+
+def test_walltime_defaults_to_now_and_global_step_to_zero(tmp_path, read_values):
+    writer = deepscope.SummaryWriter(str(tmp_path))
+    before = time.time()
+    writer.add_update_ratios("m", {"a": 0.1})
+    after = time.time()
+    writer.close()
+    (written,) = read_values(tmp_path, "m")
+    assert before <= written.wall_time <= after
+    assert written.step == 0
+
+
+def test_add_update_ratio_values(tmp_path, read_values, decode_ratios):
+    writer = deepscope.SummaryWriter(str(tmp_path))
+    values = np.array([0.5, 0.25, 2.0], dtype=np.float64)
+    writer.add_update_ratio_values(
+        "m", ["p", "q", "r"], values, no_update=[2], global_step=7, walltime=5.0
+    )
+    writer.close()
+    (written,) = read_values(tmp_path, "m")
+    assert (written.step, written.wall_time) == (7, 5.0)
+    ratios, no_update, _ = decode_ratios(written)
+    assert ratios[:2].tolist() == [0.5, 0.25]
+    assert np.isnan(ratios[2]) and no_update == [2]
+
+
+def test_failed_first_call_writes_nothing_and_does_not_claim_the_metadata(tmp_path, read_values):
+    writer = deepscope.SummaryWriter(str(tmp_path))
+    with pytest.raises(ValueError):
+        writer.add_update_ratios("m", {})
+    with pytest.raises(ValueError):
+        writer.add_update_ratio_values("m", ["a", "a"], np.ones(2))
+    with pytest.raises(ValueError):
+        writer.add_update_ratios("m", {"a": "not a number"})
+    writer.add_update_ratios("m", {"a": 0.1}, global_step=1)
+    writer.close()
+    written = read_values(tmp_path, "m")
+    assert len(written) == 1
+    assert written[0].has_metadata
+    assert written[0].step == 1
+
+
+def test_description_lands_in_metadata(tmp_path, read_values):
+    writer = deepscope.SummaryWriter(str(tmp_path))
+    writer.add_update_ratios("m", {"a": 0.1}, description="‖ΔW‖/‖W‖ per parameter")
+    writer.close()
+    (written,) = read_values(tmp_path, "m")
+    assert written.value.metadata.summary_description == "‖ΔW‖/‖W‖ per parameter"

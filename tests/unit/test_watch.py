@@ -1,0 +1,389 @@
+"""deepscope.watch(): update ratios measured through the optimizer's step hooks.
+
+Every logged number is compared with a brute-force reference: float64 numpy copies of each
+parameter taken by the test itself just before and just after `optimizer.step()`.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+import torch
+import torch.utils.tensorboard
+
+import deepscope
+from deepscope import metadata
+from deepscope.analysis import update_ratios as ratios_math
+from deepscope.proto import arrays
+
+
+class Net(torch.nn.Module):
+    """fc1 → fc2, plus `aux`, which the forward pass uses only when asked to."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc1 = torch.nn.Linear(4, 8)
+        self.fc2 = torch.nn.Linear(8, 3)
+        self.aux = torch.nn.Linear(8, 3)
+
+    def forward(self, x, use_aux: bool = True):
+        h = torch.tanh(self.fc1(x))
+        out = self.fc2(h)
+        return out + self.aux(h) if use_aux else out
+
+
+OPTIMIZERS = {
+    "sgd-momentum-wd": lambda ps: torch.optim.SGD(ps, lr=0.05, momentum=0.9, weight_decay=1e-2),
+    "adam": lambda ps: torch.optim.Adam(ps, lr=1e-2),
+    "adamw": lambda ps: torch.optim.AdamW(ps, lr=1e-2, weight_decay=0.1),
+}
+
+
+def _make(optimizer="adam", seed=0, model=None):
+    torch.manual_seed(seed)
+    model = model or Net()
+    return model, OPTIMIZERS[optimizer](model.parameters())
+
+
+def train(model, optimizer, steps, use_aux=lambda k: True, seed=0):
+    """Run `steps` optimizer steps; return per step {name: reference ratio or None}."""
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randn(16, 4, generator=generator)
+    y = torch.randint(0, 3, (16,), generator=generator)
+    reference = []
+    for k in range(steps):
+        loss = torch.nn.functional.cross_entropy(model(x, use_aux=use_aux(k)), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        params = dict(model.named_parameters())
+        before = {n: p.detach().numpy().astype(np.float64) for n, p in params.items()}
+        had_grad = {n: p.grad is not None for n, p in params.items()}
+        optimizer.step()
+        row = {}
+        for name, param in params.items():
+            if not had_grad[name]:
+                row[name] = None
+                continue
+            delta = param.detach().numpy().astype(np.float64) - before[name]
+            row[name] = np.linalg.norm(delta.reshape(-1)) / np.linalg.norm(before[name].reshape(-1))
+        reference.append(row)
+    return reference
+
+
+def logged(read_values, decode_ratios, logdir, tag="update_ratios"):
+    """[(global_step, {name: ratio or None})] as written, names from the series' metadata."""
+    written = read_values(logdir, tag)
+    if not written:
+        return []
+    assert written[0].has_metadata
+    names = list(
+        metadata.parse_plugin_data(
+            written[0].value.metadata.plugin_data.content
+        ).update_ratios.names
+    )
+    result = []
+    for value in written:
+        ratios, no_update, own_names = decode_ratios(value)
+        assert own_names == []  # watch() logs the same names every step
+        assert ratios.shape == (len(names),)
+        row = {name: None if j in no_update else float(ratios[j]) for j, name in enumerate(names)}
+        result.append((value.step, row))
+    return result
+
+
+def assert_rows_match(got: dict, want: dict):
+    assert list(got) == list(want)
+    for name in want:
+        if want[name] is None:
+            assert got[name] is None, f"{name} got no update but was logged as {got[name]}"
+        else:
+            assert got[name] is not None, f"{name} was updated but logged as no update"
+            assert got[name] == pytest.approx(want[name], rel=1e-4), name
+
+
+@pytest.fixture
+def writer(tmp_path):
+    writer = deepscope.SummaryWriter(str(tmp_path))
+    yield writer
+    writer.close()
+
+
+@pytest.mark.parametrize("name", list(OPTIMIZERS))
+def test_logged_ratios_equal_brute_force_reference(
+    name, writer, tmp_path, read_values, decode_ratios
+):
+    model, optimizer = _make(name)
+    steps = 6
+    with deepscope.watch(model, optimizer, writer, every=1) as monitor:
+        # aux takes part on even steps only: on odd steps it has no gradient, so no update.
+        reference = train(model, optimizer, steps, use_aux=lambda k: k % 2 == 0)
+    assert monitor.stats.steps_seen == steps
+    assert monitor.stats.measurements == steps
+    writer.flush()
+    rows = logged(read_values, decode_ratios, tmp_path)
+    assert [step for step, _ in rows] == list(range(steps))
+    for (_, got), want in zip(rows, reference):
+        assert_rows_match(got, want)
+    # The reference itself has both kinds of rows, so both paths were checked.
+    assert any(r["aux.weight"] is None for r in reference)
+    assert any(r["aux.weight"] is not None for r in reference)
+
+
+@pytest.mark.parametrize("every, start_step", [(1, 0), (3, 0), (3, 2), (3, 3), (4, 7), (2, 100)])
+def test_cadence_counts_steps_from_start_step(
+    every, start_step, writer, tmp_path, read_values, decode_ratios
+):
+    model, optimizer = _make("sgd-momentum-wd")
+    steps = 9
+    with deepscope.watch(model, optimizer, writer, every=every, start_step=start_step):
+        reference = train(model, optimizer, steps)
+    writer.flush()
+    rows = logged(read_values, decode_ratios, tmp_path)
+    expected_steps = [s for s in range(start_step, start_step + steps) if s % every == 0]
+    assert [step for step, _ in rows] == expected_steps
+    if start_step % every == 0:
+        assert rows[0][0] == start_step  # the first optimizer step is logged at start_step
+    for step, got in rows:
+        assert_rows_match(got, reference[step - start_step])
+
+
+def test_default_cadence_is_every_50_steps(writer, tmp_path, read_values, decode_ratios):
+    model, optimizer = _make("adam")
+    with deepscope.watch(model, optimizer, writer):
+        reference = train(model, optimizer, 51)
+    writer.flush()
+    rows = logged(read_values, decode_ratios, tmp_path)
+    assert [step for step, _ in rows] == [0, 50]
+    assert_rows_match(rows[1][1], reference[50])
+
+
+def test_layer_unused_in_forward_is_no_update_not_zero(writer, tmp_path, read_values):
+    model, optimizer = _make("adamw")
+    with deepscope.watch(model, optimizer, writer, every=1) as monitor:
+        train(model, optimizer, 3, use_aux=lambda k: False)
+    writer.flush()
+    aux = [monitor.names.index("aux.weight"), monitor.names.index("aux.bias")]
+    written = read_values(tmp_path, "update_ratios")
+    assert len(written) == 3
+    for value in written:
+        step = value.update_ratios_step()
+        assert list(step.no_update) == aux
+        ratios = arrays.decode_array(step.ratios)
+        assert all(ratios[j] != 0 for j in aux)
+        others = [j for j in range(len(monitor.names)) if j not in aux]
+        assert np.all(np.isfinite(ratios[others])) and np.all(ratios[others] > 0)
+
+
+def test_step_without_any_gradient_is_all_no_update(writer, tmp_path, read_values):
+    model, optimizer = _make("adam")
+    with deepscope.watch(model, optimizer, writer, every=1) as monitor:
+        optimizer.step()  # no backward pass yet: every .grad is None
+    assert monitor.stats.errors == []
+    (value,) = read_values(tmp_path, "update_ratios")
+    step = value.update_ratios_step()
+    assert list(step.no_update) == list(range(len(monitor.names)))
+    assert np.all(np.isnan(arrays.decode_array(step.ratios)))
+
+
+def test_names_come_from_named_parameters(writer, tmp_path, read_values):
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Linear(4, 5), torch.nn.ReLU(), torch.nn.Sequential(torch.nn.Linear(5, 2))
+    )
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    monitor = deepscope.watch(model, optimizer, writer, every=1, tag="ratios")
+    expected = [name for name, _ in model.named_parameters()]
+    assert expected == ["0.weight", "0.bias", "2.0.weight", "2.0.bias"]
+    assert monitor.names == expected
+    model(torch.randn(3, 4)).sum().backward()
+    optimizer.step()
+    monitor.close()
+    (value,) = read_values(tmp_path, "ratios")
+    content = value.value.metadata.plugin_data.content
+    assert list(metadata.parse_plugin_data(content).update_ratios.names) == expected
+
+
+def test_frozen_parameters_are_not_watched(writer, tmp_path, read_values, decode_ratios):
+    model, _ = _make()
+    model.fc1.weight.requires_grad_(False)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)  # holds the frozen one too
+    with deepscope.watch(model, optimizer, writer, every=1) as monitor:
+        reference = train(model, optimizer, 2)
+    writer.flush()
+    expected_names = ["fc1.bias", "fc2.weight", "fc2.bias", "aux.weight", "aux.bias"]
+    assert monitor.names == expected_names
+    rows = logged(read_values, decode_ratios, tmp_path)
+    assert len(rows) == 2
+    for (_, got), want in zip(rows, reference):
+        assert list(got) == expected_names
+        assert_rows_match(got, {n: want[n] for n in expected_names})
+
+
+def test_parameter_outside_the_model_gets_a_param_group_name(writer):
+    model, _ = _make()
+    stray = torch.nn.Parameter(torch.ones(3))
+    optimizer = torch.optim.SGD([{"params": model.parameters()}, {"params": [stray]}], lr=0.1)
+    with deepscope.watch(model, optimizer, writer) as monitor:
+        assert monitor.names[-1] == "param_groups[1][0]"
+        assert monitor.names[:-1] == [n for n, _ in model.named_parameters()]
+
+
+def _hook_counts(optimizer):
+    return len(optimizer._optimizer_step_pre_hooks), len(optimizer._optimizer_step_post_hooks)
+
+
+def test_close_removes_every_hook_and_stops_logging(writer, tmp_path, read_values):
+    model, optimizer = _make("sgd-momentum-wd")
+    user_hook_calls = []
+    optimizer.register_step_post_hook(lambda *args: user_hook_calls.append(1))
+    assert _hook_counts(optimizer) == (0, 1)
+    monitor = deepscope.watch(model, optimizer, writer, every=1)
+    assert _hook_counts(optimizer) == (1, 2)
+    train(model, optimizer, 2)
+    monitor.close()
+    assert _hook_counts(optimizer) == (0, 1)  # the user's own hook stays
+    train(model, optimizer, 3)
+    writer.flush()
+    assert len(read_values(tmp_path, "update_ratios")) == 2
+    assert monitor.stats.steps_seen == 2
+    assert len(user_hook_calls) == 5
+    monitor.close()  # closing twice is harmless
+
+
+def test_context_manager_removes_hooks(writer, tmp_path, read_values):
+    model, optimizer = _make("adam")
+    with deepscope.watch(model, optimizer, writer, every=1) as monitor:
+        assert isinstance(monitor, deepscope.Monitor)
+        assert _hook_counts(optimizer) == (1, 1)
+        train(model, optimizer, 1)
+    assert _hook_counts(optimizer) == (0, 0)
+    train(model, optimizer, 2)
+    writer.flush()
+    assert len(read_values(tmp_path, "update_ratios")) == 1
+
+
+def test_context_manager_removes_hooks_when_training_raises(writer):
+    model, optimizer = _make("adam")
+    with pytest.raises(KeyError), deepscope.watch(model, optimizer, writer):
+        raise KeyError("training failed")
+    assert _hook_counts(optimizer) == (0, 0)
+
+
+@pytest.mark.parametrize("every", [0, -1, 2.5, "5", None])
+def test_bad_every_raises(writer, every):
+    model, optimizer = _make()
+    with pytest.raises(ValueError, match="every must be a positive"):
+        deepscope.watch(model, optimizer, writer, every=every)
+    assert _hook_counts(optimizer) == (0, 0)
+
+
+def test_non_module_raises(writer):
+    model, optimizer = _make()
+    with pytest.raises(TypeError, match=r"torch\.nn\.Module, got list"):
+        deepscope.watch(list(model.parameters()), optimizer, writer)
+
+
+def test_non_optimizer_raises(writer):
+    model, _ = _make()
+    with pytest.raises(TypeError, match=r"torch\.optim\.Optimizer, got str"):
+        deepscope.watch(model, "adam", writer)
+
+
+def test_plain_torch_summary_writer_raises_saying_what_to_use(tmp_path):
+    model, optimizer = _make()
+    plain = torch.utils.tensorboard.SummaryWriter(str(tmp_path))
+    try:
+        with pytest.raises(TypeError, match=r"deepscope\.SummaryWriter"):
+            deepscope.watch(model, optimizer, plain)
+    finally:
+        plain.close()
+    assert _hook_counts(optimizer) == (0, 0)
+
+
+def test_optimizer_without_trainable_parameters_raises(writer):
+    model, _ = _make()
+    for param in model.parameters():
+        param.requires_grad_(False)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(ValueError, match="no trainable parameters"):
+        deepscope.watch(model, optimizer, writer)
+
+
+def test_failure_while_measuring_warns_once_and_training_goes_on(
+    writer, tmp_path, read_values, decode_ratios, monkeypatch
+):
+    def broken(*args, **kwargs):
+        raise RuntimeError("measurement exploded")
+
+    monkeypatch.setattr(ratios_math, "update_ratios", broken)
+    model, optimizer = _make("sgd-momentum-wd")
+    start = [p.detach().clone() for p in model.parameters()]
+    monitor = deepscope.watch(model, optimizer, writer, every=1)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        train(model, optimizer, 3)
+    runtime_warnings = [w for w in caught if issubclass(w.category, RuntimeWarning)]
+    assert len(runtime_warnings) == 1
+    assert "measurement exploded" in str(runtime_warnings[0].message)
+    assert len(monitor.stats.errors) == 3
+    assert all("measurement exploded" in e for e in monitor.stats.errors)
+    assert monitor.stats.steps_seen == 3
+    # Training went on: every parameter moved.
+    assert all(not torch.equal(s, p) for s, p in zip(start, model.parameters()))
+
+    # Once the fault is gone, measuring resumes at the right step with the right numbers.
+    monkeypatch.undo()
+    reference = train(model, optimizer, 1, seed=1)
+    monitor.close()
+    rows = logged(read_values, decode_ratios, tmp_path)
+    assert [step for step, _ in rows] == [3]
+    assert_rows_match(rows[0][1], reference[0])
+
+
+def test_failure_before_the_step_is_recorded_and_training_goes_on(writer, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("snapshot exploded")
+
+    monkeypatch.setattr(ratios_math, "snapshot", broken)
+    model, optimizer = _make("adam")
+    start = [p.detach().clone() for p in model.parameters()]
+    with pytest.warns(RuntimeWarning, match="snapshot exploded"):
+        with deepscope.watch(model, optimizer, writer, every=1) as monitor:
+            train(model, optimizer, 2)
+    assert len(monitor.stats.errors) == 2
+    assert "before the optimizer step" in monitor.stats.errors[0]
+    assert monitor.stats.measurements == 0
+    assert all(not torch.equal(s, p) for s, p in zip(start, model.parameters()))
+
+
+def test_non_finite_weights_give_non_finite_ratios_that_are_kept(
+    writer, tmp_path, read_values, decode_ratios
+):
+    torch.manual_seed(0)
+    model = torch.nn.ModuleDict({"a": torch.nn.Linear(3, 2), "b": torch.nn.Linear(3, 2)})
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    x = torch.rand(5, 3) + 0.5  # positive inputs: a's outputs are +inf, not NaN
+    with torch.no_grad():
+        model["a"].weight[0, 0] = math.inf  # ‖W‖ = inf, and inf − inf = NaN after the step
+        model["b"].bias.zero_()  # ‖W‖ = 0 with a non-zero update: ratio = +inf
+    with deepscope.watch(model, optimizer, writer, every=1) as monitor:
+        # The gradients of a sum are finite whatever the outputs are.
+        loss = model["a"](x).sum() + model["b"](x).sum()
+        optimizer.zero_grad()
+        loss.backward()
+        before = {n: p.detach().double().numpy() for n, p in model.named_parameters()}
+        optimizer.step()
+    assert monitor.stats.errors == []
+    rows = logged(read_values, decode_ratios, tmp_path)
+    assert len(rows) == 1
+    got = rows[0][1]
+    assert list(got) == ["a.weight", "a.bias", "b.weight", "b.bias"]
+    assert got["a.weight"] is not None and math.isnan(got["a.weight"])  # kept, not no_update
+    assert got["b.bias"] == math.inf
+    for name in ("a.bias", "b.weight"):
+        after = dict(model.named_parameters())[name].detach().double().numpy()
+        want = np.linalg.norm(after - before[name]) / np.linalg.norm(before[name])
+        assert got[name] == pytest.approx(want, rel=1e-4)
