@@ -10,9 +10,7 @@ from pathlib import Path
 from setuptools import find_packages, setup
 
 HERE = Path(__file__).parent
-VERSION = (
-    (HERE / "deepscope" / "__init__.py").read_text().split('__version__ = "')[1].split('"')[0]
-)
+VERSION = (HERE / "deepscope" / "__init__.py").read_text().split('__version__ = "')[1].split('"')[0]
 
 setup(
     name="deepscope",

@@ -28,7 +28,9 @@ const options = {
 // First pass: learn which packages end up in the bundle, to credit them in a banner.
 const probe = await esbuild.build(options);
 const packages = new Map();
-for (const input of Object.keys(probe.metafile.inputs)) {
+const [probeOutput] = Object.values(probe.metafile.outputs);
+for (const [input, { bytesInOutput }] of Object.entries(probeOutput.inputs)) {
+  if (bytesInOutput === 0) continue;
   const m = /node_modules\/((?:@[^/]+\/)?[^/]+)\//.exec(input);
   if (!m || packages.has(m[1])) continue;
   const dir = join(here, "node_modules", m[1]);

@@ -26,29 +26,19 @@ export interface UpdateRatios {
   warnings: string[];
 }
 
-/** An HTTP error with the body the server sent, which says what went wrong. */
-export class HttpError extends Error {
-  constructor(
-    readonly status: number,
-    message: string,
-  ) {
-    super(message);
-    this.name = "HttpError";
-  }
-}
-
-async function getText(url: string, signal?: AbortSignal): Promise<string> {
-  const response = await fetch(url, { credentials: "same-origin", signal });
+async function getText(url: string): Promise<string> {
+  const response = await fetch(url, { credentials: "same-origin" });
   const text = await response.text();
   if (!response.ok) {
     const body = text.trim() || response.statusText || "no message";
-    throw new HttpError(response.status, `HTTP ${response.status}: ${body}`);
+    // The plugin's errors are plain text a person can act on: show them as they are.
+    throw new Error(`HTTP ${response.status}: ${body}`);
   }
   return text;
 }
 
-async function getJson(url: string, signal?: AbortSignal): Promise<unknown> {
-  const text = await getText(url, signal);
+async function getJson(url: string): Promise<unknown> {
+  const text = await getText(url);
   try {
     return JSON.parse(text) as unknown;
   } catch {
@@ -60,8 +50,8 @@ function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 
-export async function fetchTags(signal?: AbortSignal): Promise<TagIndex> {
-  const raw = await getJson("./tags", signal);
+export async function fetchTags(): Promise<TagIndex> {
+  const raw = await getJson("./tags");
   if (!isRecord(raw)) throw new Error("./tags: expected an object of runs");
   const index: TagIndex = {};
   for (const [run, tags] of Object.entries(raw)) {
@@ -83,18 +73,9 @@ export async function fetchTags(signal?: AbortSignal): Promise<TagIndex> {
   return index;
 }
 
-export function updateRatiosUrl(run: string, tag: string, names?: readonly string[]): string {
+export async function fetchUpdateRatios(run: string, tag: string): Promise<UpdateRatios> {
   const params = new URLSearchParams({ run, tag, format: "base64" });
-  for (const name of names ?? []) params.append("name", name);
-  return `./update_ratios?${params.toString()}`;
-}
-
-export async function fetchUpdateRatios(
-  run: string,
-  tag: string,
-  signal?: AbortSignal,
-): Promise<UpdateRatios> {
-  return parseUpdateRatios(await getJson(updateRatiosUrl(run, tag), signal));
+  return parseUpdateRatios(await getJson(`./update_ratios?${params.toString()}`));
 }
 
 function decodeBase64Float32(b64: string, count: number): Float32Array {

@@ -62,11 +62,11 @@ export class App {
     const side = el("aside", "ds-sidebar");
 
     const filterSection = el("div", "ds-section");
-    const filterTitle = el("label", "ds-section-title", "Filter tags");
+    const filterTitle = el("label", "ds-section-title", "Filter tags (regex)");
     filterTitle.htmlFor = "ds-tag-filter";
     this.filterInput.id = "ds-tag-filter";
     this.filterInput.type = "search";
-    this.filterInput.placeholder = "Filter tags (regular expressions supported)";
+    this.filterInput.placeholder = "regex, e.g. model|fc";
     this.filterInput.autocomplete = "off";
     this.filterInput.spellcheck = false;
     this.filterInput.dataset.testid = "tag-filter";

@@ -8,11 +8,11 @@ import { select } from "d3-selection";
 import type { TagInfo, UpdateRatios } from "./api";
 import { ColorScale } from "./colormap";
 import { Visibility, el, swatch } from "./dom";
-import { formatInt } from "./format";
-import { Heatmap } from "./heatmap";
+import { formatInt, formatLog10Tick } from "./format";
+import { Heatmap, LABEL_GAP, labelColumnWidth, type PlotFrame } from "./heatmap";
 import { LineChart, lineSample, type LineSeries } from "./linechart";
 import { NON_FINITE_COLOR, dashFor } from "./palette";
-import { farthestFromTarget, log10Extent } from "./stats";
+import { farthestFromTarget, log10Extent, stepDomain } from "./stats";
 import type { DataStore } from "./store";
 
 export interface CardEntry {
@@ -48,6 +48,7 @@ export class TagCard {
   private readonly blocks = new Map<string, RunBlock>();
   private ratioRuns: CardEntry[] = [];
   private color: ColorScale | null = null;
+  private frame: PlotFrame = { left: MIN_LEFT, domain: [0, 1] };
   /** Parameters in the line chart; null until a default is chosen from the data. */
   private selected: string[] | null = null;
   private chartVisible = false;
@@ -161,10 +162,6 @@ export class TagCard {
     this.onData();
   }
 
-  get tagName(): string {
-    return this.tag;
-  }
-
   isSelected(name: string): boolean {
     return this.selected?.includes(name) ?? false;
   }
@@ -206,8 +203,16 @@ export class TagCard {
       }
     }
     const color = new ColorScale(lo <= hi ? [lo, hi] : null);
-    const scaleChanged = !color.equals(this.color);
-    if (scaleChanged) this.color = color;
+    const frame = plotFrame(loaded);
+    const scaleChanged =
+      !color.equals(this.color) ||
+      frame.left !== this.frame.left ||
+      frame.domain[0] !== this.frame.domain[0] ||
+      frame.domain[1] !== this.frame.domain[1];
+    if (scaleChanged) {
+      this.color = color;
+      this.frame = frame;
+    }
     if (this.ratioRuns.length > 0 && (scaleChanged || !this.legendSlot.firstChild)) {
       this.legendSlot.replaceChildren(colorLegend(this.color ?? color));
     }
@@ -215,7 +220,9 @@ export class TagCard {
       const pick = farthestFromTarget(loaded[0]);
       this.selected = pick ? [pick] : [];
     }
-    for (const block of this.blocks.values()) block.render(this.color ?? color, scaleChanged);
+    for (const block of this.blocks.values()) {
+      block.render(this.color ?? color, this.frame, scaleChanged);
+    }
     this.updatePicker(loaded);
     this.drawChart();
   }
@@ -300,7 +307,7 @@ export class TagCard {
         "Pick a parameter (click a heatmap row or use the menu) to plot its update ratio over steps.";
     }
     this.chart.element.hidden = !show;
-    if (show) this.chart.draw(series, this.contentWidth());
+    if (show) this.chart.draw(series, this.contentWidth(), this.frame);
   }
 }
 
@@ -329,7 +336,7 @@ class RunBlock {
     this.status = el("div", "ds-placeholder", "Loading…");
     this.heatmap = new Heatmap({
       run,
-      tag: card.tagName,
+      tag: card.tag,
       runColor: color,
       onRowClick: (param) => card.toggleParam(param),
       isSelected: (param) => card.isSelected(param),
@@ -350,16 +357,16 @@ class RunBlock {
   maybeLoad(): void {
     if (!this.visible) return;
     const gen = this.ctx.generation();
-    if (this.ctx.store.isFresh(this.run, this.card.tagName, gen)) return;
-    this.ctx.store.load(this.run, this.card.tagName, gen).then(() => this.card.onData());
+    if (this.ctx.store.isFresh(this.run, this.card.tag, gen)) return;
+    this.ctx.store.load(this.run, this.card.tag, gen).then(() => this.card.onData());
   }
 
   invalidate(): void {
     this.drawn = null;
   }
 
-  render(color: ColorScale, force: boolean): void {
-    const loaded = this.ctx.store.get(this.run, this.card.tagName);
+  render(color: ColorScale, frame: PlotFrame, force: boolean): void {
+    const loaded = this.ctx.store.get(this.run, this.card.tag);
     if (!loaded) return;
     if (loaded.error !== undefined) {
       this.status.className = "ds-error";
@@ -399,10 +406,31 @@ class RunBlock {
     } else {
       this.status.hidden = true;
       this.heatmap.element.hidden = false;
-      this.heatmap.draw(data, color, width);
+      this.heatmap.draw(data, color, width, frame);
     }
     this.drawn = { data, width };
   }
+}
+
+/** Room the line chart's y axis needs on the left. */
+const MIN_LEFT = 64;
+
+/** The card's shared geometry: one label column and one step axis for all its runs. */
+function plotFrame(loaded: readonly UpdateRatios[]): PlotFrame {
+  const names = new Set<string>();
+  let lo = Infinity;
+  let hi = -Infinity;
+  for (const d of loaded) {
+    d.names.forEach((n) => names.add(n));
+    if (d.steps.length === 0) continue;
+    const [a, b] = stepDomain(d.steps);
+    lo = Math.min(lo, a);
+    hi = Math.max(hi, b);
+  }
+  return {
+    left: Math.max(MIN_LEFT, labelColumnWidth(names) + LABEL_GAP),
+    domain: lo < hi ? [lo, hi] : [0, 1],
+  };
 }
 
 function colorLegend(color: ColorScale): HTMLElement {
@@ -420,7 +448,7 @@ function colorLegend(color: ColorScale): HTMLElement {
   svg
     .append("g")
     .attr("class", "ds-axis")
-    .call(axisBottom(x).ticks(5).tickSize(3).tickSizeOuter(0))
+    .call(axisBottom(x).ticks(5).tickFormat((v) => formatLog10Tick(Number(v))).tickSize(3).tickSizeOuter(0))
     .call((g) => g.select(".domain").remove());
   bar.prepend(fill);
   if (color.lo <= -3 && -3 <= color.hi) {

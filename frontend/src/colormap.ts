@@ -38,10 +38,6 @@ export class ColorScale {
     return (this.lut[k] << 16) | (this.lut[k + 1] << 8) | this.lut[k + 2];
   }
 
-  css(log10value: number): string {
-    return "#" + this.rgb(log10value).toString(16).padStart(6, "0");
-  }
-
   /** CSS linear-gradient for the legend bar. */
   gradient(): string {
     const stops: string[] = [];

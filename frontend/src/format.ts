@@ -36,6 +36,13 @@ export function formatInt(n: number): string {
   return intFmt(n);
 }
 
+const general = locale.format("~g");
+
+/** Ticks of the colour legend (log10 values): -3, -2.5. */
+export function formatLog10Tick(value: number): string {
+  return general(value);
+}
+
 /** Ticks of a log axis: 1e-3. */
 export function formatPow10(value: number): string {
   const e = Math.round(Math.log10(value));

@@ -9,13 +9,15 @@ import type { UpdateRatios } from "./api";
 import type { ColorScale } from "./colormap";
 import { formatInt, formatRatio, formatStepTick, middleEllipsis } from "./format";
 import { NO_UPDATE_DARK, NO_UPDATE_LIGHT, NON_FINITE_RGB } from "./palette";
-import { stepDomain, stepIndexAt, stepRange } from "./stats";
+import { stepIndexAt, stepRange } from "./stats";
 import { LABEL_FONT } from "./style";
 import { hideTooltip, showTooltip, type TooltipRow } from "./tooltip";
 
 const SVG_NS = "http://www.w3.org/2000/svg";
 const MAX_LABEL_WIDTH = 220;
 const LABEL_LINE = 12; // px a row label needs
+/** px between a row label and the plot. */
+export const LABEL_GAP = 14;
 
 export interface HeatmapOptions {
   run: string;
@@ -56,6 +58,21 @@ function fitLabel(name: string, maxWidth: number): string {
   return middleEllipsis(name, n);
 }
 
+/** What the heatmaps and the line chart of one card share, so their step axes line up. */
+export interface PlotFrame {
+  /** Left edge of the plot area, px (room for the widest parameter label). */
+  left: number;
+  /** Step axis domain. */
+  domain: [number, number];
+}
+
+/** Width of the label column for these parameter names. */
+export function labelColumnWidth(names: Iterable<string>): number {
+  let widest = 0;
+  for (const name of names) widest = Math.max(widest, textWidth(name));
+  return Math.min(MAX_LABEL_WIDTH, Math.ceil(widest));
+}
+
 export class Heatmap {
   readonly element: HTMLDivElement;
   private readonly canvas: HTMLCanvasElement;
@@ -86,10 +103,10 @@ export class Heatmap {
     this.canvas.addEventListener("click", (e) => this.onClick(e));
   }
 
-  draw(data: UpdateRatios, color: ColorScale, width: number): void {
+  draw(data: UpdateRatios, color: ColorScale, width: number, frame: PlotFrame): void {
     this.data = data;
     this.color = color;
-    this.layout = this.computeLayout(data, width);
+    this.layout = this.computeLayout(data, width, frame);
     this.drawSvg();
     this.drawCanvas();
     const c = this.canvas.dataset;
@@ -105,21 +122,18 @@ export class Heatmap {
       .classed("ds-selected", (name) => this.opts.isSelected(name));
   }
 
-  private computeLayout(d: UpdateRatios, width: number): Layout {
+  private computeLayout(d: UpdateRatios, width: number, frame: PlotFrame): Layout {
     const P = Math.max(1, d.names.length);
     const rowH = Math.max(3, Math.min(16, Math.floor(520 / P)));
     const labelEvery = Math.max(1, Math.ceil(LABEL_LINE / rowH));
-    let widest = 0;
-    for (const name of d.names) widest = Math.max(widest, textWidth(name));
-    const labelW = Math.min(MAX_LABEL_WIDTH, Math.ceil(widest));
-    const labels = d.names.map((name) => fitLabel(name, labelW));
-    const left = labelW + 14;
+    const left = frame.left;
+    const labels = d.names.map((name) => fitLabel(name, left - LABEL_GAP));
     const top = 18;
     const right = 12;
     const bottom = 36;
     const plotW = Math.max(40, Math.floor(width - left - right));
     const plotH = rowH * P;
-    const x = scaleLinear().domain(stepDomain(d.steps)).range([0, plotW]);
+    const x = scaleLinear().domain(frame.domain).range([0, plotW]);
     return {
       width: left + plotW + right,
       height: top + plotH + bottom,
@@ -252,6 +266,26 @@ export class Heatmap {
       }
     }
 
+    // A NaN among thousands of steps would be a sub-pixel sliver: widen non-finite marks
+    // to at least 2 CSS px so they are seen at a glance.
+    const minBad = Math.max(1, Math.round(2 * dpr));
+    if (minBad > 1) {
+      for (let j = 0; j < P; j++) {
+        const row = j * W;
+        let px = 0;
+        while (px < W) {
+          if (cell[row + px] !== NON_FINITE) {
+            px++;
+            continue;
+          }
+          let end = px;
+          while (end < W && cell[row + end] === NON_FINITE) end++;
+          for (let q = end; q < Math.min(W, px + minBad); q++) cell[row + q] = NON_FINITE;
+          px = Math.max(end, px + minBad);
+        }
+      }
+    }
+
     const img = ctx.createImageData(W, H);
     const px32 = new Uint32Array(img.data.buffer);
     const pack = (r: number, g: number, b: number) => (0xff << 24) | (b << 16) | (g << 8) | r;
@@ -292,9 +326,12 @@ export class Heatmap {
     const my = e.clientY - rect.top;
     if (mx < 0 || my < 0 || mx >= L.plotW || my >= L.plotH) return null;
     const j = Math.min(d.names.length - 1, Math.floor(my / L.rowH));
-    const i = stepIndexAt(d.steps, L.x.invert(mx));
     const dpr = this.canvas.width / L.plotW;
-    return { i, j, px: Math.min(this.colStart.length - 1, Math.floor(mx * dpr)) };
+    const px = Math.min(this.colStart.length - 1, Math.floor(mx * dpr));
+    // The step under the pointer, kept among those the pixel's colour shows.
+    const under = stepIndexAt(d.steps, L.x.invert(mx));
+    const i = Math.min(this.colEnd[px], Math.max(this.colStart[px], under));
+    return { i, j, px };
   }
 
   private onMove(e: MouseEvent): void {

@@ -6,6 +6,7 @@ import { select } from "d3-selection";
 import { line } from "d3-shape";
 import { formatPow10, formatRatio, formatStepTick } from "./format";
 import { NON_FINITE_COLOR } from "./palette";
+import type { PlotFrame } from "./heatmap";
 import { BAND, TARGET_RATIO, nearestStepIndex } from "./stats";
 import { hideTooltip, showTooltip, type TooltipRow } from "./tooltip";
 
@@ -23,7 +24,7 @@ export interface LineSeries {
 }
 
 const HEIGHT = 280;
-const MARGIN = { top: 14, right: 16, bottom: 38, left: 64 };
+const MARGIN = { top: 14, right: 12, bottom: 38 };
 
 function usable(s: LineSeries, i: number): boolean {
   const v = s.values[i];
@@ -47,15 +48,18 @@ export class LineChart {
     plot.className = "ds-plot";
     this.svg = document.createElementNS(SVG_NS, "svg");
     this.svg.setAttribute("role", "img");
+    this.svg.setAttribute("class", "ds-chart-svg");
+    this.svg.setAttribute("aria-label", "Update ratio of the chosen parameters over steps, log scale");
     plot.appendChild(this.svg);
     this.legend = document.createElement("div");
     this.legend.className = "ds-chart-legend";
     this.element.append(plot, this.legend);
   }
 
-  draw(series: readonly LineSeries[], width: number): void {
+  draw(series: readonly LineSeries[], width: number, frame: PlotFrame): void {
     const plot = this.svg.parentElement as HTMLDivElement;
-    const plotW = Math.max(60, Math.floor(width - MARGIN.left - MARGIN.right));
+    const left = frame.left;
+    const plotW = Math.max(60, Math.floor(width - left - MARGIN.right));
     const plotH = HEIGHT - MARGIN.top - MARGIN.bottom;
     plot.style.width = `${width}px`;
     plot.style.height = `${HEIGHT}px`;
@@ -63,16 +67,10 @@ export class LineChart {
     const svg = select(this.svg).attr("width", width).attr("height", HEIGHT);
     svg.selectAll("*").remove();
 
-    let stepLo = Infinity;
-    let stepHi = -Infinity;
     let yLo: number = BAND[0];
     let yHi: number = BAND[1];
     let anyBad = false;
     for (const s of series) {
-      if (s.steps.length) {
-        stepLo = Math.min(stepLo, s.steps[0]);
-        stepHi = Math.max(stepHi, s.steps[s.steps.length - 1]);
-      }
       for (let i = 0; i < s.steps.length; i++) {
         if (usable(s, i)) {
           yLo = Math.min(yLo, s.values[i]);
@@ -80,17 +78,13 @@ export class LineChart {
         } else if (nonFinite(s, i)) anyBad = true;
       }
     }
-    if (!(stepHi > stepLo)) {
-      stepLo = Number.isFinite(stepLo) ? stepLo - 1 : 0;
-      stepHi = Number.isFinite(stepHi) ? stepHi + 1 : 1;
-    }
-    const x = scaleLinear().domain([stepLo, stepHi]).range([0, plotW]);
+    const x = scaleLinear().domain(frame.domain).range([0, plotW]);
     const y = scaleLog()
       .domain([yLo / 1.5, yHi * 1.5])
       .range([plotH, 0])
       .nice();
 
-    const g = svg.append("g").attr("transform", `translate(${MARGIN.left},${MARGIN.top})`);
+    const g = svg.append("g").attr("transform", `translate(${left},${MARGIN.top})`);
 
     // Horizontal grid at each decade.
     const decades = y.ticks().filter((t) => Math.abs(Math.log10(t) - Math.round(Math.log10(t))) < 1e-9);
@@ -143,28 +137,31 @@ export class LineChart {
       .text("step");
     g.append("text")
       .attr("class", "ds-axis-label")
-      .attr("transform", `translate(${-50},${plotH / 2}) rotate(-90)`)
+      .attr("transform", `translate(${-left + 14},${plotH / 2}) rotate(-90)`)
       .attr("text-anchor", "middle")
       .text("‖ΔW‖/‖W‖ (log scale)");
 
     const lines = g.append("g").attr("fill", "none").attr("stroke-width", 1.5);
     for (const s of series) {
-      const idx = Array.from(s.steps, (_, i) => i);
+      // A step without an update is no measurement: the line joins its neighbours. A
+      // non-finite value breaks the line and is marked on the top edge instead.
+      const idx = Array.from(s.steps, (_, i) => i).filter((i) => !s.noUpdate[i]);
       const path = line<number>()
         .defined((i) => usable(s, i))
         .x((i) => x(s.steps[i]))
         .y((i) => y(s.values[i]));
       lines
         .append("path")
+        .attr("class", "ds-line")
         .attr("d", path(idx) ?? "")
         .attr("stroke", s.color)
         .attr("stroke-dasharray", s.dash || null)
         .attr("stroke-linejoin", "round");
       // A lone point between gaps draws nothing as a line: mark it.
-      for (const i of idx) {
-        if (!usable(s, i)) continue;
-        const before = i > 0 && usable(s, i - 1);
-        const after = i + 1 < idx.length && usable(s, i + 1);
+      idx.forEach((i, n) => {
+        if (!usable(s, i)) return;
+        const before = n > 0 && usable(s, idx[n - 1]);
+        const after = n + 1 < idx.length && usable(s, idx[n + 1]);
         if (!before && !after) {
           lines
             .append("circle")
@@ -174,7 +171,7 @@ export class LineChart {
             .attr("fill", s.color)
             .attr("stroke", "none");
         }
-      }
+      });
       // Non-finite values: a red mark on the top edge at their step.
       const bad = idx.filter((i) => nonFinite(s, i));
       lines

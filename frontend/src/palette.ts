@@ -24,8 +24,8 @@ export const NON_FINITE_COLOR = "#e53935";
 export const NON_FINITE_RGB: readonly [number, number, number] = [0xe5, 0x39, 0x35];
 
 /** Heatmap cells where the parameter got no update: a light grey hatch. */
-export const NO_UPDATE_LIGHT: readonly [number, number, number] = [0xee, 0xee, 0xee];
-export const NO_UPDATE_DARK: readonly [number, number, number] = [0xbd, 0xbd, 0xbd];
+export const NO_UPDATE_LIGHT: readonly [number, number, number] = [0xe6, 0xe6, 0xe6];
+export const NO_UPDATE_DARK: readonly [number, number, number] = [0xa8, 0xa8, 0xa8];
 
 /** Dash patterns to tell parameters apart when line colour already means "run". */
 export const DASHES: readonly string[] = ["", "6,3", "2,2", "10,3,2,3", "1,4", "12,4"];

@@ -5,8 +5,17 @@ import type { UpdateRatios } from "./api";
 export const TARGET_RATIO = 1e-3;
 export const BAND: readonly [number, number] = [3e-4, 3e-3];
 
+const extents = new WeakMap<UpdateRatios, [number, number] | null>();
+
 /** [min, max] of log10 over the finite, positive values, or null when there are none. */
 export function log10Extent(d: UpdateRatios): [number, number] | null {
+  if (extents.has(d)) return extents.get(d) ?? null;
+  const extent = computeLog10Extent(d);
+  extents.set(d, extent);
+  return extent;
+}
+
+function computeLog10Extent(d: UpdateRatios): [number, number] | null {
   let lo = Infinity;
   let hi = -Infinity;
   const { values, noUpdate } = d;
@@ -71,12 +80,18 @@ export function stepIndexAt(steps: readonly number[], s: number): number {
   return Math.min(steps.length - 1, Math.max(0, bisectRight(steps, s) - 1));
 }
 
-/** Indices [i0, i1] of the steps whose columns overlap [a, b). */
+/**
+ * Indices [i0, i1] of the steps a canvas pixel spanning step values [a, b) shows: those
+ * whose column starts inside it, or else the one whose column contains its centre. So each
+ * step lands in exactly one pixel when steps outnumber pixels, and each pixel shows one step
+ * when pixels outnumber steps.
+ */
 export function stepRange(steps: readonly number[], a: number, b: number): [number, number] {
-  const i0 = stepIndexAt(steps, a);
-  let i1 = Math.min(steps.length - 1, bisectLeft(steps, b) - 1);
-  if (i1 < i0) i1 = i0;
-  return [i0, i1];
+  const i0 = bisectLeft(steps, a);
+  const i1 = bisectLeft(steps, b) - 1;
+  if (i1 >= i0) return [i0, i1];
+  const i = stepIndexAt(steps, (a + b) / 2);
+  return [i, i];
 }
 
 /** Index of the logged step nearest to step value `s`. */

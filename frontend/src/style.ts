@@ -16,9 +16,11 @@ button, input, select { font: inherit; color: inherit; }
 .ds-progress[hidden] { display: none; }
 @keyframes ds-slide { from { background-position: -40% 0; } to { background-position: 140% 0; } }
 
-.ds-app { display: flex; align-items: flex-start; min-height: 100vh; }
+.ds-app { display: flex; align-items: flex-start; min-height: 100vh;
+  background: linear-gradient(90deg, #f5f5f5 279px, #ebebeb 279px 280px, #fff 280px); }
 .ds-sidebar { flex: none; width: 280px; position: sticky; top: 0; height: 100vh; overflow: auto;
   background: #f5f5f5; border-right: 1px solid #ebebeb; padding: 16px 16px 24px; }
+@media (max-width: 720px) { .ds-sidebar { width: 200px; } .ds-app { background: #fff; } }
 .ds-main { flex: 1; min-width: 0; padding: 16px 24px 48px; }
 
 .ds-section { margin-bottom: 20px; }
@@ -59,11 +61,11 @@ button, input, select { font: inherit; color: inherit; }
 .ds-legend { display: flex; align-items: center; gap: 14px; flex-wrap: wrap; font-size: 11px; color: #424242; }
 .ds-legend-item { display: inline-flex; align-items: center; gap: 5px; white-space: nowrap; }
 .ds-legend-title { font-weight: 500; }
-.ds-colorbar { position: relative; }
+.ds-colorbar { position: relative; margin: 0 14px 0 10px; }
 .ds-colorbar-bar { height: 10px; border-radius: 1px; }
 .ds-colorbar svg { display: block; overflow: visible; }
 .ds-box { display: inline-block; width: 14px; height: 10px; border: 1px solid rgba(0,0,0,.15); }
-.ds-hatch { background: repeating-linear-gradient(135deg, #bdbdbd 0 1.5px, #eeeeee 1.5px 5px); }
+.ds-hatch { background: repeating-linear-gradient(135deg, #a8a8a8 0 1.5px, #e6e6e6 1.5px 5px); }
 
 .ds-runblock { margin-top: 10px; }
 .ds-runblock-head { display: flex; align-items: center; gap: 8px; flex-wrap: wrap; font-size: 12px; margin-bottom: 2px; }

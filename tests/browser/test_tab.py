@@ -1,0 +1,348 @@
+"""The deepscope tab in a real browser, inside a real TensorBoard.
+
+Chromium is Debian's (`shutil.which("chromium")`, see the `chromium_path` fixture), driven
+by Playwright's sync API; `playwright install` is never needed. Each test opens
+TensorBoard's own page at `/#deepscope` and works in the tab's iframe
+(`data/plugin_entry.html?name=deepscope`).
+
+Set DEEPSCOPE_SCREENSHOTS=1 to refresh the README's picture, docs/images/update_ratios.png.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import statistics
+from pathlib import Path
+from urllib.parse import urlencode
+
+import pytest
+
+from tests.conftest import get
+
+sync_api = pytest.importorskip("playwright.sync_api")
+
+REPO = Path(__file__).resolve().parents[2]
+SCREENSHOT = REPO / "docs" / "images" / "update_ratios.png"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+VIEWPORT = {"width": 1400, "height": 900}
+TIMEOUT_MS = 30_000
+
+
+# ---------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="session")
+def browser(chromium_path):
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+class Tab:
+    """TensorBoard's page with the deepscope tab open, and what went wrong in it."""
+
+    def __init__(self, page):
+        self.page = page
+        self.errors: list[str] = []
+        page.on("pageerror", lambda error: self.errors.append(f"uncaught: {error}"))
+        page.on("console", self._on_console)
+
+    def _on_console(self, message):
+        text = message.text
+        # A CSP violation or an error the tab logs; TensorBoard's own warnings are not ours.
+        if message.type == "error" and ("Content Security Policy" in text or "deepscope" in text):
+            self.errors.append(f"console: {text}")
+
+    def open(self, base_url: str):
+        self.page.goto(f"{base_url}/#deepscope")
+        self.page.wait_for_function(
+            "() => [...document.querySelectorAll('iframe')]"
+            ".some(f => f.src.includes('plugin_entry.html?name=deepscope'))",
+            timeout=TIMEOUT_MS,
+        )
+        frame = None
+        for _ in range(300):
+            frame = next(
+                (f for f in self.page.frames if "plugin_entry.html?name=deepscope" in f.url), None
+            )
+            if frame is not None:
+                break
+            self.page.wait_for_timeout(100)
+        assert frame is not None, "the deepscope tab's iframe never appeared"
+        self.frame = frame
+        return frame
+
+
+@pytest.fixture
+def tab(browser):
+    context = browser.new_context(viewport=VIEWPORT, device_scale_factor=1)
+    tab = Tab(context.new_page())
+    yield tab
+    context.close()
+    assert not tab.errors, "\n".join(tab.errors)
+
+
+@pytest.fixture(scope="session")
+def scalars_only_logdir(tmp_path_factory) -> Path:
+    """A log dir TensorBoard can read that holds no deepscope data: plain scalars."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    logdir = tmp_path_factory.mktemp("scalars-only")
+    writer = SummaryWriter(str(logdir / "plain"))
+    for step in range(5):
+        writer.add_scalar("loss", 1.0 / (step + 1), step)
+    writer.close()
+    return logdir
+
+
+@pytest.fixture(scope="session", params=[False, True], ids=["load_fast=false", "load_fast=true"])
+def trained_server(request, trained_logdir, tensorboard_server) -> str:
+    return tensorboard_server(trained_logdir, load_fast=request.param)
+
+
+@pytest.fixture(scope="session")
+def python_loader_server(trained_logdir, tensorboard_server) -> str:
+    return tensorboard_server(trained_logdir, load_fast=False)
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def route(base_url: str, path: str, **params) -> dict:
+    status, body = get(f"{base_url}/data/plugin/deepscope/{path}?{urlencode(params)}")
+    assert status == 200, body
+    return json.loads(body)
+
+
+def format_ratio(value) -> str:
+    """The tab's formatting of a value of the JSON route: 1.23e-3, no update, NaN, ..."""
+    if value is None:
+        return "no update"
+    if isinstance(value, str):  # "NaN", "Infinity", "-Infinity"
+        return value
+    if value == 0:
+        return "0"
+    mantissa, exponent = f"{value:.2e}".split("e")
+    return f"{mantissa}e{int(exponent)}"
+
+
+def cell_centre(box: dict, steps: list[int], n_params: int, i: int, j: int) -> tuple[float, float]:
+    """Where the heatmap draws (step index i, parameter j).
+
+    Rows are equal bands; step i spans [steps[i], steps[i+1]) on a linear step axis that
+    ends one typical gap (the median) after the last step.
+    """
+    gaps = [b - a for a, b in zip(steps, steps[1:])]
+    gap = max(1, statistics.median(gaps)) if gaps else 1
+    lo, hi = steps[0], steps[-1] + gap
+    end = steps[i + 1] if i + 1 < len(steps) else hi
+    centre = (steps[i] + end) / 2
+    x = box["x"] + (centre - lo) / (hi - lo) * box["width"]
+    y = box["y"] + (j + 0.5) * box["height"] / n_params
+    return x, y
+
+
+def tooltip_fields(frame) -> dict[str, str]:
+    tooltip = frame.locator("[data-testid=tooltip]")
+    tooltip.wait_for(state="visible", timeout=TIMEOUT_MS)
+    fields = tooltip.locator("[data-field]")
+    return {
+        fields.nth(k).get_attribute("data-field"): fields.nth(k).inner_text()
+        for k in range(fields.count())
+    }
+
+
+def heatmap(frame, run: str, tag: str = "update_ratios"):
+    canvas = frame.locator(f'[data-testid=heatmap][data-run="{run}"][data-tag="{tag}"]')
+    canvas.and_(frame.locator("[data-drawn=true]")).wait_for(timeout=TIMEOUT_MS)
+    return canvas
+
+
+# ---------------------------------------------------------------- tests
+
+
+def test_heatmap_draws_every_step_and_parameter_of_the_route(tab, trained_server):
+    expected = route(trained_server, "update_ratios", run="seed0", tag="update_ratios")
+    frame = tab.open(trained_server)
+    canvas = heatmap(frame, "seed0")
+    assert canvas.get_attribute("data-steps") == str(len(expected["steps"]))
+    assert canvas.get_attribute("data-params") == str(len(expected["names"]))
+    assert len(expected["steps"]) > 100  # all of watch(every=1)'s steps, not a 10-sample reservoir
+
+
+def test_hovering_a_cell_shows_its_parameter_step_and_value(tab, python_loader_server):
+    expected = route(python_loader_server, "update_ratios", run="seed0", tag="update_ratios")
+    steps, names, values = expected["steps"], expected["names"], expected["values"]
+    frame = tab.open(python_loader_server)
+    canvas = heatmap(frame, "seed0")
+    box = canvas.bounding_box()
+    no_update = next((i, j) for i, row in enumerate(values) for j, v in enumerate(row) if v is None)
+    cells = [(len(steps) // 2, 0), (0, len(names) - 1), (len(steps) - 1, 2), no_update]
+    for i, j in cells:
+        tab.page.mouse.move(*cell_centre(box, steps, len(names), i, j))
+        fields = tooltip_fields(frame)
+        assert fields["name"] == names[j]
+        assert fields["step"] == str(steps[i])
+        assert fields["value"] == format_ratio(values[i][j]), (i, j, values[i][j])
+        assert fields["run"] == "seed0"
+    assert format_ratio(values[no_update[0]][no_update[1]]) == "no update"
+    tab.page.mouse.move(1, 1)
+    frame.locator("[data-testid=tooltip]").wait_for(state="hidden", timeout=TIMEOUT_MS)
+
+
+def test_runs_have_colours_and_can_be_deselected(tab, python_loader_server):
+    frame = tab.open(python_loader_server)
+    heatmap(frame, "seed0")
+    heatmap(frame, "seed1")
+    selector = frame.locator("[data-testid=run-selector]")
+    runs = selector.locator("label.ds-run")
+    assert runs.count() == 2
+    assert [runs.nth(k).get_attribute("data-run") for k in range(2)] == ["seed0", "seed1"]
+    colours = [runs.nth(k).locator("[data-color]").get_attribute("data-color") for k in range(2)]
+    assert len(set(colours)) == 2
+    assert frame.locator("[data-testid=refresh]").is_visible()
+
+    runs.nth(1).locator("input[type=checkbox]").uncheck()
+    frame.locator('[data-testid=heatmap][data-run="seed1"]').wait_for(
+        state="detached", timeout=TIMEOUT_MS
+    )
+    assert frame.locator('[data-testid=heatmap][data-run="seed0"]').count() == 1
+    runs.nth(1).locator("input[type=checkbox]").check()
+    heatmap(frame, "seed1")
+
+    # The tag filter is a case-insensitive regex, like TensorBoard's.
+    frame.locator("[data-testid=tag-filter]").fill("^UPDATE_R")
+    frame.locator("[data-testid=refresh]").click()
+    heatmap(frame, "seed0")
+    frame.locator("[data-testid=tag-filter]").fill("no-such-tag")
+    frame.locator("[data-testid=heatmap]").first.wait_for(state="detached", timeout=TIMEOUT_MS)
+
+
+def test_line_chart_plots_the_chosen_parameters_on_a_log_axis(tab, python_loader_server):
+    frame = tab.open(python_loader_server)
+    heatmap(frame, "seed0")
+    chart = frame.locator("[data-testid=linechart]")
+    chart.wait_for(timeout=TIMEOUT_MS)
+    axes = chart.locator("svg.ds-chart-svg").text_content()
+    assert "‖ΔW‖/‖W‖ (log scale)" in axes and "step" in axes
+    assert "rule of thumb ≈ 1e-3" in axes
+    before = int(chart.get_attribute("data-series"))
+    assert before == 2  # the default parameter, in both runs
+    # Clicking a row label adds that parameter, overlaid for both runs.
+    frame.locator('[data-testid=heatmap][data-run="seed0"]').locator("..").locator(
+        "text.ds-rowlabel", has_text="fc.weight"
+    ).first.click()
+    frame.wait_for_function(
+        "n => document.querySelector('[data-testid=linechart]').dataset.series == n",
+        arg=str(before + 2),
+        timeout=TIMEOUT_MS,
+    )
+
+
+def test_http_errors_show_in_the_card(tab, python_loader_server):
+    message = "no run named 'seed0' has deepscope data; runs with deepscope data: 'seed1'"
+    tab.page.route(
+        "**/data/plugin/deepscope/update_ratios?run=seed0*",
+        lambda r: r.fulfill(status=404, content_type="text/plain", body=message),
+    )
+    frame = tab.open(python_loader_server)
+    error = frame.locator('.ds-runblock[data-run="seed0"] [data-testid=load-error]')
+    error.wait_for(timeout=TIMEOUT_MS)
+    assert "404" in error.inner_text() and message in error.inner_text()
+    heatmap(frame, "seed1")  # the other run is unaffected
+
+
+def test_reloads_every_30_s_and_with_tensorboard_keeping_selections(tab, python_loader_server):
+    tag_requests = []
+    tab.page.on(
+        "request",
+        lambda r: tag_requests.append(r.url) if r.url.endswith("/plugin/deepscope/tags") else None,
+    )
+    tab.page.clock.install()
+    frame = tab.open(python_loader_server)
+    heatmap(frame, "seed0")
+    heatmap(frame, "seed1")
+    frame.locator('label.ds-run[data-run="seed1"] input').uncheck()
+    frame.locator("[data-testid=tag-filter]").fill("update")
+    frame.locator('[data-testid=heatmap][data-run="seed1"]').wait_for(state="detached")
+
+    def reloaded_after(count: int):
+        for _ in range(100):
+            if len(tag_requests) > count:
+                return
+            tab.page.wait_for_timeout(100)
+        raise AssertionError(f"no new tags request after {count}: {tag_requests}")
+
+    before = len(tag_requests)
+    tab.page.clock.run_for(31_000)
+    reloaded_after(before)
+    heatmap(frame, "seed0")
+    assert not frame.locator('label.ds-run[data-run="seed1"] input').is_checked()
+    assert frame.locator('[data-testid=heatmap][data-run="seed1"]').count() == 0
+    assert frame.locator("[data-testid=tag-filter]").input_value() == "update"
+
+    # TensorBoard's own reload button reaches the tab too.
+    before = len(tag_requests)
+    tab.page.locator("button.reload-button").click()
+    reloaded_after(before)
+
+
+def test_empty_log_dir_says_how_to_log(tab, scalars_only_logdir, tensorboard_server):
+    base = tensorboard_server(scalars_only_logdir, load_fast=False)
+    status, body = get(f"{base}/data/plugin/deepscope/tags")
+    assert status == 200 and json.loads(body) == {}
+    frame = tab.open(base)
+    empty = frame.locator("[data-testid=empty-state]")
+    empty.wait_for(timeout=TIMEOUT_MS)
+    text = empty.inner_text()
+    assert 'deepscope.SummaryWriter("runs/exp")' in text
+    assert "deepscope.watch(model, optimizer, writer)" in text
+    assert "add_update_ratios" in text
+    assert "tensorboard --logdir runs" in text
+
+
+def test_newer_schema_tag_is_an_error_card_not_a_crash(
+    tab, newer_schema_logdir, tensorboard_server
+):
+    base = tensorboard_server(newer_schema_logdir, load_fast=False)
+    tags = route(base, "tags")
+    (run,) = tags
+    message = tags[run]["from_the_future"]["error"]
+    frame = tab.open(base)
+    error = frame.locator("[data-testid=tag-error]")
+    error.wait_for(timeout=TIMEOUT_MS)
+    assert message in error.inner_text()
+    assert error.get_attribute("data-run") == run
+    # The readable tag of the same run still draws.
+    heatmap(frame, run, tag="current")
+
+
+def test_screenshot(tab, python_loader_server, tmp_path):
+    """A full view of the tab; with DEEPSCOPE_SCREENSHOTS=1 it becomes the README's picture."""
+    frame = tab.open(python_loader_server)
+    heatmap(frame, "seed0")
+    heatmap(frame, "seed1")
+    frame.locator("[data-testid=linechart] path.ds-line").first.wait_for(timeout=TIMEOUT_MS)
+    # Tall enough to show the whole tab: TensorBoard's header plus the iframe's content.
+    height = frame.evaluate("document.documentElement.scrollHeight")
+    tab.page.set_viewport_size({"width": VIEWPORT["width"], "height": height + 80})
+    tab.page.mouse.move(1, 1)
+    tab.page.wait_for_timeout(500)  # let the redraw after the resize settle
+    out = tmp_path / "update_ratios.png"
+    tab.page.screenshot(path=str(out), full_page=True)
+    assert out.stat().st_size > 20_000
+    if os.environ.get("DEEPSCOPE_SCREENSHOTS") == "1":
+        SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(out, SCREENSHOT)
