@@ -227,7 +227,7 @@ def _in_process_run(provider, ctx, plugin, run: str, hint: int, repeats: int, pr
     from werkzeug.wrappers import Request
 
     app = plugin.get_plugin_apps()["/update_ratios"]
-    plugin_data = series.find_series(provider, ctx, "", run, TAG, "update_ratios")
+    plugin_data = series.SeriesCatalog(provider).find(ctx, "", run, TAG, "update_ratios")
     limit = series._UNBOUNDED if not hint else hint
 
     def read():
@@ -235,9 +235,9 @@ def _in_process_run(provider, ctx, plugin, run: str, hint: int, repeats: int, pr
 
     ratios = read()
     stages = {
-        "find_series (list_tensors + list_blob_sequences)": lambda: series.find_series(
-            provider, ctx, "", run, TAG, "update_ratios"
-        ),
+        "find_series (list_tensors + list_blob_sequences)": lambda: series.SeriesCatalog(
+            provider
+        ).find(ctx, "", run, TAG, "update_ratios"),
         "read_tensors (TensorBoard)": lambda: provider.read_tensors(
             ctx,
             experiment_id="",
@@ -388,7 +388,7 @@ def in_process_rust(
                 time.sleep(0.25)
             else:
                 raise TimeoutError(f"the data server never served {want} steps of {run}")
-            plugin_data = series.find_series(provider, ctx, "", run, TAG, "update_ratios")
+            plugin_data = series.SeriesCatalog(provider).find(ctx, "", run, TAG, "update_ratios")
             stages = {
                 "list_tensors (all runs)": lambda: provider.list_tensors(
                     ctx, experiment_id="", plugin_name=metadata.PLUGIN_NAME
@@ -399,8 +399,8 @@ def in_process_rust(
                 "list_blob_sequences": lambda: provider.list_blob_sequences(
                     ctx, experiment_id="", plugin_name=metadata.PLUGIN_NAME
                 ),
-                "find_series": lambda run=run: series.find_series(
-                    provider, ctx, "", run, TAG, "update_ratios"
+                "find_series": lambda run=run: series.SeriesCatalog(provider).find(
+                    ctx, "", run, TAG, "update_ratios"
                 ),
                 "read_tensors (gRPC + make_ndarray)": read,
                 "read_tensors (downsample=1000)": lambda rtf=rtf: provider.read_tensors(

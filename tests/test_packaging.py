@@ -85,7 +85,8 @@ def test_the_loader_builds_the_plugin_and_declares_its_samples_default():
     flags = Namespace(samples_per_plugin={})
     DeepscopeLoader().fix_flags(flags)
     assert flags.samples_per_plugin == {"deepscope": DEFAULT_SAMPLES}
-    assert DEFAULT_SAMPLES >= 1001  # a 10,000-step run logged every 10 steps, whole
+    # A 10,000-step run (steps 0..9999) logged every 10 steps: 1,000 samples, kept whole.
+    assert DEFAULT_SAMPLES >= len(range(0, 10_000, 10))
     flags = Namespace(samples_per_plugin={"deepscope": 7})
     DeepscopeLoader().fix_flags(flags)
     assert flags.samples_per_plugin == {"deepscope": 7}  # the user's flag wins
