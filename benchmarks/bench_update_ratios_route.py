@@ -10,7 +10,7 @@
 2. In process: `series.read_update_ratios` over a `MultiplexerDataProvider`
    (built as TensorBoard's Python loader builds it) and the route's handler,
    stage by stage: find_series (listing), read_tensors (TensorBoard),
-   decoding (ours), building the body, json.dumps, gzip (http_util.Respond).
+   decoding (ours), building the body, json.dumps, gzip level 1 + Respond (the plugin's).
 3. Real `tensorboard` processes, `--load_fast=false` (Python loader) and
    `--load_fast=true` (Rust data server), each with the plugin's default
    samples and with `--samples_per_plugin=deepscope=0` (all): waits until the
@@ -220,8 +220,11 @@ def in_process(logdir: Path, samples: int, runs: list[str], repeats: int, profil
     return out
 
 
+def _dumps(body: dict) -> str:
+    return json.dumps(body, allow_nan=False, separators=(",", ":"))
+
+
 def _in_process_run(provider, ctx, plugin, run: str, hint: int, repeats: int, profile: bool):
-    from tensorboard.backend import http_util
     from tensorboard.data import provider as tb_provider
     from werkzeug.test import EnvironBuilder
     from werkzeug.wrappers import Request
@@ -300,14 +303,14 @@ def _in_process_run(provider, ctx, plugin, run: str, hint: int, repeats: int, pr
     formats = {}
     for fmt, build in (("base64", body_b64), ("json", body_json)):
         body = build()
-        text = deepscope_plugin._dumps(body)
+        text = _dumps(body)
         t_head = _timeit(head, repeats)
         f = {
             "body: steps/wall_times/names tolist": t_head * 1e3,
             "body: values": (_timeit(build, repeats) - t_head) * 1e3,
-            "json.dumps": _timeit(lambda b=body: deepscope_plugin._dumps(b), repeats) * 1e3,
-            "Respond (encode + gzip level 3)": _timeit(
-                lambda t=text: http_util.Respond(request, t, "application/json"), repeats
+            "json.dumps": _timeit(lambda b=body: _dumps(b), repeats) * 1e3,
+            "json.dumps + gzip level 1 + Respond (the plugin's)": _timeit(
+                lambda b=body: deepscope_plugin._respond_json(request, b), repeats
             )
             * 1e3,
             "whole handler (werkzeug, no HTTP)": _timeit(lambda f=fmt: full(f), repeats) * 1e3,
@@ -315,7 +318,7 @@ def _in_process_run(provider, ctx, plugin, run: str, hint: int, repeats: int, pr
         formats[fmt] = {
             "stages_ms": {k: round(v, 2) for k, v in f.items()},
             "json_bytes": len(text),
-            "gzip_bytes": len(http_util.Respond(request, text, "application/json").get_data()),
+            "gzip_bytes": len(deepscope_plugin._respond_json(request, body).get_data()),
         }
         if profile:  # printed only: too long for the results file
             print(f"\ncProfile, {run} {fmt} (3 calls, by own time):")
