@@ -194,25 +194,44 @@ def read_update_ratios(
     other_rows: list[tuple[int, np.ndarray, list[str]]] = []
     no_update_marks: list[tuple[int, int]] = []  # (row, index into that row's names)
     unknown_names_steps = []
+    malformed_steps = []
     for datum in datums:
         step = pb.UpdateRatiosStep.FromString(datum.numpy.item())
         row = len(steps)
+        # A block of K rows carries each row's step; a single step is the event's own.
+        rows_steps = list(step.steps) or [datum.step]
+        rows_times = list(step.wall_times) or [datum.wall_time]
+        if len(rows_times) != len(rows_steps):
+            malformed_steps.append(datum.step)
+            continue
         if step.names:
-            other_rows.append((row, arrays.decode_array(step.ratios), list(step.names)))
+            try:
+                ratios = arrays.decode_array(step.ratios).reshape(len(rows_steps), len(step.names))
+            except ValueError:
+                malformed_steps.append(datum.step)
+                continue
+            for k in range(len(rows_steps)):
+                other_rows.append((row + k, ratios[k], list(step.names)))
             for name in step.names:
                 columns.setdefault(name, len(columns))
         elif step.names_crc32 in (series_crc, 0) and (
-            step.ratios.dtype == pb.FLOAT32 and len(step.ratios.data) == row_bytes
+            step.ratios.dtype == pb.FLOAT32 and len(step.ratios.data) == row_bytes * len(rows_steps)
         ):
             chunks.append(step.ratios.data)
-            own_rows.append(row)
+            own_rows.extend(range(row, row + len(rows_steps)))
         else:
             unknown_names_steps.append(datum.step)
             continue
-        no_update_marks.extend((row, int(i)) for i in step.no_update)
-        steps.append(datum.step)
-        wall_times.append(datum.wall_time)
+        width = len(step.names) or len(series_names)
+        no_update_marks.extend((row + int(i) // width, int(i) % width) for i in step.no_update)
+        steps.extend(rows_steps)
+        wall_times.extend(rows_times)
     warnings: list[str] = []
+    if malformed_steps:
+        warnings.append(
+            f"{len(malformed_steps)} event(s) (first at step {malformed_steps[0]}) are malformed "
+            "and left out"
+        )
     if unknown_names_steps:
         warnings.append(
             f"{len(unknown_names_steps)} step(s) (first: {unknown_names_steps[0]}) were logged "
@@ -239,9 +258,15 @@ def read_update_ratios(
         j = row_columns[row][i] if row in row_columns else i
         values[row, j] = np.nan
         no_update[row, j] = True
+    steps_array = np.asarray(steps, dtype=np.int64)
+    wall_times_array = np.asarray(wall_times, dtype=np.float64)
+    if np.any(np.diff(steps_array) < 0):  # blocks of a restarted run may interleave
+        order = np.argsort(steps_array, kind="stable")
+        steps_array, wall_times_array = steps_array[order], wall_times_array[order]
+        values, no_update = values[order], no_update[order]
     return UpdateRatios(
-        steps=np.asarray(steps, dtype=np.int64),
-        wall_times=np.asarray(wall_times, dtype=np.float64),
+        steps=steps_array,
+        wall_times=wall_times_array,
         names=list(columns),
         values=values,
         no_update=no_update,

@@ -31,32 +31,48 @@ def update_ratios_step(
     values: np.ndarray,
     no_update: Sequence[int] = (),
     series_names: Sequence[str] | None = None,
+    steps: Sequence[int] | None = None,
+    wall_times: Sequence[float] | None = None,
 ) -> pb.UpdateRatiosStep:
-    """One step's `UpdateRatiosStep` message.
+    """One event's `UpdateRatiosStep`: one step, or a block of K steps.
 
     Args:
-      names: parameter names, one per value.
-      values: float ratios ‖ΔW‖/‖W‖, shape [len(names)]; non-finite values are kept.
-      no_update: indices of parameters that got no update (their value is ignored).
-      series_names: the names in the series' metadata, if they differ from `names`
-        the step carries its own.
+      names: parameter names, P of them.
+      values: float ratios ‖ΔW‖/‖W‖, shape [P] for one step or [K, P] for a
+        block; non-finite values are kept.
+      no_update: indices into the flattened values of parameters that got no
+        update (their value is ignored).
+      series_names: the names in the series' metadata; if they differ from
+        `names` the event carries its own.
+      steps, wall_times: for a block, the global step and wall time of each row.
     """
-    values = np.asarray(values, dtype=np.float32).reshape(-1)
-    if values.shape[0] != len(names):
-        raise ValueError(f"{len(names)} parameter names but {values.shape[0]} values")
+    values = np.asarray(values, dtype=np.float32)
+    if values.ndim > 2 or values.shape[-1:] != (len(names),):
+        raise ValueError(
+            f"{len(names)} parameter names need values of shape [{len(names)}] or "
+            f"[steps, {len(names)}], got {list(values.shape)}"
+        )
     if len(set(names)) != len(names):
         raise ValueError("parameter names must be unique")
+    block = values.ndim == 2
+    if block != (steps is not None) or (steps is None) != (wall_times is None):
+        raise ValueError("a block of values [K, P] needs steps and wall_times, one per row")
+    if block and not (len(steps) == len(wall_times) == values.shape[0]):
+        raise ValueError(f"{values.shape[0]} rows need as many steps and wall times")
     no_update = sorted({int(i) for i in no_update})
-    if no_update and not 0 <= no_update[0] <= no_update[-1] < len(names):
-        raise ValueError(f"no_update index out of range for {len(names)} parameters")
+    if no_update and not 0 <= no_update[0] <= no_update[-1] < values.size:
+        raise ValueError(f"no_update index out of range for {values.size} values")
     if no_update:
         values = values.copy()
-        values[no_update] = np.nan
+        values.reshape(-1)[no_update] = np.nan
     step = pb.UpdateRatiosStep(
         ratios=arrays.encode_array(values),
         no_update=no_update,
         names_crc32=metadata.names_crc32(names),
     )
+    if block:
+        step.steps.extend(int(s) for s in steps)
+        step.wall_times.extend(float(t) for t in wall_times)
     if series_names is not None and list(series_names) != list(names):
         step.names.extend(names)
     return step

@@ -61,9 +61,55 @@ class SummaryWriter(_TorchSummaryWriter):
         walltime: float | None = None,
         description: str = "",
     ) -> None:
-        """`add_update_ratios` for names and float values of shape [len(names)], as watch() logs."""
+        """`add_update_ratios` for names and float values of shape [len(names)].
+
+        `no_update` holds the indices of parameters that got no update.
+        """
+        self._add_update_ratios_event(
+            tag, names, values, no_update, None, None, global_step, walltime, description
+        )
+
+    def add_update_ratio_block(
+        self,
+        tag: str,
+        names: Sequence[str],
+        values: np.ndarray,
+        steps: Sequence[int],
+        wall_times: Sequence[float],
+        no_update: np.ndarray | None = None,
+        description: str = "",
+    ) -> None:
+        """Log K steps of update ratios in one event (what watch() does).
+
+        Fewer, larger events keep reads fast: TensorBoard's cost per read, and
+        its sampling, count events. The event is filed under the last step.
+
+        Args:
+          values: float ratios, shape [K, len(names)], row k at `steps[k]`.
+          steps, wall_times: K ascending global steps and their wall times.
+          no_update: bool [K, len(names)], True where a parameter got no update.
+        """
+        values = np.asarray(values, dtype=np.float32)
+        flat_no_update = () if no_update is None else np.flatnonzero(no_update)
+        self._add_update_ratios_event(
+            tag,
+            names,
+            values,
+            flat_no_update,
+            steps,
+            wall_times,
+            int(steps[-1]) if len(steps) else None,
+            float(wall_times[-1]) if len(wall_times) else None,
+            description,
+        )
+
+    def _add_update_ratios_event(
+        self, tag, names, values, no_update, steps, wall_times, global_step, walltime, description
+    ) -> None:
         series_names = self._update_ratio_names.get(tag)
-        step = summary.update_ratios_step(names, values, no_update, series_names)
+        step = summary.update_ratios_step(
+            names, values, no_update, series_names, steps=steps, wall_times=wall_times
+        )
         metadata_names = None
         if series_names is None:
             metadata_names = self._update_ratio_names[tag] = list(names)

@@ -14,12 +14,17 @@ import time
 import warnings
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
 from deepscope.analysis import update_ratios as ratios_math
 from deepscope.writer.summary_writer import SummaryWriter
 
 DEFAULT_EVERY = 50
+# Measurements written together as one event, unless the oldest has waited
+# DEFAULT_MAX_EVENT_DELAY seconds: fewer events keep TensorBoard's reads fast.
+DEFAULT_MEASUREMENTS_PER_EVENT = 10
+DEFAULT_MAX_EVENT_DELAY = 10.0
 MAX_ERRORS_KEPT = 20
 
 
@@ -63,6 +68,8 @@ class Monitor:
         every: int = DEFAULT_EVERY,
         tag: str = "update_ratios",
         start_step: int = 0,
+        measurements_per_event: int = DEFAULT_MEASUREMENTS_PER_EVENT,
+        max_event_delay: float = DEFAULT_MAX_EVENT_DELAY,
     ):
         if not isinstance(model, torch.nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -70,7 +77,7 @@ class Monitor:
             raise TypeError(
                 f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}"
             )
-        if not hasattr(writer, "add_update_ratio_values"):
+        if not hasattr(writer, "add_update_ratio_block"):
             raise TypeError(
                 "writer must be a deepscope.SummaryWriter "
                 "(deepscope.SummaryWriter(log_dir) is a drop-in torch SummaryWriter)"
@@ -83,13 +90,20 @@ class Monitor:
             ) from None
         if every < 1:
             raise ValueError(f"every must be a positive number of optimizer steps, got {every!r}")
+        if operator.index(measurements_per_event) < 1:
+            raise ValueError(
+                f"measurements_per_event must be at least 1, got {measurements_per_event!r}"
+            )
         self.writer = writer
         self.every = every
+        self.measurements_per_event = measurements_per_event
+        self.max_event_delay = float(max_event_delay)
         self.tag = tag
         self.step = start_step
         self.stats = MonitorStats()
         self._names, self._params = _named_optimizer_params(model, optimizer)
-        self._pending: list[_Measurement] = []
+        self._pending: list[_Measurement] = []  # still on their way from the device
+        self._block: list[_Measurement] = []  # arrived, to be written as one event
         self._before: list[torch.Tensor] | None = None
         self._before_norms: torch.Tensor | None = None
         self._updated: list[int] = []
@@ -158,18 +172,29 @@ class Monitor:
         self._write_arrived()
 
     def _write_arrived(self, wait: bool = False) -> None:
+        """Move arrived measurements into the block; write it when full, old, or asked to."""
         while self._pending and (wait or self._pending[0].arrived()):
             measurement = self._pending.pop(0)
             if measurement.ready is not None:
                 measurement.ready.synchronize()
-            values = measurement.values.numpy()
-            self.writer.add_update_ratio_values(
+            self._block.append(measurement)
+        if self._block and (
+            wait
+            or len(self._block) >= self.measurements_per_event
+            or time.time() - self._block[0].walltime >= self.max_event_delay
+        ):
+            block, self._block = self._block, []
+            values = np.stack([m.values.numpy() for m in block])
+            no_update = np.zeros(values.shape, dtype=bool)
+            for k, measurement in enumerate(block):
+                no_update[k, measurement.no_update] = True
+            self.writer.add_update_ratio_block(
                 self.tag,
                 self._names,
                 values,
-                measurement.no_update,
-                global_step=measurement.step,
-                walltime=measurement.walltime,
+                steps=[m.step for m in block],
+                wall_times=[m.walltime for m in block],
+                no_update=no_update,
             )
 
     def _record_error(self, where: str, error: Exception) -> None:
@@ -229,6 +254,8 @@ def watch(
     every: int = DEFAULT_EVERY,
     tag: str = "update_ratios",
     start_step: int = 0,
+    measurements_per_event: int = DEFAULT_MEASUREMENTS_PER_EVENT,
+    max_event_delay: float = DEFAULT_MAX_EVENT_DELAY,
 ) -> Monitor:
     """Measure `model` while `optimizer` trains it, logging to `writer`.
 
@@ -236,5 +263,19 @@ def watch(
     `global_step` the first step is logged at) logs ‖ΔW‖₂/‖W‖₂ of every
     trainable parameter the optimizer holds, under `tag`. Returns a `Monitor`;
     `monitor.close()` (or `with deepscope.watch(...)`) removes every hook.
+
+    Measurements are written `measurements_per_event` at a time as one event
+    (fewer events keep TensorBoard's reads fast), or sooner once the oldest
+    has waited `max_event_delay` seconds; `monitor.flush()` and `close()`
+    write what is held.
     """
-    return Monitor(model, optimizer, writer, every=every, tag=tag, start_step=start_step)
+    return Monitor(
+        model,
+        optimizer,
+        writer,
+        every=every,
+        tag=tag,
+        start_step=start_step,
+        measurements_per_event=measurements_per_event,
+        max_event_delay=max_event_delay,
+    )

@@ -48,6 +48,29 @@ CHANGED = [
     (2, {"c": 0.4, "a": 0.5, "b": 0.6}),
     (3, {"a": 0.7, "b": None}),
 ]
+# run "blocks", tag "model": one-step events and blocks of steps (as watch() writes), one
+# block in other names than the series'; and, by hand, the rows a reader must give back.
+BLOCK_EVENTS = [
+    ("single", (0, {"p": 0.1, "q": None})),
+    (
+        "block",
+        (
+            ["p", "q"],
+            [1, 2, 3],
+            [[0.2, 0.3], [0.4, NAN], [0.5, 0.6]],
+            [[False, False], [False, False], [False, True]],
+        ),
+    ),
+    ("block", (["q", "r"], [4, 5], [[0.7, 0.8], [0.9, 1.0]], [[True, False], [False, False]])),
+]
+BLOCK_ROWS = {  # step: values of p, q, r (None: no update or absent)
+    0: [0.1, None, None],
+    1: [0.2, 0.3, None],
+    2: [0.4, NAN, None],
+    3: [0.5, None, None],
+    4: [None, None, 0.8],
+    5: [None, 0.9, 1.0],
+}
 LONG_STEPS = 30  # more than the 10 samples TensorBoard keeps by default for an unknown plugin
 
 
@@ -76,6 +99,23 @@ def _write_update_ratio_runs(logdir: Path) -> None:
             ratios = {name: 0.1 * (step + 1) for name in names}
             writer.add_update_ratios("model", ratios, global_step=step, walltime=3000.0 + step)
         writer.close()
+
+    writer = deepscope.SummaryWriter(str(logdir / "blocks"))
+    for kind, payload in BLOCK_EVENTS:
+        if kind == "single":
+            step, ratios = payload
+            writer.add_update_ratios("model", ratios, global_step=step, walltime=4000.0 + step)
+        else:
+            names, steps, values, no_update = payload
+            writer.add_update_ratio_block(
+                "model",
+                names,
+                np.array(values, dtype=np.float32),
+                steps=steps,
+                wall_times=[4000.0 + s for s in steps],
+                no_update=np.array(no_update),
+            )
+    writer.close()
 
     writer = deepscope.SummaryWriter(str(logdir / "long"))
     for step in range(LONG_STEPS):
@@ -171,7 +211,7 @@ def _json_spelling(value):
 def test_tags_lists_every_deepscope_series(client):
     tags = get_json(client, "tags")
     version = metadata.SCHEMA_VERSION
-    assert set(tags) == {"alpha", "changed", "restarted", "long", "future"}
+    assert set(tags) == {"alpha", "blocks", "changed", "restarted", "long", "future"}
     assert tags["alpha"] == {
         "model": {"kind": "update_ratios", "version": version, "names": ALPHA_NAMES},
         "other": {"kind": "update_ratios", "version": version, "names": ["x"]},
@@ -297,6 +337,32 @@ def test_base64_with_name_filter(client):
     odd = [row[2] for _, _, row in ALPHA]
     np.testing.assert_array_equal(values, np.float32([NAN if v is None else v for v in odd]))
     assert body["no_update"] == [[i, 0] for i, v in enumerate(odd) if v is None]
+
+
+# --- blocks of steps in one event -----------------------------------------------------------
+
+
+def test_blocks_and_single_steps_give_one_row_per_step(client):
+    body = get_json(client, "update_ratios", run="blocks", tag="model")
+    assert body["steps"] == sorted(BLOCK_ROWS)
+    assert body["wall_times"] == [4000.0 + s for s in sorted(BLOCK_ROWS)]
+    assert body["names"] == ["p", "q", "r"]
+    assert body["values"] == [[_json_spelling(v) for v in BLOCK_ROWS[s]] for s in body["steps"]]
+    assert body["non_finite"] == 1
+    assert body["warnings"] == []
+
+
+def test_blocks_in_base64(client):
+    body = get_json(client, "update_ratios", run="blocks", tag="model", format="base64")
+    values = np.frombuffer(base64.b64decode(body["values"]["base64"]), "<f4").reshape(6, 3)
+    marks = {tuple(pair) for pair in body["no_update"]}
+    for i, step in enumerate(sorted(BLOCK_ROWS)):
+        for j, want in enumerate(BLOCK_ROWS[step]):
+            assert ((i, j) in marks) == (want is None)
+            if want is not None:
+                assert (
+                    np.isnan(values[i, j]) if math.isnan(want) else values[i, j] == np.float32(want)
+                )
 
 
 # --- a series whose parameter list changed -----------------------------------------------------

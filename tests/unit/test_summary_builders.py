@@ -135,7 +135,7 @@ def test_mapping_keys_that_stringify_alike_raise_as_duplicates():
 
 
 def test_update_ratios_step_length_mismatch_raises():
-    with pytest.raises(ValueError, match="2 parameter names but 3 values"):
+    with pytest.raises(ValueError, match=r"2 parameter names need values of shape \[2\]"):
         summary.update_ratios_step(["a", "b"], np.ones(3))
 
 

@@ -74,7 +74,11 @@ def train(model, optimizer, steps, use_aux=lambda k: True, seed=0):
 
 
 def logged(read_values, decode_ratios, logdir, tag="update_ratios"):
-    """[(global_step, {name: ratio or None})] as written, names from the series' metadata."""
+    """[(global_step, {name: ratio or None})] as written, one per measured step.
+
+    watch() writes blocks of measurements as one event; each block row carries its step.
+    Names come from the series' metadata.
+    """
     written = read_values(logdir, tag)
     if not written:
         return []
@@ -86,11 +90,20 @@ def logged(read_values, decode_ratios, logdir, tag="update_ratios"):
     )
     result = []
     for value in written:
-        ratios, no_update, own_names = decode_ratios(value)
-        assert own_names == []  # watch() logs the same names every step
-        assert ratios.shape == (len(names),)
-        row = {name: None if j in no_update else float(ratios[j]) for j, name in enumerate(names)}
-        result.append((value.step, row))
+        step = value.update_ratios_step()
+        assert list(step.names) == []  # watch() logs the same names every step
+        ratios = arrays.decode_array(step.ratios)
+        rows_steps = list(step.steps) or [value.step]
+        assert ratios.shape == (len(rows_steps), len(names))
+        assert len(step.wall_times) == len(step.steps)
+        assert value.step == rows_steps[-1]  # the event is filed under its last step
+        no_update = set(step.no_update)
+        for k, global_step in enumerate(rows_steps):
+            row = {
+                name: None if k * len(names) + j in no_update else float(ratios[k, j])
+                for j, name in enumerate(names)
+            }
+            result.append((global_step, row))
     return result
 
 
@@ -165,16 +178,17 @@ def test_layer_unused_in_forward_is_no_update_not_zero(writer, tmp_path, read_va
     with deepscope.watch(model, optimizer, writer, every=1) as monitor:
         train(model, optimizer, 3, use_aux=lambda k: False)
     writer.flush()
+    rows = logged(read_values, None, tmp_path)
+    assert [step for step, _ in rows] == [0, 1, 2]
+    for _, row in rows:
+        assert row["aux.weight"] is None and row["aux.bias"] is None  # not 0
+        others = [v for n, v in row.items() if not n.startswith("aux.")]
+        assert all(v is not None and np.isfinite(v) and v > 0 for v in others)
+    # The stored value under a no-update mark is NaN, never a 0 a reader could mistake.
+    (value,) = read_values(tmp_path, "update_ratios")
+    ratios = arrays.decode_array(value.update_ratios_step().ratios)
     aux = [monitor.names.index("aux.weight"), monitor.names.index("aux.bias")]
-    written = read_values(tmp_path, "update_ratios")
-    assert len(written) == 3
-    for value in written:
-        step = value.update_ratios_step()
-        assert list(step.no_update) == aux
-        ratios = arrays.decode_array(step.ratios)
-        assert all(ratios[j] != 0 for j in aux)
-        others = [j for j in range(len(monitor.names)) if j not in aux]
-        assert np.all(np.isfinite(ratios[others])) and np.all(ratios[others] > 0)
+    assert np.all(np.isnan(ratios[:, aux]))
 
 
 def test_step_without_any_gradient_is_all_no_update(writer, tmp_path, read_values):
@@ -247,7 +261,7 @@ def test_close_removes_every_hook_and_stops_logging(writer, tmp_path, read_value
     assert _hook_counts(optimizer) == (0, 1)  # the user's own hook stays
     train(model, optimizer, 3)
     writer.flush()
-    assert len(read_values(tmp_path, "update_ratios")) == 2
+    assert [step for step, _ in logged(read_values, None, tmp_path)] == [0, 1]
     assert monitor.stats.steps_seen == 2
     assert len(user_hook_calls) == 5
     monitor.close()  # closing twice is harmless
@@ -262,7 +276,7 @@ def test_context_manager_removes_hooks(writer, tmp_path, read_values):
     assert _hook_counts(optimizer) == (0, 0)
     train(model, optimizer, 2)
     writer.flush()
-    assert len(read_values(tmp_path, "update_ratios")) == 1
+    assert [step for step, _ in logged(read_values, None, tmp_path)] == [0]
 
 
 def test_context_manager_removes_hooks_when_training_raises(writer):
@@ -387,3 +401,43 @@ def test_non_finite_weights_give_non_finite_ratios_that_are_kept(
         after = dict(model.named_parameters())[name].detach().double().numpy()
         want = np.linalg.norm(after - before[name]) / np.linalg.norm(before[name])
         assert got[name] == pytest.approx(want, rel=1e-4)
+
+
+@pytest.mark.parametrize("per_event, steps, sizes", [(4, 10, [4, 4, 2]), (1, 3, [1, 1, 1])])
+def test_measurements_are_written_in_blocks(
+    per_event, steps, sizes, writer, tmp_path, read_values, decode_ratios
+):
+    model, optimizer = _make("adam")
+    with deepscope.watch(model, optimizer, writer, every=1, measurements_per_event=per_event):
+        reference = train(model, optimizer, steps)
+    writer.flush()
+    events = read_values(tmp_path, "update_ratios")
+    assert [len(v.update_ratios_step().steps) or 1 for v in events] == sizes
+    rows = logged(read_values, decode_ratios, tmp_path)
+    assert [step for step, _ in rows] == list(range(steps))
+    for (_, got), want in zip(rows, reference):
+        assert_rows_match(got, want)
+
+
+def test_a_block_is_written_once_its_oldest_measurement_is_old_enough(
+    writer, tmp_path, read_values
+):
+    model, optimizer = _make("adam")
+    monitor = deepscope.watch(model, optimizer, writer, every=1, max_event_delay=0.0)
+    train(model, optimizer, 3)
+    writer.flush()
+    # Nothing waits for a full block of 10: each measurement is written at the next hook.
+    assert len(read_values(tmp_path, "update_ratios")) >= 2
+    monitor.close()
+    assert [step for step, _ in logged(read_values, None, tmp_path)] == [0, 1, 2]
+
+
+def test_flush_writes_a_partial_block(writer, tmp_path, read_values):
+    model, optimizer = _make("adam")
+    monitor = deepscope.watch(model, optimizer, writer, every=1)
+    train(model, optimizer, 3)
+    writer.flush()
+    assert read_values(tmp_path, "update_ratios") == []  # held for a block of 10
+    monitor.flush()
+    assert [step for step, _ in logged(read_values, None, tmp_path)] == [0, 1, 2]
+    monitor.close()
