@@ -111,14 +111,10 @@ class DeepscopePlugin(base_plugin.TBPlugin):
             "warnings": ratios.warnings,
         }
         if fmt == "base64":
-            head["values"] = {
-                "dtype": "float32",
-                "shape": list(values.shape),
-                "base64": base64.b64encode(values.astype("<f4").tobytes()).decode("ascii"),
-            }
             head["no_update"] = np.argwhere(no_update).tolist()
-        else:
-            head["values"] = _json_matrix(values, no_update)
+            head["values"] = {"dtype": "float32", "shape": list(values.shape), "base64": ""}
+            return _respond_base64_json(request, head, values.astype("<f4").tobytes())
+        head["values"] = _json_matrix(values, no_update)
         return _respond_json(request, head)
 
 
@@ -149,8 +145,8 @@ def _respond_json(request, body: dict):
     """Respond with `body` as JSON, gzipped at the fastest level.
 
     The body holds no NaN/Inf (they are spelled out), so it skips `Respond`'s
-    cleansing pass; and gzip level 1 costs a third of `Respond`'s level 3 on
-    megabyte-sized series for a few percent more bytes. `Respond` unzips it
+    cleansing pass; gzip level 1 costs a third of `Respond`'s level 3 on
+    megabyte-sized series, for a few percent more bytes. `Respond` unzips it
     again for a client that does not accept gzip.
     """
     text = json.dumps(body, allow_nan=False, separators=(",", ":")).encode("utf-8")
@@ -160,3 +156,17 @@ def _respond_json(request, body: dict):
         "application/json",
         content_encoding="gzip",
     )
+
+
+def _respond_base64_json(request, body: dict, data: bytes):
+    """Respond with `body` as JSON, `body["values"]["base64"]` (empty) filled with `data`.
+
+    The base64 text is spliced in rather than passed through `json.dumps`
+    (base64 needs no escaping), and sent uncompressed: gzip shrinks base64 of
+    float32 by only a quarter, at the cost of most of the response time.
+    """
+    text = json.dumps(body, allow_nan=False, separators=(",", ":")).encode("ascii")
+    slot = b'"base64":""'
+    at = text.rindex(slot) + len(slot) - 1
+    text = b"".join((text[:at], base64.b64encode(data), text[at:]))
+    return http_util.Respond(request, text, "application/json", content_encoding="identity")

@@ -199,8 +199,8 @@ def read_update_ratios(
         step = pb.UpdateRatiosStep.FromString(datum.numpy.item())
         row = len(steps)
         # A block of K rows carries each row's step; a single step is the event's own.
-        rows_steps = list(step.steps) or [datum.step]
-        rows_times = list(step.wall_times) or [datum.wall_time]
+        rows_steps = step.steps or (datum.step,)
+        rows_times = step.wall_times or (datum.wall_time,)
         if len(rows_times) != len(rows_steps):
             malformed_steps.append(datum.step)
             continue
@@ -222,8 +222,9 @@ def read_update_ratios(
         else:
             unknown_names_steps.append(datum.step)
             continue
-        width = len(step.names) or len(series_names)
-        no_update_marks.extend((row + int(i) // width, int(i) % width) for i in step.no_update)
+        if step.no_update:
+            width = len(step.names) or len(series_names)
+            no_update_marks.extend((row + int(i) // width, int(i) % width) for i in step.no_update)
         steps.extend(rows_steps)
         wall_times.extend(rows_times)
     warnings: list[str] = []

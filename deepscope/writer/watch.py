@@ -50,6 +50,7 @@ class MonitorStats:
     measurements: int = 0
     hook_seconds: float = 0.0
     error_count: int = 0
+    non_finite: int = 0  # non-finite ratios logged (kept as measured, shown as such)
     errors: list[str] = field(default_factory=list)  # the first MAX_ERRORS_KEPT messages
 
 
@@ -188,6 +189,7 @@ class Monitor:
             no_update = np.zeros(values.shape, dtype=bool)
             for k, measurement in enumerate(block):
                 no_update[k, measurement.no_update] = True
+            self._count_non_finite(values, no_update, block)
             self.writer.add_update_ratio_block(
                 self.tag,
                 self._names,
@@ -196,6 +198,20 @@ class Monitor:
                 wall_times=[m.walltime for m in block],
                 no_update=no_update,
             )
+
+    def _count_non_finite(self, values: np.ndarray, no_update: np.ndarray, block) -> None:
+        bad = ~np.isfinite(values) & ~no_update
+        count = int(np.count_nonzero(bad))
+        if count and not self.stats.non_finite:
+            k, j = np.argwhere(bad)[0]
+            warnings.warn(
+                f"deepscope: non-finite update ratio for {self._names[j]} at step "
+                f"{block[k].step} (a zero, infinite or NaN weight?); it is logged as measured "
+                "and counted in monitor.stats.non_finite",
+                RuntimeWarning,
+                stacklevel=4,
+            )
+        self.stats.non_finite += count
 
     def _record_error(self, where: str, error: Exception) -> None:
         message = f"deepscope: measuring {where} failed at step {self.step}: {error!r}"

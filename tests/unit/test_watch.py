@@ -383,14 +383,16 @@ def test_non_finite_weights_give_non_finite_ratios_that_are_kept(
     with torch.no_grad():
         model["a"].weight[0, 0] = math.inf  # ‖W‖ = inf, and inf − inf = NaN after the step
         model["b"].bias.zero_()  # ‖W‖ = 0 with a non-zero update: ratio = +inf
-    with deepscope.watch(model, optimizer, writer, every=1) as monitor:
-        # The gradients of a sum are finite whatever the outputs are.
-        loss = model["a"](x).sum() + model["b"](x).sum()
-        optimizer.zero_grad()
-        loss.backward()
-        before = {n: p.detach().double().numpy() for n, p in model.named_parameters()}
-        optimizer.step()
+    with pytest.warns(RuntimeWarning, match="non-finite update ratio for a.weight at step 0"):
+        with deepscope.watch(model, optimizer, writer, every=1) as monitor:
+            # The gradients of a sum are finite whatever the outputs are.
+            loss = model["a"](x).sum() + model["b"](x).sum()
+            optimizer.zero_grad()
+            loss.backward()
+            before = {n: p.detach().double().numpy() for n, p in model.named_parameters()}
+            optimizer.step()
     assert monitor.stats.errors == []
+    assert monitor.stats.non_finite == 2  # a.weight (NaN) and b.bias (+inf)
     rows = logged(read_values, decode_ratios, tmp_path)
     assert len(rows) == 1
     got = rows[0][1]
