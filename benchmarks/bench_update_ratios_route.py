@@ -1,9 +1,9 @@
 """Storage and read speed of update-ratio series, up to a real TensorBoard.
 
 1. Storage: writes a synthetic 10,000-logged-step x 60-parameter series with
-   `deepscope.SummaryWriter.add_update_ratio_values` (no training) and a
-   1,000-step one (a 10,000-step run logged every 10); reports the event file
-   size and bytes per logged step. Then the default `watch()` on a
+   `deepscope.SummaryWriter.add_update_ratio_block` (blocks of 10 as watch()
+   writes; no training) and a 1,000-step one (a 10,000-step run logged
+   every 10); reports the event file size and bytes per logged step. Then the default `watch()` on a
    ResNet-18-sized model (62 parameter tensors): bytes written per 1,000
    optimizer steps (gradients are fixed, no forward/backward: only the
    optimizer steps and the monitor run).
