@@ -62,34 +62,8 @@ def test_installing_the_plugin_alone_pulls_no_torch(wheel):
     assert any(r.startswith("torch") and 'extra == "torch"' in r for r in requires)
 
 
-def test_the_plugin_side_never_imports_torch():
-    code = (
-        "import sys\n"
-        "import deepscope, deepscope.tb_plugin.loader, deepscope.tb_plugin.deepscope_plugin\n"
-        "import deepscope.tb_plugin.series, deepscope.metadata\n"
-        "assert 'torch' not in sys.modules, 'torch was imported'\n"
-        "print('ok')\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "ok"
+def test_default_samples_keep_a_10000_step_run_logged_every_10_steps_whole():
+    from deepscope.tb_plugin.loader import DEFAULT_SAMPLES
 
-
-def test_the_loader_builds_the_plugin_and_declares_its_samples_default():
-    from argparse import Namespace
-
-    from tensorboard.plugins import base_plugin
-
-    from deepscope.tb_plugin.loader import DEFAULT_SAMPLES, DeepscopeLoader
-
-    flags = Namespace(samples_per_plugin={})
-    DeepscopeLoader().fix_flags(flags)
-    assert flags.samples_per_plugin == {"deepscope": DEFAULT_SAMPLES}
-    # A 10,000-step run (steps 0..9999) logged every 10 steps: 1,000 samples, kept whole.
+    # Steps 0..9999 every 10: 1,000 measurements; even one event each, all are kept.
     assert DEFAULT_SAMPLES >= len(range(0, 10_000, 10))
-    flags = Namespace(samples_per_plugin={"deepscope": 7})
-    DeepscopeLoader().fix_flags(flags)
-    assert flags.samples_per_plugin == {"deepscope": 7}  # the user's flag wins
-    plugin = DeepscopeLoader().load(base_plugin.TBContext(data_provider=None))
-    assert plugin.plugin_name == "deepscope"
-    assert set(plugin.get_plugin_apps()) >= {"/index.js", "/tags", "/update_ratios"}
