@@ -244,11 +244,8 @@ def read_update_ratios(
     no_update = np.ones(values.shape, dtype=bool)
     if own_rows:
         own = np.frombuffer(b"".join(chunks), dtype="<f4").reshape(len(own_rows), -1)
-        if len(own_rows) == len(steps) and own.shape[1] == len(columns):
-            values[:] = own
-        else:
-            values[np.ix_(own_rows, range(own.shape[1]))] = own
-        no_update[np.ix_(own_rows, range(own.shape[1]))] = False
+        values[own_rows, : own.shape[1]] = own
+        no_update[own_rows, : own.shape[1]] = False
     row_columns = {}
     for row, row_values, names in other_rows:
         cols = [columns[name] for name in names]

@@ -83,14 +83,9 @@ class Monitor:
                 "writer must be a deepscope.SummaryWriter "
                 "(deepscope.SummaryWriter(log_dir) is a drop-in torch SummaryWriter)"
             )
-        try:
-            every = operator.index(every)
-        except TypeError:
-            raise ValueError(
-                f"every must be a positive number of optimizer steps, got {every!r}"
-            ) from None
-        if every < 1:
+        if not hasattr(every, "__index__") or operator.index(every) < 1:
             raise ValueError(f"every must be a positive number of optimizer steps, got {every!r}")
+        every = operator.index(every)
         if operator.index(measurements_per_event) < 1:
             raise ValueError(
                 f"measurements_per_event must be at least 1, got {measurements_per_event!r}"
