@@ -121,7 +121,10 @@ def storage_figures(root: Path, args) -> dict:
 
 
 def watch_storage(root: Path, optimizer_steps: int) -> dict:
-    """Bytes the default watch() writes for a ResNet-18-sized model over N optimizer steps."""
+    """Bytes the default watch()'s update ratios write for a ResNet-18 over N optimizer steps.
+
+    Spectra (on by default too) are left out here; bench_spectra.py measures their bytes.
+    """
     import torch
     from resnet import resnet18
 
@@ -135,7 +138,7 @@ def watch_storage(root: Path, optimizer_steps: int) -> dict:
     logdir = root / "watch-storage"
     writer = deepscope.SummaryWriter(str(logdir))
     header = empty_writer_bytes(root)
-    monitor = deepscope.watch(model, optimizer, writer)
+    monitor = deepscope.watch(model, optimizer, writer, spectra_every=None)
     for _ in range(optimizer_steps):
         optimizer.step()
     monitor.close()

@@ -120,7 +120,7 @@ def run_optimizer(opt_name: str, args, tmp: Path) -> dict:
     for _ in range(args.warmup):
         train_step(model, optimizer, *next_batch())
     with deepscope.SummaryWriter(str(tmp / f"{opt_name}-warmup")) as warm_writer:
-        with deepscope.watch(model, optimizer, warm_writer, every=1):
+        with deepscope.watch(model, optimizer, warm_writer, every=1, spectra_every=None):
             for _ in range(max(2, args.warmup // 2)):
                 train_step(model, optimizer, *next_batch())
 
@@ -134,8 +134,14 @@ def run_optimizer(opt_name: str, args, tmp: Path) -> dict:
         for name, every in order:
             monitor = None
             if every:
+                # Update ratios alone: bench_spectra.py measures the spectra's cost.
                 monitor = deepscope.watch(
-                    model, optimizer, writers[name], every=every, start_step=done[name]
+                    model,
+                    optimizer,
+                    writers[name],
+                    every=every,
+                    start_step=done[name],
+                    spectra_every=None,
                 )
             for _ in range(args.window):
                 x, y = next_batch()

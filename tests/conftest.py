@@ -208,3 +208,9 @@ def chromium_path() -> str:
     if path is None:
         pytest.fail("Debian's chromium is not installed: run `make test`, which installs it")
     return path
+
+
+# Each kind's log dirs, shared by its integration and browser tests.
+from tests.correlation_data import correlation_logdir  # noqa: E402, F401
+from tests.saliency_data import saliency_logdir  # noqa: E402, F401
+from tests.spectrum_data import spectrum_logdir  # noqa: E402, F401

@@ -8,9 +8,6 @@ message a person can act on.
 
 from __future__ import annotations
 
-import base64
-import gzip
-import json
 from pathlib import Path
 
 import numpy as np
@@ -20,10 +17,15 @@ from tensorboard.backend import http_util
 from tensorboard.plugins import base_plugin
 
 from deepscope import metadata
-from deepscope.tb_plugin import series
+from deepscope.tb_plugin import responses, series
+from deepscope.tb_plugin.correlation_routes import CorrelationRoutes
+from deepscope.tb_plugin.route_context import RouteContext
+from deepscope.tb_plugin.saliency_routes import SaliencyRoutes
+from deepscope.tb_plugin.spectrum_routes import SpectrumRoutes
 
 _STATIC = Path(__file__).parent / "static"
 _FORMATS = ("json", "base64")
+_EXAMPLE = "update_ratios?run=RUN&tag=TAG"
 
 
 class DeepscopePlugin(base_plugin.TBPlugin):
@@ -35,13 +37,22 @@ class DeepscopePlugin(base_plugin.TBPlugin):
         self._data_provider = context.data_provider
         self._catalog = series.SeriesCatalog(context.data_provider)
         self._downsample = (context.sampling_hints or {}).get(metadata.PLUGIN_NAME)
+        route_context = RouteContext(context.data_provider, self._catalog, self._downsample)
+        self._kind_routes = [
+            SpectrumRoutes(route_context),
+            CorrelationRoutes(route_context),
+            SaliencyRoutes(route_context),
+        ]
 
     def get_plugin_apps(self):
-        return {
+        apps = {
             "/index.js": self._serve_index_js,
             "/tags": self._serve_tags,
             "/update_ratios": self._serve_update_ratios,
         }
+        for routes in self._kind_routes:
+            apps.update(routes.apps())
+        return apps
 
     def is_active(self) -> bool:
         # Listed through data_provider.list_plugins(); nothing slow here.
@@ -72,8 +83,8 @@ class DeepscopePlugin(base_plugin.TBPlugin):
 
     @werkzeug.wrappers.Request.application
     def _serve_update_ratios(self, request):
-        run = _required_arg(request, "run")
-        tag = _required_arg(request, "tag")
+        run = responses.required_arg(request, "run", _EXAMPLE)
+        tag = responses.required_arg(request, "tag", _EXAMPLE)
         fmt = request.args.get("format", "json")
         if fmt not in _FORMATS:
             raise errors.InvalidArgumentError(
@@ -113,19 +124,9 @@ class DeepscopePlugin(base_plugin.TBPlugin):
         if fmt == "base64":
             head["no_update"] = np.argwhere(no_update).tolist()
             head["values"] = {"dtype": "float32", "shape": list(values.shape), "base64": ""}
-            return _respond_base64_json(request, head, values.astype("<f4").tobytes())
+            return responses.respond_base64_json(request, head, values.astype("<f4").tobytes())
         head["values"] = _json_matrix(values, no_update)
-        return _respond_json(request, head)
-
-
-def _required_arg(request, name: str) -> str:
-    value = request.args.get(name)
-    if not value:
-        raise errors.InvalidArgumentError(
-            f"missing query parameter {name!r}: ask e.g. "
-            "update_ratios?run=RUN&tag=TAG (the tags route lists both)"
-        )
-    return value
+        return responses.respond_json(request, head)
 
 
 def _json_matrix(values: np.ndarray, no_update: np.ndarray) -> list:
@@ -139,34 +140,3 @@ def _json_matrix(values: np.ndarray, no_update: np.ndarray) -> list:
             value = values[i, j]
             rows[i][j] = "NaN" if np.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
     return rows
-
-
-def _respond_json(request, body: dict):
-    """Respond with `body` as JSON, gzipped at the fastest level.
-
-    The body holds no NaN/Inf (they are spelled out), so it skips `Respond`'s
-    cleansing pass; gzip level 1 costs a third of `Respond`'s level 3 on
-    megabyte-sized series, for a few percent more bytes. `Respond` unzips it
-    again for a client that does not accept gzip.
-    """
-    text = json.dumps(body, allow_nan=False, separators=(",", ":")).encode("utf-8")
-    return http_util.Respond(
-        request,
-        gzip.compress(text, compresslevel=1, mtime=0),
-        "application/json",
-        content_encoding="gzip",
-    )
-
-
-def _respond_base64_json(request, body: dict, data: bytes):
-    """Respond with `body` as JSON, `body["values"]["base64"]` (empty) filled with `data`.
-
-    The base64 text is spliced in rather than passed through `json.dumps`
-    (base64 needs no escaping), and sent uncompressed: gzip shrinks base64 of
-    float32 by only a quarter, at the cost of most of the response time.
-    """
-    text = json.dumps(body, allow_nan=False, separators=(",", ":")).encode("ascii")
-    slot = b'"base64":""'
-    at = text.rindex(slot) + len(slot) - 1
-    text = b"".join((text[:at], base64.b64encode(data), text[at:]))
-    return http_util.Respond(request, text, "application/json", content_encoding="identity")

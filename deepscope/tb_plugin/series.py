@@ -34,9 +34,31 @@ class SeriesInfo:
         entry: dict = {"kind": self.kind, "version": self.version}
         if self.error:
             entry["error"] = self.error
-        elif self.plugin_data is not None and self.plugin_data.HasField("update_ratios"):
-            entry["names"] = list(self.plugin_data.update_ratios.names)
+        elif self.plugin_data is not None:
+            details = self.plugin_data.WhichOneof("details")
+            if details == "update_ratios":
+                entry["names"] = list(self.plugin_data.update_ratios.names)
+            elif details is not None:
+                # The kind's constant facts, e.g. a spectrum's weight_shape and layer_kind.
+                entry.update(_scalar_fields(getattr(self.plugin_data, details)))
         return entry
+
+
+def _scalar_fields(message) -> dict:
+    """A message of scalar and repeated scalar fields as JSON values (int64 as numbers)."""
+    result = {}
+    for field in message.DESCRIPTOR.fields:
+        value = getattr(message, field.name)
+        result[field.name] = list(value) if _is_repeated(field) else value
+    return result
+
+
+def _is_repeated(field) -> bool:
+    # protobuf 6.31 and 7 have FieldDescriptor.is_repeated; 7 dropped label.
+    is_repeated = getattr(field, "is_repeated", None)
+    if is_repeated is not None:
+        return bool(is_repeated)
+    return field.label == field.LABEL_REPEATED
 
 
 def describe(content: bytes) -> SeriesInfo:

@@ -26,6 +26,35 @@ def _string_tensor(payload: bytes) -> tensor_pb2.TensorProto:
     )
 
 
+def blob_sequence_summary(
+    tag: str,
+    blobs: Sequence[bytes],
+    plugin_data: pb.PluginData | None,
+    description: str = "",
+) -> summary_pb2.Summary:
+    """A `Summary` holding one step of a blob-sequence series (spectra, correlations, saliency).
+
+    Args:
+      blobs: the step's blobs; by deepscope's convention the first is the
+        kind's serialized `*Step` message.
+      plugin_data: the series' constant facts for its metadata; None leaves the
+        metadata out (TensorBoard keeps only a series' first metadata).
+    """
+    tensor = tensor_pb2.TensorProto(
+        dtype=types_pb2.DT_STRING,
+        tensor_shape=tensor_shape_pb2.TensorShapeProto(
+            dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=len(blobs))]
+        ),
+        string_val=list(blobs),
+    )
+    value = summary_pb2.Summary.Value(tag=tag, tensor=tensor)
+    if plugin_data is not None:
+        value.metadata.CopyFrom(
+            metadata.create_summary_metadata(plugin_data, description=description)
+        )
+    return summary_pb2.Summary(value=[value])
+
+
 def update_ratios_step(
     names: Sequence[str],
     values: np.ndarray,

@@ -13,9 +13,14 @@ import numpy as np
 from torch.utils.tensorboard import SummaryWriter as _TorchSummaryWriter
 
 from deepscope.writer import summary
+from deepscope.writer.correlation import CorrelationSummaries
+from deepscope.writer.saliency import SaliencySummaries
+from deepscope.writer.spectrum import SpectrumSummaries
 
 
-class SummaryWriter(_TorchSummaryWriter):
+class SummaryWriter(
+    SpectrumSummaries, CorrelationSummaries, SaliencySummaries, _TorchSummaryWriter
+):
     """A `torch.utils.tensorboard.SummaryWriter` with deepscope's summaries.
 
     Every `add_*` takes `global_step` and `walltime` (seconds since the epoch)
@@ -26,6 +31,15 @@ class SummaryWriter(_TorchSummaryWriter):
         super().__init__(*args, **kwargs)
         # Tag → the parameter names this writer put in the tag's metadata.
         self._update_ratio_names: dict[str, list[str]] = {}
+        # Tags whose metadata this writer has written (it goes in a tag's first event only).
+        self._tags_with_metadata: set[str] = set()
+
+    def _first_event(self, tag: str) -> bool:
+        """True the first time it is asked about `tag`: that event carries the metadata."""
+        if tag in self._tags_with_metadata:
+            return False
+        self._tags_with_metadata.add(tag)
+        return True
 
     def add_update_ratios(
         self,

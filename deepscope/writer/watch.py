@@ -12,13 +12,18 @@ from __future__ import annotations
 import operator
 import time
 import warnings
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 
 from deepscope.analysis import update_ratios as ratios_math
 from deepscope.writer.summary_writer import SummaryWriter
+from deepscope.writer.watch_correlation import DEFAULT_CORRELATION_EVERY, CorrelationWatcher
+from deepscope.writer.watch_saliency import DEFAULT_SALIENCY_EVERY, SaliencyWatcher
+from deepscope.writer.watch_spectra import DEFAULT_SPECTRA_EVERY, SpectraWatcher
 
 DEFAULT_EVERY = 50
 # Measurements written together as one event, unless the oldest has waited
@@ -42,6 +47,25 @@ class _Measurement:
         return self.ready is None or self.ready.query()
 
 
+class PeriodicMeasurer(Protocol):
+    """A measurement the monitor runs after every `every`-th optimizer step.
+
+    `measure(step)` runs inside the optimizer's post-step hook, after the
+    update, with `step` the global step; it raises on failure (the monitor
+    records the error and training goes on). Spectra, channel correlations
+    and saliency are measured this way.
+    """
+
+    name: str  # e.g. "spectra": the key of its cost in MonitorStats
+    every: int
+
+    def measure(self, step: int) -> None: ...
+
+    def flush(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
 @dataclass
 class MonitorStats:
     """What the monitor did: counts, and the seconds its hooks took (host time)."""
@@ -49,6 +73,10 @@ class MonitorStats:
     steps_seen: int = 0
     measurements: int = 0
     hook_seconds: float = 0.0
+    # Per periodic measurer (e.g. "spectra"): how many times it ran and the
+    # seconds it took (host time; included in hook_seconds).
+    measurer_runs: dict[str, int] = field(default_factory=dict)
+    measurer_seconds: dict[str, float] = field(default_factory=dict)
     error_count: int = 0
     non_finite: int = 0  # non-finite ratios logged (kept as measured, shown as such)
     errors: list[str] = field(default_factory=list)  # the first MAX_ERRORS_KEPT messages
@@ -71,6 +99,7 @@ class Monitor:
         start_step: int = 0,
         measurements_per_event: int = DEFAULT_MEASUREMENTS_PER_EVENT,
         max_event_delay: float = DEFAULT_MAX_EVENT_DELAY,
+        measurers: Sequence[PeriodicMeasurer] = (),
     ):
         if not isinstance(model, torch.nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -104,6 +133,10 @@ class Monitor:
         self._before_norms: torch.Tensor | None = None
         self._updated: list[int] = []
         self._no_update: list[int] = []
+        self.measurers: dict[str, PeriodicMeasurer] = {m.name: m for m in measurers}
+        for name in self.measurers:
+            self.stats.measurer_runs[name] = 0
+            self.stats.measurer_seconds[name] = 0.0
         self._handles = [
             optimizer.register_step_pre_hook(self._before_step),
             optimizer.register_step_post_hook(self._after_step),
@@ -140,6 +173,8 @@ class Monitor:
                 self._measure()
         except Exception as error:
             self._record_error("after the optimizer step", error)
+        try:
+            self._run_measurers()
         finally:
             self._before = None
             self._before_norms = None
@@ -166,6 +201,19 @@ class Monitor:
         self._pending.append(measurement)
         self.stats.measurements += 1
         self._write_arrived()
+
+    def _run_measurers(self) -> None:
+        for name, measurer in self.measurers.items():
+            if self.step % measurer.every != 0:
+                continue
+            start = time.perf_counter()
+            try:
+                measurer.measure(self.step)
+            except Exception as error:  # never crash the training we watch
+                self._record_error(f"{name} after the optimizer step", error)
+            finally:
+                self.stats.measurer_runs[name] += 1
+                self.stats.measurer_seconds[name] += time.perf_counter() - start
 
     def _write_arrived(self, wait: bool = False) -> None:
         """Move arrived measurements into the block; write it when full, old, or asked to."""
@@ -224,6 +272,11 @@ class Monitor:
     def flush(self) -> None:
         """Write every pending measurement (waits for the device) and flush the writer."""
         self._write_arrived(wait=True)
+        for name, measurer in self.measurers.items():
+            try:
+                measurer.flush()
+            except Exception as error:
+                self._record_error(f"{name} while flushing", error)
         self.writer.flush()
 
     def close(self) -> None:
@@ -232,6 +285,11 @@ class Monitor:
             handle.remove()
         self._handles = []
         self.flush()
+        for name, measurer in self.measurers.items():
+            try:
+                measurer.close()
+            except Exception as error:
+                self._record_error(f"{name} while closing", error)
 
     def __enter__(self) -> Monitor:
         return self
@@ -267,6 +325,14 @@ def watch(
     start_step: int = 0,
     measurements_per_event: int = DEFAULT_MEASUREMENTS_PER_EVENT,
     max_event_delay: float = DEFAULT_MAX_EVENT_DELAY,
+    spectra_every: int | None = DEFAULT_SPECTRA_EVERY,
+    correlation_layers: Sequence[str] | None = None,
+    probe: torch.Tensor | Sequence[torch.Tensor] | None = None,
+    correlation_every: int = DEFAULT_CORRELATION_EVERY,
+    saliency_probe: tuple[torch.Tensor, torch.Tensor | None] | torch.Tensor | None = None,
+    saliency_every: int = DEFAULT_SALIENCY_EVERY,
+    saliency_methods: Sequence[str] = ("gradient",),
+    saliency_options: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> Monitor:
     """Measure `model` while `optimizer` trains it, logging to `writer`.
 
@@ -279,7 +345,41 @@ def watch(
     (fewer events keep TensorBoard's reads fast), or sooner once the oldest
     has waited `max_event_delay` seconds; `monitor.flush()` and `close()`
     write what is held.
+
+    Also, each on its own cadence (counted in optimizer steps, like `every`):
+      spectra_every: singular value spectra of every eligible weight (None or 0: off).
+      correlation_layers, probe, correlation_every: channel correlations of the
+        named modules' outputs on the fixed `probe` batch (off unless both given).
+      saliency_probe, saliency_every, saliency_methods: saliency maps of the
+        probe inputs (a tensor, or (inputs, labels)) by each method (off unless given);
+        saliency_options maps a method to its options, e.g.
+        {"integrated_gradients": {"n_steps": 64}}.
     """
+    measurers: list[PeriodicMeasurer] = []
+    if spectra_every:
+        measurers.append(SpectraWatcher(model, writer, every=spectra_every))
+    if correlation_layers is not None or probe is not None:
+        if correlation_layers is None or probe is None:
+            raise ValueError(
+                "channel correlations need both correlation_layers (module names, as in "
+                "model.named_modules()) and probe (a fixed batch of inputs)"
+            )
+        measurers.append(
+            CorrelationWatcher(
+                model, writer, layers=correlation_layers, probe=probe, every=correlation_every
+            )
+        )
+    if saliency_probe is not None:
+        measurers.append(
+            SaliencyWatcher(
+                model,
+                writer,
+                probe=saliency_probe,
+                every=saliency_every,
+                methods=saliency_methods,
+                method_options=saliency_options,
+            )
+        )
     return Monitor(
         model,
         optimizer,
@@ -289,4 +389,5 @@ def watch(
         start_step=start_step,
         measurements_per_event=measurements_per_event,
         max_event_delay=max_event_delay,
+        measurers=measurers,
     )

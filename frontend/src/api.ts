@@ -7,6 +7,11 @@ export interface TagInfo {
   names?: string[];
   /** Set instead of the data when the tag cannot be read (e.g. a newer schema). */
   error?: string;
+  /**
+   * The kind's constant facts as the tags route sends them, e.g. a spectrum's
+   * weight_shape and layer_kind, or a saliency series' method and input_shape.
+   */
+  details?: Record<string, unknown>;
 }
 
 /** run -> tag -> info */
@@ -66,6 +71,11 @@ export async function fetchTags(): Promise<TagIndex> {
       if (typeof info.version === "number") entry.version = info.version;
       if (Array.isArray(info.names)) entry.names = info.names.map(String);
       if (info.error !== undefined && info.error !== null) entry.error = String(info.error);
+      const details: Record<string, unknown> = {};
+      for (const [key, value] of Object.entries(info)) {
+        if (!["kind", "version", "names", "error"].includes(key)) details[key] = value;
+      }
+      if (Object.keys(details).length > 0) entry.details = details;
       byTag[tag] = entry;
     }
     index[run] = byTag;

@@ -1,12 +1,13 @@
-// The tab: a sidebar (tag filter, runs, refresh) and a card per tag.
+// The tab: a sidebar (tag filter, runs, refresh) and a section per kind of series
+// (update ratios, spectra, correlations, saliency), each drawn by its own view.
 
 import { fetchTags, type TagIndex } from "./api";
-import { TagCard, type CardEntry } from "./card";
 import { Visibility, el, swatch } from "./dom";
 import { formatTime } from "./format";
 import { runColor } from "./palette";
-import { DataStore } from "./store";
 import { listenToTensorBoard } from "./tbhost";
+import type { KindView, ViewEntry } from "./views/kind_view";
+import { KIND_VIEWS } from "./views/registry";
 
 /** TensorBoard's own reload period. */
 export const RELOAD_MS = 30_000;
@@ -21,9 +22,8 @@ export class App {
   private readonly runChecked = new Map<string, boolean>();
   private filterText = "";
   private generation = 0;
-  private readonly store = new DataStore();
   private readonly visibility = new Visibility();
-  private readonly cards = new Map<string, TagCard>();
+  private readonly sections = new Map<string, { element: HTMLDetailsElement; view: KindView }>();
   private refreshing: Promise<void> | null = null;
   private timer: number | undefined;
   private lastWidth = 0;
@@ -137,7 +137,7 @@ export class App {
       this.lastRefresh = new Date();
       this.renderRuns();
       this.renderMain();
-      for (const card of this.cards.values()) card.refresh();
+      for (const section of this.sections.values()) section.view.refresh();
     })().finally(() => {
       this.refreshing = null;
       this.progress.hidden = true;
@@ -220,31 +220,44 @@ export class App {
       );
     }
 
-    const keep = new Set(shown);
-    for (const [tag, card] of this.cards) {
-      if (!keep.has(tag)) {
-        card.dispose();
-        card.element.remove();
-        this.cards.delete(tag);
+    const byKind = new Map<string, ViewEntry[]>();
+    for (const tag of shown) {
+      for (const run of selectedRuns) {
+        const info = this.tags[run][tag];
+        if (info === undefined) continue;
+        const entries = byKind.get(info.kind) ?? [];
+        entries.push({ run, tag, info, color: colorOf.get(run) ?? runColor(0) });
+        byKind.set(info.kind, entries);
       }
     }
-    for (const tag of shown) {
-      let card = this.cards.get(tag);
-      const isNew = !card;
-      if (!card) {
-        card = new TagCard(tag, {
-          store: this.store,
-          visibility: this.visibility,
-          generation: () => this.generation,
-        });
-        this.cards.set(tag, card);
+    for (const [kind, factory] of KIND_VIEWS) {
+      const entries = byKind.get(kind) ?? [];
+      let section = this.sections.get(kind);
+      if (entries.length === 0) {
+        if (section) {
+          section.view.dispose();
+          section.element.remove();
+          this.sections.delete(kind);
+        }
+        continue;
       }
-      this.cardsEl.appendChild(card.element); // new or moved into order
-      const entries: CardEntry[] = selectedRuns
-        .filter((run) => this.tags[run][tag] !== undefined)
-        .map((run) => ({ run, color: colorOf.get(run) ?? runColor(0), info: this.tags[run][tag] }));
-      card.update(entries);
-      if (isNew) card.refresh();
+      if (!section) {
+        const element = el("details", "ds-kind");
+        element.open = true;
+        element.dataset.kind = kind;
+        element.dataset.testid = `section-${kind}`;
+        const head = el("summary", "ds-kind-head");
+        head.append(el("h2", "ds-kind-title", factory.title), el("span", "ds-kind-sub", factory.subtitle));
+        const view = factory.create({ visibility: this.visibility, generation: () => this.generation });
+        element.append(head, view.element);
+        element.addEventListener("toggle", () => {
+          if (element.open) view.resize();
+        });
+        section = { element, view };
+        this.sections.set(kind, section);
+      }
+      this.cardsEl.appendChild(section.element); // new or moved into order
+      section.view.update(entries);
     }
   }
 
@@ -268,7 +281,7 @@ export class App {
     if (width === this.lastWidth) return;
     this.lastWidth = width;
     window.requestAnimationFrame(() => {
-      for (const card of this.cards.values()) card.resize();
+      for (const section of this.sections.values()) section.view.resize();
     });
   }
 }
@@ -282,21 +295,30 @@ function emptyState(): HTMLElement {
     el(
       "p",
       "",
-      "This tab shows how much each parameter moves per optimizer step (‖ΔW‖/‖W‖, update ratios). " +
-        "Log them from your training script with deepscope's writer:",
+      "This tab looks inside a network while it trains: how far each parameter moves per step " +
+        "(update ratios ‖ΔW‖/‖W‖), the singular value spectra of its weights, how its channels " +
+        "correlate, and what its saliency maps look at. Log them from your training script:",
     ),
     code(
       [
         "import deepscope",
         "",
         'writer = deepscope.SummaryWriter("runs/exp")',
-        "monitor = deepscope.watch(model, optimizer, writer)   # measures every few steps",
+        "monitor = deepscope.watch(model, optimizer, writer)   # update ratios and spectra",
+        "# optional: correlation_layers=[...], probe=x, saliency_probe=(x, y)",
         "# ... train as usual ...",
         "monitor.close()",
       ].join("\n"),
     ),
-    el("p", "", "or log ratios you computed yourself:"),
-    code('writer.add_update_ratios("model", {"fc.weight": 1e-3}, global_step=step)'),
+    el("p", "", "or log what you computed yourself:"),
+    code(
+      [
+        'writer.add_update_ratios("model", {"fc.weight": 1e-3}, global_step=step)',
+        'writer.add_singular_values("fc", model.fc.weight, global_step=step)',
+        'writer.add_channel_correlation("conv2", activations, global_step=step)',
+        'writer.add_saliency("digits", images, maps, global_step=step, labels=y)',
+      ].join("\n"),
+    ),
     el("p", "", "then point TensorBoard at the log directory and reload this page:"),
     code("tensorboard --logdir runs"),
   );

@@ -118,12 +118,35 @@ button, input, select { font: inherit; color: inherit; }
 .ds-tooltip-label { color: #bdbdbd; }
 .ds-tooltip-value { overflow: hidden; text-overflow: ellipsis; }
 .ds-strong { font-weight: 700; }
+
+.ds-kind { margin: 0 0 24px; }
+.ds-kind-head { display: flex; align-items: baseline; gap: 12px; flex-wrap: wrap; cursor: pointer;
+  list-style: none; margin: 0 0 10px; }
+.ds-kind-head::-webkit-details-marker { display: none; }
+.ds-kind-head::before { content: "▾"; color: #757575; width: 10px; }
+.ds-kind:not([open]) > .ds-kind-head::before { content: "▸"; }
+.ds-kind-title { font-size: 16px; font-weight: 500; margin: 0; }
+.ds-kind-sub { color: #757575; font-size: 12px; }
+
+.ds-slider { display: flex; align-items: center; gap: 8px; font-size: 12px; min-width: 260px; }
+.ds-slider-title { color: #616161; font-weight: 500; }
+.ds-slider-input { flex: 1; accent-color: #f57c00; min-width: 120px; }
+.ds-slider-label { color: #424242; font-variant-numeric: tabular-nums; white-space: pre; min-width: 110px; }
 `;
+
+const extraCss: string[] = [];
+
+/** Add a view's own CSS (call at module load, before render()). */
+export function addStyles(css: string): void {
+  extraCss.push(css);
+  const style = document.getElementById("deepscope-style");
+  if (style) style.textContent += css;
+}
 
 export function injectStyles(doc: Document = document): void {
   if (doc.getElementById("deepscope-style")) return;
   const style = doc.createElement("style");
   style.id = "deepscope-style";
-  style.textContent = CSS;
+  style.textContent = CSS + extraCss.join("\n");
   doc.head.appendChild(style);
 }

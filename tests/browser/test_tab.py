@@ -19,79 +19,13 @@ from urllib.parse import urlencode
 
 import pytest
 
+from tests.browser.tab_page import TIMEOUT_MS, VIEWPORT
 from tests.conftest import get
 
 sync_api = pytest.importorskip("playwright.sync_api")
 
 REPO = Path(__file__).resolve().parents[2]
 SCREENSHOT = REPO / "docs" / "images" / "update_ratios.png"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-VIEWPORT = {"width": 1400, "height": 900}
-TIMEOUT_MS = 30_000
-
-
-# ---------------------------------------------------------------- fixtures
-
-
-@pytest.fixture(scope="session")
-def browser(chromium_path):
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-
-
-class Tab:
-    """TensorBoard's page with the deepscope tab open, and what went wrong in it."""
-
-    def __init__(self, page):
-        self.page = page
-        self.errors: list[str] = []
-        page.on("pageerror", lambda error: self.errors.append(f"uncaught: {error}"))
-        page.on("console", self._on_console)
-
-    def _on_console(self, message):
-        text = message.text
-        # A CSP violation or an error the tab logs; TensorBoard's own warnings are not ours.
-        if message.type == "error" and ("Content Security Policy" in text or "deepscope" in text):
-            self.errors.append(f"console: {text}")
-
-    def open(self, base_url: str):
-        self.page.goto(f"{base_url}/#deepscope")
-        self.page.wait_for_function(
-            "() => [...document.querySelectorAll('iframe')]"
-            ".some(f => f.src.includes('plugin_entry.html?name=deepscope'))",
-            timeout=TIMEOUT_MS,
-        )
-        frame = None
-        for _ in range(300):
-            frame = next(
-                (f for f in self.page.frames if "plugin_entry.html?name=deepscope" in f.url), None
-            )
-            if frame is not None:
-                break
-            self.page.wait_for_timeout(100)
-        assert frame is not None, "the deepscope tab's iframe never appeared"
-        self.frame = frame
-        return frame
-
-
-@pytest.fixture
-def tab(browser):
-    context = browser.new_context(viewport=VIEWPORT, device_scale_factor=1)
-    tab = Tab(context.new_page())
-    yield tab
-    context.close()
-    assert not tab.errors, "\n".join(tab.errors)
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,39 @@
+// A kind's section of the tab: update ratios, spectra, correlations or saliency.
+// The app filters tags (regex) and runs (sidebar), then hands each kind's view the
+// (run, tag) pairs it should show; the view fetches and draws them.
+
+import type { TagInfo } from "../api";
+import type { Visibility } from "../dom";
+
+export interface ViewEntry {
+  run: string;
+  /** The run's colour (palette.runColor of its index among all runs). */
+  color: string;
+  tag: string;
+  info: TagInfo;
+}
+
+export interface ViewContext {
+  visibility: Visibility;
+  /** Bumped on every refresh (TensorBoard's reload, the 30 s timer, the button). */
+  generation: () => number;
+}
+
+export interface KindView {
+  readonly element: HTMLElement;
+  /** The pairs to show now, in tag order; called after every filter, run or refresh change. */
+  update(entries: readonly ViewEntry[]): void;
+  /** Reload data (a new refresh generation); keep showing the old data until it arrives. */
+  refresh(): void;
+  /** The tab's width changed. */
+  resize(): void;
+  dispose(): void;
+}
+
+export interface KindViewFactory {
+  /** Section heading, e.g. "Singular value spectra". */
+  title: string;
+  /** One line under the heading: what the section answers. */
+  subtitle: string;
+  create(ctx: ViewContext): KindView;
+}
