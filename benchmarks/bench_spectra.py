@@ -1,0 +1,299 @@
+"""Singular value spectra on a ResNet-18-sized CNN (CPU): speed, training overhead, storage.
+
+1. Spectra of all 21 weights of a CIFAR ResNet-18 (20 convolutions, 1 linear;
+   the matrices out x in*kh*kw, from 64 x 27 to 512 x 4608):
+     - direct: `torch.linalg.svdvals` called on each layer's matrix as the rule
+       defines it (out x in*kh*kw), one call per layer — the target's baseline;
+     - direct, tall: the same calls on each matrix's tall orientation (the
+       transpose of a wide one; the same singular values), the fastest plain calls;
+     - ours: `layer_spectra` (reshape, finiteness check, batching of equal
+       shapes, svdvals, copy to the host);
+     - ours + metrics + writing: what `watch()` does per measurement
+       (`SpectraWatcher.measure`: the above, `spectrum_metrics` for each layer,
+       and writing 21 events).
+   Configurations take turns, repeat after repeat; medians. Target: ours within
+   1.2x of direct.
+2. Training overhead at the default `spectra_every`: a ResNet-18 trains (SGD,
+   batch 32) under `watch()` with spectra every --measure-every steps (to get
+   many measurements in a short run); the overhead at cadence k is one
+   measurement's cost (the monitor's own `measurer_seconds`, and, as a check,
+   a measuring step's time minus the median of the other steps) over k
+   unmeasured steps. Target: <= 2% at the default.
+3. Storage: the event file's growth per measurement of all layers, per
+   singular value and the constant per layer-step; bytes per 1,000 steps at the
+   default cadence. Target: <= 4 bytes a singular value plus a constant.
+
+    .venv/bin/python benchmarks/bench_spectra.py           # ~2-4 min on 2 cores
+    .venv/bin/python benchmarks/bench_spectra.py --quick   # smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from torch.nn import functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import machine, median, table, write_json  # noqa: E402
+from resnet import resnet18  # noqa: E402
+
+import deepscope  # noqa: E402
+from deepscope.analysis import spectrum as sp  # noqa: E402
+from deepscope.writer.watch_spectra import DEFAULT_SPECTRA_EVERY, SpectraWatcher  # noqa: E402
+
+
+def layer_matrices(model: torch.nn.Module) -> list[torch.Tensor]:
+    """Each eligible layer's matrices [groups, rows, cols] as the rule defines them."""
+    out = []
+    for _, module in model.named_modules():
+        layer = sp.module_weight(module)
+        if layer is not None:
+            matrices, _ = sp.weight_matrices(
+                layer.weight, groups=layer.groups, layer_kind=layer.layer_kind
+            )
+            out.append(matrices)
+    return out
+
+
+def bench_speed(args, tmp: Path) -> dict:
+    torch.manual_seed(0)
+    model = resnet18()
+    matrices = layer_matrices(model)
+    layers = [sp.module_weight(m) for _, m in model.named_modules()]
+    layers = [layer for layer in layers if layer is not None]
+    tall = [m if m.shape[1] >= m.shape[2] else m.transpose(1, 2) for m in matrices]
+
+    def direct():
+        with torch.no_grad():
+            for m in matrices:
+                torch.linalg.svdvals(m)
+
+    def direct_tall():
+        with torch.no_grad():
+            for m in tall:
+                torch.linalg.svdvals(m)
+
+    def ours():
+        sp.layer_spectra(layers)
+
+    writer = deepscope.SummaryWriter(str(tmp / "speed"))
+    watcher = SpectraWatcher(model, writer, every=1)
+    step = [0]
+
+    def ours_full():
+        watcher.measure(step[0])
+        step[0] += 1
+
+    configs = {
+        "direct svdvals (as defined, out x in*k)": direct,
+        "direct svdvals (tall orientation)": direct_tall,
+        "layer_spectra (ours)": ours,
+        "ours + metrics + writing (watch)": ours_full,
+    }
+    for fn in configs.values():  # warm-up
+        fn()
+    times: dict[str, list[float]] = {name: [] for name in configs}
+    names = list(configs)
+    for r in range(args.repeats):
+        order = names[r % len(names) :] + names[: r % len(names)]
+        for name in order:
+            t0 = time.perf_counter()
+            configs[name]()
+            times[name].append(time.perf_counter() - t0)
+    writer.close()
+    ms = {name: round(median(v) * 1e3, 1) for name, v in times.items()}
+    base, base_tall = median(times[names[0]]), median(times[names[1]])
+    # metrics alone, for the breakdown
+    spectra = sp.layer_spectra(layers)
+    metric_times = []
+    for _ in range(args.repeats):
+        t0 = time.perf_counter()
+        for s in spectra:
+            sp.spectrum_metrics(s.singular_values, s.matrix_shape)
+        metric_times.append(time.perf_counter() - t0)
+    return {
+        "layers": len(matrices),
+        "matrix_shapes": [list(m.shape) for m in matrices],
+        "singular_values_per_measurement": int(sum(s.singular_values.numel() for s in spectra)),
+        "repeats": args.repeats,
+        "median_ms": ms,
+        "metrics_alone_ms": round(median(metric_times) * 1e3, 1),
+        "ratio_ours_over_direct": round(median(times[names[2]]) / base, 3),
+        "ratio_ours_over_direct_tall": round(median(times[names[2]]) / base_tall, 3),
+        "ratio_full_over_direct": round(median(times[names[3]]) / base, 3),
+        "ratio_full_over_direct_tall": round(median(times[names[3]]) / base_tall, 3),
+        "target_ratio": 1.2,
+    }
+
+
+def bench_overhead(args, tmp: Path) -> dict:
+    torch.manual_seed(0)
+    model = resnet18()
+    model.train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
+    batches = [
+        (torch.randn(args.batch, 3, 32, 32), torch.randint(0, 10, (args.batch,))) for _ in range(4)
+    ]
+    writer = deepscope.SummaryWriter(str(tmp / "overhead"))
+    k = args.measure_every
+    # Update ratios measured once (step 0) only: this isolates the spectra's cost.
+    monitor = deepscope.watch(model, optimizer, writer, every=10**9, spectra_every=k)
+    step_seconds, measured, measure_seconds = [], [], []
+    for i in range(args.warmup + args.train_steps):
+        x, y = batches[i % len(batches)]
+        before = monitor.stats.measurer_seconds["spectra"]
+        t0 = time.perf_counter()
+        optimizer.zero_grad(set_to_none=True)
+        F.cross_entropy(model(x), y).backward()
+        optimizer.step()
+        dt = time.perf_counter() - t0
+        if i < args.warmup:
+            continue
+        cost = monitor.stats.measurer_seconds["spectra"] - before
+        step_seconds.append(dt)
+        measured.append(cost > 0)
+        if cost > 0:
+            measure_seconds.append(cost)
+        if (i + 1) % 10 == 0:
+            print(f"  step {i + 1}: {dt * 1e3:.0f} ms", flush=True)
+    monitor.close()
+    writer.close()
+    errors = monitor.stats.errors + monitor.measurers["spectra"].stats.errors
+    if errors:
+        raise RuntimeError(errors[0])
+    plain = [s for s, m in zip(step_seconds, measured) if not m]
+    with_measure = [s for s, m in zip(step_seconds, measured) if m]
+    t_step = median(plain)
+    t_measure = median(measure_seconds)
+    t_measure_timed = median(with_measure) - t_step
+    result = {
+        "batch": args.batch,
+        "timed_steps": len(step_seconds),
+        "measurements": len(measure_seconds),
+        "step_ms_unmeasured": round(t_step * 1e3, 1),
+        "measurement_ms_monitor": round(t_measure * 1e3, 1),
+        "measurement_ms_timed_step_difference": round(t_measure_timed * 1e3, 1),
+        "measurement_in_training_steps": round(t_measure / t_step, 3),
+        "overhead_by_every": {},
+        "target": 0.02,
+    }
+    for every in sorted({50, 100, DEFAULT_SPECTRA_EVERY, 500, 1000}):
+        result["overhead_by_every"][str(every)] = {
+            "monitor": round(t_measure / (every * t_step), 5),
+            "timed": round(t_measure_timed / (every * t_step), 5),
+        }
+    result["overhead_at_default"] = result["overhead_by_every"][str(DEFAULT_SPECTRA_EVERY)]
+    return result
+
+
+def bench_storage(args, tmp: Path) -> dict:
+    torch.manual_seed(0)
+    model = resnet18()
+    logdir = tmp / "storage"
+    writer = deepscope.SummaryWriter(str(logdir))
+    watcher = SpectraWatcher(model, writer, every=1)
+
+    def size() -> int:
+        writer.flush()
+        return sum(p.stat().st_size for p in logdir.glob("events.out.tfevents.*"))
+
+    watcher.measure(0)  # the first measurement carries every tag's metadata
+    first = size()
+    n = args.storage_measurements
+    for s in range(1, n + 1):
+        watcher.measure(s * DEFAULT_SPECTRA_EVERY)
+    per_measurement = (size() - first) / n
+    writer.close()
+    layers = len(watcher.layers())
+    values = sum(
+        s.singular_values.numel() for s in sp.layer_spectra([lw for _, lw in watcher.layers()])
+    )
+    constant = (per_measurement - 4 * values) / layers
+    return {
+        "layers": layers,
+        "singular_values_per_measurement": values,
+        "bytes_first_measurement_with_metadata": first,
+        "bytes_per_measurement": round(per_measurement, 1),
+        "bytes_per_singular_value_all_included": round(per_measurement / values, 3),
+        "bytes_per_singular_value_stored": 4,
+        "constant_bytes_per_layer_step": round(constant, 1),
+        "default_every": DEFAULT_SPECTRA_EVERY,
+        "bytes_per_1000_steps_at_default": round(per_measurement * 1000 / DEFAULT_SPECTRA_EVERY),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeats", type=int, default=9)
+    parser.add_argument("--train-steps", type=int, default=40)
+    parser.add_argument("--measure-every", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--storage-measurements", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--quick", action="store_true", help="short smoke run")
+    parser.add_argument("--out", help="JSON path (default benchmarks/results/spectra.json)")
+    args = parser.parse_args()
+    if args.quick:
+        args.repeats, args.train_steps, args.warmup, args.storage_measurements = 2, 6, 1, 2
+        args.measure_every = 3
+    torch.set_num_threads(args.threads)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    figures = {
+        "benchmark": "spectra",
+        "machine": machine(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "default_spectra_every": DEFAULT_SPECTRA_EVERY,
+        "quick": args.quick,
+    }
+    with tempfile.TemporaryDirectory(prefix="deepscope-bench-spectra-") as tmp:
+        print("1. spectra of all layers ...", flush=True)
+        figures["speed"] = speed = bench_speed(args, Path(tmp))
+        print("2. training overhead ...", flush=True)
+        figures["overhead"] = overhead = bench_overhead(args, Path(tmp))
+        print("3. storage ...", flush=True)
+        figures["storage"] = storage = bench_storage(args, Path(tmp))
+
+    print()
+    rows = [[name, f"{v:.1f}"] for name, v in speed["median_ms"].items()]
+    print(table(rows, ["all 21 layers of a ResNet-18", "median ms"]))
+    print(
+        f"ours / direct: {speed['ratio_ours_over_direct']:.2f}x "
+        f"(tall: {speed['ratio_ours_over_direct_tall']:.2f}x); with metrics and writing: "
+        f"{speed['ratio_full_over_direct']:.2f}x "
+        f"(tall: {speed['ratio_full_over_direct_tall']:.2f}x); target <= 1.2x; "
+        f"metrics alone {speed['metrics_alone_ms']} ms"
+    )
+    print(
+        f"\ntraining step {overhead['step_ms_unmeasured']} ms; one measurement "
+        f"{overhead['measurement_ms_monitor']} ms (monitor), "
+        f"{overhead['measurement_ms_timed_step_difference']} ms (step difference)"
+    )
+    rows = [
+        [every, f"{o['monitor'] * 100:.2f}%", f"{o['timed'] * 100:.2f}%"]
+        for every, o in overhead["overhead_by_every"].items()
+    ]
+    print(table(rows, ["spectra_every", "overhead (monitor)", "overhead (timed)"]))
+    print(
+        f"\nstorage: {storage['bytes_per_measurement']:.0f} bytes per measurement of "
+        f"{storage['singular_values_per_measurement']} singular values: 4 bytes each + "
+        f"{storage['constant_bytes_per_layer_step']:.0f} bytes per layer-step; "
+        f"{storage['bytes_per_1000_steps_at_default'] / 1e3:.0f} kB per 1,000 steps at "
+        f"spectra_every={DEFAULT_SPECTRA_EVERY}"
+    )
+    path = write_json(
+        "spectra_quick.json" if args.quick and not args.out else "spectra.json", figures, args.out
+    )
+    print(f"\nwrote {path}")
+
+
+if __name__ == "__main__":
+    main()

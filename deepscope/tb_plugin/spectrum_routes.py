@@ -1,0 +1,450 @@
+"""The spectrum routes: singular value spectra of layers' weights, step by step.
+
+Each step of a spectrum series is a blob sequence whose first blob is a
+serialized `SpectrumStep` (singular values FLOAT32 [groups, k], each row
+descending; metrics; an error string when the step could not be measured).
+Routes (documented in docs/http_api.md):
+
+- `spectrum_steps?run&tag`: the kept steps of one series;
+- `spectrum?run&tag[&step]`: one step's singular values (base64 float32),
+  metrics and error;
+- `spectrum_metrics?run[&tag...][&max_steps]`: every metric over steps for all
+  spectrum layers of a run, in one request (the tab's table and sparklines);
+- `spectrum_evolution?run&tag[&max_steps][&max_values]`: the spectra of all
+  kept steps of one series (the tab's heatmap), downsampled on the server.
+
+Decoded steps are cached by blob key (keys are immutable), and blobs not yet
+cached are fetched in parallel: the Rust data server answers each read RPC in
+milliseconds to tens of milliseconds.
+"""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import dataclasses
+import math
+import threading
+import time
+
+import numpy as np
+import werkzeug
+from google.protobuf import json_format
+from tensorboard import errors, plugin_util
+from tensorboard.data import provider
+
+from deepscope import metadata
+from deepscope.proto import arrays
+from deepscope.proto import deepscope_pb2 as pb
+from deepscope.tb_plugin import blob_steps, responses, series
+from deepscope.tb_plugin.route_context import RouteContext
+
+KIND = "spectrum"
+# SpectrumMetrics' fields, in schema order: the names the routes use.
+METRIC_NAMES: tuple[str, ...] = tuple(f.name for f in pb.SpectrumMetrics.DESCRIPTOR.fields)
+_INTEGER_METRICS = frozenset(
+    f.name for f in pb.SpectrumMetrics.DESCRIPTOR.fields if f.cpp_type in (f.CPPTYPE_UINT64,)
+)
+DEFAULT_EVOLUTION_STEPS = 200
+DEFAULT_EVOLUTION_VALUES = 256
+CACHE_BYTES = 64 * 1024 * 1024
+_FETCH_THREADS = 8
+# Seconds a step listing is reused: TensorBoard's default reload interval.
+LISTING_SECONDS = 5.0
+_LISTINGS_KEPT = 256
+_EXAMPLE = "spectrum?run=RUN&tag=TAG"
+
+
+@dataclasses.dataclass(frozen=True)
+class DecodedSpectrum:
+    """One decoded `SpectrumStep`.
+
+    `singular_values` is float32 [groups, k] (each row descending), empty [0, 0]
+    when the step holds none; `metrics` maps each `SpectrumMetrics` field to a
+    float (NaN/inf kept); `error` is "" for a good step.
+    """
+
+    singular_values: np.ndarray
+    metrics: dict[str, float]
+    error: str
+    seconds: float
+
+    @property
+    def non_finite(self) -> int:
+        """How many singular values are NaN or infinite."""
+        return int((~np.isfinite(self.singular_values)).sum())
+
+    @property
+    def nbytes(self) -> int:
+        return self.singular_values.nbytes + 64 * len(self.metrics) + len(self.error) + 200
+
+
+def decode_spectrum_step(data: bytes) -> DecodedSpectrum:
+    """Decode a `SpectrumStep` blob; a malformed one comes back as a step with an error."""
+    try:
+        step = pb.SpectrumStep.FromString(data)
+        values = (
+            arrays.decode_array(step.singular_values)
+            if step.HasField("singular_values")
+            else np.zeros((0, 0), np.float32)
+        )
+        values = np.asarray(values, dtype=np.float32)
+        if values.ndim == 1:
+            values = values.reshape(1, -1)
+        elif values.ndim != 2:
+            raise ValueError(f"singular values of shape {values.shape}, expected [groups, k]")
+    except Exception as error:  # a corrupt blob must not break the whole route
+        return DecodedSpectrum(
+            np.zeros((0, 0), np.float32),
+            {name: math.nan for name in METRIC_NAMES},
+            f"malformed spectrum step ({error})",
+            0.0,
+        )
+    if step.HasField("metrics") and not step.error:
+        metrics = {name: float(getattr(step.metrics, name)) for name in METRIC_NAMES}
+    else:  # a failed step's metrics mean nothing
+        metrics = {name: math.nan for name in METRIC_NAMES}
+    return DecodedSpectrum(values, metrics, step.error, float(step.seconds))
+
+
+def merged_spectrum(values: np.ndarray) -> np.ndarray:
+    """The spectrum of the whole layer: all groups' singular values, descending, float32 [n].
+
+    A grouped convolution is block diagonal over its groups, so its singular
+    values are the union of the groups'. NaN sort last.
+    """
+    flat = np.asarray(values, dtype=np.float32).reshape(-1)
+    order = np.argsort(-np.nan_to_num(flat, nan=-np.inf, posinf=np.inf), kind="stable")
+    return flat[order]
+
+
+def even_indices(count: int, limit: int) -> np.ndarray:
+    """At most `limit` indices spread evenly over range(count), first and last included."""
+    if count <= limit:
+        return np.arange(count)
+    if limit == 1:
+        return np.array([count - 1])
+    return np.unique(np.round(np.linspace(0, count - 1, limit)).astype(np.int64))
+
+
+def json_number(value: float) -> float | int | str:
+    """A float for JSON: "NaN", "Infinity", "-Infinity" spelled out."""
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "Infinity" if value > 0 else "-Infinity"
+    return value
+
+
+def metric_json(name: str, value: float) -> float | int | str:
+    """A metric for JSON: counts as integers, non-finite values spelled out."""
+    if name in _INTEGER_METRICS and math.isfinite(value):
+        return int(value)
+    return json_number(value)
+
+
+def info_json(plugin_data: pb.PluginData) -> dict:
+    """A series' SpectrumInfo as JSON, int64 shapes as numbers."""
+    info = json_format.MessageToDict(
+        plugin_data.spectrum,
+        preserving_proto_field_name=True,
+        always_print_fields_with_no_presence=True,
+    )
+    for key in ("weight_shape", "matrix_shape"):
+        info[key] = [int(n) for n in info.get(key, [])]
+    return info
+
+
+class DecodedStepCache:
+    """Decoded spectrum steps by blob key, least recently used dropped beyond `max_bytes`."""
+
+    def __init__(self, max_bytes: int = CACHE_BYTES):
+        self._max_bytes = max_bytes
+        self._bytes = 0
+        self._items: collections.OrderedDict[str, DecodedSpectrum] = collections.OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> DecodedSpectrum | None:
+        with self._lock:
+            item = self._items.get(key)
+            if item is not None:
+                self._items.move_to_end(key)
+            return item
+
+    def put(self, key: str, item: DecodedSpectrum) -> None:
+        with self._lock:
+            old = self._items.pop(key, None)
+            if old is not None:
+                self._bytes -= old.nbytes
+            self._items[key] = item
+            self._bytes += item.nbytes
+            while self._bytes > self._max_bytes and len(self._items) > 1:
+                _, dropped = self._items.popitem(last=False)
+                self._bytes -= dropped.nbytes
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+class SpectrumRoutes:
+    """Routes serving spectrum series (see the module docstring)."""
+
+    def __init__(self, context: RouteContext, cache: DecodedStepCache | None = None):
+        self._context = context
+        self._cache = cache if cache is not None else DecodedStepCache()
+        self._lock = threading.Lock()
+        # (experiment, run, tags) -> (monotonic time, tag -> kept steps)
+        self._listings: collections.OrderedDict[tuple, tuple[float, dict]] = (
+            collections.OrderedDict()
+        )
+        self._pool = concurrent.futures.ThreadPoolExecutor(
+            max_workers=_FETCH_THREADS, thread_name_prefix="deepscope-spectrum"
+        )
+
+    def apps(self) -> dict:
+        return {
+            "/spectrum_steps": self._serve_steps,
+            "/spectrum": self._serve_spectrum,
+            "/spectrum_metrics": self._serve_metrics,
+            "/spectrum_evolution": self._serve_evolution,
+        }
+
+    # ------------------------------------------------------------------ reading
+
+    def _find(self, ctx, experiment: str, run: str, tag: str) -> pb.PluginData:
+        return self._context.catalog.find(ctx, experiment, run, tag, KIND)
+
+    def _listing(
+        self, ctx, experiment: str, run: str, tags: list[str], fresh: bool = False
+    ) -> dict[str, list[blob_steps.BlobStep]]:
+        """Each tag's kept steps, ascending, in one read RPC; remembered LISTING_SECONDS.
+
+        TensorBoard itself sees new events only every reload (5 s by default), so a
+        listing that old misses nothing it could show; `fresh` lists again anyway.
+        """
+        key = (experiment, run, tuple(sorted(tags)))
+        now = time.monotonic()
+        with self._lock:
+            hit = self._listings.get(key)
+        if hit is not None and not fresh and now - hit[0] < LISTING_SECONDS:
+            return hit[1]
+        data = (
+            self._context.data_provider.read_blob_sequences(
+                ctx,
+                experiment_id=experiment,
+                plugin_name=metadata.PLUGIN_NAME,
+                run_tag_filter=provider.RunTagFilter(runs=[run], tags=list(key[2])),
+                downsample=self._context.downsample or blob_steps.UNBOUNDED,
+            )
+            if tags
+            else {}
+        )
+        listing: dict[str, list[blob_steps.BlobStep]] = {}
+        for tag in tags:
+            by_step: dict[int, blob_steps.BlobStep] = {}  # the last write of a step wins
+            for datum in data.get(run, {}).get(tag, []):
+                by_step[int(datum.step)] = blob_steps.BlobStep(
+                    int(datum.step),
+                    float(datum.wall_time),
+                    tuple(ref.blob_key for ref in datum.values),
+                )
+            listing[tag] = [by_step[s] for s in sorted(by_step)]
+        with self._lock:
+            self._listings[key] = (now, listing)
+            self._listings.move_to_end(key)
+            while len(self._listings) > _LISTINGS_KEPT:
+                self._listings.popitem(last=False)
+        return listing
+
+    def _steps(
+        self, ctx, experiment: str, run: str, tag: str, want: int | None = None
+    ) -> list[blob_steps.BlobStep]:
+        """The kept steps of (run, tag); listed again when step `want` is not among them."""
+        steps = self._listing(ctx, experiment, run, [tag])[tag]
+        if want is not None and not any(s.step == want for s in steps):
+            steps = self._listing(ctx, experiment, run, [tag], fresh=True)[tag]
+        return steps
+
+    def _decoded(self, ctx, steps: list[blob_steps.BlobStep]) -> list[DecodedSpectrum]:
+        """The decoded first blob of each step: from the cache, the rest fetched in parallel."""
+        found: list[DecodedSpectrum | None] = [
+            self._cache.get(s.blob_keys[0]) if s.blob_keys else None for s in steps
+        ]
+        missing = [i for i, item in enumerate(found) if item is None and steps[i].blob_keys]
+
+        def fetch(i: int) -> DecodedSpectrum:
+            data = blob_steps.read_blob(self._context.data_provider, ctx, steps[i])
+            item = decode_spectrum_step(data)
+            self._cache.put(steps[i].blob_keys[0], item)
+            return item
+
+        if len(missing) <= 2:
+            for i in missing:
+                found[i] = fetch(i)
+        else:  # a few chunks, not a task per blob: futures cost more than in-memory reads
+            chunks = [missing[k::_FETCH_THREADS] for k in range(_FETCH_THREADS)]
+            for chunk, items in zip(
+                chunks, self._pool.map(lambda chunk: [fetch(i) for i in chunk], chunks)
+            ):
+                for i, item in zip(chunk, items):
+                    found[i] = item
+        empty = DecodedSpectrum(
+            np.zeros((0, 0), np.float32),
+            {name: math.nan for name in METRIC_NAMES},
+            "the step holds no blob",
+            0.0,
+        )
+        return [item if item is not None else empty for item in found]
+
+    # ------------------------------------------------------------------ routes
+
+    @werkzeug.wrappers.Request.application
+    def _serve_steps(self, request):
+        run = responses.required_arg(request, "run", "spectrum_steps?run=RUN&tag=TAG")
+        tag = responses.required_arg(request, "tag", "spectrum_steps?run=RUN&tag=TAG")
+        ctx = plugin_util.context(request.environ)
+        experiment = plugin_util.experiment_id(request.environ)
+        plugin_data = self._find(ctx, experiment, run, tag)
+        steps = self._steps(ctx, experiment, run, tag)
+        body = {
+            "run": run,
+            "tag": tag,
+            "info": info_json(plugin_data),
+            "steps": [s.step for s in steps],
+            "wall_times": [s.wall_time for s in steps],
+        }
+        return responses.respond_json(request, body)
+
+    @werkzeug.wrappers.Request.application
+    def _serve_spectrum(self, request):
+        run = responses.required_arg(request, "run", _EXAMPLE)
+        tag = responses.required_arg(request, "tag", _EXAMPLE)
+        wanted = responses.int_arg(request, "step")
+        ctx = plugin_util.context(request.environ)
+        experiment = plugin_util.experiment_id(request.environ)
+        plugin_data = self._find(ctx, experiment, run, tag)
+        steps = self._steps(ctx, experiment, run, tag, want=wanted)
+        chosen = blob_steps.find_step(steps, wanted, run, tag)
+        (item,) = self._decoded(ctx, [chosen])
+        values = item.singular_values
+        body = {
+            "run": run,
+            "tag": tag,
+            "step": chosen.step,
+            "wall_time": chosen.wall_time,
+            "info": info_json(plugin_data),
+            "metrics": {n: metric_json(n, v) for n, v in item.metrics.items()},
+            "error": item.error or None,
+            "non_finite": item.non_finite,
+            "seconds": item.seconds,
+            "singular_values": {"dtype": "float32", "shape": list(values.shape), "base64": ""},
+        }
+        return responses.respond_base64_json(
+            request, body, values.astype("<f4").tobytes(), slot_key="singular_values"
+        )
+
+    @werkzeug.wrappers.Request.application
+    def _serve_metrics(self, request):
+        run = responses.required_arg(request, "run", "spectrum_metrics?run=RUN")
+        max_steps = responses.int_arg(request, "max_steps", default=0, minimum=0)
+        ctx = plugin_util.context(request.environ)
+        experiment = plugin_util.experiment_id(request.environ)
+        tags = request.args.getlist("tag")
+        if tags:
+            infos = {tag: self._find(ctx, experiment, run, tag) for tag in tags}
+        else:
+            infos = self._spectrum_tags(ctx, experiment, run)
+        listing = self._listing(ctx, experiment, run, list(infos))
+        per_tag: dict[str, list[blob_steps.BlobStep]] = {}
+        for tag in infos:
+            kept = listing[tag]
+            if max_steps:
+                kept = [kept[i] for i in even_indices(len(kept), max_steps)]
+            per_tag[tag] = kept
+        # One parallel fetch over every layer's uncached steps.
+        flat = [s for tag in infos for s in per_tag[tag]]
+        decoded = iter(self._decoded(ctx, flat))
+        layers = {}
+        decoded_by_tag = {tag: [next(decoded) for _ in per_tag[tag]] for tag in infos}
+        for tag in sorted(infos):
+            kept, items = per_tag[tag], decoded_by_tag[tag]
+            layers[tag] = {
+                "info": info_json(infos[tag]),
+                "steps": [s.step for s in kept],
+                "wall_times": [s.wall_time for s in kept],
+                "metrics": {
+                    name: [metric_json(name, item.metrics[name]) for item in items]
+                    for name in METRIC_NAMES
+                },
+                "errors": [[s.step, item.error] for s, item in zip(kept, items) if item.error],
+                "non_finite": [
+                    [s.step, item.non_finite] for s, item in zip(kept, items) if item.non_finite
+                ],
+            }
+        return responses.respond_json(
+            request, {"run": run, "metric_names": list(METRIC_NAMES), "layers": layers}
+        )
+
+    @werkzeug.wrappers.Request.application
+    def _serve_evolution(self, request):
+        example = "spectrum_evolution?run=RUN&tag=TAG"
+        run = responses.required_arg(request, "run", example)
+        tag = responses.required_arg(request, "tag", example)
+        max_steps = responses.int_arg(request, "max_steps", DEFAULT_EVOLUTION_STEPS, minimum=1)
+        max_values = responses.int_arg(request, "max_values", DEFAULT_EVOLUTION_VALUES, minimum=1)
+        ctx = plugin_util.context(request.environ)
+        experiment = plugin_util.experiment_id(request.environ)
+        plugin_data = self._find(ctx, experiment, run, tag)
+        all_steps = self._steps(ctx, experiment, run, tag)
+        kept = [all_steps[i] for i in even_indices(len(all_steps), max_steps)]
+        items = self._decoded(ctx, kept)
+        shape = [int(n) for n in plugin_data.spectrum.matrix_shape]
+        if len(shape) == 3 and shape[0] * min(shape[1], shape[2]) > 0:
+            total = shape[0] * min(shape[1], shape[2])
+        else:  # no shape in the metadata: the widest step's
+            total = max((item.singular_values.size for item in items), default=0)
+        index = even_indices(total, max_values)
+        matrix = np.full((len(kept), len(index)), np.nan, dtype=np.float32)
+        errors_out = []
+        for row, (step, item) in enumerate(zip(kept, items)):
+            error = item.error
+            if not error and item.singular_values.size != total:
+                error = (
+                    f"holds {item.singular_values.size} singular values, the series "
+                    f"{total}; left out"
+                )
+            if error:
+                errors_out.append([step.step, error])
+                if item.singular_values.size != total:
+                    continue
+            matrix[row] = merged_spectrum(item.singular_values)[index]
+        body = {
+            "run": run,
+            "tag": tag,
+            "info": info_json(plugin_data),
+            "total_steps": len(all_steps),
+            "total_values": int(total),
+            "steps": [s.step for s in kept],
+            "wall_times": [s.wall_time for s in kept],
+            "index": index.tolist(),
+            "errors": errors_out,
+            "values": {"dtype": "float32", "shape": list(matrix.shape), "base64": ""},
+        }
+        return responses.respond_base64_json(request, body, matrix.astype("<f4").tobytes())
+
+    def _spectrum_tags(self, ctx, experiment: str, run: str) -> dict[str, pb.PluginData]:
+        """Every readable spectrum tag of `run` (one listing RPC); a 404 for an unknown run."""
+        listing = series.list_series(
+            self._context.data_provider, ctx, experiment, provider.RunTagFilter(runs=[run])
+        )
+        if run not in listing:
+            known = self._context.catalog.list(ctx, experiment)
+            names = ", ".join(repr(r) for r in sorted(known)) or "none"
+            raise errors.NotFoundError(
+                f"no run named {run!r} has deepscope data; runs with deepscope data: {names}"
+            )
+        return {
+            tag: info.plugin_data
+            for tag, info in listing[run].items()
+            if info.kind == KIND and info.plugin_data is not None
+        }

@@ -1,0 +1,221 @@
+// The spectrum routes (docs/http_api.md): fetch and validate into typed data.
+
+export interface SpectrumInfo {
+  weightShape: number[];
+  layerKind: string;
+  matrixRule: string;
+  /** [groups, rows, cols] */
+  matrixShape: number[];
+}
+
+/** One layer's metrics over its kept steps (spectrum_metrics). */
+export interface LayerMetrics {
+  tag: string;
+  info: SpectrumInfo;
+  steps: number[];
+  /** metric name -> one value per step (NaN/±Infinity kept). */
+  metrics: Record<string, Float64Array>;
+  /** step -> error message, for steps that could not be measured. */
+  errors: Map<number, string>;
+  /** step -> number of non-finite singular values. */
+  nonFinite: Map<number, number>;
+}
+
+export interface RunMetrics {
+  run: string;
+  metricNames: string[];
+  layers: Map<string, LayerMetrics>;
+}
+
+/** One step's spectrum (spectrum). */
+export interface StepSpectrum {
+  run: string;
+  tag: string;
+  step: number;
+  info: SpectrumInfo;
+  metrics: Record<string, number>;
+  error: string | null;
+  nonFinite: number;
+  /** All groups' singular values, merged, descending (NaN last). */
+  values: Float32Array;
+  groups: number;
+}
+
+/** The spectra of (a sample of) a series' steps (spectrum_evolution). */
+export interface Evolution {
+  run: string;
+  tag: string;
+  steps: number[];
+  totalSteps: number;
+  totalValues: number;
+  /** Indices (0 = largest) of the singular values kept, one per column of `values`. */
+  index: number[];
+  /** steps.length x index.length, row-major. */
+  values: Float32Array;
+  errors: Map<number, string>;
+}
+
+async function getJson(url: string): Promise<unknown> {
+  const response = await fetch(url, { credentials: "same-origin" });
+  const text = await response.text();
+  if (!response.ok) {
+    const body = text.trim() || response.statusText || "no message";
+    throw new Error(`HTTP ${response.status}: ${body}`);
+  }
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    throw new Error(`${url} did not return JSON: ${text.slice(0, 200)}`);
+  }
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+/** A JSON number of the routes: numbers, or "NaN" / "Infinity" / "-Infinity" spelled out. */
+export function jsonNumber(value: unknown): number {
+  if (typeof value === "number") return value;
+  if (value === "Infinity") return Infinity;
+  if (value === "-Infinity") return -Infinity;
+  return NaN;
+}
+
+function numbers(value: unknown): number[] {
+  return Array.isArray(value) ? value.map(Number) : [];
+}
+
+function parseInfo(raw: unknown): SpectrumInfo {
+  const r = isRecord(raw) ? raw : {};
+  return {
+    weightShape: numbers(r.weight_shape),
+    layerKind: typeof r.layer_kind === "string" ? r.layer_kind : "",
+    matrixRule: typeof r.matrix_rule === "string" ? r.matrix_rule : "",
+    matrixShape: numbers(r.matrix_shape),
+  };
+}
+
+function stepMessages(raw: unknown): Map<number, string> {
+  const out = new Map<number, string>();
+  if (!Array.isArray(raw)) return out;
+  for (const pair of raw) {
+    if (Array.isArray(pair)) out.set(Number(pair[0]), String(pair[1]));
+  }
+  return out;
+}
+
+function decodeFloat32(slot: unknown, what: string): { values: Float32Array; shape: number[] } {
+  if (!isRecord(slot) || typeof slot.base64 !== "string") throw new Error(`${what}: no values`);
+  if (slot.dtype !== "float32") throw new Error(`${what}: unsupported dtype ${String(slot.dtype)}`);
+  const shape = numbers(slot.shape);
+  const count = shape.reduce((a, b) => a * b, 1);
+  const bin = atob(slot.base64);
+  if (bin.length !== count * 4) {
+    throw new Error(`${what}: expected ${count * 4} bytes of float32, got ${bin.length}`);
+  }
+  const bytes = new Uint8Array(bin.length);
+  for (let k = 0; k < bin.length; k++) bytes[k] = bin.charCodeAt(k);
+  const view = new DataView(bytes.buffer);
+  const values = new Float32Array(count);
+  for (let k = 0; k < count; k++) values[k] = view.getFloat32(k * 4, true);
+  return { values, shape };
+}
+
+/** Descending, NaN last: a grouped layer's spectrum is the union of its groups'. */
+export function mergeDescending(values: Float32Array): Float32Array {
+  const out = Float32Array.from(values);
+  out.sort((a, b) => {
+    const an = Number.isNaN(a);
+    const bn = Number.isNaN(b);
+    if (an || bn) return an === bn ? 0 : an ? 1 : -1;
+    return b - a;
+  });
+  return out;
+}
+
+export async function fetchRunMetrics(run: string, tags: readonly string[]): Promise<RunMetrics> {
+  const params = new URLSearchParams({ run });
+  for (const tag of tags) params.append("tag", tag);
+  const raw = await getJson(`./spectrum_metrics?${params.toString()}`);
+  if (!isRecord(raw) || !isRecord(raw.layers)) throw new Error("spectrum_metrics: no layers");
+  const layers = new Map<string, LayerMetrics>();
+  for (const [tag, value] of Object.entries(raw.layers)) {
+    if (!isRecord(value)) continue;
+    const steps = numbers(value.steps);
+    const metrics: Record<string, Float64Array> = {};
+    if (isRecord(value.metrics)) {
+      for (const [name, list] of Object.entries(value.metrics)) {
+        metrics[name] = Float64Array.from(Array.isArray(list) ? list : [], jsonNumber);
+      }
+    }
+    const nonFinite = new Map<number, number>();
+    for (const [step, count] of stepMessages(value.non_finite)) nonFinite.set(step, Number(count));
+    layers.set(tag, {
+      tag,
+      info: parseInfo(value.info),
+      steps,
+      metrics,
+      errors: stepMessages(value.errors),
+      nonFinite,
+    });
+  }
+  return {
+    run,
+    metricNames: Array.isArray(raw.metric_names) ? raw.metric_names.map(String) : [],
+    layers,
+  };
+}
+
+export async function fetchSpectrum(run: string, tag: string, step: number): Promise<StepSpectrum> {
+  const params = new URLSearchParams({ run, tag, step: String(step) });
+  const raw = await getJson(`./spectrum?${params.toString()}`);
+  if (!isRecord(raw)) throw new Error("spectrum: expected an object");
+  const { values, shape } = decodeFloat32(raw.singular_values, "spectrum");
+  const metrics: Record<string, number> = {};
+  if (isRecord(raw.metrics)) {
+    for (const [name, v] of Object.entries(raw.metrics)) metrics[name] = jsonNumber(v);
+  }
+  return {
+    run,
+    tag,
+    step: Number(raw.step),
+    info: parseInfo(raw.info),
+    metrics,
+    error: typeof raw.error === "string" && raw.error ? raw.error : null,
+    nonFinite: typeof raw.non_finite === "number" ? raw.non_finite : 0,
+    values: mergeDescending(values),
+    groups: shape.length === 2 ? shape[0] : 1,
+  };
+}
+
+export async function fetchEvolution(
+  run: string,
+  tag: string,
+  maxSteps: number,
+  maxValues: number,
+): Promise<Evolution> {
+  const params = new URLSearchParams({
+    run,
+    tag,
+    max_steps: String(maxSteps),
+    max_values: String(maxValues),
+  });
+  const raw = await getJson(`./spectrum_evolution?${params.toString()}`);
+  if (!isRecord(raw)) throw new Error("spectrum_evolution: expected an object");
+  const steps = numbers(raw.steps);
+  const index = numbers(raw.index);
+  const { values, shape } = decodeFloat32(raw.values, "spectrum_evolution");
+  if (shape[0] !== steps.length || (shape[1] ?? 0) !== index.length) {
+    throw new Error(`spectrum_evolution: shape [${shape.join(", ")}] does not match its axes`);
+  }
+  return {
+    run,
+    tag,
+    steps,
+    totalSteps: Number(raw.total_steps ?? steps.length),
+    totalValues: Number(raw.total_values ?? index.length),
+    index,
+    values,
+    errors: stepMessages(raw.errors),
+  };
+}

@@ -1,0 +1,281 @@
+// One layer's spectrum at one step, as a rank plot on log–log axes: singular value σ_i
+// against its rank i (1 = largest), a line per run in its colour. Drawn over it, per run:
+// the Marchenko–Pastur bulk edge (a horizontal dashed line: σ above it is structure beyond
+// random noise) and the fitted power-law tail of the eigenvalues λ = σ² (dotted: p(λ) ∝ λ^-α
+// for λ ≥ x_min, which on a rank plot is the straight line σ(i) = √x_min · (i/n_tail)^(-1/(2(α-1))),
+// n_tail the number of eigenvalues ≥ x_min).
+//
+// A rank plot reads the same for a 10-value layer as for a 4,096-value one (a histogram of
+// ten values says little), and every point is one singular value one can hover and read.
+
+import { axisBottom, axisLeft } from "d3-axis";
+import { scaleLog } from "d3-scale";
+import { select } from "d3-selection";
+import { line } from "d3-shape";
+import { el } from "../dom";
+import { lineSample } from "../linechart";
+import { hideTooltip, showTooltip, type TooltipRow } from "../tooltip";
+import type { StepSpectrum } from "./api";
+import { formatMetric } from "./format";
+
+const SVG_NS = "http://www.w3.org/2000/svg";
+const HEIGHT = 300;
+const MARGIN = { top: 14, right: 16, bottom: 40, left: 64 };
+/** Draw a marker per singular value up to this many values. */
+const MAX_MARKERS = 48;
+
+export interface ChartSeries {
+  run: string;
+  color: string;
+  spectrum: StepSpectrum;
+}
+
+/** The fitted tail as a rank-plot segment [[rank, σ], [rank, σ]], or null without a fit. */
+export function powerLawSegment(s: StepSpectrum): [[number, number], [number, number]] | null {
+  const alpha = s.metrics.alpha;
+  const xmin = s.metrics.alpha_xmin;
+  if (!(alpha > 1) || !Number.isFinite(alpha) || !(xmin > 0) || !Number.isFinite(xmin)) return null;
+  let nTail = 0;
+  for (const v of s.values) if (v * v >= xmin * (1 - 1e-6)) nTail++;
+  if (nTail < 2) return null;
+  const sigmaAt = (rank: number) => Math.sqrt(xmin) * Math.pow(rank / nTail, -1 / (2 * (alpha - 1)));
+  return [
+    [1, sigmaAt(1)],
+    [nTail, sigmaAt(nTail)],
+  ];
+}
+
+export class SpectrumChart {
+  readonly element: HTMLDivElement;
+  private readonly svg: SVGSVGElement;
+  private readonly legend: HTMLDivElement;
+
+  constructor() {
+    this.element = el("div");
+    this.element.dataset.testid = "spectrum-chart";
+    const plot = el("div", "ds-plot");
+    this.svg = document.createElementNS(SVG_NS, "svg");
+    this.svg.setAttribute("role", "img");
+    this.svg.setAttribute("aria-label", "Singular values by rank, log–log");
+    plot.appendChild(this.svg);
+    this.legend = el("div", "ds-chart-legend");
+    this.element.append(plot, this.legend);
+  }
+
+  draw(series: readonly ChartSeries[], width: number): void {
+    const plot = this.svg.parentElement as HTMLDivElement;
+    const plotW = Math.max(80, Math.floor(width - MARGIN.left - MARGIN.right));
+    const plotH = HEIGHT - MARGIN.top - MARGIN.bottom;
+    plot.style.width = `${width}px`;
+    plot.style.height = `${HEIGHT}px`;
+    const svg = select(this.svg).attr("width", width).attr("height", HEIGHT);
+    svg.selectAll("*").remove();
+
+    const usable = series.filter((s) => s.spectrum.error === null || hasPositive(s.spectrum));
+    let n = 1;
+    let lo = Infinity;
+    let hi = -Infinity;
+    for (const { spectrum } of usable) {
+      n = Math.max(n, spectrum.values.length);
+      for (const v of spectrum.values) {
+        if (v > 0 && v < Infinity) {
+          lo = Math.min(lo, v);
+          hi = Math.max(hi, v);
+        }
+      }
+      const edge = spectrum.metrics.mp_bulk_edge;
+      if (edge > 0 && edge < Infinity) {
+        lo = Math.min(lo, edge);
+        hi = Math.max(hi, edge);
+      }
+    }
+    if (!(hi >= lo)) {
+      lo = 0.1;
+      hi = 10;
+    }
+    const x = scaleLog().domain([1, Math.max(2, n)]).range([0, plotW]);
+    const y = scaleLog()
+      .domain([lo / 1.3, hi * 1.3])
+      .range([plotH, 0])
+      .nice();
+    const g = svg.append("g").attr("transform", `translate(${MARGIN.left},${MARGIN.top})`);
+    const decades = (scale: typeof y) =>
+      scale.ticks().filter((t) => Math.abs(Math.log10(t) - Math.round(Math.log10(t))) < 1e-9);
+    const yTicks = decades(y).length >= 2 ? decades(y) : y.ticks(4);
+    g.append("g")
+      .attr("class", "ds-grid")
+      .call(axisLeft(y).tickValues(yTicks).tickSize(-plotW).tickFormat(() => ""));
+    g.append("g")
+      .attr("class", "ds-axis")
+      .attr("transform", `translate(0,${plotH})`)
+      .call(
+        axisBottom(x)
+          .ticks(Math.max(2, Math.floor(plotW / 80)))
+          .tickFormat((v) => {
+            const k = Number(v);
+            return Number.isInteger(Math.log10(k)) || k <= 5 ? String(k) : "";
+          })
+          .tickSizeOuter(0),
+      );
+    g.append("g")
+      .attr("class", "ds-axis")
+      .call(axisLeft(y).tickValues(yTicks).tickFormat((v) => formatMetric(Number(v))).tickSizeOuter(0));
+    g.append("text")
+      .attr("class", "ds-axis-label")
+      .attr("x", plotW / 2)
+      .attr("y", plotH + 34)
+      .attr("text-anchor", "middle")
+      .text("rank i (1 = largest; log scale)");
+    g.append("text")
+      .attr("class", "ds-axis-label")
+      .attr("transform", `translate(${-MARGIN.left + 14},${plotH / 2}) rotate(-90)`)
+      .attr("text-anchor", "middle")
+      .text("singular value σ_i (log scale)");
+
+    const clip = `ds-sp-clip-${Math.random().toString(36).slice(2)}`;
+    g.append("clipPath").attr("id", clip).append("rect").attr("width", plotW).attr("height", plotH);
+    const layer = g.append("g").attr("clip-path", `url(#${clip})`);
+    for (const s of usable) {
+      const { spectrum, color, run } = s;
+      const edge = spectrum.metrics.mp_bulk_edge;
+      if (edge > 0 && edge < Infinity) {
+        layer
+          .append("line")
+          .attr("class", "ds-sp-mp")
+          .attr("data-run", run)
+          .attr("data-value", String(edge))
+          .attr("x1", 0)
+          .attr("x2", plotW)
+          .attr("y1", y(edge))
+          .attr("y2", y(edge))
+          .attr("stroke", color)
+          .attr("stroke-width", 1)
+          .attr("stroke-dasharray", "6,3");
+      }
+      const fit = powerLawSegment(spectrum);
+      if (fit) {
+        layer
+          .append("line")
+          .attr("class", "ds-sp-fit")
+          .attr("data-run", run)
+          .attr("x1", x(fit[0][0]))
+          .attr("y1", y(fit[0][1]))
+          .attr("x2", x(fit[1][0]))
+          .attr("y2", y(fit[1][1]))
+          .attr("stroke", color)
+          .attr("stroke-width", 2)
+          .attr("stroke-opacity", 0.55)
+          .attr("stroke-dasharray", "2,3");
+      }
+      const idx = Array.from(spectrum.values, (_, i) => i);
+      const ok = (i: number) => spectrum.values[i] > 0 && spectrum.values[i] < Infinity;
+      const path = line<number>()
+        .defined(ok)
+        .x((i) => x(i + 1))
+        .y((i) => y(spectrum.values[i]));
+      layer
+        .append("path")
+        .attr("class", "ds-sp-line")
+        .attr("data-run", run)
+        .attr("data-step", String(spectrum.step))
+        .attr("d", path(idx) ?? "")
+        .attr("fill", "none")
+        .attr("stroke", color)
+        .attr("stroke-width", 1.75);
+      if (spectrum.values.length <= MAX_MARKERS) {
+        layer
+          .selectAll(null)
+          .data(idx.filter(ok))
+          .join("circle")
+          .attr("cx", (i) => x(i + 1))
+          .attr("cy", (i) => y(spectrum.values[i]))
+          .attr("r", 2.25)
+          .attr("fill", color);
+      }
+    }
+
+    // Hover: the singular value at the rank under the pointer, for each run.
+    const focus = g.append("g").attr("visibility", "hidden");
+    focus.append("line").attr("y1", 0).attr("y2", plotH).attr("stroke", "#9e9e9e");
+    const dots = focus
+      .selectAll("circle")
+      .data(usable)
+      .join("circle")
+      .attr("r", 4)
+      .attr("fill", (s) => s.color)
+      .attr("stroke", "#fff");
+    g.append("rect")
+      .attr("class", "ds-hit")
+      .attr("data-testid", "spectrum-hit")
+      .attr("width", plotW)
+      .attr("height", plotH)
+      .attr("fill", "transparent")
+      .on("mousemove", (event: MouseEvent) => {
+        if (usable.length === 0) return;
+        const rect = (event.currentTarget as SVGRectElement).getBoundingClientRect();
+        const rank = Math.min(n, Math.max(1, Math.round(x.invert(event.clientX - rect.left))));
+        focus.attr("visibility", "visible");
+        focus.select("line").attr("x1", x(rank)).attr("x2", x(rank));
+        const value = (s: ChartSeries) => s.spectrum.values[rank - 1];
+        dots
+          .attr("visibility", (s) => (value(s) > 0 && value(s) < Infinity ? "visible" : "hidden"))
+          .attr("cx", x(rank))
+          .attr("cy", (s) => (value(s) > 0 && value(s) < Infinity ? y(value(s)) : 0));
+        const rows: TooltipRow[] = [{ label: "rank", field: "rank", value: String(rank), strong: true }];
+        for (const s of usable) {
+          const v = value(s);
+          const label = usable.length > 1 ? `${s.run} (step ${s.spectrum.step}) σ` : "σ";
+          rows.push({
+            label,
+            color: s.color,
+            field: `sigma:${s.run}`,
+            value: v === undefined ? "–" : formatMetric(v),
+          });
+          if (v !== undefined && usable.length === 1) {
+            rows.push({ label: "λ = σ²", field: `lambda:${s.run}`, value: formatMetric(v * v) });
+          }
+        }
+        showTooltip(rows, event.clientX, event.clientY);
+      })
+      .on("mouseleave", () => {
+        focus.attr("visibility", "hidden");
+        hideTooltip();
+      });
+
+    this.element.dataset.drawn = "true";
+    this.element.dataset.runs = String(usable.length);
+    this.element.dataset.steps = JSON.stringify(Object.fromEntries(series.map((s) => [s.run, s.spectrum.step])));
+    this.drawLegend(series);
+  }
+
+  private drawLegend(series: readonly ChartSeries[]): void {
+    this.legend.replaceChildren();
+    const item = (sample: Element, text: string) => {
+      const span = el("span", "ds-legend-item");
+      span.append(sample, el("span", "", text));
+      this.legend.appendChild(span);
+    };
+    const multi = series.length > 1;
+    for (const s of series) {
+      const name = multi ? `${s.run}: ` : "";
+      item(lineSample(s.color, ""), `${name}σ_i at step ${s.spectrum.step}`);
+    }
+    const grey = "#616161";
+    const mp = series
+      .filter((s) => s.spectrum.metrics.mp_bulk_edge > 0)
+      .map((s) => `${multi ? `${s.run} ` : ""}${formatMetric(s.spectrum.metrics.mp_bulk_edge)}`);
+    if (mp.length) item(lineSample(grey, "6,3"), `Marchenko–Pastur bulk edge σ = ${mp.join(", ")}`);
+    const fits = series
+      .filter((s) => powerLawSegment(s.spectrum) !== null)
+      .map((s) => {
+        const m = s.spectrum.metrics;
+        return `${multi ? `${s.run} ` : ""}α = ${formatMetric(m.alpha)} (λ ≥ ${formatMetric(m.alpha_xmin)}, KS ${formatMetric(m.alpha_ks_distance)})`;
+      });
+    if (fits.length) item(lineSample(grey, "2,3"), `power-law tail p(λ) ∝ λ^-α, λ = σ²: ${fits.join("; ")}`);
+  }
+}
+
+function hasPositive(s: StepSpectrum): boolean {
+  for (const v of s.values) if (v > 0 && v < Infinity) return true;
+  return false;
+}

@@ -1,0 +1,468 @@
+// Singular value spectra: one card for all spectrum layers of the selected runs.
+//   - a step slider (over the selected layer's logged steps);
+//   - the metrics table of every layer (value at the step per run, sparklines over steps),
+//     sortable by clicking a column; clicking a row selects the layer;
+//   - the selected layer's spectrum at the step (rank plot, log–log, with the MP bulk edge
+//     and the fitted power-law tail), the runs overlaid in their colours;
+//   - its evolution over training: a steps × rank heatmap of log10 σ per run.
+
+import { axisBottom } from "d3-axis";
+import { scaleLinear } from "d3-scale";
+import { select } from "d3-selection";
+import { ColorScale } from "../colormap";
+import { el, swatch } from "../dom";
+import { formatLog10Tick } from "../format";
+import { NON_FINITE_COLOR } from "../palette";
+import { StepSlider } from "../slider";
+import { addStyles } from "../style";
+import type { KindView, ViewContext, ViewEntry } from "../views/kind_view";
+import {
+  fetchEvolution,
+  fetchRunMetrics,
+  fetchSpectrum,
+  type Evolution,
+  type RunMetrics,
+  type StepSpectrum,
+} from "./api";
+import { SpectrumChart, type ChartSeries } from "./chart";
+import { EvolutionHeatmap } from "./evolution";
+import { nearestIndex } from "./format";
+import { MetricsTable, valueAt, type TableRow } from "./table";
+
+addStyles(`
+.ds-sp-tablewrap { overflow-x: auto; margin: 8px 0 4px; }
+.ds-sp-table { border-collapse: collapse; font-size: 12px; width: 100%; }
+.ds-sp-table th { text-align: left; font-weight: 500; color: #616161; padding: 4px 8px;
+  border-bottom: 1px solid #e0e0e0; white-space: nowrap; cursor: pointer; user-select: none; }
+.ds-sp-table th:hover { color: #000; }
+.ds-sp-table th[data-sorted] { color: #e65100; }
+.ds-sp-table td { padding: 3px 8px; border-bottom: 1px solid #f0f0f0; vertical-align: top; }
+.ds-sp-table tbody tr { cursor: pointer; }
+.ds-sp-table tbody tr:hover { background: #fafafa; }
+.ds-sp-table tbody tr.ds-sp-selected { background: #fff3e0; }
+.ds-sp-table tbody tr.ds-sp-selected .ds-sp-tag { color: #e65100; font-weight: 500; }
+.ds-sp-tag { word-break: break-all; }
+.ds-sp-cell { white-space: nowrap; }
+.ds-sp-values { font-variant-numeric: tabular-nums; }
+.ds-sp-value { display: flex; align-items: center; gap: 2px; line-height: 16px; }
+.ds-sp-value .ds-swatch { width: 8px; height: 8px; }
+.ds-sp-bad { color: #c62828; font-weight: 500; }
+.ds-sp-spark { display: block; margin-top: 1px; }
+.ds-sp-toolbar { display: flex; align-items: center; gap: 16px; flex-wrap: wrap; margin: 4px 0; }
+.ds-sp-selected-name { color: #e65100; }
+`);
+
+interface RunEntry {
+  run: string;
+  color: string;
+  tags: string[];
+}
+
+const EVOLUTION_VALUES = 256;
+
+export class SpectrumView implements KindView {
+  readonly element = el("div", "ds-kind-body");
+  private readonly card = el("section", "ds-card");
+  private readonly sub = el("div", "ds-card-sub");
+  private readonly messages = el("div");
+  private readonly tableStatus = el("div", "ds-placeholder", "Loading…");
+  private readonly slider = new StepSlider((step) => this.onStep(step));
+  private readonly table = new MetricsTable((tag) => this.select(tag));
+  private readonly chart = new SpectrumChart();
+  private readonly chartTitle = el("span", "ds-chart-title");
+  private readonly chartStatus = el("div");
+  private readonly evolutionTitle = el("span", "ds-chart-title");
+  private readonly evolutionLegend = el("div");
+  private readonly evolutionBlocks = el("div");
+  private readonly heatmaps = new Map<string, EvolutionHeatmap>();
+  private runs: RunEntry[] = [];
+  private signature = "";
+  private metrics = new Map<string, RunMetrics>();
+  private metricErrors = new Map<string, string>();
+  private spectra = new Map<string, StepSpectrum>();
+  private spectrumErrors = new Map<string, string>();
+  private evolutions = new Map<string, Evolution>();
+  private selected: string | null = null;
+  private userSelected = false;
+  private visible = false;
+  private loadedGen = -1;
+  private spectraToken = 0;
+  private evolutionToken = 0;
+  private spectraQueued = false;
+
+  constructor(private readonly ctx: ViewContext) {
+    this.card.dataset.testid = "spectrum-card";
+    const head = el("div", "ds-card-head");
+    const titles = el("div");
+    titles.append(el("h2", "ds-card-title", "Layer spectra"), this.sub);
+    head.append(titles);
+    const toolbar = el("div", "ds-sp-toolbar");
+    toolbar.append(this.slider.element);
+
+    const chartSection = el("div", "ds-chart-section");
+    const chartHead = el("div", "ds-chart-head");
+    chartHead.append(this.chartTitle);
+    chartSection.append(chartHead, this.chartStatus, this.chart.element);
+
+    const evolutionSection = el("div", "ds-chart-section");
+    const evolutionHead = el("div", "ds-chart-head");
+    evolutionHead.append(this.evolutionTitle, this.evolutionLegend);
+    evolutionSection.append(evolutionHead, this.evolutionBlocks);
+
+    this.card.append(
+      head,
+      toolbar,
+      this.messages,
+      this.tableStatus,
+      this.table.element,
+      chartSection,
+      evolutionSection,
+    );
+    this.element.appendChild(this.card);
+    this.chart.element.hidden = true;
+    ctx.visibility.observe(this.card, (visible) => {
+      this.visible = visible;
+      if (visible) this.maybeLoad();
+    });
+  }
+
+  update(entries: readonly ViewEntry[]): void {
+    const byRun = new Map<string, RunEntry>();
+    const unreadable: ViewEntry[] = [];
+    for (const e of entries) {
+      if (e.info.error !== undefined) {
+        unreadable.push(e);
+        continue;
+      }
+      if (e.info.kind !== "spectrum") continue;
+      const entry = byRun.get(e.run) ?? { run: e.run, color: e.color, tags: [] };
+      entry.tags.push(e.tag);
+      byRun.set(e.run, entry);
+    }
+    this.runs = [...byRun.values()].sort((a, b) =>
+      a.run.localeCompare(b.run, undefined, { numeric: true }),
+    );
+    this.messages.replaceChildren(
+      ...unreadable.map((e) => {
+        const box = el("div", "ds-error");
+        box.dataset.testid = "tag-error";
+        box.append(swatch(e.color), ` ${e.run} · ${e.tag} — cannot show this tag: ${e.info.error}`);
+        return box;
+      }),
+    );
+    const signature = JSON.stringify(this.runs);
+    if (signature !== this.signature) {
+      this.signature = signature;
+      for (const run of [...this.metrics.keys()]) {
+        if (!byRun.has(run)) this.metrics.delete(run);
+      }
+      this.loadedGen = -1;
+      this.maybeLoad();
+    }
+    this.render();
+  }
+
+  refresh(): void {
+    this.maybeLoad();
+  }
+
+  resize(): void {
+    this.render();
+    this.drawChart();
+    this.drawEvolution();
+  }
+
+  dispose(): void {
+    this.ctx.visibility.unobserve(this.card);
+    this.element.replaceChildren();
+  }
+
+  // ---------------------------------------------------------------- loading
+
+  private maybeLoad(): void {
+    const gen = this.ctx.generation();
+    if (!this.visible || this.loadedGen === gen || this.runs.length === 0) return;
+    this.loadedGen = gen;
+    const runs = this.runs;
+    void Promise.all(
+      runs.map((r) =>
+        fetchRunMetrics(r.run, r.tags).then(
+          (m) => {
+            this.metrics.set(r.run, m);
+            this.metricErrors.delete(r.run);
+          },
+          (error: unknown) => this.metricErrors.set(r.run, String(error)),
+        ),
+      ),
+    ).then(() => {
+      if (runs !== this.runs) return;
+      this.onMetrics();
+      this.loadEvolution();
+    });
+  }
+
+  private onMetrics(): void {
+    if (!this.userSelected || !this.allTags().includes(this.selected ?? "")) {
+      this.selected = this.worstConditioned();
+    }
+    this.updateSlider();
+    this.render();
+    this.queueSpectra();
+  }
+
+  private allTags(): string[] {
+    const tags = new Set<string>();
+    for (const r of this.runs) r.tags.forEach((t) => tags.add(t));
+    return [...tags].sort((a, b) => a.localeCompare(b, undefined, { numeric: true }));
+  }
+
+  /** The layer with the largest condition number at its last step in any run. */
+  private worstConditioned(): string | null {
+    let best: string | null = null;
+    let worst = -Infinity;
+    for (const tag of this.allTags()) {
+      for (const r of this.runs) {
+        const v = valueAt(this.metrics.get(r.run)?.layers.get(tag), "condition_number", null).value;
+        if (!Number.isNaN(v) && v > worst) {
+          worst = v;
+          best = tag;
+        }
+      }
+      if (best === null) best = tag;
+    }
+    return best;
+  }
+
+  /** The slider moves over the selected layer's logged steps (all runs). */
+  private updateSlider(): void {
+    const steps = new Set<number>();
+    for (const r of this.runs) {
+      const layer = this.selected ? this.metrics.get(r.run)?.layers.get(this.selected) : undefined;
+      layer?.steps.forEach((s) => steps.add(s));
+    }
+    this.slider.setSteps([...steps].sort((a, b) => a - b));
+  }
+
+  private select(tag: string): void {
+    if (tag === this.selected) return;
+    this.selected = tag;
+    this.userSelected = true;
+    this.updateSlider();
+    this.render();
+    this.queueSpectra();
+    this.loadEvolution();
+  }
+
+  private onStep(_step: number): void {
+    this.render();
+    this.queueSpectra();
+    for (const h of this.heatmaps.values()) h.mark(this.stepFor(h.run));
+  }
+
+  /** The kept step of `run`'s selected layer nearest the slider's step. */
+  private stepFor(run: string): number | null {
+    const layer = this.selected ? this.metrics.get(run)?.layers.get(this.selected) : undefined;
+    const step = this.slider.value;
+    if (!layer || layer.steps.length === 0 || step === null) return null;
+    return layer.steps[nearestIndex(layer.steps, step)];
+  }
+
+  private queueSpectra(): void {
+    if (this.spectraQueued) return;
+    this.spectraQueued = true;
+    queueMicrotask(() => {
+      this.spectraQueued = false;
+      this.loadSpectra();
+    });
+  }
+
+  private loadSpectra(): void {
+    const tag = this.selected;
+    const token = ++this.spectraToken;
+    if (tag === null) return;
+    const wanted = this.runs
+      .map((r) => ({ r, step: this.stepFor(r.run) }))
+      .filter((x): x is { r: RunEntry; step: number } => x.step !== null);
+    this.chartTitle.textContent = `Spectrum of ${tag} at step ${this.slider.value ?? "–"}`;
+    void Promise.all(
+      wanted.map(({ r, step }) => {
+        const have = this.spectra.get(r.run);
+        if (have && have.tag === tag && have.step === step) return Promise.resolve();
+        return fetchSpectrum(r.run, tag, step).then(
+          (s) => {
+            if (token !== this.spectraToken) return;
+            this.spectra.set(r.run, s);
+            this.spectrumErrors.delete(r.run);
+          },
+          (error: unknown) => {
+            if (token !== this.spectraToken) return;
+            this.spectra.delete(r.run);
+            this.spectrumErrors.set(r.run, String(error));
+          },
+        );
+      }),
+    ).then(() => {
+      if (token === this.spectraToken) this.drawChart();
+    });
+  }
+
+  private loadEvolution(): void {
+    const tag = this.selected;
+    const token = ++this.evolutionToken;
+    if (tag === null) return;
+    const maxSteps = Math.max(20, Math.min(400, Math.floor(this.contentWidth() - 80)));
+    const runs = this.runs.filter((r) => r.tags.includes(tag));
+    this.evolutionTitle.textContent = `Spectrum of ${tag} over training`;
+    void Promise.all(
+      runs.map((r) =>
+        fetchEvolution(r.run, tag, maxSteps, EVOLUTION_VALUES).then(
+          (e): [string, Evolution | string] => [r.run, e],
+          (error: unknown): [string, Evolution | string] => [r.run, String(error)],
+        ),
+      ),
+    ).then((results) => {
+      if (token !== this.evolutionToken) return;
+      this.evolutions.clear();
+      const errors: string[] = [];
+      for (const [run, result] of results) {
+        if (typeof result === "string") errors.push(`${run}: ${result}`);
+        else this.evolutions.set(run, result);
+      }
+      this.drawEvolution(errors);
+    });
+  }
+
+  // ---------------------------------------------------------------- drawing
+
+  private contentWidth(): number {
+    return Math.max(320, (this.card.clientWidth || 900) - 34);
+  }
+
+  private render(): void {
+    const tags = this.allTags();
+    this.sub.textContent =
+      `${tags.length} layer${tags.length === 1 ? "" : "s"} · ${this.runs.length} ` +
+      `run${this.runs.length === 1 ? "" : "s"} · click a column to sort, a row to chart its layer`;
+    const errors = [...this.metricErrors].map(([run, message]) => `${run}: ${message}`);
+    if (errors.length) {
+      this.tableStatus.className = "ds-error";
+      this.tableStatus.dataset.testid = "load-error";
+      this.tableStatus.textContent = errors.join("\n");
+      this.tableStatus.hidden = false;
+    } else if (this.metrics.size === 0) {
+      this.tableStatus.className = "ds-placeholder";
+      this.tableStatus.textContent = this.runs.length ? "Loading…" : "No spectrum series selected.";
+      this.tableStatus.hidden = false;
+    } else {
+      this.tableStatus.hidden = true;
+    }
+    const rows: TableRow[] = tags.map((tag) => ({
+      tag,
+      runs: this.runs
+        .filter((r) => r.tags.includes(tag))
+        .map((r) => ({ run: r.run, color: r.color, layer: this.metrics.get(r.run)?.layers.get(tag) })),
+    }));
+    this.table.element.hidden = this.metrics.size === 0;
+    this.table.draw(rows, this.slider.value, this.selected, this.runs.length > 1);
+  }
+
+  private drawChart(): void {
+    const tag = this.selected;
+    const series: ChartSeries[] = [];
+    const boxes: HTMLElement[] = [];
+    for (const r of this.runs) {
+      const s = this.spectra.get(r.run);
+      const failed = this.spectrumErrors.get(r.run);
+      if (failed) {
+        boxes.push(errorBox(r, failed));
+        continue;
+      }
+      if (!s || s.tag !== tag) continue;
+      if (s.error !== null) {
+        const box = errorBox(r, `step ${s.step}: ${s.error}`);
+        box.dataset.testid = "spectrum-error";
+        boxes.push(box);
+      } else if (s.nonFinite > 0) {
+        const warn = el("div", "ds-warn", `${r.run} step ${s.step}: ${s.nonFinite} non-finite singular values`);
+        warn.dataset.testid = "spectrum-error";
+        warn.dataset.run = r.run;
+        boxes.push(warn);
+      }
+      series.push({ run: r.run, color: r.color, spectrum: s });
+    }
+    this.chartStatus.replaceChildren(...boxes);
+    const drawable = series.filter((s) => s.spectrum.error === null);
+    this.chart.element.hidden = drawable.length === 0 && series.length === 0;
+    if (!this.chart.element.hidden) this.chart.draw(series, this.contentWidth());
+  }
+
+  private drawEvolution(errors: string[] = []): void {
+    const runs = this.runs.filter((r) => this.evolutions.has(r.run));
+    let lo = Infinity;
+    let hi = -Infinity;
+    for (const r of runs) {
+      for (const v of this.evolutions.get(r.run)!.values) {
+        if (v > 0 && v < Infinity) {
+          const l = Math.log10(v);
+          if (l < lo) lo = l;
+          if (l > hi) hi = l;
+        }
+      }
+    }
+    const color = new ColorScale(lo <= hi ? [lo, hi] : null);
+    this.evolutionLegend.replaceChildren(colorLegend(color));
+    for (const [run, h] of this.heatmaps) {
+      if (!this.evolutions.has(run)) {
+        h.element.remove();
+        this.heatmaps.delete(run);
+      }
+    }
+    const width = this.contentWidth();
+    const children: HTMLElement[] = errors.map((e) => el("div", "ds-error", e));
+    for (const r of runs) {
+      let h = this.heatmaps.get(r.run);
+      if (!h || h.color !== r.color) {
+        h = new EvolutionHeatmap(r.run, r.color, (step) => this.slider.select(step));
+        this.heatmaps.set(r.run, h);
+      }
+      h.draw(this.evolutions.get(r.run)!, color, width, this.stepFor(r.run));
+      children.push(h.element);
+    }
+    this.evolutionBlocks.replaceChildren(...children);
+  }
+}
+
+function errorBox(r: RunEntry, message: string): HTMLElement {
+  const box = el("div", "ds-error");
+  box.dataset.run = r.run;
+  const name = el("strong", "", r.run);
+  name.style.color = r.color;
+  box.append(swatch(r.color), " ", name, ` — ${message}`);
+  return box;
+}
+
+function colorLegend(color: ColorScale): HTMLElement {
+  const legend = el("div", "ds-legend");
+  legend.dataset.testid = "spectrum-legend";
+  const barW = 160;
+  const item = el("span", "ds-legend-item");
+  const bar = el("div", "ds-colorbar");
+  const fill = el("div", "ds-colorbar-bar");
+  fill.style.width = `${barW}px`;
+  fill.style.background = color.gradient();
+  const svg = select(bar).append("svg").attr("width", barW).attr("height", 16);
+  const x = scaleLinear().domain([color.lo, color.hi]).range([0, barW]);
+  svg
+    .append("g")
+    .attr("class", "ds-axis")
+    .call(axisBottom(x).ticks(5).tickFormat((v) => formatLog10Tick(Number(v))).tickSize(3).tickSizeOuter(0))
+    .call((g) => g.select(".domain").remove());
+  bar.prepend(fill);
+  item.append(el("span", "ds-legend-title", "log10 σ (singular value)"), bar);
+  const bad = el("span", "ds-legend-item");
+  const box = el("span", "ds-box");
+  box.style.background = NON_FINITE_COLOR;
+  bad.append(box, "not measured / non-finite");
+  legend.append(item, bad);
+  return legend;
+}

@@ -1,0 +1,290 @@
+"""The spectrum views in a real browser, inside a real TensorBoard, with real training data.
+
+Numbers read from the page (table cells, the chart's tooltip) are checked against the
+routes' JSON; the table's sort order against the routes' condition numbers; the slider
+against the step the chart draws.
+
+Set DEEPSCOPE_SCREENSHOTS=1 to refresh the README's picture, docs/images/spectrum.png.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import os
+import shutil
+from pathlib import Path
+from urllib.parse import urlencode
+
+import numpy as np
+import pytest
+
+from tests.browser.tab_page import TIMEOUT_MS
+from tests.conftest import get
+from tests.spectrum_data import BROKEN_STEP, BROKEN_TAG, MEASURED_STEPS
+
+sync_api = pytest.importorskip("playwright.sync_api")
+
+REPO = Path(__file__).resolve().parents[2]
+SCREENSHOT = REPO / "docs" / "images" / "spectrum.png"
+RUNS = ("seed0", "seed1")
+
+
+@pytest.fixture(scope="session", params=[False, True], ids=["load_fast=false", "load_fast=true"])
+def spectrum_server(request, spectrum_logdir, tensorboard_server) -> str:
+    return tensorboard_server(spectrum_logdir, load_fast=request.param)
+
+
+@pytest.fixture(scope="session")
+def spectrum_python_server(spectrum_logdir, tensorboard_server) -> str:
+    return tensorboard_server(spectrum_logdir, load_fast=False)
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def route(base_url: str, path: str, **params) -> dict:
+    status, body = get(f"{base_url}/data/plugin/deepscope/{path}?{urlencode(params, doseq=True)}")
+    assert status == 200, body
+    return json.loads(body)
+
+
+def number(value) -> float:
+    return {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}.get(value, value)
+
+
+def spectrum(base_url: str, run: str, tag: str, step: int) -> np.ndarray:
+    """The route's singular values at (run, tag, step), all groups merged, descending."""
+    slot = route(base_url, "spectrum", run=run, tag=tag, step=step)["singular_values"]
+    values = np.frombuffer(base64.b64decode(slot["base64"]), "<f4")
+    return np.sort(values)[::-1]
+
+
+def nearest(steps: list[int], step: int) -> int:
+    """The index of the kept step nearest `step`, the earlier on a tie (as the tab picks)."""
+    return min(range(len(steps)), key=lambda i: (abs(steps[i] - step), i))
+
+
+def open_spectra(tab, base_url: str):
+    frame = tab.open(base_url)
+    card = frame.locator("[data-testid=spectrum-card]")
+    card.wait_for(state="attached", timeout=TIMEOUT_MS)
+    card.scroll_into_view_if_needed()  # the views load when they scroll into view
+    frame.locator("[data-testid=spectrum-table] tbody tr").first.wait_for(timeout=TIMEOUT_MS)
+    chart(frame)
+    return frame
+
+
+def chart(frame):
+    locator = frame.locator("[data-testid=spectrum-chart][data-drawn=true]")
+    locator.wait_for(timeout=TIMEOUT_MS)
+    return locator
+
+
+def row_order(frame) -> list[str]:
+    rows = frame.locator("[data-testid=spectrum-table] tbody tr")
+    return [rows.nth(i).get_attribute("data-tag") for i in range(rows.count())]
+
+
+def slider_step(frame) -> int:
+    return int(frame.locator("[data-testid=step-slider]").get_attribute("data-step"))
+
+
+def drawn_steps(frame) -> dict[str, int]:
+    return json.loads(chart(frame).get_attribute("data-steps"))
+
+
+def tooltip_fields(frame) -> dict[str, str]:
+    tooltip = frame.locator("[data-testid=tooltip]")
+    tooltip.wait_for(state="visible", timeout=TIMEOUT_MS)
+    fields = tooltip.locator("[data-field]")
+    return {
+        fields.nth(k).get_attribute("data-field"): fields.nth(k).inner_text()
+        for k in range(fields.count())
+    }
+
+
+def hover_rank(tab, frame, rank: int, n: int) -> dict[str, str]:
+    """Hover the chart at `rank` (x is log rank over [1, n]); the tooltip's fields."""
+    chart(frame).scroll_into_view_if_needed()
+    box = frame.locator("[data-testid=spectrum-hit]").bounding_box()
+    fraction = math.log(rank) / math.log(n)
+    x = box["x"] + min(max(fraction * box["width"], 1), box["width"] - 1)
+    tab.page.mouse.move(x, box["y"] + box["height"] / 2)
+    fields = tooltip_fields(frame)
+    assert fields["rank"] == str(rank)
+    return fields
+
+
+def wait_for_drawn_steps(frame, want: dict[str, int]) -> None:
+    frame.wait_for_function(
+        "want => { const c = document.querySelector('[data-testid=spectrum-chart]');"
+        " return c && c.dataset.steps === JSON.stringify(want); }",
+        arg=want,
+        timeout=TIMEOUT_MS,
+    )
+
+
+# ---------------------------------------------------------------- tests
+
+
+def test_chart_hover_reads_the_routes_singular_values(tab, spectrum_server):
+    frame = open_spectra(tab, spectrum_server)
+    selected = frame.locator("[data-testid=spectrum-table] tr[aria-selected=true]")
+    tag = selected.get_attribute("data-tag")
+    step = MEASURED_STEPS[-1]
+    wait_for_drawn_steps(frame, {run: step for run in RUNS})
+    values = {run: spectrum(spectrum_server, run, tag, step) for run in RUNS}
+    n = len(values["seed0"])
+    for rank in (1, max(2, n // 2), n):
+        fields = hover_rank(tab, frame, rank, n)
+        for run in RUNS:
+            shown = float(fields[f"sigma:{run}"])
+            assert shown == pytest.approx(values[run][rank - 1], rel=6e-4), (run, rank)
+
+
+def test_default_layer_is_the_worst_conditioned_and_table_cells_match_the_route(
+    tab, spectrum_python_server
+):
+    metrics = {run: route(spectrum_python_server, "spectrum_metrics", run=run) for run in RUNS}
+    frame = open_spectra(tab, spectrum_python_server)
+    # The default layer: the largest condition number at its last step in any run.
+    last = {
+        (run, tag): number(layer["metrics"]["condition_number"][-1])
+        for run in RUNS
+        for tag, layer in metrics[run]["layers"].items()
+    }
+    worst = max((v, tag) for (_, tag), v in last.items() if not math.isnan(v))[1]
+    selected = frame.locator("[data-testid=spectrum-table] tr[aria-selected=true]")
+    assert selected.get_attribute("data-tag") == worst
+    # Each cell's value is the route's at the slider's step (the last), per run.
+    step = slider_step(frame)
+    for run in RUNS:
+        layer = metrics[run]["layers"]["spectra/fc1"]
+        i = nearest(layer["steps"], step)
+        for name in ("spectral_norm", "condition_number", "stable_rank", "alpha"):
+            cell = frame.locator(
+                f'[data-testid=spectrum-table] tr[data-tag="spectra/fc1"] '
+                f'td[data-metric="{name}"] .ds-sp-value[data-run="{run}"]'
+            )
+            assert float(cell.get_attribute("data-value")) == pytest.approx(
+                number(layer["metrics"][name][i]), rel=1e-12
+            )
+            assert float(cell.inner_text()) == pytest.approx(
+                number(layer["metrics"][name][i]), rel=6e-4
+            )
+
+
+def test_table_sorts_worst_condition_number_first_and_a_row_click_selects_it(
+    tab, spectrum_python_server
+):
+    metrics = {run: route(spectrum_python_server, "spectrum_metrics", run=run) for run in RUNS}
+    frame = open_spectra(tab, spectrum_python_server)
+    step = slider_step(frame)
+
+    def kappa(tag: str, pick=max) -> float:
+        """The tag's condition number at the step, the largest (or smallest) over runs."""
+        values = []
+        for run in RUNS:
+            layer = metrics[run]["layers"].get(tag)
+            if layer:
+                i = nearest(layer["steps"], step)
+                if not layer["errors"] or layer["steps"][i] not in [s for s, _ in layer["errors"]]:
+                    values.append(number(layer["metrics"]["condition_number"][i]))
+        values = [v for v in values if not math.isnan(v)]
+        return pick(values) if values else math.nan
+
+    tags = sorted({tag for run in RUNS for tag in metrics[run]["layers"]})
+    header = frame.locator('[data-testid=spectrum-table] th[data-metric="condition_number"]')
+    header.click()
+    order = row_order(frame)
+    kappas = [kappa(tag) for tag in order]
+    assert sorted(order) == tags
+    assert kappas == sorted(kappas, reverse=True)  # worst conditioned first
+    assert header.get_attribute("data-sorted") == "descending"
+    header.click()
+    assert header.get_attribute("data-sorted") == "ascending"
+    ascending = row_order(frame)
+    smallest = [kappa(tag, min) for tag in ascending]
+    assert smallest == sorted(smallest)
+    # Clicking the worst row makes it the charted layer.
+    frame.locator(f'[data-testid=spectrum-table] tr[data-tag="{order[-1]}"]').click()
+    frame.locator(
+        f'[data-testid=spectrum-table] tr[aria-selected=true][data-tag="{order[-1]}"]'
+    ).wait_for(timeout=TIMEOUT_MS)
+    frame.get_by_text(f"Spectrum of {order[-1]} at step").wait_for(timeout=TIMEOUT_MS)
+
+
+def test_slider_and_heatmap_click_change_the_drawn_step(tab, spectrum_python_server):
+    frame = open_spectra(tab, spectrum_python_server)
+    tag = frame.locator("[data-testid=spectrum-table] tr[aria-selected=true]").get_attribute(
+        "data-tag"
+    )
+    wait_for_drawn_steps(frame, {run: MEASURED_STEPS[-1] for run in RUNS})
+    slider = frame.locator("[data-testid=step-slider] input")
+    slider.focus()
+    slider.press("Home")
+    assert slider_step(frame) == MEASURED_STEPS[0]
+    wait_for_drawn_steps(frame, {run: MEASURED_STEPS[0] for run in RUNS})
+    values = spectrum(spectrum_python_server, "seed1", tag, MEASURED_STEPS[0])
+    fields = hover_rank(tab, frame, 1, len(values))
+    assert float(fields["sigma:seed1"]) == pytest.approx(values[0], rel=6e-4)
+    # A click on the evolution heatmap's column of step 15 selects that step.
+    canvas = frame.locator('[data-testid=spectrum-evolution][data-run="seed0"][data-drawn=true]')
+    canvas.scroll_into_view_if_needed()
+    box = canvas.bounding_box()
+    column = MEASURED_STEPS.index(15)
+    x = box["x"] + (column + 0.5) * box["width"] / len(MEASURED_STEPS)
+    tab.page.mouse.move(x, box["y"] + 5)
+    fields = tooltip_fields(frame)
+    assert fields["step"] == "15" and fields["rank"] == "1"
+    evolution = route(spectrum_python_server, "spectrum_evolution", run="seed0", tag=tag)
+    assert float(fields["sigma"]) == pytest.approx(
+        np.frombuffer(base64.b64decode(evolution["values"]["base64"]), "<f4").reshape(
+            evolution["values"]["shape"]
+        )[column, 0],
+        rel=6e-4,
+    )
+    tab.page.mouse.click(x, box["y"] + 5)
+    wait_for_drawn_steps(frame, {run: 15 for run in RUNS})
+    assert slider_step(frame) == 15
+
+
+def test_a_step_that_could_not_be_measured_is_shown_as_an_error(tab, spectrum_python_server):
+    frame = open_spectra(tab, spectrum_python_server)
+    frame.locator(f'[data-testid=spectrum-table] tr[data-tag="{BROKEN_TAG}"]').click()
+    slider = frame.locator("[data-testid=step-slider] input")
+    slider.focus()
+    slider.press("Home")
+    slider.press("ArrowRight")
+    assert slider_step(frame) == BROKEN_STEP
+    error = frame.locator('[data-testid=spectrum-error][data-run="seed1"]')
+    error.wait_for(timeout=TIMEOUT_MS)
+    assert f"step {BROKEN_STEP}" in error.inner_text() and "non-finite" in error.inner_text()
+    cell = frame.locator(
+        f'[data-testid=spectrum-table] tr[data-tag="{BROKEN_TAG}"] '
+        'td[data-metric="condition_number"] .ds-sp-value[data-run="seed1"]'
+    )
+    assert cell.get_attribute("data-error") == "true"
+    assert cell.inner_text().strip() == "error"
+
+
+def test_screenshot(tab, spectrum_python_server, tmp_path):
+    """The spectrum card; with DEEPSCOPE_SCREENSHOTS=1 it becomes the README's picture."""
+    tab.page.set_viewport_size({"width": 1400, "height": 1600})  # the whole card in view
+    frame = open_spectra(tab, spectrum_python_server)
+    frame.locator("[data-testid=spectrum-evolution][data-drawn=true]").first.wait_for(
+        timeout=TIMEOUT_MS
+    )
+    frame.locator('[data-testid=spectrum-table] th[data-metric="condition_number"]').click()
+    card = frame.locator("[data-testid=spectrum-card]")
+    card.evaluate("node => node.scrollIntoView({block: 'start'})")
+    tab.page.mouse.move(1, 1)
+    tab.page.wait_for_timeout(500)  # let the redraw after the resize settle
+    out = tmp_path / "spectrum.png"
+    card.screenshot(path=str(out))
+    assert out.stat().st_size > 20_000
+    if os.environ.get("DEEPSCOPE_SCREENSHOTS") == "1":
+        SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(out, SCREENSHOT)

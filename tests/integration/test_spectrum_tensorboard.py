@@ -1,0 +1,104 @@
+"""Spectra through a real `tensorboard` process, with both loaders.
+
+The log dir is written by `deepscope.watch(..., spectra_every=...)` during real
+training (tests/spectrum_data.py); the routes' singular values are compared
+with `numpy.linalg.svd` of the weights copied in the training loop.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from urllib.parse import urlencode
+
+import numpy as np
+import pytest
+
+from tests.conftest import get, wait_until
+from tests.spectrum_data import BROKEN_STEP, BROKEN_TAG, LAYERS, MEASURED_STEPS, spectrum_tag
+
+LOADERS = [pytest.param(False, id="load_fast=false"), pytest.param(True, id="load_fast=true")]
+ROUTE = "/data/plugin/deepscope"
+TAGS = sorted(spectrum_tag(name) for name in LAYERS)
+
+
+def _json(base: str, route: str, **query):
+    status, body = get(f"{base}{ROUTE}/{route}?{urlencode(query, doseq=True)}")
+    assert status == 200, body
+    return json.loads(body)
+
+
+def _decode(slot: dict) -> np.ndarray:
+    return np.frombuffer(base64.b64decode(slot["base64"]), "<f4").reshape(slot["shape"])
+
+
+@pytest.fixture(scope="module", params=LOADERS)
+def served(request, spectrum_logdir, tensorboard_server):
+    base = tensorboard_server(spectrum_logdir, load_fast=request.param)
+
+    def all_steps_read():
+        for run in ("seed0", "seed1"):
+            status, body = get(f"{base}{ROUTE}/spectrum_metrics?run={run}")
+            if status != 200:
+                return False
+            layers = json.loads(body)["layers"]
+            if any(layers.get(tag, {}).get("steps") != MEASURED_STEPS for tag in TAGS):
+                return False
+        return True
+
+    wait_until(all_steps_read, timeout=120, what="every spectrum step to be read")
+    return base, json.loads((spectrum_logdir / "reference.json").read_text())
+
+
+def test_tags_list_the_spectrum_layers_with_their_shapes(served):
+    base, _ = served
+    tags = _json(base, "tags")
+    for run in ("seed0", "seed1"):
+        for name, (groups, shape) in LAYERS.items():
+            entry = tags[run][spectrum_tag(name)]
+            assert entry["kind"] == "spectrum"
+            assert [int(n) for n in entry["weight_shape"]] == list(shape)
+            assert int(entry["matrix_shape"][0]) == groups
+    assert tags["seed1"][BROKEN_TAG]["kind"] == "spectrum"
+
+
+@pytest.mark.parametrize("run", ["seed0", "seed1"])
+def test_every_layer_and_step_matches_numpy_svd(served, run):
+    base, reference = served
+    for tag in TAGS:
+        assert _json(base, "spectrum_steps", run=run, tag=tag)["steps"] == MEASURED_STEPS
+        for step in (MEASURED_STEPS[1], MEASURED_STEPS[-1]):
+            body = _json(base, "spectrum", run=run, tag=tag, step=step)
+            want = np.array(reference[run][tag][str(step)])
+            np.testing.assert_allclose(_decode(body["singular_values"]), want, rtol=2e-4, atol=1e-6)
+
+
+def test_metrics_of_all_layers_in_one_request(served):
+    base, reference = served
+    body = _json(base, "spectrum_metrics", run="seed0")
+    assert sorted(body["layers"]) == TAGS
+    for tag in TAGS:
+        layer = body["layers"][tag]
+        for i, step in enumerate(MEASURED_STEPS):
+            s = np.sort(np.concatenate(reference["seed0"][tag][str(step)]))[::-1]
+            assert layer["metrics"]["spectral_norm"][i] == pytest.approx(s[0], rel=1e-4)
+            assert layer["metrics"]["condition_number"][i] == pytest.approx(s[0] / s[-1], rel=1e-3)
+
+
+def test_evolution_is_the_merged_spectrum_of_every_step(served):
+    base, reference = served
+    body = _json(base, "spectrum_evolution", run="seed1", tag="spectra/conv2", max_values=4)
+    assert body["steps"] == MEASURED_STEPS
+    assert body["index"] == [0, 5, 10, 15]
+    values = _decode(body["values"])
+    for i, step in enumerate(MEASURED_STEPS):
+        merged = np.sort(np.concatenate(reference["seed1"]["spectra/conv2"][str(step)]))[::-1]
+        np.testing.assert_allclose(values[i], merged[body["index"]], rtol=2e-4)
+
+
+def test_a_non_finite_weight_is_an_error_step_not_a_failure(served):
+    base, _ = served
+    body = _json(base, "spectrum", run="seed1", tag=BROKEN_TAG, step=BROKEN_STEP)
+    assert "non-finite" in body["error"]
+    layer = _json(base, "spectrum_metrics", run="seed1", tag=BROKEN_TAG)["layers"][BROKEN_TAG]
+    assert [step for step, _ in layer["errors"]] == [BROKEN_STEP]

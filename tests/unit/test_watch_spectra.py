@@ -1,0 +1,216 @@
+"""watch()'s spectra: every eligible weight, on its cadence, without disturbing training.
+
+Logged singular values are compared with numpy's SVD of copies of the weights the test
+takes itself right after each optimizer step.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+import torch
+import torch.utils.tensorboard
+
+import deepscope
+from deepscope import metadata
+from deepscope.proto import arrays
+from deepscope.proto import deepscope_pb2 as pb
+from deepscope.writer.watch_spectra import DEFAULT_SPECTRA_EVERY, SpectraWatcher
+
+
+class Net(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.embed = torch.nn.Embedding(10, 4)
+        self.conv = torch.nn.Conv1d(4, 6, 3, padding=1)
+        self.grouped = torch.nn.Conv1d(6, 6, 3, padding=1, groups=3)
+        self.norm = torch.nn.BatchNorm1d(6)  # 1-D weight: not watched
+        torch.nn.init.constant_(self.norm.bias, 0.1)  # a zero bias has an infinite update ratio
+        self.head = torch.nn.Sequential(torch.nn.ReLU(), torch.nn.Linear(6, 3))
+
+    def forward(self, tokens):
+        h = self.embed(tokens).transpose(1, 2)  # (N, 4, L)
+        h = self.norm(self.grouped(torch.relu(self.conv(h))))
+        return self.head(h.mean(dim=2))
+
+
+EXPECTED = {  # tag -> (kind, matrix shape, reshape of the weight for the reference)
+    "spectra/embed": ("Embedding", (1, 10, 4)),
+    "spectra/conv": ("Conv1d", (1, 6, 12)),
+    "spectra/grouped": ("Conv1d", (3, 2, 6)),
+    "spectra/head.1": ("Linear", (1, 3, 6)),
+}
+
+
+def reference_sv(weight: np.ndarray, matrix_shape) -> np.ndarray:
+    matrices = weight.astype(np.float64).reshape(matrix_shape)
+    return np.stack([np.linalg.svd(m, compute_uv=False) for m in matrices])
+
+
+def spectra_by_tag(read_values, logdir):
+    found = {}
+    for value in read_values(logdir):
+        if not value.tag.startswith("spectra/"):
+            continue
+        step = pb.SpectrumStep.FromString(value.value.tensor.string_val[0])
+        found.setdefault(value.tag, []).append((value.step, value, step))
+    return found
+
+
+@pytest.fixture
+def writer(tmp_path):
+    writer = deepscope.SummaryWriter(str(tmp_path))
+    yield writer
+    writer.close()
+
+
+def test_every_eligible_weight_is_logged_at_its_steps(writer, tmp_path, read_values):
+    torch.manual_seed(0)
+    model = Net()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    tokens = torch.randint(0, 10, (8, 5))
+    target = torch.randint(0, 3, (8,))
+    names = {tag.split("/", 1)[1] for tag in EXPECTED}
+    reference = {}
+    with deepscope.watch(model, optimizer, writer, every=10, spectra_every=3) as monitor:
+        for step in range(7):
+            optimizer.zero_grad()
+            torch.nn.functional.cross_entropy(model(tokens), target).backward()
+            optimizer.step()
+            reference[step] = {
+                n: m.weight.detach().numpy().copy() for n, m in model.named_modules() if n in names
+            }
+    assert monitor.stats.errors == []
+    assert monitor.stats.measurer_runs["spectra"] == 3
+    assert monitor.stats.measurer_seconds["spectra"] > 0
+    watcher = monitor.measurers["spectra"]
+    assert watcher.stats.measurements == 3 and watcher.stats.spectra == 12
+    assert watcher.stats.non_finite == watcher.stats.failed == 0
+    found = spectra_by_tag(read_values, tmp_path)
+    assert sorted(found) == sorted(EXPECTED)
+    for tag, (kind, matrix_shape) in EXPECTED.items():
+        events = found[tag]
+        assert [s for s, _, _ in events] == [0, 3, 6]
+        info = metadata.parse_plugin_data(events[0][1].value.metadata.plugin_data.content)
+        assert info.spectrum.layer_kind == kind
+        assert tuple(info.spectrum.matrix_shape) == matrix_shape
+        assert not any(v.has_metadata for _, v, _ in events[1:])
+        for global_step, _, step in events:
+            weight = reference[global_step][tag.split("/", 1)[1]]
+            np.testing.assert_allclose(
+                arrays.decode_array(step.singular_values),
+                reference_sv(weight, matrix_shape),
+                rtol=1e-5,
+                atol=1e-6,
+            )
+            assert step.error == "" and step.metrics.spectral_norm > 0
+
+
+def test_measuring_leaves_grads_modes_and_weights_alone(writer):
+    torch.manual_seed(1)
+    model = Net()
+    model.train()
+    model.head.eval()  # a mixed state must survive as it is
+    model(torch.randint(0, 10, (4, 5))).sum().backward()
+    grads = {n: p.grad for n, p in model.named_parameters()}
+    grad_copies = {n: g.clone() for n, g in grads.items()}
+    weights = {n: p.detach().clone() for n, p in model.named_parameters()}
+    modes = {n: m.training for n, m in model.named_modules()}
+    buffers = {n: b.clone() for n, b in model.named_buffers()}
+    SpectraWatcher(model, writer, every=1).measure(0)
+    for n, p in model.named_parameters():
+        assert p.grad is grads[n] and torch.equal(p.grad, grad_copies[n])
+        assert torch.equal(p.detach(), weights[n]) and p.requires_grad
+    assert {n: m.training for n, m in model.named_modules()} == modes
+    assert all(torch.equal(b, buffers[n]) for n, b in model.named_buffers())
+
+
+def test_non_finite_weights_are_recorded_warned_once_and_training_goes_on(
+    writer, tmp_path, read_values
+):
+    torch.manual_seed(2)
+    model = Net()
+    with torch.no_grad():
+        model.conv.weight[0, 0, 0] = math.nan
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with deepscope.watch(model, optimizer, writer, spectra_every=1) as monitor:
+            for _ in range(3):
+                optimizer.step()  # no gradients: nothing moves, the hooks still run
+    messages = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
+    assert len(messages) == 1 and "spectra/conv at step 0 not measured" in messages[0]
+    assert monitor.stats.errors == []  # nothing raised
+    assert monitor.stats.steps_seen == 3
+    stats = monitor.measurers["spectra"].stats
+    assert stats.non_finite == 3 and stats.failed == 0 and len(stats.errors) == 3
+    found = spectra_by_tag(read_values, tmp_path)
+    assert [s for s, _, _ in found["spectra/conv"]] == [0, 1, 2]
+    assert all("non-finite weight" in step.error for _, _, step in found["spectra/conv"])
+    for tag in ("spectra/embed", "spectra/grouped", "spectra/head.1"):  # the others measured
+        assert all(step.error == "" for _, _, step in found[tag])
+
+
+def test_a_failing_svd_is_recorded_and_counted(writer, tmp_path, read_values, monkeypatch):
+    def fails(*args, **kwargs):
+        raise torch.linalg.LinAlgError("linalg.svd: The algorithm failed to converge")
+
+    monkeypatch.setattr(torch.linalg, "svdvals", fails)
+    model = Net()
+    watcher = SpectraWatcher(model, writer, every=1)
+    with pytest.warns(RuntimeWarning, match="did not converge"):
+        watcher.measure(4)
+    assert watcher.stats.failed == 4 and watcher.stats.non_finite == 0
+    writer.flush()
+    found = spectra_by_tag(read_values, tmp_path)
+    assert len(found) == 4
+    assert all("did not converge" in step.error for events in found.values() for *_, step in events)
+
+
+def test_default_cadence_and_turning_spectra_off(writer):
+    model = Net()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    with deepscope.watch(model, optimizer, writer) as monitor:
+        assert monitor.measurers["spectra"].every == DEFAULT_SPECTRA_EVERY
+    for off in (None, 0):
+        with deepscope.watch(model, optimizer, writer, spectra_every=off) as monitor:
+            assert "spectra" not in monitor.measurers
+
+
+@pytest.mark.parametrize("every", [-1, 1.5, "3", True])
+def test_bad_cadence_raises(writer, every):
+    with pytest.raises(ValueError, match="spectra_every must be a positive"):
+        SpectraWatcher(Net(), writer, every=every)
+
+
+def test_plain_torch_writer_raises(tmp_path):
+    plain = torch.utils.tensorboard.SummaryWriter(str(tmp_path))
+    try:
+        with pytest.raises(TypeError, match=r"deepscope\.SummaryWriter"):
+            SpectraWatcher(Net(), plain)
+    finally:
+        plain.close()
+
+
+def test_shared_weights_are_measured_once_and_the_root_module_is_named_model(
+    writer, tmp_path, read_values
+):
+    embed = torch.nn.Embedding(7, 5)
+    decoder = torch.nn.Linear(5, 7, bias=False)
+    decoder.weight = embed.weight  # tied
+    SpectraWatcher(torch.nn.ModuleDict({"embed": embed, "decoder": decoder}), writer).measure(0)
+    SpectraWatcher(torch.nn.Linear(3, 4), writer, prefix="root").measure(0)
+    writer.flush()
+    tags = sorted({v.tag for v in read_values(tmp_path)})
+    assert tags == ["root/model", "spectra/embed"]
+
+
+def test_lazy_modules_join_once_initialised(writer):
+    model = torch.nn.Sequential(torch.nn.LazyLinear(4), torch.nn.ReLU(), torch.nn.Linear(4, 2))
+    watcher = SpectraWatcher(model, writer, every=1)
+    assert [tag for tag, _ in watcher.layers()] == ["spectra/2"]
+    model(torch.randn(3, 6))
+    assert [tag for tag, _ in watcher.layers()] == ["spectra/0", "spectra/2"]
