@@ -1,0 +1,389 @@
+"""The correlation routes: steps, a matrix overview or zoomed window, matching, channel stats.
+
+A correlation series (kind "correlation", a blob sequence) holds at each logged
+step a `CorrelationStep`: the [R, C] Pearson matrix of a layer's channels (R = C
+within a layer) or across two networks (`CorrelationInfo.cross`), per-channel
+statistics, and for cross series the semi- and bipartite matchings. Every route
+is documented in docs/http_api.md.
+
+The matrix route serves a window of the matrix in a chosen channel order,
+reduced on the server by block means to at most `size` cells per axis: the
+overview of a 2048-channel layer is 256 × 256 cells, a zoomed window is full
+resolution once it fits. Decoded steps and clustered orders are cached by blob
+key (blob keys are immutable).
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+import threading
+import time
+
+import numpy as np
+import werkzeug
+from tensorboard import errors, plugin_util
+
+from deepscope.proto import arrays
+from deepscope.proto import deepscope_pb2 as pb
+from deepscope.tb_plugin import blob_steps, matrix_view, responses
+from deepscope.tb_plugin.route_context import RouteContext
+
+KIND = "correlation"
+ORDERS = ("original", "clustered", "matched")
+DEFAULT_SIZE = 256  # cells per axis of the overview: 256² float32 ≈ 350 KB of base64
+MAX_SIZE = 1024
+_EXAMPLE = "correlation_matrix?run=RUN&tag=TAG"
+# Decoded steps kept (a 2048-channel matrix is 16 MB as float32).
+_STEP_CACHE = 8
+_ORDER_CACHE = 64
+# A listing of a series' steps is reused this long for requests naming a step it holds
+# (zooming and hovering ask the same step several times in a row).
+_LISTING_SECONDS = 10.0
+
+
+class _LRU:
+    """A small thread-safe least-recently-used cache."""
+
+    def __init__(self, capacity: int):
+        self._capacity = capacity
+        self._items: collections.OrderedDict = collections.OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key):
+        with self._lock:
+            value = self._items.get(key)
+            if value is not None:
+                self._items.move_to_end(key)
+            return value
+
+    def put(self, key, value) -> None:
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self._capacity:
+                self._items.popitem(last=False)
+
+
+class _Step:
+    """A decoded `CorrelationStep`: the matrix as float32, the rest as parsed."""
+
+    def __init__(self, blob_step: blob_steps.BlobStep, message: pb.CorrelationStep, matrix):
+        self.step = blob_step.step
+        self.wall_time = blob_step.wall_time
+        self.key = blob_step.blob_keys[0]
+        self.message = message
+        self.matrix = matrix  # float32 [R, C], read-only
+
+
+def _decode_matrix(message: pb.CorrelationStep, extra_blob: bytes | None, where: str):
+    """The step's matrix as float32 [R, C]: in `matrix`, or an `Array` in the second blob."""
+    array = message.matrix
+    if not array.shape and extra_blob is not None:
+        array = pb.Array.FromString(extra_blob)
+    try:
+        matrix = arrays.decode_array(array)
+    except ValueError as error:
+        raise errors.InvalidArgumentError(f"{where}: unreadable matrix ({error})") from None
+    if matrix.ndim != 2 or 0 in matrix.shape:
+        raise errors.InvalidArgumentError(
+            f"{where}: the matrix has shape {list(matrix.shape)}, not [rows, columns]"
+        )
+    matrix = np.asarray(matrix, dtype=np.float32)
+    matrix.setflags(write=False)
+    return matrix
+
+
+def _finite(values) -> list:
+    """A list of floats with NaN/±Inf as None (strict JSON)."""
+    out = np.asarray(values, dtype=np.float64).tolist()
+    return [v if math.isfinite(v) else None for v in out]
+
+
+def _finite_number(value: float):
+    return value if math.isfinite(value) else None
+
+
+def _stats_json(stats: pb.ChannelStats, channels: int) -> dict:
+    def column(array: pb.Array) -> list:
+        if not array.shape:
+            return []
+        return _finite(arrays.decode_array(array).reshape(-1))
+
+    return {
+        "channels": channels,
+        "mean": column(stats.mean),
+        "std": column(stats.std),
+        "positive_fraction": column(stats.positive_fraction),
+        "dead": sorted(int(i) for i in stats.dead),
+        "non_finite": int(stats.non_finite),
+    }
+
+
+class CorrelationRoutes:
+    """Routes serving correlation series under /data/plugin/deepscope/correlation_*."""
+
+    def __init__(self, context: RouteContext):
+        self._context = context
+        self._steps = _LRU(_STEP_CACHE)
+        self._orders = _LRU(_ORDER_CACHE)
+        self._listings: dict[tuple[str, str, str], tuple[float, list]] = {}
+        self._listings_lock = threading.Lock()
+
+    def apps(self) -> dict:
+        return {
+            "/correlation_steps": self._serve_steps,
+            "/correlation_matrix": self._serve_matrix,
+            "/correlation_matching": self._serve_matching,
+            "/correlation_channels": self._serve_channels,
+        }
+
+    # ------------------------------------------------------------------ reading
+
+    def _series(self, request, example: str):
+        run = responses.required_arg(request, "run", example)
+        tag = responses.required_arg(request, "tag", example)
+        ctx = plugin_util.context(request.environ)
+        experiment = plugin_util.experiment_id(request.environ)
+        info = self._context.catalog.find(ctx, experiment, run, tag, KIND).correlation
+        return run, tag, ctx, experiment, info
+
+    def _list(self, ctx, experiment: str, run: str, tag: str) -> list[blob_steps.BlobStep]:
+        steps = blob_steps.list_steps(
+            self._context.data_provider, ctx, experiment, run, tag, self._context.downsample
+        )
+        with self._listings_lock:
+            self._listings[(experiment, run, tag)] = (time.monotonic(), steps)
+        return steps
+
+    def _find(self, ctx, experiment, run, tag, step: int | None) -> blob_steps.BlobStep:
+        """The kept step (latest when None); a recent listing is reused for a named step."""
+        if step is not None:
+            with self._listings_lock:
+                listed = self._listings.get((experiment, run, tag))
+            if listed is not None and time.monotonic() - listed[0] < _LISTING_SECONDS:
+                for candidate in listed[1]:
+                    if candidate.step == step:
+                        return candidate
+        steps = self._list(ctx, experiment, run, tag)
+        if not steps:
+            self._context.catalog.forget(experiment, run, tag)
+        return blob_steps.find_step(steps, step, run, tag)
+
+    def _read(self, ctx, experiment, run, tag, step: int | None) -> _Step:
+        blob_step = self._find(ctx, experiment, run, tag, step)
+        cached = self._steps.get(blob_step.blob_keys[0])
+        if cached is not None:
+            return cached
+        provider = self._context.data_provider
+        where = f"step {blob_step.step} of tag {tag!r} of run {run!r}"
+        try:
+            message = pb.CorrelationStep.FromString(blob_steps.read_blob(provider, ctx, blob_step))
+        except errors.PublicError:
+            raise
+        except Exception as error:  # protobuf's DecodeError
+            raise errors.InvalidArgumentError(f"{where}: unreadable CorrelationStep") from error
+        extra = None
+        if not message.matrix.shape and len(blob_step.blob_keys) > 1:
+            extra = blob_steps.read_blob(provider, ctx, blob_step, index=1)
+        decoded = _Step(blob_step, message, _decode_matrix(message, extra, where))
+        self._steps.put(decoded.key, decoded)
+        return decoded
+
+    def _order(self, step: _Step, info: pb.CorrelationInfo, order: str):
+        """(row_order, col_order) int64 permutations: position p shows channel order[p]."""
+        n_rows, n_cols = step.matrix.shape
+        if order == "original":
+            return np.arange(n_rows, dtype=np.int64), np.arange(n_cols, dtype=np.int64)
+        key = (step.key, order)
+        cached = self._orders.get(key)
+        if cached is not None:
+            return cached
+        if order == "clustered":
+            symmetric = not info.cross and n_rows == n_cols
+            result = matrix_view.clustered_order(step.matrix, symmetric=symmetric)
+        else:
+            matching = step.message.matching
+            if not info.cross or not matching.bipartite_rows.shape:
+                raise errors.InvalidArgumentError(
+                    "order=matched needs a cross-network series with a bipartite matching "
+                    "(a compare tag); use order=original or order=clustered for this one"
+                )
+            try:
+                result = matrix_view.matched_order(
+                    (n_rows, n_cols),
+                    arrays.decode_array(matching.bipartite_rows),
+                    arrays.decode_array(matching.bipartite_cols),
+                )
+            except ValueError as error:
+                raise errors.InvalidArgumentError(
+                    f"step {step.step}: the stored matching is unusable ({error})"
+                ) from None
+        result[0].setflags(write=False)
+        result[1].setflags(write=False)
+        self._orders.put(key, result)
+        return result
+
+    # ------------------------------------------------------------------ routes
+
+    @werkzeug.wrappers.Request.application
+    def _serve_steps(self, request):
+        example = "correlation_steps?run=RUN&tag=TAG"
+        run, tag, ctx, experiment, info = self._series(request, example)
+        steps = self._list(ctx, experiment, run, tag)
+        body = {
+            "run": run,
+            "tag": tag,
+            "cross": bool(info.cross),
+            "channel_dim": int(info.channel_dim),
+            "row_name": info.row_name,
+            "col_name": info.col_name,
+            "steps": [s.step for s in steps],
+            "wall_times": [s.wall_time for s in steps],
+        }
+        return responses.respond_json(request, body)
+
+    @werkzeug.wrappers.Request.application
+    def _serve_matrix(self, request):
+        run, tag, ctx, experiment, info = self._series(request, _EXAMPLE)
+        step_arg = responses.int_arg(request, "step")
+        order = responses.choice_arg(request, "order", ORDERS, "original")
+        size = responses.int_arg(request, "size", DEFAULT_SIZE, minimum=1)
+        if size > MAX_SIZE:
+            raise errors.InvalidArgumentError(
+                f"size must be at most {MAX_SIZE} cells per axis, got {size}; "
+                "zoom into a window (row_start/row_end/col_start/col_end) for full resolution"
+            )
+        step = self._read(ctx, experiment, run, tag, step_arg)
+        n_rows, n_cols = step.matrix.shape
+        rows = _window(request, "row", n_rows)
+        cols = _window(request, "col", n_cols)
+        row_order, col_order = self._order(step, info, order)
+        identity = order == "original"  # slices, not gathers
+        reduced = matrix_view.reduce_window(
+            step.matrix,
+            None if identity else row_order,
+            None if identity else col_order,
+            rows,
+            cols,
+            size,
+        )
+        row_stats, col_stats = step.message.row_stats, step.message.col_stats
+        if not info.cross:
+            col_stats = row_stats
+        body = {
+            "run": run,
+            "tag": tag,
+            "step": step.step,
+            "wall_time": step.wall_time,
+            "samples": int(step.message.samples),
+            "cross": bool(info.cross),
+            "row_name": info.row_name,
+            "col_name": info.col_name,
+            "shape": [n_rows, n_cols],
+            "order": order,
+            "row_order": row_order.tolist(),
+            "col_order": col_order.tolist(),
+            "window": {
+                "row_start": rows[0],
+                "row_end": rows[1],
+                "col_start": cols[0],
+                "col_end": cols[1],
+            },
+            "reduction": "mean" if reduced.block != (1, 1) else "none",
+            "block": list(reduced.block),
+            "row_edges": reduced.row_edges.tolist(),
+            "col_edges": reduced.col_edges.tolist(),
+            "row_dead": sorted(int(i) for i in row_stats.dead),
+            "col_dead": sorted(int(i) for i in col_stats.dead),
+            "redundant_fraction": _finite_number(step.message.redundant_fraction),
+            "values": {"dtype": "float32", "shape": list(reduced.values.shape), "base64": ""},
+        }
+        data = reduced.values.astype("<f4", copy=False).tobytes()
+        return responses.respond_base64_json(request, body, data)
+
+    @werkzeug.wrappers.Request.application
+    def _serve_matching(self, request):
+        example = "correlation_matching?run=RUN&tag=TAG"
+        run, tag, ctx, experiment, info = self._series(request, example)
+        if not info.cross:
+            raise errors.InvalidArgumentError(
+                f"tag {tag!r} of run {run!r} holds correlations within one layer; matchings "
+                "exist for cross-network series only (deepscope.compare's tags)"
+            )
+        step = self._read(ctx, experiment, run, tag, responses.int_arg(request, "step"))
+        matching = step.message.matching
+
+        def ints(array: pb.Array) -> list:
+            return np.asarray(arrays.decode_array(array)).reshape(-1).astype(int).tolist()
+
+        def floats(array: pb.Array) -> np.ndarray:
+            return np.asarray(arrays.decode_array(array), dtype=np.float64).reshape(-1)
+
+        if not matching.semi_corr.shape or not matching.bipartite_corr.shape:
+            raise errors.NotFoundError(
+                f"step {step.step} of tag {tag!r} of run {run!r} holds no matching"
+            )
+        semi_corr, bip_corr = floats(matching.semi_corr), floats(matching.bipartite_corr)
+        semi_rows = list(range(semi_corr.size))
+        body = {
+            "run": run,
+            "tag": tag,
+            "step": step.step,
+            "wall_time": step.wall_time,
+            "shape": list(step.matrix.shape),
+            "row_name": info.row_name,
+            "col_name": info.col_name,
+            "semi": {
+                "rows": semi_rows,
+                "cols": ints(matching.semi_cols),
+                "corr": _finite(semi_corr),
+                "sorted": _finite(_sorted_descending(semi_corr)),
+                "mean": _finite_number(matching.semi_mean),
+            },
+            "bipartite": {
+                "rows": ints(matching.bipartite_rows),
+                "cols": ints(matching.bipartite_cols),
+                "corr": _finite(bip_corr),
+                "sorted": _finite(_sorted_descending(bip_corr)),
+                "mean": _finite_number(matching.bipartite_mean),
+            },
+        }
+        return responses.respond_json(request, body)
+
+    @werkzeug.wrappers.Request.application
+    def _serve_channels(self, request):
+        example = "correlation_channels?run=RUN&tag=TAG"
+        run, tag, ctx, experiment, info = self._series(request, example)
+        step = self._read(ctx, experiment, run, tag, responses.int_arg(request, "step"))
+        n_rows, n_cols = step.matrix.shape
+        body = {
+            "run": run,
+            "tag": tag,
+            "step": step.step,
+            "wall_time": step.wall_time,
+            "samples": int(step.message.samples),
+            "cross": bool(info.cross),
+            "redundant_fraction": _finite_number(step.message.redundant_fraction),
+            "rows": _stats_json(step.message.row_stats, n_rows),
+            "cols": _stats_json(step.message.col_stats, n_cols) if info.cross else None,
+        }
+        return responses.respond_json(request, body)
+
+
+def _sorted_descending(values: np.ndarray) -> np.ndarray:
+    """Matched correlations from highest to lowest (non-finite values last)."""
+    finite = values[np.isfinite(values)]
+    return np.concatenate([np.sort(finite)[::-1], values[~np.isfinite(values)]])
+
+
+def _window(request, axis: str, length: int) -> tuple[int, int]:
+    """The half-open position range [axis_start, axis_end) of the window, checked."""
+    start = responses.int_arg(request, f"{axis}_start", 0, minimum=0)
+    end = responses.int_arg(request, f"{axis}_end", length, minimum=1)
+    if not start < end <= length:
+        raise errors.InvalidArgumentError(
+            f"{axis}_start={start}, {axis}_end={end} is not a window of the matrix's "
+            f"{length} {axis}s: need 0 <= {axis}_start < {axis}_end <= {length}"
+        )
+    return start, end

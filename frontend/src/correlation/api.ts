@@ -1,0 +1,187 @@
+// The correlation routes (docs/http_api.md, "correlation/*"): steps, a matrix window in a
+// channel order (block means on the server for the overview), matchings.
+
+export type ChannelOrder = "original" | "clustered" | "matched";
+
+export interface CorrelationSteps {
+  run: string;
+  tag: string;
+  cross: boolean;
+  rowName: string;
+  colName: string;
+  steps: number[];
+}
+
+/** A window of positions in the ordered matrix, half-open. */
+export interface MatrixWindow {
+  rowStart: number;
+  rowEnd: number;
+  colStart: number;
+  colEnd: number;
+}
+
+export interface CorrelationMatrix {
+  run: string;
+  tag: string;
+  step: number;
+  samples: number;
+  cross: boolean;
+  rowName: string;
+  colName: string;
+  /** [R, C] of the whole matrix. */
+  shape: [number, number];
+  order: ChannelOrder;
+  /** Position p shows channel rowOrder[p] (original numbering). */
+  rowOrder: number[];
+  colOrder: number[];
+  window: MatrixWindow;
+  /** "mean": each cell is the mean over a block of positions; "none": one cell per pair. */
+  reduction: string;
+  /** Cell (i, j) covers positions rowEdges[i]..rowEdges[i+1]-1 × colEdges[j]..colEdges[j+1]-1. */
+  rowEdges: number[];
+  colEdges: number[];
+  rowDead: number[];
+  colDead: number[];
+  redundantFraction: number | null;
+  /** rows x cols cells, row-major. */
+  values: Float32Array;
+  rows: number;
+  cols: number;
+}
+
+export interface MatchingCurve {
+  sorted: number[];
+  mean: number | null;
+}
+
+export interface CorrelationMatching {
+  run: string;
+  tag: string;
+  step: number;
+  semi: MatchingCurve;
+  bipartite: MatchingCurve;
+}
+
+async function getJson(url: string): Promise<Record<string, unknown>> {
+  const response = await fetch(url, { credentials: "same-origin" });
+  const text = await response.text();
+  if (!response.ok) {
+    // The plugin's errors are plain text a person can act on: show them as they are.
+    throw new Error(`HTTP ${response.status}: ${text.trim() || response.statusText}`);
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch {
+    throw new Error(`${url} did not return JSON: ${text.slice(0, 200)}`);
+  }
+  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) {
+    throw new Error(`${url}: expected an object`);
+  }
+  return raw as Record<string, unknown>;
+}
+
+const numbers = (v: unknown): number[] => (Array.isArray(v) ? v.map(Number) : []);
+const nullableNumber = (v: unknown): number | null => (typeof v === "number" ? v : null);
+
+function decodeFloat32(b64: string, count: number): Float32Array {
+  const bin = atob(b64);
+  if (bin.length !== count * 4) {
+    throw new Error(`matrix: expected ${count * 4} bytes of float32, got ${bin.length}`);
+  }
+  const bytes = new Uint8Array(bin.length);
+  for (let k = 0; k < bin.length; k++) bytes[k] = bin.charCodeAt(k);
+  const view = new DataView(bytes.buffer);
+  const out = new Float32Array(count);
+  for (let k = 0; k < count; k++) out[k] = view.getFloat32(k * 4, true);
+  return out;
+}
+
+export async function fetchSteps(run: string, tag: string): Promise<CorrelationSteps> {
+  const raw = await getJson(`./correlation_steps?${new URLSearchParams({ run, tag })}`);
+  return {
+    run,
+    tag,
+    cross: raw.cross === true,
+    rowName: String(raw.row_name ?? ""),
+    colName: String(raw.col_name ?? ""),
+    steps: numbers(raw.steps),
+  };
+}
+
+export async function fetchMatrix(
+  run: string,
+  tag: string,
+  step: number,
+  order: ChannelOrder,
+  size: number,
+  window: MatrixWindow | null,
+): Promise<CorrelationMatrix> {
+  const params = new URLSearchParams({ run, tag, step: String(step), order, size: String(size) });
+  if (window) {
+    params.set("row_start", String(window.rowStart));
+    params.set("row_end", String(window.rowEnd));
+    params.set("col_start", String(window.colStart));
+    params.set("col_end", String(window.colEnd));
+  }
+  const raw = await getJson(`./correlation_matrix?${params}`);
+  const v = raw.values as { shape?: unknown; base64?: unknown } | undefined;
+  const shape = numbers(v?.shape);
+  if (!v || typeof v.base64 !== "string" || shape.length !== 2) {
+    throw new Error("correlation_matrix: no values");
+  }
+  const w = (raw.window ?? {}) as Record<string, unknown>;
+  const full = numbers(raw.shape);
+  return {
+    run,
+    tag,
+    step: Number(raw.step),
+    samples: Number(raw.samples ?? 0),
+    cross: raw.cross === true,
+    rowName: String(raw.row_name ?? ""),
+    colName: String(raw.col_name ?? ""),
+    shape: [full[0] ?? 0, full[1] ?? 0],
+    order: String(raw.order) as ChannelOrder,
+    rowOrder: numbers(raw.row_order),
+    colOrder: numbers(raw.col_order),
+    window: {
+      rowStart: Number(w.row_start),
+      rowEnd: Number(w.row_end),
+      colStart: Number(w.col_start),
+      colEnd: Number(w.col_end),
+    },
+    reduction: String(raw.reduction ?? "none"),
+    rowEdges: numbers(raw.row_edges),
+    colEdges: numbers(raw.col_edges),
+    rowDead: numbers(raw.row_dead),
+    colDead: numbers(raw.col_dead),
+    redundantFraction: nullableNumber(raw.redundant_fraction),
+    values: decodeFloat32(v.base64, shape[0] * shape[1]),
+    rows: shape[0],
+    cols: shape[1],
+  };
+}
+
+export async function fetchMatching(
+  run: string,
+  tag: string,
+  step: number,
+): Promise<CorrelationMatching> {
+  const params = new URLSearchParams({ run, tag, step: String(step) });
+  const raw = await getJson(`./correlation_matching?${params}`);
+  const curve = (c: unknown): MatchingCurve => {
+    const r = (c ?? {}) as Record<string, unknown>;
+    // null marks a non-finite value; it has no place on a curve.
+    const sorted = Array.isArray(r.sorted)
+      ? r.sorted.filter((x): x is number => typeof x === "number")
+      : [];
+    return { sorted, mean: nullableNumber(r.mean) };
+  };
+  return {
+    run,
+    tag,
+    step: Number(raw.step),
+    semi: curve(raw.semi),
+    bipartite: curve(raw.bipartite),
+  };
+}

@@ -1,0 +1,447 @@
+// Channel correlations: one card per tag. Each selected run gets a heatmap of its Pearson
+// matrix at the chosen step (diverging colours fixed to [-1, 1]), with an order toggle
+// (original / clustered / matched), drag-to-zoom and dead-channel marks; cross-network tags
+// (deepscope.compare) also get the sorted matched-correlation curves of semi- and bipartite
+// matching side by side, runs overlaid in their colours.
+
+import { el, swatch } from "../dom";
+import { dashFor } from "../palette";
+import { StepSlider } from "../slider";
+import { addStyles } from "../style";
+import type { KindView, ViewContext, ViewEntry } from "../views/kind_view";
+import {
+  fetchMatching,
+  fetchMatrix,
+  fetchSteps,
+  type ChannelOrder,
+  type CorrelationSteps,
+  type MatrixWindow,
+} from "./api";
+import { CorrelationHeatmap, DEAD_COLOR, rhoColor } from "./heatmap";
+import { MatchingChart, type MatchingLine } from "./matching_chart";
+
+/** Cells per axis asked for: a 2048-channel layer is shown as 256 x 256 block means. */
+const OVERVIEW_SIZE = 256;
+const MAX_SIDE = 420;
+
+addStyles(`
+.ds-corr-controls { display: flex; align-items: center; gap: 16px; flex-wrap: wrap; margin: 4px 0 8px; }
+.ds-corr-order { display: inline-flex; border: 1px solid #c6c6c6; border-radius: 4px; overflow: hidden; }
+.ds-corr-order button { border: 0; background: #fff; padding: 3px 10px; cursor: pointer; font-size: 12px; }
+.ds-corr-order button + button { border-left: 1px solid #c6c6c6; }
+.ds-corr-order button[aria-pressed="true"] { background: #fff3e0; color: #e65100; font-weight: 500; }
+.ds-corr-order button:disabled { color: #bdbdbd; cursor: default; }
+.ds-corr-panels { display: flex; flex-wrap: wrap; gap: 12px 24px; }
+.ds-corr-panel { min-width: 260px; }
+.ds-corr-panel-head { display: flex; align-items: center; gap: 8px; flex-wrap: wrap; font-size: 12px; margin-bottom: 2px; }
+.ds-corr-range text { font: 10px Roboto, sans-serif; fill: #9e9e9e; }
+.ds-corr-curves { display: flex; flex-wrap: wrap; gap: 12px 24px; margin-top: 12px; border-top: 1px solid #eee; padding-top: 10px; }
+.ds-corr-curve { flex: 1; min-width: 260px; }
+.ds-corr-legend { display: flex; align-items: center; gap: 6px; font-size: 11px; color: #424242; }
+.ds-corr-legend .ds-colorbar-bar { width: 160px; }
+.ds-corr-ticks { display: flex; justify-content: space-between; width: 160px; font-size: 10px; color: #616161; }
+.ds-corr-panel [hidden], .ds-corr-curves[hidden] { display: none; }
+.ds-dead-box { display: inline-block; width: 10px; height: 10px; background: ${DEAD_COLOR}; }
+`);
+
+export class CorrelationView implements KindView {
+  readonly element = el("div", "ds-kind-body");
+  private readonly cards = new Map<string, CorrelationCard>();
+
+  constructor(private readonly ctx: ViewContext) {}
+
+  update(entries: readonly ViewEntry[]): void {
+    const byTag = new Map<string, ViewEntry[]>();
+    for (const e of entries) byTag.set(e.tag, [...(byTag.get(e.tag) ?? []), e]);
+    for (const [tag, card] of this.cards) {
+      if (!byTag.has(tag)) {
+        card.dispose();
+        card.element.remove();
+        this.cards.delete(tag);
+      }
+    }
+    for (const [tag, list] of byTag) {
+      let card = this.cards.get(tag);
+      if (!card) {
+        card = new CorrelationCard(tag, this.ctx);
+        this.cards.set(tag, card);
+      }
+      this.element.appendChild(card.element); // new or moved into order
+      card.update(list);
+    }
+  }
+
+  refresh(): void {
+    for (const card of this.cards.values()) card.refresh();
+  }
+
+  resize(): void {
+    for (const card of this.cards.values()) card.resize();
+  }
+
+  dispose(): void {
+    for (const card of this.cards.values()) card.dispose();
+    this.cards.clear();
+    this.element.replaceChildren();
+  }
+}
+
+function legend(): HTMLElement {
+  const box = el("div", "ds-corr-legend");
+  box.dataset.testid = "correlation-legend";
+  const bar = el("div", "ds-colorbar-bar");
+  const stops = [];
+  for (let k = 0; k <= 10; k++) stops.push(`${rhoColor(-1 + k / 5)} ${k * 10}%`);
+  bar.style.background = `linear-gradient(90deg, ${stops.join(", ")})`;
+  const ticks = el("div", "ds-corr-ticks");
+  for (const t of ["-1", "-0.5", "0", "0.5", "1"]) ticks.appendChild(el("span", "", t));
+  const scale = el("div");
+  scale.append(bar, ticks);
+  const dead = el("span", "ds-legend-item");
+  dead.append(el("span", "ds-dead-box"), "dead channel");
+  box.append(el("span", "ds-legend-title", "Pearson ρ"), scale, dead);
+  return box;
+}
+
+class CorrelationCard {
+  readonly element: HTMLElement;
+  private readonly sub = el("div", "ds-card-sub");
+  private readonly orderBox = el("div", "ds-corr-order");
+  private readonly orderButtons = new Map<ChannelOrder, HTMLButtonElement>();
+  private readonly slider: StepSlider;
+  private readonly messages = el("div");
+  private readonly panelsEl = el("div", "ds-corr-panels");
+  private readonly curvesEl = el("div", "ds-corr-curves");
+  private readonly semi = new MatchingChart(
+    "semi",
+    "Semi-matching: each channel of A to its best channel of B",
+  );
+  private readonly bipartite = new MatchingChart("bipartite", "Bipartite matching: one-to-one");
+  private readonly panels = new Map<string, RunPanel>();
+  private entries: ViewEntry[] = [];
+  private steps = new Map<string, CorrelationSteps>();
+  private order: ChannelOrder = "original";
+  private cross = false;
+  private visible = false;
+  private loadedGeneration = -1;
+  private matchings = new Map<string, MatchingLine>();
+
+  constructor(
+    readonly tag: string,
+    private readonly ctx: ViewContext,
+  ) {
+    this.element = el("section", "ds-card");
+    this.element.dataset.tag = tag;
+    this.element.dataset.testid = "correlation-card";
+    const head = el("div", "ds-card-head");
+    const titles = el("div");
+    titles.append(el("h2", "ds-card-title", tag), this.sub);
+    head.append(titles, legend());
+    this.orderBox.dataset.testid = "order-toggle";
+    this.orderBox.setAttribute("role", "group");
+    this.orderBox.setAttribute("aria-label", "Channel order");
+    const titlesOf: Record<ChannelOrder, string> = {
+      original: "channels as numbered in the layer",
+      clustered:
+        "hierarchical clustering (average linkage on 1 − |ρ|): similar channels side by side",
+      matched: "columns permuted by the bipartite matching: matched pairs on the diagonal",
+    };
+    for (const order of ["original", "clustered", "matched"] as ChannelOrder[]) {
+      const b = el("button", "", order);
+      b.type = "button";
+      b.dataset.order = order;
+      b.title = titlesOf[order];
+      b.setAttribute("aria-pressed", String(order === this.order));
+      b.addEventListener("click", () => this.setOrder(order));
+      this.orderButtons.set(order, b);
+      this.orderBox.appendChild(b);
+    }
+    this.slider = new StepSlider((step) => this.showStep(step));
+    const controls = el("div", "ds-corr-controls");
+    controls.append(el("span", "ds-muted", "Order"), this.orderBox, this.slider.element);
+    this.curvesEl.dataset.testid = "matching-curves";
+    this.curvesEl.append(this.semi.element, this.bipartite.element);
+    this.curvesEl.hidden = true;
+    this.element.append(head, controls, this.messages, this.panelsEl, this.curvesEl);
+    ctx.visibility.observe(this.element, (visible) => {
+      this.visible = visible;
+      if (visible && this.loadedGeneration !== ctx.generation()) this.loadSteps();
+    });
+  }
+
+  update(entries: readonly ViewEntry[]): void {
+    const changed = entries.map((e) => `${e.run}:${e.color}`).join("|") !==
+      this.entries.map((e) => `${e.run}:${e.color}`).join("|");
+    this.entries = entries.filter((e) => e.info.error === undefined);
+    this.messages.replaceChildren();
+    for (const e of entries) {
+      if (e.info.error === undefined) continue;
+      const box = el("div", "ds-error");
+      box.dataset.testid = "tag-error";
+      box.append(swatch(e.color), ` ${e.run} — cannot show this tag: ${e.info.error}`);
+      this.messages.appendChild(box);
+    }
+    const keep = new Set(this.entries.map((e) => e.run));
+    for (const [run, panel] of this.panels) {
+      if (!keep.has(run)) {
+        panel.dispose();
+        panel.element.remove();
+        this.panels.delete(run);
+        this.matchings.delete(run);
+      }
+    }
+    for (const e of this.entries) {
+      let panel = this.panels.get(e.run);
+      if (!panel || panel.color !== e.color) {
+        panel?.dispose();
+        panel?.element.remove();
+        panel = new RunPanel(this, e.run, e.color);
+        this.panels.set(e.run, panel);
+      }
+      this.panelsEl.appendChild(panel.element); // keeps run order
+    }
+    if (changed && this.visible) this.loadSteps();
+  }
+
+  refresh(): void {
+    if (this.visible) this.loadSteps();
+  }
+
+  resize(): void {
+    for (const panel of this.panels.values()) panel.redraw();
+    this.drawCurves();
+  }
+
+  dispose(): void {
+    this.ctx.visibility.unobserve(this.element);
+    for (const panel of this.panels.values()) panel.dispose();
+    this.panels.clear();
+  }
+
+  panelSide(): number {
+    const width = this.panelsEl.clientWidth || this.element.clientWidth || 800;
+    const perRun = width / Math.max(1, Math.min(3, this.panels.size)) - 74;
+    return Math.max(200, Math.min(MAX_SIDE, Math.floor(perRun)));
+  }
+
+  private setOrder(order: ChannelOrder): void {
+    if (order === this.order || (order === "matched" && !this.cross)) return;
+    this.order = order;
+    for (const [o, b] of this.orderButtons) b.setAttribute("aria-pressed", String(o === order));
+    for (const panel of this.panels.values()) panel.resetZoom(false);
+    const step = this.slider.value;
+    if (step !== null) this.showStep(step);
+  }
+
+  private async loadSteps(): Promise<void> {
+    this.loadedGeneration = this.ctx.generation();
+    const results = await Promise.all(
+      this.entries.map(async (e) => {
+        try {
+          return await fetchSteps(e.run, this.tag);
+        } catch (error) {
+          this.panels.get(e.run)?.showError(String(error instanceof Error ? error.message : error));
+          return null;
+        }
+      }),
+    );
+    const all = new Set<number>();
+    for (const r of results) {
+      if (!r) continue;
+      this.steps.set(r.run, r);
+      r.steps.forEach((s) => all.add(s));
+    }
+    this.cross = results.some((r) => r?.cross === true);
+    const first = results.find((r) => r !== null);
+    this.sub.textContent = !first
+      ? ""
+      : this.cross
+        ? `Pearson ρ between channels of ${first.rowName || "network A"} (rows) and ` +
+          `${first.colName || "network B"} (columns), over all probe inputs and positions`
+        : `Pearson ρ between the layer's channels, over all probe inputs and positions`;
+    const matched = this.orderButtons.get("matched");
+    if (matched) {
+      matched.disabled = !this.cross;
+      matched.title = this.cross
+        ? matched.title
+        : "for cross-network tags (deepscope.compare) only";
+    }
+    if (!this.cross && this.order === "matched") this.setOrder("original");
+    this.curvesEl.hidden = !this.cross;
+    const before = this.slider.value;
+    this.slider.setSteps([...all].sort((a, b) => a - b));
+    // setSteps calls back only when the step changed; a refresh reloads the same step.
+    const now = this.slider.value;
+    if (now !== null && now === before) this.showStep(now);
+  }
+
+  /** The step of `run` closest to the slider's step. */
+  runStep(run: string, step: number): number | null {
+    const steps = this.steps.get(run)?.steps ?? [];
+    let best: number | null = null;
+    for (const s of steps) {
+      if (best === null || Math.abs(s - step) < Math.abs(best - step)) best = s;
+    }
+    return best;
+  }
+
+  private showStep(step: number): void {
+    for (const panel of this.panels.values()) panel.load(step);
+    if (this.cross) {
+      this.entries.forEach((e, k) => {
+        const s = this.runStep(e.run, step);
+        if (s === null) return;
+        fetchMatching(e.run, this.tag, s)
+          .then((m) => {
+            this.matchings.set(e.run, {
+              run: e.run,
+              color: e.color,
+              dash: dashFor(k),
+              step: m.step,
+              sorted: m.semi.sorted,
+              mean: m.semi.mean,
+            });
+            this.matchings.set(`${e.run}\u0000b`, {
+              run: e.run,
+              color: e.color,
+              dash: dashFor(k),
+              step: m.step,
+              sorted: m.bipartite.sorted,
+              mean: m.bipartite.mean,
+            });
+            this.drawCurves();
+          })
+          .catch((error) => this.panels.get(e.run)?.showError(String(error?.message ?? error)));
+      });
+    }
+  }
+
+  private drawCurves(): void {
+    if (!this.cross) return;
+    const semi: MatchingLine[] = [];
+    const bip: MatchingLine[] = [];
+    for (const e of this.entries) {
+      const s = this.matchings.get(e.run);
+      const b = this.matchings.get(`${e.run}\u0000b`);
+      if (s) semi.push(s);
+      if (b) bip.push(b);
+    }
+    const width = (this.curvesEl.clientWidth || 800) / 2 - 12;
+    this.semi.draw(semi, Math.max(260, width));
+    this.bipartite.draw(bip, Math.max(260, width));
+  }
+
+  orderFor(): ChannelOrder {
+    return this.order;
+  }
+
+  tagName(): string {
+    return this.tag;
+  }
+}
+
+class RunPanel {
+  readonly element = el("div", "ds-corr-panel");
+  private readonly heatmap: CorrelationHeatmap;
+  private readonly info = el("span", "ds-muted");
+  private readonly dead = el("span", "ds-badge");
+  private readonly resetButton = el("button", "ds-link", "reset zoom");
+  private readonly error = el("div", "ds-error");
+  private zoom: MatrixWindow | null = null;
+  private step: number | null = null;
+  private request = 0;
+  private last: Parameters<CorrelationHeatmap["draw"]>[0] | null = null;
+
+  constructor(
+    private readonly card: CorrelationCard,
+    readonly run: string,
+    readonly color: string,
+  ) {
+    this.element.dataset.run = run;
+    this.heatmap = new CorrelationHeatmap({
+      run,
+      tag: card.tagName(),
+      runColor: color,
+      onZoom: (w) => {
+        this.zoom = w;
+        if (this.step !== null) this.load(this.step);
+      },
+    });
+    const head = el("div", "ds-corr-panel-head");
+    const name = el("strong", "", run);
+    name.style.color = color;
+    this.dead.dataset.testid = "dead-count";
+    this.dead.hidden = true;
+    this.resetButton.type = "button";
+    this.resetButton.dataset.testid = "reset-zoom";
+    this.resetButton.hidden = true;
+    this.resetButton.addEventListener("click", () => this.resetZoom(true));
+    head.append(swatch(color), name, this.info, this.dead, this.resetButton);
+    this.error.hidden = true;
+    this.element.append(head, this.error, this.heatmap.element);
+  }
+
+  showError(message: string): void {
+    this.error.hidden = false;
+    this.error.textContent = message;
+  }
+
+  resetZoom(reload: boolean): void {
+    this.zoom = null;
+    this.resetButton.hidden = true;
+    if (reload && this.step !== null) this.load(this.step);
+  }
+
+  load(cardStep: number): void {
+    this.step = cardStep;
+    const step = this.card.runStep(this.run, cardStep);
+    if (step === null) return;
+    const id = ++this.request;
+    fetchMatrix(this.run, this.card.tagName(), step, this.card.orderFor(), OVERVIEW_SIZE, this.zoom)
+      .then((m) => {
+        if (id !== this.request) return; // a newer request is on its way
+        this.error.hidden = true;
+        this.last = m;
+        this.resetButton.hidden = this.zoom === null;
+        const [R, C] = m.shape;
+        const parts = [
+          `step ${m.step}`,
+          `${R} × ${C} channels`,
+          `${m.samples.toLocaleString()} samples`,
+        ];
+        if (m.reduction === "mean") {
+          const rb = m.rowEdges[1] - m.rowEdges[0];
+          const cb = m.colEdges[1] - m.colEdges[0];
+          parts.push(`cells: means of ${rb} × ${cb} blocks`);
+        }
+        if (m.redundantFraction !== null) {
+          const percent = (m.redundantFraction * 100).toFixed(1);
+          parts.push(`redundant (|ρ| > 0.9 to another): ${percent}%`);
+        }
+        this.info.textContent = parts.join(" · ");
+        const dead = m.cross ? m.rowDead.length + m.colDead.length : m.rowDead.length;
+        this.dead.hidden = dead === 0;
+        this.dead.className = "ds-badge ds-badge-bad";
+        this.dead.dataset.count = String(dead);
+        this.dead.textContent = m.cross
+          ? `dead: ${m.rowDead.length} in A, ${m.colDead.length} in B`
+          : `${dead} dead channel${dead === 1 ? "" : "s"}`;
+        this.redraw();
+      })
+      .catch((error) => {
+        if (id !== this.request) return;
+        this.showError(String(error instanceof Error ? error.message : error));
+      });
+  }
+
+  redraw(): void {
+    if (!this.last) return;
+    this.heatmap.draw(this.last, this.card.panelSide());
+    this.element.style.width = `${Math.max(260, this.heatmap.width)}px`;
+  }
+
+  dispose(): void {
+    this.request++;
+    this.heatmap.dispose();
+  }
+}

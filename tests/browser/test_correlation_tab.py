@@ -1,0 +1,204 @@
+"""The channel-correlation section of the tab in a real browser, inside a real TensorBoard.
+
+The log dir is written during real training (tests/correlation_data.py). Hovering
+a cell must show the ρ the matrix route returns, which is numpy.corrcoef of the
+saved activations; the order toggle must reorder; a compare tag must show the
+matched-correlation curves; dragging zooms to full resolution.
+
+Set DEEPSCOPE_SCREENSHOTS=1 to refresh the README's picture, docs/images/correlation.png.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+from pathlib import Path
+from urllib.parse import urlencode
+
+import numpy as np
+import pytest
+
+from tests.browser.tab_page import TIMEOUT_MS, VIEWPORT
+from tests.conftest import get
+from tests.correlation_data import (
+    CROSS_TAG,
+    DEAD_CHANNEL,
+    WITHIN_TAG,
+    load_activations,
+    numpy_correlation,
+)
+
+sync_api = pytest.importorskip("playwright.sync_api")
+
+REPO = Path(__file__).resolve().parents[2]
+SCREENSHOT = REPO / "docs" / "images" / "correlation.png"
+
+
+@pytest.fixture(scope="session")
+def correlation_server(correlation_logdir, tensorboard_server) -> str:
+    return tensorboard_server(correlation_logdir, load_fast=False)
+
+
+def route(base: str, path: str, **params) -> dict:
+    status, body = get(f"{base}/data/plugin/deepscope/correlation_{path}?{urlencode(params)}")
+    assert status == 200, body
+    return json.loads(body)
+
+
+def matrix_of(body: dict) -> np.ndarray:
+    v = body["values"]
+    return np.frombuffer(base64.b64decode(v["base64"]), dtype="<f4").reshape(v["shape"])
+
+
+def format_rho(value: float) -> str:
+    """The tab's formatting of ρ: 4 decimals, no negative zero."""
+    text = f"{value:.4f}"
+    return "0.0000" if text == "-0.0000" else text
+
+
+def card(frame, tag: str):
+    return frame.locator(f'[data-testid=correlation-card][data-tag="{tag}"]')
+
+
+def heatmap(frame, tag: str, run: str, **data):
+    selector = f'[data-testid=correlation-heatmap][data-run="{run}"][data-drawn=true]'
+    for key, value in data.items():
+        selector += f'[data-{key}="{value}"]'
+    target = card(frame, tag)
+    target.scroll_into_view_if_needed(timeout=TIMEOUT_MS)  # cards load when seen
+    canvas = target.locator(selector)
+    canvas.wait_for(timeout=TIMEOUT_MS)
+    return canvas
+
+
+def hover_cell(tab, canvas, rows: int, cols: int, i: int, j: int) -> dict[str, str]:
+    box = canvas.bounding_box()
+    x = box["x"] + (j + 0.5) * box["width"] / cols
+    y = box["y"] + (i + 0.5) * box["height"] / rows
+    tab.page.mouse.move(x, y)
+    tooltip = tab.frame.locator("[data-testid=tooltip]")
+    tooltip.wait_for(state="visible", timeout=TIMEOUT_MS)
+    fields = tooltip.locator("[data-field]")
+    return {
+        fields.nth(k).get_attribute("data-field"): fields.nth(k).inner_text()
+        for k in range(fields.count())
+    }
+
+
+def test_hover_shows_the_routes_rho_which_is_numpys_and_dead_channels_are_marked(
+    tab, correlation_server, correlation_logdir
+):
+    body = route(correlation_server, "matrix", run="seed1", tag=WITHIN_TAG)
+    values = matrix_of(body)
+    step = body["step"]
+    expected = numpy_correlation(load_activations(correlation_logdir, "seed1", step))
+    frame = tab.open(correlation_server)
+    canvas = heatmap(frame, WITHIN_TAG, "seed1", step=step)
+    assert canvas.get_attribute("data-rows") == "16" and canvas.get_attribute("data-cols") == "16"
+    for i, j in [(0, 1), (5, 12), (15, 2), (9, 9)]:
+        fields = hover_cell(tab, canvas, 16, 16, i, j)
+        assert fields["row"] == str(i) and fields["col"] == str(j)
+        assert fields["rho"] == format_rho(values[i, j])
+        assert abs(float(fields["rho"]) - expected[i, j]) < 1e-3
+        assert fields["step"] == str(step) and fields["run"] == "seed1"
+
+    # seed0's dead channel: counted, and marked beside its row and above its column.
+    heatmap(frame, WITHIN_TAG, "seed0")
+    panel = card(frame, WITHIN_TAG).locator('.ds-corr-panel[data-run="seed0"]')
+    count = panel.locator("[data-testid=dead-count]")
+    assert count.get_attribute("data-count") == "1" and "1 dead channel" in count.inner_text()
+    ticks = panel.locator("[data-testid=dead-ticks] rect")
+    assert ticks.count() == 2
+    assert {ticks.nth(k).get_attribute("data-channel") for k in range(2)} == {str(DEAD_CHANNEL)}
+    fields = hover_cell(tab, heatmap(frame, WITHIN_TAG, "seed0"), 16, 16, DEAD_CHANNEL, 0)
+    assert "dead" in fields["dead"]
+    live = card(frame, WITHIN_TAG).locator('.ds-corr-panel[data-run="seed1"]')
+    assert live.locator("[data-testid=dead-count]").is_hidden()
+
+
+def test_order_toggle_reorders_the_channels(tab, correlation_server):
+    clustered = route(correlation_server, "matrix", run="seed0", tag=WITHIN_TAG, order="clustered")
+    original_order = ",".join(str(k) for k in range(16))
+    clustered_order = ",".join(str(k) for k in clustered["row_order"])
+    assert clustered_order != original_order
+    frame = tab.open(correlation_server)
+    canvas = heatmap(frame, WITHIN_TAG, "seed0", order="original")
+    assert canvas.get_attribute("data-row-order") == original_order
+    toggle = card(frame, WITHIN_TAG).locator("[data-testid=order-toggle]")
+    assert toggle.locator("button[data-order=matched]").is_disabled()  # within one layer
+    toggle.locator("button[data-order=clustered]").click()
+    canvas = heatmap(frame, WITHIN_TAG, "seed0", order="clustered")
+    assert canvas.get_attribute("data-row-order") == clustered_order
+    assert toggle.locator("button[data-order=clustered]").get_attribute("aria-pressed") == "true"
+    # Hover names channels in their original numbering: position 0 shows the first clustered.
+    fields = hover_cell(tab, canvas, 16, 16, 0, 1)
+    assert fields["row"] == str(clustered["row_order"][0])
+    assert fields["col"] == str(clustered["col_order"][1])
+    assert fields["rho"] == format_rho(matrix_of(clustered)[0, 1])
+
+
+def test_compare_tag_shows_both_matching_curves_and_a_matched_order(tab, correlation_server):
+    frame = tab.open(correlation_server)
+    curves = card(frame, CROSS_TAG).locator("[data-testid=matching-curves]")
+    for method in ("semi", "bipartite"):
+        for run in ("seed0", "seed1"):
+            path = curves.locator(f'[data-method={method}] path[data-run="{run}"]')
+            path.wait_for(timeout=TIMEOUT_MS)
+            assert path.get_attribute("data-points") == "16"
+    matching = route(correlation_server, "matching", run="seed0", tag=CROSS_TAG)
+    legend = curves.locator('[data-method=bipartite] .ds-legend-item[data-run="seed0"]')
+    assert format_rho(matching["bipartite"]["mean"]) in legend.inner_text()
+    # A within-layer tag has no curves.
+    assert card(frame, WITHIN_TAG).locator("[data-testid=matching-curves]").is_hidden()
+
+    card(frame, CROSS_TAG).locator("button[data-order=matched]").click()
+    canvas = heatmap(frame, CROSS_TAG, "seed0", order="matched")
+    matched = route(correlation_server, "matrix", run="seed0", tag=CROSS_TAG, order="matched")
+    assert canvas.get_attribute("data-col-order") == ",".join(map(str, matched["col_order"]))
+    fields = hover_cell(tab, canvas, 16, 16, 4, 4)  # a matched pair, on the diagonal
+    pairs = dict(zip(matching["bipartite"]["rows"], matching["bipartite"]["cols"]))
+    assert fields["col"] == str(pairs[int(fields["row"])])
+
+
+def test_drag_zooms_to_a_full_resolution_window_and_reset_returns(tab, correlation_server):
+    frame = tab.open(correlation_server)
+    canvas = heatmap(frame, WITHIN_TAG, "seed1")
+    box = canvas.bounding_box()
+    cell = box["width"] / 16
+    tab.page.mouse.move(box["x"] + 2.5 * cell, box["y"] + 4.5 * cell)
+    tab.page.mouse.down()
+    tab.page.mouse.move(box["x"] + 9.5 * cell, box["y"] + 7.5 * cell, steps=4)
+    tab.page.mouse.up()
+    # Rows 4..7 and columns 2..9, as half-open windows.
+    canvas = heatmap(frame, WITHIN_TAG, "seed1", window="4,8,2,10")
+    assert canvas.get_attribute("data-rows") == "4" and canvas.get_attribute("data-cols") == "8"
+    full = matrix_of(route(correlation_server, "matrix", run="seed1", tag=WITHIN_TAG))
+    fields = hover_cell(tab, canvas, 4, 8, 1, 3)
+    assert (fields["row"], fields["col"]) == ("5", "5")
+    assert fields["rho"] == format_rho(full[5, 5])
+    reset = card(frame, WITHIN_TAG).locator('[data-run="seed1"] [data-testid=reset-zoom]')
+    reset.click()
+    heatmap(frame, WITHIN_TAG, "seed1", window="0,16,0,16")
+
+
+def test_screenshot(tab, correlation_server, tmp_path):
+    """The compare card in matched order; with DEEPSCOPE_SCREENSHOTS=1 the README's picture."""
+    frame = tab.open(correlation_server)
+    target = card(frame, CROSS_TAG)
+    target.locator("button[data-order=matched]").click()
+    heatmap(frame, CROSS_TAG, "seed0", order="matched")
+    heatmap(frame, CROSS_TAG, "seed1", order="matched")
+    target.locator('[data-method=bipartite] path[data-run="seed1"]').wait_for(timeout=TIMEOUT_MS)
+    tab.page.set_viewport_size({"width": VIEWPORT["width"], "height": 1100})
+    tab.page.wait_for_timeout(500)  # let the redraw after the resize settle
+    target.scroll_into_view_if_needed()
+    canvas = heatmap(frame, CROSS_TAG, "seed0", order="matched")
+    hover_cell(tab, canvas, 16, 16, 2, 2)
+    out = tmp_path / "correlation.png"
+    target.screenshot(path=str(out))
+    assert out.stat().st_size > 20_000
+    if os.environ.get("DEEPSCOPE_SCREENSHOTS") == "1":
+        SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(out, SCREENSHOT)
