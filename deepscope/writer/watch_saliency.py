@@ -1,0 +1,166 @@
+"""watch()'s saliency measurer: maps of fixed probe inputs, every `every` optimizer steps.
+
+Watching the maps of the same probe samples change over training shows when a
+network starts looking at the right thing. Each method's maps go under the
+tag "saliency/<method>". The model's modes, `requires_grad` flags and hooks
+are left as they were, and no parameter's `.grad` is touched (the maps are
+gradients with respect to the inputs only), so training goes on unchanged.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+
+from deepscope.analysis import saliency as saliency_math
+from deepscope.analysis.saliency.target_scores import check_inputs
+
+DEFAULT_SALIENCY_EVERY = 500
+
+
+def _split_probe(probe: object) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(inputs, labels or None) from a probe given as inputs or (inputs, labels)."""
+    if isinstance(probe, (tuple, list)):
+        if len(probe) != 2:
+            raise ValueError(
+                f"saliency probe must be inputs or (inputs, labels), got {len(probe)} items"
+            )
+        inputs, labels = probe
+    else:
+        inputs, labels = probe, None
+    check_inputs(inputs)
+    inputs = inputs.detach().clone()
+    if labels is not None:
+        labels = torch.as_tensor(labels).detach()
+        if labels.is_floating_point() or labels.dtype == torch.bool:
+            raise TypeError(f"saliency probe labels must be class indices, got {labels.dtype}")
+        if tuple(labels.shape) != (inputs.shape[0],):
+            raise ValueError(
+                f"saliency probe has {inputs.shape[0]} inputs but labels of shape "
+                f"{list(labels.shape)}: give one class index per input"
+            )
+        labels = labels.long().clone()
+    return inputs, labels
+
+
+class SaliencyWatcher:
+    """Measures saliency every `every` optimizer steps; a `watch.PeriodicMeasurer`.
+
+    Args:
+      model: the network being trained.
+      writer: a `deepscope.SummaryWriter`.
+      probe: fixed inputs [N, ...], or (inputs, labels); the maps attribute
+        the labels when given, else each sample's predicted class.
+      every: optimizer steps between measurements.
+      methods: names from `deepscope.analysis.saliency.METHODS`.
+      method_options: method name → its options, e.g.
+        {"integrated_gradients": {"n_steps": 32}}.
+      eval_mode: measure in eval mode (the model's mode is restored after).
+
+    Attributes:
+      runs: measurements made; non_finite: non-finite map values seen (warned once).
+    """
+
+    name = "saliency"
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        writer,
+        probe: torch.Tensor | tuple[torch.Tensor, torch.Tensor | None],
+        every: int = DEFAULT_SALIENCY_EVERY,
+        methods: Sequence[str] = ("gradient",),
+        method_options: Mapping[str, Mapping[str, Any]] | None = None,
+        eval_mode: bool = True,
+    ):
+        if not isinstance(model, torch.nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+            raise ValueError(f"saliency every must be a positive number of steps, got {every!r}")
+        if isinstance(methods, str):
+            methods = (methods,)
+        methods = list(dict.fromkeys(methods))
+        if not methods:
+            raise ValueError("saliency methods is empty: name at least one, e.g. ('gradient',)")
+        for method in methods:
+            saliency_math.check_method(method)
+        method_options = dict(method_options or {})
+        stray = sorted(set(method_options) - set(methods))
+        if stray:
+            raise ValueError(f"saliency method_options for methods not measured: {stray}")
+        self.model = model
+        self.writer = writer
+        self.every = every
+        self.methods = methods
+        self.method_options = {m: dict(method_options.get(m, {})) for m in methods}
+        self.eval_mode = eval_mode
+        self._inputs, self._labels = _split_probe(probe)
+        self.runs = 0
+        self.non_finite = 0
+        self._warned_non_finite = False
+
+    def _probe_on_model_device(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        parameter = next(self.model.parameters(), None)
+        if parameter is not None and self._inputs.device != parameter.device:
+            self._inputs = self._inputs.to(parameter.device)
+            if self._labels is not None:
+                self._labels = self._labels.to(parameter.device)
+        return self._inputs, self._labels
+
+    def measure(self, step: int) -> None:
+        """Log each method's maps of the probe; after all ran, raise the first failure."""
+        inputs, labels = self._probe_on_model_device()
+        failures: list[tuple[str, Exception]] = []
+        for method in self.methods:
+            try:
+                result = saliency_math.attribute(
+                    self.model,
+                    inputs,
+                    labels,
+                    method,
+                    eval_mode=self.eval_mode,
+                    **self.method_options[method],
+                )
+                self._count_non_finite(method, result.non_finite, step)
+                self.writer.add_saliency(
+                    f"saliency/{method}",
+                    inputs,
+                    result.maps,
+                    global_step=step,
+                    labels=labels,
+                    predictions=result.predictions,
+                    method=method,
+                    baseline=result.baseline,
+                    baseline_maps=result.baseline_maps,
+                    completeness_error=result.completeness_error,
+                )
+            except Exception as error:  # the other methods still run
+                failures.append((method, error))
+        self.runs += 1
+        if failures:
+            method, error = failures[0]
+            others = f" (and {len(failures) - 1} other method(s))" if len(failures) > 1 else ""
+            raise RuntimeError(f"saliency {method} failed{others}: {error}") from error
+
+    def _count_non_finite(self, method: str, count: int, step: int) -> None:
+        if not count:
+            return
+        self.non_finite += count
+        if not self._warned_non_finite:
+            self._warned_non_finite = True
+            warnings.warn(
+                f"saliency {method} at step {step}: {count} map value(s) are NaN or infinite; "
+                "they are logged as computed and counted in the watcher's non_finite "
+                "(warned once)",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+
+    def flush(self) -> None:
+        """Nothing is held: every measurement is written when made."""
+
+    def close(self) -> None:
+        """Nothing to release."""

@@ -1,0 +1,352 @@
+"""The saliency routes, served in-process from a data provider built as TensorBoard builds it.
+
+Event files written by hand with known float16 arrays (as `add_saliency` stores
+them, or as another library's maps arrive), read by TensorBoard's Python loader
+with the production size guidance behind `MultiplexerDataProvider`, the plugin
+mounted in TensorBoard's own WSGI app. Every number a route returns is checked
+against the arrays written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from tensorboard.backend import application
+from tensorboard.backend.event_processing import data_ingester, plugin_event_multiplexer
+from tensorboard.backend.event_processing import data_provider as tb_data_provider
+from tensorboard.plugins import base_plugin
+from werkzeug import test as werkzeug_test
+
+from deepscope.proto import arrays
+from deepscope.proto import deepscope_pb2 as pb
+from deepscope.tb_plugin import loader, saliency_routes
+from deepscope.tb_plugin.deepscope_plugin import DeepscopePlugin
+from deepscope.writer import summary
+
+N, SHAPE = 5, (1, 4, 6)  # probe of five 1×4×6 images
+STEPS = list(range(0, 150, 10))  # 15 steps: more than the 10 a blob sequence keeps by default
+
+
+def _arrays(step: int, n: int = N, shape=SHAPE, seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed * 1000 + step)
+    return {
+        "inputs": rng.uniform(0, 1, (n, *shape)).astype(np.float16),
+        "maps": (rng.standard_normal((n, *shape)) * (step + 1) * 1e-3).astype(np.float16),
+        "labels": np.arange(n, dtype=np.int64) % 3,
+        "predictions": (np.arange(n, dtype=np.int64) + step // 70) % 3,
+    }
+
+
+def _event(tag: str, step: int, parts: dict, method: str, first: bool, non_finite: int = 0):
+    message = pb.SaliencyStep(non_finite=non_finite)
+    for name, array in parts.items():
+        getattr(message, name).CopyFrom(arrays.encode_array(array))
+    info = None
+    if first:
+        shape = parts["maps"].shape[1:]
+        info = pb.PluginData(
+            kind=pb.SALIENCY, saliency=pb.SaliencyInfo(method=method, input_shape=shape)
+        )
+    return summary.blob_sequence_summary(tag, [message.SerializeToString()], info)
+
+
+def _write(logdir: Path) -> dict:
+    """Run "probe": a gradient series over 15 steps, baseline_delta, IG, non-finite maps."""
+    from torch.utils.tensorboard import SummaryWriter as TorchWriter
+
+    truth: dict = {"gradient": {}, "baseline_delta": {}, "integrated_gradients": {}}
+    writer = TorchWriter(str(logdir / "probe"))
+    for k, step in enumerate(STEPS):
+        parts = _arrays(step)
+        truth["gradient"][step] = parts
+        event = _event("saliency/gradient", step, parts, "gradient", first=k == 0)
+        writer.file_writer.add_summary(event, step, 1000.0 + step)
+    # baseline_delta: one baseline shared by all samples, a map of the baseline per sample.
+    parts = _arrays(7)
+    parts["baseline"] = np.full((1, *SHAPE), 0.5, dtype=np.float16)
+    parts["baseline_maps"] = (np.arange(N * 24).reshape(N, *SHAPE) / 100).astype(np.float16)
+    truth["baseline_delta"][7] = parts
+    event = _event("saliency/baseline_delta", 7, parts, "baseline_delta", first=True)
+    writer.file_writer.add_summary(event, 7, 1007.0)
+    # integrated gradients with a completeness error per sample, one of them non-finite.
+    parts = _arrays(9)
+    parts["completeness_error"] = np.array([0.01, -0.02, 0.0, np.inf, 1e-4], dtype=np.float32)
+    truth["integrated_gradients"][9] = parts
+    event = _event("saliency/integrated_gradients", 9, parts, "integrated_gradients", True)
+    writer.file_writer.add_summary(event, 9, 1009.0)
+    # Maps from elsewhere with NaN and Inf in samples 1 and 3; no labels, no predictions.
+    rng = np.random.default_rng(5)
+    bad = {
+        "inputs": rng.uniform(0, 1, (4, 3, 2, 2)).astype(np.float16),
+        "maps": rng.standard_normal((4, 3, 2, 2)).astype(np.float16),
+    }
+    bad["maps"][1, 0, 0, 0] = np.nan
+    bad["maps"][3, 2, 1, :] = np.inf
+    truth["captum"] = {3: bad}
+    writer.file_writer.add_summary(_event("captum", 3, bad, "captum-ig", True, 3), 3, 1003.0)
+    writer.file_writer.add_summary(summary.update_ratios_pb("ratios", {"w": 1e-3}), 0, 1.0)
+    writer.close()
+    return truth
+
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory):
+    logdir = tmp_path_factory.mktemp("saliency-routes")
+    return logdir, _write(logdir)
+
+
+@pytest.fixture(scope="module")
+def truth(written) -> dict:
+    return written[1]
+
+
+class CountingProvider:
+    """A data provider that counts listings and can make one blob read fail."""
+
+    def __init__(self, provider):
+        self._provider = provider
+        self.listings = 0
+        self.fail_next_read = False
+
+    def read_blob_sequences(self, *args, **kwargs):
+        self.listings += 1
+        return self._provider.read_blob_sequences(*args, **kwargs)
+
+    def read_blob(self, *args, **kwargs):
+        if self.fail_next_read:
+            self.fail_next_read = False
+            raise RuntimeError("blob gone")
+        return self._provider.read_blob(*args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._provider, name)
+
+
+def _client(logdir: Path, sampling_hints: dict, wrap=None) -> werkzeug_test.Client:
+    # The production size guidance: TensorBoard's defaults, with the plugin loader's own.
+    flags = argparse.Namespace(samples_per_plugin={})
+    loader.DeepscopeLoader().fix_flags(flags)
+    guidance = dict(data_ingester.DEFAULT_TENSOR_SIZE_GUIDANCE, **flags.samples_per_plugin)
+    multiplexer = plugin_event_multiplexer.EventMultiplexer(
+        size_guidance=data_ingester.DEFAULT_SIZE_GUIDANCE, tensor_size_guidance=guidance
+    )
+    multiplexer.AddRunsFromDirectory(str(logdir))
+    multiplexer.Reload()
+    provider = tb_data_provider.MultiplexerDataProvider(multiplexer, str(logdir))
+    if wrap is not None:
+        provider = wrap(provider)
+    context = base_plugin.TBContext(data_provider=provider, sampling_hints=sampling_hints)
+    app = application.TensorBoardWSGI([DeepscopePlugin(context)], data_provider=provider)
+    return werkzeug_test.Client(app)
+
+
+@pytest.fixture(scope="module")
+def client(written) -> werkzeug_test.Client:
+    return _client(written[0], {"deepscope": 0})
+
+
+def get(client, route: str, **query):
+    response = client.get(f"/data/plugin/deepscope/{route}", query_string=query)
+    return response.status_code, response.get_data(as_text=True)
+
+
+def get_json(client, route: str, **query) -> dict:
+    status, body = get(client, route, **query)
+    assert status == 200, body
+    return json.loads(body)
+
+
+def decode(slot: dict) -> np.ndarray:
+    """An array slot of the route, decoded with numpy (independently of the plugin)."""
+    dtype = {"float16": "<f2", "float32": "<f4"}[slot["dtype"]]
+    raw = base64.b64decode(slot["base64"])
+    return np.frombuffer(raw, dtype=dtype).reshape(slot["shape"])
+
+
+# ---------------------------------------------------------------- steps
+
+
+def test_steps_list_every_kept_step_with_method_shape_and_samples(client, truth):
+    body = get_json(client, "saliency_steps", run="probe", tag="saliency/gradient")
+    assert body["steps"] == STEPS
+    assert body["wall_times"] == [1000.0 + s for s in STEPS]
+    assert body["method"] == "gradient"
+    assert body["input_shape"] == list(SHAPE)
+    assert body["num_samples"] == N
+    assert body["labels"] == truth["gradient"][STEPS[-1]]["labels"].tolist()
+
+
+def test_steps_of_maps_without_labels_say_none(client):
+    body = get_json(client, "saliency_steps", run="probe", tag="captum")
+    assert body["steps"] == [3] and body["num_samples"] == 4
+    assert body["labels"] is None
+    assert body["method"] == "captum-ig" and body["input_shape"] == [3, 2, 2]
+
+
+def test_a_sampling_hint_keeps_the_newest_step(written):
+    client = _client(written[0], {"deepscope": 4})
+    steps = get_json(client, "saliency_steps", run="probe", tag="saliency/gradient")["steps"]
+    assert len(steps) == 4 and steps[-1] == STEPS[-1]
+
+
+# ---------------------------------------------------------------- maps
+
+
+def test_maps_of_a_step_equal_what_was_written(client, truth):
+    step = STEPS[4]
+    body = get_json(client, "saliency", run="probe", tag="saliency/gradient", step=step)
+    want = truth["gradient"][step]
+    assert body["step"] == step and body["wall_time"] == 1000.0 + step
+    assert body["samples"] == list(range(N)) and body["num_samples"] == N
+    np.testing.assert_array_equal(decode(body["maps"]), want["maps"])
+    np.testing.assert_array_equal(decode(body["inputs"]), want["inputs"])
+    assert body["labels"] == want["labels"].tolist()
+    assert body["predictions"] == want["predictions"].tolist()
+    assert body["baseline"] is None and body["baseline_maps"] is None
+    assert body["completeness_error"] is None
+    assert body["non_finite"] == 0 and body["non_finite_per_sample"] == [0] * N
+
+
+def test_without_step_the_newest_is_sent(client, truth):
+    body = get_json(client, "saliency", run="probe", tag="saliency/gradient")
+    assert body["step"] == STEPS[-1]
+    np.testing.assert_array_equal(decode(body["maps"]), truth["gradient"][STEPS[-1]]["maps"])
+
+
+def test_samples_selects_and_orders(client, truth):
+    body = get_json(
+        client, "saliency", run="probe", tag="saliency/gradient", step=20, samples="3,0-1"
+    )
+    want = truth["gradient"][20]
+    assert body["samples"] == [3, 0, 1]
+    np.testing.assert_array_equal(decode(body["maps"]), want["maps"][[3, 0, 1]])
+    np.testing.assert_array_equal(decode(body["inputs"]), want["inputs"][[3, 0, 1]])
+    assert body["labels"] == want["labels"][[3, 0, 1]].tolist()
+
+
+def test_baseline_delta_sends_the_shared_baseline_once_and_each_samples_baseline_map(client, truth):
+    body = get_json(client, "saliency", run="probe", tag="saliency/baseline_delta", samples="1-2")
+    want = truth["baseline_delta"][7]
+    assert body["method"] == "baseline_delta"
+    np.testing.assert_array_equal(decode(body["baseline"]), want["baseline"])
+    assert body["baseline"]["shape"] == [1, *SHAPE]
+    np.testing.assert_array_equal(decode(body["baseline_maps"]), want["baseline_maps"][1:3])
+    np.testing.assert_array_equal(decode(body["maps"]), want["maps"][1:3])
+
+
+def test_integrated_gradients_send_each_samples_completeness_error(client, truth):
+    body = get_json(
+        client, "saliency", run="probe", tag="saliency/integrated_gradients", samples="4,3,0"
+    )
+    error = truth["integrated_gradients"][9]["completeness_error"]
+    assert body["completeness_error"][0] == pytest.approx(float(error[4]))
+    assert body["completeness_error"][1] == "Infinity"  # strict JSON: spelled out
+    assert body["completeness_error"][2] == pytest.approx(float(error[0]))
+
+
+def test_non_finite_maps_are_counted_per_sample(client, truth):
+    body = get_json(client, "saliency", run="probe", tag="captum")
+    maps = truth["captum"][3]["maps"]
+    expected = (~np.isfinite(maps.reshape(4, -1))).sum(axis=1).tolist()
+    assert body["non_finite_per_sample"] == expected == [0, 1, 0, 2]
+    assert body["non_finite"] == 3
+    sent = decode(body["maps"])  # sent as stored, not cleaned
+    assert np.isnan(sent[1, 0, 0, 0]) and np.isposinf(sent[3, 2, 1]).all()
+    assert body["labels"] is None and body["predictions"] is None
+
+
+def test_response_is_strict_json_and_compact(client):
+    status, text = get(client, "saliency", run="probe", tag="saliency/gradient")
+    assert status == 200
+    json.loads(text, parse_constant=lambda c: pytest.fail(f"non-strict JSON constant {c}"))
+    # float16 in base64: about 2 × 4/3 bytes per value of inputs and maps, plus a small head.
+    values = 2 * N * int(np.prod(SHAPE))
+    assert len(text) < values * 2 * 4 / 3 + 1000
+
+
+def test_a_listed_step_is_read_without_listing_again_and_a_failed_read_lists_anew(written, truth):
+    providers: list[CountingProvider] = []
+
+    def wrap(real):
+        providers.append(CountingProvider(real))
+        return providers[-1]
+
+    client = _client(written[0], {"deepscope": 0}, wrap=wrap)
+    provider = providers[0]
+    get_json(client, "saliency_steps", run="probe", tag="saliency/gradient")
+    listed = provider.listings
+    body = get_json(client, "saliency", run="probe", tag="saliency/gradient", step=30)
+    assert provider.listings == listed  # no second listing for a step already listed
+    np.testing.assert_array_equal(decode(body["maps"]), truth["gradient"][30]["maps"])
+    provider.fail_next_read = True
+    body = get_json(client, "saliency", run="probe", tag="saliency/gradient", step=40)
+    assert provider.listings == listed + 1  # the read failed: listed anew, then read
+    np.testing.assert_array_equal(decode(body["maps"]), truth["gradient"][40]["maps"])
+    get_json(client, "saliency", run="probe", tag="saliency/gradient")  # newest: always listed
+    assert provider.listings == listed + 2
+
+
+# ---------------------------------------------------------------- errors
+
+
+@pytest.mark.parametrize(
+    ("route", "query", "status", "words"),
+    [
+        ("saliency_steps", {"tag": "captum"}, 400, "missing query parameter 'run'"),
+        ("saliency", {"run": "probe"}, 400, "missing query parameter 'tag'"),
+        ("saliency", {"run": "nope", "tag": "captum"}, 404, "'probe'"),
+        ("saliency", {"run": "probe", "tag": "nope"}, 404, "saliency/gradient"),
+        ("saliency", {"run": "probe", "tag": "ratios"}, 400, "holds update_ratios data"),
+        ("saliency_steps", {"run": "probe", "tag": "ratios"}, 400, "holds update_ratios data"),
+        ("saliency", {"run": "probe", "tag": "captum", "step": "x"}, 400, "integer"),
+        ("saliency", {"run": "probe", "tag": "saliency/gradient", "step": 15}, 404, "10, 20"),
+        ("saliency", {"run": "probe", "tag": "captum", "samples": "4"}, 400, "has 4 samples"),
+        ("saliency", {"run": "probe", "tag": "captum", "samples": "a"}, 400, "like 0,3,5-9"),
+        ("saliency", {"run": "probe", "tag": "captum", "samples": "3-1"}, 400, "like 0,3,5-9"),
+        ("saliency", {"run": "probe", "tag": "captum", "samples": "0-99"}, 400, "more than 64"),
+    ],
+)
+def test_bad_requests_say_what_to_do(client, route, query, status, words):
+    got, body = get(client, route, **query)
+    assert got == status, body
+    assert words in body
+
+
+def test_more_bytes_than_a_response_sends_is_400(monkeypatch, client):
+    monkeypatch.setattr(saliency_routes, "MAX_ARRAY_BYTES", 100)
+    status, body = get(client, "saliency", run="probe", tag="saliency/gradient", samples="0-1")
+    assert status == 400 and "ask for fewer samples" in body
+
+
+def test_parse_samples_bounds():
+    assert saliency_routes.parse_samples(None, 40) == list(range(16))
+    assert saliency_routes.parse_samples("", 3) == [0, 1, 2]
+    assert saliency_routes.parse_samples("2, 0-1,2", 3) == [2, 0, 1]
+
+
+# ---------------------------------------------------------------- real training
+
+
+def test_series_written_by_training_are_served(saliency_logdir):
+    client = _client(saliency_logdir, {"deepscope": 0})
+    tags = get_json(client, "tags")
+    series = {
+        (run, tag): info
+        for run, by_tag in tags.items()
+        for tag, info in by_tag.items()
+        if info["kind"] == "saliency"
+    }
+    assert {run for run, _ in series} == {"seed0", "seed1"}
+    for (run, tag), info in series.items():
+        steps = get_json(client, "saliency_steps", run=run, tag=tag)
+        assert steps["method"] == info["method"] and steps["steps"]
+        body = get_json(client, "saliency", run=run, tag=tag, step=steps["steps"][0])
+        maps, inputs = decode(body["maps"]), decode(body["inputs"])
+        assert maps.shape == inputs.shape == (len(body["samples"]), *steps["input_shape"])
+        bad = (~np.isfinite(maps.reshape(len(maps), -1))).sum(axis=1)
+        assert body["non_finite_per_sample"] == bad.tolist()

@@ -1,0 +1,180 @@
+"""watch(saliency_probe=...): probe maps logged while training; the training itself unchanged."""
+
+from __future__ import annotations
+
+import copy
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+import deepscope
+from deepscope import metadata
+from deepscope.proto import arrays
+from deepscope.proto import deepscope_pb2 as pb
+from deepscope.writer.watch_saliency import SaliencyWatcher
+
+
+class Net(torch.nn.Module):
+    """Conv net with batch norm and dropout: training would notice any state or RNG disturbed."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(1, 4, 3, padding=1)
+        self.norm = torch.nn.BatchNorm2d(4)
+        self.relu = torch.nn.ReLU(inplace=True)
+        self.drop = torch.nn.Dropout(0.3)
+        self.head = torch.nn.Linear(4 * 6 * 6, 3)
+
+    def forward(self, x):
+        return self.head(self.drop(self.relu(self.norm(self.conv(x)))).flatten(1))
+
+
+def _train(steps, monitor_options=None, logdir=None, on_step=None):
+    """Train a fresh seeded Net; return it (and the monitor) after `steps` optimizer steps."""
+    torch.manual_seed(0)
+    model = Net()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    data = torch.randn(8, 1, 6, 6)
+    labels = torch.randint(0, 3, (8,))
+    monitor = None
+    writer = None
+    if monitor_options is not None:
+        writer = deepscope.SummaryWriter(str(logdir))
+        monitor = deepscope.watch(model, optimizer, writer, spectra_every=None, **monitor_options)
+    for step in range(steps):
+        loss = torch.nn.functional.cross_entropy(model(data), labels)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        if on_step is not None:
+            on_step(step, model)
+    if monitor is not None:
+        monitor.close()
+        writer.close()
+    return model, monitor
+
+
+PROBE = (torch.linspace(-1, 1, 4 * 36).reshape(4, 1, 6, 6), torch.tensor([0, 1, 2, 1]))
+
+
+def test_watch_logs_each_methods_maps_and_leaves_training_unchanged(tmp_path, read_values):
+    reference = {}
+
+    def reference_gradient(step, model):
+        # Plain autograd on a copy in eval mode: the probe labels' input gradient.
+        if step % 2 == 0:
+            twin = copy.deepcopy(model).eval()
+            x = PROBE[0].clone().requires_grad_(True)
+            score = twin(x)[torch.arange(4), PROBE[1]].sum()
+            reference[step] = torch.autograd.grad(score, x)[0].numpy()
+
+    options = dict(
+        saliency_probe=PROBE,
+        saliency_every=2,
+        saliency_methods=("gradient", "smoothgrad", "integrated_gradients"),
+    )
+    watched, monitor = _train(5, options, tmp_path, on_step=reference_gradient)
+    plain, _ = _train(5)
+    # Same parameters and batch-norm statistics, bit for bit: no .grad, mode,
+    # statistic or random number of the training was touched.
+    for (name, a), b in zip(watched.state_dict().items(), plain.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert monitor.stats.error_count == 0
+    assert monitor.stats.measurer_runs["saliency"] == 3
+    assert monitor.measurers["saliency"].runs == 3
+
+    for method in options["saliency_methods"]:
+        written = read_values(tmp_path, f"saliency/{method}")
+        assert [w.step for w in written] == [0, 2, 4]
+        assert [w.has_metadata for w in written] == [True, False, False]
+        info = metadata.parse_plugin_data(written[0].value.metadata.plugin_data.content)
+        assert info.saliency.method == method and list(info.saliency.input_shape) == [1, 6, 6]
+        for w in written:
+            step = pb.SaliencyStep.FromString(w.value.tensor.string_val[0])
+            np.testing.assert_allclose(arrays.decode_array(step.inputs), PROBE[0], atol=1e-3)
+            assert arrays.decode_array(step.labels).tolist() == PROBE[1].tolist()
+            assert arrays.decode_array(step.predictions).shape == (4,)
+            assert step.HasField("completeness_error") == (method == "integrated_gradients")
+            if method == "gradient":
+                want = reference[w.step]
+                got = arrays.decode_array(step.maps)
+                np.testing.assert_allclose(got, want, rtol=2**-10, atol=1e-3 * np.abs(want).max())
+
+
+def test_watcher_failures_are_recorded_and_training_goes_on(tmp_path):
+    bad_probe = (PROBE[0], torch.tensor([0, 1, 2, 7]))  # class 7 of 3
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")
+        _, monitor = _train(
+            3,
+            dict(saliency_probe=bad_probe, saliency_every=1, saliency_methods=["gradient"]),
+            tmp_path,
+        )
+    assert monitor.stats.steps_seen == 3
+    assert monitor.stats.error_count == 3
+    assert "out of range for a model with 3 outputs" in monitor.stats.errors[0]
+
+
+def test_non_finite_maps_warned_once_and_counted(tmp_path, read_values):
+    class Sqrt(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = torch.nn.Linear(2, 2)
+
+        def forward(self, x):
+            return self.fc(torch.sqrt(x))
+
+    model = Sqrt()
+    writer = deepscope.SummaryWriter(str(tmp_path))
+    watcher = SaliencyWatcher(model, writer, probe=torch.tensor([[0.0, 1.0]]), every=1)
+    with pytest.warns(RuntimeWarning, match="NaN or infinite.*warned once"):
+        watcher.measure(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        watcher.measure(1)
+    writer.close()
+    assert watcher.non_finite == 2
+    steps = [
+        pb.SaliencyStep.FromString(w.value.tensor.string_val[0])
+        for w in read_values(tmp_path, "saliency/gradient")
+    ]
+    assert [s.non_finite for s in steps] == [1, 1]
+
+
+def test_watcher_arguments_are_checked_up_front(tmp_path):
+    model = Net()
+    with pytest.raises(ValueError, match="unknown saliency method 'gradcam'"):
+        SaliencyWatcher(model, None, probe=PROBE, methods=["gradcam"])
+    with pytest.raises(ValueError, match="4 inputs but labels of shape"):
+        SaliencyWatcher(model, None, probe=(PROBE[0], torch.tensor([0, 1])))
+    with pytest.raises(TypeError, match="floating-point inputs"):
+        SaliencyWatcher(model, None, probe=torch.zeros(2, 1, 6, 6, dtype=torch.long))
+    with pytest.raises(ValueError, match="positive number of steps"):
+        SaliencyWatcher(model, None, probe=PROBE, every=0)
+    with pytest.raises(ValueError, match="not measured"):
+        SaliencyWatcher(model, None, probe=PROBE, method_options={"occlusion": {"window": 2}})
+
+
+def test_method_options_reach_the_method(tmp_path, read_values):
+    model = Net()
+    writer = deepscope.SummaryWriter(str(tmp_path))
+    watcher = SaliencyWatcher(
+        model,
+        writer,
+        probe=PROBE[0],
+        methods=["occlusion"],
+        method_options={"occlusion": {"window": 6, "baseline_value": 0.0}},
+    )
+    watcher.measure(0)
+    writer.close()
+    (written,) = read_values(tmp_path, "saliency/occlusion")
+    maps = arrays.decode_array(pb.SaliencyStep.FromString(written.value.tensor.string_val[0]).maps)
+    # One window hides the whole image: each sample's map is one constant, the drop f(x) − f(0).
+    model.eval()
+    with torch.no_grad():
+        scores = model(PROBE[0])
+        targets = scores.argmax(dim=1)
+        drop = scores[torch.arange(4), targets] - model(torch.zeros(4, 1, 6, 6))[0, targets]
+    np.testing.assert_allclose(maps, drop[:, None, None, None].expand(4, 1, 6, 6), rtol=2**-10)
