@@ -3,8 +3,13 @@
     python examples/train_digits.py --logdir runs/demo
     tensorboard --logdir runs/demo        # then open the deepscope tab
 
-Two runs with different optimizers show how the update-to-weight ratio tells
-whether each layer's learning rate suits it (rule of thumb: near 1e-3).
+Three runs: AdamW and SGD from the same seed show how the update-to-weight
+ratio tells whether each layer's learning rate suits it (rule of thumb: near
+1e-3); watch() also logs every layer's singular value spectrum, the channel
+correlations of the conv layers on fixed probe digits, and saliency maps of
+eight probe digits by every method. A second AdamW run from another seed is
+compared with the first, layer by layer, at the end of each epoch (Li et al.,
+Convergent Learning): run "compare-seed0-vs-seed1".
 No download: the digits ship inside scikit-learn.
 """
 
@@ -22,19 +27,26 @@ import deepscope
 
 
 class DigitsCNN(torch.nn.Module):
-    """Two conv layers and a linear classifier for 1×8×8 inputs."""
+    """Two conv layers and a linear classifier for 1×8×8 inputs.
+
+    ReLUs are modules, so guided backprop reaches them and their outputs (the
+    activations whose channel correlations are logged) have names.
+    """
 
     def __init__(self):
         super().__init__()
         self.conv1 = torch.nn.Conv2d(1, 16, 3, padding=1)
+        self.relu1 = torch.nn.ReLU()
         self.conv2 = torch.nn.Conv2d(16, 32, 3, padding=1)
+        self.relu2 = torch.nn.ReLU()
+        self.pool = torch.nn.MaxPool2d(2)
         self.fc1 = torch.nn.Linear(32 * 4 * 4, 64)
+        self.relu3 = torch.nn.ReLU()
         self.fc2 = torch.nn.Linear(64, 10)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = torch.relu(self.conv1(x))
-        h = torch.nn.functional.max_pool2d(torch.relu(self.conv2(h)), 2)
-        return self.fc2(torch.relu(self.fc1(h.flatten(1))))
+        h = self.pool(self.relu2(self.conv2(self.relu1(self.conv1(x)))))
+        return self.fc2(self.relu3(self.fc1(h.flatten(1))))
 
 
 def load_data(seed: int = 0):
@@ -47,7 +59,23 @@ def load_data(seed: int = 0):
     return (x[:split], y[:split]), (x[split:], y[split:])
 
 
-def train(logdir: Path, run: str, make_optimizer, epochs: int, every: int, seed: int) -> None:
+SALIENCY_METHODS = (
+    "gradient",
+    "gradient_x_input",
+    "guided_backprop",
+    "baseline_delta",
+    "smoothgrad",
+    "integrated_gradients",
+    "occlusion",
+)
+# Post-activation outputs: dead channels (never positive) show as such.
+CORRELATION_LAYERS = ("relu1", "relu2", "relu3")
+
+
+def train(
+    logdir: Path, run: str, make_optimizer, epochs: int, every: int, seed: int
+) -> list[tuple[int, dict]]:
+    """Train one run under deepscope.watch; returns (step, state_dict) at each epoch's end."""
     torch.manual_seed(seed)
     (x_train, y_train), (x_test, y_test) = load_data()
     model = DigitsCNN()
@@ -55,7 +83,20 @@ def train(logdir: Path, run: str, make_optimizer, epochs: int, every: int, seed:
     writer = deepscope.SummaryWriter(str(logdir / run))
     batches = (len(x_train) + 31) // 32
     step = 0
-    with deepscope.watch(model, optimizer, writer, every=every):
+    checkpoints = []
+    with deepscope.watch(
+        model,
+        optimizer,
+        writer,
+        every=every,
+        spectra_every=5 * every,
+        correlation_layers=CORRELATION_LAYERS,
+        probe=x_test[:256],
+        correlation_every=10 * every,
+        saliency_probe=(x_test[:8], y_test[:8]),
+        saliency_every=10 * every,
+        saliency_methods=SALIENCY_METHODS,
+    ):
         for _epoch in tqdm(range(epochs), desc=run, unit="epoch"):
             order = torch.randperm(len(x_train))
             for b in range(batches):
@@ -70,6 +111,30 @@ def train(logdir: Path, run: str, make_optimizer, epochs: int, every: int, seed:
             with torch.no_grad():
                 accuracy = (model(x_test).argmax(1) == y_test).float().mean().item()
             writer.add_scalar("accuracy/test", accuracy, step)
+            checkpoints.append((step, {k: v.clone() for k, v in model.state_dict().items()}))
+    writer.close()
+    return checkpoints
+
+
+def compare_runs(
+    logdir: Path, run: str, names: tuple[str, str], checkpoints_a, checkpoints_b
+) -> None:
+    """Log the cross-network channel correlations of two runs at each epoch's end."""
+    (_, _), (x_test, _) = load_data()
+    model_a, model_b = DigitsCNN(), DigitsCNN()
+    writer = deepscope.SummaryWriter(str(logdir / run))
+    for (step, state_a), (_, state_b) in zip(checkpoints_a, checkpoints_b):
+        model_a.load_state_dict(state_a)
+        model_b.load_state_dict(state_b)
+        deepscope.compare(
+            model_a,
+            model_b,
+            x_test,
+            layers=CORRELATION_LAYERS,
+            writer=writer,
+            global_step=step,
+            names=names,
+        )
     writer.close()
 
 
@@ -81,12 +146,13 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     shutil.rmtree(args.logdir, ignore_errors=True)  # a fresh demo every time
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    runs = {
-        "adamw-lr1e-3": lambda p: torch.optim.AdamW(p, lr=1e-3, weight_decay=1e-2),
-        "sgd-lr0.01": lambda p: torch.optim.SGD(p, lr=0.01, momentum=0.9),
-    }
-    for run, make_optimizer in runs.items():
-        train(args.logdir, run, make_optimizer, args.epochs, args.every, seed=0)
+    adamw = lambda p: torch.optim.AdamW(p, lr=1e-3, weight_decay=1e-2)  # noqa: E731
+    sgd = lambda p: torch.optim.SGD(p, lr=0.01, momentum=0.9)  # noqa: E731
+    seed0 = train(args.logdir, "adamw-lr1e-3", adamw, args.epochs, args.every, seed=0)
+    train(args.logdir, "sgd-lr0.01", sgd, args.epochs, args.every, seed=0)
+    seed1 = train(args.logdir, "adamw-lr1e-3-seed1", adamw, args.epochs, args.every, seed=1)
+    names = ("adamw-lr1e-3", "adamw-lr1e-3-seed1")
+    compare_runs(args.logdir, "compare-seed0-vs-seed1", names, seed0, seed1)
     print(f"wrote {args.logdir}")
 
 

@@ -1,0 +1,54 @@
+"""`make demo`'s training script runs and writes all four kinds of deepscope series."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from tensorboard.backend.event_processing import data_ingester, plugin_event_multiplexer
+from tensorboard.backend.event_processing import data_provider as tb_data_provider
+from tensorboard.context import RequestContext
+
+from deepscope.tb_plugin import series
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_demo_logs_every_kind_for_every_run(tmp_path):
+    logdir = tmp_path / "demo"
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "examples" / "train_digits.py"),
+            "--logdir",
+            str(logdir),
+            "--epochs",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "deepscope:" not in done.stderr, done.stderr[-2000:]  # no measurement failed
+    multiplexer = plugin_event_multiplexer.EventMultiplexer(
+        size_guidance=data_ingester.DEFAULT_SIZE_GUIDANCE,
+        tensor_size_guidance=data_ingester.DEFAULT_TENSOR_SIZE_GUIDANCE,
+    )
+    multiplexer.AddRunsFromDirectory(str(logdir))
+    multiplexer.Reload()
+    provider = tb_data_provider.MultiplexerDataProvider(multiplexer, str(logdir))
+    listing = series.list_series(provider, RequestContext(), "")
+    kinds = {run: {info.kind for info in tags.values()} for run, tags in listing.items()}
+    trained = {"update_ratios", "spectrum", "correlation", "saliency"}
+    assert kinds == {
+        "adamw-lr1e-3": trained,
+        "sgd-lr0.01": trained,
+        "adamw-lr1e-3-seed1": trained,
+        "compare-seed0-vs-seed1": {"correlation"},
+    }
+    methods = {tag for tag in listing["adamw-lr1e-3"] if tag.startswith("saliency/")}
+    assert len(methods) == 7
+    compare = listing["compare-seed0-vs-seed1"]["compare/relu2"].plugin_data.correlation
+    assert compare.cross and compare.row_name == "adamw-lr1e-3/relu2"
