@@ -295,6 +295,10 @@ def _prepare(layers: Sequence[LayerWeight]) -> list[_Prepared]:
     return prepared
 
 
+# Stacked matrices per batched svdvals call, at most (bytes).
+MAX_BATCH_BYTES = 256 * 2**20
+
+
 def _decompose(prepared: list[_Prepared], dtype: torch.dtype) -> None:
     """Fill `values` (host tensors [groups, k]) of every item without an error.
 
@@ -303,12 +307,27 @@ def _decompose(prepared: list[_Prepared], dtype: torch.dtype) -> None:
     A batch that fails to converge is retried layer by layer so that only the
     failing layers are marked.
     """
-    batches: dict[tuple, list[_Prepared]] = {}
+    by_shape: dict[tuple, list[_Prepared]] = {}
     for p in prepared:
         if not p.error:
             key = (p.matrices.device, tuple(p.matrices.shape[1:]))
-            batches.setdefault(key, []).append(p)
-    for items in batches.values():
+            by_shape.setdefault(key, []).append(p)
+    batches: list[list[_Prepared]] = []
+    element_size = torch.empty((), dtype=dtype).element_size()
+    for items in by_shape.values():
+        # At most MAX_BATCH_BYTES of stacked matrices per call, so that a model of many
+        # large equal layers (a transformer) does not copy all of them at once.
+        batch: list[_Prepared] = []
+        size = 0
+        for p in items:
+            nbytes = p.matrices.numel() * element_size
+            if batch and size + nbytes > MAX_BATCH_BYTES:
+                batches.append(batch)
+                batch, size = [], 0
+            batch.append(p)
+            size += nbytes
+        batches.append(batch)
+    for items in batches:
         start = time.perf_counter()
         try:
             if len(items) == 1:
@@ -317,8 +336,8 @@ def _decompose(prepared: list[_Prepared], dtype: torch.dtype) -> None:
                 stacked = torch.cat([p.matrices.to(dtype) for p in items])
             values = torch.linalg.svdvals(stacked).cpu()
             finite = bool(torch.isfinite(values).all())
-        except torch.linalg.LinAlgError:
-            finite = False
+        except (torch.linalg.LinAlgError, torch.OutOfMemoryError):
+            finite = False  # retried one layer at a time below
         if finite:
             seconds = time.perf_counter() - start
             total = sum(p.matrices.shape[0] for p in items)
@@ -339,6 +358,8 @@ def _decompose(prepared: list[_Prepared], dtype: torch.dtype) -> None:
                     p.error = "the SVD returned non-finite singular values"
             except torch.linalg.LinAlgError as error:
                 p.error = f"the SVD did not converge: {error}"
+            except torch.OutOfMemoryError:
+                p.error = "out of memory on the weight's device during the SVD"
             p.seconds = time.perf_counter() - start
 
 
@@ -587,7 +608,9 @@ def spectrum_metrics(
     n, m = max(rows, cols), min(rows, cols)
     noise = float(np.median(s)) / (math.sqrt(n) * mp_median(m / n))
     edge = noise * (math.sqrt(rows) + math.sqrt(cols))
-    above = int(np.count_nonzero(s > edge))
+    # Above the edge and above the rank tolerance: when most singular values are zero
+    # (a low-rank matrix) the median, and so the edge, is about zero too.
+    above = int(np.count_nonzero(s > max(edge, tol)))
     alpha, x_min, ks = power_law_fit(s * s)
     return SpectrumMetrics(
         spectral_norm=s_max,

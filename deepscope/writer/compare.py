@@ -99,6 +99,16 @@ def layer_output(output) -> torch.Tensor:
     raise TypeError(f"the layer's output is a {type(output).__name__}, not a tensor")
 
 
+def reused_module_error(name: str) -> RuntimeError:
+    """The error for a module that runs more than once in one forward pass."""
+    return RuntimeError(
+        f"layer {name!r} runs more than once in one forward pass (one module used in several "
+        "places, e.g. a single ReLU shared by several layers), so its output is not one "
+        "layer's activations; name a module that runs once per forward pass (give each use "
+        "its own module)"
+    )
+
+
 def model_device(model: torch.nn.Module) -> torch.device | None:
     """The device of the model's first parameter or buffer (None if it has neither)."""
     for tensor in model.parameters():
@@ -197,6 +207,8 @@ def compare(
     def hook_for(side: str, index: int):
         def hook(module, inputs, output):
             if running["side"] == side:
+                if (side, index) in outputs:
+                    raise reused_module_error(pairs[index][0 if side == "a" else 1])
                 outputs[(side, index)] = layer_output(output)
 
         return hook

@@ -122,6 +122,12 @@ def correlation_result(
       ValueError/TypeError: bad activations (see `CorrelationAccumulator.update`),
         `other` given with an accumulator or result, or an empty accumulator.
     """
+    if isinstance(other, (int, np.integer)) and not isinstance(other, bool):
+        raise TypeError(
+            f"other must be the other network's activations (a tensor), got the number {other}: "
+            "to give the step, write global_step=..., e.g. "
+            "add_channel_correlation(tag, activations, global_step=step)"
+        )
     if isinstance(activations, (CorrelationAccumulator, ChannelCorrelation)):
         if other is not None:
             raise ValueError(

@@ -91,10 +91,11 @@ def _check_spectrum(spectrum: spectrum_math.Spectrum) -> None:
             f"matrix_shape[0], and matrix_shape must be (groups, rows, cols); got values "
             f"of shape {list(values.shape)} and matrix_shape {list(shape)}"
         )
-    if values.shape[1] > min(shape[1], shape[2]):
+    if values.shape[1] != min(shape[1], shape[2]):
         raise ValueError(
-            f"{values.shape[1]} singular values per group is more than a {shape[1]} x "
-            f"{shape[2]} matrix has"
+            f"a {shape[1]} x {shape[2]} matrix has {min(shape[1], shape[2])} singular values "
+            f"per group, got {values.shape[1]}: the metrics (condition number, ranks, "
+            "Marchenko-Pastur edge) need the whole spectrum"
         )
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import operator
 import time
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -20,6 +19,7 @@ import numpy as np
 import torch
 
 from deepscope.analysis import update_ratios as ratios_math
+from deepscope.writer.hook_warnings import warn_from_hook
 from deepscope.writer.summary_writer import SummaryWriter
 from deepscope.writer.watch_correlation import DEFAULT_CORRELATION_EVERY, CorrelationWatcher
 from deepscope.writer.watch_saliency import DEFAULT_SALIENCY_EVERY, SaliencyWatcher
@@ -247,11 +247,10 @@ class Monitor:
         count = int(np.count_nonzero(bad))
         if count and not self.stats.non_finite:
             k, j = np.argwhere(bad)[0]
-            warnings.warn(
+            warn_from_hook(
                 f"deepscope: non-finite update ratio for {self._names[j]} at step "
                 f"{block[k].step} (a zero, infinite or NaN weight?); it is logged as measured "
                 "and counted in monitor.stats.non_finite",
-                RuntimeWarning,
                 stacklevel=4,
             )
         self.stats.non_finite += count
@@ -262,10 +261,9 @@ class Monitor:
         if len(self.stats.errors) < MAX_ERRORS_KEPT:
             self.stats.errors.append(message)
         if self.stats.error_count == 1:
-            warnings.warn(
+            warn_from_hook(
                 message + " (training goes on; failures are counted in monitor.stats.error_count,"
                 " the first ones kept in monitor.stats.errors)",
-                RuntimeWarning,
                 stacklevel=2,
             )
 

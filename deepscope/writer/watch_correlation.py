@@ -11,7 +11,6 @@ so batch-norm statistics are untouched.
 from __future__ import annotations
 
 import operator
-import warnings
 from collections.abc import Sequence
 
 import torch
@@ -23,7 +22,9 @@ from deepscope.writer.compare import (
     model_device,
     probe_batches,
     probing,
+    reused_module_error,
 )
+from deepscope.writer.hook_warnings import warn_from_hook
 
 DEFAULT_CORRELATION_EVERY = 500
 
@@ -108,19 +109,25 @@ class CorrelationWatcher:
         """Run the probe, log each layer's correlations at `step`; raises on failure."""
         accumulators = [CorrelationAccumulator(self.channel_dim) for _ in self.layers]
 
-        def hook_for(accumulator: CorrelationAccumulator):
+        calls: set[int] = set()  # layers that ran in the current forward pass
+
+        def hook_for(index: int, accumulator: CorrelationAccumulator):
             def hook(module, inputs, output):
+                if index in calls:
+                    raise reused_module_error(self.layers[index])
+                calls.add(index)
                 accumulator.update(layer_output(output))
 
             return hook
 
         handles = [
-            module.register_forward_hook(hook_for(accumulator))
-            for module, accumulator in zip(self.modules, accumulators)
+            module.register_forward_hook(hook_for(index, accumulator))
+            for index, (module, accumulator) in enumerate(zip(self.modules, accumulators))
         ]
         try:
             with probing(self.model):
                 for batch in self._device_batches():
+                    calls.clear()
                     self.model(batch)
         finally:
             for handle in handles:
@@ -153,13 +160,12 @@ class CorrelationWatcher:
 
     def _count_trouble(self, layer: str, step: int, non_finite: int, overflow: int) -> None:
         if (non_finite or overflow) and not (self.non_finite or self.overflow):
-            warnings.warn(
+            warn_from_hook(
                 f"deepscope: {non_finite} non-finite activations and {overflow} channels too "
                 f"large to square (overflow) in {layer!r} on the probe at step {step}; "
                 "non-finite sample positions are left out, overflowing channels get "
                 "correlation 0; counted in the watcher's non_finite and overflow "
                 "(monitor.measurers['correlation'])",
-                RuntimeWarning,
                 stacklevel=2,
             )
         self.non_finite += non_finite

@@ -9,7 +9,7 @@ gradients with respect to the inputs only), so training goes on unchanged.
 
 from __future__ import annotations
 
-import warnings
+import operator
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -17,6 +17,7 @@ import torch
 
 from deepscope.analysis import saliency as saliency_math
 from deepscope.analysis.saliency.target_scores import check_inputs
+from deepscope.writer.hook_warnings import warn_from_hook
 
 DEFAULT_SALIENCY_EVERY = 500
 
@@ -78,8 +79,9 @@ class SaliencyWatcher:
     ):
         if not isinstance(model, torch.nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+        if isinstance(every, bool) or not hasattr(every, "__index__") or operator.index(every) < 1:
             raise ValueError(f"saliency every must be a positive number of steps, got {every!r}")
+        every = operator.index(every)
         if isinstance(methods, str):
             methods = (methods,)
         methods = list(dict.fromkeys(methods))
@@ -151,11 +153,10 @@ class SaliencyWatcher:
         self.non_finite += count
         if not self._warned_non_finite:
             self._warned_non_finite = True
-            warnings.warn(
+            warn_from_hook(
                 f"saliency {method} at step {step}: {count} map value(s) are NaN or infinite; "
                 "they are logged as computed and counted in the watcher's non_finite "
                 "(warned once)",
-                RuntimeWarning,
                 stacklevel=2,
             )
 

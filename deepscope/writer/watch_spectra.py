@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import operator
 import time
-import warnings
 from dataclasses import dataclass, field
 
 import torch
 
 from deepscope.analysis import spectrum as spectrum_math
+from deepscope.writer.hook_warnings import warn_from_hook
 
 DEFAULT_SPECTRA_EVERY = 200
 MAX_ERRORS_KEPT = 20
@@ -140,10 +140,9 @@ class SpectraWatcher:
         if len(self.stats.errors) < MAX_ERRORS_KEPT:
             self.stats.errors.append(message)
         if self.stats.non_finite + self.stats.failed == 1:
-            warnings.warn(
+            warn_from_hook(
                 message + " (recorded with its error; training goes on; such spectra are "
                 "counted in monitor.measurers['spectra'].stats, warned about once)",
-                RuntimeWarning,
                 stacklevel=2,
             )
 

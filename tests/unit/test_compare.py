@@ -261,3 +261,45 @@ def test_compare_names_the_two_sides_as_asked(tmp_path, read_values):
     assert (info.row_name, info.col_name) == ("seed0/0", "seed1/0")
     with pytest.raises(ValueError, match="names must be two non-empty strings"):
         deepscope.compare(net_a, net_b, torch.randn(4, 1, 6, 6), layers=["0"], names=("a",))
+
+
+class _SharedReLU(torch.nn.Module):
+    """One ReLU module used after both convolutions: its output is not one layer's."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = torch.nn.Conv2d(1, 3, 3, padding=1)
+        self.conv2 = torch.nn.Conv2d(3, 3, 3, padding=1)
+        self.relu = torch.nn.ReLU()
+
+    def forward(self, x):
+        return self.relu(self.conv2(self.relu(self.conv1(x))))
+
+
+def test_a_module_that_runs_twice_per_forward_is_refused_not_mixed(tmp_path, read_values):
+    torch.manual_seed(0)
+    probe = torch.randn(4, 1, 6, 6)
+    with pytest.raises(RuntimeError, match="'relu' runs more than once in one forward pass"):
+        compare(_SharedReLU(), _SharedReLU(), probe, layers=["relu"])
+
+    model = _SharedReLU()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    writer = deepscope.SummaryWriter(str(tmp_path))
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")
+        monitor = deepscope.watch(
+            model,
+            optimizer,
+            writer,
+            spectra_every=None,
+            correlation_layers=["relu"],
+            probe=probe,
+            correlation_every=1,
+        )
+        model(probe).sum().backward()
+        optimizer.step()  # the measurement fails; training goes on
+        monitor.close()
+    writer.close()
+    assert monitor.stats.error_count == 1
+    assert "runs more than once" in monitor.stats.errors[0]
+    assert read_values(tmp_path, "correlation/relu") == []  # nothing mixed was written

@@ -168,3 +168,9 @@ def test_plain_builder_carries_metadata_and_step():
     assert (info.cross, info.row_name, info.col_name) == (True, "r", "c")
     step = pb.CorrelationStep.FromString(value.tensor.string_val[0])
     np.testing.assert_allclose(arrays.decode_array(step.matrix), _ref(a, b)[:3, 3:], atol=1e-3)
+
+
+def test_a_step_given_where_other_goes_gets_a_clear_error(tmp_path):
+    with deepscope.SummaryWriter(str(tmp_path)) as writer:
+        with pytest.raises(TypeError, match="to give the step, write global_step="):
+            writer.add_channel_correlation("conv", torch.randn(8, 3), 5)

@@ -402,3 +402,34 @@ def test_power_law_fit_without_enough_values_is_nan():
     assert all(math.isnan(v) for v in sp.power_law_fit(np.array([1.0])))
     assert all(math.isnan(v) for v in sp.power_law_fit(np.array([0.0, 0.0, 2.0])))
     assert all(math.isnan(v) for v in sp.power_law_fit(np.full(20, 3.0)))
+
+
+def test_batches_are_capped_in_bytes_and_out_of_memory_falls_back_to_one_layer(monkeypatch):
+    torch.manual_seed(8)
+    weights = [torch.randn(6, 5) for _ in range(5)]
+    calls = []
+    real = torch.linalg.svdvals
+
+    def spy(matrices, *args, **kwargs):
+        calls.append(matrices.shape[0])
+        if matrices.shape[0] > 1:  # as if a batch of several did not fit on the device
+            raise torch.OutOfMemoryError("CUDA out of memory")
+        return real(matrices, *args, **kwargs)
+
+    monkeypatch.setattr(torch.linalg, "svdvals", spy)
+    monkeypatch.setattr(sp, "MAX_BATCH_BYTES", 2 * 6 * 5 * 4)  # two float32 6 x 5 matrices
+    spectra = sp.layer_spectra([(w,) for w in weights])
+    # Batches of 2, 2 and 1; the two of 2 run out of memory and are redone layer by layer.
+    assert calls == [2, 1, 1, 2, 1, 1, 1]
+    for weight, spectrum in zip(weights, spectra):
+        assert spectrum.error == ""
+        assert_sv_close(spectrum.singular_values, numpy_sv(weight.numpy()))
+
+
+def test_a_low_rank_matrix_has_no_more_values_above_the_mp_edge_than_its_rank():
+    g = np.random.default_rng(9)
+    matrix = (g.standard_normal((40, 5)) @ g.standard_normal((5, 30))).astype(np.float32)
+    s = np.linalg.svd(matrix.astype(np.float64), compute_uv=False).astype(np.float32)
+    metrics = sp.spectrum_metrics(s, matrix.shape)
+    assert metrics.numerical_rank == np.linalg.matrix_rank(matrix) == 5
+    assert metrics.num_above_mp_edge <= 5

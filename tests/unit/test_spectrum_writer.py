@@ -253,3 +253,10 @@ def test_event_file_grows_by_four_bytes_a_singular_value(writer, tmp_path):
         writer.add_singular_values("layer", torch.randn(256, 300), step)
     per_step = (size() - before) / steps
     assert 4 * 256 <= per_step < 4 * 256 + 250
+
+
+def test_a_partial_spectrum_is_refused_because_its_metrics_would_be_wrong(tmp_path):
+    partial = sp.Spectrum(singular_values=torch.ones(1, 2), matrix_shape=(1, 3, 4))
+    with deepscope.SummaryWriter(str(tmp_path)) as writer:
+        with pytest.raises(ValueError, match="has 3 singular values per group, got 2"):
+            writer.add_singular_values("partial", partial)

@@ -443,3 +443,23 @@ def test_flush_writes_a_partial_block(writer, tmp_path, read_values):
     monitor.flush()
     assert [step for step, _ in logged(read_values, None, tmp_path)] == [0, 1, 2]
     monitor.close()
+
+
+def test_warnings_turned_into_errors_do_not_stop_training(writer):
+    """A NaN weight under `filterwarnings=error`: the trouble is counted, training goes on."""
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Linear(3, 2))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    with torch.no_grad():
+        model[0].weight[0, 0] = float("nan")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        monitor = deepscope.watch(model, optimizer, writer, every=1, spectra_every=1)
+        for _ in range(3):
+            optimizer.zero_grad()
+            model(torch.ones(2, 4)).sum().backward()
+            optimizer.step()  # would raise here if a warning escaped the hooks
+        monitor.close()
+    assert monitor.stats.steps_seen == 3
+    assert monitor.stats.non_finite > 0  # NaN update ratios, counted
+    # Both layers, at each of the 3 measurements: the NaN reaches the second through its gradient.
+    assert monitor.measurers["spectra"].stats.non_finite == 6
