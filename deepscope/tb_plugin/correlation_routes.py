@@ -10,15 +10,10 @@ The matrix route serves a window of the matrix in a chosen channel order,
 reduced on the server by block means to at most `size` cells per axis: the
 overview of a 2048-channel layer is 256 × 256 cells, a zoomed window is full
 resolution once it fits. Decoded steps and clustered orders are cached by blob
-key (blob keys are immutable).
+key, and step listings remembered, as `blob_steps` says.
 """
 
 from __future__ import annotations
-
-import collections
-import math
-import threading
-import time
 
 import numpy as np
 import werkzeug
@@ -37,32 +32,6 @@ _EXAMPLE = "correlation_matrix?run=RUN&tag=TAG"
 # Decoded steps kept (a 2048-channel matrix is 16 MB as float32).
 _STEP_CACHE = 8
 _ORDER_CACHE = 64
-# A listing of a series' steps is reused this long for requests naming a step it holds
-# (zooming and hovering ask the same step several times in a row).
-_LISTING_SECONDS = 10.0
-
-
-class _LRU:
-    """A small thread-safe least-recently-used cache."""
-
-    def __init__(self, capacity: int):
-        self._capacity = capacity
-        self._items: collections.OrderedDict = collections.OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key):
-        with self._lock:
-            value = self._items.get(key)
-            if value is not None:
-                self._items.move_to_end(key)
-            return value
-
-    def put(self, key, value) -> None:
-        with self._lock:
-            self._items[key] = value
-            self._items.move_to_end(key)
-            while len(self._items) > self._capacity:
-                self._items.popitem(last=False)
 
 
 class _Step:
@@ -94,21 +63,11 @@ def _decode_matrix(message: pb.CorrelationStep, extra_blob: bytes | None, where:
     return matrix
 
 
-def _finite(values) -> list:
-    """A list of floats with NaN/±Inf as None (strict JSON)."""
-    out = np.asarray(values, dtype=np.float64).tolist()
-    return [v if math.isfinite(v) else None for v in out]
-
-
-def _finite_number(value: float):
-    return value if math.isfinite(value) else None
-
-
 def _stats_json(stats: pb.ChannelStats, channels: int) -> dict:
     def column(array: pb.Array) -> list:
         if not array.shape:
             return []
-        return _finite(arrays.decode_array(array).reshape(-1))
+        return responses.json_numbers(arrays.decode_array(array).reshape(-1), null=True)
 
     return {
         "channels": channels,
@@ -125,10 +84,9 @@ class CorrelationRoutes:
 
     def __init__(self, context: RouteContext):
         self._context = context
-        self._steps = _LRU(_STEP_CACHE)
-        self._orders = _LRU(_ORDER_CACHE)
-        self._listings: dict[tuple[str, str, str], tuple[float, list]] = {}
-        self._listings_lock = threading.Lock()
+        self._steps = blob_steps.LRUCache(_STEP_CACHE)
+        self._orders = blob_steps.LRUCache(_ORDER_CACHE)
+        self._listings = blob_steps.StepListings(context)
 
     def apps(self) -> dict:
         return {
@@ -148,30 +106,9 @@ class CorrelationRoutes:
         info = self._context.catalog.find(ctx, experiment, run, tag, KIND).correlation
         return run, tag, ctx, experiment, info
 
-    def _list(self, ctx, experiment: str, run: str, tag: str) -> list[blob_steps.BlobStep]:
-        steps = blob_steps.list_steps(
-            self._context.data_provider, ctx, experiment, run, tag, self._context.downsample
-        )
-        with self._listings_lock:
-            self._listings[(experiment, run, tag)] = (time.monotonic(), steps)
-        return steps
-
-    def _find(self, ctx, experiment, run, tag, step: int | None) -> blob_steps.BlobStep:
-        """The kept step (latest when None); a recent listing is reused for a named step."""
-        if step is not None:
-            with self._listings_lock:
-                listed = self._listings.get((experiment, run, tag))
-            if listed is not None and time.monotonic() - listed[0] < _LISTING_SECONDS:
-                for candidate in listed[1]:
-                    if candidate.step == step:
-                        return candidate
-        steps = self._list(ctx, experiment, run, tag)
-        if not steps:
-            self._context.catalog.forget(experiment, run, tag)
-        return blob_steps.find_step(steps, step, run, tag)
-
     def _read(self, ctx, experiment, run, tag, step: int | None) -> _Step:
-        blob_step = self._find(ctx, experiment, run, tag, step)
+        steps = self._listings.list(ctx, experiment, run, tag, want=step)
+        blob_step = blob_steps.find_step(steps, step, run, tag)
         cached = self._steps.get(blob_step.blob_keys[0])
         if cached is not None:
             return cached
@@ -230,7 +167,7 @@ class CorrelationRoutes:
     def _serve_steps(self, request):
         example = "correlation_steps?run=RUN&tag=TAG"
         run, tag, ctx, experiment, info = self._series(request, example)
-        steps = self._list(ctx, experiment, run, tag)
+        steps = self._listings.list(ctx, experiment, run, tag)
         body = {
             "run": run,
             "tag": tag,
@@ -296,7 +233,7 @@ class CorrelationRoutes:
             "col_edges": reduced.col_edges.tolist(),
             "row_dead": sorted(int(i) for i in row_stats.dead),
             "col_dead": sorted(int(i) for i in col_stats.dead),
-            "redundant_fraction": _finite_number(step.message.redundant_fraction),
+            "redundant_fraction": responses.json_number(step.message.redundant_fraction, null=True),
             "values": {"dtype": "float32", "shape": list(reduced.values.shape), "base64": ""},
         }
         data = reduced.values.astype("<f4", copy=False).tobytes()
@@ -337,16 +274,16 @@ class CorrelationRoutes:
             "semi": {
                 "rows": semi_rows,
                 "cols": ints(matching.semi_cols),
-                "corr": _finite(semi_corr),
-                "sorted": _finite(_sorted_descending(semi_corr)),
-                "mean": _finite_number(matching.semi_mean),
+                "corr": responses.json_numbers(semi_corr, null=True),
+                "sorted": responses.json_numbers(_sorted_descending(semi_corr), null=True),
+                "mean": responses.json_number(matching.semi_mean, null=True),
             },
             "bipartite": {
                 "rows": ints(matching.bipartite_rows),
                 "cols": ints(matching.bipartite_cols),
-                "corr": _finite(bip_corr),
-                "sorted": _finite(_sorted_descending(bip_corr)),
-                "mean": _finite_number(matching.bipartite_mean),
+                "corr": responses.json_numbers(bip_corr, null=True),
+                "sorted": responses.json_numbers(_sorted_descending(bip_corr), null=True),
+                "mean": responses.json_number(matching.bipartite_mean, null=True),
             },
         }
         return responses.respond_json(request, body)
@@ -364,7 +301,7 @@ class CorrelationRoutes:
             "wall_time": step.wall_time,
             "samples": int(step.message.samples),
             "cross": bool(info.cross),
-            "redundant_fraction": _finite_number(step.message.redundant_fraction),
+            "redundant_fraction": responses.json_number(step.message.redundant_fraction, null=True),
             "rows": _stats_json(step.message.row_stats, n_rows),
             "cols": _stats_json(step.message.col_stats, n_cols) if info.cross else None,
         }

@@ -7,20 +7,15 @@ float16 [N, ...input_shape], labels and predictions, for baseline-subtracted
 methods the baseline and its maps, for integrated gradients the completeness
 error. Arrays travel to the browser as the stored bytes (float16, or float32
 where the writer kept it) in base64, so a step of 16 MNIST digits costs about
-70 kB. Documented in docs/http_api.md.
+70 kB. Documented in docs/http_api.md. Decoded steps are cached by blob key, and
+step listings remembered, as `blob_steps` says.
 """
 
 from __future__ import annotations
 
-import base64
-import collections
-import json
-import threading
-
 import numpy as np
 import werkzeug
 from tensorboard import errors, plugin_util
-from tensorboard.backend import http_util
 
 from deepscope.proto import arrays
 from deepscope.proto import deepscope_pb2 as pb
@@ -45,12 +40,8 @@ class SaliencyRoutes:
 
     def __init__(self, context: RouteContext):
         self._context = context
-        self._cache: collections.OrderedDict[str, pb.SaliencyStep] = collections.OrderedDict()
-        # The last listing of each (experiment, run, tag): step -> BlobStep. A request for
-        # a listed step reads its blob without listing again (a round trip of tens of ms
-        # on the Rust data server); a miss or a failed read lists anew.
-        self._listed: dict[tuple[str, str, str], dict[int, blob_steps.BlobStep]] = {}
-        self._lock = threading.Lock()
+        self._cache = blob_steps.LRUCache(CACHED_STEPS)
+        self._listings = blob_steps.StepListings(context)
 
     def apps(self) -> dict:
         return {"/saliency_steps": self._serve_steps, "/saliency": self._serve_maps}
@@ -64,7 +55,7 @@ class SaliencyRoutes:
         ctx = plugin_util.context(request.environ)
         experiment = plugin_util.experiment_id(request.environ)
         info = self._context.catalog.find(ctx, experiment, run, tag, KIND).saliency
-        steps = self._list_steps(ctx, experiment, run, tag)
+        steps = self._listings.list(ctx, experiment, run, tag)
         body = {
             "run": run,
             "tag": tag,
@@ -81,7 +72,7 @@ class SaliencyRoutes:
             body["num_samples"] = _num_samples(last)
             labels = _decode(last.labels, "labels", steps[-1].step)
             body["labels"] = labels.astype(np.int64).tolist() if labels is not None else None
-        return http_util.Respond(request, body, "application/json")
+        return responses.respond_json(request, body)
 
     @werkzeug.wrappers.Request.application
     def _serve_maps(self, request):
@@ -91,16 +82,14 @@ class SaliencyRoutes:
         ctx = plugin_util.context(request.environ)
         experiment = plugin_util.experiment_id(request.environ)
         info = self._context.catalog.find(ctx, experiment, run, tag, KIND).saliency
-        with self._lock:
-            known = self._listed.get((experiment, run, tag), {}).get(step_arg)
-        message = None
-        if known is not None:
-            try:
-                chosen, message = known, self._read_step(ctx, known, run, tag)
-            except Exception:  # gone since it was listed (downsampled, rewritten): list anew
-                message = None
-        if message is None:
-            steps = self._list_steps(ctx, experiment, run, tag)
+        steps = self._listings.list(ctx, experiment, run, tag, want=step_arg)
+        chosen = blob_steps.find_step(steps, step_arg, run, tag)
+        try:
+            message = self._read_step(ctx, chosen, run, tag)
+        except errors.PublicError:
+            raise
+        except Exception:  # gone since it was listed (downsampled, rewritten): list anew
+            steps = self._listings.list_tags(ctx, experiment, run, [tag], fresh=True)[tag]
             chosen = blob_steps.find_step(steps, step_arg, run, tag)
             message = self._read_step(ctx, chosen, run, tag)
         body, data = saliency_body(message, request.args.get("samples"), chosen.step)
@@ -112,24 +101,14 @@ class SaliencyRoutes:
             "method": info.method,
             **body,
         }
-        return _respond_arrays(request, body, data)
+        return responses.respond_base64_json(request, body, data)
 
     # ------------------------------------------------------------------ reading
 
-    def _list_steps(self, ctx, experiment: str, run: str, tag: str) -> list[blob_steps.BlobStep]:
-        steps = blob_steps.list_steps(
-            self._context.data_provider, ctx, experiment, run, tag, self._context.downsample
-        )
-        with self._lock:
-            self._listed[(experiment, run, tag)] = {s.step: s for s in steps}
-        return steps
-
     def _read_step(self, ctx, blob_step: blob_steps.BlobStep, run: str, tag: str):
-        key = blob_step.blob_keys[0] if blob_step.blob_keys else None
-        with self._lock:
-            if key is not None and key in self._cache:
-                self._cache.move_to_end(key)
-                return self._cache[key]
+        cached = self._cache.get(blob_step.blob_keys[0]) if blob_step.blob_keys else None
+        if cached is not None:
+            return cached
         raw = blob_steps.read_blob(self._context.data_provider, ctx, blob_step)
         try:
             message = pb.SaliencyStep.FromString(raw)
@@ -138,10 +117,7 @@ class SaliencyRoutes:
                 f"step {blob_step.step} of tag {tag!r} of run {run!r} is not a readable "
                 f"saliency step ({error}); was it written by deepscope's add_saliency?"
             ) from None
-        with self._lock:
-            self._cache[key] = message
-            while len(self._cache) > CACHED_STEPS:
-                self._cache.popitem(last=False)
+        self._cache.put(blob_step.blob_keys[0], message)
         return message
 
 
@@ -227,7 +203,7 @@ def saliency_body(
         "non_finite": int(message.non_finite),
     }
     if completeness is not None and completeness.size == count:
-        head["completeness_error"] = [_finite_or_text(v) for v in completeness.reshape(-1)[take]]
+        head["completeness_error"] = responses.json_numbers(completeness.reshape(-1)[take])
     bad = ~np.isfinite(maps[take].reshape(len(chosen), -1))
     per_sample = bad.sum(axis=1)
     slots = {"inputs": inputs[take], "maps": maps[take]}
@@ -264,18 +240,6 @@ def saliency_body(
     return head, data
 
 
-def _respond_arrays(request, body: dict, data: dict[str, bytes]):
-    """JSON with each `body[slot]["base64"]` filled from `data[slot]`, sent uncompressed.
-
-    base64 needs no JSON escaping; float16 bytes barely compress, so gzip would
-    cost time for little.
-    """
-    for slot in data:
-        body[slot] = dict(body[slot], base64=base64.b64encode(data[slot]).decode("ascii"))
-    text = json.dumps(body, allow_nan=False, separators=(",", ":")).encode("ascii")
-    return http_util.Respond(request, text, "application/json", content_encoding="identity")
-
-
 def _num_samples(message: pb.SaliencyStep) -> int:
     shape = list(message.maps.shape) or list(message.inputs.shape)
     return int(shape[0]) if shape else 0
@@ -298,12 +262,3 @@ def _pick_ints(values: np.ndarray | None, take: np.ndarray, count: int) -> list[
     if values is None or values.size != count:
         return None
     return values.reshape(-1)[take].astype(np.int64).tolist()
-
-
-def _finite_or_text(value) -> float | str:
-    value = float(value)
-    if np.isnan(value):
-        return "NaN"
-    if np.isinf(value):
-        return "Infinity" if value > 0 else "-Infinity"
-    return value

@@ -13,19 +13,16 @@ Routes (documented in docs/http_api.md):
 - `spectrum_evolution?run&tag[&max_steps][&max_values]`: the spectra of all
   kept steps of one series (the tab's heatmap), downsampled on the server.
 
-Decoded steps are cached by blob key (keys are immutable), and blobs not yet
-cached are fetched in parallel: the Rust data server answers each read RPC in
-milliseconds to tens of milliseconds.
+Decoded steps are cached by blob key and step listings remembered as
+`blob_steps` says; blobs not yet cached are fetched in parallel: the Rust data
+server answers each read RPC in milliseconds to tens of milliseconds.
 """
 
 from __future__ import annotations
 
-import collections
 import concurrent.futures
 import dataclasses
 import math
-import threading
-import time
 
 import numpy as np
 import werkzeug
@@ -33,7 +30,6 @@ from google.protobuf import json_format
 from tensorboard import errors, plugin_util
 from tensorboard.data import provider
 
-from deepscope import metadata
 from deepscope.proto import arrays
 from deepscope.proto import deepscope_pb2 as pb
 from deepscope.tb_plugin import blob_steps, responses, series
@@ -49,9 +45,6 @@ DEFAULT_EVOLUTION_STEPS = 200
 DEFAULT_EVOLUTION_VALUES = 256
 CACHE_BYTES = 64 * 1024 * 1024
 _FETCH_THREADS = 8
-# Seconds a step listing is reused: TensorBoard's default reload interval.
-LISTING_SECONDS = 5.0
-_LISTINGS_KEPT = 256
 _EXAMPLE = "spectrum?run=RUN&tag=TAG"
 
 
@@ -127,20 +120,11 @@ def even_indices(count: int, limit: int) -> np.ndarray:
     return np.unique(np.round(np.linspace(0, count - 1, limit)).astype(np.int64))
 
 
-def json_number(value: float) -> float | int | str:
-    """A float for JSON: "NaN", "Infinity", "-Infinity" spelled out."""
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "Infinity" if value > 0 else "-Infinity"
-    return value
-
-
 def metric_json(name: str, value: float) -> float | int | str:
     """A metric for JSON: counts as integers, non-finite values spelled out."""
     if name in _INTEGER_METRICS and math.isfinite(value):
         return int(value)
-    return json_number(value)
+    return responses.json_number(value)
 
 
 def info_json(plugin_data: pb.PluginData) -> dict:
@@ -155,48 +139,13 @@ def info_json(plugin_data: pb.PluginData) -> dict:
     return info
 
 
-class DecodedStepCache:
-    """Decoded spectrum steps by blob key, least recently used dropped beyond `max_bytes`."""
-
-    def __init__(self, max_bytes: int = CACHE_BYTES):
-        self._max_bytes = max_bytes
-        self._bytes = 0
-        self._items: collections.OrderedDict[str, DecodedSpectrum] = collections.OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: str) -> DecodedSpectrum | None:
-        with self._lock:
-            item = self._items.get(key)
-            if item is not None:
-                self._items.move_to_end(key)
-            return item
-
-    def put(self, key: str, item: DecodedSpectrum) -> None:
-        with self._lock:
-            old = self._items.pop(key, None)
-            if old is not None:
-                self._bytes -= old.nbytes
-            self._items[key] = item
-            self._bytes += item.nbytes
-            while self._bytes > self._max_bytes and len(self._items) > 1:
-                _, dropped = self._items.popitem(last=False)
-                self._bytes -= dropped.nbytes
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-
 class SpectrumRoutes:
     """Routes serving spectrum series (see the module docstring)."""
 
-    def __init__(self, context: RouteContext, cache: DecodedStepCache | None = None):
+    def __init__(self, context: RouteContext):
         self._context = context
-        self._cache = cache if cache is not None else DecodedStepCache()
-        self._lock = threading.Lock()
-        # (experiment, run, tags) -> (monotonic time, tag -> kept steps)
-        self._listings: collections.OrderedDict[tuple, tuple[float, dict]] = (
-            collections.OrderedDict()
-        )
+        self._cache = blob_steps.LRUCache(CACHE_BYTES, weigh=lambda item: item.nbytes)
+        self._listings = blob_steps.StepListings(context)
         self._pool = concurrent.futures.ThreadPoolExecutor(
             max_workers=_FETCH_THREADS, thread_name_prefix="deepscope-spectrum"
         )
@@ -213,57 +162,6 @@ class SpectrumRoutes:
 
     def _find(self, ctx, experiment: str, run: str, tag: str) -> pb.PluginData:
         return self._context.catalog.find(ctx, experiment, run, tag, KIND)
-
-    def _listing(
-        self, ctx, experiment: str, run: str, tags: list[str], fresh: bool = False
-    ) -> dict[str, list[blob_steps.BlobStep]]:
-        """Each tag's kept steps, ascending, in one read RPC; remembered LISTING_SECONDS.
-
-        TensorBoard itself sees new events only every reload (5 s by default), so a
-        listing that old misses nothing it could show; `fresh` lists again anyway.
-        """
-        key = (experiment, run, tuple(sorted(tags)))
-        now = time.monotonic()
-        with self._lock:
-            hit = self._listings.get(key)
-        if hit is not None and not fresh and now - hit[0] < LISTING_SECONDS:
-            return hit[1]
-        data = (
-            self._context.data_provider.read_blob_sequences(
-                ctx,
-                experiment_id=experiment,
-                plugin_name=metadata.PLUGIN_NAME,
-                run_tag_filter=provider.RunTagFilter(runs=[run], tags=list(key[2])),
-                downsample=self._context.downsample or blob_steps.UNBOUNDED,
-            )
-            if tags
-            else {}
-        )
-        listing: dict[str, list[blob_steps.BlobStep]] = {}
-        for tag in tags:
-            by_step: dict[int, blob_steps.BlobStep] = {}  # the last write of a step wins
-            for datum in data.get(run, {}).get(tag, []):
-                by_step[int(datum.step)] = blob_steps.BlobStep(
-                    int(datum.step),
-                    float(datum.wall_time),
-                    tuple(ref.blob_key for ref in datum.values),
-                )
-            listing[tag] = [by_step[s] for s in sorted(by_step)]
-        with self._lock:
-            self._listings[key] = (now, listing)
-            self._listings.move_to_end(key)
-            while len(self._listings) > _LISTINGS_KEPT:
-                self._listings.popitem(last=False)
-        return listing
-
-    def _steps(
-        self, ctx, experiment: str, run: str, tag: str, want: int | None = None
-    ) -> list[blob_steps.BlobStep]:
-        """The kept steps of (run, tag); listed again when step `want` is not among them."""
-        steps = self._listing(ctx, experiment, run, [tag])[tag]
-        if want is not None and not any(s.step == want for s in steps):
-            steps = self._listing(ctx, experiment, run, [tag], fresh=True)[tag]
-        return steps
 
     def _decoded(self, ctx, steps: list[blob_steps.BlobStep]) -> list[DecodedSpectrum]:
         """The decoded first blob of each step: from the cache, the rest fetched in parallel."""
@@ -305,7 +203,7 @@ class SpectrumRoutes:
         ctx = plugin_util.context(request.environ)
         experiment = plugin_util.experiment_id(request.environ)
         plugin_data = self._find(ctx, experiment, run, tag)
-        steps = self._steps(ctx, experiment, run, tag)
+        steps = self._listings.list(ctx, experiment, run, tag)
         body = {
             "run": run,
             "tag": tag,
@@ -323,7 +221,7 @@ class SpectrumRoutes:
         ctx = plugin_util.context(request.environ)
         experiment = plugin_util.experiment_id(request.environ)
         plugin_data = self._find(ctx, experiment, run, tag)
-        steps = self._steps(ctx, experiment, run, tag, want=wanted)
+        steps = self._listings.list(ctx, experiment, run, tag, want=wanted)
         chosen = blob_steps.find_step(steps, wanted, run, tag)
         (item,) = self._decoded(ctx, [chosen])
         values = item.singular_values
@@ -354,7 +252,7 @@ class SpectrumRoutes:
             infos = {tag: self._find(ctx, experiment, run, tag) for tag in tags}
         else:
             infos = self._spectrum_tags(ctx, experiment, run)
-        listing = self._listing(ctx, experiment, run, list(infos))
+        listing = self._listings.list_tags(ctx, experiment, run, list(infos))
         per_tag: dict[str, list[blob_steps.BlobStep]] = {}
         for tag in infos:
             kept = listing[tag]
@@ -395,7 +293,7 @@ class SpectrumRoutes:
         ctx = plugin_util.context(request.environ)
         experiment = plugin_util.experiment_id(request.environ)
         plugin_data = self._find(ctx, experiment, run, tag)
-        all_steps = self._steps(ctx, experiment, run, tag)
+        all_steps = self._listings.list(ctx, experiment, run, tag)
         kept = [all_steps[i] for i in even_indices(len(all_steps), max_steps)]
         items = self._decoded(ctx, kept)
         shape = [int(n) for n in plugin_data.spectrum.matrix_shape]

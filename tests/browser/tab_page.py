@@ -1,6 +1,13 @@
-"""TensorBoard's page with the deepscope tab open, in Debian's Chromium driven by Playwright."""
+"""TensorBoard's page with the deepscope tab open, in Debian's Chromium driven by Playwright.
+
+Also the tab's `tooltip_fields` and `screenshot`, shared by the kinds' browser tests.
+"""
 
 from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
 
 CHROMIUM_ARGS = [
     "--headless",
@@ -14,6 +21,7 @@ CHROMIUM_ARGS = [
 ]
 VIEWPORT = {"width": 1400, "height": 900}
 TIMEOUT_MS = 30_000
+IMAGES = Path(__file__).resolve().parents[2] / "docs" / "images"
 
 
 class Tab:
@@ -49,3 +57,28 @@ class Tab:
         assert frame is not None, "the deepscope tab's iframe never appeared"
         self.frame = frame
         return frame
+
+
+def tooltip_fields(frame) -> dict[str, str]:
+    """The fields of the tab's tooltip once it shows: data-field → text."""
+    tooltip = frame.locator("[data-testid=tooltip]")
+    tooltip.wait_for(state="visible", timeout=TIMEOUT_MS)
+    fields = tooltip.locator("[data-field]")
+    return {
+        fields.nth(k).get_attribute("data-field"): fields.nth(k).inner_text()
+        for k in range(fields.count())
+    }
+
+
+def screenshot(locator, tmp_path: Path, name: str, min_bytes: int) -> Path:
+    """A picture of `locator`, at least `min_bytes` (not blank).
+
+    With DEEPSCOPE_SCREENSHOTS=1 it also becomes the README's picture, docs/images/<name>.
+    """
+    out = tmp_path / name
+    locator.screenshot(path=str(out))
+    assert out.stat().st_size > min_bytes
+    if os.environ.get("DEEPSCOPE_SCREENSHOTS") == "1":
+        IMAGES.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(out, IMAGES / name)
+    return out

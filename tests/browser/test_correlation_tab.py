@@ -10,18 +10,10 @@ Set DEEPSCOPE_SCREENSHOTS=1 to refresh the README's picture, docs/images/correla
 
 from __future__ import annotations
 
-import base64
-import json
-import os
-import shutil
-from pathlib import Path
-from urllib.parse import urlencode
-
 import numpy as np
 import pytest
 
-from tests.browser.tab_page import TIMEOUT_MS, VIEWPORT
-from tests.conftest import get
+from tests.browser.tab_page import TIMEOUT_MS, VIEWPORT, screenshot, tooltip_fields
 from tests.correlation_data import (
     CROSS_TAG,
     DEAD_CHANNEL,
@@ -29,11 +21,9 @@ from tests.correlation_data import (
     load_activations,
     numpy_correlation,
 )
+from tests.route_helpers import decode, route
 
 sync_api = pytest.importorskip("playwright.sync_api")
-
-REPO = Path(__file__).resolve().parents[2]
-SCREENSHOT = REPO / "docs" / "images" / "correlation.png"
 
 
 @pytest.fixture(scope="session")
@@ -41,15 +31,8 @@ def correlation_server(correlation_logdir, tensorboard_server) -> str:
     return tensorboard_server(correlation_logdir, load_fast=False)
 
 
-def route(base: str, path: str, **params) -> dict:
-    status, body = get(f"{base}/data/plugin/deepscope/correlation_{path}?{urlencode(params)}")
-    assert status == 200, body
-    return json.loads(body)
-
-
 def matrix_of(body: dict) -> np.ndarray:
-    v = body["values"]
-    return np.frombuffer(base64.b64decode(v["base64"]), dtype="<f4").reshape(v["shape"])
+    return decode(body["values"])
 
 
 def format_rho(value: float) -> str:
@@ -78,19 +61,13 @@ def hover_cell(tab, canvas, rows: int, cols: int, i: int, j: int) -> dict[str, s
     x = box["x"] + (j + 0.5) * box["width"] / cols
     y = box["y"] + (i + 0.5) * box["height"] / rows
     tab.page.mouse.move(x, y)
-    tooltip = tab.frame.locator("[data-testid=tooltip]")
-    tooltip.wait_for(state="visible", timeout=TIMEOUT_MS)
-    fields = tooltip.locator("[data-field]")
-    return {
-        fields.nth(k).get_attribute("data-field"): fields.nth(k).inner_text()
-        for k in range(fields.count())
-    }
+    return tooltip_fields(tab.frame)
 
 
 def test_hover_shows_the_routes_rho_which_is_numpys_and_dead_channels_are_marked(
     tab, correlation_server, correlation_logdir
 ):
-    body = route(correlation_server, "matrix", run="seed1", tag=WITHIN_TAG)
+    body = route(correlation_server, "correlation_matrix", run="seed1", tag=WITHIN_TAG)
     values = matrix_of(body)
     step = body["step"]
     expected = numpy_correlation(load_activations(correlation_logdir, "seed1", step))
@@ -119,7 +96,9 @@ def test_hover_shows_the_routes_rho_which_is_numpys_and_dead_channels_are_marked
 
 
 def test_order_toggle_reorders_the_channels(tab, correlation_server):
-    clustered = route(correlation_server, "matrix", run="seed0", tag=WITHIN_TAG, order="clustered")
+    clustered = route(
+        correlation_server, "correlation_matrix", run="seed0", tag=WITHIN_TAG, order="clustered"
+    )
     original_order = ",".join(str(k) for k in range(16))
     clustered_order = ",".join(str(k) for k in clustered["row_order"])
     assert clustered_order != original_order
@@ -147,7 +126,7 @@ def test_compare_tag_shows_both_matching_curves_and_a_matched_order(tab, correla
             path = curves.locator(f'[data-method={method}] path[data-run="{run}"]')
             path.wait_for(timeout=TIMEOUT_MS)
             assert path.get_attribute("data-points") == "16"
-    matching = route(correlation_server, "matching", run="seed0", tag=CROSS_TAG)
+    matching = route(correlation_server, "correlation_matching", run="seed0", tag=CROSS_TAG)
     legend = curves.locator('[data-method=bipartite] .ds-legend-item[data-run="seed0"]')
     assert format_rho(matching["bipartite"]["mean"]) in legend.inner_text()
     # A within-layer tag has no curves.
@@ -155,7 +134,9 @@ def test_compare_tag_shows_both_matching_curves_and_a_matched_order(tab, correla
 
     card(frame, CROSS_TAG).locator("button[data-order=matched]").click()
     canvas = heatmap(frame, CROSS_TAG, "seed0", order="matched")
-    matched = route(correlation_server, "matrix", run="seed0", tag=CROSS_TAG, order="matched")
+    matched = route(
+        correlation_server, "correlation_matrix", run="seed0", tag=CROSS_TAG, order="matched"
+    )
     assert canvas.get_attribute("data-col-order") == ",".join(map(str, matched["col_order"]))
     fields = hover_cell(tab, canvas, 16, 16, 4, 4)  # a matched pair, on the diagonal
     pairs = dict(zip(matching["bipartite"]["rows"], matching["bipartite"]["cols"]))
@@ -174,7 +155,7 @@ def test_drag_zooms_to_a_full_resolution_window_and_reset_returns(tab, correlati
     # Rows 4..7 and columns 2..9, as half-open windows.
     canvas = heatmap(frame, WITHIN_TAG, "seed1", window="4,8,2,10")
     assert canvas.get_attribute("data-rows") == "4" and canvas.get_attribute("data-cols") == "8"
-    full = matrix_of(route(correlation_server, "matrix", run="seed1", tag=WITHIN_TAG))
+    full = matrix_of(route(correlation_server, "correlation_matrix", run="seed1", tag=WITHIN_TAG))
     fields = hover_cell(tab, canvas, 4, 8, 1, 3)
     assert (fields["row"], fields["col"]) == ("5", "5")
     assert fields["rho"] == format_rho(full[5, 5])
@@ -196,9 +177,4 @@ def test_screenshot(tab, correlation_server, tmp_path):
     target.scroll_into_view_if_needed()
     canvas = heatmap(frame, CROSS_TAG, "seed0", order="matched")
     hover_cell(tab, canvas, 16, 16, 2, 2)
-    out = tmp_path / "correlation.png"
-    target.screenshot(path=str(out))
-    assert out.stat().st_size > 20_000
-    if os.environ.get("DEEPSCOPE_SCREENSHOTS") == "1":
-        SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(out, SCREENSHOT)
+    screenshot(target, tmp_path, "correlation.png", min_bytes=20_000)

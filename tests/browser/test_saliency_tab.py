@@ -11,25 +11,18 @@ Set DEEPSCOPE_SCREENSHOTS=1 to refresh the README's picture, docs/images/salienc
 
 from __future__ import annotations
 
-import base64
-import json
-import os
-import shutil
 from decimal import ROUND_HALF_UP, Decimal
-from pathlib import Path
-from urllib.parse import urlencode
 
 import numpy as np
 import pytest
 
-from tests.browser.tab_page import TIMEOUT_MS
-from tests.conftest import get
+from tests import route_helpers
+from tests.browser.tab_page import TIMEOUT_MS, screenshot, tooltip_fields
+from tests.route_helpers import route
 from tests.saliency_data import BROKEN_TAG, RGB_TAG
 
 sync_api = pytest.importorskip("playwright.sync_api")
 
-REPO = Path(__file__).resolve().parents[2]
-SCREENSHOT = REPO / "docs" / "images" / "saliency.png"
 PAGE = 8  # samples per page of the tab's grid
 
 
@@ -41,16 +34,8 @@ def server(saliency_logdir, tensorboard_server) -> str:
 # ---------------------------------------------------------------- helpers
 
 
-def route(base: str, path: str, **params) -> dict:
-    status, body = get(f"{base}/data/plugin/deepscope/{path}?{urlencode(params)}")
-    assert status == 200, body
-    return json.loads(body)
-
-
 def decode(slot: dict) -> np.ndarray:
-    dtype = {"float16": "<f2", "float32": "<f4"}[slot["dtype"]]
-    raw = base64.b64decode(slot["base64"])
-    return np.frombuffer(raw, dtype=dtype).reshape(slot["shape"]).astype(np.float64)
+    return route_helpers.decode(slot).astype(np.float64)
 
 
 def reduce(maps: np.ndarray, mode: str) -> np.ndarray:
@@ -102,13 +87,7 @@ def hover_pixel(tab, canvas, x: int, y: int, width: int, height: int) -> dict[st
     tab.page.mouse.move(
         box["x"] + (x + 0.5) * box["width"] / width, box["y"] + (y + 0.5) * box["height"] / height
     )
-    tooltip = tab.frame.locator("[data-testid=tooltip]")
-    tooltip.wait_for(state="visible", timeout=TIMEOUT_MS)
-    fields = tooltip.locator("[data-field]")
-    return {
-        fields.nth(k).get_attribute("data-field"): fields.nth(k).inner_text()
-        for k in range(fields.count())
-    }
+    return tooltip_fields(tab.frame)
 
 
 def pixel_rgb(canvas, x: int, y: int, width: int) -> tuple[int, int, int]:
@@ -334,9 +313,4 @@ def test_screenshot(tab, server, tmp_path):
         timeout=TIMEOUT_MS
     )
     tab.page.mouse.move(1, 1)
-    out = tmp_path / "saliency.png"
-    c.screenshot(path=str(out))
-    assert out.stat().st_size > 10_000
-    if os.environ.get("DEEPSCOPE_SCREENSHOTS") == "1":
-        SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(out, SCREENSHOT)
+    screenshot(c, tmp_path, "saliency.png", min_bytes=10_000)

@@ -9,25 +9,18 @@ Set DEEPSCOPE_SCREENSHOTS=1 to refresh the README's picture, docs/images/spectru
 
 from __future__ import annotations
 
-import base64
 import json
 import math
-import os
-import shutil
-from pathlib import Path
-from urllib.parse import urlencode
 
 import numpy as np
 import pytest
 
-from tests.browser.tab_page import TIMEOUT_MS
-from tests.conftest import get
+from tests.browser.tab_page import TIMEOUT_MS, screenshot, tooltip_fields
+from tests.route_helpers import decode, number, route
 from tests.spectrum_data import BROKEN_STEP, BROKEN_TAG, MEASURED_STEPS
 
 sync_api = pytest.importorskip("playwright.sync_api")
 
-REPO = Path(__file__).resolve().parents[2]
-SCREENSHOT = REPO / "docs" / "images" / "spectrum.png"
 RUNS = ("seed0", "seed1")
 
 
@@ -44,21 +37,10 @@ def spectrum_python_server(spectrum_logdir, tensorboard_server) -> str:
 # ---------------------------------------------------------------- helpers
 
 
-def route(base_url: str, path: str, **params) -> dict:
-    status, body = get(f"{base_url}/data/plugin/deepscope/{path}?{urlencode(params, doseq=True)}")
-    assert status == 200, body
-    return json.loads(body)
-
-
-def number(value) -> float:
-    return {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}.get(value, value)
-
-
 def spectrum(base_url: str, run: str, tag: str, step: int) -> np.ndarray:
     """The route's singular values at (run, tag, step), all groups merged, descending."""
     slot = route(base_url, "spectrum", run=run, tag=tag, step=step)["singular_values"]
-    values = np.frombuffer(base64.b64decode(slot["base64"]), "<f4")
-    return np.sort(values)[::-1]
+    return np.sort(decode(slot).ravel())[::-1]
 
 
 def nearest(steps: list[int], step: int) -> int:
@@ -93,16 +75,6 @@ def slider_step(frame) -> int:
 
 def drawn_steps(frame) -> dict[str, int]:
     return json.loads(chart(frame).get_attribute("data-steps"))
-
-
-def tooltip_fields(frame) -> dict[str, str]:
-    tooltip = frame.locator("[data-testid=tooltip]")
-    tooltip.wait_for(state="visible", timeout=TIMEOUT_MS)
-    fields = tooltip.locator("[data-field]")
-    return {
-        fields.nth(k).get_attribute("data-field"): fields.nth(k).inner_text()
-        for k in range(fields.count())
-    }
 
 
 def hover_rank(tab, frame, rank: int, n: int) -> dict[str, str]:
@@ -240,12 +212,7 @@ def test_slider_and_heatmap_click_change_the_drawn_step(tab, spectrum_python_ser
     fields = tooltip_fields(frame)
     assert fields["step"] == "15" and fields["rank"] == "1"
     evolution = route(spectrum_python_server, "spectrum_evolution", run="seed0", tag=tag)
-    assert float(fields["sigma"]) == pytest.approx(
-        np.frombuffer(base64.b64decode(evolution["values"]["base64"]), "<f4").reshape(
-            evolution["values"]["shape"]
-        )[column, 0],
-        rel=6e-4,
-    )
+    assert float(fields["sigma"]) == pytest.approx(decode(evolution["values"])[column, 0], rel=6e-4)
     tab.page.mouse.click(x, box["y"] + 5)
     wait_for_drawn_steps(frame, {run: 15 for run in RUNS})
     assert slider_step(frame) == 15
@@ -282,9 +249,4 @@ def test_screenshot(tab, spectrum_python_server, tmp_path):
     card.evaluate("node => node.scrollIntoView({block: 'start'})")
     tab.page.mouse.move(1, 1)
     tab.page.wait_for_timeout(500)  # let the redraw after the resize settle
-    out = tmp_path / "spectrum.png"
-    card.screenshot(path=str(out))
-    assert out.stat().st_size > 20_000
-    if os.environ.get("DEEPSCOPE_SCREENSHOTS") == "1":
-        SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(out, SCREENSHOT)
+    screenshot(card, tmp_path, "spectrum.png", min_bytes=20_000)

@@ -19,7 +19,7 @@ from urllib.parse import urlencode
 
 import pytest
 
-from tests.browser.tab_page import TIMEOUT_MS, VIEWPORT
+from tests.browser.tab_page import TIMEOUT_MS, VIEWPORT, tooltip_fields
 from tests.conftest import get
 
 sync_api = pytest.importorskip("playwright.sync_api")
@@ -86,16 +86,6 @@ def cell_centre(box: dict, steps: list[int], n_params: int, i: int, j: int) -> t
     x = box["x"] + (centre - lo) / (hi - lo) * box["width"]
     y = box["y"] + (j + 0.5) * box["height"] / n_params
     return x, y
-
-
-def tooltip_fields(frame) -> dict[str, str]:
-    tooltip = frame.locator("[data-testid=tooltip]")
-    tooltip.wait_for(state="visible", timeout=TIMEOUT_MS)
-    fields = tooltip.locator("[data-field]")
-    return {
-        fields.nth(k).get_attribute("data-field"): fields.nth(k).inner_text()
-        for k in range(fields.count())
-    }
 
 
 def heatmap(frame, run: str, tag: str = "update_ratios"):

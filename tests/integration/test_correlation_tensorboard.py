@@ -8,7 +8,6 @@ matchings with scipy's assignment on that reference.
 
 from __future__ import annotations
 
-import base64
 import json
 from urllib.parse import urlencode
 
@@ -27,18 +26,12 @@ from tests.correlation_data import (
     load_activations,
     numpy_correlation,
 )
+from tests.route_helpers import LOADERS, decode, route
 
-LOADERS = [pytest.param(False, id="load_fast=false"), pytest.param(True, id="load_fast=true")]
 ROUTE = "/data/plugin/deepscope"
 STEPS = list(range(0, TRAIN_STEPS, LOG_EVERY))
 # float16 storage: half a unit in the last place near 1 is 2**-12.
 TOLERANCE = 5e-4
-
-
-def _json(url: str) -> dict:
-    status, body = get(url)
-    assert status == 200, body
-    return json.loads(body)
 
 
 @pytest.fixture(scope="module", params=LOADERS)
@@ -58,14 +51,8 @@ def served(request, correlation_logdir, tensorboard_server):
     return base
 
 
-def route(base: str, path: str, **params) -> dict:
-    return _json(f"{base}{ROUTE}/correlation_{path}?{urlencode(params)}")
-
-
 def matrix_of(body: dict) -> np.ndarray:
-    values = body["values"]
-    raw = base64.b64decode(values["base64"])
-    return np.frombuffer(raw, dtype="<f4").reshape(values["shape"]).astype(np.float64)
+    return decode(body["values"]).astype(np.float64)
 
 
 def reference(logdir, run: str, step: int, cross: bool) -> np.ndarray:
@@ -77,7 +64,7 @@ def reference(logdir, run: str, step: int, cross: bool) -> np.ndarray:
 
 
 def test_tags_list_both_correlation_series_with_their_facts(served):
-    tags = _json(f"{served}{ROUTE}/tags")
+    tags = route(served, "tags")
     for run in RUNS:
         within, cross = tags[run][WITHIN_TAG], tags[run][CROSS_TAG]
         assert within["kind"] == cross["kind"] == "correlation"
@@ -89,7 +76,7 @@ def test_tags_list_both_correlation_series_with_their_facts(served):
 @pytest.mark.parametrize("tag", [WITHIN_TAG, CROSS_TAG])
 def test_every_step_matches_numpy_corrcoef_of_the_activations(served, correlation_logdir, run, tag):
     for step in STEPS:
-        body = route(served, "matrix", run=run, tag=tag, step=step)
+        body = route(served, "correlation_matrix", run=run, tag=tag, step=step)
         assert body["step"] == step and body["reduction"] == "none"
         expected = reference(correlation_logdir, run, step, cross=tag == CROSS_TAG)
         got = matrix_of(body)
@@ -98,17 +85,27 @@ def test_every_step_matches_numpy_corrcoef_of_the_activations(served, correlatio
 
 
 def test_dead_channel_is_reported_on_its_side(served):
-    assert route(served, "matrix", run="seed0", tag=WITHIN_TAG)["row_dead"] == [DEAD_CHANNEL]
-    assert route(served, "matrix", run="seed1", tag=WITHIN_TAG)["row_dead"] == []
-    seed0 = route(served, "matrix", run="seed0", tag=CROSS_TAG)
+    assert route(served, "correlation_matrix", run="seed0", tag=WITHIN_TAG)["row_dead"] == [
+        DEAD_CHANNEL
+    ]
+    assert route(served, "correlation_matrix", run="seed1", tag=WITHIN_TAG)["row_dead"] == []
+    seed0 = route(served, "correlation_matrix", run="seed0", tag=CROSS_TAG)
     assert (seed0["row_dead"], seed0["col_dead"]) == ([DEAD_CHANNEL], [])
-    seed1 = route(served, "channels", run="seed1", tag=CROSS_TAG)
+    seed1 = route(served, "correlation_channels", run="seed1", tag=CROSS_TAG)
     assert seed1["rows"]["dead"] == [] and seed1["cols"]["dead"] == [DEAD_CHANNEL]
     assert seed1["cols"]["std"][DEAD_CHANNEL] == 0.0
 
 
 def test_overview_cells_are_block_means_of_the_reference(served, correlation_logdir):
-    body = route(served, "matrix", run="seed1", tag=WITHIN_TAG, step=20, size=5, order="clustered")
+    body = route(
+        served,
+        "correlation_matrix",
+        run="seed1",
+        tag=WITHIN_TAG,
+        step=20,
+        size=5,
+        order="clustered",
+    )
     order = np.array(body["row_order"])
     assert sorted(order.tolist()) == list(range(16)) and body["col_order"] == body["row_order"]
     assert body["block"] == [4, 4] and body["reduction"] == "mean"
@@ -119,7 +116,7 @@ def test_overview_cells_are_block_means_of_the_reference(served, correlation_log
 
 @pytest.mark.parametrize("run", RUNS)
 def test_matching_is_optimal_on_the_reference(served, correlation_logdir, run):
-    body = route(served, "matching", run=run, tag=CROSS_TAG, step=30)
+    body = route(served, "correlation_matching", run=run, tag=CROSS_TAG, step=30)
     expected = reference(correlation_logdir, run, 30, cross=True)
     # Semi-matching: each row's best ρ.
     np.testing.assert_allclose(body["semi"]["corr"], expected.max(axis=1), atol=TOLERANCE)
@@ -128,7 +125,7 @@ def test_matching_is_optimal_on_the_reference(served, correlation_logdir, run):
     assert sum(body["bipartite"]["corr"]) == pytest.approx(best.sum(), abs=16 * TOLERANCE)
     np.testing.assert_allclose(body["bipartite"]["sorted"], np.sort(best)[::-1], atol=0.02)
     # The matched order lays the pairs on the diagonal.
-    matched = route(served, "matrix", run=run, tag=CROSS_TAG, step=30, order="matched")
+    matched = route(served, "correlation_matrix", run=run, tag=CROSS_TAG, step=30, order="matched")
     diagonal = np.diag(matrix_of(matched))
     pairs = dict(zip(body["bipartite"]["rows"], body["bipartite"]["corr"]))
     np.testing.assert_allclose(diagonal, [pairs[r] for r in matched["row_order"]], atol=TOLERANCE)

@@ -7,30 +7,17 @@ torch.autograd from the parameters the model had at each logged step.
 
 from __future__ import annotations
 
-import base64
 import json
-from urllib.parse import urlencode
 
 import numpy as np
 import pytest
 
 from tests.conftest import SmallCNN, get, wait_until
+from tests.route_helpers import LOADERS, decode, route
 from tests.saliency_data import BROKEN_TAG, METHODS, PROBE, RGB_TAG, SALIENCY_EVERY, TRAIN_STEPS
 
-LOADERS = [pytest.param(False, id="load_fast=false"), pytest.param(True, id="load_fast=true")]
 ROUTE = "/data/plugin/deepscope"
 LOGGED = list(range(0, TRAIN_STEPS, SALIENCY_EVERY))
-
-
-def _json(base: str, path: str, **params) -> dict:
-    status, body = get(f"{base}{ROUTE}/{path}?{urlencode(params)}")
-    assert status == 200, body
-    return json.loads(body)
-
-
-def decode(slot: dict) -> np.ndarray:
-    dtype = {"float16": "<f2", "float32": "<f4"}[slot["dtype"]]
-    return np.frombuffer(base64.b64decode(slot["base64"]), dtype=dtype).reshape(slot["shape"])
 
 
 @pytest.fixture(scope="module", params=LOADERS)
@@ -65,7 +52,7 @@ def _gradient(model, x, target):
 
 def test_tags_list_each_method_with_its_input_shape(served):
     base, _ = served
-    tags = _json(base, "tags")
+    tags = route(base, "tags")
     for run in ("seed0", "seed1"):
         for method in METHODS:
             entry = tags[run][f"saliency/{method}"]
@@ -78,7 +65,7 @@ def test_tags_list_each_method_with_its_input_shape(served):
 def test_steps_route_lists_the_logged_steps_and_the_probe(served):
     base, references = served
     for run in ("seed0", "seed1"):
-        body = _json(base, "saliency_steps", run=run, tag="saliency/integrated_gradients")
+        body = route(base, "saliency_steps", run=run, tag="saliency/integrated_gradients")
         assert body["steps"] == LOGGED
         assert body["num_samples"] == PROBE
         assert body["labels"] == references[run]["probe_y"].tolist()
@@ -91,7 +78,7 @@ def test_gradient_maps_equal_autograd_at_the_logged_parameters(served, run):
     reference = references[run]
     x, y = reference["probe_x"], reference["probe_y"]
     for step in (LOGGED[0], LOGGED[-1]):
-        body = _json(base, "saliency", run=run, tag="saliency/gradient", step=step, samples="0-9")
+        body = route(base, "saliency", run=run, tag="saliency/gradient", step=step, samples="0-9")
         want, logits = _gradient(_model_at(reference, step), x, y)
         got = decode(body["maps"]).astype(np.float64)
         np.testing.assert_allclose(got, want, rtol=2e-3, atol=1e-3 * np.abs(want).max())
@@ -108,7 +95,7 @@ def test_baseline_delta_serves_zero_baseline_its_gradient_and_the_difference(ser
     reference = references["seed0"]
     x, y = reference["probe_x"], reference["probe_y"]
     step = LOGGED[1]
-    body = _json(
+    body = route(
         base, "saliency", run="seed0", tag="saliency/baseline_delta", step=step, samples="2-5"
     )
     model = _model_at(reference, step)
@@ -128,7 +115,7 @@ def test_integrated_gradients_completeness_error_is_what_the_maps_sum_to(served)
     reference = references["seed1"]
     x, y = reference["probe_x"], reference["probe_y"]
     step = LOGGED[-1]
-    body = _json(base, "saliency", run="seed1", tag="saliency/integrated_gradients", step=step)
+    body = route(base, "saliency", run="seed1", tag="saliency/integrated_gradients", step=step)
     model = _model_at(reference, step)
     with torch.no_grad():
         rise = (model(x) - model(torch.zeros_like(x))).gather(1, y[:, None])[:, 0].numpy()
@@ -146,16 +133,16 @@ def test_integrated_gradients_completeness_error_is_what_the_maps_sum_to(served)
 def test_rgb_maps_logged_by_add_saliency(served):
     base, references = served
     reference = references["seed0"]["rgb"]
-    body = _json(base, "saliency", run="seed0", tag=RGB_TAG, step=5)
+    body = route(base, "saliency", run="seed0", tag=RGB_TAG, step=5)
     assert body["input_shape"] == [3, 6, 6] and body["samples"] == [0, 1, 2]
     np.testing.assert_allclose(decode(body["inputs"]), reference["x"].numpy(), atol=1e-3)
     assert body["labels"] == reference["y"].tolist()
-    assert _json(base, "saliency_steps", run="seed0", tag=RGB_TAG)["steps"] == [0, 5]
+    assert route(base, "saliency_steps", run="seed0", tag=RGB_TAG)["steps"] == [0, 5]
 
 
 def test_non_finite_maps_are_counted_per_sample(served):
     base, _ = served
-    body = _json(base, "saliency", run="seed0", tag=BROKEN_TAG)
+    body = route(base, "saliency", run="seed0", tag=BROKEN_TAG)
     assert body["non_finite_per_sample"] == [0, 1, 2, 0]
     assert body["non_finite"] == 3
     assert body["labels"] is None and body["method"] == "captum-saliency"

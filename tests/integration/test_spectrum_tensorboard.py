@@ -7,29 +7,17 @@ with `numpy.linalg.svd` of the weights copied in the training loop.
 
 from __future__ import annotations
 
-import base64
 import json
-from urllib.parse import urlencode
 
 import numpy as np
 import pytest
 
 from tests.conftest import get, wait_until
+from tests.route_helpers import LOADERS, decode, route
 from tests.spectrum_data import BROKEN_STEP, BROKEN_TAG, LAYERS, MEASURED_STEPS, spectrum_tag
 
-LOADERS = [pytest.param(False, id="load_fast=false"), pytest.param(True, id="load_fast=true")]
 ROUTE = "/data/plugin/deepscope"
 TAGS = sorted(spectrum_tag(name) for name in LAYERS)
-
-
-def _json(base: str, route: str, **query):
-    status, body = get(f"{base}{ROUTE}/{route}?{urlencode(query, doseq=True)}")
-    assert status == 200, body
-    return json.loads(body)
-
-
-def _decode(slot: dict) -> np.ndarray:
-    return np.frombuffer(base64.b64decode(slot["base64"]), "<f4").reshape(slot["shape"])
 
 
 @pytest.fixture(scope="module", params=LOADERS)
@@ -52,7 +40,7 @@ def served(request, spectrum_logdir, tensorboard_server):
 
 def test_tags_list_the_spectrum_layers_with_their_shapes(served):
     base, _ = served
-    tags = _json(base, "tags")
+    tags = route(base, "tags")
     for run in ("seed0", "seed1"):
         for name, (groups, shape) in LAYERS.items():
             entry = tags[run][spectrum_tag(name)]
@@ -66,16 +54,16 @@ def test_tags_list_the_spectrum_layers_with_their_shapes(served):
 def test_every_layer_and_step_matches_numpy_svd(served, run):
     base, reference = served
     for tag in TAGS:
-        assert _json(base, "spectrum_steps", run=run, tag=tag)["steps"] == MEASURED_STEPS
+        assert route(base, "spectrum_steps", run=run, tag=tag)["steps"] == MEASURED_STEPS
         for step in (MEASURED_STEPS[1], MEASURED_STEPS[-1]):
-            body = _json(base, "spectrum", run=run, tag=tag, step=step)
+            body = route(base, "spectrum", run=run, tag=tag, step=step)
             want = np.array(reference[run][tag][str(step)])
-            np.testing.assert_allclose(_decode(body["singular_values"]), want, rtol=2e-4, atol=1e-6)
+            np.testing.assert_allclose(decode(body["singular_values"]), want, rtol=2e-4, atol=1e-6)
 
 
 def test_metrics_of_all_layers_in_one_request(served):
     base, reference = served
-    body = _json(base, "spectrum_metrics", run="seed0")
+    body = route(base, "spectrum_metrics", run="seed0")
     assert sorted(body["layers"]) == TAGS
     for tag in TAGS:
         layer = body["layers"][tag]
@@ -87,10 +75,10 @@ def test_metrics_of_all_layers_in_one_request(served):
 
 def test_evolution_is_the_merged_spectrum_of_every_step(served):
     base, reference = served
-    body = _json(base, "spectrum_evolution", run="seed1", tag="spectra/conv2", max_values=4)
+    body = route(base, "spectrum_evolution", run="seed1", tag="spectra/conv2", max_values=4)
     assert body["steps"] == MEASURED_STEPS
     assert body["index"] == [0, 5, 10, 15]
-    values = _decode(body["values"])
+    values = decode(body["values"])
     for i, step in enumerate(MEASURED_STEPS):
         merged = np.sort(np.concatenate(reference["seed1"]["spectra/conv2"][str(step)]))[::-1]
         np.testing.assert_allclose(values[i], merged[body["index"]], rtol=2e-4)
@@ -98,7 +86,7 @@ def test_evolution_is_the_merged_spectrum_of_every_step(served):
 
 def test_a_non_finite_weight_is_an_error_step_not_a_failure(served):
     base, _ = served
-    body = _json(base, "spectrum", run="seed1", tag=BROKEN_TAG, step=BROKEN_STEP)
+    body = route(base, "spectrum", run="seed1", tag=BROKEN_TAG, step=BROKEN_STEP)
     assert "non-finite" in body["error"]
-    layer = _json(base, "spectrum_metrics", run="seed1", tag=BROKEN_TAG)["layers"][BROKEN_TAG]
+    layer = route(base, "spectrum_metrics", run="seed1", tag=BROKEN_TAG)["layers"][BROKEN_TAG]
     assert [step for step, _ in layer["errors"]] == [BROKEN_STEP]

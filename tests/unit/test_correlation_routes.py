@@ -7,21 +7,17 @@ computed itself with numpy/scipy: decoding, block means, orders, matching.
 
 from __future__ import annotations
 
-import base64
 import itertools
 import json
 
 import numpy as np
 import pytest
 from scipy.optimize import linear_sum_assignment
-from tensorboard.backend import application
-from tensorboard.backend.event_processing import data_ingester, plugin_event_multiplexer
-from tensorboard.backend.event_processing import data_provider as tb_data_provider
-from tensorboard.plugins import base_plugin
 from werkzeug import test as werkzeug_test
 
 from deepscope.proto import deepscope_pb2 as pb
-from deepscope.tb_plugin.deepscope_plugin import DeepscopePlugin
+from tests.route_helpers import CountingProvider, decode
+from tests.unit import test_plugin_routes as plugin_routes
 
 WITHIN_STEPS = (0, 5, 10)
 WITHIN_C = 300
@@ -163,55 +159,27 @@ def written(tmp_path_factory) -> dict:
     return truth
 
 
-class CountingProvider:
-    """A data provider that counts read_blob calls (to see the cache work)."""
-
-    def __init__(self, inner):
-        self._inner = inner
-        self.blob_reads = 0
-
-    def read_blob(self, ctx, blob_key):
-        self.blob_reads += 1
-        return self._inner.read_blob(ctx, blob_key=blob_key)
-
-    def __getattr__(self, name):
-        return getattr(self._inner, name)
-
-
 @pytest.fixture(scope="module")
 def provider(written) -> CountingProvider:
-    multiplexer = plugin_event_multiplexer.EventMultiplexer(
-        size_guidance=data_ingester.DEFAULT_SIZE_GUIDANCE,
-        tensor_size_guidance=data_ingester.DEFAULT_TENSOR_SIZE_GUIDANCE,
-    )
-    multiplexer.AddRunsFromDirectory(str(written["logdir"]))
-    multiplexer.Reload()
-    logdir = str(written["logdir"])
-    return CountingProvider(tb_data_provider.MultiplexerDataProvider(multiplexer, logdir))
+    return CountingProvider(plugin_routes._provider(written["logdir"]))
 
 
 @pytest.fixture(scope="module")
 def client(provider) -> werkzeug_test.Client:
-    context = base_plugin.TBContext(data_provider=provider, sampling_hints={"deepscope": 0})
-    app = application.TensorBoardWSGI([DeepscopePlugin(context)], data_provider=provider)
-    return werkzeug_test.Client(app)
+    return plugin_routes._client(provider, {"deepscope": 0})
 
 
 def get(client, route: str, **query):
-    response = client.get(f"/data/plugin/deepscope/correlation_{route}", query_string=query)
-    return response.status_code, response.get_data(as_text=True)
+    return plugin_routes.get(client, f"correlation_{route}", **query)[:2]
 
 
 def get_json(client, route: str, **query) -> dict:
-    status, body = get(client, route, **query)
-    assert status == 200, body
-    return json.loads(body)
+    return plugin_routes.get_json(client, f"correlation_{route}", **query)
 
 
 def values_of(body: dict) -> np.ndarray:
-    v = body["values"]
-    assert v["dtype"] == "float32"
-    return np.frombuffer(base64.b64decode(v["base64"]), dtype="<f4").reshape(v["shape"])
+    assert body["values"]["dtype"] == "float32"
+    return decode(body["values"])
 
 
 # --- steps -------------------------------------------------------------------------------------

@@ -9,24 +9,20 @@ against the arrays written.
 
 from __future__ import annotations
 
-import argparse
-import base64
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
-from tensorboard.backend import application
-from tensorboard.backend.event_processing import data_ingester, plugin_event_multiplexer
-from tensorboard.backend.event_processing import data_provider as tb_data_provider
-from tensorboard.plugins import base_plugin
 from werkzeug import test as werkzeug_test
 
 from deepscope.proto import arrays
 from deepscope.proto import deepscope_pb2 as pb
-from deepscope.tb_plugin import loader, saliency_routes
-from deepscope.tb_plugin.deepscope_plugin import DeepscopePlugin
+from deepscope.tb_plugin import blob_steps, saliency_routes
 from deepscope.writer import summary
+from tests.route_helpers import CountingProvider, decode
+from tests.unit import test_plugin_routes as plugin_routes
+from tests.unit.test_plugin_routes import get, get_json
 
 N, SHAPE = 5, (1, 4, 6)  # probe of five 1×4×6 images
 STEPS = list(range(0, 150, 10))  # 15 steps: more than the 10 a blob sequence keeps by default
@@ -105,67 +101,19 @@ def truth(written) -> dict:
     return written[1]
 
 
-class CountingProvider:
-    """A data provider that counts listings and can make one blob read fail."""
-
-    def __init__(self, provider):
-        self._provider = provider
-        self.listings = 0
-        self.fail_next_read = False
-
-    def read_blob_sequences(self, *args, **kwargs):
-        self.listings += 1
-        return self._provider.read_blob_sequences(*args, **kwargs)
-
-    def read_blob(self, *args, **kwargs):
-        if self.fail_next_read:
-            self.fail_next_read = False
-            raise RuntimeError("blob gone")
-        return self._provider.read_blob(*args, **kwargs)
-
-    def __getattr__(self, name):
-        return getattr(self._provider, name)
+def _client(logdir: Path, sampling_hints: dict) -> werkzeug_test.Client:
+    """The plugin over the production size guidance (TensorBoard's, with the loader's own)."""
+    return plugin_routes._client(_provider(logdir), sampling_hints)
 
 
-def _client(logdir: Path, sampling_hints: dict, wrap=None) -> werkzeug_test.Client:
-    # The production size guidance: TensorBoard's defaults, with the plugin loader's own.
-    flags = argparse.Namespace(samples_per_plugin={})
-    loader.DeepscopeLoader().fix_flags(flags)
-    guidance = dict(data_ingester.DEFAULT_TENSOR_SIZE_GUIDANCE, **flags.samples_per_plugin)
-    multiplexer = plugin_event_multiplexer.EventMultiplexer(
-        size_guidance=data_ingester.DEFAULT_SIZE_GUIDANCE, tensor_size_guidance=guidance
-    )
-    multiplexer.AddRunsFromDirectory(str(logdir))
-    multiplexer.Reload()
-    provider = tb_data_provider.MultiplexerDataProvider(multiplexer, str(logdir))
-    if wrap is not None:
-        provider = wrap(provider)
-    context = base_plugin.TBContext(data_provider=provider, sampling_hints=sampling_hints)
-    app = application.TensorBoardWSGI([DeepscopePlugin(context)], data_provider=provider)
-    return werkzeug_test.Client(app)
+def _provider(logdir: Path) -> CountingProvider:
+    guidance = plugin_routes._production_tensor_size_guidance()
+    return CountingProvider(plugin_routes._provider(logdir, guidance))
 
 
 @pytest.fixture(scope="module")
 def client(written) -> werkzeug_test.Client:
     return _client(written[0], {"deepscope": 0})
-
-
-def get(client, route: str, **query):
-    response = client.get(f"/data/plugin/deepscope/{route}", query_string=query)
-    return response.status_code, response.get_data(as_text=True)
-
-
-def get_json(client, route: str, **query) -> dict:
-    status, body = get(client, route, **query)
-    assert status == 200, body
-    return json.loads(body)
-
-
-def decode(slot: dict) -> np.ndarray:
-    """An array slot of the route, decoded with numpy (independently of the plugin)."""
-    dtype = {"float16": "<f2", "float32": "<f4"}[slot["dtype"]]
-    raw = base64.b64decode(slot["base64"])
-    return np.frombuffer(raw, dtype=dtype).reshape(slot["shape"])
 
 
 # ---------------------------------------------------------------- steps
@@ -261,7 +209,7 @@ def test_non_finite_maps_are_counted_per_sample(client, truth):
 
 
 def test_response_is_strict_json_and_compact(client):
-    status, text = get(client, "saliency", run="probe", tag="saliency/gradient")
+    status, text, _ = get(client, "saliency", run="probe", tag="saliency/gradient")
     assert status == 200
     json.loads(text, parse_constant=lambda c: pytest.fail(f"non-strict JSON constant {c}"))
     # float16 in base64: about 2 × 4/3 bytes per value of inputs and maps, plus a small head.
@@ -269,15 +217,12 @@ def test_response_is_strict_json_and_compact(client):
     assert len(text) < values * 2 * 4 / 3 + 1000
 
 
-def test_a_listed_step_is_read_without_listing_again_and_a_failed_read_lists_anew(written, truth):
-    providers: list[CountingProvider] = []
-
-    def wrap(real):
-        providers.append(CountingProvider(real))
-        return providers[-1]
-
-    client = _client(written[0], {"deepscope": 0}, wrap=wrap)
-    provider = providers[0]
+def test_a_listed_step_is_read_without_listing_again_and_a_failed_read_lists_anew(
+    monkeypatch, written, truth
+):
+    monkeypatch.setattr(blob_steps, "LISTING_SECONDS", 3600.0)  # no listing ages in this test
+    provider = _provider(written[0])
+    client = plugin_routes._client(provider, {"deepscope": 0})
     get_json(client, "saliency_steps", run="probe", tag="saliency/gradient")
     listed = provider.listings
     body = get_json(client, "saliency", run="probe", tag="saliency/gradient", step=30)
@@ -287,8 +232,20 @@ def test_a_listed_step_is_read_without_listing_again_and_a_failed_read_lists_ane
     body = get_json(client, "saliency", run="probe", tag="saliency/gradient", step=40)
     assert provider.listings == listed + 1  # the read failed: listed anew, then read
     np.testing.assert_array_equal(decode(body["maps"]), truth["gradient"][40]["maps"])
-    get_json(client, "saliency", run="probe", tag="saliency/gradient")  # newest: always listed
+    status, _, _ = get(client, "saliency", run="probe", tag="saliency/gradient", step=15)
+    assert status == 404 and provider.listings == listed + 2  # step 15 not listed: listed again
+    get_json(client, "saliency", run="probe", tag="saliency/gradient")  # newest: remembered
     assert provider.listings == listed + 2
+
+
+def test_a_listing_older_than_listing_seconds_is_listed_again(monkeypatch, written):
+    monkeypatch.setattr(blob_steps, "LISTING_SECONDS", 0.0)
+    provider = _provider(written[0])
+    client = plugin_routes._client(provider, {"deepscope": 0})
+    get_json(client, "saliency_steps", run="probe", tag="saliency/gradient")
+    listed = provider.listings
+    get_json(client, "saliency", run="probe", tag="saliency/gradient", step=30)
+    assert provider.listings == listed + 1
 
 
 # ---------------------------------------------------------------- errors
@@ -312,14 +269,14 @@ def test_a_listed_step_is_read_without_listing_again_and_a_failed_read_lists_ane
     ],
 )
 def test_bad_requests_say_what_to_do(client, route, query, status, words):
-    got, body = get(client, route, **query)
+    got, body, _ = get(client, route, **query)
     assert got == status, body
     assert words in body
 
 
 def test_more_bytes_than_a_response_sends_is_400(monkeypatch, client):
     monkeypatch.setattr(saliency_routes, "MAX_ARRAY_BYTES", 100)
-    status, body = get(client, "saliency", run="probe", tag="saliency/gradient", samples="0-1")
+    status, body, _ = get(client, "saliency", run="probe", tag="saliency/gradient", samples="0-1")
     assert status == 400 and "ask for fewer samples" in body
 
 

@@ -9,22 +9,18 @@ closed forms of those singular values, and metrics the routes only pass on
 
 from __future__ import annotations
 
-import argparse
-import base64
 import json
-import math
 
 import numpy as np
 import pytest
-from tensorboard.backend import application
+from tensorboard import context
 from tensorboard.backend.event_processing import data_ingester, plugin_event_multiplexer
 from tensorboard.backend.event_processing import data_provider as tb_data_provider
-from tensorboard.plugins import base_plugin
-from werkzeug import test as werkzeug_test
 
 from deepscope.proto import deepscope_pb2 as pb
-from deepscope.tb_plugin import loader, spectrum_routes
-from deepscope.tb_plugin.deepscope_plugin import DeepscopePlugin
+from deepscope.tb_plugin import blob_steps, series, spectrum_routes
+from deepscope.tb_plugin.route_context import RouteContext
+from tests.route_helpers import CountingProvider, decode, number
 from tests.spectrum_data import (
     BROKEN_STEP,
     BROKEN_TAG,
@@ -33,42 +29,20 @@ from tests.spectrum_data import (
     RUNS,
     spectrum_tag,
 )
+from tests.unit import test_plugin_routes as plugin_routes
+from tests.unit.test_plugin_routes import get, get_json
 
 TAGS = [spectrum_tag(name) for name in LAYERS]
 
 
-class CountingProvider:
-    """A data provider that counts the blob reads it passes on."""
-
-    def __init__(self, inner):
-        self._inner = inner
-        self.blob_reads = 0
-
-    def read_blob(self, ctx, blob_key):
-        self.blob_reads += 1
-        return self._inner.read_blob(ctx, blob_key=blob_key)
-
-    def __getattr__(self, name):
-        return getattr(self._inner, name)
-
-
-def _provider(logdir):
-    flags = argparse.Namespace(samples_per_plugin={})
-    loader.DeepscopeLoader().fix_flags(flags)  # production sampling: the plugin's default
-    guidance = dict(data_ingester.DEFAULT_TENSOR_SIZE_GUIDANCE)
-    guidance.update(flags.samples_per_plugin)
-    multiplexer = plugin_event_multiplexer.EventMultiplexer(
-        size_guidance=data_ingester.DEFAULT_SIZE_GUIDANCE, tensor_size_guidance=guidance
-    )
-    multiplexer.AddRunsFromDirectory(str(logdir))
-    multiplexer.Reload()
-    return CountingProvider(tb_data_provider.MultiplexerDataProvider(multiplexer, str(logdir)))
+def _provider(logdir) -> CountingProvider:
+    """The production sampling: TensorBoard's defaults with the plugin loader's own."""
+    guidance = plugin_routes._production_tensor_size_guidance()
+    return CountingProvider(plugin_routes._provider(logdir, guidance))
 
 
 def _client(provider, hints=None):
-    context = base_plugin.TBContext(data_provider=provider, sampling_hints=hints or {})
-    app = application.TensorBoardWSGI([DeepscopePlugin(context)], data_provider=provider)
-    return werkzeug_test.Client(app)
+    return plugin_routes._client(provider, hints or {})
 
 
 @pytest.fixture(scope="module")
@@ -76,26 +50,6 @@ def served(spectrum_logdir):
     provider = _provider(spectrum_logdir)
     reference = json.loads((spectrum_logdir / "reference.json").read_text())
     return _client(provider), provider, reference
-
-
-def get(client, route: str, **query):
-    response = client.get(f"/data/plugin/deepscope/{route}", query_string=query)
-    return response.status_code, response.get_data(as_text=True)
-
-
-def get_json(client, route: str, **query):
-    status, body = get(client, route, **query)
-    assert status == 200, body
-    return json.loads(body)
-
-
-def decode(slot: dict) -> np.ndarray:
-    assert slot["dtype"] == "float32"
-    return np.frombuffer(base64.b64decode(slot["base64"]), "<f4").reshape(slot["shape"])
-
-
-def number(value) -> float:
-    return {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}.get(value, value)
 
 
 def raw_steps(logdir, run: str, tag: str, read_values) -> dict[int, pb.SpectrumStep]:
@@ -134,6 +88,7 @@ def test_singular_values_equal_numpy_svd_of_the_weight(served, run, module):
         assert body["step"] == step
         assert body["error"] is None and body["non_finite"] == 0
         want = np.array(reference[run][tag][str(step)])
+        assert body["singular_values"]["dtype"] == "float32"
         got = decode(body["singular_values"])
         assert got.shape == want.shape  # [groups, k]
         np.testing.assert_allclose(got, want, rtol=2e-4, atol=1e-6)
@@ -235,12 +190,42 @@ def test_decoded_steps_are_cached_by_blob_key(spectrum_logdir):
 
 def test_cache_drops_least_recently_used_beyond_its_budget():
     item = spectrum_routes.DecodedSpectrum(np.zeros((1, 100), np.float32), {}, "", 0.0)
-    cache = spectrum_routes.DecodedStepCache(max_bytes=3 * item.nbytes)
+    cache = blob_steps.LRUCache(3 * item.nbytes, weigh=lambda value: value.nbytes)
     for key in "abc":
         cache.put(key, item)
     assert cache.get("a") is item  # now most recently used
     cache.put("d", item)
     assert cache.get("b") is None and cache.get("a") is item and len(cache) == 3
+    big = spectrum_routes.DecodedSpectrum(np.zeros((1, 1000), np.float32), {}, "", 0.0)
+    cache.put("e", big)  # heavier than the budget alone: kept, everything else dropped
+    assert cache.get("e") is big and len(cache) == 1
+    counted = blob_steps.LRUCache(2)  # bounded by count
+    for key in "xyz":
+        counted.put(key, key)
+    assert counted.get("x") is None and (counted.get("y"), counted.get("z")) == ("y", "z")
+
+
+def test_a_listing_is_remembered_a_few_seconds_and_a_step_it_lacks_lists_again(spectrum_logdir):
+    provider = _provider(spectrum_logdir)
+    now = [100.0]
+    catalog = series.SeriesCatalog(provider)
+    listings = blob_steps.StepListings(RouteContext(provider, catalog, 0), clock=lambda: now[0])
+    ctx, tag = context.RequestContext(), "spectra/fc1"
+    assert [s.step for s in listings.list(ctx, "", "seed0", tag)] == MEASURED_STEPS
+    assert provider.listings == 1
+    listings.list(ctx, "", "seed0", tag, want=MEASURED_STEPS[1])
+    now[0] += blob_steps.LISTING_SECONDS / 2
+    listings.list(ctx, "", "seed0", tag)
+    assert provider.listings == 1  # remembered, and it holds the step asked for
+    listings.list(ctx, "", "seed0", tag, want=7)
+    assert provider.listings == 2  # step 7 is not in it: listed again
+    now[0] += blob_steps.LISTING_SECONDS
+    listings.list(ctx, "", "seed0", tag)
+    assert provider.listings == 3  # too old: listed again
+    listing = listings.list_tags(ctx, "", "seed0", TAGS)  # several tags: one RPC
+    assert provider.listings == 4 and all(
+        [s.step for s in listing[t]] == MEASURED_STEPS for t in TAGS
+    )
 
 
 # --- evolution ------------------------------------------------------------------------------------
@@ -309,7 +294,7 @@ def test_even_indices_spread_and_keep_the_ends():
 )
 def test_bad_requests_say_what_to_do(served, route, query, status, words):
     client, _, _ = served
-    got, body = get(client, route, **query)
+    got, body, _ = get(client, route, **query)
     assert got == status, body
     assert words in body
 
