@@ -1,6 +1,9 @@
 // The plugin's HTTP routes (docs/http_api.md). URLs are relative: the tab runs in an
 // iframe whose <base href="plugin/deepscope/"> points at the plugin's routes.
 
+import { decodeBase64Float32 } from "./binary";
+import { getJson, isRecord, jsonNumber } from "./json";
+
 export interface TagInfo {
   kind: string;
   version?: number;
@@ -29,30 +32,6 @@ export interface UpdateRatios {
   noUpdate: Uint8Array;
   nonFinite: number;
   warnings: string[];
-}
-
-async function getText(url: string): Promise<string> {
-  const response = await fetch(url, { credentials: "same-origin" });
-  const text = await response.text();
-  if (!response.ok) {
-    const body = text.trim() || response.statusText || "no message";
-    // The plugin's errors are plain text a person can act on: show them as they are.
-    throw new Error(`HTTP ${response.status}: ${body}`);
-  }
-  return text;
-}
-
-async function getJson(url: string): Promise<unknown> {
-  const text = await getText(url);
-  try {
-    return JSON.parse(text) as unknown;
-  } catch {
-    throw new Error(`${url} did not return JSON: ${text.slice(0, 200)}`);
-  }
-}
-
-function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 
 export async function fetchTags(): Promise<TagIndex> {
@@ -88,27 +67,6 @@ export async function fetchUpdateRatios(run: string, tag: string): Promise<Updat
   return parseUpdateRatios(await getJson(`./update_ratios?${params.toString()}`));
 }
 
-function decodeBase64Float32(b64: string, count: number): Float32Array {
-  const bin = atob(b64);
-  if (bin.length !== count * 4) {
-    throw new Error(`values: expected ${count * 4} bytes of float32, got ${bin.length}`);
-  }
-  const bytes = new Uint8Array(bin.length);
-  for (let k = 0; k < bin.length; k++) bytes[k] = bin.charCodeAt(k);
-  const view = new DataView(bytes.buffer);
-  const out = new Float32Array(count);
-  for (let k = 0; k < count; k++) out[k] = view.getFloat32(k * 4, true);
-  return out;
-}
-
-function jsonNumber(value: unknown): number {
-  if (typeof value === "number") return value;
-  if (value === "NaN") return NaN;
-  if (value === "Infinity") return Infinity;
-  if (value === "-Infinity") return -Infinity;
-  return NaN;
-}
-
 /** Validate a response of `update_ratios` (either format) into typed arrays. */
 export function parseUpdateRatios(raw: unknown): UpdateRatios {
   if (!isRecord(raw)) throw new Error("update_ratios: expected an object");
@@ -129,7 +87,7 @@ export function parseUpdateRatios(raw: unknown): UpdateRatios {
         `update_ratios: shape [${v.shape.join(", ")}] does not match ${S} steps x ${P} names`,
       );
     }
-    values = decodeBase64Float32(v.base64, S * P);
+    values = decodeBase64Float32(v.base64, S * P, "values");
   } else if (Array.isArray(v)) {
     if (v.length !== S) throw new Error(`update_ratios: ${v.length} rows for ${S} steps`);
     values = new Float32Array(S * P);

@@ -1,16 +1,14 @@
 // One card per tag: for update_ratios, a heatmap per selected run (one shared colour
 // scale), then a line chart of the chosen parameters with the runs overlaid.
 
-import { axisBottom } from "d3-axis";
-import { scaleLinear } from "d3-scale";
 import { schemeTableau10 } from "d3-scale-chromatic";
-import { select } from "d3-selection";
 import type { TagInfo, UpdateRatios } from "./api";
 import { ColorScale } from "./colormap";
-import { Visibility, el, swatch } from "./dom";
-import { formatInt, formatLog10Tick } from "./format";
+import { Visibility, el, runError, swatch } from "./dom";
+import { formatInt } from "./format";
 import { Heatmap, LABEL_GAP, labelColumnWidth, type PlotFrame } from "./heatmap";
-import { LineChart, lineSample, type LineSeries } from "./linechart";
+import { boxItem, colorBarItem, lineSample } from "./legend";
+import { LineChart, type LineSeries } from "./linechart";
 import { NON_FINITE_COLOR, dashFor } from "./palette";
 import { farthestFromTarget, log10Extent, stepDomain } from "./stats";
 import type { DataStore } from "./store";
@@ -114,12 +112,9 @@ export class TagCard {
 
     this.messages.replaceChildren();
     for (const entry of errors) {
-      const box = el("div", "ds-error");
+      const box = runError(entry.run, entry.color, `cannot show this tag: ${entry.info.error}`);
       box.dataset.testid = "tag-error";
       box.dataset.run = entry.run;
-      const name = el("strong", "", entry.run);
-      name.style.color = entry.color;
-      box.append(swatch(entry.color), " ", name, ` — cannot show this tag: ${entry.info.error}`);
       this.messages.appendChild(box);
     }
     for (const [kind, runs] of other) {
@@ -436,37 +431,18 @@ function plotFrame(loaded: readonly UpdateRatios[]): PlotFrame {
 function colorLegend(color: ColorScale): HTMLElement {
   const legend = el("div", "ds-legend");
   legend.dataset.testid = "legend";
-  const barW = 180;
-  const scaleItem = el("span", "ds-legend-item");
-  const title = el("span", "ds-legend-title", "log10(‖ΔW‖/‖W‖)");
-  const bar = el("div", "ds-colorbar");
-  const fill = el("div", "ds-colorbar-bar");
-  fill.style.width = `${barW}px`;
-  fill.style.background = color.gradient();
-  const svg = select(bar).append("svg").attr("width", barW).attr("height", 16);
-  const x = scaleLinear().domain([color.lo, color.hi]).range([0, barW]);
-  svg
-    .append("g")
-    .attr("class", "ds-axis")
-    .call(axisBottom(x).ticks(5).tickFormat((v) => formatLog10Tick(Number(v))).tickSize(3).tickSizeOuter(0))
-    .call((g) => g.select(".domain").remove());
-  bar.prepend(fill);
-  if (color.lo <= -3 && -3 <= color.hi) {
-    svg
-      .append("path")
-      .attr("d", `M${x(-3)},0l-4,-6h8z`)
-      .attr("fill", "#212121")
-      .append("title")
-      .text("1e-3, the rule of thumb");
-  }
-  scaleItem.append(title, bar);
-
+  const scaleItem = colorBarItem(color, "log10(‖ΔW‖/‖W‖)", 180, (svg, x) => {
+    if (color.lo <= -3 && -3 <= color.hi) {
+      svg
+        .append("path")
+        .attr("d", `M${x(-3)},0l-4,-6h8z`)
+        .attr("fill", "#212121")
+        .append("title")
+        .text("1e-3, the rule of thumb");
+    }
+  });
   const noUpdate = el("span", "ds-legend-item");
   noUpdate.append(el("span", "ds-box ds-hatch"), "no update");
-  const bad = el("span", "ds-legend-item");
-  const badBox = el("span", "ds-box");
-  badBox.style.background = NON_FINITE_COLOR;
-  bad.append(badBox, "non-finite (NaN, ±Inf)");
-  legend.append(scaleItem, noUpdate, bad);
+  legend.append(scaleItem, noUpdate, boxItem(NON_FINITE_COLOR, "non-finite (NaN, ±Inf)"));
   return legend;
 }

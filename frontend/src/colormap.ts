@@ -20,13 +20,7 @@ export class ColorScale {
     const nice = scaleLinear().domain([lo, hi]).nice(6).domain();
     this.lo = nice[0];
     this.hi = nice[1];
-    this.lut = new Uint8Array(ColorScale.LUT_SIZE * 3);
-    for (let k = 0; k < ColorScale.LUT_SIZE; k++) {
-      const [r, g, b] = parseHex(interpolateViridis(k / (ColorScale.LUT_SIZE - 1)));
-      this.lut[k * 3] = r;
-      this.lut[k * 3 + 1] = g;
-      this.lut[k * 3 + 2] = b;
-    }
+    this.lut = buildLut(interpolateViridis, ColorScale.LUT_SIZE);
   }
 
   /** RGB of a log10 value, clamped to the domain, packed as 0xRRGGBB. */
@@ -40,9 +34,7 @@ export class ColorScale {
 
   /** CSS linear-gradient for the legend bar. */
   gradient(): string {
-    const stops: string[] = [];
-    for (let k = 0; k <= 10; k++) stops.push(`${interpolateViridis(k / 10)} ${k * 10}%`);
-    return `linear-gradient(90deg, ${stops.join(", ")})`;
+    return cssGradient(interpolateViridis);
   }
 
   equals(other: ColorScale | null): boolean {
@@ -50,10 +42,30 @@ export class ColorScale {
   }
 }
 
-function parseHex(color: string): [number, number, number] {
-  const m = /^#([0-9a-f]{2})([0-9a-f]{2})([0-9a-f]{2})$/i.exec(color);
-  if (m) return [parseInt(m[1], 16), parseInt(m[2], 16), parseInt(m[3], 16)];
+/** A CSS colour as d3's interpolators write it ("#rrggbb" or "rgb(r, g, b)") -> [r, g, b]. */
+export function parseColor(color: string): [number, number, number] {
+  const hex = /^#([0-9a-f]{2})([0-9a-f]{2})([0-9a-f]{2})$/i.exec(color);
+  if (hex) return [parseInt(hex[1], 16), parseInt(hex[2], 16), parseInt(hex[3], 16)];
   const rgb = /rgb\((\d+),\s*(\d+),\s*(\d+)\)/.exec(color);
   if (rgb) return [Number(rgb[1]), Number(rgb[2]), Number(rgb[3])];
   return [0, 0, 0];
+}
+
+/** `size` colours of `interpolate` over t in [0, 1] (evenly spaced) as r, g, b bytes. */
+export function buildLut(interpolate: (t: number) => string, size: number): Uint8Array {
+  const lut = new Uint8Array(size * 3);
+  for (let k = 0; k < size; k++) {
+    const [r, g, b] = parseColor(interpolate(k / (size - 1)));
+    lut[3 * k] = r;
+    lut[3 * k + 1] = g;
+    lut[3 * k + 2] = b;
+  }
+  return lut;
+}
+
+/** A legend bar's CSS background: `interpolate` from left (t = 0) to right (t = 1). */
+export function cssGradient(interpolate: (t: number) => string): string {
+  const stops: string[] = [];
+  for (let k = 0; k <= 10; k++) stops.push(`${interpolate(k / 10)} ${k * 10}%`);
+  return `linear-gradient(90deg, ${stops.join(", ")})`;
 }

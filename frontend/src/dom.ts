@@ -17,6 +17,15 @@ export function swatch(color: string): HTMLSpanElement {
   return s;
 }
 
+/** An error line about a run: its swatch and its name in its colour, then `message`. */
+export function runError(run: string, color: string, message: string): HTMLDivElement {
+  const box = el("div", "ds-error");
+  const name = el("strong", "", run);
+  name.style.color = color;
+  box.append(swatch(color), " ", name, ` — ${message}`);
+  return box;
+}
+
 /** Calls back when an element scrolls into (or near) view; one observer for the tab. */
 export class Visibility {
   private readonly io: IntersectionObserver | null;

@@ -2,7 +2,7 @@ import { formatLocale } from "d3-format";
 
 // An ASCII minus sign everywhere (d3's default locale uses U+2212), so text in the tab
 // matches what a person types and what tests compute.
-const locale = formatLocale({
+export const locale = formatLocale({
   decimal: ".",
   thousands: ",",
   grouping: [3],

@@ -11,7 +11,8 @@ import { formatInt, formatRatio, formatStepTick, middleEllipsis } from "./format
 import { NO_UPDATE_DARK, NO_UPDATE_LIGHT, NON_FINITE_RGB } from "./palette";
 import { stepIndexAt, stepRange } from "./stats";
 import { LABEL_FONT } from "./style";
-import { hideTooltip, showTooltip, type TooltipRow } from "./tooltip";
+import { appendHoverBox, hideHover, showRect } from "./svgchart";
+import { showTooltip, type TooltipRow } from "./tooltip";
 
 const SVG_NS = "http://www.w3.org/2000/svg";
 const MAX_LABEL_WIDTH = 220;
@@ -199,13 +200,7 @@ export class Heatmap {
       .attr("text-anchor", "middle")
       .text("step");
 
-    svg
-      .append("rect")
-      .attr("class", "ds-hover")
-      .attr("fill", "none")
-      .attr("stroke", "#000")
-      .attr("stroke-width", 1.5)
-      .attr("visibility", "hidden");
+    appendHoverBox(svg);
   }
 
   private drawCanvas(): void {
@@ -361,18 +356,16 @@ export class Heatmap {
     const x0 = L.x(d.steps[i]);
     const x1 = i + 1 < d.steps.length ? L.x(d.steps[i + 1]) : L.plotW;
     const w = Math.max(2, x1 - x0);
-    select(this.svg)
-      .select("rect.ds-hover")
-      .attr("x", L.left + Math.min(x0, L.plotW - w))
-      .attr("y", L.top + j * L.rowH)
-      .attr("width", w)
-      .attr("height", Math.max(2, L.rowH))
-      .attr("visibility", "visible");
+    showRect(this.svg, "ds-hover", {
+      x: L.left + Math.min(x0, L.plotW - w),
+      y: L.top + j * L.rowH,
+      width: w,
+      height: Math.max(2, L.rowH),
+    });
   }
 
   private onLeave(): void {
-    hideTooltip();
-    select(this.svg).select("rect.ds-hover").attr("visibility", "hidden");
+    hideHover(this.svg);
   }
 
   private onClick(e: MouseEvent): void {

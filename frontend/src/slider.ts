@@ -3,6 +3,7 @@
 // another, and keeps the picked step across reloads.
 
 import { el } from "./dom";
+import { nearestStepIndex } from "./stats";
 
 export class StepSlider {
   readonly element: HTMLElement;
@@ -57,7 +58,7 @@ export class StepSlider {
     } else if (this.followLatest || previous === null) {
       this.index = this.steps.length - 1;
     } else {
-      this.index = nearestIndex(this.steps, previous);
+      this.index = nearestStepIndex(this.steps, previous);
     }
     this.input.max = String(Math.max(0, this.steps.length - 1));
     this.input.value = String(Math.max(0, this.index));
@@ -71,7 +72,7 @@ export class StepSlider {
   select(step: number): void {
     if (this.steps.length === 0) return;
     this.followLatest = false;
-    this.index = nearestIndex(this.steps, step);
+    this.index = nearestStepIndex(this.steps, step);
     this.input.value = String(this.index);
     this.renderLabel();
     this.emit();
@@ -89,12 +90,4 @@ export class StepSlider {
         : `${this.steps[this.index]}  (${this.index + 1} of ${this.steps.length})`;
     this.element.dataset.step = this.index < 0 ? "" : String(this.steps[this.index]);
   }
-}
-
-function nearestIndex(steps: readonly number[], step: number): number {
-  let best = 0;
-  for (let i = 1; i < steps.length; i++) {
-    if (Math.abs(steps[i] - step) < Math.abs(steps[best] - step)) best = i;
-  }
-  return best;
 }

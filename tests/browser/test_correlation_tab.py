@@ -53,6 +53,7 @@ def heatmap(frame, tag: str, run: str, **data):
     target.scroll_into_view_if_needed(timeout=TIMEOUT_MS)  # cards load when seen
     canvas = target.locator(selector)
     canvas.wait_for(timeout=TIMEOUT_MS)
+    canvas.scroll_into_view_if_needed(timeout=TIMEOUT_MS)  # the card grew once it loaded
     return canvas
 
 

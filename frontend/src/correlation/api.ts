@@ -1,6 +1,9 @@
 // The correlation routes (docs/http_api.md, "correlation/*"): steps, a matrix window in a
 // channel order (block means on the server for the overview), matchings.
 
+import { decodeBase64Float32 } from "../binary";
+import { expectRecord, getJson, numbers } from "../json";
+
 export type ChannelOrder = "original" | "clustered" | "matched";
 
 export interface CorrelationSteps {
@@ -62,43 +65,15 @@ export interface CorrelationMatching {
   bipartite: MatchingCurve;
 }
 
-async function getJson(url: string): Promise<Record<string, unknown>> {
-  const response = await fetch(url, { credentials: "same-origin" });
-  const text = await response.text();
-  if (!response.ok) {
-    // The plugin's errors are plain text a person can act on: show them as they are.
-    throw new Error(`HTTP ${response.status}: ${text.trim() || response.statusText}`);
-  }
-  let raw: unknown;
-  try {
-    raw = JSON.parse(text);
-  } catch {
-    throw new Error(`${url} did not return JSON: ${text.slice(0, 200)}`);
-  }
-  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) {
-    throw new Error(`${url}: expected an object`);
-  }
-  return raw as Record<string, unknown>;
-}
-
-const numbers = (v: unknown): number[] => (Array.isArray(v) ? v.map(Number) : []);
 const nullableNumber = (v: unknown): number | null => (typeof v === "number" ? v : null);
 
-function decodeFloat32(b64: string, count: number): Float32Array {
-  const bin = atob(b64);
-  if (bin.length !== count * 4) {
-    throw new Error(`matrix: expected ${count * 4} bytes of float32, got ${bin.length}`);
-  }
-  const bytes = new Uint8Array(bin.length);
-  for (let k = 0; k < bin.length; k++) bytes[k] = bin.charCodeAt(k);
-  const view = new DataView(bytes.buffer);
-  const out = new Float32Array(count);
-  for (let k = 0; k < count; k++) out[k] = view.getFloat32(k * 4, true);
-  return out;
+/** GET a correlation route: an object, or an error. */
+async function getObject(url: string): Promise<Record<string, unknown>> {
+  return expectRecord(await getJson(url), url);
 }
 
 export async function fetchSteps(run: string, tag: string): Promise<CorrelationSteps> {
-  const raw = await getJson(`./correlation_steps?${new URLSearchParams({ run, tag })}`);
+  const raw = await getObject(`./correlation_steps?${new URLSearchParams({ run, tag })}`);
   return {
     run,
     tag,
@@ -124,7 +99,7 @@ export async function fetchMatrix(
     params.set("col_start", String(window.colStart));
     params.set("col_end", String(window.colEnd));
   }
-  const raw = await getJson(`./correlation_matrix?${params}`);
+  const raw = await getObject(`./correlation_matrix?${params}`);
   const v = raw.values as { shape?: unknown; base64?: unknown } | undefined;
   const shape = numbers(v?.shape);
   if (!v || typeof v.base64 !== "string" || shape.length !== 2) {
@@ -156,7 +131,7 @@ export async function fetchMatrix(
     rowDead: numbers(raw.row_dead),
     colDead: numbers(raw.col_dead),
     redundantFraction: nullableNumber(raw.redundant_fraction),
-    values: decodeFloat32(v.base64, shape[0] * shape[1]),
+    values: decodeBase64Float32(v.base64, shape[0] * shape[1], "matrix"),
     rows: shape[0],
     cols: shape[1],
   };
@@ -168,7 +143,7 @@ export async function fetchMatching(
   step: number,
 ): Promise<CorrelationMatching> {
   const params = new URLSearchParams({ run, tag, step: String(step) });
-  const raw = await getJson(`./correlation_matching?${params}`);
+  const raw = await getObject(`./correlation_matching?${params}`);
   const curve = (c: unknown): MatchingCurve => {
     const r = (c ?? {}) as Record<string, unknown>;
     // null marks a non-finite value; it has no place on a curve.

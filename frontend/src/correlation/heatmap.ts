@@ -5,7 +5,9 @@
 
 import { interpolateRdBu } from "d3-scale-chromatic";
 import { select } from "d3-selection";
-import { hideTooltip, showTooltip, type TooltipRow } from "../tooltip";
+import { buildLut } from "../colormap";
+import { appendHoverBox, hideHover, showRect } from "../svgchart";
+import { showTooltip, type TooltipRow } from "../tooltip";
 import type { CorrelationMatrix, MatrixWindow } from "./api";
 
 const SVG_NS = "http://www.w3.org/2000/svg";
@@ -21,18 +23,12 @@ export function rhoColor(rho: number): string {
 }
 
 const LUT_SIZE = 511;
+/** rhoColor over t in [0, 1] (ρ = 2t - 1), for gradients and lookup tables. */
+export const rhoRamp = (t: number): string => rhoColor(-1 + 2 * t);
+
 let lut: Uint8Array | null = null;
 function lookup(): Uint8Array {
-  if (lut) return lut;
-  lut = new Uint8Array(LUT_SIZE * 3);
-  for (let k = 0; k < LUT_SIZE; k++) {
-    const m = /rgb\((\d+),\s*(\d+),\s*(\d+)\)/.exec(rhoColor(-1 + (2 * k) / (LUT_SIZE - 1)));
-    if (m) {
-      lut[k * 3] = Number(m[1]);
-      lut[k * 3 + 1] = Number(m[2]);
-      lut[k * 3 + 2] = Number(m[3]);
-    }
-  }
+  lut ??= buildLut(rhoRamp, LUT_SIZE);
   return lut;
 }
 
@@ -241,13 +237,7 @@ export class CorrelationHeatmap {
       .attr("height", this.plot.h + 1)
       .attr("fill", "none")
       .attr("stroke", "#bdbdbd");
-    svg
-      .append("rect")
-      .attr("class", "ds-hover")
-      .attr("fill", "none")
-      .attr("stroke", "#000")
-      .attr("stroke-width", 1.5)
-      .attr("visibility", "hidden");
+    appendHoverBox(svg);
     svg
       .append("rect")
       .attr("class", "ds-zoom-rect")
@@ -329,30 +319,21 @@ export class CorrelationHeatmap {
       }
     }
     showTooltip(rows, e.clientX, e.clientY);
-    const svg = select(this.svg);
     const box = this.cellBox(i, j, i, j);
-    svg
-      .select("rect.ds-hover")
-      .attr("x", box.x)
-      .attr("y", box.y)
-      .attr("width", Math.max(2, box.width))
-      .attr("height", Math.max(2, box.height))
-      .attr("visibility", "visible");
+    showRect(this.svg, "ds-hover", {
+      x: box.x,
+      y: box.y,
+      width: Math.max(2, box.width),
+      height: Math.max(2, box.height),
+    });
     if (this.drag) {
       const z = this.cellBox(this.drag.i, this.drag.j, i, j);
-      svg
-        .select("rect.ds-zoom-rect")
-        .attr("x", z.x)
-        .attr("y", z.y)
-        .attr("width", z.width)
-        .attr("height", z.height)
-        .attr("visibility", "visible");
+      showRect(this.svg, "ds-zoom-rect", z);
     }
   }
 
   private onLeave(): void {
-    hideTooltip();
-    select(this.svg).select("rect.ds-hover").attr("visibility", "hidden");
+    hideHover(this.svg);
   }
 
   private onDown(e: MouseEvent): void {

@@ -4,13 +4,12 @@
 
 import { axisBottom, axisLeft } from "d3-axis";
 import { scaleLinear } from "d3-scale";
-import { select } from "d3-selection";
 import { line } from "d3-shape";
+import { legendItem, lineSample } from "../legend";
+import { axisTitles, clearPlot, plotSvg } from "../svgchart";
 import { hideTooltip, showTooltip } from "../tooltip";
-import { lineSample } from "../linechart";
 import { formatRho } from "./heatmap";
 
-const SVG_NS = "http://www.w3.org/2000/svg";
 const HEIGHT = 220;
 const MARGIN = { top: 10, right: 12, bottom: 36, left: 44 };
 
@@ -42,12 +41,8 @@ export class MatchingChart {
     const head = document.createElement("div");
     head.className = "ds-chart-title";
     head.textContent = title;
-    const plot = document.createElement("div");
-    plot.className = "ds-plot";
-    this.svg = document.createElementNS(SVG_NS, "svg");
-    this.svg.setAttribute("role", "img");
-    this.svg.setAttribute("aria-label", `${title}: matched ρ by channel rank`);
-    plot.appendChild(this.svg);
+    const { plot, svg } = plotSvg(`${title}: matched ρ by channel rank`);
+    this.svg = svg;
     this.caption = document.createElement("div");
     this.caption.className = "ds-chart-legend";
     this.element.append(head, plot, this.caption);
@@ -57,12 +52,8 @@ export class MatchingChart {
 
   draw(lines: readonly MatchingLine[], width: number): void {
     this.lines = lines;
-    const plot = this.svg.parentElement as HTMLDivElement;
     const W = Math.max(200, Math.floor(width));
-    plot.style.width = `${W}px`;
-    plot.style.height = `${HEIGHT}px`;
-    const svg = select(this.svg).attr("width", W).attr("height", HEIGHT);
-    svg.selectAll("*").remove();
+    const svg = clearPlot(this.svg, W, HEIGHT);
     const plotW = W - MARGIN.left - MARGIN.right;
     const plotH = HEIGHT - MARGIN.top - MARGIN.bottom;
     const n = Math.max(1, ...lines.map((l) => l.sorted.length));
@@ -81,17 +72,13 @@ export class MatchingChart {
           .tickSizeOuter(0),
       );
     g.append("g").attr("class", "ds-axis").call(axisLeft(y).ticks(5).tickSizeOuter(0));
-    g.append("text")
-      .attr("class", "ds-axis-label")
-      .attr("x", plotW / 2)
-      .attr("y", plotH + 32)
-      .attr("text-anchor", "middle")
-      .text("channel rank (sorted by matched ρ)");
-    g.append("text")
-      .attr("class", "ds-axis-label")
-      .attr("transform", `translate(-34,${plotH / 2}) rotate(-90)`)
-      .attr("text-anchor", "middle")
-      .text("ρ of the match");
+    axisTitles(
+      g,
+      plotW,
+      plotH,
+      { text: "channel rank (sorted by matched ρ)", below: plotH + 32 },
+      { text: "ρ of the match", left: -34 },
+    );
     const path = line<number>()
       .x((_, k) => x(k + 1))
       .y((v) => y(v));
@@ -107,12 +94,10 @@ export class MatchingChart {
     }
     this.caption.replaceChildren();
     for (const l of lines) {
-      const item = document.createElement("span");
-      item.className = "ds-legend-item";
-      item.dataset.run = l.run;
-      const sw = lineSample(l.color, l.dash);
       const mean = l.mean === null ? "n/a" : formatRho(l.mean);
-      item.append(sw, `${l.run} (step ${l.step}): mean ρ ${mean}`);
+      const text = `${l.run} (step ${l.step}): mean ρ ${mean}`;
+      const item = legendItem(lineSample(l.color, l.dash), text);
+      item.dataset.run = l.run;
       this.caption.appendChild(item);
     }
     this.element.dataset.drawn = "true";

@@ -4,11 +4,13 @@
 // (deepscope.compare) also get the sorted matched-correlation curves of semi- and bipartite
 // matching side by side, runs overlaid in their colours.
 
+import { cssGradient } from "../colormap";
 import { el, swatch } from "../dom";
 import { dashFor } from "../palette";
 import { StepSlider } from "../slider";
 import { addStyles } from "../style";
-import type { KindView, ViewContext, ViewEntry } from "../views/kind_view";
+import { CardListView } from "../views/card_list";
+import type { ViewContext, ViewEntry } from "../views/kind_view";
 import {
   fetchMatching,
   fetchMatrix,
@@ -17,7 +19,7 @@ import {
   type CorrelationSteps,
   type MatrixWindow,
 } from "./api";
-import { CorrelationHeatmap, DEAD_COLOR, rhoColor } from "./heatmap";
+import { CorrelationHeatmap, DEAD_COLOR, rhoRamp } from "./heatmap";
 import { MatchingChart, type MatchingLine } from "./matching_chart";
 
 /** Cells per axis asked for: a 2048-channel layer is shown as 256 x 256 block means. */
@@ -44,45 +46,9 @@ addStyles(`
 .ds-dead-box { display: inline-block; width: 10px; height: 10px; background: ${DEAD_COLOR}; }
 `);
 
-export class CorrelationView implements KindView {
-  readonly element = el("div", "ds-kind-body");
-  private readonly cards = new Map<string, CorrelationCard>();
-
-  constructor(private readonly ctx: ViewContext) {}
-
-  update(entries: readonly ViewEntry[]): void {
-    const byTag = new Map<string, ViewEntry[]>();
-    for (const e of entries) byTag.set(e.tag, [...(byTag.get(e.tag) ?? []), e]);
-    for (const [tag, card] of this.cards) {
-      if (!byTag.has(tag)) {
-        card.dispose();
-        card.element.remove();
-        this.cards.delete(tag);
-      }
-    }
-    for (const [tag, list] of byTag) {
-      let card = this.cards.get(tag);
-      if (!card) {
-        card = new CorrelationCard(tag, this.ctx);
-        this.cards.set(tag, card);
-      }
-      this.element.appendChild(card.element); // new or moved into order
-      card.update(list);
-    }
-  }
-
-  refresh(): void {
-    for (const card of this.cards.values()) card.refresh();
-  }
-
-  resize(): void {
-    for (const card of this.cards.values()) card.resize();
-  }
-
-  dispose(): void {
-    for (const card of this.cards.values()) card.dispose();
-    this.cards.clear();
-    this.element.replaceChildren();
+export class CorrelationView extends CardListView<CorrelationCard> {
+  constructor(ctx: ViewContext) {
+    super({ key: (entry) => entry.tag, create: (tag) => new CorrelationCard(tag, ctx) });
   }
 }
 
@@ -90,9 +56,7 @@ function legend(): HTMLElement {
   const box = el("div", "ds-corr-legend");
   box.dataset.testid = "correlation-legend";
   const bar = el("div", "ds-colorbar-bar");
-  const stops = [];
-  for (let k = 0; k <= 10; k++) stops.push(`${rhoColor(-1 + k / 5)} ${k * 10}%`);
-  bar.style.background = `linear-gradient(90deg, ${stops.join(", ")})`;
+  bar.style.background = cssGradient(rhoRamp);
   const ticks = el("div", "ds-corr-ticks");
   for (const t of ["-1", "-0.5", "0", "0.5", "1"]) ticks.appendChild(el("span", "", t));
   const scale = el("div");

@@ -8,6 +8,7 @@
 // diverging colour map centred on zero.
 
 import { interpolateInferno, interpolateRdBu } from "d3-scale-chromatic";
+import { buildLut } from "../colormap";
 
 export type SignMode = "absolute" | "positive" | "negative" | "signed";
 export const SIGN_MODES: readonly SignMode[] = ["absolute", "positive", "negative", "signed"];
@@ -96,25 +97,6 @@ export function clipValue(reduced: readonly Float64Array[], mode: SignMode, p: n
 
 const LUT_SIZE = 256;
 
-function buildLut(interpolate: (t: number) => string): Uint8Array {
-  const lut = new Uint8Array(LUT_SIZE * 3);
-  for (let k = 0; k < LUT_SIZE; k++) {
-    const [r, g, b] = parseColor(interpolate(k / (LUT_SIZE - 1)));
-    lut[3 * k] = r;
-    lut[3 * k + 1] = g;
-    lut[3 * k + 2] = b;
-  }
-  return lut;
-}
-
-function parseColor(color: string): [number, number, number] {
-  const hex = /^#([0-9a-f]{2})([0-9a-f]{2})([0-9a-f]{2})$/i.exec(color);
-  if (hex) return [parseInt(hex[1], 16), parseInt(hex[2], 16), parseInt(hex[3], 16)];
-  const rgb = /rgb\((\d+),\s*(\d+),\s*(\d+)\)/.exec(color);
-  if (rgb) return [Number(rgb[1]), Number(rgb[2]), Number(rgb[3])];
-  return [0, 0, 0];
-}
-
 /** Sequential: 0 -> black, clip -> pale yellow (inferno). */
 const sequential = (t: number) => interpolateInferno(t);
 /** Diverging: -clip -> blue, 0 -> white, +clip -> red. */
@@ -135,12 +117,12 @@ export function mapColor(
 ): [number, number, number, number] {
   const s = strength(value, mode);
   if (mode === "signed") {
-    divergingLut ??= buildLut(diverging);
+    divergingLut ??= buildLut(diverging, LUT_SIZE);
     const t = Math.max(-1, Math.min(1, s / clip));
     const k = Math.round(((t + 1) / 2) * (LUT_SIZE - 1)) * 3;
     return [divergingLut[k], divergingLut[k + 1], divergingLut[k + 2], Math.abs(t)];
   }
-  sequentialLut ??= buildLut(sequential);
+  sequentialLut ??= buildLut(sequential, LUT_SIZE);
   const t = Math.max(0, Math.min(1, s / clip));
   const k = Math.round(t * (LUT_SIZE - 1)) * 3;
   return [sequentialLut[k], sequentialLut[k + 1], sequentialLut[k + 2], t];

@@ -3,11 +3,13 @@
 // grid with one row per probe sample: source, map, overlay (and for baseline-subtracted
 // methods the baseline and its map), with the label and the prediction.
 
+import { cssGradient } from "../colormap";
 import { el, swatch } from "../dom";
 import { StepSlider } from "../slider";
 import { addStyles } from "../style";
 import { hideTooltip, showTooltip, type TooltipRow } from "../tooltip";
-import type { KindView, ViewContext, ViewEntry } from "../views/kind_view";
+import { CardListView } from "../views/card_list";
+import type { ViewContext, ViewEntry } from "../views/kind_view";
 import {
   fetchSaliencyMaps,
   fetchSaliencySteps,
@@ -71,45 +73,13 @@ addStyles(`
 .ds-sal-pager button:disabled { opacity: .4; cursor: default; }
 `);
 
-export class SaliencyView implements KindView {
-  readonly element = el("div", "ds-kind-body");
-  private readonly cards = new Map<string, RunCard>();
-
-  constructor(private readonly ctx: ViewContext) {}
-
-  update(entries: readonly ViewEntry[]): void {
-    const byRun = new Map<string, ViewEntry[]>();
-    for (const entry of entries) byRun.set(entry.run, [...(byRun.get(entry.run) ?? []), entry]);
-    for (const [run, card] of this.cards) {
-      if (!byRun.has(run)) {
-        card.dispose();
-        card.element.remove();
-        this.cards.delete(run);
-      }
-    }
-    for (const [run, list] of byRun) {
-      let card = this.cards.get(run);
-      if (!card || card.color !== list[0].color) {
-        card?.dispose();
-        card?.element.remove();
-        card = new RunCard(run, list[0].color, this.ctx);
-        this.cards.set(run, card);
-      }
-      this.element.appendChild(card.element); // new or moved into order
-      card.update(list);
-    }
-  }
-
-  refresh(): void {
-    for (const card of this.cards.values()) card.refresh();
-  }
-
-  resize(): void {}
-
-  dispose(): void {
-    for (const card of this.cards.values()) card.dispose();
-    this.cards.clear();
-    this.element.replaceChildren();
+export class SaliencyView extends CardListView<RunCard> {
+  constructor(ctx: ViewContext) {
+    super({
+      key: (entry) => entry.run,
+      create: (run, entries) => new RunCard(run, entries[0].color, ctx),
+      fits: (card, entries) => card.color === entries[0].color,
+    });
   }
 }
 
@@ -570,9 +540,7 @@ class RunCard {
 
   private renderLegend(method: string, mode: SignMode, p: number, g: Geometry): void {
     const bar = el("div", "ds-sal-bar");
-    const stops: string[] = [];
-    for (let k = 0; k <= 10; k++) stops.push(`${legendColor(mode, k / 10)} ${k * 10}%`);
-    bar.style.background = `linear-gradient(90deg, ${stops.join(", ")})`;
+    bar.style.background = cssGradient((t) => legendColor(mode, t));
     const clip = p === 100 ? "max" : `p${p}`;
     const ends: Record<SignMode, [string, string]> = {
       absolute: ["0", `${clip} of |map|`],

@@ -1,5 +1,8 @@
 // The spectrum routes (docs/http_api.md): fetch and validate into typed data.
 
+import { decodeBase64Float32 } from "../binary";
+import { expectRecord, getJson, isRecord, jsonNumber, numbers } from "../json";
+
 export interface SpectrumInfo {
   weightShape: number[];
   layerKind: string;
@@ -55,36 +58,6 @@ export interface Evolution {
   errors: Map<number, string>;
 }
 
-async function getJson(url: string): Promise<unknown> {
-  const response = await fetch(url, { credentials: "same-origin" });
-  const text = await response.text();
-  if (!response.ok) {
-    const body = text.trim() || response.statusText || "no message";
-    throw new Error(`HTTP ${response.status}: ${body}`);
-  }
-  try {
-    return JSON.parse(text) as unknown;
-  } catch {
-    throw new Error(`${url} did not return JSON: ${text.slice(0, 200)}`);
-  }
-}
-
-function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
-}
-
-/** A JSON number of the routes: numbers, or "NaN" / "Infinity" / "-Infinity" spelled out. */
-export function jsonNumber(value: unknown): number {
-  if (typeof value === "number") return value;
-  if (value === "Infinity") return Infinity;
-  if (value === "-Infinity") return -Infinity;
-  return NaN;
-}
-
-function numbers(value: unknown): number[] {
-  return Array.isArray(value) ? value.map(Number) : [];
-}
-
 function parseInfo(raw: unknown): SpectrumInfo {
   const r = isRecord(raw) ? raw : {};
   return {
@@ -109,16 +82,7 @@ function decodeFloat32(slot: unknown, what: string): { values: Float32Array; sha
   if (slot.dtype !== "float32") throw new Error(`${what}: unsupported dtype ${String(slot.dtype)}`);
   const shape = numbers(slot.shape);
   const count = shape.reduce((a, b) => a * b, 1);
-  const bin = atob(slot.base64);
-  if (bin.length !== count * 4) {
-    throw new Error(`${what}: expected ${count * 4} bytes of float32, got ${bin.length}`);
-  }
-  const bytes = new Uint8Array(bin.length);
-  for (let k = 0; k < bin.length; k++) bytes[k] = bin.charCodeAt(k);
-  const view = new DataView(bytes.buffer);
-  const values = new Float32Array(count);
-  for (let k = 0; k < count; k++) values[k] = view.getFloat32(k * 4, true);
-  return { values, shape };
+  return { values: decodeBase64Float32(slot.base64, count, what), shape };
 }
 
 /** Descending, NaN last: a grouped layer's spectrum is the union of its groups'. */
@@ -168,8 +132,7 @@ export async function fetchRunMetrics(run: string, tags: readonly string[]): Pro
 
 export async function fetchSpectrum(run: string, tag: string, step: number): Promise<StepSpectrum> {
   const params = new URLSearchParams({ run, tag, step: String(step) });
-  const raw = await getJson(`./spectrum?${params.toString()}`);
-  if (!isRecord(raw)) throw new Error("spectrum: expected an object");
+  const raw = expectRecord(await getJson(`./spectrum?${params.toString()}`), "spectrum");
   const { values, shape } = decodeFloat32(raw.singular_values, "spectrum");
   const metrics: Record<string, number> = {};
   if (isRecord(raw.metrics)) {
@@ -200,8 +163,10 @@ export async function fetchEvolution(
     max_steps: String(maxSteps),
     max_values: String(maxValues),
   });
-  const raw = await getJson(`./spectrum_evolution?${params.toString()}`);
-  if (!isRecord(raw)) throw new Error("spectrum_evolution: expected an object");
+  const raw = expectRecord(
+    await getJson(`./spectrum_evolution?${params.toString()}`),
+    "spectrum_evolution",
+  );
   const steps = numbers(raw.steps);
   const index = numbers(raw.index);
   const { values, shape } = decodeFloat32(raw.values, "spectrum_evolution");

@@ -10,15 +10,14 @@
 
 import { axisBottom, axisLeft } from "d3-axis";
 import { scaleLog } from "d3-scale";
-import { select } from "d3-selection";
 import { line } from "d3-shape";
 import { el } from "../dom";
-import { lineSample } from "../linechart";
-import { hideTooltip, showTooltip, type TooltipRow } from "../tooltip";
+import { legendItem, lineSample } from "../legend";
+import { axisTitles, clearPlot, decadeTicks, hoverLayer, plotSvg } from "../svgchart";
+import { showTooltip, type TooltipRow } from "../tooltip";
 import type { StepSpectrum } from "./api";
 import { formatMetric } from "./format";
 
-const SVG_NS = "http://www.w3.org/2000/svg";
 const HEIGHT = 300;
 const MARGIN = { top: 14, right: 16, bottom: 40, left: 64 };
 /** Draw a marker per singular value up to this many values. */
@@ -53,23 +52,16 @@ export class SpectrumChart {
   constructor() {
     this.element = el("div");
     this.element.dataset.testid = "spectrum-chart";
-    const plot = el("div", "ds-plot");
-    this.svg = document.createElementNS(SVG_NS, "svg");
-    this.svg.setAttribute("role", "img");
-    this.svg.setAttribute("aria-label", "Singular values by rank, log–log");
-    plot.appendChild(this.svg);
+    const { plot, svg } = plotSvg("Singular values by rank, log–log");
+    this.svg = svg;
     this.legend = el("div", "ds-chart-legend");
     this.element.append(plot, this.legend);
   }
 
   draw(series: readonly ChartSeries[], width: number): void {
-    const plot = this.svg.parentElement as HTMLDivElement;
     const plotW = Math.max(80, Math.floor(width - MARGIN.left - MARGIN.right));
     const plotH = HEIGHT - MARGIN.top - MARGIN.bottom;
-    plot.style.width = `${width}px`;
-    plot.style.height = `${HEIGHT}px`;
-    const svg = select(this.svg).attr("width", width).attr("height", HEIGHT);
-    svg.selectAll("*").remove();
+    const svg = clearPlot(this.svg, width, HEIGHT);
 
     const usable = series.filter((s) => s.spectrum.error === null || hasPositive(s.spectrum));
     let n = 1;
@@ -99,9 +91,8 @@ export class SpectrumChart {
       .range([plotH, 0])
       .nice();
     const g = svg.append("g").attr("transform", `translate(${MARGIN.left},${MARGIN.top})`);
-    const decades = (scale: typeof y) =>
-      scale.ticks().filter((t) => Math.abs(Math.log10(t) - Math.round(Math.log10(t))) < 1e-9);
-    const yTicks = decades(y).length >= 2 ? decades(y) : y.ticks(4);
+    const decades = decadeTicks(y);
+    const yTicks = decades.length >= 2 ? decades : y.ticks(4);
     g.append("g")
       .attr("class", "ds-grid")
       .call(axisLeft(y).tickValues(yTicks).tickSize(-plotW).tickFormat(() => ""));
@@ -120,17 +111,13 @@ export class SpectrumChart {
     g.append("g")
       .attr("class", "ds-axis")
       .call(axisLeft(y).tickValues(yTicks).tickFormat((v) => formatMetric(Number(v))).tickSizeOuter(0));
-    g.append("text")
-      .attr("class", "ds-axis-label")
-      .attr("x", plotW / 2)
-      .attr("y", plotH + 34)
-      .attr("text-anchor", "middle")
-      .text("rank i (1 = largest; log scale)");
-    g.append("text")
-      .attr("class", "ds-axis-label")
-      .attr("transform", `translate(${-MARGIN.left + 14},${plotH / 2}) rotate(-90)`)
-      .attr("text-anchor", "middle")
-      .text("singular value σ_i (log scale)");
+    axisTitles(
+      g,
+      plotW,
+      plotH,
+      { text: "rank i (1 = largest; log scale)", below: plotH + 34 },
+      { text: "singular value σ_i (log scale)", left: -MARGIN.left + 14 },
+    );
 
     const clip = `ds-sp-clip-${Math.random().toString(36).slice(2)}`;
     g.append("clipPath").attr("id", clip).append("rect").attr("width", plotW).attr("height", plotH);
@@ -195,52 +182,34 @@ export class SpectrumChart {
     }
 
     // Hover: the singular value at the rank under the pointer, for each run.
-    const focus = g.append("g").attr("visibility", "hidden");
-    focus.append("line").attr("y1", 0).attr("y2", plotH).attr("stroke", "#9e9e9e");
-    const dots = focus
-      .selectAll("circle")
-      .data(usable)
-      .join("circle")
-      .attr("r", 4)
-      .attr("fill", (s) => s.color)
-      .attr("stroke", "#fff");
-    g.append("rect")
-      .attr("class", "ds-hit")
-      .attr("data-testid", "spectrum-hit")
-      .attr("width", plotW)
-      .attr("height", plotH)
-      .attr("fill", "transparent")
-      .on("mousemove", (event: MouseEvent) => {
-        if (usable.length === 0) return;
-        const rect = (event.currentTarget as SVGRectElement).getBoundingClientRect();
-        const rank = Math.min(n, Math.max(1, Math.round(x.invert(event.clientX - rect.left))));
-        focus.attr("visibility", "visible");
-        focus.select("line").attr("x1", x(rank)).attr("x2", x(rank));
-        const value = (s: ChartSeries) => s.spectrum.values[rank - 1];
-        dots
-          .attr("visibility", (s) => (value(s) > 0 && value(s) < Infinity ? "visible" : "hidden"))
-          .attr("cx", x(rank))
-          .attr("cy", (s) => (value(s) > 0 && value(s) < Infinity ? y(value(s)) : 0));
-        const rows: TooltipRow[] = [{ label: "rank", field: "rank", value: String(rank), strong: true }];
-        for (const s of usable) {
-          const v = value(s);
-          const label = usable.length > 1 ? `${s.run} (step ${s.spectrum.step}) σ` : "σ";
-          rows.push({
-            label,
-            color: s.color,
-            field: `sigma:${s.run}`,
-            value: v === undefined ? "–" : formatMetric(v),
-          });
-          if (v !== undefined && usable.length === 1) {
-            rows.push({ label: "λ = σ²", field: `lambda:${s.run}`, value: formatMetric(v * v) });
-          }
+    const { dots, hit, showAt } = hoverLayer(g, plotW, plotH, usable, 4, (event, px) => {
+      if (usable.length === 0) return;
+      const rank = Math.min(n, Math.max(1, Math.round(x.invert(px))));
+      showAt(x(rank));
+      const value = (s: ChartSeries) => s.spectrum.values[rank - 1];
+      dots
+        .attr("visibility", (s) => (value(s) > 0 && value(s) < Infinity ? "visible" : "hidden"))
+        .attr("cx", x(rank))
+        .attr("cy", (s) => (value(s) > 0 && value(s) < Infinity ? y(value(s)) : 0));
+      const rows: TooltipRow[] = [
+        { label: "rank", field: "rank", value: String(rank), strong: true },
+      ];
+      for (const s of usable) {
+        const v = value(s);
+        const label = usable.length > 1 ? `${s.run} (step ${s.spectrum.step}) σ` : "σ";
+        rows.push({
+          label,
+          color: s.color,
+          field: `sigma:${s.run}`,
+          value: v === undefined ? "–" : formatMetric(v),
+        });
+        if (v !== undefined && usable.length === 1) {
+          rows.push({ label: "λ = σ²", field: `lambda:${s.run}`, value: formatMetric(v * v) });
         }
-        showTooltip(rows, event.clientX, event.clientY);
-      })
-      .on("mouseleave", () => {
-        focus.attr("visibility", "hidden");
-        hideTooltip();
-      });
+      }
+      showTooltip(rows, event.clientX, event.clientY);
+    });
+    hit.attr("data-testid", "spectrum-hit");
 
     this.element.dataset.drawn = "true";
     this.element.dataset.runs = String(usable.length);
@@ -251,9 +220,7 @@ export class SpectrumChart {
   private drawLegend(series: readonly ChartSeries[]): void {
     this.legend.replaceChildren();
     const item = (sample: Element, text: string) => {
-      const span = el("span", "ds-legend-item");
-      span.append(sample, el("span", "", text));
-      this.legend.appendChild(span);
+      this.legend.appendChild(legendItem(sample, text));
     };
     const multi = series.length > 1;
     for (const s of series) {

@@ -9,6 +9,7 @@ import { select } from "d3-selection";
 import type { ColorScale } from "../colormap";
 import { el, swatch } from "../dom";
 import { formatStepTick } from "../format";
+import { axisTitles } from "../svgchart";
 import { NON_FINITE_RGB } from "../palette";
 import { hideTooltip, showTooltip } from "../tooltip";
 import type { Evolution } from "./api";
@@ -137,19 +138,19 @@ export class EvolutionHeatmap {
           .tickFormat((v) => String(data.index[Math.floor(Number(v))] + 1))
           .tickSizeOuter(0),
       );
-    g.append("text")
-      .attr("class", "ds-axis-label")
-      .attr("x", this.plotW / 2)
-      .attr("y", this.plotH + 30)
-      .attr("text-anchor", "middle")
-      .text(
-        S < data.totalSteps ? `step (${S} of ${data.totalSteps} logged steps shown)` : "step",
-      );
-    g.append("text")
-      .attr("class", "ds-axis-label")
-      .attr("transform", `translate(${-MARGIN.left + 14},${this.plotH / 2}) rotate(-90)`)
-      .attr("text-anchor", "middle")
-      .text(K < data.totalValues ? `rank i (${K} of ${data.totalValues})` : "rank i");
+    axisTitles(
+      g,
+      this.plotW,
+      this.plotH,
+      {
+        text: S < data.totalSteps ? `step (${S} of ${data.totalSteps} logged steps shown)` : "step",
+        below: this.plotH + 30,
+      },
+      {
+        text: K < data.totalValues ? `rank i (${K} of ${data.totalValues})` : "rank i",
+        left: -MARGIN.left + 14,
+      },
+    );
     if (selectedStep !== null && S > 0) {
       const i = data.steps.indexOf(selectedStep);
       if (i >= 0) {

@@ -5,8 +5,9 @@
 
 import { el, swatch } from "../dom";
 import { NON_FINITE_COLOR } from "../palette";
+import { nearestStepIndex } from "../stats";
 import type { LayerMetrics } from "./api";
-import { formatMetric, nearestIndex } from "./format";
+import { formatMetric } from "./format";
 
 export interface MetricColumn {
   name: string;
@@ -218,7 +219,7 @@ export function valueAt(
   step: number | null,
 ): { value: number; step?: number; error?: string } {
   if (!layer || layer.steps.length === 0) return { value: NaN };
-  const i = step === null ? layer.steps.length - 1 : nearestIndex(layer.steps, step);
+  const i = step === null ? layer.steps.length - 1 : nearestStepIndex(layer.steps, step);
   const at = layer.steps[i];
   const error = layer.errors.get(at);
   const series = layer.metrics[name];

@@ -6,14 +6,12 @@
 //     and the fitted power-law tail), the runs overlaid in their colours;
 //   - its evolution over training: a steps × rank heatmap of log10 σ per run.
 
-import { axisBottom } from "d3-axis";
-import { scaleLinear } from "d3-scale";
-import { select } from "d3-selection";
 import { ColorScale } from "../colormap";
-import { el, swatch } from "../dom";
-import { formatLog10Tick } from "../format";
+import { el, runError, swatch } from "../dom";
+import { boxItem, colorBarItem } from "../legend";
 import { NON_FINITE_COLOR } from "../palette";
 import { StepSlider } from "../slider";
+import { nearestStepIndex } from "../stats";
 import { addStyles } from "../style";
 import type { KindView, ViewContext, ViewEntry } from "../views/kind_view";
 import {
@@ -26,7 +24,6 @@ import {
 } from "./api";
 import { SpectrumChart, type ChartSeries } from "./chart";
 import { EvolutionHeatmap } from "./evolution";
-import { nearestIndex } from "./format";
 import { MetricsTable, valueAt, type TableRow } from "./table";
 
 addStyles(`
@@ -264,7 +261,7 @@ export class SpectrumView implements KindView {
     const layer = this.selected ? this.metrics.get(run)?.layers.get(this.selected) : undefined;
     const step = this.slider.value;
     if (!layer || layer.steps.length === 0 || step === null) return null;
-    return layer.steps[nearestIndex(layer.steps, step)];
+    return layer.steps[nearestStepIndex(layer.steps, step)];
   }
 
   private queueSpectra(): void {
@@ -433,36 +430,17 @@ export class SpectrumView implements KindView {
 }
 
 function errorBox(r: RunEntry, message: string): HTMLElement {
-  const box = el("div", "ds-error");
+  const box = runError(r.run, r.color, message);
   box.dataset.run = r.run;
-  const name = el("strong", "", r.run);
-  name.style.color = r.color;
-  box.append(swatch(r.color), " ", name, ` — ${message}`);
   return box;
 }
 
 function colorLegend(color: ColorScale): HTMLElement {
   const legend = el("div", "ds-legend");
   legend.dataset.testid = "spectrum-legend";
-  const barW = 160;
-  const item = el("span", "ds-legend-item");
-  const bar = el("div", "ds-colorbar");
-  const fill = el("div", "ds-colorbar-bar");
-  fill.style.width = `${barW}px`;
-  fill.style.background = color.gradient();
-  const svg = select(bar).append("svg").attr("width", barW).attr("height", 16);
-  const x = scaleLinear().domain([color.lo, color.hi]).range([0, barW]);
-  svg
-    .append("g")
-    .attr("class", "ds-axis")
-    .call(axisBottom(x).ticks(5).tickFormat((v) => formatLog10Tick(Number(v))).tickSize(3).tickSizeOuter(0))
-    .call((g) => g.select(".domain").remove());
-  bar.prepend(fill);
-  item.append(el("span", "ds-legend-title", "log10 σ (singular value)"), bar);
-  const bad = el("span", "ds-legend-item");
-  const box = el("span", "ds-box");
-  box.style.background = NON_FINITE_COLOR;
-  bad.append(box, "not measured / non-finite");
-  legend.append(item, bad);
+  legend.append(
+    colorBarItem(color, "log10 σ (singular value)", 160),
+    boxItem(NON_FINITE_COLOR, "not measured / non-finite"),
+  );
   return legend;
 }
