@@ -63,7 +63,8 @@ def train_run(logdir: Path, seed: int, steps: int = TRAIN_STEPS) -> dict:
     reference: dict = {"names": names, "steps": [], "values": []}
     x_all = torch.randn(512, 1, 8, 8)
     y_all = (x_all[:, 0, :4].sum(dim=(1, 2)) > 0).long() + 2 * (x_all[:, 0, 4:].mean((1, 2)) > 0)
-    with deepscope.watch(model, optimizer, writer, every=1):
+    # Update ratios alone: the spectra have their own log dir (tests/spectrum_data.py).
+    with deepscope.watch(model, optimizer, writer, every=1, spectra_every=None):
         for step in range(steps):
             idx = torch.randint(0, 512, (32,))
             loss = torch.nn.functional.cross_entropy(
