@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import datetime
+import http.client
 import json
 import os
 import platform
+import socket
 import statistics
 import subprocess
+import time
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -72,3 +75,23 @@ def table(rows: list[list], header: list[str]) -> str:
         if k == 0:
             lines.append("  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free now (for a tensorboard process)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http_get(port: int, path: str, timeout: float = 120.0) -> tuple[int, bytes, dict, float]:
+    """GET with a browser's Accept-Encoding; returns status, raw body, headers, seconds."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    t0 = time.perf_counter()
+    conn.request("GET", path, headers={"Accept-Encoding": "gzip, deflate, br"})
+    resp = conn.getresponse()
+    body = resp.read()
+    seconds = time.perf_counter() - t0
+    headers = {k.lower(): v for k, v in resp.getheaders()}
+    conn.close()
+    return resp.status, body, headers, seconds

@@ -26,7 +26,6 @@ import http.client
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -36,7 +35,7 @@ from urllib.parse import urlencode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import machine, median, table, write_json  # noqa: E402
+from _common import free_port, http_get, machine, median, table, write_json  # noqa: E402
 
 from deepscope import metadata  # noqa: E402
 
@@ -167,30 +166,12 @@ def in_process(logdir: Path, steps: int, repeats: int) -> dict:
 # --------------------------------------------------------------------------- real TensorBoard
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def timed(port: int, path: str) -> float:
     """Seconds of one GET that must succeed."""
     status, body, _, seconds = http_get(port, path)
     if status != 200:
         raise RuntimeError(f"{path} -> {status}: {body[:300]!r}")
     return seconds
-
-
-def http_get(port: int, path: str) -> tuple[int, bytes, dict, float]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
-    t0 = time.perf_counter()
-    conn.request("GET", path, headers={"Accept-Encoding": "gzip, deflate, br"})
-    resp = conn.getresponse()
-    body = resp.read()
-    seconds = time.perf_counter() - t0
-    headers = {k.lower(): v for k, v in resp.getheaders()}
-    conn.close()
-    return resp.status, body, headers, seconds
 
 
 def with_tensorboard(logdir: Path, load_fast: bool, steps: int, requests: int, tmp: Path):
@@ -213,7 +194,7 @@ def with_tensorboard(logdir: Path, load_fast: bool, steps: int, requests: int, t
 
         def listed(tag: str) -> int:
             status, body, headers, _ = http_get(
-                port, f"{base}/steps?{urlencode({'run': RUN, 'tag': tag})}"
+                port, f"{base}_steps?{urlencode({'run': RUN, 'tag': tag})}"
             )
             if headers.get("content-encoding") == "gzip":
                 body = gzip.decompress(body)
@@ -235,7 +216,7 @@ def with_tensorboard(logdir: Path, load_fast: bool, steps: int, requests: int, t
 
         def path(step: int, tag: str = WITHIN, order: str = "original") -> str:
             query = {"run": RUN, "tag": tag, "step": step, "size": 256, "order": order}
-            return f"{base}/matrix?{urlencode(query)}"
+            return f"{base}_matrix?{urlencode(query)}"
 
         cold, wire = [], 0
         for step in range(steps):

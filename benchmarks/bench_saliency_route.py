@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,7 +32,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import machine, median, table, write_json  # noqa: E402
+from _common import free_port, machine, median, table, write_json  # noqa: E402
 
 import deepscope  # noqa: E402
 
@@ -66,12 +65,6 @@ def write_logdir(root: Path, steps: int) -> dict:
     return out
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _get(url: str) -> bytes:
     with urllib.request.urlopen(url, timeout=60) as response:
         return response.read()
@@ -84,7 +77,7 @@ def _time(url: str) -> tuple[float, int]:
 
 
 def serve(logdir: Path, load_fast: bool, steps: int, requests: int) -> dict:
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(
         [
             TENSORBOARD,

@@ -35,7 +35,6 @@ import os
 import pstats
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -46,11 +45,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import machine, median, table, write_json  # noqa: E402
+from _common import free_port, http_get, machine, median, table, write_json  # noqa: E402
 
 import deepscope  # noqa: E402
 from deepscope import metadata  # noqa: E402
-from deepscope.tb_plugin import deepscope_plugin, series  # noqa: E402
+from deepscope.tb_plugin import deepscope_plugin, responses, series  # noqa: E402
 from deepscope.tb_plugin.loader import DEFAULT_SAMPLES  # noqa: E402
 from deepscope.writer.watch import DEFAULT_MEASUREMENTS_PER_EVENT  # noqa: E402
 
@@ -317,11 +316,11 @@ def _in_process_run(provider, ctx, plugin, run: str, hint: int, repeats: int, pr
             slot = {**body, "values": {**body["values"], "base64": ""}}
 
             def respond(slot=slot, raw=raw):
-                return deepscope_plugin._respond_base64_json(request, slot, raw)
+                return responses.respond_base64_json(request, slot, raw)
         else:
 
             def respond(body=body):
-                return deepscope_plugin._respond_json(request, body)
+                return responses.respond_json(request, body)
 
         t_head = _timeit(head, repeats)
         f = {
@@ -487,25 +486,6 @@ def build_nodelay_shim(tmp: Path) -> str | None:
         print(f"  (no TCP_NODELAY shim: {error})")
         return None
     return str(target)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def http_get(port: int, path: str, timeout: float = 60.0) -> tuple[int, bytes, dict, float]:
-    """GET with a browser's Accept-Encoding; returns status, raw body, headers, seconds."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    t0 = time.perf_counter()
-    conn.request("GET", path, headers={"Accept-Encoding": "gzip, deflate, br"})
-    resp = conn.getresponse()
-    body = resp.read()
-    seconds = time.perf_counter() - t0
-    headers = {k.lower(): v for k, v in resp.getheaders()}
-    conn.close()
-    return resp.status, body, headers, seconds
 
 
 def decode_body(body: bytes, headers: dict) -> dict:
