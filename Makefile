@@ -23,12 +23,13 @@ $(VENV)/.torch:
 	$(PIP) install "$(TORCH_SPEC)"
 	touch $@
 
+# TORCH_SPEC is named again in each install so that no extra can move torch.
 $(VENV)/.demo: $(VENV)/.torch setup.py
-	$(PIP) install -e ".[demo]"
+	$(PIP) install -e ".[demo]" "$(TORCH_SPEC)"
 	touch $@
 
 $(VENV)/.test: $(VENV)/.demo setup.py
-	$(PIP) install -e ".[demo,test]"
+	$(PIP) install -e ".[demo,test,hf]" "$(TORCH_SPEC)"
 	touch $@
 
 setup-demo: $(VENV)/.demo

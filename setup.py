@@ -37,6 +37,9 @@ setup(
     extras_require={
         "torch": ["torch>=2.1"],
         "demo": ["torch>=2.1", "scikit-learn>=1.3", "tqdm>=4.60"],
+        # Hugging Face models built from their configs in the tests (no download);
+        # transformers does not require torch, so it never upgrades the pinned one.
+        "hf": ["transformers>=4.40"],
         "test": [
             "pytest>=8",
             "pytest-timeout>=2",
