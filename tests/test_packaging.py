@@ -67,3 +67,14 @@ def test_default_samples_keep_a_10000_step_run_logged_every_10_steps_whole():
 
     # Steps 0..9999 every 10: 1,000 measurements; even one event each, all are kept.
     assert DEFAULT_SAMPLES >= len(range(0, 10_000, 10))
+
+
+def test_the_hf_extra_names_no_torch_so_it_cannot_move_the_pinned_build(wheel):
+    (metadata,) = [n for n in wheel.namelist() if n.endswith(".dist-info/METADATA")]
+    hf = [
+        line.split(":", 1)[1].strip()
+        for line in wheel.read(metadata).decode().splitlines()
+        if line.startswith("Requires-Dist:") and 'extra == "hf"' in line
+    ]
+    assert any(r.startswith("transformers") for r in hf), hf
+    assert not any(r.startswith("torch") for r in hf), hf
