@@ -173,12 +173,12 @@ def test_other_bad_input():
     with pytest.raises(TypeError, match="nn.Module"):
         sal.saliency(lambda x: x, torch.randn(2, 8))
 
-    class ReturnsTuple(torch.nn.Module):
+    class ReturnsText(torch.nn.Module):
         def forward(self, x):
-            return x, x
+            return "scores"
 
-    with pytest.raises(TypeError, match="tensor of class scores"):
-        sal.saliency(ReturnsTuple(), torch.randn(2, 8))
+    with pytest.raises(TypeError, match="returned a str; saliency reads class scores from"):
+        sal.saliency(ReturnsText(), torch.randn(2, 8))
     with pytest.raises(TypeError, match="unexpected keyword argument 'n_step'"):
         sal.saliency(_linear(), torch.randn(2, 8), method="integrated_gradients", n_step=3)
 

@@ -5,7 +5,11 @@ One call shape for every method, as Captum:
     maps = saliency(model, inputs, target=None, method="gradient", **options)
 
 returns maps shaped like `inputs` [N, ...]; `target` (one class index, or one
-per sample) defaults to the predicted class. `attribute(...)` takes the same
+per sample) defaults to the predicted class. The class scores are found in the
+model's output by one rule: a tensor; an object's `.logits` (a Hugging Face
+`ModelOutput`); a dict's "logits", else its only tensor; the first tensor of a
+tuple or list. Scores [N, L, V] (a causal language model's) are read at the
+last position: the next-token prediction. `attribute(...)` takes the same
 arguments and returns an `Attribution` with the targets, the predictions, and
 each method's extras (baseline and its maps, completeness error).
 
@@ -82,7 +86,10 @@ def attribute(
     """Saliency maps of `inputs` [N, ...] by `method`, with targets, predictions and extras.
 
     Args:
-      model: returns class scores [N, classes] (or [N], one score).
+      model: returns class scores [N, classes] ([N]: one score; [N, L, V]: read at
+        the last position, the next-token prediction), as a tensor, an object's
+        `.logits` (a Hugging Face ModelOutput), a dict's "logits" (else its only
+        tensor), or the first tensor of a tuple or list.
       inputs: a floating-point batch [N, ...].
       target: class index, or N of them; None: each sample's predicted class.
       method: one of METHODS.

@@ -8,7 +8,7 @@ only (`torch.autograd.grad`; no parameter's `.grad` is touched).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 
@@ -47,22 +47,72 @@ def check_inputs(inputs: object) -> None:
         raise ValueError("inputs hold no samples (N = 0)")
 
 
-def class_scores(outputs: object) -> torch.Tensor:
-    """A model's output as class scores [N, classes]; an output [N] is one score per sample."""
-    if not isinstance(outputs, torch.Tensor):
+def score_tensor(outputs: object) -> torch.Tensor:
+    """The tensor of scores in a model's output, by one rule (`OUTPUT_RULE`).
+
+    - a tensor: itself;
+    - an object with a `.logits` tensor (a Hugging Face `ModelOutput`): its logits;
+    - a dict: its "logits", else its only tensor value, else a TypeError listing its keys;
+    - a tuple or list: its first tensor element.
+
+    Raises:
+      TypeError: no tensor can be found by the rule; the message says what was returned.
+    """
+    if isinstance(outputs, torch.Tensor):
+        return outputs
+    logits = getattr(outputs, "logits", None)
+    if isinstance(logits, torch.Tensor):
+        return logits
+    if isinstance(outputs, Mapping):
+        if isinstance(outputs.get("logits"), torch.Tensor):
+            return outputs["logits"]
+        tensors = [key for key, value in outputs.items() if isinstance(value, torch.Tensor)]
+        if len(tensors) == 1:
+            return outputs[tensors[0]]
         raise TypeError(
-            f"the model must return a tensor of class scores [N, classes], got "
-            f"{type(outputs).__name__}: wrap it in an nn.Module whose forward returns the scores"
+            f"the model returned a {type(outputs).__name__} with keys {list(outputs)[:20]}: "
+            f"{'none' if not tensors else len(tensors)} of them hold tensors and none is "
+            '"logits"; return the class scores under "logits" (or alone), or wrap the model '
+            "in an nn.Module whose forward returns them"
         )
+    if isinstance(outputs, (tuple, list)):
+        for item in outputs:
+            if isinstance(item, torch.Tensor):
+                return item
+        raise TypeError(
+            f"the model returned a {type(outputs).__name__} of {len(outputs)} items, none a "
+            "tensor; " + OUTPUT_RULE
+        )
+    raise TypeError(f"the model returned a {type(outputs).__name__}; " + OUTPUT_RULE)
+
+
+OUTPUT_RULE = (
+    "saliency reads class scores from a tensor, an object's .logits (a Hugging Face "
+    'ModelOutput), a dict\'s "logits" (or its only tensor), or the first tensor of a tuple '
+    "or list: wrap the model in an nn.Module whose forward returns the scores [N, classes]"
+)
+
+
+def class_scores(outputs: object) -> torch.Tensor:
+    """A model's output as class scores [N, classes], found by `score_tensor`'s rule.
+
+    Shapes: [N, classes] as they are; [N] is one score per sample; [N, L, V]
+    (a score per position, e.g. a causal language model's logits over its
+    vocabulary) is read at the last position, L - 1: the next-token prediction.
+    """
+    outputs = score_tensor(outputs)
     if not outputs.is_floating_point():
         raise TypeError(f"the model's output must be floating point, got {outputs.dtype}")
     if outputs.ndim == 1:
         return outputs[:, None]
+    if outputs.ndim == 3:
+        return outputs[:, -1]
     if outputs.ndim != 2:
         raise ValueError(
-            f"the model must return class scores of shape [N, classes], got "
-            f"{list(outputs.shape)}: wrap it in an nn.Module that reduces its output to one "
-            "score per class (e.g. summing a segmentation map over pixels)"
+            f"the model must return class scores of shape [N, classes] (or [N, L, V], read "
+            f"at the last position), got {list(outputs.shape)}: wrap it in an nn.Module that "
+            "reduces its output to one score per class (e.g. summing a segmentation map over "
+            "pixels)"
         )
     return outputs
 
