@@ -32,25 +32,39 @@ def activations_path(logdir: Path) -> Path:
 
 
 def load_activations(logdir: Path, run: str, step: int) -> np.ndarray:
-    """conv2 outputs of `run` at `step` on the probe, as (samples, channels) float64."""
+    """conv2 outputs of `run` at `step` on the probe: (samples, channels), float32 as saved."""
     with np.load(activations_path(logdir)) as saved:
         acts = saved[f"{run}/{step}"]
     channels = acts.shape[1]
-    return np.moveaxis(acts, 1, -1).reshape(-1, channels).astype(np.float64)
+    return np.ascontiguousarray(np.moveaxis(acts, 1, -1).reshape(-1, channels))
+
+
+def dead_channels(a: np.ndarray) -> np.ndarray:
+    """Bool [C]: channels of (samples, C) activations that are constant at their dtype's resolution.
+
+    Peak to peak ≤ eps(dtype)·max|x|, in float64: one unit in the last place
+    at most. (numpy's std of a constant channel is rounding noise of its mean,
+    e.g. 3e-17 for 0.17 in float64 or 9e-7 for 0.1 summed in float32: a test
+    for std == 0 misjudges it.)
+    """
+    eps = np.finfo(a.dtype).eps
+    wide = np.asarray(a, dtype=np.float64)
+    return np.ptp(wide, axis=0) <= eps * np.abs(wide).max(axis=0)
 
 
 def numpy_correlation(a: np.ndarray, b: np.ndarray | None = None) -> np.ndarray:
-    """Reference Pearson matrix of (samples, C) activations with numpy.corrcoef.
+    """Reference Pearson matrix of (samples, C) activations with numpy.corrcoef, in float64.
 
-    Within one layer when b is None, else rows of a × columns of b; a
-    zero-variance (dead) channel's correlations are 0.
+    Within one layer when b is None, else rows of a × columns of b; a dead
+    channel's (`dead_channels`) correlations are 0, its diagonal entry too.
     """
     other = a if b is None else b
+    wide = [np.asarray(x, dtype=np.float64) for x in (a, other)]
     with np.errstate(invalid="ignore", divide="ignore"):  # dead channels: 0/0
-        joint = np.corrcoef(np.concatenate([a, other], axis=1), rowvar=False)
+        joint = np.corrcoef(np.concatenate(wide, axis=1), rowvar=False)
     block = joint[: a.shape[1], a.shape[1] :]
-    dead_a = a.std(axis=0) == 0
-    dead_b = other.std(axis=0) == 0
+    dead_a = dead_channels(a)
+    dead_b = dead_channels(other)
     block = np.where(dead_a[:, None] | dead_b[None, :], 0.0, block)
     return np.nan_to_num(block, nan=0.0)
 

@@ -25,8 +25,14 @@ Non-finite activations: a sample position (one input at one spatial position)
 holding any NaN or ±Inf in any channel, of either stream, is left out of every
 statistic; the non-finite values are counted per stream.
 
-Dead channels: a channel whose variance is zero (up to rounding: std ≤
-`dead_rtol`·|mean|) is reported as dead; its correlations are 0, never NaN.
+Dead channels: a channel whose variance is zero up to the resolution of its
+dtype — std ≤ |mean|·eps/8, eps the machine epsilon of the activations' dtype
+(float16 and bfloat16 their own, not float32's) — is reported as dead; its
+correlations are 0, never NaN. A constant channel (0.1 in float32) has std 0
+or a tiny fraction of one unit in the last place (x − s is exact for values
+near the shift), so it is dead; a channel whose values differ by more than
+an eighth of a unit in the last place (1000 ± 0.005 in float32: ~40 units)
+is alive.
 """
 
 from __future__ import annotations
@@ -37,10 +43,17 @@ import numpy as np
 import torch
 
 _HALF = (torch.float16, torch.bfloat16)
-# A channel is dead when std <= rtol * |mean|: a constant channel's centred sums
-# are not exactly zero after float32 rounding (error ~ 20·eps·|mean|).
-_DEAD_RTOL = {torch.float64: 1e-12}
-_DEAD_RTOL_DEFAULT = 1e-5
+# A channel is dead when std <= |mean| * eps(dtype) * _DEAD_ULP_FRACTION: below an
+# eighth of a unit in the last place at the channel's magnitude. A constant
+# channel's rounding noise is far smaller (x - s is exact near the shift; what is
+# left is ~sqrt(eps) of one unit), a channel that takes two neighbouring values
+# has std >= a quarter unit when they are equally common.
+_DEAD_ULP_FRACTION = 0.125
+
+
+def dead_rtol(dtype: torch.dtype) -> float:
+    """The relative std (std / |mean|) at or below which a channel of `dtype` is dead."""
+    return float(torch.finfo(dtype).eps) * _DEAD_ULP_FRACTION
 
 
 @dataclass(frozen=True)
@@ -154,7 +167,7 @@ class CorrelationAccumulator:
         # holds it exactly adds its sums as they are.
         self._shift_dtypes: list = []
         self._channels: tuple[int, ...] = ()
-        self._dead_rtol = _DEAD_RTOL_DEFAULT
+        self._dead_rtol = dead_rtol(torch.float32)
         # Dimensions of the first batch of `activations` (None before it), to resolve
         # a negative channel_dim.
         self.ndim: int | None = None
@@ -218,7 +231,7 @@ class CorrelationAccumulator:
         self._check_consistent(x, y)
         if self.ndim is None:
             self.ndim = x.ndim
-        rtol = max(_DEAD_RTOL.get(t.dtype, _DEAD_RTOL_DEFAULT) for t in (x, y) if t is not None)
+        rtol = max(dead_rtol(t.dtype) for t in (x, y) if t is not None)
         self._dead_rtol = rtol if self._a is None else max(self._dead_rtol, rtol)
         shifts = None
         if self._a is not None:

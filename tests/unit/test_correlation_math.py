@@ -131,7 +131,46 @@ def test_dead_channels_are_marked_and_their_correlations_are_zero():
     ref = np.corrcoef(x[:, alive].numpy().T)
     np.testing.assert_allclose(result.matrix[np.ix_(alive, alive)], ref, atol=1e-6)
     np.testing.assert_allclose(result.rows.mean[3], 3.7, rtol=1e-6)
-    assert result.rows.positive_fraction[1] == 0.0 and result.rows.positive_fraction[3] == 1.0
+    np.testing.assert_allclose(
+        result.rows.positive_fraction[[1, 3]], [0.0, 1.0], rtol=0, atol=1e-12
+    )
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16, torch.float64])
+@pytest.mark.parametrize("layout", ["nc", "nchw", "channels_last", "with_nan"])
+def test_a_constant_nonzero_channel_is_dead_in_every_dtype_layout_and_path(dtype, layout):
+    g = torch.Generator().manual_seed(21)
+    acc = CorrelationAccumulator()
+    for b in range(3):  # several batches: sums carried about the first batch's shift
+        x = torch.randn(5 + b, 4, 3, 7, generator=g) if layout != "nc" else torch.randn(333 + b, 4)
+        x[:, 2] = 0.1
+        if layout == "channels_last":
+            x = x.contiguous(memory_format=torch.channels_last)
+        if layout == "with_nan" and b == 1:  # the masked path, each batch about its own mean
+            x[0, 0, 0, 0] = float("nan")
+        acc.update(x.to(dtype))
+    result = acc.compute()
+    assert list(result.rows.dead_indices) == [2]
+    assert not result.matrix[2].any() and not result.matrix[:, 2].any()
+
+
+def test_dead_rule_is_relative_to_the_dtypes_resolution():
+    eps32 = float(torch.finfo(torch.float32).eps)
+    assert correlation.dead_rtol(torch.float32) == pytest.approx(eps32 / 8, rel=1e-12)
+    assert correlation.dead_rtol(torch.float16) > correlation.dead_rtol(torch.float32)
+    # 1000 ± 0.005 in float32: ~40 units in the last place of real spread, not dead
+    g = torch.Generator().manual_seed(22)
+    z = torch.randn(4000, 2, generator=g, dtype=torch.float64)
+    x = torch.stack([1000 + 0.005 * z[:, 0], 1000 + 0.005 * (0.6 * z[:, 0] + 0.8 * z[:, 1])], 1)
+    x = x.float()
+    acc = CorrelationAccumulator()
+    for batch in x.split(1000):
+        acc.update(batch)
+    result = acc.compute()
+    assert not result.rows.dead.any()
+    ref = np.corrcoef(x.double().numpy().T)  # of the float32 values the accumulator saw
+    np.testing.assert_allclose(result.matrix, ref, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(result.rows.std, x.double().numpy().std(0), rtol=1e-4)
 
 
 def test_dead_channel_against_another_network():
