@@ -108,7 +108,14 @@ class SpectrumMetrics:
     """Health metrics of a spectrum; the fields of `deepscope.proto.SpectrumMetrics`.
 
     spectral_norm: σ_max. frobenius_norm: sqrt(Σσ²).
-    condition_number: σ_max/σ_min; inf when σ_min is within the rank tolerance.
+    condition_number: σ_max/σ_min when σ_min is above the rank tolerance; else
+      the lower bound σ_max/tolerance = 1/(max(rows, cols)·eps) with
+      `condition_number_is_bound` set; inf for a zero matrix (σ_max = 0).
+    condition_number_is_bound: σ_min is at or below the rank tolerance, beyond
+      the resolution of the SVD's precision: the condition number is at least
+      `condition_number` (and may be infinite). Whether such a matrix is
+      singular by construction is told by `numerical_rank` (< min(rows, cols):
+      that many σ are indistinguishable from 0), not by an infinity.
     numerical_rank: number of σ above the rank tolerance.
     stable_rank: ‖W‖²_F/‖W‖²₂ (0 for a zero matrix).
     effective_rank: exp of the entropy of p_i = σ_i/Σσ (Roy & Vetterli; 0 for a zero matrix).
@@ -133,12 +140,13 @@ class SpectrumMetrics:
     alpha: float
     alpha_xmin: float
     alpha_ks_distance: float
+    condition_number_is_bound: bool = False
 
     @classmethod
     def unmeasured(cls) -> SpectrumMetrics:
         """Metrics of a spectrum that could not be measured: NaN, counts 0."""
         nan = math.nan
-        return cls(nan, nan, nan, 0, nan, nan, nan, nan, 0, nan, nan, nan)
+        return cls(nan, nan, nan, 0, nan, nan, nan, nan, 0, nan, nan, nan, False)
 
 
 @dataclass
@@ -563,9 +571,18 @@ def spectrum_metrics(
         the values' dtype (float32 unless they are float64).
 
     Definitions:
-      rank tolerance: σ_max · max(rows, cols) · eps (numpy.linalg.matrix_rank's);
-        numerical_rank counts σ above it, and condition_number is inf when
-        σ_min is not above it (singular matrix) — never a division by zero.
+      rank tolerance: σ_max · max(rows, cols) · eps (numpy.linalg.matrix_rank's),
+        the resolution of an SVD in that precision: singular values below it
+        are rounding, not measurement. numerical_rank counts σ above it.
+      condition number: σ_max/σ_min when σ_min is above the tolerance. When it
+        is not, σ_min is beyond resolution (5 of 50 GPT-2 weights at
+        initialisation: a random n x n matrix's σ_min is about σ_max/n, and
+        float32 resolves σ_max·n·1.2e-7), and condition_number is the lower
+        bound σ_max/tolerance = 1/(max(rows, cols)·eps), flagged by
+        `condition_number_is_bound` — never inf, never a division by zero.
+        A zero matrix (σ_max = 0) has condition_number inf and no bound. A
+        matrix singular by construction shows as numerical_rank < min(rows, cols)
+        (a random square matrix loses at most its one smallest σ to rounding).
       Marchenko–Pastur: under the null of iid noise of standard deviation s, the
         singular values of a rows × cols matrix fill [s·|√rows−√cols|, s·(√rows+√cols)].
         s is estimated robustly by matching the median singular value to the MP
@@ -597,7 +614,13 @@ def spectrum_metrics(
     frobenius = float(np.sqrt(np.sum(s * s)))
     tol = s_max * max(rows, cols) * eps
     rank = int(np.count_nonzero(s > tol))
-    condition = s_max / s_min if s_min > tol else math.inf
+    is_bound = s_max > 0 and not s_min > tol
+    if s_min > tol:
+        condition = s_max / s_min
+    elif s_max > 0:
+        condition = s_max / tol  # = 1 / (max(rows, cols) * eps): a lower bound
+    else:
+        condition = math.inf  # the zero matrix
     stable = frobenius**2 / s_max**2 if s_max > 0 else 0.0
     total = float(np.sum(s))
     if total > 0:
@@ -625,4 +648,5 @@ def spectrum_metrics(
         alpha=alpha,
         alpha_xmin=x_min,
         alpha_ks_distance=ks,
+        condition_number_is_bound=bool(is_bound),
     )

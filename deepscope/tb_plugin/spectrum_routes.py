@@ -41,6 +41,10 @@ METRIC_NAMES: tuple[str, ...] = tuple(f.name for f in pb.SpectrumMetrics.DESCRIP
 _INTEGER_METRICS = frozenset(
     f.name for f in pb.SpectrumMetrics.DESCRIPTOR.fields if f.cpp_type in (f.CPPTYPE_UINT64,)
 )
+# Flags (condition_number_is_bound): served as JSON booleans, false for a failed step.
+_BOOLEAN_METRICS = frozenset(
+    f.name for f in pb.SpectrumMetrics.DESCRIPTOR.fields if f.cpp_type == f.CPPTYPE_BOOL
+)
 DEFAULT_EVOLUTION_STEPS = 200
 DEFAULT_EVOLUTION_VALUES = 256
 CACHE_BYTES = 64 * 1024 * 1024
@@ -120,8 +124,10 @@ def even_indices(count: int, limit: int) -> np.ndarray:
     return np.unique(np.round(np.linspace(0, count - 1, limit)).astype(np.int64))
 
 
-def metric_json(name: str, value: float) -> float | int | str:
-    """A metric for JSON: counts as integers, non-finite values spelled out."""
+def metric_json(name: str, value: float) -> float | int | str | bool:
+    """A metric for JSON: counts as integers, flags as booleans, non-finite values spelled out."""
+    if name in _BOOLEAN_METRICS:
+        return bool(value == 1.0)  # NaN (a failed step) is false
     if name in _INTEGER_METRICS and math.isfinite(value):
         return int(value)
     return responses.json_number(value)

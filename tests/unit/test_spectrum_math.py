@@ -245,13 +245,16 @@ def test_orthogonal_matrix_closed_forms():
 
 
 @pytest.mark.parametrize("rank", [1, 3, 7])
-def test_rank_k_matrix_has_numerical_rank_k_and_infinite_condition(rank):
+def test_rank_k_matrix_has_numerical_rank_k_and_a_condition_bound(rank):
     rng = np.random.default_rng(rank)
     matrix = rng.normal(size=(20, rank)) @ rng.normal(size=(rank, 15))
     values = numpy_sv(matrix)
-    m = sp.spectrum_metrics(values, matrix.shape, eps=np.finfo(np.float64).eps)
+    eps64 = np.finfo(np.float64).eps
+    m = sp.spectrum_metrics(values, matrix.shape, eps=eps64)
+    # Singular by construction: told by the rank, 15 - rank singular values at rounding level.
     assert m.numerical_rank == rank == np.linalg.matrix_rank(matrix)
-    assert m.condition_number == math.inf
+    assert m.condition_number_is_bound
+    assert m.condition_number == pytest.approx(1 / (20 * eps64), rel=1e-12)
     # float32 singular values use float32's epsilon, as numpy would for a float32 matrix
     matrix32 = matrix.astype(np.float32)
     values32 = np.linalg.svd(matrix32, compute_uv=False)
@@ -266,9 +269,38 @@ def test_zero_and_singular_matrices_do_not_crash():
     assert zero.numerical_rank == 0
     assert zero.spectral_norm == 0 and zero.stable_rank == 0 and zero.effective_rank == 0
     assert zero.num_above_mp_edge == 0
+    assert not zero.condition_number_is_bound  # no sigma_max to bound anything with
     singular = sp.spectrum_metrics(np.array([2.0, 1.0, 0.0]), (3, 3))
-    assert singular.condition_number == math.inf
+    assert singular.condition_number_is_bound
+    eps64 = float(np.finfo(np.float64).eps)  # float64 values: float64's resolution
+    assert singular.condition_number == pytest.approx(1 / (3 * eps64), rel=1e-12)
     assert singular.numerical_rank == 2
+
+
+# Seeds of torch.randn(768, 768) * 0.02 (float32) whose float32 sigma_min is below the rank
+# tolerance (8, 11: about 1 in 10 seeds, as 5 of 50 GPT-2 weights) and two whose is not.
+@pytest.mark.parametrize("seed, beyond_resolution", [(8, True), (11, True), (0, False), (5, False)])
+def test_random_square_matrix_condition_number_against_float64(seed, beyond_resolution):
+    n = 768
+    weight = torch.randn(n, n, generator=torch.Generator().manual_seed(seed)) * 0.02
+    spectrum = sp.layer_spectrum(weight)
+    m = sp.spectrum_metrics(spectrum.singular_values, spectrum.matrix_shape)
+    exact = np.linalg.svd(weight.numpy().astype(np.float64), compute_uv=False)
+    eps32 = float(np.finfo(np.float32).eps)
+    tol = exact[0] * n * eps32  # numpy.linalg.matrix_rank's tolerance for float32
+    assert math.isfinite(m.condition_number)
+    assert m.condition_number_is_bound == beyond_resolution
+    if beyond_resolution:
+        assert m.condition_number == pytest.approx(1 / (n * eps32), rel=n * eps32)
+        # A lower bound: float32's error in sigma_min is below the tolerance, so the
+        # true sigma_min is below 2 * tol and the true condition above half the bound.
+        assert exact[0] / exact[-1] > m.condition_number / 2
+        assert m.numerical_rank == n - 1 == np.linalg.matrix_rank(weight.numpy())
+    else:
+        # sigma_min is known to within the tolerance: relative error tol / sigma_min.
+        rel = tol / exact[-1]
+        assert m.condition_number == pytest.approx(exact[0] / exact[-1], rel=rel)
+        assert m.numerical_rank == n
 
 
 def test_metrics_against_numpy_on_a_random_matrix():
