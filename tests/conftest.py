@@ -215,3 +215,19 @@ def chromium_path() -> str:
 from tests.correlation_data import correlation_logdir  # noqa: E402, F401
 from tests.saliency_data import saliency_logdir  # noqa: E402, F401
 from tests.spectrum_data import spectrum_logdir  # noqa: E402, F401
+
+
+@pytest.fixture(scope="session")
+def log_201_parameters(tmp_path_factory):
+    """tests/scale_logs.py's 201-parameter, 74-layer, 10,000-step log (a `ScaleLog`)."""
+    from tests.scale_logs import write_201_parameter_log
+
+    return write_201_parameter_log(tmp_path_factory.mktemp("log201"))
+
+
+@pytest.fixture(scope="session")
+def log_50_runs(tmp_path_factory):
+    """tests/scale_logs.py's 50-run log (a `RunsLog`): 30 to 10,000 steps, odd names."""
+    from tests.scale_logs import write_50_run_log
+
+    return write_50_run_log(tmp_path_factory.mktemp("log50"))
