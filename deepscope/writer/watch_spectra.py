@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import torch
 
 from deepscope.analysis import spectrum as spectrum_math
+from deepscope.writer import module_names
 from deepscope.writer.hook_warnings import warn_from_hook
 
 DEFAULT_SPECTRA_EVERY = 200
@@ -53,7 +54,9 @@ class SpectraWatcher:
     custom modules with such a weight), found anew at each measurement (lazy
     modules join once initialised). A weight shared by several modules is
     measured once, under its first name. Tags are "<prefix>/<module name>" with
-    the name from `model.named_modules()` ("<prefix>/model" for the model itself).
+    the name from `model.named_modules()` ("<prefix>/model" for the model itself),
+    without `torch.compile`'s `_orig_mod.` (`deepscope.writer.module_names`): a
+    compiled model logs the same tags as the eager one.
 
     All layers are decomposed together (`layer_spectra`: one batched svdvals
     call per shape) under torch.no_grad; nothing touches `.grad`, the modules'
@@ -105,7 +108,7 @@ class SpectraWatcher:
     def layers(self) -> list[tuple[str, spectrum_math.LayerWeight]]:
         """(tag, LayerWeight) of every eligible weight now, in `named_modules()` order."""
         found, seen = [], set()
-        for name, module in self.model.named_modules():
+        for name, module in module_names.named_modules(self.model):
             layer = spectrum_math.module_weight(module)
             if layer is None or id(layer.weight) in seen:
                 continue
