@@ -2,7 +2,17 @@
 
 As in Li et al., *Convergent Learning* (ICLR 2016), every input and every
 spatial position is one sample of a layer's C channels: activations of shape
-(N, C, H, W) give N·H·W samples of C values. `CorrelationAccumulator` keeps,
+(N, C, H, W) give N·H·W samples of C values.
+
+Which dimension holds the channels (`default_channel_dim`, the one rule the
+writer, `watch()` and `compare()` use unless told otherwise): conv-shaped
+outputs (N, C, H, W, …), 4 or more dimensions, at dim 1; (N, C) and sequence
+outputs (N, L, C) (transformers, RNNs with batch_first, Linear layers on
+sequences) at the last dim. Three dimensions are ambiguous: a Conv1d output is
+(N, C, L). Where the module is known, `is_channels_first_module` decides:
+Conv1d, ConvTranspose1d, BatchNorm1d, InstanceNorm1d, GroupNorm, the 1-d
+pools, pads and Dropout1d put channels at dim 1. Every other position is a
+sample: (N, L, C) gives N·L samples. `CorrelationAccumulator` keeps,
 per channel, the sample count, the sums Σ(x−s) and Σ(x−s)(x−s)ᵀ about a
 per-channel shift s close to the mean, and the count of positive values, all
 in float64: the means and co-moments follow exactly, and accumulators merge
@@ -56,6 +66,64 @@ def dead_rtol(dtype: torch.dtype) -> float:
     return float(torch.finfo(dtype).eps) * _DEAD_ULP_FRACTION
 
 
+_CHANNELS_FIRST_MODULES = tuple(
+    getattr(torch.nn, name)
+    for name in (
+        "Conv1d",
+        "ConvTranspose1d",
+        "LazyConv1d",
+        "LazyConvTranspose1d",
+        "BatchNorm1d",
+        "LazyBatchNorm1d",
+        "SyncBatchNorm",
+        "InstanceNorm1d",
+        "LazyInstanceNorm1d",
+        "GroupNorm",
+        "MaxPool1d",
+        "AvgPool1d",
+        "LPPool1d",
+        "AdaptiveMaxPool1d",
+        "AdaptiveAvgPool1d",
+        "MaxUnpool1d",
+        "ConstantPad1d",
+        "ReflectionPad1d",
+        "ReplicationPad1d",
+        "ZeroPad1d",
+        "CircularPad1d",
+        "Dropout1d",
+    )
+    if hasattr(torch.nn, name)
+)
+
+
+def is_channels_first_module(module: object) -> bool:
+    """Whether `module`'s 3-d outputs are (N, C, L): the torch 1-d conv, norm, pool and pad layers.
+
+    By the module's own class: a container ending in a Conv1d is not known
+    to be channels-first (give its dim explicitly). Hugging Face's GPT-2
+    `Conv1D` is a linear layer, channels-last, and is not one of them.
+    """
+    return isinstance(module, _CHANNELS_FIRST_MODULES)
+
+
+def default_channel_dim(ndim: int, channels_first: bool = False) -> int:
+    """The channel dimension of an activation with `ndim` dimensions (non-negative).
+
+    4 or more (N, C, H, W, …): 1. Two (N, C): 1. Three: 2, (N, L, C), the
+    last; 1 when `channels_first` (a Conv1d-like module's (N, C, L)).
+
+    Raises:
+      ValueError: fewer than 2 dimensions (no sample dimension).
+    """
+    if isinstance(ndim, bool) or not isinstance(ndim, int) or ndim < 2:
+        raise ValueError(
+            f"activations need at least 2 dimensions (samples, channels), got ndim={ndim!r}"
+        )
+    if ndim >= 4 or (ndim == 3 and channels_first):
+        return 1
+    return ndim - 1
+
+
 @dataclass(frozen=True)
 class ChannelStatistics:
     """Per-channel statistics of one stream; arrays of shape [C], float64.
@@ -93,6 +161,10 @@ class ChannelCorrelation:
       (within_cols is None unless cross; within_rows is `matrix` when not).
     rows / cols: per-channel statistics of each stream (cols is None unless cross).
     samples: sample positions the statistics cover (non-finite ones left out).
+    channel_dim: the channel dimension of the rows' activations (non-negative);
+      None when not known (a result built by hand).
+    activation_shape: the shape of the first batch of the rows' activations,
+      e.g. (N, L, C); None when not known.
     """
 
     matrix: np.ndarray
@@ -102,6 +174,8 @@ class ChannelCorrelation:
     cols: ChannelStatistics | None
     samples: int
     cross: bool
+    channel_dim: int | None = None
+    activation_shape: tuple[int, ...] | None = None
 
 
 @dataclass
@@ -136,15 +210,18 @@ class CorrelationAccumulator:
 
     Usage::
 
-        acc = CorrelationAccumulator(channel_dim=1)
+        acc = CorrelationAccumulator()                  # channels by default_channel_dim
         for x in batches:
             acc.update(layer_a(x), other=layer_b(x))   # `other` only for cross matrices
         result = acc.compute()                          # ChannelCorrelation, on the host
 
     Args:
       channel_dim: the channel dimension of `activations`; every other
-        dimension indexes samples (inputs × spatial positions).
-      other_channel_dim: the channel dimension of `other`; `channel_dim` by default.
+        dimension indexes samples (inputs × positions). None (default): by
+        `default_channel_dim` of the first batch (dim 1 of (N, C, H, W), the
+        last of (N, C) and (N, L, C)).
+      other_channel_dim: the channel dimension of `other`; `channel_dim` when
+        that is given, else `default_channel_dim` of `other`.
 
     The first `update` fixes the channel counts, whether `other` is given, and
     the device; later batches must agree. `merge` adds another accumulator's
@@ -152,13 +229,18 @@ class CorrelationAccumulator:
     batches keep their shape (fresh memory costs page faults on the CPU).
     """
 
-    def __init__(self, channel_dim: int = 1, other_channel_dim: int | None = None):
-        self.channel_dim = _check_dim_arg(channel_dim, "channel_dim")
-        self.other_channel_dim = (
+    def __init__(self, channel_dim: int | None = None, other_channel_dim: int | None = None):
+        # None until the first batch resolves it by default_channel_dim
+        self.channel_dim: int | None = (
+            None if channel_dim is None else _check_dim_arg(channel_dim, "channel_dim")
+        )
+        self.other_channel_dim: int | None = (
             self.channel_dim
             if other_channel_dim is None
             else _check_dim_arg(other_channel_dim, "other_channel_dim")
         )
+        # the shape of the first batch of `activations` (None before it)
+        self.activation_shape: tuple[int, ...] | None = None
         self._count: torch.Tensor | None = None  # float64 [] sample count
         self._a: _Sums | None = None
         self._b: _Sums | None = None
@@ -212,9 +294,13 @@ class CorrelationAccumulator:
             sample dimensions that differ from the stream's so far, `other`
             given (or left out) unlike in the first update.
         """
+        if self.channel_dim is None:
+            self.channel_dim = default_channel_dim(_ndim(activations, "activations"))
         x = _as_activations(activations, self.channel_dim, "activations")
         y = None
         if other is not None:
+            if self.other_channel_dim is None:
+                self.other_channel_dim = default_channel_dim(_ndim(other, "other"))
             y = _as_activations(other, self.other_channel_dim, "other")
             sample_x = _sample_shape(x, self.channel_dim)
             sample_y = _sample_shape(y, self.other_channel_dim)
@@ -231,6 +317,7 @@ class CorrelationAccumulator:
         self._check_consistent(x, y)
         if self.ndim is None:
             self.ndim = x.ndim
+            self.activation_shape = tuple(int(n) for n in x.shape)
         rtol = max(dead_rtol(t.dtype) for t in (x, y) if t is not None)
         self._dead_rtol = rtol if self._a is None else max(self._dead_rtol, rtol)
         shifts = None
@@ -265,6 +352,12 @@ class CorrelationAccumulator:
             return self
         if self.ndim is None:
             self.ndim = other.ndim
+            self.activation_shape = other.activation_shape
+            if self.channel_dim is None:
+                self.channel_dim, self.other_channel_dim = (
+                    other.channel_dim,
+                    other.other_channel_dim,
+                )
         if self._a is not None and (self.cross != other.cross or self.channels != other.channels):
             raise ValueError(
                 f"cannot merge accumulators of different shapes: channels {self.channels} "
@@ -311,6 +404,8 @@ class CorrelationAccumulator:
             cols=cols,
             samples=int(count),
             cross=self._b is not None,
+            channel_dim=None if self.channel_dim is None else self.channel_dim % self.ndim,
+            activation_shape=self.activation_shape,
         )
 
     # -- internals ------------------------------------------------------------
@@ -469,6 +564,19 @@ def _check_dim_arg(dim, name: str) -> int:
     if isinstance(dim, bool) or not isinstance(dim, int):
         raise TypeError(f"{name} must be an int (the channel dimension), got {dim!r}")
     return dim
+
+
+def _ndim(values, name: str) -> int:
+    """Dimensions of an activation batch (numpy or torch), checked to be at least 2."""
+    ndim = getattr(values, "ndim", None)
+    if not isinstance(ndim, int):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(values).__name__}")
+    if ndim < 2:
+        raise ValueError(
+            f"{name} of shape {list(values.shape)} has no sample dimension: pass at least "
+            "(samples, channels), e.g. (N, C), (N, L, C) or (N, C, H, W)"
+        )
+    return ndim
 
 
 def _as_activations(values, channel_dim: int, name: str) -> torch.Tensor:

@@ -2,24 +2,43 @@
 
 Runs the same probe batches through two models, catches the named layers'
 outputs with forward hooks, and accumulates the cross-network correlation of
-their channels (every input and spatial position is a sample), then matches
-the channels (semi- and bipartite matching). The models are probed in eval
-mode under `torch.no_grad()`; their modes and hooks are restored afterwards,
-so batch-norm statistics and training are untouched.
+their channels (every input and position is a sample; channels by
+`default_channel_dim`: dim 1 of (N, C, H, W), the last of (N, L, C), dim 1 of
+a Conv1d-like module's (N, C, L)), then matches the channels (semi- and
+bipartite matching). The models are probed in eval mode under
+`torch.no_grad()`; their modes and hooks are restored afterwards, so
+batch-norm statistics and training are untouched.
+
+Compiled models (`torch.compile`): layers are named with or without
+`_orig_mod.`, tags carry the user name, and the probe runs through the eager
+module the compiled one wraps (`module_names.eager_module`), where forward
+hooks are always called.
+
+The helpers below (probe batches, a layer's output tensor, probing mode) are
+shared with watch()'s correlation measurer.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
 
-from deepscope.analysis.correlation import ChannelCorrelation, CorrelationAccumulator
+from deepscope.analysis.correlation import (
+    ChannelCorrelation,
+    CorrelationAccumulator,
+    default_channel_dim,
+    is_channels_first_module,
+)
 from deepscope.analysis.matching import ChannelMatching, match_channels
-
-_NAMES_LISTED = 40  # module names quoted in an error before "... and N more"
+from deepscope.writer.module_names import (
+    eager_module,
+    find_modules,
+    is_compiled,
+    strip_compile_prefix,
+)
 
 
 @dataclass(frozen=True)
@@ -38,36 +57,23 @@ class LayerComparison:
     tag: str | None = None
 
 
-def module_name_error(model: torch.nn.Module, names: Sequence[str], what: str) -> ValueError:
-    """A ValueError naming the unknown `names` and listing the model's module names."""
-    known = [name for name, _ in model.named_modules() if name]
-    listed = ", ".join(known[:_NAMES_LISTED])
-    if len(known) > _NAMES_LISTED:
-        listed += f", ... and {len(known) - _NAMES_LISTED} more"
-    return ValueError(
-        f"{what}: no module named {', '.join(repr(n) for n in names)}; names are as in "
-        f"model.named_modules(): {listed or '(the model has no submodules)'}"
-    )
+ProbeBatch = torch.Tensor | Mapping[str, torch.Tensor]
 
 
-def find_modules(model: torch.nn.Module, names: Sequence[str], what: str) -> list[torch.nn.Module]:
-    """The modules called `names` in `model.named_modules()`, or a clear error."""
-    modules = dict(model.named_modules())
-    missing = [name for name in names if name not in modules]
-    if missing:
-        raise module_name_error(model, missing, what)
-    return [modules[name] for name in names]
-
-
-def probe_batches(probe) -> Iterator[torch.Tensor]:
+def probe_batches(probe) -> Iterator[ProbeBatch]:
     """The input batches of a probe.
 
     A tensor is one batch; a tuple (inputs, labels, ...) is one batch of
-    `inputs`; any other iterable (a list, a DataLoader) yields batches, each a
-    tensor or an (inputs, labels, ...) tuple or list.
+    `inputs`; a mapping of tensors (a tokenizer's output: input_ids,
+    attention_mask, ...) is one batch of keyword inputs, `model(**batch)`; any
+    other iterable (a list, a DataLoader) yields batches, each a tensor, an
+    (inputs, labels, ...) tuple or list, or a mapping.
     """
     if isinstance(probe, torch.Tensor):
         yield probe
+        return
+    if isinstance(probe, Mapping):
+        yield _keyword_batch(probe)
         return
     if isinstance(probe, tuple) and probe and isinstance(probe[0], torch.Tensor):
         yield probe[0]
@@ -78,25 +84,126 @@ def probe_batches(probe) -> Iterator[torch.Tensor]:
             f"got {type(probe).__name__}"
         )
     for batch in probe:
+        if isinstance(batch, Mapping):
+            yield _keyword_batch(batch)
+            continue
         if isinstance(batch, (tuple, list)) and batch:
             batch = batch[0]  # (inputs, labels) from a DataLoader
         if not isinstance(batch, torch.Tensor):
             raise TypeError(
-                "each probe batch must be a tensor of inputs or an (inputs, labels) pair, "
-                f"got {type(batch).__name__}"
+                "each probe batch must be a tensor of inputs, an (inputs, labels) pair or a "
+                f"mapping of input tensors, got {type(batch).__name__}"
             )
         yield batch
 
 
+def _keyword_batch(batch: Mapping) -> dict[str, torch.Tensor]:
+    if not batch or not all(isinstance(v, torch.Tensor) for v in batch.values()):
+        raise TypeError(
+            "a probe batch given as a mapping must map input names to tensors "
+            f"(e.g. input_ids, attention_mask), got {dict(batch)!r:.200}"
+        )
+    return dict(batch)
+
+
+def batch_to(batch: ProbeBatch, device: torch.device | None) -> ProbeBatch:
+    """A probe batch on `device` (None: as it is)."""
+    if device is None:
+        return batch
+    if isinstance(batch, Mapping):
+        return {name: value.to(device) for name, value in batch.items()}
+    return batch.to(device)
+
+
+def run_probe(model: torch.nn.Module, batch: ProbeBatch) -> None:
+    """One forward pass of a probe batch (`model(batch)`, or `model(**batch)` for a mapping).
+
+    The output is not used: hooks catch the layers' outputs, so a tensor, a
+    tuple or a Hugging Face `ModelOutput` are all fine.
+    """
+    if isinstance(batch, Mapping):
+        model(**batch)
+    else:
+        model(batch)
+
+
 def layer_output(output) -> torch.Tensor:
-    """A module's output tensor (the first tensor of a tuple output)."""
+    """A module's output tensor, by a fixed rule.
+
+    A tensor as is; a tuple or list: its first tensor (a transformer block's
+    hidden states before its attention weights or cache); a mapping (a Hugging
+    Face `ModelOutput`, a dict): its `last_hidden_state` when it has one, else
+    its first tensor value.
+    """
     if isinstance(output, torch.Tensor):
         return output
+    if isinstance(output, Mapping):
+        hidden = output.get("last_hidden_state")
+        if isinstance(hidden, torch.Tensor):
+            return hidden
+        output = list(output.values())
     if isinstance(output, (tuple, list)):
         for item in output:
             if isinstance(item, torch.Tensor):
                 return item
     raise TypeError(f"the layer's output is a {type(output).__name__}, not a tensor")
+
+
+def layer_channel_dim(
+    output: torch.Tensor, module: torch.nn.Module, channel_dim: int | None
+) -> int:
+    """The channel dim of a layer's output: `channel_dim` if given, else the default rule.
+
+    The rule (`default_channel_dim`) with the module's class deciding 3-d
+    outputs: (N, C, L) for Conv1d-like modules, (N, L, C) otherwise.
+    """
+    if channel_dim is not None:
+        return channel_dim
+    return default_channel_dim(output.ndim, is_channels_first_module(module))
+
+
+def checked_channel_dims(
+    channel_dims: Mapping[str, int] | None, layers: Sequence[str], what: str
+) -> dict[str, int]:
+    """Per-layer channel dims keyed by user name (`_orig_mod.` stripped), checked.
+
+    Raises:
+      TypeError: not a mapping of names to ints.
+      ValueError: a name that is not among `layers`.
+    """
+    if channel_dims is None:
+        return {}
+    if not isinstance(channel_dims, Mapping):
+        raise TypeError(
+            f"{what} must map layer names to channel dims, e.g. {{'encoder.0': 1}}, "
+            f"got {type(channel_dims).__name__}"
+        )
+    known = {strip_compile_prefix(name) for name in layers}
+    dims: dict[str, int] = {}
+    for name, dim in channel_dims.items():
+        if not isinstance(name, str) or isinstance(dim, bool) or not isinstance(dim, int):
+            raise TypeError(f"{what} must map layer names to ints, got {name!r}: {dim!r}")
+        user = strip_compile_prefix(name)
+        if user not in known:
+            raise ValueError(
+                f"{what} names {name!r}, which is not one of the layers measured: {sorted(known)}"
+            )
+        dims[user] = dim
+    return dims
+
+
+def not_called_message(model: torch.nn.Module, layers: Sequence[str], where: str) -> str:
+    """Why a layer's hook was not called on the probe, in words."""
+    message = (
+        f"{where}: layers {list(layers)} did not run in the model's forward pass on the "
+        "probe (their forward hooks were not called), so nothing was logged for them"
+    )
+    if is_compiled(model):
+        message += (
+            "; the model is compiled (torch.compile): the probe ran through the eager module "
+            "it wraps, so these layers are not on its forward path"
+        )
+    return message
 
 
 def reused_module_error(name: str) -> RuntimeError:
@@ -162,9 +269,10 @@ def compare(
     writer=None,
     global_step: int | None = None,
     tag_prefix: str = "compare/",
-    channel_dim: int = 1,
+    channel_dim: int | None = None,
     matrix_dtype: str = "float16",
     names: tuple[str, str] = ("model_a", "model_b"),
+    channel_dims: Mapping[str, int] | None = None,
 ) -> dict[str, LayerComparison]:
     """Cross-network channel correlations of two models on the same probe inputs, layer by layer.
 
@@ -173,11 +281,15 @@ def compare(
       probe: input batches: a tensor, an (inputs, labels) pair, or an iterable
         of either (e.g. a DataLoader); each batch goes through both models.
       layers: module names as in `model.named_modules()` (the same in both
-        models), or (name_a, name_b) pairs.
+        models), or (name_a, name_b) pairs; with or without torch.compile's
+        `_orig_mod.`.
       writer: a `deepscope.SummaryWriter`; if given, each layer is logged
         under `tag_prefix + label` with its matching.
       global_step: the step to log at.
-      channel_dim: the channel dimension of the layers' outputs.
+      channel_dim: the channel dimension of every layer's outputs; None
+        (default): dim 1 of (N, C, H, W, …), the last of (N, C) and (N, L, C),
+        dim 1 of a Conv1d-like module's (N, C, L).
+      channel_dims: per layer (its label, see Returns), overriding channel_dim.
       matrix_dtype: "float16" or "uint8", for the logged matrices.
       names: what to call the two models in the logged series (rows are
         model_a's channels, columns model_b's), e.g. their run names.
@@ -196,10 +308,14 @@ def compare(
     pairs = _layer_pairs(layers)
     modules_a = find_modules(model_a, [a for a, _ in pairs], "compare: model_a")
     modules_b = find_modules(model_b, [b for _, b in pairs], "compare: model_b")
+    pairs = [(strip_compile_prefix(a), strip_compile_prefix(b)) for a, b in pairs]
     labels = [a if a == b else f"{a}-vs-{b}" for a, b in pairs]
     if len(set(labels)) != len(labels):
         raise ValueError(f"layers name the same pair twice: {labels}")
-    accumulators = [CorrelationAccumulator(channel_dim) for _ in pairs]
+    dims = checked_channel_dims(channel_dims, labels, "compare: channel_dims")
+    accumulators: list[CorrelationAccumulator | None] = [None] * len(pairs)
+    eager = {"a": eager_module(model_a), "b": eager_module(model_b)}
+    modules = {"a": modules_a, "b": modules_b}
 
     running = {"side": None}
     outputs: dict[tuple[str, int], torch.Tensor] = {}
@@ -216,24 +332,31 @@ def compare(
     handles = []
     batches = 0
     try:
-        for side, modules in (("a", modules_a), ("b", modules_b)):
-            for index, module in enumerate(modules):
+        for side, side_modules in modules.items():
+            for index, module in enumerate(side_modules):
                 handles.append(module.register_forward_hook(hook_for(side, index)))
         with probing(model_a), probing(model_b):
             for batch in probe_batches(probe):
                 outputs.clear()
                 for side, model in (("a", model_a), ("b", model_b)):
-                    device = model_device(model)
                     running["side"] = side
-                    model(batch if device is None else batch.to(device))
+                    run_probe(eager[side], batch_to(batch, model_device(model)))
                 running["side"] = None
-                for index, (accumulator, label) in enumerate(zip(accumulators, labels)):
-                    if ("a", index) not in outputs or ("b", index) not in outputs:
+                for index, label in enumerate(labels):
+                    missing = [side for side in "ab" if (side, index) not in outputs]
+                    if missing:
+                        model = model_a if missing[0] == "a" else model_b
                         raise RuntimeError(
-                            f"compare: layer {label!r} did not run in the forward pass of "
-                            + ("model_a" if ("a", index) not in outputs else "model_b")
+                            not_called_message(model, [label], f"compare: model_{missing[0]}")
                         )
-                    accumulator.update(outputs[("a", index)], outputs[("b", index)])
+                    out_a, out_b = outputs[("a", index)], outputs[("b", index)]
+                    if accumulators[index] is None:
+                        given = dims.get(label, channel_dim)
+                        accumulators[index] = CorrelationAccumulator(
+                            layer_channel_dim(out_a, modules["a"][index], given),
+                            layer_channel_dim(out_b, modules["b"][index], given),
+                        )
+                    accumulators[index].update(out_a, out_b)
                 outputs.clear()
                 batches += 1
     finally:
@@ -254,7 +377,7 @@ def compare(
                 tag,
                 correlation,
                 global_step=global_step,
-                channel_dim=channel_dim % accumulator.ndim,  # a non-negative index for the metadata
+                channel_dim=correlation.channel_dim,
                 matrix_dtype=matrix_dtype,
                 row_name=f"{names[0]}/{name_a}",
                 col_name=f"{names[1]}/{name_b}",

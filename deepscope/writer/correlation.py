@@ -2,11 +2,18 @@
 
 Each logged step is a blob sequence of one blob, a serialized
 `CorrelationStep`: the Pearson matrix (float16 by default, 2 bytes a cell:
-512 channels take 0.5 MiB; or 8-bit over [-1, 1], 1 byte a cell), the
-per-channel statistics, for cross-network series the semi- and bipartite
-matching, and the fraction of redundant channels. The series' constant facts
-(`CorrelationInfo`: cross or not, channel_dim, the two sides' names) go in the
-metadata of the tag's first event.
+512 channels take 0.5 MiB, a 3072-channel MLP activation 18.9 MB; or 8-bit
+over [-1, 1], 1 byte a cell; within a layer optionally only its upper
+triangle, `packing="upper_triangle"`, half of that: 3072 channels in 4.7 MB
+with uint8), the per-channel statistics, the activation shape, for
+cross-network series the semi- and bipartite matching, and the fraction of
+redundant channels. The series' constant facts (`CorrelationInfo`: cross or
+not, channel_dim, the two sides' names) go in the metadata of the tag's first
+event.
+
+Channels are found by `deepscope.analysis.correlation.default_channel_dim`
+unless `channel_dim` says otherwise: dim 1 of (N, C, H, W, …), the last dim of
+(N, C) and (N, L, C).
 """
 
 from __future__ import annotations
@@ -24,8 +31,10 @@ from deepscope.analysis.correlation import (
 from deepscope.proto import arrays
 from deepscope.proto import deepscope_pb2 as pb
 from deepscope.writer import summary
+from deepscope.writer.hook_warnings import warn_from_hook
 
 MATRIX_DTYPES = ("float16", "uint8")
+PACKINGS = ("full", "upper_triangle")
 # UINT8_LINEAR over [-1, 1]: ρ = -1 + q/127, q in 0..254, so that 0 is exact.
 _UINT8_STEPS = 127
 
@@ -49,6 +58,42 @@ def encode_correlation_matrix(matrix: np.ndarray, matrix_dtype: str = "float16")
         scale=1.0 / _UINT8_STEPS,
         offset=-1.0,
     )
+
+
+def _check_packing(packing: str, matrix_dtype: str) -> None:
+    if packing not in PACKINGS:
+        raise ValueError(f"packing must be one of {PACKINGS}, got {packing!r}")
+    if matrix_dtype not in MATRIX_DTYPES:
+        raise ValueError(f"matrix_dtype must be one of {MATRIX_DTYPES}, got {matrix_dtype!r}")
+
+
+def upper_triangle(matrix: np.ndarray) -> np.ndarray:
+    """The upper triangle of a square [C, C] matrix with its diagonal, row by row: [C(C+1)/2]."""
+    matrix = np.asarray(matrix)
+    if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1]:
+        raise ValueError(f"the upper triangle needs a square matrix, got {list(matrix.shape)}")
+    return matrix[np.triu_indices(matrix.shape[0])]
+
+
+def encode_matrix(
+    matrix: np.ndarray, matrix_dtype: str = "float16", packing: str = "full"
+) -> tuple[pb.Array, int]:
+    """A matrix as an `Array` and its `MatrixPacking`: whole, or its upper triangle.
+
+    "upper_triangle" (within a layer, symmetric [C, C]) keeps C(C+1)/2 cells:
+    combined with matrix_dtype "uint8" a quarter of the float16 default.
+    """
+    _check_packing(packing, matrix_dtype)
+    if packing == "upper_triangle":
+        return encode_correlation_matrix(upper_triangle(matrix), matrix_dtype), pb.UPPER_TRIANGLE
+    return encode_correlation_matrix(matrix, matrix_dtype), pb.FULL
+
+
+def step_bytes(channels: int, matrix_dtype: str = "float16", packing: str = "full") -> int:
+    """Bytes of the matrix of one logged step of a `channels`-channel layer (within-layer)."""
+    _check_packing(packing, matrix_dtype)
+    cells = channels * (channels + 1) // 2 if packing == "upper_triangle" else channels**2
+    return cells * (2 if matrix_dtype == "float16" else 1)
 
 
 def channel_stats_pb(stats: ChannelStatistics) -> pb.ChannelStats:
@@ -76,19 +121,33 @@ def matching_pb(result: matching_math.ChannelMatching) -> pb.Matching:
 
 
 def correlation_step(
-    result: ChannelCorrelation, matrix_dtype: str = "float16"
+    result: ChannelCorrelation, matrix_dtype: str = "float16", packing: str = "full"
 ) -> pb.CorrelationStep:
     """One step's `CorrelationStep` from an accumulator's result.
 
     Cross-network results also get col_stats and the matching (computed here);
     redundant_fraction is that of the rows' layer (its within-layer matrix).
+    packing "upper_triangle" is for within-layer results only.
+
+    Raises:
+      ValueError: unknown matrix_dtype or packing, or a packed cross result.
     """
+    _check_packing(packing, matrix_dtype)
+    if packing == "upper_triangle" and result.cross:
+        raise ValueError(
+            'packing="upper_triangle" is for within-layer matrices (symmetric); a '
+            'cross-network matrix [Ca, Cb] is stored whole: use packing="full"'
+        )
+    matrix, packed = encode_matrix(result.matrix, matrix_dtype, packing)
     step = pb.CorrelationStep(
-        matrix=encode_correlation_matrix(result.matrix, matrix_dtype),
+        matrix=matrix,
         samples=result.samples,
         row_stats=channel_stats_pb(result.rows),
         redundant_fraction=matching_math.redundant_fraction(result.within_rows),
+        packing=packed,
     )
+    if result.activation_shape is not None:
+        step.activation_shape.extend(int(n) for n in result.activation_shape)
     if result.cross:
         step.col_stats.CopyFrom(channel_stats_pb(result.cols))
         step.matching.CopyFrom(matching_pb(matching_math.match_channels(result.matrix)))
@@ -110,13 +169,34 @@ def correlation_plugin_data(
     )
 
 
+def few_samples_message(tag: str, result: ChannelCorrelation) -> str | None:
+    """A warning when a step has no more samples than channels (rank-deficient), else None.
+
+    Centred on their means, S samples span at most S − 1 dimensions: with
+    S ≤ C the C × C matrix has rank < C and many of its |ρ| near 1 are an
+    artifact of too few samples, not redundant channels.
+    """
+    channels = max(result.matrix.shape)
+    if result.samples > channels:
+        return None
+    return (
+        f"deepscope: correlation tag {tag!r}: {result.samples} samples for {channels} channels, "
+        f"so the matrix has rank at most {max(result.samples - 1, 0)}: its correlations "
+        "reflect too few samples, not the channels; give more probe inputs (every input and "
+        "position is a sample)"
+    )
+
+
 def correlation_result(
     activations: torch.Tensor | CorrelationAccumulator | ChannelCorrelation,
     other: torch.Tensor | None = None,
-    channel_dim: int = 1,
+    channel_dim: int | None = None,
     other_channel_dim: int | None = None,
 ) -> tuple[ChannelCorrelation, int]:
     """Correlations of a batch (or of a filled accumulator, or a result as is), and the channel_dim.
+
+    channel_dim None: by `default_channel_dim` for a batch, the accumulator's
+    or the result's own otherwise.
 
     Raises:
       ValueError/TypeError: bad activations (see `CorrelationAccumulator.update`),
@@ -135,6 +215,12 @@ def correlation_result(
                 "ChannelCorrelation: feed the second stream to the accumulator's update()"
             )
         if isinstance(activations, ChannelCorrelation):
+            if channel_dim is None:
+                channel_dim = activations.channel_dim
+            if channel_dim is None:
+                raise ValueError(
+                    "this ChannelCorrelation does not say its channel_dim: give channel_dim="
+                )
             if channel_dim < 0:
                 raise ValueError(
                     "with a ChannelCorrelation give channel_dim as a non-negative index, "
@@ -145,39 +231,41 @@ def correlation_result(
     else:
         accumulator = CorrelationAccumulator(channel_dim, other_channel_dim)
         accumulator.update(activations, other)
-    channel_dim = accumulator.channel_dim
-    if channel_dim < 0 and accumulator.ndim is not None:
-        channel_dim %= accumulator.ndim
-    return accumulator.compute(), channel_dim
+    result = accumulator.compute()
+    return result, result.channel_dim
 
 
 def channel_correlation_pb(
     tag: str,
     activations: torch.Tensor | CorrelationAccumulator | ChannelCorrelation,
     other: torch.Tensor | None = None,
-    channel_dim: int = 1,
+    channel_dim: int | None = None,
     other_channel_dim: int | None = None,
     matrix_dtype: str = "float16",
     row_name: str = "",
     col_name: str = "",
     description: str = "",
+    packing: str = "full",
 ) -> summary_pb2.Summary:
     """A `Summary` with one step of channel correlations, its metadata included.
 
     Args:
       tag: the series' name, e.g. "conv2" or "conv2/a-vs-b".
-      activations: a layer's activations, e.g. (N, C) or (N, C, H, W) (every
-        input and spatial position is a sample); or a filled
+      activations: a layer's activations, e.g. (N, C), (N, L, C) or
+        (N, C, H, W) (every input and position is a sample); or a filled
         `CorrelationAccumulator`, or its `compute()` result.
       other: another network's activations of the same inputs, for the cross
         matrix [Ca, Cb] and its matching.
-      channel_dim, other_channel_dim: the channel dimension of each.
+      channel_dim, other_channel_dim: the channel dimension of each; None:
+        dim 1 of (N, C, H, W, …), the last of (N, C) and (N, L, C).
       matrix_dtype: "float16" (default) or "uint8" (8-bit over [-1, 1]).
+      packing: "full" (default) or "upper_triangle" (within a layer: half the bytes).
       row_name, col_name: names of the two sides, e.g. "net_a/conv2".
       description: shown by TensorBoard next to the tag.
     """
+    _check_packing(packing, matrix_dtype)
     result, channel_dim = correlation_result(activations, other, channel_dim, other_channel_dim)
-    step = correlation_step(result, matrix_dtype)
+    step = correlation_step(result, matrix_dtype, packing)
     plugin_data = correlation_plugin_data(result.cross, channel_dim, row_name, col_name)
     return summary.blob_sequence_summary(tag, [step.SerializeToString()], plugin_data, description)
 
@@ -192,36 +280,49 @@ class CorrelationSummaries:
         other: torch.Tensor | None = None,
         global_step: int | None = None,
         walltime: float | None = None,
-        channel_dim: int = 1,
+        channel_dim: int | None = None,
         other_channel_dim: int | None = None,
         matrix_dtype: str = "float16",
         row_name: str = "",
         col_name: str = "",
         description: str = "",
+        packing: str = "full",
     ) -> None:
         """Log one step of a layer's channel correlations (or two networks' cross correlations).
 
         Args:
           tag: the series, e.g. "conv2" or "conv2/a-vs-b".
-          activations: (N, C), (N, C, H, W) or any layout with `channel_dim`;
-            every input and spatial position is one sample. Or a filled
+          activations: (N, C), (N, L, C), (N, C, H, W) or any layout with
+            `channel_dim`; every input and position is one sample. Or a filled
             `CorrelationAccumulator` (to log statistics streamed over many
             batches), or its `compute()` result.
           other: another network's activations of the same inputs: the step
             then holds the cross matrix [Ca, Cb] with semi- and bipartite matching.
           global_step: the training step.
           walltime: seconds since the epoch; now by default.
-          channel_dim, other_channel_dim: the channel dimension of each tensor.
+          channel_dim, other_channel_dim: the channel dimension of each tensor;
+            None (default): dim 1 of (N, C, H, W, …), the last of (N, C) and (N, L, C).
           matrix_dtype: "float16" (default, 2 bytes a cell) or "uint8" (1 byte a
             cell, steps of 1/127 over [-1, 1]).
+          packing: "full" (default) or "upper_triangle": within a layer only the
+            upper triangle with the diagonal, half the bytes (with "uint8" a
+            quarter of the default: 4.7 MB instead of 18.9 MB at 3072 channels).
           row_name, col_name: names of the two sides, kept in the series' metadata.
           description: shown next to the tag.
 
         NaN/Inf activations are left out (the whole sample position) and
-        counted in the step's statistics; dead channels are marked.
+        counted in the step's statistics; dead channels are marked. A step
+        with no more samples than channels (a rank-deficient matrix) warns,
+        once per tag.
         """
+        _check_packing(packing, matrix_dtype)
         result, channel_dim = correlation_result(activations, other, channel_dim, other_channel_dim)
-        step = correlation_step(result, matrix_dtype)
+        step = correlation_step(result, matrix_dtype, packing)
+        message = few_samples_message(tag, result)
+        warned = self.__dict__.setdefault("_correlation_few_samples_warned", set())
+        if message is not None and tag not in warned:
+            warned.add(tag)
+            warn_from_hook(message, stacklevel=2)
         plugin_data = None
         if self._first_event(tag):
             plugin_data = correlation_plugin_data(result.cross, channel_dim, row_name, col_name)

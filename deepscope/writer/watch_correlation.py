@@ -2,29 +2,39 @@
 
 Every `every` optimizer steps the probe batches go through the model (eval
 mode, no gradients) with forward hooks on the named layers; each layer's
-outputs are accumulated (every input and spatial position is a sample) and
-logged under "correlation/<layer>". Hooks live only during the measurement,
-so training steps run without them; the modules' modes are restored after,
-so batch-norm statistics are untouched.
+outputs are accumulated (every input and position is a sample; channels at
+dim 1 of (N, C, H, W), the last dim of (N, C) and (N, L, C), dim 1 of a
+Conv1d-like module's (N, C, L), unless `channel_dim`/`channel_dims` say
+otherwise) and logged under "correlation/<layer>". Hooks live only during the
+measurement, so training steps run without them; the modules' modes are
+restored after, so batch-norm statistics are untouched. A compiled model
+(`torch.compile`) is probed through the eager module it wraps, and its
+layers are named and tagged without `_orig_mod.`.
 """
 
 from __future__ import annotations
 
 import operator
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 
 from deepscope.analysis.correlation import CorrelationAccumulator
 from deepscope.writer.compare import (
-    find_modules,
+    batch_to,
+    checked_channel_dims,
+    layer_channel_dim,
     layer_output,
     model_device,
+    not_called_message,
     probe_batches,
     probing,
     reused_module_error,
+    run_probe,
 )
+from deepscope.writer.correlation import MATRIX_DTYPES, PACKINGS
 from deepscope.writer.hook_warnings import warn_from_hook
+from deepscope.writer.module_names import eager_module, find_modules, strip_compile_prefix
 
 DEFAULT_CORRELATION_EVERY = 500
 
@@ -40,13 +50,20 @@ class CorrelationWatcher:
     Args:
       model: the network being trained.
       writer: a `deepscope.SummaryWriter`.
-      layers: module names as in `model.named_modules()`; checked here.
-      probe: fixed inputs: a tensor, an (inputs, labels) tuple, or a list of
-        batches; moved to the model's device when measured (the moved copy is kept).
+      layers: module names as in `model.named_modules()`, with or without
+        torch.compile's `_orig_mod.`; checked here. Tags carry the name
+        without it.
+      probe: fixed inputs: a tensor, an (inputs, labels) tuple, a mapping of
+        input tensors (`model(**batch)`), or a list of batches; moved to the
+        model's device when measured (the moved copy is kept).
       every: optimizer steps between measurements.
-      channel_dim: the channel dimension of the layers' outputs.
+      channel_dim: the channel dimension of every layer's outputs; None
+        (default): dim 1 of (N, C, H, W, …), the last of (N, C) and (N, L, C),
+        dim 1 of a Conv1d-like module's (N, C, L).
+      channel_dims: per layer name, overriding channel_dim, e.g. {"conv1d": 1}.
       tag_prefix: tags are `tag_prefix + layer`.
       matrix_dtype: "float16" (default) or "uint8".
+      packing: "full" (default) or "upper_triangle" (half the bytes).
     """
 
     name = "correlation"
@@ -58,9 +75,11 @@ class CorrelationWatcher:
         layers: Sequence[str],
         probe,
         every: int = DEFAULT_CORRELATION_EVERY,
-        channel_dim: int = 1,
+        channel_dim: int | None = None,
         tag_prefix: str = "correlation/",
         matrix_dtype: str = "float16",
+        channel_dims: Mapping[str, int] | None = None,
+        packing: str = "full",
     ):
         if not isinstance(model, torch.nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -79,9 +98,19 @@ class CorrelationWatcher:
                 "correlation_layers must be a non-empty list of module names, as in "
                 f"model.named_modules(), got {layers!r}"
             )
+        self.modules = find_modules(model, layers, "correlation_layers")
+        layers = [strip_compile_prefix(name) for name in layers]
         if len(set(layers)) != len(layers):
             raise ValueError(f"correlation_layers names a layer twice: {layers}")
-        self.modules = find_modules(model, layers, "correlation_layers")
+        if channel_dim is not None and (
+            isinstance(channel_dim, bool) or not isinstance(channel_dim, int)
+        ):
+            raise TypeError(f"channel_dim must be an int or None, got {channel_dim!r}")
+        self.channel_dims = checked_channel_dims(channel_dims, layers, "correlation channel_dims")
+        if matrix_dtype not in MATRIX_DTYPES:
+            raise ValueError(f"matrix_dtype must be one of {MATRIX_DTYPES}, got {matrix_dtype!r}")
+        if packing not in PACKINGS:
+            raise ValueError(f"packing must be one of {PACKINGS}, got {packing!r}")
         self.batches = list(probe_batches(probe))
         if not self.batches:
             raise ValueError("probe holds no batches: give a tensor of inputs")
@@ -92,50 +121,62 @@ class CorrelationWatcher:
         self.channel_dim = channel_dim
         self.tag_prefix = tag_prefix
         self.matrix_dtype = matrix_dtype
+        self.packing = packing
         self.non_finite = 0
         self.overflow = 0
         self.measurements = 0
         self._on_device: tuple[torch.device | None, list[torch.Tensor]] | None = None
 
-    def _device_batches(self) -> list[torch.Tensor]:
+    def _device_batches(self) -> list:
         device = model_device(self.model)
         if device is None:
             return self.batches
         if self._on_device is None or self._on_device[0] != device:
-            self._on_device = (device, [batch.to(device) for batch in self.batches])
+            self._on_device = (device, [batch_to(batch, device) for batch in self.batches])
         return self._on_device[1]
 
     def measure(self, step: int) -> None:
-        """Run the probe, log each layer's correlations at `step`; raises on failure."""
-        accumulators = [CorrelationAccumulator(self.channel_dim) for _ in self.layers]
+        """Run the probe, log each layer's correlations at `step`; raises on failure.
+
+        A layer whose hook was not called on the probe gets no step; the
+        measurement then raises (watch() records the error) naming it.
+        """
+        accumulators: list[CorrelationAccumulator | None] = [None] * len(self.layers)
 
         calls: set[int] = set()  # layers that ran in the current forward pass
 
-        def hook_for(index: int, accumulator: CorrelationAccumulator):
+        def hook_for(index: int):
             def hook(module, inputs, output):
                 if index in calls:
                     raise reused_module_error(self.layers[index])
                 calls.add(index)
-                accumulator.update(layer_output(output))
+                values = layer_output(output)
+                if accumulators[index] is None:
+                    given = self.channel_dims.get(self.layers[index], self.channel_dim)
+                    accumulators[index] = CorrelationAccumulator(
+                        layer_channel_dim(values, module, given)
+                    )
+                accumulators[index].update(values)
 
             return hook
 
         handles = [
-            module.register_forward_hook(hook_for(index, accumulator))
-            for index, (module, accumulator) in enumerate(zip(self.modules, accumulators))
+            module.register_forward_hook(hook_for(index))
+            for index, module in enumerate(self.modules)
         ]
+        eager = eager_module(self.model)
         try:
             with probing(self.model):
                 for batch in self._device_batches():
                     calls.clear()
-                    self.model(batch)
+                    run_probe(eager, batch)
         finally:
             for handle in handles:
                 handle.remove()
 
         silent = []
         for layer, accumulator in zip(self.layers, accumulators):
-            if not accumulator.channels:
+            if accumulator is None or not accumulator.channels:
                 silent.append(layer)
                 continue
             result = accumulator.compute()
@@ -146,16 +187,15 @@ class CorrelationWatcher:
                 self.tag_prefix + layer,
                 result,
                 global_step=step,
-                channel_dim=self.channel_dim
-                % accumulator.ndim,  # a non-negative index for the metadata
+                channel_dim=result.channel_dim,
                 matrix_dtype=self.matrix_dtype,
                 row_name=layer,
+                packing=self.packing,
             )
         self.measurements += 1
         if silent:
             raise RuntimeError(
-                f"correlation layers {silent} did not run in the model's forward pass on "
-                "the probe; nothing was logged for them"
+                not_called_message(self.model, silent, f"correlation at step {step}")
             )
 
     def _count_trouble(self, layer: str, step: int, non_finite: int, overflow: int) -> None:
