@@ -29,6 +29,10 @@ Methods (options in their own modules):
   smoothgrad               mean ∇f over noisy copies (n_samples=50, noise_level=0.15, seed=0)
   integrated_gradients     (x − b)·∫∇f (baseline=None, n_steps=50, rule="gauss_legendre")
   occlusion                drop of f when a window is hidden (window, stride, baseline_value)
+
+Text models: `embeddings=model.get_input_embeddings()` (or its module name)
+takes token ids [N, L] and attributes over the input embeddings, one value per
+token (token_embeddings.py says how each method is carried over and reduced).
 """
 
 from __future__ import annotations
@@ -53,6 +57,12 @@ from deepscope.analysis.saliency.target_scores import (
     check_inputs,
     count_non_finite,
 )
+from deepscope.analysis.saliency.token_embeddings import (
+    EmbeddingModule,
+    check_token_ids,
+    token_attribute,
+    token_reduction,
+)
 
 # Method name → its function(model, inputs, target, **options) -> Attribution.
 METHODS: dict[str, Callable[..., Attribution]] = {
@@ -66,7 +76,15 @@ METHODS: dict[str, Callable[..., Attribution]] = {
     "occlusion": occlusion,
 }
 
-__all__ = ["METHODS", "Attribution", "NoGradientPathError", "attribute", "check_method", "saliency"]
+__all__ = [
+    "METHODS",
+    "Attribution",
+    "NoGradientPathError",
+    "attribute",
+    "check_method",
+    "saliency",
+    "token_reduction",
+]
 
 
 def check_method(method: str) -> None:
@@ -81,6 +99,7 @@ def attribute(
     target: Target = None,
     method: str = "gradient",
     eval_mode: bool = True,
+    embeddings: EmbeddingModule | None = None,
     **options: Any,
 ) -> Attribution:
     """Saliency maps of `inputs` [N, ...] by `method`, with targets, predictions and extras.
@@ -94,6 +113,11 @@ def attribute(
       target: class index, or N of them; None: each sample's predicted class.
       method: one of METHODS.
       eval_mode: run the model in eval mode (restored afterwards).
+      embeddings: for text models: the model's input embedding module (e.g.
+        `model.get_input_embeddings()`) or its name; `inputs` are then token ids
+        [N, L] and the maps one value per token [N, L], attributed over the
+        embeddings (see `token_embeddings`; `baseline_token=<id>` sets the
+        baseline of integrated gradients, baseline_delta* and occlusion).
       options: the method's own options (see its module).
 
     Raises:
@@ -111,7 +135,10 @@ def attribute(
         # Its forward would prepare a gradient all-reduce that this backward never makes.
         model = model.module
     check_method(method)
-    check_inputs(inputs)
+    if embeddings is None:
+        check_inputs(inputs)
+    else:
+        check_token_ids(inputs)
     if torch.is_inference_mode_enabled():
         raise RuntimeError(
             "saliency needs autograd, which torch.inference_mode() disables: call it outside"
@@ -119,7 +146,12 @@ def attribute(
     if inputs.is_inference():  # made under inference_mode: autograd cannot use it
         inputs = inputs.clone()
     with preserved_model_state(model, eval_mode):
-        result = METHODS[method](model, inputs, target, **options)
+        if embeddings is None:
+            result = METHODS[method](model, inputs, target, **options)
+        else:
+            result = token_attribute(
+                METHODS[method], method, model, inputs, target, embeddings, **options
+            )
     result.non_finite = count_non_finite(result.maps, result.baseline_maps)
     return result
 
@@ -131,7 +163,8 @@ def saliency(
     method: str = "gradient",
     **options: Any,
 ) -> torch.Tensor:
-    """Saliency maps shaped like `inputs` (see `attribute` for the arguments).
+    """Saliency maps shaped like `inputs` (see `attribute` for the arguments, `embeddings=`
+    for token ids).
 
     Warns when maps hold NaN or infinite values (kept as computed).
     """

@@ -28,6 +28,12 @@ class Attribution:
         for the target score f: zero for an exact path integral.
       non_finite: NaN or infinite elements in maps and baseline_maps (kept as computed).
       options: the method's settings as used (e.g. n_steps), for the record.
+      input_kind: "tokens" for attributions of token ids over their embeddings
+        (maps [N, L], one value per token), "" for dense inputs.
+      token_reduction: for tokens, how a token's embedding attribution became
+        one value (e.g. "sum over the embedding dim").
+      embedding_maps: for tokens, the maps in embedding space [N, L, D] before
+        that reduction.
     """
 
     method: str
@@ -39,3 +45,6 @@ class Attribution:
     completeness_error: torch.Tensor | None = None
     non_finite: int = 0
     options: dict[str, Any] = field(default_factory=dict)
+    input_kind: str = ""
+    token_reduction: str = ""
+    embedding_maps: torch.Tensor | None = None

@@ -16,6 +16,7 @@ from deepscope.analysis.saliency.attribution import Attribution
 from deepscope.analysis.saliency.target_scores import (
     Target,
     class_scores,
+    forward_rows,
     resolve_baseline,
     resolve_targets,
     rows_per_pass,
@@ -70,8 +71,8 @@ def integrated_gradients(
     count, sample_shape = inputs.shape[0], tuple(inputs.shape[1:])
     base = resolve_baseline(baseline, inputs)
     with torch.no_grad():
-        scores = class_scores(model(inputs.clone()))
-        base_scores = class_scores(model(base.clone())).expand(count, -1)
+        scores = class_scores(forward_rows(model, inputs.clone()))
+        base_scores = class_scores(forward_rows(model, base.clone())).expand(count, -1)
     targets = resolve_targets(target, scores)
     alphas = torch.as_tensor(alphas, device=inputs.device, dtype=inputs.dtype)
     weights = torch.as_tensor(weights, device=inputs.device, dtype=inputs.dtype)
@@ -84,7 +85,7 @@ def integrated_gradients(
         sample, step = row % count, row // count
         base_rows = base[sample] if base.shape[0] == count else base
         points = base_rows + alphas[step].reshape((-1,) + trailing) * difference[sample]
-        grad, _, _ = target_gradient(model, points, targets[sample])
+        grad, _, _ = target_gradient(model, points, targets[sample], samples=sample)
         total.index_add_(0, sample, weights[step].reshape((-1,) + trailing) * grad)
     maps = difference * total
     column = targets[:, None]

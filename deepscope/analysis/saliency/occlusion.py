@@ -21,6 +21,7 @@ from deepscope.analysis.saliency.attribution import Attribution
 from deepscope.analysis.saliency.target_scores import (
     Target,
     class_scores,
+    forward_rows,
     resolve_targets,
     rows_per_pass,
 )
@@ -73,7 +74,7 @@ def occlusion(
     target: Target = None,
     window: int | Sequence[int] | None = None,
     stride: int | Sequence[int] | None = None,
-    baseline_value: float = 0.0,
+    baseline_value: float | torch.Tensor = 0.0,
     batch_size: int | None = None,
 ) -> Attribution:
     """Occlusion maps of the target score, shaped like the inputs.
@@ -81,7 +82,8 @@ def occlusion(
     Args:
       window: window size (see `window_shape`).
       stride: step between windows, int or one per window dimension; default: the window.
-      baseline_value: what occluded elements are set to.
+      baseline_value: what occluded elements are set to: a number, or a tensor of
+        one sample's shape (e.g. a baseline token's embedding at every position).
       batch_size: rows per forward pass; by default as many as fit
         `DEFAULT_PASS_ELEMENTS` input elements for the device.
     """
@@ -104,8 +106,16 @@ def occlusion(
     per_pass = rows_per_pass(batch_size, sample_shape, inputs.device)
     positions_per_chunk = max(1, per_pass // count)
     inputs = inputs.detach()
+    fill = baseline_value
+    if isinstance(fill, torch.Tensor):
+        fill = fill.detach().to(device=inputs.device, dtype=inputs.dtype)
+        if tuple(fill.shape) != sample_shape:
+            raise ValueError(
+                f"baseline_value of shape {list(fill.shape)} must be a number or one sample's "
+                f"shape {list(sample_shape)}"
+            )
     with torch.no_grad():
-        scores = class_scores(model(inputs.clone()))
+        scores = class_scores(forward_rows(model, inputs.clone()))
         targets = resolve_targets(target, scores)
         clean = scores.gather(1, targets[:, None])[:, 0]
         drop_sum = torch.zeros((count, inputs[0].numel()), device=inputs.device, dtype=inputs.dtype)
@@ -119,11 +129,15 @@ def occlusion(
                 region = (k,) + (slice(None),) * lead
                 region += tuple(slice(s, s + w) for s, w in zip(start, shape))
                 masks[region] = True
-            occluded = torch.where(masks[:, None], baseline_value, inputs[None])
+            occluded = torch.where(masks[:, None], fill, inputs[None])
             occluded = occluded.reshape((len(chunk) * count,) + sample_shape)
+            # Row k * count + n hides window chunk[k] of sample n.
+            samples = torch.arange(len(occluded), device=inputs.device) % count
             chunk_scores = torch.cat(
                 [
-                    class_scores(model(occluded[i : i + per_pass]))
+                    class_scores(
+                        forward_rows(model, occluded[i : i + per_pass], samples[i : i + per_pass])
+                    )
                     for i in range(0, len(occluded), per_pass)
                 ]
             )
@@ -141,6 +155,8 @@ def occlusion(
         options={
             "window": list(shape),
             "stride": list(steps),
-            "baseline_value": float(baseline_value),
+            "baseline_value": (
+                "tensor" if isinstance(baseline_value, torch.Tensor) else float(baseline_value)
+            ),
         },
     )

@@ -1,6 +1,7 @@
 """SmoothGrad (Smilkov et al. 2017): the gradient averaged over noisy copies of the input.
 
-Noise is Gaussian with σ = noise_level × (max − min) of each sample, drawn from
+Noise is Gaussian with σ = noise_level × (max − min) of each sample (or × its
+standard deviation, `noise_relative_to="std"`, as for token embeddings), drawn from
 a private generator (seeded: the same noise at every call, so maps of a probe
 compare across training steps, and the training's random stream is untouched).
 The n_samples × N noisy rows go through the model in batches of `batch_size` rows.
@@ -14,10 +15,14 @@ from deepscope.analysis.saliency.attribution import Attribution
 from deepscope.analysis.saliency.target_scores import (
     Target,
     class_scores,
+    forward_rows,
     resolve_targets,
     rows_per_pass,
     target_gradient,
 )
+
+# What σ = noise_level × (spread) is relative to.
+NOISE_SCALES = ("range", "std")
 
 
 def smoothgrad(
@@ -28,6 +33,7 @@ def smoothgrad(
     noise_level: float = 0.15,
     batch_size: int | None = None,
     seed: int | None = 0,
+    noise_relative_to: str = "range",
 ) -> Attribution:
     """Mean gradient of the target score over `n_samples` noisy copies of each input.
 
@@ -37,6 +43,9 @@ def smoothgrad(
       batch_size: rows per forward pass; by default as many as fit
         `DEFAULT_PASS_ELEMENTS` input elements for the device.
       seed: the noise generator's seed; None draws a fresh one.
+      noise_relative_to: "range" (max − min of each sample) or "std" (each sample's
+        standard deviation: the default for token embeddings, whose range is set by
+        a few outliers).
     """
     if int(n_samples) < 1:
         raise ValueError(f"n_samples must be at least 1, got {n_samples}")
@@ -46,12 +55,19 @@ def smoothgrad(
         )
     count, sample_shape = inputs.shape[0], tuple(inputs.shape[1:])
     with torch.no_grad():
-        scores = class_scores(model(inputs.clone()))
+        scores = class_scores(forward_rows(model, inputs.clone()))
     targets = resolve_targets(target, scores)
+    if noise_relative_to not in NOISE_SCALES:
+        raise ValueError(
+            f"noise_relative_to must be one of {', '.join(NOISE_SCALES)}, got {noise_relative_to!r}"
+        )
     flat = inputs.detach().reshape(count, -1)
-    sigma = (noise_level * (flat.amax(dim=1) - flat.amin(dim=1))).reshape(
-        (count,) + (1,) * len(sample_shape)
+    spread = (
+        flat.amax(dim=1) - flat.amin(dim=1)
+        if noise_relative_to == "range"
+        else flat.std(dim=1, correction=0)
     )
+    sigma = (noise_level * spread).reshape((count,) + (1,) * len(sample_shape))
     generator = torch.Generator(device=inputs.device)
     if seed is None:
         generator.seed()
@@ -67,12 +83,19 @@ def smoothgrad(
             device=inputs.device,
             dtype=inputs.dtype,
         )
-        grad, _, _ = target_gradient(model, inputs[sample] + sigma[sample] * noise, targets[sample])
+        grad, _, _ = target_gradient(
+            model, inputs[sample] + sigma[sample] * noise, targets[sample], samples=sample
+        )
         total.index_add_(0, sample, grad)
     return Attribution(
         "smoothgrad",
         total / int(n_samples),
         targets,
         scores.argmax(dim=1),
-        options={"n_samples": int(n_samples), "noise_level": float(noise_level), "seed": seed},
+        options={
+            "n_samples": int(n_samples),
+            "noise_level": float(noise_level),
+            "seed": seed,
+            "noise_relative_to": noise_relative_to,
+        },
     )

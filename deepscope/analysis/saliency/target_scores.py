@@ -36,7 +36,8 @@ def check_inputs(inputs: object) -> None:
     if not inputs.is_floating_point():
         raise TypeError(
             f"saliency needs floating-point inputs, got {inputs.dtype}: convert them (e.g. "
-            "inputs.float()); for token ids, attribute to the embedding's output instead"
+            "inputs.float()); for token ids pass embeddings=model.get_input_embeddings() "
+            "to attribute over the input embeddings, one value per token"
         )
     if inputs.ndim < 2:
         raise ValueError(
@@ -143,13 +144,44 @@ def resolve_targets(target: Target, scores: torch.Tensor) -> torch.Tensor:
     return targets
 
 
+class RowsModel(torch.nn.Module):
+    """A model that needs to know which input sample each row of a batch perturbs.
+
+    Saliency over token embeddings is one: a row is a (perturbed) embedding,
+    and the model is run on that row's sample's token ids.
+    """
+
+    def forward_rows(self, rows: torch.Tensor, samples: torch.Tensor | None) -> object:
+        """The output on `rows` [R, ...]; `samples` [R] indexes the inputs (None: see subclass)."""
+        raise NotImplementedError
+
+    def forward(self, rows: torch.Tensor) -> object:
+        return self.forward_rows(rows, None)
+
+
+def forward_rows(
+    model: torch.nn.Module, rows: torch.Tensor, samples: torch.Tensor | None = None
+) -> object:
+    """The model's output on `rows`; `samples` [R] says which input sample each row perturbs.
+
+    A plain model ignores `samples`; a `RowsModel` is called through `forward_rows`.
+    """
+    if isinstance(model, RowsModel):
+        return model.forward_rows(rows, samples)
+    return model(rows)
+
+
 def target_gradient(
-    model: torch.nn.Module, rows: torch.Tensor, target: Target
+    model: torch.nn.Module,
+    rows: torch.Tensor,
+    target: Target,
+    samples: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """∂ score[n, target[n]] / ∂ rows[n] for every row, by one forward and one backward pass.
 
     Rows are independent (the model is expected in eval mode), so the gradient
-    of the summed target scores is each row's own gradient.
+    of the summed target scores is each row's own gradient. `samples`: as
+    `forward_rows`.
 
     Returns:
       (gradient shaped like rows, the detached scores [R, classes], targets [R]).
@@ -162,7 +194,7 @@ def target_gradient(
     with torch.enable_grad():
         # The model sees a copy: one that changes its input in place changes
         # neither the caller's tensor nor our leaf.
-        scores = class_scores(model(leaf.clone()))
+        scores = class_scores(forward_rows(model, leaf.clone(), samples))
         targets = resolve_targets(target, scores)
         total = scores.gather(1, targets[:, None]).sum()
         gradient = None
