@@ -13,6 +13,11 @@ Routes (documented in docs/http_api.md):
 - `spectrum_evolution?run&tag[&max_steps][&max_values]`: the spectra of all
   kept steps of one series (the tab's heatmap), downsampled on the server.
 
+A step written "unchanged" (`SpectrumStep.unchanged`: the weight was bit for
+bit the one measured at `unchanged_since_step`) is served as that step's
+spectrum and metrics, with `unchanged_since_step` set; when TensorBoard did not
+keep that step, the unchanged step is served as an error saying so.
+
 Decoded steps are cached by blob key and step listings remembered as
 `blob_steps` says; blobs not yet cached are fetched in parallel: the Rust data
 server answers each read RPC in milliseconds to tens of milliseconds.
@@ -58,13 +63,17 @@ class DecodedSpectrum:
 
     `singular_values` is float32 [groups, k] (each row descending), empty [0, 0]
     when the step holds none; `metrics` maps each `SpectrumMetrics` field to a
-    float (NaN/inf kept); `error` is "" for a good step.
+    float (NaN/inf kept); `error` is "" for a good step. `unchanged_since` is the
+    step whose spectrum this step repeats (the weight did not change), else None;
+    once resolved (`resolved`), values and metrics are that step's.
     """
 
     singular_values: np.ndarray
     metrics: dict[str, float]
     error: str
     seconds: float
+    unchanged_since: int | None = None
+    resolved: bool = False
 
     @property
     def non_finite(self) -> int:
@@ -97,11 +106,43 @@ def decode_spectrum_step(data: bytes) -> DecodedSpectrum:
             f"malformed spectrum step ({error})",
             0.0,
         )
+    if step.unchanged:
+        return DecodedSpectrum(
+            values,
+            {name: math.nan for name in METRIC_NAMES},
+            step.error,
+            float(step.seconds),
+            unchanged_since=int(step.unchanged_since_step),
+        )
     if step.HasField("metrics") and not step.error:
         metrics = {name: float(getattr(step.metrics, name)) for name in METRIC_NAMES}
     else:  # a failed step's metrics mean nothing
         metrics = {name: math.nan for name in METRIC_NAMES}
     return DecodedSpectrum(values, metrics, step.error, float(step.seconds))
+
+
+def repeated_step(item: DecodedSpectrum, since: DecodedSpectrum | None) -> DecodedSpectrum:
+    """An unchanged step served as the step it repeats (`since`; None when not kept)."""
+    step = item.unchanged_since
+    if since is None:
+        return dataclasses.replace(
+            item,
+            error=(
+                f"unchanged since step {step}, which TensorBoard did not keep (raise "
+                "--samples_per_plugin=deepscope=N, 0 keeps all)"
+            ),
+            resolved=True,
+        )
+    if since.unchanged_since is not None and not since.resolved:
+        since = dataclasses.replace(since, error=f"step {step} is itself unchanged", resolved=True)
+    return DecodedSpectrum(
+        since.singular_values,
+        since.metrics,
+        since.error,
+        item.seconds,
+        unchanged_since=step,
+        resolved=True,
+    )
 
 
 def merged_spectrum(values: np.ndarray) -> np.ndarray:
@@ -200,6 +241,36 @@ class SpectrumRoutes:
         )
         return [item if item is not None else empty for item in found]
 
+    def _resolved(
+        self,
+        ctx,
+        wanted: dict[str, list[blob_steps.BlobStep]],
+        kept: dict[str, list[blob_steps.BlobStep]],
+    ) -> dict[str, list[DecodedSpectrum]]:
+        """The decoded `wanted` steps of each tag, unchanged steps served as the step they
+        repeat (looked up in the tag's `kept` steps, fetched with the rest)."""
+        flat = [s for tag in wanted for s in wanted[tag]]
+        decoded = iter(self._decoded(ctx, flat))
+        items = {tag: [next(decoded) for _ in wanted[tag]] for tag in wanted}
+        references: list[blob_steps.BlobStep] = []
+        for tag, tag_items in items.items():
+            by_step = {s.step: s for s in kept[tag]}
+            for item in tag_items:
+                if item.unchanged_since is not None and item.unchanged_since in by_step:
+                    references.append(by_step[item.unchanged_since])
+        if not any(item.unchanged_since is not None for tag in items for item in items[tag]):
+            return items
+        found = dict(zip([id(s) for s in references], self._decoded(ctx, references)))
+        for tag, tag_items in items.items():
+            by_step = {s.step: s for s in kept[tag]}
+            for i, item in enumerate(tag_items):
+                if item.unchanged_since is None:
+                    continue
+                reference = by_step.get(item.unchanged_since)
+                since = found.get(id(reference)) if reference is not None else None
+                tag_items[i] = repeated_step(item, since)
+        return items
+
     # ------------------------------------------------------------------ routes
 
     @werkzeug.wrappers.Request.application
@@ -229,7 +300,7 @@ class SpectrumRoutes:
         plugin_data = self._find(ctx, experiment, run, tag)
         steps = self._listings.list(ctx, experiment, run, tag, want=wanted)
         chosen = blob_steps.find_step(steps, wanted, run, tag)
-        (item,) = self._decoded(ctx, [chosen])
+        ((item,),) = self._resolved(ctx, {tag: [chosen]}, {tag: steps}).values()
         values = item.singular_values
         body = {
             "run": run,
@@ -241,6 +312,7 @@ class SpectrumRoutes:
             "error": item.error or None,
             "non_finite": item.non_finite,
             "seconds": item.seconds,
+            "unchanged_since_step": item.unchanged_since,
             "singular_values": {"dtype": "float32", "shape": list(values.shape), "base64": ""},
         }
         return responses.respond_base64_json(
@@ -266,10 +338,8 @@ class SpectrumRoutes:
                 kept = [kept[i] for i in even_indices(len(kept), max_steps)]
             per_tag[tag] = kept
         # One parallel fetch over every layer's uncached steps.
-        flat = [s for tag in infos for s in per_tag[tag]]
-        decoded = iter(self._decoded(ctx, flat))
+        decoded_by_tag = self._resolved(ctx, per_tag, listing)
         layers = {}
-        decoded_by_tag = {tag: [next(decoded) for _ in per_tag[tag]] for tag in infos}
         for tag in sorted(infos):
             kept, items = per_tag[tag], decoded_by_tag[tag]
             layers[tag] = {
@@ -283,6 +353,11 @@ class SpectrumRoutes:
                 "errors": [[s.step, item.error] for s, item in zip(kept, items) if item.error],
                 "non_finite": [
                     [s.step, item.non_finite] for s, item in zip(kept, items) if item.non_finite
+                ],
+                "unchanged": [
+                    [s.step, item.unchanged_since]
+                    for s, item in zip(kept, items)
+                    if item.unchanged_since is not None
                 ],
             }
         return responses.respond_json(
@@ -301,7 +376,7 @@ class SpectrumRoutes:
         plugin_data = self._find(ctx, experiment, run, tag)
         all_steps = self._listings.list(ctx, experiment, run, tag)
         kept = [all_steps[i] for i in even_indices(len(all_steps), max_steps)]
-        items = self._decoded(ctx, kept)
+        (items,) = self._resolved(ctx, {tag: kept}, {tag: all_steps}).values()
         shape = [int(n) for n in plugin_data.spectrum.matrix_shape]
         if len(shape) == 3 and shape[0] * min(shape[1], shape[2]) > 0:
             total = shape[0] * min(shape[1], shape[2])
@@ -332,6 +407,11 @@ class SpectrumRoutes:
             "wall_times": [s.wall_time for s in kept],
             "index": index.tolist(),
             "errors": errors_out,
+            "unchanged": [
+                [s.step, item.unchanged_since]
+                for s, item in zip(kept, items)
+                if item.unchanged_since is not None
+            ],
             "values": {"dtype": "float32", "shape": list(matrix.shape), "base64": ""},
         }
         return responses.respond_base64_json(request, body, matrix.astype("<f4").tobytes())

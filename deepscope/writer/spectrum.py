@@ -140,6 +140,11 @@ def spectrum_step(spectrum: spectrum_math.Spectrum) -> pb.SpectrumStep:
     return step
 
 
+def unchanged_spectrum_step(unchanged_since_step: int) -> pb.SpectrumStep:
+    """A step whose weight equals, bit for bit, the one measured at `unchanged_since_step`."""
+    return pb.SpectrumStep(unchanged=True, unchanged_since_step=int(unchanged_since_step))
+
+
 def _eps(values: np.ndarray) -> float:
     return float(np.finfo(np.float64 if values.dtype == np.float64 else np.float32).eps)
 
@@ -243,4 +248,39 @@ class SpectrumSummaries:
         step = spectrum_step(spectrum)
         info = spectrum_info(spectrum) if self._first_event(tag) else None
         self._write(spectrum_summary(tag, step, info, description), global_step, walltime)
+        return step
+
+    def add_unchanged_spectrum(
+        self,
+        tag: str,
+        unchanged_since_step: int,
+        global_step: int | None = None,
+        walltime: float | None = None,
+        *,
+        info: pb.SpectrumInfo | None = None,
+        description: str = "",
+    ) -> pb.SpectrumStep:
+        """Log that a layer's weight is bit for bit the one whose spectrum was logged at
+        `unchanged_since_step` (the plugin serves that step's spectrum, marked as such).
+
+        `info` (the series' `SpectrumInfo`) is needed only when this is the tag's first
+        event in this writer; returns the step written.
+
+        Raises:
+          ValueError: the tag's first event without `info`, or a negative step.
+        """
+        if int(unchanged_since_step) < 0:
+            raise ValueError(
+                f"unchanged_since_step must be a step >= 0, got {unchanged_since_step}"
+            )
+        first = self._first_event(tag)
+        if first and info is None:
+            self._tags_with_metadata.discard(tag)
+            raise ValueError(
+                f"{tag!r} has no spectrum logged by this writer: log the measured spectrum "
+                "first (add_singular_values), or pass info=its SpectrumInfo"
+            )
+        step = unchanged_spectrum_step(unchanged_since_step)
+        summary = spectrum_summary(tag, step, info if first else None, description)
+        self._write(summary, global_step, walltime)
         return step

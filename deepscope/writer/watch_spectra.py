@@ -8,29 +8,61 @@ steps on the heavily shared machine of the recorded run (0.7% at every 200),
 and about a third of a step when it was quiet (0.4 s against 1.2 s). 200 keeps
 the overhead under 2% with a margin of 3x or more for machines where SVDs are
 relatively slower than training (GPUs train a step in milliseconds).
+
+Large models do not fit one step: on GPT-2 small (50 weights, the 50257 x 768
+token embedding among them) one measurement of everything took 20 s on 2 quiet
+cores (about 3 training steps) and 100-350 s when other processes competed for
+the cores. So each call has a time budget (`time_budget`, DEFAULT_TIME_BUDGET
+seconds): layers are measured largest first until the budget is spent and the
+rest are carried over to the following optimizer steps (see `SpectraWatcher`).
 """
 
 from __future__ import annotations
 
+import math
 import operator
+import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import torch
 
 from deepscope.analysis import spectrum as spectrum_math
+from deepscope.proto import deepscope_pb2 as pb
 from deepscope.writer import module_names
 from deepscope.writer.hook_warnings import warn_from_hook
+from deepscope.writer.spectrum import spectrum_info
 
 DEFAULT_SPECTRA_EVERY = 200
+# Seconds of spectra per optimizer step, at most (but always at least one layer per call).
+# 2 s is a fraction of a large model's CPU training step (GPT-2 small: about 7 s on 2
+# cores) and holds GPT-2's largest weight, the 50257 x 768 embedding, with one thread
+# (0.7-5 s measured); smaller models (a ResNet-18: 0.4 s for all 21 weights) never reach it.
+DEFAULT_TIME_BUDGET = 2.0
 MAX_ERRORS_KEPT = 20
+MAX_TAGS_KEPT = 50
 
 
 @dataclass
 class SpectraStats:
     """What the spectra measurer did.
 
-    measurements: times it ran. spectra: layer spectra written.
+    measurements: times it ran (calls of `measure`, carried-over steps included).
+    spectra: layer spectra measured and written.
+    unchanged: steps written as "unchanged since step N" (weight bit for bit the
+      one measured then), not measured again.
+    frozen: tags of the frozen layers (requires_grad False) left out at the last
+      cadence step (first MAX_TAGS_KEPT); `include_frozen=True` measures them.
+    deferred: layer measurements that did not fit the time budget of their
+      cadence step and were carried over to a later step (logged at that step).
+    pending: tags still waiting to be measured in the current cadence period now
+      (first MAX_TAGS_KEPT); `pending_count` counts them all.
+    late_periods: cadence steps that began while layers of the previous period
+      were still pending (the budget is too small for the cadence: those layers
+      are measured first, so every layer is still measured in turn).
+    over_budget: calls that took longer than the budget (one layer alone can).
+    threads: the torch thread count of the last measurement (0 before one).
     non_finite: spectra not measured because the weight was not finite.
     failed: spectra not measured because the SVD did not converge (or gave
       non-finite values). seconds: host seconds spent measuring and writing.
@@ -39,10 +71,125 @@ class SpectraStats:
 
     measurements: int = 0
     spectra: int = 0
+    unchanged: int = 0
+    frozen: list[str] = field(default_factory=list)
+    deferred: int = 0
+    pending: list[str] = field(default_factory=list)
+    pending_count: int = 0
+    late_periods: int = 0
+    over_budget: int = 0
+    threads: int = 0
     non_finite: int = 0
     failed: int = 0
     seconds: float = 0.0
     errors: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Layer:
+    tag: str
+    weight: spectrum_math.LayerWeight
+    layout: spectrum_math.MatrixLayout
+    # Cost of its SVD in units of groups * rows * cols * min(rows, cols) (flops up to a
+    # constant): what the budget's estimate scales by, and the largest-first order.
+    units: float
+
+
+@dataclass
+class _Measured:
+    step: int
+    fingerprint: tuple
+    info: pb.SpectrumInfo
+
+
+def _units(layout: spectrum_math.MatrixLayout) -> float:
+    groups, rows, cols = layout.matrix_shape
+    return float(groups) * rows * cols * min(rows, cols)
+
+
+# Same-sized integer dtypes to read a weight's bits as.
+_BITS = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
+
+
+def _checksums(weights: list[torch.Tensor]) -> list[tuple[int, int] | None]:
+    """A bitwise checksum of each weight, with one host synchronisation per device.
+
+    Why a checksum and not `param._version` alone: `_version` counts in-place
+    writes through autograd's view of the tensor, and misses some: the fused
+    optimizers (`torch.optim.AdamW(fused=True)`) and writes through `param.data`
+    leave it as it was (checked on torch 2.13). A checksum reads each weight once
+    (memory bandwidth: about 0.1 s for GPT-2's 124M parameters on 2 CPU cores, far
+    below their SVDs) and runs only when spectra are measured, every `every` steps,
+    never on the training hot path.
+
+    The checksum is (Σ bits, Σ_r (r+1)·Σ bits of row r) over the weight's bit
+    patterns as int64 (wrapping): any change of one value changes the first;
+    values moving between rows change the second; an optimizer step that keeps
+    both would need its integer deltas to cancel exactly in two weighted sums.
+    None for a weight whose bits cannot be viewed (an unusual dtype): always "changed".
+    """
+    out: list[tuple[int, int] | None] = [None] * len(weights)
+    by_device: dict[torch.device, list[int]] = {}
+    for i, w in enumerate(weights):
+        if w.dtype.is_floating_point and w.element_size() in _BITS and w.ndim >= 1:
+            by_device.setdefault(w.device, []).append(i)
+    for device, indices in by_device.items():
+        sums = []
+        for i in indices:
+            w = weights[i].detach()
+            bits = w.view(_BITS[w.element_size()]).reshape(w.shape[0], -1)
+            rows = bits.sum(dim=1, dtype=torch.int64)
+            weight = torch.arange(1, rows.numel() + 1, device=device, dtype=torch.int64)
+            sums.append(torch.stack([rows.sum(), (rows * weight).sum()]))
+        values = torch.stack(sums).tolist()  # the one synchronisation for this device
+        for i, (a, b) in zip(indices, values):
+            out[i] = (int(a), int(b))
+    return out
+
+
+def _fingerprint(weight: torch.Tensor, checksum: tuple[int, int] | None) -> tuple | None:
+    if checksum is None:
+        return None
+    version = getattr(weight, "_version", None)
+    return (weight.data_ptr(), tuple(weight.shape), weight.dtype, weight.device, version, checksum)
+
+
+def busy_cores() -> float | None:
+    """Runnable tasks beyond this process's own threads: os.getloadavg()'s 1-minute load
+    minus torch's thread count (this process's share while it trains), or None where the
+    load average is unknown (Windows)."""
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None
+    return max(0.0, load - torch.get_num_threads())
+
+
+def available_cores() -> int:
+    """Cores this process may run on (os.sched_getaffinity; os.cpu_count elsewhere)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def choose_threads(configured: int = 0) -> int:
+    """Torch threads for the SVDs: fewer when other processes keep the cores busy.
+
+    `configured` > 0 is used as is. Otherwise: the cores free of other work,
+    floor(available_cores() - busy_cores()), between 1 and torch's current thread
+    count. Why: LAPACK/MKL threads that compete for busy cores spin in
+    sched_yield; on 2 cores under load one thread took 3.3-5.2 s where two took
+    10-47 s, while two are faster when the machine is quiet.
+    """
+    current = torch.get_num_threads()
+    if configured > 0:
+        return configured
+    busy = busy_cores()
+    if busy is None:
+        return current
+    free = math.floor(available_cores() - busy + 0.5)
+    return max(1, min(current, free))
 
 
 class SpectraWatcher:
@@ -51,17 +198,40 @@ class SpectraWatcher:
     A `watch.PeriodicMeasurer` named "spectra". Eligible: every module whose
     `weight` has 2 or more dimensions (`deepscope.analysis.spectrum.module_weight`:
     Linear, ConvNd, ConvTransposeNd, Embedding, EmbeddingBag, Bilinear, and
-    custom modules with such a weight), found anew at each measurement (lazy
-    modules join once initialised). A weight shared by several modules is
-    measured once, under its first name. Tags are "<prefix>/<module name>" with
-    the name from `model.named_modules()` ("<prefix>/model" for the model itself),
+    custom modules with such a weight), found anew at each cadence step (lazy
+    modules join once initialised), except frozen ones (`requires_grad=False`)
+    unless `include_frozen`. A weight shared by several modules is measured
+    once, under its first name. Tags are "<prefix>/<module name>" with the name
+    from `model.named_modules()` ("<prefix>/model" for the model itself),
     without `torch.compile`'s `_orig_mod.` (`deepscope.writer.module_names`): a
     compiled model logs the same tags as the eager one.
 
-    All layers are decomposed together (`layer_spectra`: one batched svdvals
-    call per shape) under torch.no_grad; nothing touches `.grad`, the modules'
-    training mode, or the weights. Results are copied to the host once per batch
-    (a synchronisation every `every` steps, not on every step).
+    Unchanged weights: a weight that is bit for bit the one of its last measured
+    spectrum (same storage, same `_version`, same bitwise checksum; see
+    `_checksums`) is not decomposed again: a small step "unchanged since step N"
+    is written instead (`SpectrumStep.unchanged`), which the plugin serves as
+    step N's spectrum.
+
+    Time budget: each call measures layers largest first (by SVD cost) until
+    `time_budget` seconds are spent — always at least one layer, and the next
+    layers only while their estimated cost (from the seconds per unit of cost
+    measured so far) still fits. The rest are carried over: while layers are
+    pending, `every` reads 1, so that the monitor calls `measure` again at the
+    next optimizer steps; each layer is measured at most once per cadence period
+    and is logged at the step it was measured at. A cadence step that finds
+    layers of the previous period still pending measures them first (least
+    recently measured first), so every layer is measured in turn. What was
+    deferred is in `stats` and warned about once.
+
+    Threads: the SVDs run with `choose_threads(threads)` torch threads (fewer
+    when `os.getloadavg()` says other processes keep the cores busy), set with
+    `torch.set_num_threads` around the measurement and restored after it.
+
+    All layers of a call are decomposed together (`layer_spectra`: one batched
+    svdvals call per shape) under torch.no_grad; nothing touches `.grad`, the
+    modules' training mode, or the weights. Results are copied to the host once
+    per batch (a synchronisation every `every` steps and on carried-over steps,
+    not on every step).
 
     A non-finite weight or an SVD that does not converge is written as a step
     with its error, counted in `stats` and warned about once; training goes on.
@@ -72,6 +242,9 @@ class SpectraWatcher:
       every: cadence in optimizer steps.
       prefix: tag prefix.
       dtype: torch.float32 (default) or torch.float64 for the SVDs.
+      time_budget: seconds per call (DEFAULT_TIME_BUDGET); None: everything at once.
+      include_frozen: also measure weights with requires_grad=False.
+      threads: torch threads for the SVDs; None: decide from the machine's load.
     """
 
     name = "spectra"
@@ -84,6 +257,9 @@ class SpectraWatcher:
         *,
         prefix: str = "spectra",
         dtype: torch.dtype = torch.float32,
+        time_budget: float | None = DEFAULT_TIME_BUDGET,
+        include_frozen: bool = False,
+        threads: int | None = None,
     ):
         if not isinstance(model, torch.nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -98,41 +274,205 @@ class SpectraWatcher:
             )
         if dtype not in (torch.float32, torch.float64):
             raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
+        if time_budget is not None and (
+            isinstance(time_budget, bool)
+            or not isinstance(time_budget, int | float)
+            or not time_budget > 0
+        ):
+            raise ValueError(
+                f"time_budget must be a positive number of seconds or None (no budget), "
+                f"got {time_budget!r}"
+            )
+        if threads is not None and (
+            isinstance(threads, bool) or not isinstance(threads, int) or threads < 1
+        ):
+            raise ValueError(
+                f"threads must be a positive integer or None (decide from the load), "
+                f"got {threads!r}"
+            )
         self.model = model
         self.writer = writer
-        self.every = operator.index(every)
+        self.cadence = operator.index(every)
         self.prefix = prefix
         self.dtype = dtype
+        self.time_budget = None if time_budget is None else float(time_budget)
+        self.include_frozen = bool(include_frozen)
+        self.threads = threads
         self.stats = SpectraStats()
+        self._pending: list[_Layer] = []
+        self._measured: dict[str, _Measured] = {}
+        self._last_measured_step: dict[str, int] = {}
+        self._seconds_per_unit: float | None = None
+        self._warned_deferred = False
+
+    @property
+    def every(self) -> int:
+        """The monitor's cadence for this measurer: 1 while layers are carried over."""
+        return 1 if self._pending else self.cadence
 
     def layers(self) -> list[tuple[str, spectrum_math.LayerWeight]]:
-        """(tag, LayerWeight) of every eligible weight now, in `named_modules()` order."""
-        found, seen = [], set()
+        """(tag, LayerWeight) of every eligible weight now, in `named_modules()` order.
+
+        Frozen weights (requires_grad False) are left out unless `include_frozen`.
+        """
+        return [(tag, layer) for tag, layer, frozen in self._found() if not frozen]
+
+    def _found(self) -> Iterator[tuple[str, spectrum_math.LayerWeight, bool]]:
+        """(tag, LayerWeight, left out as frozen) of every eligible weight."""
+        seen = set()
         for name, module in module_names.named_modules(self.model):
             layer = spectrum_math.module_weight(module)
             if layer is None or id(layer.weight) in seen:
                 continue
             seen.add(id(layer.weight))
-            found.append((f"{self.prefix}/{name or 'model'}", layer))
-        return found
+            frozen = not self.include_frozen and not layer.weight.requires_grad
+            yield f"{self.prefix}/{name or 'model'}", layer, frozen
+
+    def _start_period(self) -> None:
+        """A cadence step: every eligible layer is due, least recently measured first,
+        then largest first."""
+        if self._pending:
+            self.stats.late_periods += 1
+        carried = {layer.tag for layer in self._pending}
+        due, frozen = [], []
+        for tag, weight, is_frozen in self._found():
+            if is_frozen:
+                frozen.append(tag)
+                continue
+            layout = spectrum_math.matrix_layout(
+                weight.weight.shape, groups=weight.groups, layer_kind=weight.layer_kind
+            )
+            due.append(_Layer(tag, weight, layout, _units(layout)))
+        self.stats.frozen = frozen[:MAX_TAGS_KEPT]
+        # Layers left over from the last period first (round robin), then the least
+        # recently measured, then the largest; equal shapes end up next to each other,
+        # so that they share batched SVD calls.
+        due.sort(
+            key=lambda layer: (
+                layer.tag not in carried,
+                self._last_measured_step.get(layer.tag, -1),
+                -layer.units,
+                layer.layout.matrix_shape,
+            )
+        )
+        self._pending = due
 
     def measure(self, step: int) -> None:
-        """Compute and write every eligible layer's spectrum at global step `step`."""
+        """Measure due layers at global step `step`, within the time budget.
+
+        A call at a cadence step (or with nothing pending: a direct call) starts a
+        new period in which every eligible layer is due; a call with layers pending
+        continues with them.
+        """
         start = time.perf_counter()
+        previous_threads = torch.get_num_threads()
+        new_period = step % self.cadence == 0 or not self._pending
         try:
+            if new_period:
+                self._start_period()
+            threads = choose_threads(self.threads or 0)
+            self.stats.threads = threads
+            if threads != previous_threads:
+                torch.set_num_threads(threads)
             with torch.no_grad():
-                layers = self.layers()
-                spectra = spectrum_math.layer_spectra(
-                    [layer for _, layer in layers], dtype=self.dtype
-                )
-            for (tag, _), spectrum in zip(layers, spectra):
-                written = self.writer.add_spectrum(tag, spectrum, global_step=step)
-                self.stats.spectra += 1
-                if written.error:
-                    self._count_error(tag, step, spectrum, written.error)
+                self._measure_due(step, start)
         finally:
+            if torch.get_num_threads() != previous_threads:
+                torch.set_num_threads(previous_threads)
+            elapsed = time.perf_counter() - start
             self.stats.measurements += 1
-            self.stats.seconds += time.perf_counter() - start
+            self.stats.seconds += elapsed
+            if self.time_budget is not None and elapsed > self.time_budget:
+                self.stats.over_budget += 1
+            self.stats.pending = [layer.tag for layer in self._pending[:MAX_TAGS_KEPT]]
+            self.stats.pending_count = len(self._pending)
+        if self._pending and new_period:
+            self._report_deferred(step)
+
+    def _measure_due(self, step: int, start: float) -> None:
+        measured_any = False
+        while self._pending:
+            # The next run of equal-shaped layers (they share one batched SVD call).
+            shape = self._pending[0].layout.matrix_shape
+            run = 1
+            while run < len(self._pending) and self._pending[run].layout.matrix_shape == shape:
+                run += 1
+            chunk = self._pending[:run]
+            checksums = _checksums([layer.weight.weight for layer in chunk])
+            fingerprints = [
+                _fingerprint(layer.weight.weight, c) for layer, c in zip(chunk, checksums)
+            ]
+            changed, done = [], set()
+            for layer, fingerprint in zip(chunk, fingerprints):
+                last = self._measured.get(layer.tag)
+                if fingerprint is not None and last is not None and last.fingerprint == fingerprint:
+                    self.writer.add_unchanged_spectrum(
+                        layer.tag, last.step, global_step=step, info=last.info
+                    )
+                    self.stats.unchanged += 1
+                    self._last_measured_step[layer.tag] = step
+                    done.add(id(layer))
+                else:
+                    changed.append((layer, fingerprint))
+            taken = self._fitting(changed, measured_any, start)
+            if taken:
+                self._measure_layers(step, taken)
+                measured_any = True
+            done.update(id(layer) for layer, _ in taken)
+            self._pending = [layer for layer in self._pending if id(layer) not in done]
+            if len(taken) < len(changed):
+                break  # the budget is spent: the rest wait for the next step
+
+    def _fitting(self, changed: list, measured_any: bool, start: float) -> list:
+        """The first of `changed` that fit what is left of the budget (at least one per call)."""
+        if self.time_budget is None or not changed:
+            return changed
+        elapsed = time.perf_counter() - start
+        if self._seconds_per_unit is None:
+            # No estimate yet: one layer, whose time gives the estimate for the rest.
+            return [] if measured_any and elapsed >= self.time_budget else changed[:1]
+        taken = []
+        total = elapsed
+        for layer, fingerprint in changed:
+            cost = layer.units * self._seconds_per_unit
+            if total + cost > self.time_budget and (taken or measured_any):
+                break
+            taken.append((layer, fingerprint))
+            total += cost
+        return taken
+
+    def _measure_layers(self, step: int, taken: list) -> None:
+        chunk_start = time.perf_counter()
+        spectra = spectrum_math.layer_spectra(
+            [layer.weight for layer, _ in taken], dtype=self.dtype
+        )
+        for (layer, fingerprint), spectrum in zip(taken, spectra):
+            written = self.writer.add_spectrum(layer.tag, spectrum, global_step=step)
+            self.stats.spectra += 1
+            self._last_measured_step[layer.tag] = step
+            if written.error:
+                self._measured.pop(layer.tag, None)  # measured again next time
+                self._count_error(layer.tag, step, spectrum, written.error)
+            elif fingerprint is not None:
+                self._measured[layer.tag] = _Measured(step, fingerprint, spectrum_info(spectrum))
+        units = sum(layer.units for layer, _ in taken)
+        if units > 0:
+            self._seconds_per_unit = (time.perf_counter() - chunk_start) / units
+
+    def _report_deferred(self, step: int) -> None:
+        self.stats.deferred += len(self._pending)
+        if self._warned_deferred:
+            return
+        self._warned_deferred = True
+        warn_from_hook(
+            f"deepscope: spectra at step {step}: {len(self._pending)} layer(s) did not fit the "
+            f"time budget of {self.time_budget} s and are carried over to the next optimizer "
+            f"steps, largest first (each logged at the step it is measured at), e.g. "
+            f"{self._pending[0].tag}; see monitor.measurers['spectra'].stats (deferred, "
+            "pending); raise spectra_options={'time_budget': ...} or set it to None to "
+            "measure everything at once. Warned once.",
+            stacklevel=2,
+        )
 
     def _count_error(self, tag: str, step: int, spectrum, error: str) -> None:
         if spectrum.error.startswith("non-finite weight"):
@@ -153,4 +493,4 @@ class SpectraWatcher:
         """Nothing is held back: every measurement is written as it is made."""
 
     def close(self) -> None:
-        """Nothing to release."""
+        """Nothing to release; layers still pending stay unmeasured (`stats.pending`)."""

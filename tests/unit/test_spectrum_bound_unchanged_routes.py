@@ -39,3 +39,49 @@ def test_a_condition_number_beyond_float32_resolution_is_served_as_a_flagged_bou
     assert layers["tiny"]["metrics"]["condition_number_is_bound"] == [True]
     assert layers["healthy"]["metrics"]["condition_number_is_bound"] == [False]
     assert layers["healthy"]["metrics"]["condition_number"][0] == pytest.approx(4.0, rel=1e-6)
+
+
+def test_an_unchanged_step_is_served_as_the_step_it_repeats(tmp_path):
+    from deepscope.writer.spectrum import spectrum_info
+    from deepscope.writer.watch_spectra import SpectraWatcher
+    from tests.route_helpers import decode
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(6, 5), torch.nn.Linear(5, 3))
+    model[0].requires_grad_(False)
+    writer = deepscope.SummaryWriter(str(tmp_path / "run"))
+    watcher = SpectraWatcher(model, writer, every=1, include_frozen=True)
+    optimizer = torch.optim.SGD(model[1].parameters(), lr=0.5)
+    for step in range(3):
+        optimizer.zero_grad()
+        model(torch.randn(4, 6)).square().sum().backward()
+        optimizer.step()
+        watcher.measure(step)
+    # An unchanged step whose reference is not in the log (e.g. dropped by sampling).
+    info = spectrum_info(sp.layer_spectrum(model[0].weight))
+    writer.add_unchanged_spectrum("orphan", 99, global_step=5, info=info)
+    writer.close()
+    client = _serve(tmp_path)
+    frozen = np.linalg.svd(model[0].weight.detach().numpy().astype(np.float64), compute_uv=False)
+    first = get_json(client, "spectrum", run="run", tag="spectra/0", step=0)
+    assert first["unchanged_since_step"] is None
+    for step in (1, 2):
+        body = get_json(client, "spectrum", run="run", tag="spectra/0", step=step)
+        assert body["step"] == step and body["unchanged_since_step"] == 0
+        assert body["error"] is None
+        np.testing.assert_allclose(decode(body["singular_values"])[0], frozen, rtol=1e-5)
+        assert body["metrics"] == first["metrics"]  # the same step's numbers, as stored
+    trained = get_json(client, "spectrum", run="run", tag="spectra/1", step=2)
+    assert trained["unchanged_since_step"] is None
+    layers = get_json(client, "spectrum_metrics", run="run")["layers"]
+    assert layers["spectra/0"]["unchanged"] == [[1, 0], [2, 0]]
+    assert layers["spectra/1"]["unchanged"] == []
+    sigma_max = layers["spectra/0"]["metrics"]["spectral_norm"]
+    assert sigma_max == pytest.approx([frozen[0]] * 3, rel=1e-5)
+    evolution = get_json(client, "spectrum_evolution", run="run", tag="spectra/0")
+    assert evolution["unchanged"] == [[1, 0], [2, 0]] and evolution["errors"] == []
+    np.testing.assert_allclose(decode(evolution["values"]), np.tile(frozen, (3, 1)), rtol=1e-5)
+    orphan = get_json(client, "spectrum", run="run", tag="orphan", step=5)
+    assert orphan["unchanged_since_step"] == 99
+    assert "unchanged since step 99, which TensorBoard did not keep" in orphan["error"]
+    assert orphan["metrics"]["condition_number"] == "NaN"

@@ -241,3 +241,111 @@ def test_a_compiled_model_logs_the_eager_tags_without_orig_mod(writer, tmp_path,
         rtol=1e-5,
         atol=1e-6,
     )
+
+
+class FrozenBackbone(torch.nn.Module):
+    """A frozen two-layer backbone, a trained head, and a trainable layer no loss reaches."""
+
+    def __init__(self):
+        super().__init__()
+        self.backbone = torch.nn.Sequential(
+            torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 12)
+        )
+        self.backbone.requires_grad_(False)
+        self.head = torch.nn.Linear(12, 4)
+        self.unused = torch.nn.Linear(5, 3)  # trainable, but never gets a gradient
+
+    def forward(self, x):
+        return self.head(self.backbone(x))
+
+
+def _train_and_measure(model, optimizer, watcher, steps):
+    """Train `steps` steps, measuring after each; returns the weights after each step."""
+    torch.manual_seed(5)
+    x, y = torch.randn(16, 8), torch.randint(0, 4, (16,))
+    weights = []
+    for step in range(steps):
+        optimizer.zero_grad()
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        optimizer.step()
+        weights.append({n: m.weight.detach().clone() for n, m in module_weights(model)})
+        if step % watcher.cadence == 0:
+            watcher.measure(step)
+    return weights
+
+
+def module_weights(model):
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)]
+
+
+@pytest.mark.parametrize("fused", [False, True])
+def test_frozen_backbone_is_left_out_and_unchanged_weights_are_not_measured_again(
+    writer, tmp_path, read_values, fused
+):
+    torch.manual_seed(4)
+    model = FrozenBackbone()
+    # fused AdamW does not bump param._version: "unchanged" must be found all the same.
+    optimizer = torch.optim.AdamW(
+        [p for p in model.parameters() if p.requires_grad], lr=1e-2, fused=fused
+    )
+    watcher = SpectraWatcher(model, writer, every=2)
+    weights = _train_and_measure(model, optimizer, watcher, 5)
+    writer.flush()
+    found = spectra_by_tag(read_values, tmp_path)
+    assert sorted(found) == ["spectra/head", "spectra/unused"]  # the backbone is frozen
+    assert watcher.stats.frozen == ["spectra/backbone.0", "spectra/backbone.2"]
+    head = found["spectra/head"]
+    assert [s for s, _, _ in head] == [0, 2, 4] and not any(step.unchanged for *_, step in head)
+    for global_step, _, step in head:
+        np.testing.assert_allclose(
+            arrays.decode_array(step.singular_values),
+            reference_sv(weights[global_step]["head"].numpy(), (1, 4, 12)),
+            rtol=1e-5,
+            atol=1e-6,
+        )
+    unused = found["spectra/unused"]
+    assert [s for s, _, _ in unused] == [0, 2, 4]
+    assert not unused[0][2].unchanged and unused[0][2].HasField("singular_values")
+    for _, _, step in unused[1:]:
+        assert step.unchanged and step.unchanged_since_step == 0
+        assert not step.HasField("singular_values")  # a small step: nothing recomputed
+    assert watcher.stats.spectra == 4 and watcher.stats.unchanged == 2
+
+
+def test_include_frozen_measures_the_backbone_once_then_unchanged(writer, tmp_path, read_values):
+    model = FrozenBackbone()
+    optimizer = torch.optim.SGD(model.head.parameters(), lr=0.1)
+    watcher = SpectraWatcher(model, writer, every=1, include_frozen=True)
+    _train_and_measure(model, optimizer, watcher, 3)
+    writer.flush()
+    found = spectra_by_tag(read_values, tmp_path)
+    assert watcher.stats.frozen == []
+    backbone = found["spectra/backbone.2"]
+    assert [(s, step.unchanged, step.unchanged_since_step) for s, _, step in backbone] == [
+        (0, False, 0),
+        (1, True, 0),
+        (2, True, 0),
+    ]
+
+
+def test_a_write_through_param_data_counts_as_a_change(writer, tmp_path, read_values):
+    model = torch.nn.Linear(6, 4)
+    watcher = SpectraWatcher(model, writer, every=1)
+    watcher.measure(0)
+    version = model.weight._version
+    model.weight.data[1, 2] += 0.5  # no _version bump: only the checksum sees it
+    assert model.weight._version == version
+    watcher.measure(1)
+    watcher.measure(2)
+    writer.flush()
+    ((_, _, first), (_, _, second), (_, _, third)) = spectra_by_tag(read_values, tmp_path)[
+        "spectra/model"
+    ]
+    assert not first.unchanged and not second.unchanged
+    np.testing.assert_allclose(
+        arrays.decode_array(second.singular_values),
+        reference_sv(model.weight.detach().numpy(), (1, 4, 6)),
+        rtol=1e-5,
+        atol=1e-6,
+    )
+    assert third.unchanged and third.unchanged_since_step == 1
