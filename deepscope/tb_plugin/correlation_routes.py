@@ -7,13 +7,20 @@ statistics, and for cross series the semi- and bipartite matchings. Every route
 is documented in docs/http_api.md.
 
 The matrix route serves a window of the matrix in a chosen channel order,
-reduced on the server by block means to at most `size` cells per axis: the
-overview of a 2048-channel layer is 256 × 256 cells, a zoomed window is full
-resolution once it fits. Decoded steps and clustered orders are cached by blob
-key, and step listings remembered, as `blob_steps` says.
+reduced on the server to at most `size` cells per axis, by block means
+(`reduce=mean`) or by the signed value of largest |ρ| in each block
+(`reduce=max_abs`, which keeps a lone strong pair visible): the overview of a
+2048-channel layer is 256 × 256 cells, a zoomed window is full resolution once
+it fits. Steps written with `packing=UPPER_TRIANGLE` are unpacked to the full
+symmetric matrix. Every step says how its channels were read (channel_dim of
+activation_shape) and over how many samples; `rank_deficient` is true when
+there are no more samples than channels. Decoded steps and clustered orders
+are cached by blob key, and step listings remembered, as `blob_steps` says.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import werkzeug
@@ -45,8 +52,37 @@ class _Step:
         self.matrix = matrix  # float32 [R, C], read-only
 
 
-def _decode_matrix(message: pb.CorrelationStep, extra_blob: bytes | None, where: str):
-    """The step's matrix as float32 [R, C]: in `matrix`, or an `Array` in the second blob."""
+def _unpack_upper_triangle(packed: np.ndarray, where: str) -> np.ndarray:
+    """The symmetric [C, C] matrix from its upper triangle with the diagonal, row by row."""
+    if packed.ndim != 1 or packed.size == 0:
+        raise errors.InvalidArgumentError(
+            f"{where}: a packed (upper-triangle) matrix must be one non-empty row of "
+            f"C(C+1)/2 values, got shape {list(packed.shape)}"
+        )
+    n = packed.size
+    channels = (math.isqrt(8 * n + 1) - 1) // 2
+    if channels * (channels + 1) // 2 != n:
+        raise errors.InvalidArgumentError(
+            f"{where}: a packed (upper-triangle) matrix of {n} values is no C(C+1)/2 "
+            f"(the nearest are {channels * (channels + 1) // 2} and "
+            f"{(channels + 1) * (channels + 2) // 2})"
+        )
+    matrix = np.empty((channels, channels), dtype=np.float32)
+    rows, cols = np.triu_indices(channels)
+    matrix[rows, cols] = packed
+    matrix[cols, rows] = packed
+    return matrix
+
+
+def _decode_matrix(
+    message: pb.CorrelationStep, extra_blob: bytes | None, where: str, info: pb.CorrelationInfo
+) -> np.ndarray:
+    """The step's matrix as float32 [R, C]: in `matrix`, or an `Array` in the second blob.
+
+    A within-layer step packed as its upper triangle is unpacked; a packed
+    cross step, an unknown packing, a wrong size or an activation shape whose
+    channel count disagrees with the matrix are the step's error.
+    """
     array = message.matrix
     if not array.shape and extra_blob is not None:
         array = pb.Array.FromString(extra_blob)
@@ -54,9 +90,26 @@ def _decode_matrix(message: pb.CorrelationStep, extra_blob: bytes | None, where:
         matrix = arrays.decode_array(array)
     except ValueError as error:
         raise errors.InvalidArgumentError(f"{where}: unreadable matrix ({error})") from None
+    if message.packing == pb.UPPER_TRIANGLE:
+        if info.cross:
+            raise errors.InvalidArgumentError(
+                f"{where}: a cross-network matrix cannot be packed as an upper triangle"
+            )
+        matrix = _unpack_upper_triangle(np.asarray(matrix, dtype=np.float32), where)
+    elif message.packing != pb.FULL:
+        raise errors.InvalidArgumentError(
+            f"{where}: unknown matrix packing {int(message.packing)} (written by a newer "
+            "deepscope?)"
+        )
     if matrix.ndim != 2 or 0 in matrix.shape:
         raise errors.InvalidArgumentError(
             f"{where}: the matrix has shape {list(matrix.shape)}, not [rows, columns]"
+        )
+    shape, dim = list(message.activation_shape), int(info.channel_dim)
+    if shape and not (0 <= dim < len(shape) and shape[dim] == matrix.shape[0]):
+        raise errors.InvalidArgumentError(
+            f"{where}: the activation shape {shape} has no {matrix.shape[0]} channels at "
+            f"dim {dim}, which the matrix has"
         )
     matrix = np.asarray(matrix, dtype=np.float32)
     matrix.setflags(write=False)
@@ -106,7 +159,7 @@ class CorrelationRoutes:
         info = self._context.catalog.find(ctx, experiment, run, tag, KIND).correlation
         return run, tag, ctx, experiment, info
 
-    def _read(self, ctx, experiment, run, tag, step: int | None) -> _Step:
+    def _read(self, ctx, experiment, run, tag, info: pb.CorrelationInfo, step: int | None) -> _Step:
         steps = self._listings.list(ctx, experiment, run, tag, want=step)
         blob_step = blob_steps.find_step(steps, step, run, tag)
         cached = self._steps.get(blob_step.blob_keys[0])
@@ -123,7 +176,7 @@ class CorrelationRoutes:
         extra = None
         if not message.matrix.shape and len(blob_step.blob_keys) > 1:
             extra = blob_steps.read_blob(provider, ctx, blob_step, index=1)
-        decoded = _Step(blob_step, message, _decode_matrix(message, extra, where))
+        decoded = _Step(blob_step, message, _decode_matrix(message, extra, where, info))
         self._steps.put(decoded.key, decoded)
         return decoded
 
@@ -185,13 +238,14 @@ class CorrelationRoutes:
         run, tag, ctx, experiment, info = self._series(request, _EXAMPLE)
         step_arg = responses.int_arg(request, "step")
         order = responses.choice_arg(request, "order", ORDERS, "original")
+        reduce = responses.choice_arg(request, "reduce", matrix_view.REDUCTIONS, "mean")
         size = responses.int_arg(request, "size", DEFAULT_SIZE, minimum=1)
         if size > MAX_SIZE:
             raise errors.InvalidArgumentError(
                 f"size must be at most {MAX_SIZE} cells per axis, got {size}; "
                 "zoom into a window (row_start/row_end/col_start/col_end) for full resolution"
             )
-        step = self._read(ctx, experiment, run, tag, step_arg)
+        step = self._read(ctx, experiment, run, tag, info, step_arg)
         n_rows, n_cols = step.matrix.shape
         rows = _window(request, "row", n_rows)
         cols = _window(request, "col", n_cols)
@@ -204,6 +258,7 @@ class CorrelationRoutes:
             rows,
             cols,
             size,
+            reduce,
         )
         row_stats, col_stats = step.message.row_stats, step.message.col_stats
         if not info.cross:
@@ -213,7 +268,7 @@ class CorrelationRoutes:
             "tag": tag,
             "step": step.step,
             "wall_time": step.wall_time,
-            "samples": int(step.message.samples),
+            **_sampling_json(step, info),
             "cross": bool(info.cross),
             "row_name": info.row_name,
             "col_name": info.col_name,
@@ -227,7 +282,8 @@ class CorrelationRoutes:
                 "col_start": cols[0],
                 "col_end": cols[1],
             },
-            "reduction": "mean" if reduced.block != (1, 1) else "none",
+            "reduce": reduce,
+            "reduction": reduce if reduced.block != (1, 1) else "none",
             "block": list(reduced.block),
             "row_edges": reduced.row_edges.tolist(),
             "col_edges": reduced.col_edges.tolist(),
@@ -248,7 +304,7 @@ class CorrelationRoutes:
                 f"tag {tag!r} of run {run!r} holds correlations within one layer; matchings "
                 "exist for cross-network series only (deepscope.compare's tags)"
             )
-        step = self._read(ctx, experiment, run, tag, responses.int_arg(request, "step"))
+        step = self._read(ctx, experiment, run, tag, info, responses.int_arg(request, "step"))
         matching = step.message.matching
 
         def ints(array: pb.Array) -> list:
@@ -292,20 +348,35 @@ class CorrelationRoutes:
     def _serve_channels(self, request):
         example = "correlation_channels?run=RUN&tag=TAG"
         run, tag, ctx, experiment, info = self._series(request, example)
-        step = self._read(ctx, experiment, run, tag, responses.int_arg(request, "step"))
+        step = self._read(ctx, experiment, run, tag, info, responses.int_arg(request, "step"))
         n_rows, n_cols = step.matrix.shape
         body = {
             "run": run,
             "tag": tag,
             "step": step.step,
             "wall_time": step.wall_time,
-            "samples": int(step.message.samples),
+            **_sampling_json(step, info),
             "cross": bool(info.cross),
             "redundant_fraction": responses.json_number(step.message.redundant_fraction, null=True),
             "rows": _stats_json(step.message.row_stats, n_rows),
             "cols": _stats_json(step.message.col_stats, n_cols) if info.cross else None,
         }
         return responses.respond_json(request, body)
+
+
+def _sampling_json(step: _Step, info: pb.CorrelationInfo) -> dict:
+    """How the step's channels were read and over how many samples.
+
+    rank_deficient: no more samples than channels (of the larger side): the
+    matrix then has rank at most samples − 1, and its |ρ| near 1 say little.
+    """
+    samples = int(step.message.samples)
+    return {
+        "samples": samples,
+        "channel_dim": int(info.channel_dim),
+        "activation_shape": [int(n) for n in step.message.activation_shape],
+        "rank_deficient": samples <= max(step.matrix.shape),
+    }
 
 
 def _sorted_descending(values: np.ndarray) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Pure numpy helpers for showing a correlation matrix: channel orders and block means.
+"""Pure numpy helpers for showing a correlation matrix: channel orders and block reductions.
 
 The correlation routes serve an [R, C] matrix of Pearson correlations in one of
 three channel orders and reduced on the server to a bounded number of cells:
@@ -13,15 +13,19 @@ import dataclasses
 
 import numpy as np
 
+REDUCTIONS = ("mean", "max_abs")
+
 
 @dataclasses.dataclass(frozen=True)
 class Reduced:
-    """A window of a matrix reduced to at most `size` × `size` cells by block means.
+    """A window of a matrix reduced to at most `size` × `size` cells, block by block.
 
-    Cell (i, j) is the mean of positions rows[i]:rows[i+1] × cols[j]:cols[j+1]
+    Cell (i, j) reduces positions rows[i]:rows[i+1] × cols[j]:cols[j+1]
     (edges are positions in the ordered matrix, ascending, starting at the
-    window's start and ending at its end). Blocks are `block` positions wide per
-    axis; the last one may be narrower.
+    window's start and ending at its end): their mean ("mean"), or the signed
+    value of largest magnitude ("max_abs"; +x over −x on a tie; NaN when the
+    block holds one). Blocks are `block` positions wide per axis; the last one
+    may be narrower.
     """
 
     values: np.ndarray  # float32 [len(row_edges) - 1, len(col_edges) - 1]
@@ -50,8 +54,9 @@ def reduce_window(
     rows: tuple[int, int],
     cols: tuple[int, int],
     size: int,
+    reduce: str = "mean",
 ) -> Reduced:
-    """The window rows × cols of matrix[row_order][:, col_order], block-mean reduced to ≤ size².
+    """The window rows × cols of matrix[row_order][:, col_order], block-reduced to ≤ size².
 
     Args:
       matrix: [R, C] correlations in the original channel numbering.
@@ -59,8 +64,13 @@ def reduce_window(
         channel row_order[p]; None for the original order.
       rows, cols: half-open [start, end) position ranges of the window.
       size: the most cells per axis; a window no larger is returned as is
-        (block (1, 1)), a larger one as means over contiguous blocks of positions.
+        (block (1, 1)), a larger one reduced over contiguous blocks of positions.
+      reduce: "mean" (block means: the overall level) or "max_abs" (the
+        signed value of largest |ρ| in each block: a lone |ρ| ≈ 1 pair in a
+        2048 → 256 overview stays visible instead of being divided by 64).
     """
+    if reduce not in REDUCTIONS:
+        raise ValueError(f"reduce must be one of {REDUCTIONS}, got {reduce!r}")
     row_edges, row_block = block_edges(rows[0], rows[1], size)
     col_edges, col_block = block_edges(cols[0], cols[1], size)
     matrix = np.asarray(matrix)
@@ -70,18 +80,47 @@ def reduce_window(
         band = matrix[rows[0] : rows[1]]
     else:
         band = matrix[row_order[rows[0] : rows[1]]]
-    band = _block_sums(band, row_block, axis=0)
+    blocks = _block_sums if reduce == "mean" else _block_max_abs
+    band = blocks(band, row_block, axis=0)
     if col_order is None:
         window = band[:, cols[0] : cols[1]]
     else:
         window = band[:, col_order[cols[0] : cols[1]]]
     if row_block == 1 and col_block == 1:
         values = np.ascontiguousarray(window, dtype=np.float32)
-    else:
+    elif reduce == "mean":
         sums = _block_sums(window, col_block, axis=1)
         counts = np.outer(np.diff(row_edges), np.diff(col_edges))
         values = (sums / counts).astype(np.float32)
+    else:
+        values = np.ascontiguousarray(_block_max_abs(window, col_block, axis=1), np.float32)
     return Reduced(values, row_edges, col_edges, (row_block, col_block))
+
+
+def _block_max_abs(values: np.ndarray, block: int, axis: int) -> np.ndarray:
+    """Per block of `block` entries along axis 0 or 1: the signed value of largest magnitude.
+
+    On a tie of +x and −x, +x; a block holding NaN gives NaN.
+    """
+    if block == 1:
+        return values
+    if axis == 1:
+        return _block_max_abs(values.T, block, axis=0).T
+    n = values.shape[0]
+    whole = n // block * block
+    parts = [_max_abs_over_axis1(values[:whole].reshape(n // block, block, -1))]
+    if whole < n:
+        parts.append(_max_abs_over_axis1(values[whole:][None]))
+    return np.concatenate(parts, axis=0) if len(parts) > 1 else parts[0]
+
+
+def _max_abs_over_axis1(stack: np.ndarray) -> np.ndarray:
+    """[k, b, m] → [k, m]: over axis 1 the entry of largest |v| (+x on a tie, NaN if any)."""
+    magnitude = np.abs(stack)
+    with np.errstate(invalid="ignore"):
+        largest = magnitude.max(axis=1, keepdims=True)  # NaN where the block holds NaN
+        value = np.where(magnitude == largest, stack, -np.inf).max(axis=1)
+    return np.where(np.isnan(largest[:, 0]), np.nan, value)
 
 
 def _block_sums(values: np.ndarray, block: int, axis: int) -> np.ndarray:

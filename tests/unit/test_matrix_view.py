@@ -111,3 +111,61 @@ def test_matched_order_refuses_a_matching_that_reuses_a_column():
         matrix_view.matched_order((3, 3), np.array([0, 1]), np.array([2, 2]))
     with pytest.raises(ValueError, match="out of range"):
         matrix_view.matched_order((3, 3), np.array([0]), np.array([3]))
+
+
+def _brute_block_max_abs(window: np.ndarray, size: int) -> np.ndarray:
+    """Per block (as _brute_block_means): the entry of largest |v|, +x over −x on a tie."""
+    h, w = window.shape
+    bh, bw = -(-h // size), -(-w // size)
+    out = np.empty((-(-h // bh), -(-w // bw)))
+    for i, j in itertools.product(range(out.shape[0]), range(out.shape[1])):
+        cell = window[i * bh : (i + 1) * bh, j * bw : (j + 1) * bw].reshape(-1)
+        largest = max(abs(float(v)) for v in cell)
+        out[i, j] = max(float(v) for v in cell if abs(float(v)) == largest)
+    return out
+
+
+@pytest.mark.parametrize("identity", [False, True], ids=["permuted", "None"])
+@pytest.mark.parametrize("shape, size", [((300, 300), 64), ((300, 200), 7), ((50, 37), 8)])
+def test_max_abs_blocks_equal_brute_force_including_ragged_last_blocks(shape, size, identity):
+    rng = np.random.default_rng(2)
+    matrix = rng.uniform(-1, 1, size=shape).astype(np.float16).astype(np.float32)  # ties occur
+    matrix[3, 4], matrix[4, 3] = -1.0, 1.0  # a tie of +1 and -1 in one block: +1 wins
+    rows = None if identity else rng.permutation(shape[0])
+    cols = None if identity else rng.permutation(shape[1])
+    reduced = matrix_view.reduce_window(
+        matrix, rows, cols, (0, shape[0]), (0, shape[1]), size, reduce="max_abs"
+    )
+    ordered = matrix if identity else matrix[np.ix_(rows, cols)]
+    expected = _brute_block_max_abs(ordered, size)
+    assert reduced.values.shape == expected.shape and max(expected.shape) <= size
+    # a selection, not arithmetic: the very float32 values of the matrix
+    np.testing.assert_array_equal(reduced.values, expected.astype(np.float32))
+
+
+def test_max_abs_keeps_a_lone_strong_pair_that_the_mean_divides():
+    rng = np.random.default_rng(3)
+    matrix = (0.01 * rng.standard_normal((2048, 2048))).astype(np.float32)
+    matrix[1000, 77] = matrix[77, 1000] = -0.97
+    mean = matrix_view.reduce_window(matrix, None, None, (0, 2048), (0, 2048), 256)
+    peak = matrix_view.reduce_window(
+        matrix, None, None, (0, 2048), (0, 2048), 256, reduce="max_abs"
+    )
+    assert mean.block == peak.block == (8, 8)
+    cell = (1000 // 8, 77 // 8)
+    assert abs(mean.values[cell]) < 0.05  # -0.97 / 64 plus noise
+    assert peak.values[cell] == np.float32(-0.97) and peak.values[cell[::-1]] == np.float32(-0.97)
+    others = np.abs(peak.values).copy()
+    others[cell] = others[cell[::-1]] = 0
+    assert others.max() < 0.1
+
+
+def test_max_abs_marks_a_block_holding_nan_and_refuses_unknown_reductions():
+    matrix = np.zeros((8, 8), dtype=np.float32)
+    matrix[5, 6] = np.nan
+    matrix[0, 0] = 0.5
+    peak = matrix_view.reduce_window(matrix, None, None, (0, 8), (0, 8), 2, reduce="max_abs")
+    assert np.isnan(peak.values[1, 1]) and np.isfinite(np.delete(peak.values.ravel(), 3)).all()
+    assert peak.values[0, 0] == np.float32(0.5)
+    with pytest.raises(ValueError, match="reduce must be one of"):
+        matrix_view.reduce_window(matrix, None, None, (0, 8), (0, 8), 2, reduce="median")
