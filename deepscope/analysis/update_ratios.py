@@ -12,6 +12,7 @@ tensors: nothing here synchronises with the host.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 
@@ -62,13 +63,78 @@ def update_ratios(
       after: the same parameters after the step.
       before_norms: ‖before‖₂ if already known (from `frobenius_norms`).
     """
+    if not before and not after:
+        return torch.zeros(0)
+    before_norms, delta_norms = _subtract_and_norm(before, after, before_norms)
+    return delta_norms / before_norms
+
+
+def _subtract_and_norm(
+    before: Sequence[torch.Tensor], after: Sequence[torch.Tensor], before_norms: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(‖before‖₂, ‖before − after‖₂), overwriting `before` with before − after."""
     if len(before) != len(after):
         raise ValueError(f"{len(before)} tensors before the step but {len(after)} after")
-    if not before:
-        return torch.zeros(0)
     if before_norms is None:
         before_norms = frobenius_norms(before)
     with torch.no_grad():
         torch._foreach_sub_(list(before), [a.detach() for a in after])
         delta_norms = frobenius_norms(before)
-        return delta_norms / before_norms.to(delta_norms.device)
+    return before_norms.to(delta_norms.device), delta_norms
+
+
+@dataclass
+class UpdateMeasurement:
+    """One optimizer step's update ratios and what kind of value each is (device tensors, [P]).
+
+    ratios: float32 ‖after − before‖₂ / ‖before‖₂ as computed (NaN/inf kept).
+    unchanged: bool, the parameter is bit for bit the same after the step
+      (Σ|after − before| is exactly 0): it got no update.
+    zero_weight: bool, ‖before‖₂ was 0 (a zero-initialised bias) and the
+      parameter moved by a finite amount: the ratio is undefined (its value is inf).
+    """
+
+    ratios: torch.Tensor
+    unchanged: torch.Tensor
+    zero_weight: torch.Tensor
+
+
+def measure_update(
+    before: Sequence[torch.Tensor],
+    after: Sequence[torch.Tensor],
+    before_norms: torch.Tensor | None = None,
+) -> UpdateMeasurement:
+    """Update ratios of one step, and which parameters did not change or started at zero.
+
+    "No update" is decided from what changed, not from gradients: a parameter
+    is unchanged when Σ|after − before| is exactly 0, i.e. every element is
+    equal (an exact test; a 2-norm could underflow to 0 for a tiny change). This is right for any
+    optimizer, LBFGS's closure included. NaN or inf weights never count as
+    unchanged (inf − inf is NaN): their ratios stay non-finite for the caller
+    to report. Nothing synchronises with the host.
+
+    `before` is consumed (overwritten with before − after), as in `update_ratios`.
+    """
+    if not before and not after:
+        empty = torch.zeros(0)
+        return UpdateMeasurement(empty, empty.bool(), empty.bool())
+    before_norms, delta_norms = _subtract_and_norm(before, after, before_norms)
+    with torch.no_grad():
+        changes = _absolute_sums(before).to(delta_norms.device)
+        unchanged = changes == 0
+        moved = torch.isfinite(delta_norms) & (changes > 0)
+        zero_weight = (before_norms == 0) & moved
+        return UpdateMeasurement(delta_norms / before_norms, unchanged, zero_weight)
+
+
+def _absolute_sums(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Σ|t| of each tensor as float32 [len(tensors)] (0 for an empty tensor).
+
+    Exactly 0 only when every element is ±0: a sum of positive floats never
+    rounds to 0 (it may round up to inf, which is not 0 either), where a 2-norm
+    loses squares below float32's smallest normal number. Cheaper than the
+    infinity norm, which has no fast multi-tensor kernel on CPU.
+    """
+    sums = torch._foreach_norm(list(tensors), 1)
+    device = sums[0].device
+    return torch.stack([n.float().to(device) for n in sums])

@@ -7,6 +7,7 @@ their own): `file_writer.add_summary(update_ratios_pb(...), step)`.
 
 from __future__ import annotations
 
+import enum
 import math
 from collections.abc import Mapping, Sequence
 
@@ -62,6 +63,7 @@ def update_ratios_step(
     series_names: Sequence[str] | None = None,
     steps: Sequence[int] | None = None,
     wall_times: Sequence[float] | None = None,
+    zero_weight: Sequence[int] = (),
 ) -> pb.UpdateRatiosStep:
     """One event's `UpdateRatiosStep`: one step, or a block of K steps.
 
@@ -71,6 +73,10 @@ def update_ratios_step(
         block; non-finite values are kept.
       no_update: indices into the flattened values of parameters that got no
         update (their value is ignored).
+      zero_weight: indices into the flattened values of parameters whose
+        weight was exactly zero before the step and moved (a zero-initialised
+        bias): the ratio is undefined there, not a numerical fault (their
+        value is ignored and stored as NaN).
       series_names: the names in the series' metadata; if they differ from
         `names` the event carries its own.
       steps, wall_times: for a block, the global step and wall time of each row.
@@ -88,15 +94,21 @@ def update_ratios_step(
         raise ValueError("a block of values [K, P] needs steps and wall_times, one per row")
     if block and not (len(steps) == len(wall_times) == values.shape[0]):
         raise ValueError(f"{values.shape[0]} rows need as many steps and wall times")
-    no_update = sorted({int(i) for i in no_update})
-    if no_update and not 0 <= no_update[0] <= no_update[-1] < values.size:
-        raise ValueError(f"no_update index out of range for {values.size} values")
-    if no_update:
+    no_update = _sorted_indices(no_update, values.size, "no_update")
+    zero_weight = _sorted_indices(zero_weight, values.size, "zero_weight")
+    both = set(no_update) & set(zero_weight)
+    if both:
+        raise ValueError(
+            f"value {min(both)} is marked both no_update and zero_weight; a parameter "
+            "that did not move is no_update"
+        )
+    if no_update or zero_weight:
         values = values.copy()
-        values.reshape(-1)[no_update] = np.nan
+        values.reshape(-1)[no_update + zero_weight] = np.nan
     step = pb.UpdateRatiosStep(
         ratios=arrays.encode_array(values),
         no_update=no_update,
+        zero_weight=zero_weight,
         names_crc32=metadata.names_crc32(names),
     )
     if block:
@@ -107,21 +119,50 @@ def update_ratios_step(
     return step
 
 
+def _sorted_indices(indices: Sequence[int], size: int, what: str) -> list[int]:
+    """`indices` as sorted unique ints, each checked to lie in [0, size)."""
+    result = sorted({int(i) for i in indices})
+    if result and not 0 <= result[0] <= result[-1] < size:
+        raise ValueError(f"{what} index out of range for {size} values")
+    return result
+
+
+class RatioMark(enum.Enum):
+    """A ratio mapping's value that is not a number (see `ZERO_WEIGHT`)."""
+
+    ZERO_WEIGHT = "zero_weight"
+
+    def __repr__(self) -> str:
+        return f"deepscope.{self.name}"
+
+
+# A ratio mapping's value for a parameter whose weight was exactly zero before
+# the step and moved (a zero-initialised bias): ‖ΔW‖/‖W‖ is undefined there.
+ZERO_WEIGHT = RatioMark.ZERO_WEIGHT
+
+RatioValue = float | None | RatioMark
+
+
 def ratios_from_mapping(
-    ratios: Mapping[str, float | None],
-) -> tuple[list[str], np.ndarray, list[int]]:
-    """Split name → ratio (None: no update) into names, float32 values and no-update indices."""
+    ratios: Mapping[str, RatioValue],
+) -> tuple[list[str], np.ndarray, list[int], list[int]]:
+    """Split name → ratio into names, float32 values, no-update and zero-weight indices.
+
+    A value is a number, None (no update) or `ZERO_WEIGHT` (the weight was 0
+    before the step and moved; the ratio is undefined).
+    """
     if not isinstance(ratios, Mapping) or not ratios:
         raise ValueError(
             "ratios must be a non-empty mapping of parameter name to ‖ΔW‖/‖W‖, "
-            'e.g. {"fc.weight": 1.2e-3} (None marks a parameter that got no update)'
+            'e.g. {"fc.weight": 1.2e-3} (None marks a parameter that got no update, '
+            "deepscope.ZERO_WEIGHT one whose weight was zero before the step)"
         )
     names = [str(name) for name in ratios]
     values = np.empty(len(names), dtype=np.float32)
-    no_update = []
+    no_update, zero_weight = [], []
     for i, value in enumerate(ratios.values()):
-        if value is None:
-            no_update.append(i)
+        if value is None or value is ZERO_WEIGHT:
+            (no_update if value is None else zero_weight).append(i)
             values[i] = math.nan
             continue
         try:
@@ -129,24 +170,27 @@ def ratios_from_mapping(
                 values[i] = float(value)
         except (TypeError, ValueError) as error:
             raise ValueError(
-                f"ratio for {names[i]!r} must be a number or None (no update), got {value!r}"
+                f"ratio for {names[i]!r} must be a number, None (no update) or "
+                f"deepscope.ZERO_WEIGHT (zero weight before the step), got {value!r}"
             ) from error
-    return names, values, no_update
+    return names, values, no_update, zero_weight
 
 
 def update_ratios_pb(
-    tag: str, ratios: Mapping[str, float | None], description: str = ""
+    tag: str, ratios: Mapping[str, RatioValue], description: str = ""
 ) -> summary_pb2.Summary:
     """A `Summary` with one step of update ratios, its metadata included.
 
     Args:
       tag: the series' name, e.g. "model" or "update_ratios".
       ratios: parameter name → ‖ΔW‖₂/‖W‖₂ of this step; None marks a parameter
-        that got no update. Values may be floats or 0-d tensors/arrays.
+        that got no update, `deepscope.ZERO_WEIGHT` one whose weight was exactly
+        zero before the step and moved (the ratio is undefined, e.g. a fresh
+        bias at step 0). Values may be floats or 0-d tensors/arrays.
       description: shown by TensorBoard next to the tag.
     """
-    names, values, no_update = ratios_from_mapping(ratios)
-    step = update_ratios_step(names, values, no_update)
+    names, values, no_update, zero_weight = ratios_from_mapping(ratios)
+    step = update_ratios_step(names, values, no_update, zero_weight=zero_weight)
     return update_ratios_summary(tag, step, metadata_names=names, description=description)
 
 

@@ -44,7 +44,7 @@ class SummaryWriter(
     def add_update_ratios(
         self,
         tag: str,
-        ratios: Mapping[str, float | None],
+        ratios: Mapping[str, summary.RatioValue],
         global_step: int | None = None,
         walltime: float | None = None,
         description: str = "",
@@ -54,15 +54,17 @@ class SummaryWriter(
         Args:
           tag: the series, e.g. "model".
           ratios: parameter name → ratio (float or 0-d tensor); None marks a
-            parameter that got no update in this step. Non-finite values are
+            parameter that got no update in this step, `deepscope.ZERO_WEIGHT`
+            one whose weight was exactly zero before the step and moved (the
+            ratio is undefined: a fresh bias at step 0). Non-finite values are
             kept and shown as such.
           global_step: the training step.
           walltime: seconds since the epoch; now by default.
           description: shown next to the tag.
         """
-        names, values, no_update = summary.ratios_from_mapping(ratios)
+        names, values, no_update, zero_weight = summary.ratios_from_mapping(ratios)
         self.add_update_ratio_values(
-            tag, names, values, no_update, global_step, walltime, description
+            tag, names, values, no_update, global_step, walltime, description, zero_weight
         )
 
     def add_update_ratio_values(
@@ -74,13 +76,25 @@ class SummaryWriter(
         global_step: int | None = None,
         walltime: float | None = None,
         description: str = "",
+        zero_weight: Sequence[int] = (),
     ) -> None:
         """`add_update_ratios` for names and float values of shape [len(names)].
 
-        `no_update` holds the indices of parameters that got no update.
+        `no_update` holds the indices of parameters that got no update,
+        `zero_weight` those whose weight was exactly zero before the step and
+        moved (the ratio is undefined); the values there are ignored.
         """
         self._add_update_ratios_event(
-            tag, names, values, no_update, None, None, global_step, walltime, description
+            tag,
+            names,
+            values,
+            no_update,
+            zero_weight,
+            None,
+            None,
+            global_step,
+            walltime,
+            description,
         )
 
     def add_update_ratio_block(
@@ -92,6 +106,7 @@ class SummaryWriter(
         wall_times: Sequence[float],
         no_update: np.ndarray | None = None,
         description: str = "",
+        zero_weight: np.ndarray | None = None,
     ) -> None:
         """Log K steps of update ratios in one event (what watch() does).
 
@@ -102,14 +117,18 @@ class SummaryWriter(
           values: float ratios, shape [K, len(names)], row k at `steps[k]`.
           steps, wall_times: K ascending global steps and their wall times.
           no_update: bool [K, len(names)], True where a parameter got no update.
+          zero_weight: bool [K, len(names)], True where a parameter's weight was
+            exactly zero before the step and moved (the ratio is undefined).
         """
         values = np.asarray(values, dtype=np.float32)
         flat_no_update = () if no_update is None else np.flatnonzero(no_update)
+        flat_zero_weight = () if zero_weight is None else np.flatnonzero(zero_weight)
         self._add_update_ratios_event(
             tag,
             names,
             values,
             flat_no_update,
+            flat_zero_weight,
             steps,
             wall_times,
             int(steps[-1]) if len(steps) else None,
@@ -118,11 +137,27 @@ class SummaryWriter(
         )
 
     def _add_update_ratios_event(
-        self, tag, names, values, no_update, steps, wall_times, global_step, walltime, description
+        self,
+        tag,
+        names,
+        values,
+        no_update,
+        zero_weight,
+        steps,
+        wall_times,
+        global_step,
+        walltime,
+        description,
     ) -> None:
         series_names = self._update_ratio_names.get(tag)
         step = summary.update_ratios_step(
-            names, values, no_update, series_names, steps=steps, wall_times=wall_times
+            names,
+            values,
+            no_update,
+            series_names,
+            steps=steps,
+            wall_times=wall_times,
+            zero_weight=zero_weight,
         )
         metadata_names = None
         if series_names is None:

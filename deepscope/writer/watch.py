@@ -1,10 +1,14 @@
 """`watch()`: measure a model while it trains, through the optimizer's step hooks.
 
-On every `every`-th optimizer step the monitor copies the trainable weights
+On every `every`-th optimizer step the monitor copies every watched weight
 just before `optimizer.step()` and measures ‖W_after − W_before‖₂ / ‖W_before‖₂
 just after it: the true update, whatever the optimizer (momentum, Adam, weight
-decay). The hooks never synchronise with the device: results are copied to the
-host asynchronously and written once they have arrived.
+decay, LBFGS's closure). Whether a parameter got an update is decided from what
+changed, after the step: "no update" means the weight is bit for bit unchanged.
+A weight that was exactly zero before the step (a fresh bias) has no defined
+ratio; it is logged as `zero_weight`, not as a fault. The hooks never
+synchronise with the device: results are copied to the host asynchronously and
+written once they have arrived.
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ DEFAULT_EVERY = 50
 DEFAULT_MEASUREMENTS_PER_EVENT = 10
 DEFAULT_MAX_EVENT_DELAY = 10.0
 MAX_ERRORS_KEPT = 20
+# A measured value's mark, sent to the host with the ratios.
+_ORDINARY, _NO_UPDATE, _ZERO_WEIGHT = 0.0, 1.0, 2.0
 
 
 @dataclass
@@ -39,8 +45,9 @@ class _Measurement:
 
     step: int
     walltime: float
-    values: torch.Tensor  # host tensor, filled asynchronously when `ready` is set
-    no_update: list[int]
+    # float32 [2, P] host tensor, filled asynchronously when `ready` is set:
+    # row 0 the ratios, row 1 each value's mark (_ORDINARY, _NO_UPDATE or _ZERO_WEIGHT).
+    values: torch.Tensor
     ready: torch.cuda.Event | None = None
 
     def arrived(self) -> bool:
@@ -78,7 +85,12 @@ class MonitorStats:
     measurer_runs: dict[str, int] = field(default_factory=dict)
     measurer_seconds: dict[str, float] = field(default_factory=dict)
     error_count: int = 0
-    non_finite: int = 0  # non-finite ratios logged (kept as measured, shown as such)
+    # Non-finite ratios logged (kept as measured, shown as such); zero weights
+    # (undefined ratios, see `zero_weight`) are not among them.
+    non_finite: int = 0
+    # Ratios logged as undefined because the weight was exactly zero before
+    # the step (zero-initialised biases at step 0).
+    zero_weight: int = 0
     errors: list[str] = field(default_factory=list)  # the first MAX_ERRORS_KEPT messages
 
 
@@ -131,8 +143,6 @@ class Monitor:
         self._block: list[_Measurement] = []  # arrived, to be written as one event
         self._before: list[torch.Tensor] | None = None
         self._before_norms: torch.Tensor | None = None
-        self._updated: list[int] = []
-        self._no_update: list[int] = []
         self.measurers: dict[str, PeriodicMeasurer] = {m.name: m for m in measurers}
         for name in self.measurers:
             self.stats.measurer_runs[name] = 0
@@ -153,11 +163,10 @@ class Monitor:
             self._write_arrived()
             if self.step % self.every != 0:
                 return
-            # A parameter without a gradient is skipped by every torch optimizer.
-            self._updated = [i for i, p in enumerate(self._params) if p.grad is not None]
-            self._no_update = [i for i, p in enumerate(self._params) if p.grad is None]
-            updated = [self._params[i] for i in self._updated]
-            self._before = ratios_math.snapshot(updated)
+            # Every watched parameter, with a gradient or not: whether it got an
+            # update is known only after the step (LBFGS computes its gradients
+            # inside step(), in the closure).
+            self._before = ratios_math.snapshot(self._params)
             self._before_norms = ratios_math.frobenius_norms(self._before)
         except Exception as error:  # never crash the training we watch
             self._record_error("before the optimizer step", error)
@@ -182,16 +191,11 @@ class Monitor:
             self.stats.hook_seconds += time.perf_counter() - start
 
     def _measure(self) -> None:
-        updated = [self._params[i] for i in self._updated]
-        ratios = ratios_math.update_ratios(self._before, updated, self._before_norms)
-        full = ratios
-        if self._no_update:  # put NaN at the skipped parameters; no host-to-device copy
-            nan = torch.full((), float("nan"), dtype=torch.float32, device=ratios.device)
-            slots = [nan] * len(self._params)
-            for i, value in zip(self._updated, ratios.unbind()):
-                slots[i] = value
-            full = torch.stack(slots)
-        measurement = _Measurement(self.step, time.time(), full, list(self._no_update))
+        update = ratios_math.measure_update(self._before, self._params, self._before_norms)
+        marks = torch.where(update.unchanged, _NO_UPDATE, _ORDINARY)
+        marks = torch.where(update.zero_weight, _ZERO_WEIGHT, marks)
+        full = torch.stack([update.ratios, marks.to(update.ratios.dtype)])
+        measurement = _Measurement(self.step, time.time(), full)
         if full.is_cuda:
             host = torch.empty(full.shape, dtype=full.dtype, pin_memory=True)
             host.copy_(full, non_blocking=True)
@@ -228,11 +232,11 @@ class Monitor:
             or time.time() - self._block[0].walltime >= self.max_event_delay
         ):
             block, self._block = self._block, []
-            values = np.stack([m.values.numpy() for m in block])
-            no_update = np.zeros(values.shape, dtype=bool)
-            for k, measurement in enumerate(block):
-                no_update[k, measurement.no_update] = True
-            self._count_non_finite(values, no_update, block)
+            packed = np.stack([m.values.numpy() for m in block])
+            values, marks = packed[:, 0], packed[:, 1]
+            no_update, zero_weight = marks == _NO_UPDATE, marks == _ZERO_WEIGHT
+            self._count_non_finite(values, no_update | zero_weight, block)
+            self.stats.zero_weight += int(np.count_nonzero(zero_weight))
             self.writer.add_update_ratio_block(
                 self.tag,
                 self._names,
@@ -240,17 +244,18 @@ class Monitor:
                 steps=[m.step for m in block],
                 wall_times=[m.walltime for m in block],
                 no_update=no_update,
+                zero_weight=zero_weight,
             )
 
-    def _count_non_finite(self, values: np.ndarray, no_update: np.ndarray, block) -> None:
-        bad = ~np.isfinite(values) & ~no_update
+    def _count_non_finite(self, values: np.ndarray, not_measured: np.ndarray, block) -> None:
+        bad = ~np.isfinite(values) & ~not_measured
         count = int(np.count_nonzero(bad))
         if count and not self.stats.non_finite:
             k, j = np.argwhere(bad)[0]
             warn_from_hook(
                 f"deepscope: non-finite update ratio for {self._names[j]} at step "
-                f"{block[k].step} (a zero, infinite or NaN weight?); it is logged as measured "
-                "and counted in monitor.stats.non_finite",
+                f"{block[k].step} (an infinite or NaN weight or update?); it is logged as "
+                "measured and counted in monitor.stats.non_finite",
                 stacklevel=4,
             )
         self.stats.non_finite += count
@@ -338,6 +343,16 @@ def watch(
     `global_step` the first step is logged at) logs ‖ΔW‖₂/‖W‖₂ of every
     trainable parameter the optimizer holds, under `tag`. Returns a `Monitor`;
     `monitor.close()` (or `with deepscope.watch(...)`) removes every hook.
+
+    What a step did is read from the weights themselves: a parameter whose
+    weight is bit for bit unchanged got no update (no gradient, or a zero
+    step); one whose weight was exactly zero before the step and moved (a
+    fresh bias) is logged as zero weight, its ratio undefined (counted in
+    `monitor.stats.zero_weight`, never warned about). Any optimizer works,
+    LBFGS's closure included. Memory: on a measured step every watched
+    parameter is copied once before the step, also those without a gradient
+    (whether they move is known only after the step): one extra copy of the
+    trainable weights, freed after the step.
 
     Measurements are written `measurements_per_event` at a time as one event
     (fewer events keep TensorBoard's reads fast), or sooner once the oldest

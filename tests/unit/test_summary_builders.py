@@ -121,7 +121,7 @@ def test_non_numeric_value_raises_value_error_naming_the_parameter(bad):
         summary.update_ratios_pb("t", {"ok": 1.0, "fc.weight": bad})
     message = str(caught.value)
     assert "'fc.weight'" in message
-    assert "number or None" in message
+    assert "must be a number, None (no update) or deepscope.ZERO_WEIGHT" in message
 
 
 def test_update_ratios_step_duplicate_names_raise():
@@ -170,3 +170,39 @@ def test_update_ratios_summary_without_metadata():
     value = _only_value(summary.update_ratios_summary("t", step, metadata_names=None))
     assert not value.HasField("metadata")
     assert _step_of(value) == step
+
+
+def test_zero_weight_marks_are_stored_apart_from_no_update_as_nan():
+    values = np.array([1.0, 2.0, 3.0, 4.0])
+    step = summary.update_ratios_step(
+        ["a", "b", "c", "d"], values, no_update=[1], zero_weight=[3, 0, 3]
+    )
+    assert list(step.zero_weight) == [0, 3]
+    assert list(step.no_update) == [1]
+    decoded = arrays.decode_array(step.ratios)
+    assert np.isnan(decoded[[0, 1, 3]]).all()
+    assert decoded[2] == 3.0  # exactly representable, round-tripped through bytes
+
+
+@pytest.mark.parametrize("index", [-1, 4])
+def test_zero_weight_index_out_of_range_raises(index):
+    with pytest.raises(ValueError, match="zero_weight index out of range"):
+        summary.update_ratios_step(["a", "b", "c", "d"], np.ones(4), zero_weight=[index])
+
+
+def test_a_value_marked_both_no_update_and_zero_weight_raises():
+    with pytest.raises(ValueError, match="both no_update and zero_weight"):
+        summary.update_ratios_step(["a", "b"], np.ones(2), no_update=[1], zero_weight=[1])
+
+
+def test_mapping_value_zero_weight_marks_the_parameter():
+    assert repr(summary.ZERO_WEIGHT) == "deepscope.ZERO_WEIGHT"
+    pb_summary = summary.update_ratios_pb(
+        "t", {"w": 1e-3, "b": summary.ZERO_WEIGHT, "frozen": None}
+    )
+    step = _step_of(_only_value(pb_summary))
+    assert list(step.zero_weight) == [1]
+    assert list(step.no_update) == [2]
+    decoded = arrays.decode_array(step.ratios)
+    assert decoded[0] == np.float32(1e-3)
+    assert np.isnan(decoded[1:]).all()

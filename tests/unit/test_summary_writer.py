@@ -11,6 +11,7 @@ from tensorboard.compat.proto import summary_pb2
 
 import deepscope
 from deepscope import metadata
+from deepscope.writer import summary
 
 
 def test_is_a_torch_summary_writer(tmp_path):
@@ -141,3 +142,29 @@ def test_description_lands_in_metadata(tmp_path, read_values):
     writer.close()
     (written,) = read_values(tmp_path, "m")
     assert written.value.metadata.summary_description == "‖ΔW‖/‖W‖ per parameter"
+
+
+def test_zero_weight_through_every_writer_verb(tmp_path, read_values, decode_ratios):
+    writer = deepscope.SummaryWriter(str(tmp_path))
+    writer.add_update_ratios("m", {"w": 0.5, "b": summary.ZERO_WEIGHT}, global_step=0)
+    writer.add_update_ratio_values(
+        "m", ["w", "b"], np.array([0.25, 7.0]), global_step=1, zero_weight=[1]
+    )
+    writer.add_update_ratio_block(
+        "m",
+        ["w", "b"],
+        np.array([[0.125, 1.0], [np.inf, 2.0]]),
+        steps=[2, 3],
+        wall_times=[1.0, 2.0],
+        no_update=np.array([[False, False], [True, False]]),
+        zero_weight=np.array([[False, True], [False, False]]),
+    )
+    writer.close()
+    written = read_values(tmp_path, "m")
+    steps = [v.update_ratios_step() for v in written]
+    assert [list(s.zero_weight) for s in steps] == [[1], [1], [1]]
+    assert [list(s.no_update) for s in steps] == [[], [], [2]]
+    ratios = [decode_ratios(v)[0] for v in written]
+    assert ratios[0][0] == 0.5 and ratios[1][0] == 0.25 and ratios[2][0, 0] == 0.125
+    assert np.isnan(ratios[0][1]) and np.isnan(ratios[1][1]) and np.isnan(ratios[2][0, 1])
+    assert np.isnan(ratios[2][1, 0]) and ratios[2][1, 1] == 2.0

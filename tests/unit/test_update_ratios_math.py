@@ -178,3 +178,62 @@ def test_mismatched_lengths_raise(n_before, n_after):
 
 def test_update_ratios_of_nothing():
     assert ur.update_ratios([], []).shape == (0,)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
+def test_measure_update_matches_numpy_and_marks_unchanged_and_zero_weights(dtype):
+    generator = torch.Generator().manual_seed(7)
+    moved = torch.randn(4, 5, generator=generator).to(dtype)
+    still = torch.randn(6, generator=generator).to(dtype)
+    zero = torch.zeros(3, dtype=dtype)
+    zero_still = torch.zeros(2, dtype=dtype)
+    empty = torch.zeros(0, dtype=dtype)
+    before = [moved, still, zero, zero_still, empty]
+    after = [
+        (moved.double() + 0.05 * torch.randn(4, 5, generator=generator).double()).to(dtype),
+        still.clone(),
+        torch.tensor([0.0, 0.5, -0.25], dtype=dtype),
+        zero_still.clone(),
+        empty.clone(),
+    ]
+    result = ur.measure_update([b.clone() for b in before], after)
+    b64, a64 = before[0].double().numpy(), after[0].double().numpy()
+    expected = np.linalg.norm((a64 - b64).reshape(-1)) / np.linalg.norm(b64.reshape(-1))
+    # The difference of two values of `dtype` and its norm are computed in (at least)
+    # float32 from exactly representable inputs: a few float32 roundings, or a few of
+    # the input dtype for half precision subtraction.
+    rtol = 10 * max(torch.finfo(dtype).eps, torch.finfo(torch.float32).eps)
+    assert result.ratios.dtype == torch.float32
+    assert result.ratios[0].item() == pytest.approx(expected, rel=rtol)
+    assert result.ratios[1].item() == 0.0  # exactly 0 / ‖W‖
+    assert result.unchanged.tolist() == [False, True, False, True, True]
+    assert result.zero_weight.tolist() == [False, False, True, False, False]
+
+
+def test_measure_update_sees_a_change_whose_two_norm_underflows():
+    # (1e-30)² underflows to 0 in float32: ‖ΔW‖₂ is 0 although a weight changed.
+    before = [torch.tensor([1.0, 1e-30])]
+    after = [torch.tensor([1.0, 2e-30])]
+    result = ur.measure_update([b.clone() for b in before], after)
+    assert ur.frobenius_norms([after[0] - before[0]]).item() == 0.0  # the trap
+    assert result.unchanged.tolist() == [False]
+    assert result.zero_weight.tolist() == [False]
+    # The ratio itself is below what a float32 2-norm resolves: squares below the
+    # smallest normal number are lost, an absolute error of up to sqrt(n · tiny).
+    resolution = math.sqrt(2 * torch.finfo(torch.float32).tiny)
+    assert result.ratios.item() == pytest.approx(1e-30, abs=resolution)
+
+
+def test_measure_update_non_finite_weights_are_neither_unchanged_nor_zero_weight():
+    before = [torch.tensor([math.inf, 1.0]), torch.tensor([math.nan, 1.0]), torch.zeros(2)]
+    after = [torch.tensor([math.inf, 1.0]), torch.tensor([math.nan, 1.0])]
+    after.append(torch.tensor([math.nan, 0.0]))  # a zero weight that became NaN: a fault
+    result = ur.measure_update([b.clone() for b in before], after)
+    assert not any(math.isfinite(r) for r in result.ratios.tolist())
+    assert result.unchanged.tolist() == [False, False, False]
+    assert result.zero_weight.tolist() == [False, False, False]
+
+
+def test_measure_update_mismatched_lengths_raise():
+    with pytest.raises(ValueError, match="2 tensors before the step but 1 after"):
+        ur.measure_update([torch.ones(2), torch.ones(2)], [torch.ones(2)])

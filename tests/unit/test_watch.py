@@ -18,6 +18,7 @@ import deepscope
 from deepscope import metadata
 from deepscope.analysis import update_ratios as ratios_math
 from deepscope.proto import arrays
+from deepscope.writer.summary import ZERO_WEIGHT
 
 
 class Net(torch.nn.Module):
@@ -97,12 +98,19 @@ def logged(read_values, decode_ratios, logdir, tag="update_ratios"):
         assert ratios.shape == (len(rows_steps), len(names))
         assert len(step.wall_times) == len(step.steps)
         assert value.step == rows_steps[-1]  # the event is filed under its last step
-        no_update = set(step.no_update)
+        no_update, zero_weight = set(step.no_update), set(step.zero_weight)
+        assert not no_update & zero_weight
         for k, global_step in enumerate(rows_steps):
-            row = {
-                name: None if k * len(names) + j in no_update else float(ratios[k, j])
-                for j, name in enumerate(names)
-            }
+            row = {}
+            for j, name in enumerate(names):
+                flat = k * len(names) + j
+                if flat in no_update:
+                    row[name] = None
+                elif flat in zero_weight:
+                    assert np.isnan(ratios[k, j])
+                    row[name] = ZERO_WEIGHT
+                else:
+                    row[name] = float(ratios[k, j])
             result.append((global_step, row))
     return result
 
@@ -112,6 +120,8 @@ def assert_rows_match(got: dict, want: dict):
     for name in want:
         if want[name] is None:
             assert got[name] is None, f"{name} got no update but was logged as {got[name]}"
+        elif want[name] is ZERO_WEIGHT:
+            assert got[name] is ZERO_WEIGHT, f"{name} was zero but was logged as {got[name]}"
         else:
             assert got[name] is not None, f"{name} was updated but logged as no update"
             assert got[name] == pytest.approx(want[name], rel=1e-4), name
@@ -332,7 +342,7 @@ def test_failure_while_measuring_warns_once_and_training_goes_on(
     def broken(*args, **kwargs):
         raise RuntimeError("measurement exploded")
 
-    monkeypatch.setattr(ratios_math, "update_ratios", broken)
+    monkeypatch.setattr(ratios_math, "measure_update", broken)
     model, optimizer = _make("sgd-momentum-wd")
     start = [p.detach().clone() for p in model.parameters()]
     monitor = deepscope.watch(model, optimizer, writer, every=1)
@@ -382,7 +392,7 @@ def test_non_finite_weights_give_non_finite_ratios_that_are_kept(
     x = torch.rand(5, 3) + 0.5  # positive inputs: a's outputs are +inf, not NaN
     with torch.no_grad():
         model["a"].weight[0, 0] = math.inf  # ‖W‖ = inf, and inf − inf = NaN after the step
-        model["b"].bias.zero_()  # ‖W‖ = 0 with a non-zero update: ratio = +inf
+        model["b"].bias.zero_()  # ‖W‖ = 0 with a non-zero update: undefined, not a fault
     with pytest.warns(RuntimeWarning, match="non-finite update ratio for a.weight at step 0"):
         with deepscope.watch(model, optimizer, writer, every=1, spectra_every=None) as monitor:
             # The gradients of a sum are finite whatever the outputs are.
@@ -392,13 +402,14 @@ def test_non_finite_weights_give_non_finite_ratios_that_are_kept(
             before = {n: p.detach().double().numpy() for n, p in model.named_parameters()}
             optimizer.step()
     assert monitor.stats.errors == []
-    assert monitor.stats.non_finite == 2  # a.weight (NaN) and b.bias (+inf)
+    assert monitor.stats.non_finite == 1  # a.weight (NaN); b.bias is a zero weight
+    assert monitor.stats.zero_weight == 1
     rows = logged(read_values, decode_ratios, tmp_path)
     assert len(rows) == 1
     got = rows[0][1]
     assert list(got) == ["a.weight", "a.bias", "b.weight", "b.bias"]
     assert got["a.weight"] is not None and math.isnan(got["a.weight"])  # kept, not no_update
-    assert got["b.bias"] == math.inf
+    assert got["b.bias"] is ZERO_WEIGHT
     for name in ("a.bias", "b.weight"):
         after = dict(model.named_parameters())[name].detach().double().numpy()
         want = np.linalg.norm(after - before[name]) / np.linalg.norm(before[name])
@@ -463,3 +474,97 @@ def test_warnings_turned_into_errors_do_not_stop_training(writer):
     assert monitor.stats.non_finite > 0  # NaN update ratios, counted
     # Both layers, at each of the 3 measurements: the NaN reaches the second through its gradient.
     assert monitor.measurers["spectra"].stats.non_finite == 6
+
+
+def _float64_copies(model) -> dict[str, np.ndarray]:
+    return {n: p.detach().double().numpy().copy() for n, p in model.named_parameters()}
+
+
+def _reference_row(before: dict, after: dict) -> dict:
+    """{name: ratio, None (bit for bit unchanged) or ZERO_WEIGHT}, in float64 numpy."""
+    row = {}
+    for name, old in before.items():
+        delta = np.linalg.norm((after[name] - old).reshape(-1))
+        norm = np.linalg.norm(old.reshape(-1))
+        if np.array_equal(after[name], old):
+            row[name] = None
+        elif norm == 0:
+            row[name] = ZERO_WEIGHT
+        else:
+            row[name] = delta / norm
+    return row
+
+
+def test_lbfgs_closure_updates_are_measured_not_logged_as_no_update(
+    writer, tmp_path, read_values, decode_ratios
+):
+    """LBFGS computes its gradients inside step(): before it, every .grad is None at step 0."""
+    model, _ = _make("adam")
+    optimizer = torch.optim.LBFGS(model.parameters(), lr=0.5, max_iter=4)
+    generator = torch.Generator().manual_seed(3)
+    x = torch.randn(16, 4, generator=generator)
+    y = torch.randint(0, 3, (16,), generator=generator)
+
+    def closure():
+        optimizer.zero_grad(set_to_none=True)
+        loss = torch.nn.functional.cross_entropy(model(x, use_aux=False), y)
+        loss.backward()
+        return loss
+
+    reference = []
+    assert all(p.grad is None for p in model.parameters())  # until the first closure runs
+    with deepscope.watch(model, optimizer, writer, every=1, spectra_every=None) as monitor:
+        for _ in range(3):
+            before = _float64_copies(model)
+            optimizer.step(closure)
+            reference.append(_reference_row(before, _float64_copies(model)))
+    assert monitor.stats.errors == [] and monitor.stats.non_finite == 0
+    rows = logged(read_values, decode_ratios, tmp_path)
+    assert [step for step, _ in rows] == [0, 1, 2]
+    for (_, got), want in zip(rows, reference):
+        assert_rows_match(got, want)
+    # Step 0 moved fc1 and fc2 (by far more than a rule-of-thumb 1e-3); aux, unused in the
+    # closure, got an exactly zero LBFGS update and is no update, as it should be.
+    first = rows[0][1]
+    assert all(first[n] is not None and first[n] > 1e-3 for n in ("fc1.weight", "fc2.weight"))
+    assert first["aux.weight"] is None and first["aux.bias"] is None
+
+
+def test_zero_initialised_biases_are_zero_weight_then_ordinary_and_never_warned(
+    writer, tmp_path, read_values, decode_ratios
+):
+    model, optimizer = _make("adamw")
+    with torch.no_grad():
+        model.fc1.bias.zero_()
+        model.fc2.bias.zero_()
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(16, 4, generator=generator)
+    y = torch.randint(0, 3, (16,), generator=generator)
+    reference = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no warning at all
+        with deepscope.watch(model, optimizer, writer, every=1, spectra_every=None) as monitor:
+            for _ in range(3):
+                optimizer.zero_grad()
+                torch.nn.functional.cross_entropy(model(x), y).backward()
+                before = _float64_copies(model)
+                optimizer.step()
+                reference.append(_reference_row(before, _float64_copies(model)))
+    assert monitor.stats.non_finite == 0 and monitor.stats.zero_weight == 2
+    assert monitor.stats.errors == []
+    rows = logged(read_values, decode_ratios, tmp_path)
+    assert rows[0][1]["fc1.bias"] is ZERO_WEIGHT and rows[0][1]["fc2.bias"] is ZERO_WEIGHT
+    assert isinstance(rows[1][1]["fc1.bias"], float)  # a weight now: an ordinary ratio
+    for (_, got), want in zip(rows, reference):
+        assert_rows_match(got, want)
+
+
+def test_a_zero_weight_that_does_not_move_is_no_update(writer, tmp_path, read_values):
+    model, optimizer = _make("sgd-momentum-wd")
+    with torch.no_grad():
+        model.aux.bias.zero_()
+    with deepscope.watch(model, optimizer, writer, every=1, spectra_every=None) as monitor:
+        train(model, optimizer, 1, use_aux=lambda k: False)
+    assert monitor.stats.zero_weight == 0
+    (row,) = [r for _, r in logged(read_values, None, tmp_path)]
+    assert row["aux.bias"] is None
