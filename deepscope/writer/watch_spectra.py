@@ -304,6 +304,7 @@ class SpectraWatcher:
         self._last_measured_step: dict[str, int] = {}
         self._seconds_per_unit: float | None = None
         self._warned_deferred = False
+        self._clock = time.perf_counter  # seconds; tests replace it
 
     @property
     def every(self) -> int:
@@ -364,7 +365,7 @@ class SpectraWatcher:
         new period in which every eligible layer is due; a call with layers pending
         continues with them.
         """
-        start = time.perf_counter()
+        start = self._clock()
         previous_threads = torch.get_num_threads()
         new_period = step % self.cadence == 0 or not self._pending
         try:
@@ -379,7 +380,7 @@ class SpectraWatcher:
         finally:
             if torch.get_num_threads() != previous_threads:
                 torch.set_num_threads(previous_threads)
-            elapsed = time.perf_counter() - start
+            elapsed = self._clock() - start
             self.stats.measurements += 1
             self.stats.seconds += elapsed
             if self.time_budget is not None and elapsed > self.time_budget:
@@ -427,7 +428,7 @@ class SpectraWatcher:
         """The first of `changed` that fit what is left of the budget (at least one per call)."""
         if self.time_budget is None or not changed:
             return changed
-        elapsed = time.perf_counter() - start
+        elapsed = self._clock() - start
         if self._seconds_per_unit is None:
             # No estimate yet: one layer, whose time gives the estimate for the rest.
             return [] if measured_any and elapsed >= self.time_budget else changed[:1]
@@ -442,7 +443,7 @@ class SpectraWatcher:
         return taken
 
     def _measure_layers(self, step: int, taken: list) -> None:
-        chunk_start = time.perf_counter()
+        chunk_start = self._clock()
         spectra = spectrum_math.layer_spectra(
             [layer.weight for layer, _ in taken], dtype=self.dtype
         )
@@ -457,7 +458,7 @@ class SpectraWatcher:
                 self._measured[layer.tag] = _Measured(step, fingerprint, spectrum_info(spectrum))
         units = sum(layer.units for layer, _ in taken)
         if units > 0:
-            self._seconds_per_unit = (time.perf_counter() - chunk_start) / units
+            self._seconds_per_unit = (self._clock() - chunk_start) / units
 
     def _report_deferred(self, step: int) -> None:
         self.stats.deferred += len(self._pending)

@@ -349,3 +349,160 @@ def test_a_write_through_param_data_counts_as_a_change(writer, tmp_path, read_va
         atol=1e-6,
     )
     assert third.unchanged and third.unchanged_since_step == 1
+
+
+class Sizes(torch.nn.Module):
+    """Four layers of different SVD costs (groups * rows * cols * min(rows, cols))."""
+
+    def __init__(self):
+        super().__init__()
+        self.big = torch.nn.Linear(64, 64)  # 262,144
+        self.mid = torch.nn.Linear(32, 32)  # 32,768
+        self.embed = torch.nn.Embedding(100, 8)  # 6,400
+        self.small = torch.nn.Linear(16, 16)  # 4,096
+
+    def forward(self, tokens):
+        h = self.embed(tokens).mean(dim=1)  # (N, 8)
+        h = torch.nn.functional.pad(h, (0, 56))
+        h = self.big(h)[:, :32]
+        return self.small(self.mid(h)[:, :16])
+
+
+UNIT_SECONDS = 1e-5  # the fake clock: each SVD costs its units times this
+
+
+class FakeCost:
+    """A clock that advances only by the cost of the SVDs measured (deterministic budgets)."""
+
+    def __init__(self, monkeypatch):
+        from deepscope.analysis import spectrum as spectrum_math
+
+        self.now = 0.0
+        self.calls: list[list[tuple]] = []
+        self.threads: list[int] = []
+        real = spectrum_math.layer_spectra
+
+        def layer_spectra(layers, **kwargs):
+            shapes = [spectrum_math.matrix_layout(w.weight.shape).matrix_shape for w in layers]
+            self.calls.append(shapes)
+            self.threads.append(torch.get_num_threads())
+            self.now += sum(g * r * c * min(r, c) for g, r, c in shapes) * UNIT_SECONDS
+            return real(layers, **kwargs)
+
+        monkeypatch.setattr(spectrum_math, "layer_spectra", layer_spectra)
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _monitor_run(model, watcher, steps):
+    """Train under a Monitor that runs only `watcher`; returns its spectra tags by step."""
+    from deepscope.writer.watch import Monitor
+
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+    tokens = torch.randint(0, 100, (8, 3))
+    with Monitor(model, optimizer, watcher.writer, every=10_000, measurers=[watcher]) as monitor:
+        for _ in range(steps):
+            optimizer.zero_grad()
+            model(tokens).square().mean().backward()
+            optimizer.step()
+    return monitor
+
+
+def test_a_time_budget_measures_largest_first_and_carries_the_rest_over(
+    writer, tmp_path, read_values, monkeypatch
+):
+    torch.manual_seed(6)
+    model = Sizes()
+    watcher = SpectraWatcher(model, writer, every=10, time_budget=1.0)
+    cost = FakeCost(monkeypatch)
+    watcher._clock = cost
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        monitor = _monitor_run(model, watcher, 12)
+    # step 0: big (2.6 s: alone over the budget); step 1: mid (0.33 s) + embed + small fit.
+    found = spectra_by_tag(read_values, tmp_path)
+    logged = {tag: [s for s, _, _ in events] for tag, events in found.items()}
+    assert logged == {
+        "spectra/big": [0, 10],
+        "spectra/mid": [1, 11],
+        "spectra/embed": [1, 11],
+        "spectra/small": [1, 11],
+    }
+    assert cost.calls[0] == [(1, 64, 64)]  # largest first
+    assert watcher.stats.deferred == 6  # 3 layers carried over, at steps 0 and 10
+    assert watcher.stats.over_budget == 2 and watcher.stats.late_periods == 0
+    assert watcher.stats.pending == [] and watcher.every == 10
+    assert monitor.stats.measurer_runs["spectra"] == 4  # steps 0, 1, 10, 11
+    deferred = [str(w.message) for w in caught if "time budget" in str(w.message)]
+    assert len(deferred) == 1 and "3 layer(s)" in deferred[0] and "spectra/mid" in deferred[0]
+
+
+def test_with_a_tiny_budget_every_layer_is_still_measured_in_turn(
+    writer, tmp_path, read_values, monkeypatch
+):
+    torch.manual_seed(7)
+    model = Sizes()
+    watcher = SpectraWatcher(model, writer, every=2, time_budget=1e-3)
+    watcher._clock = FakeCost(monkeypatch)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        _monitor_run(model, watcher, 12)
+    found = spectra_by_tag(read_values, tmp_path)
+    by_step = {s: tag for tag, events in found.items() for s, _, _ in events}
+    assert sorted(by_step) == list(range(12))  # one layer per step, every step
+    order = [by_step[s] for s in range(12)]
+    # Largest first, then the layers left over from the last period before the others.
+    cycle = ["spectra/big", "spectra/mid", "spectra/embed", "spectra/small"]
+    assert order == cycle * 3
+    assert watcher.stats.late_periods == 5  # steps 2, 4, ..., 10 found layers pending
+
+
+def test_no_budget_measures_everything_at_once(writer, tmp_path, read_values, monkeypatch):
+    model = Sizes()
+    watcher = SpectraWatcher(model, writer, every=1, time_budget=None)
+    cost = FakeCost(monkeypatch)
+    watcher._clock = cost
+    watcher.measure(0)
+    assert sorted(s for call in cost.calls for s in call) == sorted(
+        [(1, 64, 64), (1, 32, 32), (1, 100, 8), (1, 16, 16)]
+    )
+    assert watcher.stats.pending == [] and watcher.stats.deferred == 0
+
+
+@pytest.mark.parametrize(
+    "cores, load, configured, want",
+    # torch runs 2 threads: a load of 3.2 is 1.2 runnable tasks of other processes.
+    [(2, 0.0, None, 2), (2, 3.2, None, 1), (4, 3.2, None, 2), (2, 50.0, None, 1), (2, 50, 2, 2)],
+)
+def test_threads_follow_the_load_and_are_restored(
+    writer, monkeypatch, cores, load, configured, want
+):
+    import os
+
+    monkeypatch.setattr(os, "getloadavg", lambda: (load, load, load))
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cores)), raising=False)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        watcher = SpectraWatcher(torch.nn.Linear(8, 8), writer, every=1, threads=configured)
+        cost = FakeCost(monkeypatch)
+        watcher.measure(0)
+        assert cost.threads == [want] and watcher.stats.threads == want
+        assert torch.get_num_threads() == 2  # restored
+    finally:
+        torch.set_num_threads(previous)
+
+
+@pytest.mark.parametrize(
+    "kwargs, words",
+    [
+        ({"time_budget": 0}, "time_budget"),
+        ({"time_budget": "1"}, "time_budget"),
+        ({"threads": 0}, "threads"),
+        ({"threads": 1.5}, "threads"),
+    ],
+)
+def test_bad_budget_or_threads_raise(writer, kwargs, words):
+    with pytest.raises(ValueError, match=words):
+        SpectraWatcher(Net(), writer, **kwargs)
