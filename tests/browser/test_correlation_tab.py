@@ -179,3 +179,55 @@ def test_screenshot(tab, correlation_server, tmp_path):
     canvas = heatmap(frame, CROSS_TAG, "seed0", order="matched")
     hover_cell(tab, canvas, 16, 16, 2, 2)
     screenshot(target, tmp_path, "correlation.png", min_bytes=20_000)
+
+
+SEQ_TAG = "correlation/seq"
+SEQ_SHAPE = (4, 8, 300)  # (N, L, C): 32 samples for 300 channels, an overview of 2x2 blocks
+
+
+@pytest.fixture(scope="session")
+def sequence_server(tmp_path_factory, tensorboard_server) -> str:
+    """A transformer-like (N, L, C) tag with fewer samples than channels."""
+    import torch
+
+    import deepscope
+
+    logdir = tmp_path_factory.mktemp("correlation-seq")
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(*SEQ_SHAPE, generator=g)
+    x[..., 150] = -x[..., 3]  # one strong pair for the max-|rho| overview to keep
+    with deepscope.SummaryWriter(str(logdir / "run")) as writer:
+        with pytest.warns(RuntimeWarning, match="32 samples for 300 channels"):
+            writer.add_channel_correlation(SEQ_TAG, x, global_step=0)
+    return tensorboard_server(logdir, load_fast=False)
+
+
+def test_the_card_states_the_channel_dim_and_samples(tab, correlation_server):
+    frame = tab.open(correlation_server)
+    heatmap(frame, WITHIN_TAG, "seed1")
+    panel = card(frame, WITHIN_TAG).locator('.ds-corr-panel[data-run="seed1"]')
+    facts = panel.locator("[data-testid=channel-facts]")
+    assert facts.inner_text() == "channels: dim 1 of (N, C, H, W) = [24, 16, 6, 6] · 864 samples"
+    assert panel.locator("[data-testid=few-samples]").is_hidden()
+
+
+def test_a_sequence_layer_with_few_samples_warns_and_max_abs_keeps_its_strong_pair(
+    tab, sequence_server
+):
+    frame = tab.open(sequence_server)
+    canvas = heatmap(frame, SEQ_TAG, "run", reduction="mean")
+    panel = card(frame, SEQ_TAG).locator('.ds-corr-panel[data-run="run"]')
+    facts = panel.locator("[data-testid=channel-facts]").inner_text()
+    assert facts == "channels: dim 2 of (N, L, C) = [4, 8, 300] · 32 samples"
+    warning = panel.locator("[data-testid=few-samples]")
+    assert warning.is_visible() and "32 samples for 300 channels" in warning.inner_text()
+    assert "rank at most 31" in warning.inner_text()
+    assert canvas.get_attribute("data-rows") == "150"  # 300 channels in blocks of 2
+
+    card(frame, SEQ_TAG).locator("[data-testid=reduce-toggle] button[data-reduce=max_abs]").click()
+    canvas = heatmap(frame, SEQ_TAG, "run", reduction="max_abs")
+    peak = route(sequence_server, "correlation_matrix", run="run", tag=SEQ_TAG, reduce="max_abs")
+    values = matrix_of(peak)
+    fields = hover_cell(tab, canvas, 150, 150, 1, 75)  # channels 2-3 x 150-151
+    assert fields["rho"] == format_rho(values[1, 75])
+    assert float(fields["rho"]) == pytest.approx(-1.0, abs=1e-3)  # rho(3, 150) = -1

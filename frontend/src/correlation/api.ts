@@ -5,6 +5,8 @@ import { decodeBase64Float32 } from "../binary";
 import { expectRecord, getJson, numbers } from "../json";
 
 export type ChannelOrder = "original" | "clustered" | "matched";
+/** How the overview reduces a block of cells: its mean, or its signed value of largest |ρ|. */
+export type BlockReduction = "mean" | "max_abs";
 
 export interface CorrelationSteps {
   run: string;
@@ -28,6 +30,12 @@ export interface CorrelationMatrix {
   tag: string;
   step: number;
   samples: number;
+  /** The dim of activationShape that held the channels. */
+  channelDim: number;
+  /** The shape of one activation batch as logged, e.g. [N, L, C]; empty when not recorded. */
+  activationShape: number[];
+  /** No more samples than channels: the matrix has rank at most samples - 1. */
+  rankDeficient: boolean;
   cross: boolean;
   rowName: string;
   colName: string;
@@ -38,7 +46,10 @@ export interface CorrelationMatrix {
   rowOrder: number[];
   colOrder: number[];
   window: MatrixWindow;
-  /** "mean": each cell is the mean over a block of positions; "none": one cell per pair. */
+  /**
+   * "mean": each cell is the mean over a block of positions; "max_abs": the block's signed
+   * value of largest |ρ|; "none": one cell per pair.
+   */
   reduction: string;
   /** Cell (i, j) covers positions rowEdges[i]..rowEdges[i+1]-1 × colEdges[j]..colEdges[j+1]-1. */
   rowEdges: number[];
@@ -91,8 +102,16 @@ export async function fetchMatrix(
   order: ChannelOrder,
   size: number,
   window: MatrixWindow | null,
+  reduce: BlockReduction = "mean",
 ): Promise<CorrelationMatrix> {
-  const params = new URLSearchParams({ run, tag, step: String(step), order, size: String(size) });
+  const params = new URLSearchParams({
+    run,
+    tag,
+    step: String(step),
+    order,
+    size: String(size),
+    reduce,
+  });
   if (window) {
     params.set("row_start", String(window.rowStart));
     params.set("row_end", String(window.rowEnd));
@@ -112,6 +131,9 @@ export async function fetchMatrix(
     tag,
     step: Number(raw.step),
     samples: Number(raw.samples ?? 0),
+    channelDim: Number(raw.channel_dim ?? 0),
+    activationShape: numbers(raw.activation_shape),
+    rankDeficient: raw.rank_deficient === true,
     cross: raw.cross === true,
     rowName: String(raw.row_name ?? ""),
     colName: String(raw.col_name ?? ""),

@@ -297,7 +297,7 @@ export class CorrelationHeatmap {
         value: this.describe(d.colEdges, d.colOrder, j),
       },
       {
-        label: block ? "mean ρ" : "ρ",
+        label: !block ? "ρ" : d.reduction === "max_abs" ? "ρ of largest |ρ|" : "mean ρ",
         field: "rho",
         value: formatRho(d.values[i * d.cols + j]),
         strong: true,

@@ -15,7 +15,9 @@ import {
   fetchMatching,
   fetchMatrix,
   fetchSteps,
+  type BlockReduction,
   type ChannelOrder,
+  type CorrelationMatrix,
   type CorrelationSteps,
   type MatrixWindow,
 } from "./api";
@@ -26,6 +28,30 @@ import { MatchingChart, type MatchingLine } from "./matching_chart";
 const OVERVIEW_SIZE = 256;
 const MAX_SIDE = 420;
 
+/** Letters for an activation's dims given where its channels are, e.g. "(N, L, C)". */
+export function layoutOf(ndim: number, channelDim: number): string {
+  if (ndim < 2 || channelDim < 0 || channelDim >= ndim) return "";
+  const letters: string[] = [];
+  const positions = ndim - 2; // dims other than the batch and the channels
+  const names =
+    positions === 1 ? ["L"] : positions === 2 ? ["H", "W"] : positions === 3 ? ["D", "H", "W"] : [];
+  let next = 0;
+  for (let d = 0; d < ndim; d++) {
+    if (d === channelDim) letters.push("C");
+    else if (d === 0) letters.push("N");
+    else letters.push(names[next++] ?? `P${next}`);
+  }
+  return `(${letters.join(", ")})`;
+}
+
+/** "channels: dim 2 of (N, L, C) = [4, 128, 768]", or "" when the shape was not logged. */
+export function channelsText(m: Pick<CorrelationMatrix, "activationShape" | "channelDim">): string {
+  const shape = m.activationShape;
+  if (shape.length === 0) return "";
+  const layout = layoutOf(shape.length, m.channelDim);
+  return `channels: dim ${m.channelDim} of ${layout ? `${layout} = ` : ""}[${shape.join(", ")}]`;
+}
+
 addStyles(`
 .ds-corr-controls { display: flex; align-items: center; gap: 16px; flex-wrap: wrap; margin: 4px 0 8px; }
 .ds-corr-order { display: inline-flex; border: 1px solid #c6c6c6; border-radius: 4px; overflow: hidden; }
@@ -33,6 +59,7 @@ addStyles(`
 .ds-corr-order button + button { border-left: 1px solid #c6c6c6; }
 .ds-corr-order button[aria-pressed="true"] { background: #fff3e0; color: #e65100; font-weight: 500; }
 .ds-corr-order button:disabled { color: #bdbdbd; cursor: default; }
+.ds-corr-facts { font-size: 11px; color: #616161; }
 .ds-corr-panels { display: flex; flex-wrap: wrap; gap: 12px 24px; }
 .ds-corr-panel { min-width: 260px; }
 .ds-corr-panel-head { display: flex; align-items: center; gap: 8px; flex-wrap: wrap; font-size: 12px; margin-bottom: 2px; }
@@ -72,6 +99,9 @@ class CorrelationCard {
   private readonly sub = el("div", "ds-card-sub");
   private readonly orderBox = el("div", "ds-corr-order");
   private readonly orderButtons = new Map<ChannelOrder, HTMLButtonElement>();
+  private readonly reduceBox = el("div", "ds-corr-order");
+  private readonly reduceButtons = new Map<BlockReduction, HTMLButtonElement>();
+  private reduce: BlockReduction = "mean";
   private readonly slider: StepSlider;
   private readonly messages = el("div");
   private readonly panelsEl = el("div", "ds-corr-panels");
@@ -120,9 +150,36 @@ class CorrelationCard {
       this.orderButtons.set(order, b);
       this.orderBox.appendChild(b);
     }
+    this.reduceBox.dataset.testid = "reduce-toggle";
+    this.reduceBox.setAttribute("role", "group");
+    this.reduceBox.setAttribute("aria-label", "Overview cells");
+    const reduceLabels: Record<BlockReduction, [string, string]> = {
+      mean: ["mean", "each overview cell is the mean ρ of its block of channel pairs"],
+      max_abs: [
+        "max |ρ|",
+        "each overview cell is the ρ of largest magnitude in its block: a lone strong pair stays visible",
+      ],
+    };
+    for (const reduce of ["mean", "max_abs"] as BlockReduction[]) {
+      const [label, title] = reduceLabels[reduce];
+      const b = el("button", "", label);
+      b.type = "button";
+      b.dataset.reduce = reduce;
+      b.title = title;
+      b.setAttribute("aria-pressed", String(reduce === this.reduce));
+      b.addEventListener("click", () => this.setReduce(reduce));
+      this.reduceButtons.set(reduce, b);
+      this.reduceBox.appendChild(b);
+    }
     this.slider = new StepSlider((step) => this.showStep(step));
     const controls = el("div", "ds-corr-controls");
-    controls.append(el("span", "ds-muted", "Order"), this.orderBox, this.slider.element);
+    controls.append(
+      el("span", "ds-muted", "Order"),
+      this.orderBox,
+      el("span", "ds-muted", "Cells"),
+      this.reduceBox,
+      this.slider.element,
+    );
     this.curvesEl.dataset.testid = "matching-curves";
     this.curvesEl.append(this.semi.element, this.bipartite.element);
     this.curvesEl.hidden = true;
@@ -195,6 +252,18 @@ class CorrelationCard {
     for (const panel of this.panels.values()) panel.resetZoom(false);
     const step = this.slider.value;
     if (step !== null) this.showStep(step);
+  }
+
+  private setReduce(reduce: BlockReduction): void {
+    if (reduce === this.reduce) return;
+    this.reduce = reduce;
+    for (const [r, b] of this.reduceButtons) b.setAttribute("aria-pressed", String(r === reduce));
+    const step = this.slider.value;
+    if (step !== null) for (const panel of this.panels.values()) panel.load(step);
+  }
+
+  reduceFor(): BlockReduction {
+    return this.reduce;
   }
 
   private async loadSteps(): Promise<void> {
@@ -308,6 +377,8 @@ class RunPanel {
   readonly element = el("div", "ds-corr-panel");
   private readonly heatmap: CorrelationHeatmap;
   private readonly info = el("span", "ds-muted");
+  private readonly facts = el("div", "ds-corr-facts");
+  private readonly fewSamples = el("div", "ds-warn");
   private readonly dead = el("span", "ds-badge");
   private readonly resetButton = el("button", "ds-link", "reset zoom");
   private readonly error = el("div", "ds-error");
@@ -342,7 +413,11 @@ class RunPanel {
     this.resetButton.addEventListener("click", () => this.resetZoom(true));
     head.append(swatch(color), name, this.info, this.dead, this.resetButton);
     this.error.hidden = true;
-    this.element.append(head, this.error, this.heatmap.element);
+    this.facts.dataset.testid = "channel-facts";
+    this.fewSamples.dataset.testid = "few-samples";
+    this.fewSamples.setAttribute("role", "status");
+    this.fewSamples.hidden = true;
+    this.element.append(head, this.facts, this.fewSamples, this.error, this.heatmap.element);
   }
 
   showError(message: string): void {
@@ -361,28 +436,48 @@ class RunPanel {
     const step = this.card.runStep(this.run, cardStep);
     if (step === null) return;
     const id = ++this.request;
-    fetchMatrix(this.run, this.card.tagName(), step, this.card.orderFor(), OVERVIEW_SIZE, this.zoom)
+    fetchMatrix(
+      this.run,
+      this.card.tagName(),
+      step,
+      this.card.orderFor(),
+      OVERVIEW_SIZE,
+      this.zoom,
+      this.card.reduceFor(),
+    )
       .then((m) => {
         if (id !== this.request) return; // a newer request is on its way
         this.error.hidden = true;
         this.last = m;
         this.resetButton.hidden = this.zoom === null;
         const [R, C] = m.shape;
-        const parts = [
-          `step ${m.step}`,
-          `${R} × ${C} channels`,
-          `${m.samples.toLocaleString()} samples`,
-        ];
-        if (m.reduction === "mean") {
+        const parts = [`step ${m.step}`, `${R} × ${C} channels`];
+        if (m.reduction !== "none") {
           const rb = m.rowEdges[1] - m.rowEdges[0];
           const cb = m.colEdges[1] - m.colEdges[0];
-          parts.push(`cells: means of ${rb} × ${cb} blocks`);
+          parts.push(
+            m.reduction === "max_abs"
+              ? `cells: largest |ρ| of ${rb} × ${cb} blocks`
+              : `cells: means of ${rb} × ${cb} blocks`,
+          );
         }
         if (m.redundantFraction !== null) {
           const percent = (m.redundantFraction * 100).toFixed(1);
           parts.push(`redundant (|ρ| > 0.9 to another): ${percent}%`);
         }
         this.info.textContent = parts.join(" · ");
+        const channels = channelsText(m);
+        this.facts.textContent = [channels, `${m.samples.toLocaleString()} samples`]
+          .filter((t) => t !== "")
+          .join(" · ");
+        this.facts.dataset.channelDim = String(m.channelDim);
+        this.facts.dataset.samples = String(m.samples);
+        this.fewSamples.hidden = !m.rankDeficient;
+        this.fewSamples.textContent = m.rankDeficient
+          ? `⚠ ${m.samples.toLocaleString()} samples for ${Math.max(R, C).toLocaleString()} ` +
+            `channels: the matrix has rank at most ${Math.max(m.samples - 1, 0)}, so its ` +
+            `correlations reflect too few samples, not the channels — log more probe inputs`
+          : "";
         const dead = m.cross ? m.rowDead.length + m.colDead.length : m.rowDead.length;
         this.dead.hidden = dead === 0;
         this.dead.className = "ds-badge ds-badge-bad";
