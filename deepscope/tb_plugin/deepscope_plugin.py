@@ -101,6 +101,7 @@ class DeepscopePlugin(base_plugin.TBPlugin):
             self._catalog.forget(experiment, run, tag)
             plugin_data = self._catalog.find(ctx, experiment, run, tag, "update_ratios")
         values, no_update, names = ratios.values, ratios.no_update, ratios.names
+        zero_weight = ratios.zero_weight
         if wanted:
             index = {name: j for j, name in enumerate(names)}
             missing = [name for name in wanted if name not in index]
@@ -112,29 +113,31 @@ class DeepscopePlugin(base_plugin.TBPlugin):
                 )
             columns = [index[name] for name in wanted]
             values, no_update, names = values[:, columns], no_update[:, columns], wanted
+            zero_weight = zero_weight[:, columns]
         head = {
             "run": run,
             "tag": tag,
             "steps": ratios.steps.tolist(),
             "wall_times": ratios.wall_times.tolist(),
             "names": names,
-            "non_finite": int((~np.isfinite(values) & ~no_update).sum()),
+            "non_finite": int((~np.isfinite(values) & ~no_update & ~zero_weight).sum()),
+            "zero_weight": np.argwhere(zero_weight).tolist(),
             "warnings": ratios.warnings,
         }
         if fmt == "base64":
             head["no_update"] = np.argwhere(no_update).tolist()
             head["values"] = {"dtype": "float32", "shape": list(values.shape), "base64": ""}
             return responses.respond_base64_json(request, head, values.astype("<f4").tobytes())
-        head["values"] = _json_matrix(values, no_update)
+        head["values"] = _json_matrix(values, no_update | zero_weight)
         return responses.respond_json(request, head)
 
 
-def _json_matrix(values: np.ndarray, no_update: np.ndarray) -> list:
-    """values as nested lists: numbers, null for no update, "NaN"/"Infinity"/"-Infinity"."""
+def _json_matrix(values: np.ndarray, not_measured: np.ndarray) -> list:
+    """values as nested lists: numbers, null where not measured, "NaN"/"Infinity"/"-Infinity"."""
     rows = values.tolist()
-    bad = np.argwhere(no_update | ~np.isfinite(values))
+    bad = np.argwhere(not_measured | ~np.isfinite(values))
     for i, j in bad.tolist():
-        if no_update[i, j]:
+        if not_measured[i, j]:
             rows[i][j] = None
         else:
             value = values[i, j]

@@ -174,7 +174,9 @@ class UpdateRatios:
     """An update-ratio series: values[i, j] is parameter names[j] at steps[i].
 
     `no_update[i, j]` is True where the parameter got no update (or was not
-    measured) in that step; values there are NaN and mean nothing.
+    measured) in that step; `zero_weight[i, j]` where its weight was exactly
+    zero before the step and moved (a fresh bias: the ratio is undefined).
+    Values at either are NaN and mean nothing.
     """
 
     steps: np.ndarray  # int64 [S]
@@ -182,6 +184,7 @@ class UpdateRatios:
     names: list[str]
     values: np.ndarray  # float32 [S, P]
     no_update: np.ndarray  # bool [S, P]
+    zero_weight: np.ndarray  # bool [S, P]
     warnings: list[str]
 
 
@@ -214,16 +217,29 @@ def read_update_ratios(
     chunks: list[bytes] = []
     own_rows: list[int] = []
     other_rows: list[tuple[int, np.ndarray, list[str]]] = []
-    no_update_marks: list[tuple[int, int]] = []  # (row, index into that row's names)
+    # (row, index into that row's names) of each mark.
+    no_update_marks: list[tuple[int, int]] = []
+    zero_weight_marks: list[tuple[int, int]] = []
     unknown_names_steps = []
     malformed_steps = []
     for datum in datums:
-        step = pb.UpdateRatiosStep.FromString(datum.numpy.item())
+        try:
+            step = pb.UpdateRatiosStep.FromString(datum.numpy.item())
+        except Exception:  # damaged bytes: this event's error, not the route's
+            malformed_steps.append(datum.step)
+            continue
         row = len(steps)
         # A block of K rows carries each row's step; a single step is the event's own.
         rows_steps = step.steps or (datum.step,)
         rows_times = step.wall_times or (datum.wall_time,)
-        if len(rows_times) != len(rows_steps):
+        width = len(step.names) or len(series_names)
+        size = width * len(rows_steps)
+        if (
+            len(rows_times) != len(rows_steps)
+            or any(i >= size for i in step.no_update)
+            or any(i >= size for i in step.zero_weight)
+            or set(step.no_update) & set(step.zero_weight)
+        ):
             malformed_steps.append(datum.step)
             continue
         if step.names:
@@ -244,9 +260,8 @@ def read_update_ratios(
         else:
             unknown_names_steps.append(datum.step)
             continue
-        if step.no_update:
-            width = len(step.names) or len(series_names)
-            no_update_marks.extend((row + int(i) // width, int(i) % width) for i in step.no_update)
+        no_update_marks.extend((row + int(i) // width, int(i) % width) for i in step.no_update)
+        zero_weight_marks.extend((row + int(i) // width, int(i) % width) for i in step.zero_weight)
         steps.extend(rows_steps)
         wall_times.extend(rows_times)
     warnings: list[str] = []
@@ -274,21 +289,24 @@ def read_update_ratios(
         values[row, cols] = row_values
         no_update[row, cols] = False
         row_columns[row] = cols
-    for row, i in no_update_marks:
-        j = row_columns[row][i] if row in row_columns else i
-        values[row, j] = np.nan
-        no_update[row, j] = True
+    zero_weight = np.zeros(values.shape, dtype=bool)
+    for marks, marked in ((no_update_marks, no_update), (zero_weight_marks, zero_weight)):
+        for row, i in marks:
+            j = row_columns[row][i] if row in row_columns else i
+            values[row, j] = np.nan
+            marked[row, j] = True
     steps_array = np.asarray(steps, dtype=np.int64)
     wall_times_array = np.asarray(wall_times, dtype=np.float64)
     if np.any(np.diff(steps_array) < 0):  # blocks of a restarted run may interleave
         order = np.argsort(steps_array, kind="stable")
         steps_array, wall_times_array = steps_array[order], wall_times_array[order]
-        values, no_update = values[order], no_update[order]
+        values, no_update, zero_weight = values[order], no_update[order], zero_weight[order]
     return UpdateRatios(
         steps=steps_array,
         wall_times=wall_times_array,
         names=list(columns),
         values=values,
         no_update=no_update,
+        zero_weight=zero_weight,
         warnings=warnings,
     )

@@ -168,3 +168,50 @@ def test_samples_per_plugin_flag_still_wins(trained_logdir, tensorboard_server):
     assert len(body["steps"]) == 4 * 10
     assert body["steps"][-1] == TRAIN_STEPS - 1  # the reservoir always keeps the latest
     assert body["steps"] == sorted(body["steps"])
+
+
+@pytest.fixture(scope="module")
+def zero_bias_logdir(tmp_path_factory):
+    """A run trained under watch() whose biases start at zero (as in Hugging Face models)."""
+    import torch
+
+    import deepscope
+
+    logdir = tmp_path_factory.mktemp("zero-bias")
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(6, 5), torch.nn.Tanh(), torch.nn.Linear(5, 2))
+    for layer in (model[0], model[2]):
+        torch.nn.init.zeros_(layer.bias)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    writer = deepscope.SummaryWriter(str(logdir / "zero-bias"))
+    x, y = torch.randn(32, 6), torch.randint(0, 2, (32,))
+    with deepscope.watch(model, optimizer, writer, every=1, spectra_every=None) as monitor:
+        for _ in range(4):
+            optimizer.zero_grad()
+            torch.nn.functional.cross_entropy(model(x), y).backward()
+            optimizer.step()
+    writer.close()
+    assert monitor.stats.zero_weight == 2 and monitor.stats.non_finite == 0
+    return logdir
+
+
+@pytest.mark.parametrize("load_fast", [False, True], ids=["load_fast=false", "load_fast=true"])
+def test_zero_initialised_biases_are_served_as_zero_weight(
+    zero_bias_logdir, tensorboard_server, load_fast
+):
+    base = tensorboard_server(zero_bias_logdir, load_fast=load_fast)
+    url = f"{base}{ROUTE}/update_ratios?run=zero-bias&tag=update_ratios"
+
+    def read(fmt):
+        status, body = get(f"{url}&format={fmt}")
+        return status == 200 and len(json.loads(body)["steps"]) == 4 and json.loads(body)
+
+    as_json = wait_until(lambda: read("json"), timeout=60, what="4 steps")
+    as_base64 = read("base64")
+    assert as_json["names"] == ["0.weight", "0.bias", "2.weight", "2.bias"]
+    for body in (as_json, as_base64):
+        assert body["zero_weight"] == [[0, 1], [0, 3]]  # the biases at step 0 only
+        assert body["non_finite"] == 0
+    assert as_json["values"][0][1] is None and as_json["values"][0][3] is None
+    assert all(isinstance(v, float) and v > 0 for row in as_json["values"][1:] for v in row)
+    assert as_base64["no_update"] == []

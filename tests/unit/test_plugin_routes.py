@@ -72,6 +72,14 @@ BLOCK_ROWS = {  # step: values of p, q, r (None: no update or absent)
     5: [None, 0.9, 1.0],
 }
 LONG_STEPS = 30  # more than the 10 samples TensorBoard keeps by default for an unknown plugin
+# run "zeros", tag "model": zero weights (undefined ratios) written by each verb; the last
+# block in other names than the series'. Rows the reader must give back: "Z" is a zero weight.
+ZERO_ROWS = {  # step: values of w, b, c
+    0: [1e-3, "Z", None],
+    1: [2e-3, 0.5, "Z"],
+    2: [3e-3, "Z", 0.25],
+    3: [None, "Z", 4e-3],
+}
 
 
 def _write_update_ratio_runs(logdir: Path) -> None:
@@ -117,6 +125,28 @@ def _write_update_ratio_runs(logdir: Path) -> None:
             )
     writer.close()
 
+    from deepscope.writer.summary import ZERO_WEIGHT
+
+    writer = deepscope.SummaryWriter(str(logdir / "zeros"))
+    writer.add_update_ratios("model", {"w": 1e-3, "b": ZERO_WEIGHT, "c": None}, global_step=0)
+    writer.add_update_ratio_block(
+        "model",
+        ["w", "b", "c"],
+        np.array([[2e-3, 0.5, 9.0], [3e-3, 9.0, 0.25]], dtype=np.float32),
+        steps=[1, 2],
+        wall_times=[1.0, 2.0],
+        zero_weight=np.array([[False, False, True], [False, True, False]]),
+    )
+    writer.add_update_ratio_block(
+        "model",
+        ["c", "b"],
+        np.array([[4e-3, 9.0]], dtype=np.float32),
+        steps=[3],
+        wall_times=[3.0],
+        zero_weight=np.array([[False, True]]),
+    )
+    writer.close()
+
     writer = deepscope.SummaryWriter(str(logdir / "long"))
     for step in range(LONG_STEPS):
         writer.add_update_ratios("model", {"w": (step + 1) * 1e-3}, global_step=step)
@@ -148,6 +178,25 @@ def _write_by_hand(logdir: Path) -> None:
     )
     value = summary_pb2.Summary.Value(tag="fc1", tensor=blob, metadata=spectrum)
     writer.file_writer.add_summary(summary_pb2.Summary(value=[value]), 0, 1.0)
+    writer.close()
+
+    # Damaged update-ratio events between good ones: bytes that do not parse, and marks
+    # that point past the event's values.
+    writer = TorchSummaryWriter(str(logdir / "damaged"))
+    writer.file_writer.add_summary(summary.update_ratios_pb("model", {"w": 0.5}), 0, 1.0)
+    for step, payload in (
+        (1, b"\xff\xff\xff not a message"),
+        # zero_weight (field 7) = [5], past the one value.
+        (2, summary.update_ratios_step(["w"], [0.5]).SerializeToString() + b"\x38\x05"),
+        # no_update (field 2) = [9], past the one value.
+        (3, summary.update_ratios_step(["w"], [0.5]).SerializeToString() + b"\x10\x09"),
+    ):
+        value = summary_pb2.Summary.Value(tag="model", tensor=summary._string_tensor(payload))
+        writer.file_writer.add_summary(summary_pb2.Summary(value=[value]), step, 1.0)
+    good = summary.update_ratios_summary(
+        "model", summary.update_ratios_step(["w"], [0.25]), metadata_names=None
+    )
+    writer.file_writer.add_summary(good, 4, 1.0)
     writer.close()
 
 
@@ -211,7 +260,16 @@ def _json_spelling(value):
 def test_tags_lists_every_deepscope_series(client):
     tags = get_json(client, "tags")
     version = metadata.SCHEMA_VERSION
-    assert set(tags) == {"alpha", "blocks", "changed", "restarted", "long", "future"}
+    assert set(tags) == {
+        "alpha",
+        "blocks",
+        "changed",
+        "restarted",
+        "long",
+        "future",
+        "zeros",
+        "damaged",
+    }
     assert tags["alpha"] == {
         "model": {"kind": "update_ratios", "version": version, "names": ALPHA_NAMES},
         "other": {"kind": "update_ratios", "version": version, "names": ["x"]},
@@ -363,6 +421,63 @@ def test_blocks_in_base64(client):
                 assert (
                     np.isnan(values[i, j]) if math.isnan(want) else values[i, j] == np.float32(want)
                 )
+
+
+# --- zero weights (undefined ratios) ---------------------------------------------------------
+
+
+def _zero_weight_pairs(names: list[str]) -> list[list[int]]:
+    columns = ["w", "b", "c"]
+    return [
+        [i, j]
+        for i, step in enumerate(sorted(ZERO_ROWS))
+        for j, name in enumerate(names)
+        if ZERO_ROWS[step][columns.index(name)] == "Z"
+    ]
+
+
+@pytest.mark.parametrize("fmt", ["json", "base64"])
+def test_zero_weights_are_listed_apart_and_not_non_finite(client, fmt):
+    body = get_json(client, "update_ratios", run="zeros", tag="model", format=fmt)
+    assert body["steps"] == sorted(ZERO_ROWS)
+    assert body["names"] == ["w", "b", "c"]
+    assert body["zero_weight"] == _zero_weight_pairs(body["names"])
+    assert body["non_finite"] == 0
+    assert body["warnings"] == []
+    if fmt == "json":
+        # Neither a number nor a non-finite measurement: null, told apart by zero_weight.
+        want = [
+            [None if v == "Z" else _json_spelling(v) for v in row] for row in ZERO_ROWS.values()
+        ]
+        assert body["values"] == want
+    else:
+        values = np.frombuffer(base64.b64decode(body["values"]["base64"]), "<f4").reshape(4, 3)
+        for i, j in body["zero_weight"]:
+            assert np.isnan(values[i, j])
+        assert [[i, j] for i, j in body["no_update"]] == [[0, 2], [3, 0]]
+        assert values[1, 1] == np.float32(0.5) and values[3, 2] == np.float32(4e-3)
+
+
+@pytest.mark.parametrize("fmt", ["json", "base64"])
+def test_zero_weights_follow_the_name_filter(client, fmt):
+    body = get_json(client, "update_ratios", run="zeros", tag="model", format=fmt, name=["c", "b"])
+    assert body["zero_weight"] == _zero_weight_pairs(["c", "b"])
+    assert body["zero_weight"] == [[0, 1], [1, 0], [2, 1], [3, 1]]
+
+
+def test_series_without_zero_weights_lists_none(client):
+    assert get_json(client, "update_ratios", run="alpha", tag="model")["zero_weight"] == []
+
+
+# --- damaged events --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", ["json", "base64"])
+def test_damaged_events_are_left_out_with_a_warning_not_a_500(client, fmt):
+    body = get_json(client, "update_ratios", run="damaged", tag="model", format=fmt)
+    assert body["steps"] == [0, 4]
+    (warning,) = body["warnings"]
+    assert "3 event(s)" in warning and "first at step 1" in warning and "malformed" in warning
 
 
 # --- a series whose parameter list changed -----------------------------------------------------
