@@ -4,7 +4,10 @@ One step of a saliency series is a blob sequence whose first blob is a
 serialized `SaliencyStep`: the raw inputs and maps (float16, so colour maps,
 sign modes and clipping are chosen in the tab, not baked in), the labels,
 predictions and each method's extras. The tag's first event carries
-`SaliencyInfo(method, input_shape)` in its metadata.
+`SaliencyInfo(method, input_shape)` in its metadata. Token series (text
+models) store the token ids (int64 [N, L]), one map value per token, the
+token texts when given, and `SaliencyInfo.input_kind = "tokens"` with the
+reduction over the embedding dim.
 
 Maps from any method are accepted as they are: deepscope's own, Captum's
 (tensors shaped like the inputs) or numpy arrays.
@@ -18,6 +21,7 @@ import numpy as np
 import torch
 from tensorboard.compat.proto import summary_pb2
 
+from deepscope.analysis.saliency.token_embeddings import REDUCTION_TEXT, TOKEN_REDUCTIONS
 from deepscope.proto import arrays
 from deepscope.proto import deepscope_pb2 as pb
 from deepscope.writer.summary import blob_sequence_summary
@@ -96,6 +100,34 @@ def _per_sample(name: str, values: object, count: int, integer: bool) -> np.ndar
     return array.astype(np.float32)
 
 
+def is_token_ids(inputs: object) -> bool:
+    """Whether `inputs` are token ids: an integer batch [N, L] (maps one value per token)."""
+    array = inputs.detach() if isinstance(inputs, torch.Tensor) else np.asarray(inputs)
+    if isinstance(array, torch.Tensor):
+        integer = not (array.is_floating_point() or array.is_complex() or array.dtype == torch.bool)
+    else:
+        integer = np.issubdtype(array.dtype, np.integer)
+    return bool(integer) and array.ndim == 2
+
+
+def _token_texts(tokens: Sequence[Sequence[str]], shape: tuple[int, ...]) -> list[str]:
+    """`tokens` (N lists of L strings) flattened row by row, shape checked."""
+    if isinstance(tokens, str) or len(tokens) != shape[0]:
+        raise ValueError(
+            f"tokens must be {shape[0]} lists (one per sample) of {shape[1]} strings, got "
+            f"{'a string' if isinstance(tokens, str) else f'{len(tokens)} items'}"
+        )
+    texts: list[str] = []
+    for row, sample in enumerate(tokens):
+        if isinstance(sample, str) or len(sample) != shape[1]:
+            raise ValueError(
+                f"tokens[{row}] must be {shape[1]} strings (one per token), got "
+                f"{'a string' if isinstance(sample, str) else len(sample)}"
+            )
+        texts.extend(str(text) for text in sample)
+    return texts
+
+
 def saliency_step(
     inputs: ArrayLike,
     maps: ArrayLike,
@@ -104,17 +136,21 @@ def saliency_step(
     baseline: ArrayLike | None = None,
     baseline_maps: ArrayLike | None = None,
     completeness_error: ArrayLike | None = None,
+    tokens: Sequence[Sequence[str]] | None = None,
 ) -> pb.SaliencyStep:
     """One step's `SaliencyStep`, shapes checked.
 
     Args:
-      inputs: the probe inputs [N, ...] (e.g. [N, C, H, W] images).
-      maps: the saliency maps, shaped like the inputs (size-1 dims broadcast).
+      inputs: the probe inputs [N, ...] (e.g. [N, C, H, W] images), or token ids:
+        an integer [N, L], stored as INT64.
+      maps: the saliency maps, shaped like the inputs (size-1 dims broadcast);
+        for token ids one value per token [N, L].
       labels, predictions: class indices [N].
       baseline: baseline inputs [N, ...], or one shared by all samples ([1, ...] or
-        one sample's shape), stored [1, ...].
+        one sample's shape), stored [1, ...]. Not for token ids.
       baseline_maps: maps at the baseline, shaped like the inputs.
       completeness_error: [N] (integrated gradients).
+      tokens: for token ids, the texts of the tokens: N lists of L strings.
     """
     input_array = _numpy("inputs", inputs)
     if input_array.ndim < 2 or input_array.shape[0] == 0:
@@ -123,11 +159,25 @@ def saliency_step(
             f"{list(input_array.shape)}; for one sample pass inputs[None]"
         )
     shape, count = input_array.shape, input_array.shape[0]
-    input_array = _float_values("inputs", input_array, shape)
+    token_ids = is_token_ids(input_array)
+    if tokens is not None and not token_ids:
+        raise ValueError(
+            f"tokens= names the tokens of token-id inputs (an integer [N, L]); these inputs "
+            f"are {input_array.dtype} of shape {list(shape)}"
+        )
+    if token_ids:
+        if baseline is not None:
+            raise ValueError(
+                "a baseline is not stored for token ids (it lives in embedding space); "
+                "name it in the method or description instead"
+            )
+        stored_inputs = arrays.encode_array(input_array.astype(np.int64))
+    else:
+        stored_inputs = compact_float_array(_float_values("inputs", input_array, shape))
     map_array = _float_values("maps", maps, shape)
-    step = pb.SaliencyStep(
-        inputs=compact_float_array(input_array), maps=compact_float_array(map_array)
-    )
+    step = pb.SaliencyStep(inputs=stored_inputs, maps=compact_float_array(map_array))
+    if tokens is not None:
+        step.token_texts.extend(_token_texts(tokens, shape))
     non_finite = int(np.count_nonzero(~np.isfinite(map_array.astype(np.float32))))
     if labels is not None:
         step.labels.CopyFrom(arrays.encode_array(_per_sample("labels", labels, count, True)))
@@ -153,11 +203,40 @@ def saliency_step(
     return step
 
 
-def saliency_plugin_data(method: str | None, input_shape: Sequence[int]) -> pb.PluginData:
-    """The `PluginData` of a saliency series: its method ("" if unknown) and one input's shape."""
+def saliency_plugin_data(
+    method: str | None,
+    input_shape: Sequence[int],
+    input_kind: str = "",
+    token_reduction: str = "",
+) -> pb.PluginData:
+    """The `PluginData` of a saliency series: its method ("" if unknown), one input's shape,
+    and for token ids input_kind "tokens" and how the maps were reduced per token."""
     return pb.PluginData(
         kind=pb.SALIENCY,
-        saliency=pb.SaliencyInfo(method=method or "", input_shape=[int(s) for s in input_shape]),
+        saliency=pb.SaliencyInfo(
+            method=method or "",
+            input_shape=[int(s) for s in input_shape],
+            input_kind=input_kind,
+            token_reduction=token_reduction,
+        ),
+    )
+
+
+def _series_facts(
+    step: pb.SaliencyStep, method: str | None, token_reduction: str | None
+) -> tuple[str, list[int], str, str]:
+    """(method, input shape, input kind, token reduction) of the series a step belongs to."""
+    tokens = step.inputs.dtype == pb.INT64
+    if token_reduction and not tokens:
+        raise ValueError("token_reduction= is for token-id inputs (an integer [N, L])")
+    if tokens and not token_reduction:
+        rule = TOKEN_REDUCTIONS.get(method or "")
+        token_reduction = REDUCTION_TEXT[rule] if rule else ""
+    return (
+        method or "",
+        [int(s) for s in step.inputs.shape[1:]],
+        "tokens" if tokens else "",
+        token_reduction or "",
     )
 
 
@@ -172,17 +251,21 @@ def saliency_pb(
     baseline_maps: ArrayLike | None = None,
     completeness_error: ArrayLike | None = None,
     description: str = "",
+    tokens: Sequence[Sequence[str]] | None = None,
+    token_reduction: str | None = None,
 ) -> summary_pb2.Summary:
     """A `Summary` with one step of saliency maps, its metadata included.
 
     For other writers: `file_writer.add_summary(saliency_pb(...), step)`.
     Arguments as `saliency_step`; `method` names how the maps were made
-    (free text for maps computed elsewhere, e.g. "captum.Saliency").
+    (free text for maps computed elsewhere, e.g. "captum.Saliency");
+    `token_reduction` how per-token maps were reduced over the embedding dim
+    (default: deepscope's rule for `method`).
     """
     step = saliency_step(
-        inputs, maps, labels, predictions, baseline, baseline_maps, completeness_error
+        inputs, maps, labels, predictions, baseline, baseline_maps, completeness_error, tokens
     )
-    plugin_data = saliency_plugin_data(method, step.inputs.shape[1:])
+    plugin_data = saliency_plugin_data(*_series_facts(step, method, token_reduction))
     return blob_sequence_summary(tag, [step.SerializeToString()], plugin_data, description)
 
 
@@ -203,8 +286,15 @@ class SaliencySummaries:
         baseline_maps: ArrayLike | None = None,
         completeness_error: ArrayLike | None = None,
         description: str = "",
+        tokens: Sequence[Sequence[str]] | None = None,
+        token_reduction: str | None = None,
     ) -> None:
         """Log one step of saliency maps of a batch of inputs, both stored raw (float16).
+
+        Token series: `inputs` are token ids (an integer [N, L], stored as int64),
+        `maps` one value per token [N, L], `tokens` optionally their texts (N
+        lists of L strings), `token_reduction` how each token's embedding
+        attribution became one value (default: deepscope's rule for `method`).
 
         Args:
           tag: the series, e.g. "digits" or "saliency/gradient"; one method and
@@ -224,15 +314,19 @@ class SaliencySummaries:
             method's maps or another input shape.
         """
         step = saliency_step(
-            inputs, maps, labels, predictions, baseline, baseline_maps, completeness_error
+            inputs, maps, labels, predictions, baseline, baseline_maps, completeness_error, tokens
         )
         series = self.__dict__.setdefault("_saliency_series", {})
-        facts = (method or "", [int(s) for s in step.inputs.shape[1:]])
+        facts = _series_facts(step, method, token_reduction)
         known = series.get(tag)
         if known is not None and known != facts:
+
+            def said(f) -> str:
+                kind = "token ids" if f[2] else "inputs"
+                return f"{f[0] or 'unnamed'} maps of {kind} shaped {f[1]}"
+
             raise ValueError(
-                f"tag {tag!r} holds {known[0] or 'unnamed'} maps of inputs shaped {known[1]}; "
-                f"log {facts[0] or 'unnamed'} maps of inputs shaped {facts[1]} under another tag"
+                f"tag {tag!r} holds {said(known)}; log {said(facts)} under another tag"
             )
         series[tag] = facts
         plugin_data = saliency_plugin_data(*facts) if self._first_event(tag) else None

@@ -16,14 +16,26 @@ from typing import Any
 import torch
 
 from deepscope.analysis import saliency as saliency_math
-from deepscope.analysis.saliency.target_scores import check_inputs
+from deepscope.analysis.saliency.model_state import preserved_model_state
+from deepscope.analysis.saliency.target_scores import check_inputs, class_scores, resolve_targets
+from deepscope.analysis.saliency.token_embeddings import (
+    check_token_ids,
+    embed,
+    resolve_embedding_module,
+)
+from deepscope.writer import module_names
 from deepscope.writer.hook_warnings import warn_from_hook
 
 DEFAULT_SALIENCY_EVERY = 500
 
 
-def _split_probe(probe: object) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """(inputs, labels or None) from a probe given as inputs or (inputs, labels)."""
+def _split_probe(
+    probe: object, token_ids: bool = False
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(inputs, labels or None) from a probe given as inputs or (inputs, labels).
+
+    token_ids: the inputs are token ids [N, L] (saliency over embeddings).
+    """
     if isinstance(probe, (tuple, list)):
         if len(probe) != 2:
             raise ValueError(
@@ -32,7 +44,10 @@ def _split_probe(probe: object) -> tuple[torch.Tensor, torch.Tensor | None]:
         inputs, labels = probe
     else:
         inputs, labels = probe, None
-    check_inputs(inputs)
+    if token_ids:
+        check_token_ids(inputs)
+    else:
+        check_inputs(inputs)
     inputs = inputs.detach().clone()
     if labels is not None:
         labels = torch.as_tensor(labels).detach()
@@ -60,6 +75,15 @@ class SaliencyWatcher:
       method_options: method name → its options, e.g.
         {"integrated_gradients": {"n_steps": 32}}.
       eval_mode: measure in eval mode (the model's mode is restored after).
+      embeddings: for text models: the model's input embedding module (e.g.
+        `model.get_input_embeddings()`) or its name; the probe is then token ids
+        [N, L] and the maps one value per token, attributed over the embeddings.
+      tokens: with embeddings, the probe's token texts (N lists of L strings),
+        shown in the tab instead of the ids.
+
+    The probe is checked once here: one forward pass (in the measuring mode,
+    restored after) must give class scores the labels fit, or a ValueError
+    says why. A `torch.compile`d model is measured through the module it wraps.
 
     Attributes:
       runs: measurements made; non_finite: non-finite map values seen (warned once).
@@ -76,6 +100,8 @@ class SaliencyWatcher:
         methods: Sequence[str] = ("gradient",),
         method_options: Mapping[str, Mapping[str, Any]] | None = None,
         eval_mode: bool = True,
+        embeddings: torch.nn.Module | str | None = None,
+        tokens: Sequence[Sequence[str]] | None = None,
     ):
         if not isinstance(model, torch.nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -93,16 +119,55 @@ class SaliencyWatcher:
         stray = sorted(set(method_options) - set(methods))
         if stray:
             raise ValueError(f"saliency method_options for methods not measured: {stray}")
-        self.model = model
+        # Probe passes run the eager module: hooks on a compiled graph's
+        # submodules are not always called, and the probe's cost is small.
+        self.model = module_names.eager_module(model)
         self.writer = writer
         self.every = every
         self.methods = methods
         self.method_options = {m: dict(method_options.get(m, {})) for m in methods}
         self.eval_mode = eval_mode
-        self._inputs, self._labels = _split_probe(probe)
+        self.embeddings = None
+        if embeddings is not None:
+            if isinstance(embeddings, str):
+                (embeddings,) = module_names.find_modules(
+                    model, [embeddings], "saliency embeddings"
+                )
+            self.embeddings = resolve_embedding_module(self.model, embeddings)
+        elif tokens is not None:
+            raise ValueError(
+                "saliency tokens= names the tokens of a token probe: give embeddings= too"
+            )
+        self._inputs, self._labels = _split_probe(probe, token_ids=self.embeddings is not None)
+        self.tokens = [list(row) for row in tokens] if tokens is not None else None
+        if self.tokens is not None:
+            count, length = self._inputs.shape
+            if len(self.tokens) != count or any(len(row) != length for row in self.tokens):
+                raise ValueError(
+                    f"saliency tokens must be {count} lists of {length} strings, one per token "
+                    "of the probe"
+                )
+        self._check_probe()
         self.runs = 0
         self.non_finite = 0
         self._warned_non_finite = False
+
+    def _check_probe(self) -> None:
+        """One forward pass on the probe: scores found, labels in range, or a ValueError."""
+        inputs, labels = self._probe_on_model_device()
+        try:
+            with torch.no_grad(), preserved_model_state(self.model, self.eval_mode):
+                if self.embeddings is not None:
+                    embed(self.model, self.embeddings, inputs)
+                scores = class_scores(self.model(inputs.clone()))
+                if scores.shape[0] != inputs.shape[0]:
+                    raise ValueError(
+                        f"the model's scores have {scores.shape[0]} rows for {inputs.shape[0]} "
+                        "probe inputs: it must return one row of class scores per input"
+                    )
+                resolve_targets(labels, scores)
+        except Exception as error:
+            raise ValueError(f"saliency probe of shape {list(inputs.shape)}: {error}") from error
 
     def _probe_on_model_device(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         parameter = next(self.model.parameters(), None)
@@ -124,6 +189,7 @@ class SaliencyWatcher:
                     labels,
                     method,
                     eval_mode=self.eval_mode,
+                    embeddings=self.embeddings,
                     **self.method_options[method],
                 )
                 self._count_non_finite(method, result.non_finite, step)
@@ -138,6 +204,8 @@ class SaliencyWatcher:
                     baseline=result.baseline,
                     baseline_maps=result.baseline_maps,
                     completeness_error=result.completeness_error,
+                    tokens=self.tokens,
+                    token_reduction=result.token_reduction or None,
                 )
             except Exception as error:  # the other methods still run
                 failures.append((method, error))

@@ -109,17 +109,86 @@ def test_watch_logs_each_methods_maps_and_leaves_training_unchanged(tmp_path, re
 
 
 def test_watcher_failures_are_recorded_and_training_goes_on(tmp_path):
-    bad_probe = (PROBE[0], torch.tensor([0, 1, 2, 7]))  # class 7 of 3
+    # A probe that passes the check at watch() time; the method's options fail at each step.
     with warnings.catch_warnings(record=True):
         warnings.simplefilter("always")
         _, monitor = _train(
             3,
-            dict(saliency_probe=bad_probe, saliency_every=1, saliency_methods=["gradient"]),
+            dict(
+                saliency_probe=PROBE,
+                saliency_every=1,
+                saliency_methods=["integrated_gradients"],
+                saliency_options={"integrated_gradients": {"n_steps": 0}},
+            ),
             tmp_path,
         )
     assert monitor.stats.steps_seen == 3
     assert monitor.stats.error_count == 3
-    assert "out of range for a model with 3 outputs" in monitor.stats.errors[0]
+    assert "n_steps must be at least 1" in monitor.stats.errors[0]
+
+
+def test_a_bad_probe_is_refused_once_when_watching(tmp_path):
+    torch.manual_seed(0)
+    model = Net().train()
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    writer = deepscope.SummaryWriter(str(tmp_path))
+    bad_labels = (PROBE[0], torch.tensor([0, 1, 2, 7]))  # class 7 of 3
+    with pytest.raises(ValueError, match="saliency probe .*out of range for a model with 3"):
+        deepscope.watch(model, optimizer, writer, saliency_probe=bad_labels)
+    with pytest.raises(ValueError, match=r"saliency probe of shape \[4, 2, 6, 6\]"):
+        SaliencyWatcher(model, writer, probe=torch.zeros(4, 2, 6, 6))  # 2 channels, not 1
+    assert model.training and all(m.training for m in model.modules())  # mode restored
+    for key, value in model.state_dict().items():  # batch-norm statistics untouched
+        assert torch.equal(value, state[key]), key
+
+    class Talks(torch.nn.Module):
+        def forward(self, x):
+            return {"text": "no scores here"}
+
+    with pytest.raises(ValueError, match="saliency probe .*keys \\['text'\\]"):
+        SaliencyWatcher(Talks(), writer, probe=PROBE[0])
+
+    class OneRow(torch.nn.Module):
+        def forward(self, x):
+            return x.sum(dim=0, keepdim=True).flatten(1)
+
+    with pytest.raises(ValueError, match="1 rows for 4 probe inputs"):
+        SaliencyWatcher(OneRow(), writer, probe=PROBE[0])
+    writer.close()
+
+
+def test_watch_measures_a_hugging_face_vit(tmp_path, read_values):
+    from transformers import ViTConfig, ViTForImageClassification
+
+    torch.manual_seed(0)
+    config = ViTConfig(
+        image_size=16,
+        patch_size=8,
+        num_channels=1,
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        num_labels=3,
+    )
+    model = ViTForImageClassification(config)
+    writer = deepscope.SummaryWriter(str(tmp_path))
+    probe = torch.rand(2, 1, 16, 16, generator=torch.Generator().manual_seed(1))
+    watcher = SaliencyWatcher(model, writer, probe=probe, methods=["gradient", "occlusion"])
+    watcher.measure(0)
+    writer.close()
+    step = pb.SaliencyStep.FromString(
+        read_values(tmp_path, "saliency/gradient")[0].value.tensor.string_val[0]
+    )
+    point = probe.clone().requires_grad_(True)
+    model.eval()
+    logits = model(point).logits
+    target = logits.argmax(dim=1)
+    (want,) = torch.autograd.grad(logits[torch.arange(2), target].sum(), point)
+    got = arrays.decode_array(step.maps)
+    np.testing.assert_allclose(got, want.numpy(), rtol=2**-10, atol=2**-10 * want.abs().max())
+    assert arrays.decode_array(step.predictions).tolist() == target.tolist()
 
 
 def test_non_finite_maps_warned_once_and_counted(tmp_path, read_values):

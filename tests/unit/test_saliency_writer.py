@@ -183,3 +183,48 @@ def test_saliency_pb_builder_carries_its_metadata():
     step = pb.SaliencyStep.FromString(value.tensor.string_val[0])
     np.testing.assert_array_equal(arrays.decode_array(step.maps), np.ones((1, 2, 3)))
     assert arrays.decode_array(step.labels).tolist() == [4]
+
+
+def test_token_series_store_ids_per_token_maps_texts_and_the_reduction(
+    writer, tmp_path, read_values
+):
+    ids = torch.tensor([[5, 0, 17], [2, 2, 9]])
+    maps = np.array([[0.5, -1.0, 0.25], [2.0, 0.0, -0.125]], dtype=np.float32)
+    texts = [["The", " cat", " sat"], ["A", " A", " dog"]]
+    writer.add_saliency(
+        "text/ig", ids, maps, labels=[1, 0], method="integrated_gradients", tokens=texts
+    )
+    writer.add_saliency("text/ig", ids, maps, global_step=1, method="integrated_gradients")
+    writer.add_saliency(
+        "text/own", ids.numpy().astype(np.int32), maps, token_reduction="max over dims"
+    )
+    writer.flush()
+    first, second = read_values(tmp_path, "text/ig")
+    info = _info(first)
+    assert info.input_kind == "tokens" and list(info.input_shape) == [3]
+    assert info.token_reduction == "sum over the embedding dim"  # deepscope's rule for IG
+    step = _step(first)
+    assert step.inputs.dtype == pb.INT64
+    assert arrays.decode_array(step.inputs).tolist() == ids.tolist()
+    np.testing.assert_array_equal(arrays.decode_array(step.maps), maps)  # exact in float16
+    assert list(step.token_texts) == ["The", " cat", " sat", "A", " A", " dog"]
+    assert list(_step(second).token_texts) == []  # texts are optional per step
+    own = _info(read_values(tmp_path, "text/own")[0])
+    assert own.input_kind == "tokens" and own.token_reduction == "max over dims"
+
+
+def test_token_series_errors(writer):
+    ids = np.array([[1, 2, 3]])
+    with pytest.raises(ValueError, match=r"tokens\[0\] must be 3 strings"):
+        writer.add_saliency("t", ids, np.zeros((1, 3)), tokens=[["a", "b"]])
+    with pytest.raises(ValueError, match="tokens must be 1 lists"):
+        writer.add_saliency("t", ids, np.zeros((1, 3)), tokens="abc")
+    with pytest.raises(ValueError, match="names the tokens of token-id inputs"):
+        writer.add_saliency("t", np.zeros((1, 3)), np.zeros((1, 3)), tokens=[["a", "b", "c"]])
+    with pytest.raises(ValueError, match="baseline is not stored for token ids"):
+        writer.add_saliency("t", ids, np.zeros((1, 3)), baseline=np.zeros((1, 3)))
+    with pytest.raises(ValueError, match="token_reduction= is for token-id inputs"):
+        writer.add_saliency("t", np.zeros((1, 3)), np.zeros((1, 3)), token_reduction="sum")
+    writer.add_saliency("t", ids, np.zeros((1, 3)), method="gradient")
+    with pytest.raises(ValueError, match="holds gradient maps of token ids shaped"):
+        writer.add_saliency("t", np.zeros((1, 3)), np.zeros((1, 3)), method="gradient")
