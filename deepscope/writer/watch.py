@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import operator
 import time
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -52,6 +53,24 @@ class _Measurement:
 
     def arrived(self) -> bool:
         return self.ready is None or self.ready.query()
+
+
+# The open monitor of each watched optimizer (an optimizer is watched once at a time).
+_MONITORS: weakref.WeakKeyDictionary[torch.optim.Optimizer, Monitor] = weakref.WeakKeyDictionary()
+
+
+def _refuse_if_watched(optimizer: torch.optim.Optimizer) -> None:
+    """Raise ValueError if an open monitor already watches `optimizer`."""
+    monitor = _MONITORS.get(optimizer)
+    if monitor is None:
+        return
+    log_dir = getattr(monitor.writer, "log_dir", None)
+    raise ValueError(
+        f"this optimizer is already watched by a deepscope monitor (tag {monitor.tag!r}"
+        + (f", log dir {log_dir!r}" if log_dir else "")
+        + "): a second one would log every step twice. Call close() on the first "
+        "monitor before watching again (or use `with deepscope.watch(...) as monitor:`)"
+    )
 
 
 class PeriodicMeasurer(Protocol):
@@ -119,6 +138,7 @@ class Monitor:
             raise TypeError(
                 f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}"
             )
+        _refuse_if_watched(optimizer)
         if not hasattr(writer, "add_update_ratio_block"):
             raise TypeError(
                 "writer must be a deepscope.SummaryWriter "
@@ -151,6 +171,8 @@ class Monitor:
             optimizer.register_step_pre_hook(self._before_step),
             optimizer.register_step_post_hook(self._after_step),
         ]
+        self._optimizer = weakref.ref(optimizer)
+        _MONITORS[optimizer] = self
 
     @property
     def names(self) -> list[str]:
@@ -287,6 +309,9 @@ class Monitor:
         for handle in self._handles:
             handle.remove()
         self._handles = []
+        optimizer = self._optimizer()
+        if optimizer is not None and _MONITORS.get(optimizer) is self:
+            del _MONITORS[optimizer]
         self.flush()
         for name, measurer in self.measurers.items():
             try:
@@ -368,6 +393,8 @@ def watch(
         saliency_options maps a method to its options, e.g.
         {"integrated_gradients": {"n_steps": 64}}.
     """
+    if isinstance(optimizer, torch.optim.Optimizer):
+        _refuse_if_watched(optimizer)  # before any measurer hooks the model
     measurers: list[PeriodicMeasurer] = []
     if spectra_every:
         measurers.append(SpectraWatcher(model, writer, every=spectra_every))

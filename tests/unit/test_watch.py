@@ -568,3 +568,24 @@ def test_a_zero_weight_that_does_not_move_is_no_update(writer, tmp_path, read_va
     assert monitor.stats.zero_weight == 0
     (row,) = [r for _, r in logged(read_values, None, tmp_path)]
     assert row["aux.bias"] is None
+
+
+def test_watching_an_optimizer_twice_is_refused_until_the_first_monitor_is_closed(
+    writer, tmp_path, read_values
+):
+    model, optimizer = _make("adam")
+    first = deepscope.watch(model, optimizer, writer, every=1, spectra_every=None)
+    with pytest.raises(ValueError, match=r"already watched.*close\(\) on the first monitor"):
+        deepscope.watch(model, optimizer, writer, every=1, spectra_every=None)
+    with pytest.raises(ValueError, match="already watched"):
+        deepscope.Monitor(model, optimizer, writer, every=1)
+    assert _hook_counts(optimizer) == (1, 1)  # the refused ones left nothing behind
+    train(model, optimizer, 2)
+    first.close()
+    with deepscope.watch(model, optimizer, writer, every=1, spectra_every=None, start_step=2):
+        train(model, optimizer, 1)
+    # Another optimizer of the same model is its own business.
+    other = torch.optim.SGD(model.parameters(), lr=0.1)
+    deepscope.watch(model, other, writer, tag="sgd", spectra_every=None).close()
+    writer.flush()
+    assert [step for step, _ in logged(read_values, None, tmp_path)] == [0, 1, 2]  # once each
