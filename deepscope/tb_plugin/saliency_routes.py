@@ -7,8 +7,10 @@ float16 [N, ...input_shape], labels and predictions, for baseline-subtracted
 methods the baseline and its maps, for integrated gradients the completeness
 error. Arrays travel to the browser as the stored bytes (float16, or float32
 where the writer kept it) in base64, so a step of 16 MNIST digits costs about
-70 kB. Documented in docs/http_api.md. Decoded steps are cached by blob key, and
-step listings remembered, as `blob_steps` says.
+70 kB. Token series (text models: `SaliencyInfo.input_kind` "tokens") store
+token ids INT64 [N, L] and one map value per token; the ids and the token
+texts travel as JSON lists. Documented in docs/http_api.md. Decoded steps are
+cached by blob key, and step listings remembered, as `blob_steps` says.
 """
 
 from __future__ import annotations
@@ -61,6 +63,8 @@ class SaliencyRoutes:
             "tag": tag,
             "method": info.method,
             "input_shape": [int(n) for n in info.input_shape],
+            "input_kind": info.input_kind,
+            "token_reduction": info.token_reduction,
             "steps": [s.step for s in steps],
             "wall_times": [s.wall_time for s in steps],
             "num_samples": 0,
@@ -99,6 +103,8 @@ class SaliencyRoutes:
             "step": chosen.step,
             "wall_time": chosen.wall_time,
             "method": info.method,
+            "input_kind": info.input_kind,
+            "token_reduction": info.token_reduction,
             **body,
         }
         return responses.respond_base64_json(request, body, data)
@@ -173,6 +179,9 @@ def saliency_body(
     Arrays are cut to the chosen samples (a baseline of one input, shared by all
     samples, is sent once). `non_finite_per_sample[k]` counts NaN/±Inf among the
     maps (and baseline maps) of sample k as stored, so the tab can refuse to draw them.
+    Token series (inputs stored as INT64 token ids [N, L]) send the ids as JSON
+    `token_ids` [[...]] and the texts as `token_texts` [[...]] (null when not
+    logged) instead of an `inputs` array; their maps are [N, L].
     """
     maps = _decode(message.maps, "maps", step)
     inputs = _decode(message.inputs, "inputs", step)
@@ -186,6 +195,27 @@ def saliency_body(
     count = maps.shape[0]
     chosen = parse_samples(samples_text, count)
     take = np.asarray(chosen, dtype=np.int64)
+    tokens = message.inputs.dtype in (pb.INT64, pb.INT32)
+    token_ids = token_texts = None
+    if tokens:
+        if inputs.ndim != 2:
+            raise errors.InvalidArgumentError(
+                f"step {step}: token ids must be [N, L], got shape {list(inputs.shape)}"
+            )
+        token_ids = inputs[take].astype(np.int64).tolist()
+        if message.token_texts:
+            if len(message.token_texts) != inputs.size:
+                raise errors.InvalidArgumentError(
+                    f"step {step}: {len(message.token_texts)} token texts for "
+                    f"{inputs.shape[0]} × {inputs.shape[1]} token ids"
+                )
+            length = inputs.shape[1]
+            texts = list(message.token_texts)
+            token_texts = [texts[k * length : (k + 1) * length] for k in chosen]
+    elif message.token_texts:
+        raise errors.InvalidArgumentError(
+            f"step {step}: token texts stored with {inputs.dtype} inputs, which are not token ids"
+        )
     labels = _decode(message.labels, "labels", step)
     predictions = _decode(message.predictions, "predictions", step)
     completeness = _decode(message.completeness_error, "completeness_error", step)
@@ -201,12 +231,16 @@ def saliency_body(
         "predictions": _pick_ints(predictions, take, count),
         "completeness_error": None,
         "non_finite": int(message.non_finite),
+        "token_ids": token_ids,
+        "token_texts": token_texts,
     }
     if completeness is not None and completeness.size == count:
         head["completeness_error"] = responses.json_numbers(completeness.reshape(-1)[take])
     bad = ~np.isfinite(maps[take].reshape(len(chosen), -1))
     per_sample = bad.sum(axis=1)
-    slots = {"inputs": inputs[take], "maps": maps[take]}
+    slots = {"maps": maps[take]} if tokens else {"inputs": inputs[take], "maps": maps[take]}
+    if tokens:
+        head["inputs"] = None
     for name, array in (("baseline", baseline), ("baseline_maps", baseline_maps)):
         if array is None:
             head[name] = None

@@ -85,6 +85,30 @@ def _write(logdir: Path) -> dict:
     bad["maps"][3, 2, 1, :] = np.inf
     truth["captum"] = {3: bad}
     writer.file_writer.add_summary(_event("captum", 3, bad, "captum-ig", True, 3), 3, 1003.0)
+    # A token series (a text model's per-token maps) with the token texts, and one
+    # whose texts do not match its ids.
+    token_ids = np.array([[3, 14, 15, 9], [2, 6, 5, 3], [5, 8, 9, 7]], dtype=np.int64)
+    token_maps = (np.arange(12).reshape(3, 4) / 8 - 0.7).astype(np.float16)
+    texts = [f"t{k}" for k in range(12)]
+    truth["tokens"] = {"ids": token_ids, "maps": token_maps, "texts": texts}
+    for tag, stored_texts in (("text/ig", texts), ("text/bad", texts[:5])):
+        message = pb.SaliencyStep(
+            inputs=arrays.encode_array(token_ids),
+            maps=arrays.encode_array(token_maps),
+            labels=arrays.encode_array(np.array([1, 0, 1], dtype=np.int64)),
+            token_texts=stored_texts,
+        )
+        info = pb.PluginData(
+            kind=pb.SALIENCY,
+            saliency=pb.SaliencyInfo(
+                method="integrated_gradients",
+                input_shape=[4],
+                input_kind="tokens",
+                token_reduction="sum over the embedding dim",
+            ),
+        )
+        event = summary.blob_sequence_summary(tag, [message.SerializeToString()], info)
+        writer.file_writer.add_summary(event, 2, 1002.0)
     writer.file_writer.add_summary(summary.update_ratios_pb("ratios", {"w": 1e-3}), 0, 1.0)
     writer.close()
     return truth
@@ -246,6 +270,28 @@ def test_a_listing_older_than_listing_seconds_is_listed_again(monkeypatch, writt
     listed = provider.listings
     get_json(client, "saliency", run="probe", tag="saliency/gradient", step=30)
     assert provider.listings == listed + 1
+
+
+def test_token_series_send_ids_texts_and_per_token_maps(client, truth):
+    steps = get_json(client, "saliency_steps", run="probe", tag="text/ig")
+    assert steps["input_kind"] == "tokens" and steps["input_shape"] == [4]
+    assert steps["token_reduction"] == "sum over the embedding dim"
+    assert steps["num_samples"] == 3 and steps["steps"] == [2]
+    body = get_json(client, "saliency", run="probe", tag="text/ig", samples="2,0")
+    want = truth["tokens"]
+    assert body["input_kind"] == "tokens" and body["inputs"] is None
+    assert body["token_ids"] == want["ids"][[2, 0]].tolist()
+    assert body["token_texts"] == [want["texts"][8:12], want["texts"][0:4]]
+    np.testing.assert_array_equal(decode(body["maps"]), want["maps"][[2, 0]])
+    assert body["labels"] == [1, 1]
+    image = get_json(client, "saliency", run="probe", tag="saliency/gradient")
+    assert image["input_kind"] == "" and image["token_ids"] is None
+    assert image["token_texts"] is None
+
+
+def test_token_texts_that_do_not_match_the_ids_are_that_steps_error(client):
+    status, body, _ = get(client, "saliency", run="probe", tag="text/bad")
+    assert status == 400 and "5 token texts for 3 × 4 token ids" in body
 
 
 # ---------------------------------------------------------------- errors
