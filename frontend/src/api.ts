@@ -17,8 +17,74 @@ export interface TagInfo {
   details?: Record<string, unknown>;
 }
 
-/** run -> tag -> info */
+/** run -> tag -> info, in the route's order. Maps, so a run or tag may be named anything
+ * (`__proto__`, `constructor`, `hasOwnProperty`). */
+export type TagMap = Map<string, Map<string, TagInfo>>;
+
+/**
+ * run -> tag -> info as plain records (the older shape). The records have no prototype,
+ * so `index["__proto__"]` and `index["constructor"]` are the runs of those names or
+ * undefined, never Object's own. Prefer `fetchTagMap`.
+ */
 export type TagIndex = Record<string, Record<string, TagInfo>>;
+
+/** Own entries of a parsed JSON object, `__proto__` included (JSON.parse makes it an own key). */
+function ownEntries(value: Record<string, unknown>): Array<[string, unknown]> {
+  return Object.keys(value).map((key) => [key, value[key]]);
+}
+
+/** The `tags` route as Maps. */
+export async function fetchTagMap(): Promise<TagMap> {
+  return parseTags(await getJson("./tags"));
+}
+
+/** Validate a response of `tags` into run -> tag -> info Maps. */
+export function parseTags(raw: unknown): TagMap {
+  if (!isRecord(raw)) throw new Error("./tags: expected an object of runs");
+  const index: TagMap = new Map();
+  for (const [run, tags] of ownEntries(raw)) {
+    if (!isRecord(tags)) continue;
+    const byTag = new Map<string, TagInfo>();
+    for (const [tag, info] of ownEntries(tags)) {
+      if (!isRecord(info)) {
+        byTag.set(tag, { kind: "unknown", error: "malformed tag entry" });
+        continue;
+      }
+      const entry: TagInfo = { kind: typeof info.kind === "string" ? info.kind : "unknown" };
+      if (typeof info.version === "number") entry.version = info.version;
+      if (Array.isArray(info.names)) entry.names = info.names.map(String);
+      if (info.error !== undefined && info.error !== null) entry.error = String(info.error);
+      const details: Record<string, unknown> = Object.create(null) as Record<string, unknown>;
+      let hasDetails = false;
+      for (const [key, value] of ownEntries(info)) {
+        if (!["kind", "version", "names", "error"].includes(key)) {
+          details[key] = value;
+          hasDetails = true;
+        }
+      }
+      if (hasDetails) entry.details = details;
+      byTag.set(tag, entry);
+    }
+    index.set(run, byTag);
+  }
+  return index;
+}
+
+/** The Maps as prototype-free records (for callers of the older `TagIndex` shape). */
+export function tagIndexOf(map: TagMap): TagIndex {
+  const index = Object.create(null) as TagIndex;
+  for (const [run, tags] of map) {
+    const byTag = Object.create(null) as Record<string, TagInfo>;
+    for (const [tag, info] of tags) byTag[tag] = info;
+    index[run] = byTag;
+  }
+  return index;
+}
+
+/** The `tags` route in the older record shape (prototype-free records); see `fetchTagMap`. */
+export async function fetchTags(): Promise<TagIndex> {
+  return tagIndexOf(await fetchTagMap());
+}
 
 export interface UpdateRatios {
   run: string;
@@ -30,36 +96,14 @@ export interface UpdateRatios {
   values: Float32Array;
   /** 1 where parameter j got no update at step i (its value is NaN and means nothing). */
   noUpdate: Uint8Array;
+  /**
+   * 1 where parameter j's weight was exactly zero before step i (a fresh bias at step 0):
+   * ‖ΔW‖/‖W‖ is undefined there, not a numerical fault. All 0 when the route omits it.
+   */
+  zeroWeight: Uint8Array;
+  /** Non-finite values the route counted (zero-weight cells are not among them). */
   nonFinite: number;
   warnings: string[];
-}
-
-export async function fetchTags(): Promise<TagIndex> {
-  const raw = await getJson("./tags");
-  if (!isRecord(raw)) throw new Error("./tags: expected an object of runs");
-  const index: TagIndex = {};
-  for (const [run, tags] of Object.entries(raw)) {
-    if (!isRecord(tags)) continue;
-    const byTag: Record<string, TagInfo> = {};
-    for (const [tag, info] of Object.entries(tags)) {
-      if (!isRecord(info)) {
-        byTag[tag] = { kind: "unknown", error: "malformed tag entry" };
-        continue;
-      }
-      const entry: TagInfo = { kind: typeof info.kind === "string" ? info.kind : "unknown" };
-      if (typeof info.version === "number") entry.version = info.version;
-      if (Array.isArray(info.names)) entry.names = info.names.map(String);
-      if (info.error !== undefined && info.error !== null) entry.error = String(info.error);
-      const details: Record<string, unknown> = {};
-      for (const [key, value] of Object.entries(info)) {
-        if (!["kind", "version", "names", "error"].includes(key)) details[key] = value;
-      }
-      if (Object.keys(details).length > 0) entry.details = details;
-      byTag[tag] = entry;
-    }
-    index[run] = byTag;
-  }
-  return index;
 }
 
 export async function fetchUpdateRatios(run: string, tag: string): Promise<UpdateRatios> {
@@ -107,14 +151,9 @@ export function parseUpdateRatios(raw: unknown): UpdateRatios {
   } else {
     throw new Error("update_ratios: no values");
   }
-  if (Array.isArray(raw.no_update)) {
-    for (const pair of raw.no_update) {
-      if (!Array.isArray(pair)) continue;
-      const i = Number(pair[0]);
-      const j = Number(pair[1]);
-      if (i >= 0 && i < S && j >= 0 && j < P) noUpdate[i * P + j] = 1;
-    }
-  }
+  markPairs(raw.no_update, noUpdate, S, P);
+  const zeroWeight = new Uint8Array(S * P);
+  markPairs(raw.zero_weight, zeroWeight, S, P);
   return {
     run: String(raw.run ?? ""),
     tag: String(raw.tag ?? ""),
@@ -123,7 +162,21 @@ export function parseUpdateRatios(raw: unknown): UpdateRatios {
     names,
     values,
     noUpdate,
+    zeroWeight,
     nonFinite: typeof raw.non_finite === "number" ? raw.non_finite : 0,
     warnings: Array.isArray(raw.warnings) ? raw.warnings.map(String) : [],
   };
+}
+
+/** Set mask[i * P + j] for each [step index i, parameter index j] pair in range. */
+function markPairs(pairs: unknown, mask: Uint8Array, S: number, P: number): void {
+  if (!Array.isArray(pairs)) return;
+  for (const pair of pairs) {
+    if (!Array.isArray(pair)) continue;
+    const i = Number(pair[0]);
+    const j = Number(pair[1]);
+    if (Number.isInteger(i) && Number.isInteger(j) && i >= 0 && i < S && j >= 0 && j < P) {
+      mask[i * P + j] = 1;
+    }
+  }
 }

@@ -1,17 +1,58 @@
 // One card per tag: for update_ratios, a heatmap per selected run (one shared colour
-// scale), then a line chart of the chosen parameters with the runs overlaid.
+// scale, the same rows in every run), then a line chart of the chosen parameters with the
+// runs overlaid. At 200 parameters the rows are grouped by module path (collapsible,
+// numbered blocks under one row) and a filter box narrows the heatmaps and the chart.
 
 import { schemeTableau10 } from "d3-scale-chromatic";
 import type { TagInfo, UpdateRatios } from "./api";
 import { ColorScale } from "./colormap";
 import { Visibility, el, runError, swatch } from "./dom";
-import { formatInt } from "./format";
-import { Heatmap, LABEL_GAP, labelColumnWidth, type PlotFrame } from "./heatmap";
+import { ZERO_WEIGHT_TEXT, formatInt } from "./format";
+import {
+  Heatmap,
+  INDENT,
+  LABEL_GAP,
+  MAX_LABEL_WIDTH,
+  ZERO_WEIGHT_COLOR,
+  fitLabel,
+  rowLabelWidth,
+  textWidth,
+  type GroupSummary,
+  type HeatRow,
+  type PlotFrame,
+} from "./heatmap";
 import { boxItem, colorBarItem, lineSample } from "./legend";
 import { LineChart, type LineSeries } from "./linechart";
 import { NON_FINITE_COLOR, dashFor } from "./palette";
-import { farthestFromTarget, log10Extent, stepDomain } from "./stats";
+import {
+  buildTree,
+  defaultExpanded,
+  flatRows,
+  groupSegments,
+  labelCandidates,
+  paramFilter,
+  visibleRows,
+  type GroupNode,
+  type ParamTree,
+  type TreeRow,
+} from "./param_groups";
+import { RECENT_STEPS, log10Extent, mostExtreme, stepDomain } from "./stats";
 import type { DataStore } from "./store";
+import { addStyles } from "./style";
+
+addStyles(`
+.ds-ur-tools { display: flex; align-items: center; gap: 10px; flex-wrap: wrap; margin: 4px 0 6px; font-size: 12px; }
+.ds-ur-filter { width: 260px; max-width: 100%; padding: 3px 8px; border: 1px solid #c6c6c6; border-radius: 4px; background: #fff; }
+.ds-ur-filter:focus { outline: none; border-color: #f57c00; box-shadow: 0 0 0 1px #f57c00; }
+.ds-ur-filter.ds-invalid { border-color: #c62828; }
+.ds-ur-tools .ds-filter-error { color: #c62828; }
+.ds-ur-tools label { display: inline-flex; align-items: center; gap: 4px; color: #616161; }
+`);
+
+/** At most this many parameters (after filtering) show as plain rows, ungrouped. */
+export const FLAT_MAX = 40;
+/** About this many rows show at first when the parameters are grouped. */
+export const ROW_BUDGET = 36;
 
 export interface CardEntry {
   run: string;
@@ -25,18 +66,37 @@ export interface CardContext {
   generation: () => number;
 }
 
-const KIND_LABELS: Record<string, string> = {
-  update_ratios: "update ratios ‖ΔW‖/‖W‖ per parameter and step",
-  spectrum: "singular value spectra",
-  correlation: "channel correlations",
-  saliency: "saliency maps",
-};
+const KIND_LABELS = new Map<string, string>([
+  ["update_ratios", "update ratios ‖ΔW‖/‖W‖ per parameter and step"],
+  ["spectrum", "singular value spectra"],
+  ["correlation", "channel correlations"],
+  ["saliency", "saliency maps"],
+]);
+
+const CHART_HINT =
+  "Pick a parameter (click a heatmap row or use the menu) to plot its update ratio over steps.";
+
+/** The card's rows for the filters and expansion in force, and the label column they need. */
+interface RowSet {
+  signature: string;
+  rows: HeatRow[];
+  left: number;
+  /** Parameters that pass the filters, in logged order. */
+  shown: string[];
+  total: number;
+}
 
 export class TagCard {
   readonly element: HTMLElement;
   private readonly legendSlot: HTMLDivElement;
   private readonly sub: HTMLDivElement;
   private readonly messages: HTMLDivElement;
+  private readonly tools: HTMLDivElement;
+  private readonly filterInput: HTMLInputElement;
+  private readonly filterNote: HTMLSpanElement;
+  private readonly countNote: HTMLSpanElement;
+  private readonly summaryPicker: HTMLSelectElement;
+  private readonly expandAll: HTMLButtonElement;
   private readonly blocksEl: HTMLDivElement;
   private readonly chartSection: HTMLDivElement;
   private readonly picker: HTMLSelectElement;
@@ -50,6 +110,14 @@ export class TagCard {
   /** Parameters in the line chart; null until a default is chosen from the data. */
   private selected: string[] | null = null;
   private chartVisible = false;
+  private filterText = "";
+  /** The sidebar's tag filter when it narrows this tag's parameters (the tag itself does not match). */
+  private sidebarFilter: RegExp | null = null;
+  private summary: GroupSummary = "median";
+  /** Open groups, per filter (each filter's tree opens its own way at first). */
+  private readonly expanded = new Map<string, Set<string>>();
+  private rowSet: RowSet | null = null;
+  private tree: ParamTree | null = null;
 
   constructor(
     readonly tag: string,
@@ -63,6 +131,45 @@ export class TagCard {
     this.legendSlot = el("div");
     head.append(titles, this.legendSlot);
     this.messages = el("div");
+
+    this.tools = el("div", "ds-ur-tools");
+    this.filterInput = el("input", "ds-ur-filter");
+    this.filterInput.type = "search";
+    this.filterInput.placeholder = "Filter parameters (regex or text)";
+    this.filterInput.autocomplete = "off";
+    this.filterInput.spellcheck = false;
+    this.filterInput.dataset.testid = "param-filter";
+    this.filterInput.setAttribute("aria-label", `Filter the parameters of ${tag} (regex or text)`);
+    let debounce: number | undefined;
+    this.filterInput.addEventListener("input", () => {
+      window.clearTimeout(debounce);
+      debounce = window.setTimeout(() => {
+        this.filterText = this.filterInput.value;
+        this.onData();
+      }, 120);
+    });
+    this.countNote = el("span", "ds-muted");
+    this.countNote.dataset.testid = "param-count";
+    this.filterNote = el("span", "ds-filter-error");
+    this.filterNote.hidden = true;
+    const summaryLabel = el("label", "", "groups show the");
+    this.summaryPicker = el("select", "ds-select");
+    this.summaryPicker.dataset.testid = "group-summary";
+    for (const how of ["median", "max"] as const) {
+      const o = el("option", "", how);
+      o.value = how;
+      this.summaryPicker.appendChild(o);
+    }
+    this.summaryPicker.addEventListener("change", () => {
+      this.summary = this.summaryPicker.value === "max" ? "max" : "median";
+      this.onData();
+    });
+    summaryLabel.append(this.summaryPicker, "of their parameters per step");
+    this.expandAll = el("button", "ds-link");
+    this.expandAll.type = "button";
+    this.expandAll.dataset.testid = "expand-all";
+    this.expandAll.addEventListener("click", () => this.setAllExpanded());
+    this.tools.append(this.filterInput, this.countNote, this.filterNote, summaryLabel, this.expandAll);
     this.blocksEl = el("div");
 
     this.chartSection = el("div", "ds-chart-section");
@@ -76,13 +183,9 @@ export class TagCard {
     });
     this.chips = el("div", "ds-chips");
     chartHead.append(el("span", "ds-chart-title", "‖ΔW‖/‖W‖ over steps"), this.picker, this.chips);
-    this.chartHint = el(
-      "div",
-      "ds-placeholder",
-      "Pick a parameter (click a heatmap row or use the menu) to plot its update ratio over steps.",
-    );
+    this.chartHint = el("div", "ds-placeholder", CHART_HINT);
     this.chartSection.append(chartHead, this.chartHint, this.chart.element);
-    this.element.append(head, this.messages, this.blocksEl, this.chartSection);
+    this.element.append(head, this.messages, this.tools, this.blocksEl, this.chartSection);
 
     ctx.visibility.observe(this.chartSection, (visible) => {
       this.chartVisible = visible;
@@ -94,6 +197,19 @@ export class TagCard {
     this.ctx.visibility.unobserve(this.chartSection);
     for (const block of this.blocks.values()) block.dispose();
     this.blocks.clear();
+  }
+
+  /**
+   * The sidebar's tag filter (a case-insensitive regex; null when empty or invalid). When
+   * it does not match this tag, it narrows the tag's parameters to the names it matches.
+   */
+  setSidebarFilter(regex: RegExp | null): void {
+    const narrowing = regex !== null && regex.source !== "(?:)" && !regex.test(this.tag) ? regex : null;
+    if (narrowing?.source === this.sidebarFilter?.source && narrowing?.flags === this.sidebarFilter?.flags) {
+      return;
+    }
+    this.sidebarFilter = narrowing;
+    this.onData();
   }
 
   /** The runs (selected, with this tag) changed, or a refresh brought new tag info. */
@@ -108,7 +224,7 @@ export class TagCard {
     }
     this.ratioRuns = ratio;
     const kinds = new Set(entries.filter((e) => e.info.error === undefined).map((e) => e.info.kind));
-    this.sub.textContent = [...kinds].map((k) => KIND_LABELS[k] ?? k).join(" · ");
+    this.sub.textContent = [...kinds].map((k) => KIND_LABELS.get(k) ?? k).join(" · ");
 
     this.messages.replaceChildren();
     for (const entry of errors) {
@@ -142,6 +258,7 @@ export class TagCard {
       this.blocksEl.appendChild(block.element); // keeps run order
     }
     this.chartSection.hidden = ratio.length === 0;
+    this.tools.hidden = ratio.length === 0;
     this.legendSlot.replaceChildren();
     this.onData();
   }
@@ -158,21 +275,39 @@ export class TagCard {
   }
 
   isSelected(name: string): boolean {
-    return this.selected?.includes(name) ?? false;
+    return this.chartParams().includes(name);
   }
 
   toggleParam(name: string, on?: boolean): void {
-    const current = this.selected ?? [];
+    const current = this.chartParams();
     const has = current.includes(name);
     const want = on ?? !has;
     if (want === has && this.selected !== null) return;
-    this.selected = want ? [...current.filter((n) => n !== name), name] : current.filter((n) => n !== name);
+    const base = this.selected ?? [];
+    this.selected = want ? [...base.filter((n) => n !== name), name] : base.filter((n) => n !== name);
     for (const block of this.blocks.values()) block.heatmap.updateSelection();
     this.drawChart();
   }
 
+  /** A row was clicked: a group opens or closes, a parameter goes into or out of the chart. */
+  onRowClick(row: HeatRow): void {
+    if (row.kind === "param") {
+      this.toggleParam(row.names[0]);
+      return;
+    }
+    const open = this.openGroups();
+    if (open.has(row.key)) open.delete(row.key);
+    else open.add(row.key);
+    this.onData();
+  }
+
   contentWidth(): number {
     return Math.max(200, this.blocksEl.clientWidth || this.element.clientWidth - 34);
+  }
+
+  /** The rows every run's heatmap shows now. */
+  currentRows(): RowSet {
+    return this.rowSet ?? this.computeRows([]);
   }
 
   private loadAll(): void {
@@ -182,15 +317,21 @@ export class TagCard {
     }
   }
 
-  /** Data arrived (or layout changed): recompute the shared colour scale and redraw. */
-  onData(): void {
-    const loaded: UpdateRatios[] = [];
-    let lo = Infinity;
-    let hi = -Infinity;
+  private loaded(): UpdateRatios[] {
+    const out: UpdateRatios[] = [];
     for (const entry of this.ratioRuns) {
       const data = this.ctx.store.get(entry.run, this.tag)?.data;
-      if (!data) continue;
-      loaded.push(data);
+      if (data) out.push(data);
+    }
+    return out;
+  }
+
+  /** Data arrived, a filter or the layout changed: recompute the shared scales and rows, redraw. */
+  onData(): void {
+    const loaded = this.loaded();
+    let lo = Infinity;
+    let hi = -Infinity;
+    for (const data of loaded) {
       const ext = log10Extent(data);
       if (ext) {
         lo = Math.min(lo, ext[0]);
@@ -198,7 +339,10 @@ export class TagCard {
       }
     }
     const color = new ColorScale(lo <= hi ? [lo, hi] : null);
-    const frame = plotFrame(loaded);
+    const rowSet = this.computeRows(loaded);
+    const rowsChanged = rowSet.signature !== this.rowSet?.signature;
+    this.rowSet = rowSet;
+    const frame = plotFrame(loaded, rowSet.left);
     const scaleChanged =
       !color.equals(this.color) ||
       frame.left !== this.frame.left ||
@@ -212,17 +356,18 @@ export class TagCard {
       this.legendSlot.replaceChildren(colorLegend(this.color ?? color));
     }
     if (this.selected === null && loaded.length > 0) {
-      const pick = farthestFromTarget(loaded[0]);
+      const pick = mostExtreme(loaded);
       this.selected = pick ? [pick] : [];
     }
+    this.renderTools(rowSet);
     for (const block of this.blocks.values()) {
-      block.render(this.color ?? color, this.frame, scaleChanged);
+      block.render(this.color ?? color, this.frame, rowSet, this.summary, scaleChanged || rowsChanged);
     }
-    this.updatePicker(loaded);
+    this.updatePicker(rowSet.shown);
     this.drawChart();
   }
 
-  private updatePicker(loaded: readonly UpdateRatios[]): void {
+  private allNames(loaded: readonly UpdateRatios[]): string[] {
     const names: string[] = [];
     const seen = new Set<string>();
     const add = (n: string) => {
@@ -233,20 +378,130 @@ export class TagCard {
     };
     for (const d of loaded) d.names.forEach(add);
     for (const e of this.ratioRuns) e.info.names?.forEach(add);
+    return names;
+  }
+
+  /** Whether `name` passes the card's filter box and the sidebar's filter. */
+  private passes(): (name: string) => boolean {
+    const box = paramFilter(this.filterText);
+    const side = this.sidebarFilter;
+    return (name) => box.test(name) && (side === null || side.test(name));
+  }
+
+  private filterKey(): string {
+    return JSON.stringify([this.filterText, this.sidebarFilter?.source ?? null]);
+  }
+
+  private openGroups(): Set<string> {
+    const key = this.filterKey();
+    let open = this.expanded.get(key);
+    if (!open) {
+      open = this.tree ? defaultExpanded(this.tree, ROW_BUDGET) : new Set<string>();
+      // Remembered once there are names to group (the first call may come before any).
+      if (this.tree && this.tree.root.names.length > 0) this.expanded.set(key, open);
+    }
+    return open;
+  }
+
+  private computeRows(loaded: readonly UpdateRatios[]): RowSet {
+    const all = this.allNames(loaded);
+    const pass = this.passes();
+    const shown = all.filter(pass);
+    const tree = buildTree(shown, all);
+    this.tree = tree;
+    const grouped = shown.length > FLAT_MAX;
+    const treeRows: TreeRow[] = grouped ? visibleRows(tree, this.openGroups()) : flatRows(tree);
+    const signature = JSON.stringify([
+      all.join("\u0000"),
+      this.filterKey(),
+      this.summary,
+      treeRows.map((r) => [r.node.key, r.expanded]),
+    ]);
+    if (this.rowSet?.signature === signature) return this.rowSet;
+    const rows = treeRows.map((r) => heatRow(r, tree.prefix));
+    let widest = 0;
+    for (const row of rows) widest = Math.max(widest, rowLabelWidth(row));
+    return {
+      signature,
+      rows,
+      left: Math.max(MIN_LEFT, Math.min(MAX_LABEL_WIDTH, widest) + LABEL_GAP),
+      shown,
+      total: all.length,
+    };
+  }
+
+  private renderTools(rowSet: RowSet): void {
+    const { shown, total } = rowSet;
+    const groups = rowSet.rows.filter((r) => r.kind === "group").length;
+    this.countNote.textContent =
+      shown.length === total
+        ? `${formatInt(total)} parameters`
+        : `${formatInt(shown.length)} of ${formatInt(total)} parameters` +
+          (this.sidebarFilter ? ` (sidebar filter /${this.sidebarFilter.source}/)` : "");
+    const box = paramFilter(this.filterText);
+    this.filterInput.classList.toggle("ds-invalid", box.error !== undefined);
+    this.filterNote.hidden = box.error === undefined;
+    this.filterNote.textContent = box.error ?? "";
+    const grouped = shown.length > FLAT_MAX;
+    this.summaryPicker.parentElement!.hidden = !grouped;
+    this.expandAll.hidden = !grouped;
+    const anyClosed = rowSet.rows.some((r) => r.kind === "group" && !r.expanded);
+    this.expandAll.textContent = anyClosed || groups === 0 ? "expand all" : "collapse all";
+  }
+
+  private setAllExpanded(): void {
+    const tree = this.tree;
+    if (!tree) return;
+    const open = this.openGroups();
+    const rows = this.rowSet?.rows ?? [];
+    const anyClosed = rows.some((r) => r.kind === "group" && !r.expanded);
+    open.clear();
+    if (anyClosed) {
+      const walk = (g: GroupNode) => {
+        for (const c of g.children) {
+          if (c.kind === "group") {
+            open.add(c.key);
+            walk(c);
+          }
+        }
+      };
+      walk(tree.root);
+    }
+    this.onData();
+  }
+
+  /** What the chart plots: the chosen parameters that pass the filters, else the most extreme that does. */
+  private chartParams(): string[] {
+    if (this.selected === null) return [];
+    const pass = this.passes();
+    const chosen = this.selected.filter(pass);
+    if (chosen.length > 0 || (this.filterText.trim() === "" && this.sidebarFilter === null)) {
+      return chosen;
+    }
+    const shown = new Set(this.rowSet?.shown ?? []);
+    const pick = mostExtreme(this.loaded(), shown);
+    return pick ? [pick] : [];
+  }
+
+  private updatePicker(names: readonly string[]): void {
     const signature = names.join("\u0000");
     if (this.picker.dataset.signature === signature) return;
     this.picker.dataset.signature = signature;
     const first = el("option", "", "Add parameter…");
     first.value = "";
-    this.picker.replaceChildren(first, ...names.map((n) => {
-      const o = el("option", "", n);
-      o.value = n;
-      return o;
-    }));
+    this.picker.replaceChildren(
+      first,
+      ...names.map((n) => {
+        const o = el("option", "", n);
+        o.value = n;
+        return o;
+      }),
+    );
   }
 
   private drawChart(): void {
-    const selected = this.selected ?? [];
+    const selected = this.chartParams();
+    this.chart.element.dataset.params = JSON.stringify(selected);
     const withData = this.ratioRuns
       .map((e) => ({ entry: e, data: this.ctx.store.get(e.run, this.tag)?.data }))
       .filter((x): x is { entry: CardEntry; data: UpdateRatios } => x.data !== undefined);
@@ -260,9 +515,11 @@ export class TagCard {
         const P = data.names.length;
         const values = new Float32Array(S);
         const noUpdate = new Uint8Array(S);
+        const zeroWeight = new Uint8Array(S);
         for (let i = 0; i < S; i++) {
           values[i] = data.values[i * P + j];
           noUpdate[i] = data.noUpdate[i * P + j];
+          zeroWeight[i] = data.zeroWeight[i * P + j];
         }
         series.push({
           run: entry.run,
@@ -273,6 +530,7 @@ export class TagCard {
           steps: data.steps,
           values,
           noUpdate,
+          zeroWeight,
         });
       }
     });
@@ -288,9 +546,15 @@ export class TagCard {
       remove.title = `Remove ${param} from the chart`;
       remove.setAttribute("aria-label", `Remove ${param}`);
       remove.addEventListener("click", () => this.toggleParam(param, false));
-      chip.append(sample, el("span", "", param), remove);
+      const name = el("span", "", param);
+      chip.append(sample, name, remove);
       this.chips.appendChild(chip);
     });
+    if (this.selected !== null && this.selected.length === 1 && selected.length === 1 && this.selected[0] === selected[0]) {
+      this.chips.title =
+        `Opened on the parameter farthest from 1e-3: the median of its last ${RECENT_STEPS} ` +
+        "logged steps, in decades, over all runs";
+    }
 
     const show = series.length > 0;
     this.chartHint.hidden = show;
@@ -298,12 +562,38 @@ export class TagCard {
       this.chartHint.hidden = false;
       this.chartHint.textContent = "Loading…";
     } else {
-      this.chartHint.textContent =
-        "Pick a parameter (click a heatmap row or use the menu) to plot its update ratio over steps.";
+      this.chartHint.textContent = CHART_HINT;
     }
     this.chart.element.hidden = !show;
     if (show) this.chart.draw(series, this.contentWidth(), this.frame);
   }
+}
+
+/** A tree row as a heatmap row: its label fitted to the label column. */
+function heatRow(row: TreeRow, prefix: string): HeatRow {
+  const { node, depth } = row;
+  if (node.kind === "param") {
+    return {
+      key: node.key,
+      kind: "param",
+      names: [node.name],
+      label: fitLabel(labelCandidates(node.segments), MAX_LABEL_WIDTH - depth * INDENT),
+      title: node.name,
+      depth,
+      expanded: false,
+    };
+  }
+  const segments = groupSegments(node);
+  const extra = 18 + textWidth(` ${node.names.length}`);
+  return {
+    key: node.key,
+    kind: "group",
+    names: node.names,
+    label: fitLabel(labelCandidates(segments), MAX_LABEL_WIDTH - depth * INDENT - extra),
+    title: prefix + segments.join("."),
+    depth,
+    expanded: row.expanded,
+  };
 }
 
 class RunBlock {
@@ -313,7 +603,7 @@ class RunBlock {
   private readonly status: HTMLDivElement;
   private readonly warnings: HTMLDivElement;
   private visible = false;
-  private drawn: { data: UpdateRatios; width: number } | null = null;
+  private drawn: { data: UpdateRatios; width: number; rows: string } | null = null;
 
   constructor(
     private readonly card: TagCard,
@@ -333,7 +623,7 @@ class RunBlock {
       run,
       tag: card.tag,
       runColor: color,
-      onRowClick: (param) => card.toggleParam(param),
+      onRowClick: (row) => card.onRowClick(row),
       isSelected: (param) => card.isSelected(param),
     });
     this.heatmap.element.hidden = true;
@@ -360,7 +650,7 @@ class RunBlock {
     this.drawn = null;
   }
 
-  render(color: ColorScale, frame: PlotFrame, force: boolean): void {
+  render(color: ColorScale, frame: PlotFrame, rowSet: RowSet, summary: GroupSummary, force: boolean): void {
     const loaded = this.ctx.store.get(this.run, this.card.tag);
     if (!loaded) return;
     if (loaded.error !== undefined) {
@@ -377,7 +667,8 @@ class RunBlock {
     const data = loaded.data;
     if (!data) return;
     const width = this.card.contentWidth();
-    if (!force && this.drawn && this.drawn.data === data && this.drawn.width === width) return;
+    const d = this.drawn;
+    if (!force && d && d.data === data && d.width === width && d.rows === rowSet.signature) return;
     delete this.status.dataset.testid;
     this.meta.replaceChildren(
       `${formatInt(data.steps.length)} steps × ${formatInt(data.names.length)} parameters`,
@@ -392,40 +683,55 @@ class RunBlock {
       badge.title = "values that are NaN or ±Inf (red cells)";
       this.meta.append(" ", badge);
     }
+    const zeros = countOnes(data.zeroWeight);
+    if (zeros > 0) {
+      const badge = el("span", "ds-badge", `${formatInt(zeros)} × ‖W‖ = 0`);
+      badge.dataset.testid = "zero-weight-count";
+      badge.style.background = "#eceff1";
+      badge.style.color = "#455a64";
+      badge.title = `${ZERO_WEIGHT_TEXT}: the weight was exactly zero before the step (e.g. a fresh bias); not a fault`;
+      this.meta.append(" ", badge);
+    }
     this.warnings.replaceChildren(...data.warnings.map((w) => el("div", "ds-warn", w)));
     if (data.steps.length === 0 || data.names.length === 0) {
       this.status.className = "ds-placeholder";
       this.status.textContent = "No steps logged yet.";
       this.status.hidden = false;
       this.heatmap.element.hidden = true;
+    } else if (rowSet.rows.length === 0) {
+      this.status.className = "ds-placeholder";
+      this.status.textContent = "No parameter matches the filter.";
+      this.status.hidden = false;
+      this.heatmap.element.hidden = true;
     } else {
       this.status.hidden = true;
       this.heatmap.element.hidden = false;
-      this.heatmap.draw(data, color, width, frame);
+      this.heatmap.draw(data, rowSet.rows, summary, color, width, frame);
     }
-    this.drawn = { data, width };
+    this.drawn = { data, width, rows: rowSet.signature };
   }
+}
+
+function countOnes(mask: Uint8Array): number {
+  let n = 0;
+  for (let k = 0; k < mask.length; k++) n += mask[k];
+  return n;
 }
 
 /** Room the line chart's y axis needs on the left. */
 const MIN_LEFT = 64;
 
 /** The card's shared geometry: one label column and one step axis for all its runs. */
-function plotFrame(loaded: readonly UpdateRatios[]): PlotFrame {
-  const names = new Set<string>();
+function plotFrame(loaded: readonly UpdateRatios[], left: number): PlotFrame {
   let lo = Infinity;
   let hi = -Infinity;
   for (const d of loaded) {
-    d.names.forEach((n) => names.add(n));
     if (d.steps.length === 0) continue;
     const [a, b] = stepDomain(d.steps);
     lo = Math.min(lo, a);
     hi = Math.max(hi, b);
   }
-  return {
-    left: Math.max(MIN_LEFT, labelColumnWidth(names) + LABEL_GAP),
-    domain: lo < hi ? [lo, hi] : [0, 1],
-  };
+  return { left: Math.max(MIN_LEFT, left), domain: lo < hi ? [lo, hi] : [0, 1] };
 }
 
 function colorLegend(color: ColorScale): HTMLElement {
@@ -443,6 +749,11 @@ function colorLegend(color: ColorScale): HTMLElement {
   });
   const noUpdate = el("span", "ds-legend-item");
   noUpdate.append(el("span", "ds-box ds-hatch"), "no update");
-  legend.append(scaleItem, noUpdate, boxItem(NON_FINITE_COLOR, "non-finite (NaN, ±Inf)"));
+  legend.append(
+    scaleItem,
+    noUpdate,
+    boxItem(ZERO_WEIGHT_COLOR, ZERO_WEIGHT_TEXT),
+    boxItem(NON_FINITE_COLOR, "non-finite (NaN, ±Inf)"),
+  );
   return legend;
 }

@@ -14,12 +14,17 @@ const exp3 = locale.format(".2e");
 const siStep = locale.format("~s");
 const intFmt = locale.format(",d");
 
+/** What the tab says where the weight was exactly zero before the step. */
+export const ZERO_WEIGHT_TEXT = "‖W‖ = 0: ratio undefined";
+
 /**
  * An update ratio as the tab shows it: `1.23e-3`, `0`, `NaN`, `Infinity`, `-Infinity`,
- * or `no update` for a parameter that was not updated in that step.
+ * `no update` for a parameter that was not updated in that step, or ZERO_WEIGHT_TEXT
+ * where its weight was exactly zero before the step.
  */
-export function formatRatio(value: number, noUpdate: boolean): string {
+export function formatRatio(value: number, noUpdate: boolean, zeroWeight = false): string {
   if (noUpdate) return "no update";
+  if (zeroWeight) return ZERO_WEIGHT_TEXT;
   if (Number.isNaN(value)) return "NaN";
   if (value === Infinity) return "Infinity";
   if (value === -Infinity) return "-Infinity";
@@ -53,13 +58,4 @@ export function formatPow10(value: number): string {
 export function formatTime(date: Date): string {
   const p = (n: number) => String(n).padStart(2, "0");
   return `${p(date.getHours())}:${p(date.getMinutes())}:${p(date.getSeconds())}`;
-}
-
-/** Shorten `text` to at most `maxChars` characters by cutting its middle. */
-export function middleEllipsis(text: string, maxChars: number): string {
-  if (text.length <= maxChars) return text;
-  if (maxChars <= 1) return "…";
-  const keepEnd = Math.ceil((maxChars - 1) / 2);
-  const keepStart = maxChars - 1 - keepEnd;
-  return text.slice(0, keepStart) + "…" + text.slice(text.length - keepEnd);
 }

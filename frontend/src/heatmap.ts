@@ -1,48 +1,95 @@
-// One run's update ratios as a heatmap: rows are parameters, columns logged steps, colour
-// log10(ratio). Cells are painted into a <canvas> (10,000 steps x 60 parameters is fine);
-// axes and row labels are SVG on top of it.
+// One run's update ratios as a heatmap: rows are the card's rows (a parameter, or a module
+// group summarised by the median or the max of its parameters), columns logged steps,
+// colour log10(ratio). Cells are painted into a <canvas>; every row is ROW_H px tall and
+// labelled (HTML labels beside the canvas); past MAX_BODY_H the rows scroll, with the step
+// axis kept below them. A pixel where the run logged nothing stays empty (transparent).
 
 import { axisBottom } from "d3-axis";
 import { scaleLinear, type ScaleLinear } from "d3-scale";
 import { select } from "d3-selection";
 import type { UpdateRatios } from "./api";
 import type { ColorScale } from "./colormap";
-import { formatInt, formatRatio, formatStepTick, middleEllipsis } from "./format";
+import { formatInt, formatRatio, formatStepTick } from "./format";
 import { NO_UPDATE_DARK, NO_UPDATE_LIGHT, NON_FINITE_RGB } from "./palette";
-import { stepIndexAt, stepRange } from "./stats";
-import { LABEL_FONT } from "./style";
-import { appendHoverBox, hideHover, showRect } from "./svgchart";
-import { showTooltip, type TooltipRow } from "./tooltip";
+import { columnEnds, log10Extent, stepIndexAt, stepRange } from "./stats";
+import { LABEL_FONT, addStyles } from "./style";
+import { hideTooltip, showTooltip, type TooltipRow } from "./tooltip";
 
 const SVG_NS = "http://www.w3.org/2000/svg";
-const MAX_LABEL_WIDTH = 220;
-const LABEL_LINE = 12; // px a row label needs
+/** px per heatmap row: every row is tall enough for its label. */
+export const ROW_H = 16;
+/** px of rows shown before the rows scroll. */
+export const MAX_BODY_H = 560;
+/** px the label column may take at most. */
+export const MAX_LABEL_WIDTH = 280;
+/** px of indent per level of a row's label. */
+export const INDENT = 10;
+/** px before a group's label for its ▸/▾ toggle. */
+const TOGGLE_W = 12;
 /** px between a row label and the plot. */
-export const LABEL_GAP = 14;
+export const LABEL_GAP = 10;
+const AXIS_H = 34;
+
+/** Cells where the weight was exactly zero before the step: ‖ΔW‖/‖W‖ is undefined there. */
+export const ZERO_WEIGHT_COLOR = "#b3c7d6";
+const ZERO_WEIGHT_RGB: readonly [number, number, number] = [0xb3, 0xc7, 0xd6];
+
+addStyles(`
+.ds-ur-heatmap { position: relative; }
+.ds-ur-scroll { position: relative; overflow-y: auto; overflow-x: hidden; overscroll-behavior: contain; }
+.ds-ur-body { position: relative; }
+.ds-ur-body canvas { position: absolute; top: 0; display: block; cursor: crosshair; image-rendering: pixelated; }
+.ds-ur-row { position: absolute; left: 0; display: flex; align-items: center; gap: 2px; white-space: nowrap;
+  overflow: hidden; font: ${LABEL_FONT}; color: #424242; cursor: pointer; justify-content: flex-end; }
+.ds-ur-row:hover { color: #000; text-decoration: underline; }
+.ds-ur-row.ds-selected { color: #e65100; font-weight: 700; }
+.ds-ur-row[data-kind=group] { font-weight: 500; justify-content: flex-start; }
+.ds-ur-toggle { flex: none; width: ${TOGGLE_W}px; color: #757575; text-align: center; }
+.ds-ur-count { color: #9e9e9e; font-weight: 400; margin-left: 4px; }
+.ds-ur-hover { position: absolute; pointer-events: none; box-sizing: border-box;
+  border: 1.5px solid #212121; outline: 1px solid #fff; }
+.ds-ur-axis { display: block; overflow: visible; }
+.ds-ur-axis text { font: ${LABEL_FONT}; fill: #616161; }
+`);
+
+/** A row of the card's heatmaps (the same rows in every run's heatmap). */
+export interface HeatRow {
+  /** Unique among the rows. */
+  key: string;
+  kind: "param" | "group";
+  /** The parameters it shows: one for a parameter row, all under it for a group. */
+  names: readonly string[];
+  /** Its label, fitted to the label column. */
+  label: string;
+  /** The whole name: the parameter's, or the module path of a group. */
+  title: string;
+  depth: number;
+  /** For a group: whether its rows are shown below it. */
+  expanded: boolean;
+}
+
+/** What a group row's colour shows at each step: the median or the max of its parameters. */
+export type GroupSummary = "median" | "max";
 
 export interface HeatmapOptions {
   run: string;
   tag: string;
   runColor: string;
-  onRowClick: (name: string) => void;
+  onRowClick: (row: HeatRow) => void;
   isSelected: (name: string) => boolean;
 }
 
-interface Layout {
-  width: number;
-  height: number;
+/** What the heatmaps and the line chart of one card share, so their step axes line up. */
+export interface PlotFrame {
+  /** Left edge of the plot area, px (room for the widest row label). */
   left: number;
-  top: number;
-  plotW: number;
-  plotH: number;
-  rowH: number;
-  labelEvery: number;
-  labels: string[];
-  x: ScaleLinear<number, number>;
+  /** Step axis domain. */
+  domain: [number, number];
 }
 
 let measureCtx: CanvasRenderingContext2D | null = null;
-function textWidth(text: string): number {
+/** Width in px of `text` in the row labels' font. */
+export function textWidth(text: string): number {
   if (!measureCtx) {
     measureCtx = document.createElement("canvas").getContext("2d");
     if (!measureCtx) return text.length * 6.5;
@@ -51,43 +98,68 @@ function textWidth(text: string): number {
   return measureCtx.measureText(text).width;
 }
 
-/** The label shown for a parameter: the full name when it fits, else its middle cut out. */
-function fitLabel(name: string, maxWidth: number): string {
-  if (textWidth(name) <= maxWidth) return name;
-  let n = name.length - 1;
-  while (n > 4 && textWidth(middleEllipsis(name, n)) > maxWidth) n--;
-  return middleEllipsis(name, n);
+/** The first of `candidates` (longest first) within `maxWidth` px, else the last cut from the left. */
+export function fitLabel(candidates: readonly string[], maxWidth: number): string {
+  for (const c of candidates) if (textWidth(c) <= maxWidth) return c;
+  const last = candidates[candidates.length - 1] ?? "";
+  let n = last.length - 1;
+  while (n > 3 && textWidth(`…${last.slice(last.length - n)}`) > maxWidth) n--;
+  return `…${last.slice(last.length - n)}`;
 }
 
-/** What the heatmaps and the line chart of one card share, so their step axes line up. */
-export interface PlotFrame {
-  /** Left edge of the plot area, px (room for the widest parameter label). */
-  left: number;
-  /** Step axis domain. */
-  domain: [number, number];
+/** px a row's label takes: its text, indent and (for groups) toggle and count. */
+export function rowLabelWidth(row: Pick<HeatRow, "kind" | "label" | "depth" | "names">): number {
+  let w = row.depth * INDENT + textWidth(row.label);
+  if (row.kind === "group") w += TOGGLE_W + 6 + textWidth(` ${row.names.length}`);
+  return Math.ceil(w);
 }
 
-/** Width of the label column for these parameter names. */
-export function labelColumnWidth(names: Iterable<string>): number {
-  let widest = 0;
-  for (const name of names) widest = Math.max(widest, textWidth(name));
-  return Math.min(MAX_LABEL_WIDTH, Math.ceil(widest));
+// Per-column states of a cell (or of a group at one pixel column).
+const VALUE = 0;
+const NON_FINITE = 1;
+const NO_UPDATE = 2;
+const ZERO_WEIGHT = 3;
+const EMPTY = 4;
+
+/** Each parameter's colour per device-pixel column: mean log10 over the steps it shows. */
+interface Columns {
+  W: number;
+  colStart: Int32Array;
+  colEnd: Int32Array;
+  /** P x W, row-major by parameter: mean log10(ratio) over the column's updated steps. */
+  value: Float32Array;
+  /** P x W: VALUE, NON_FINITE, NO_UPDATE, ZERO_WEIGHT or EMPTY. */
+  state: Uint8Array;
 }
 
 export class Heatmap {
   readonly element: HTMLDivElement;
+  private readonly scroll: HTMLDivElement;
+  private readonly body: HTMLDivElement;
+  private readonly labels: HTMLDivElement;
   private readonly canvas: HTMLCanvasElement;
-  private readonly svg: SVGSVGElement;
+  private readonly hover: HTMLDivElement;
+  private readonly axis: SVGSVGElement;
   private data: UpdateRatios | null = null;
+  private index = new Map<string, number>();
+  private rows: readonly HeatRow[] = [];
+  private summary: GroupSummary = "median";
   private color: ColorScale | null = null;
-  private layout: Layout | null = null;
-  /** Per device-pixel column of the canvas: the first and last step index it shows. */
-  private colStart = new Int32Array(0);
-  private colEnd = new Int32Array(0);
+  private x: ScaleLinear<number, number> = scaleLinear();
+  private plotW = 0;
+  private columns: Columns | null = null;
+  private columnsKey = "";
 
   constructor(private readonly opts: HeatmapOptions) {
     this.element = document.createElement("div");
-    this.element.className = "ds-plot";
+    this.element.className = "ds-ur-heatmap";
+    this.scroll = document.createElement("div");
+    this.scroll.className = "ds-ur-scroll";
+    this.scroll.style.maxHeight = `${MAX_BODY_H}px`;
+    this.scroll.dataset.testid = "heatmap-rows";
+    this.body = document.createElement("div");
+    this.body.className = "ds-ur-body";
+    this.labels = document.createElement("div");
     this.canvas = document.createElement("canvas");
     this.canvas.dataset.testid = "heatmap";
     this.canvas.dataset.run = opts.run;
@@ -97,255 +169,342 @@ export class Heatmap {
       "aria-label",
       `Update ratios of run ${opts.run}, tag ${opts.tag}: parameters by step`,
     );
-    this.svg = document.createElementNS(SVG_NS, "svg");
-    this.element.append(this.canvas, this.svg);
+    this.hover = document.createElement("div");
+    this.hover.className = "ds-ur-hover";
+    this.hover.hidden = true;
+    this.body.append(this.labels, this.canvas, this.hover);
+    this.scroll.appendChild(this.body);
+    this.axis = document.createElementNS(SVG_NS, "svg");
+    this.axis.setAttribute("class", "ds-ur-axis");
+    this.element.append(this.scroll, this.axis);
     this.canvas.addEventListener("mousemove", (e) => this.onMove(e));
     this.canvas.addEventListener("mouseleave", () => this.onLeave());
     this.canvas.addEventListener("click", (e) => this.onClick(e));
+    this.scroll.addEventListener("scroll", () => this.onLeave(), { passive: true });
   }
 
-  draw(data: UpdateRatios, color: ColorScale, width: number, frame: PlotFrame): void {
+  draw(
+    data: UpdateRatios,
+    rows: readonly HeatRow[],
+    summary: GroupSummary,
+    color: ColorScale,
+    width: number,
+    frame: PlotFrame,
+  ): void {
+    if (data !== this.data) {
+      this.index = new Map(data.names.map((n, j) => [n, j]));
+    }
     this.data = data;
+    this.rows = rows;
+    this.summary = summary;
     this.color = color;
-    this.layout = this.computeLayout(data, width, frame);
-    this.drawSvg();
-    this.drawCanvas();
+    const right = 12;
+    this.plotW = Math.max(40, Math.floor(width - frame.left - right));
+    this.x = scaleLinear().domain(frame.domain).range([0, this.plotW]);
+    const fullW = frame.left + this.plotW + right;
+    this.element.style.width = `${fullW}px`;
+    this.body.style.height = `${rows.length * ROW_H}px`;
+    this.drawLabels(frame.left);
+    this.drawAxis(frame.left, fullW);
+    this.drawCanvas(frame);
     const c = this.canvas.dataset;
     c.steps = String(data.steps.length);
     c.params = String(data.names.length);
+    c.rows = String(rows.length);
     c.drawn = "true";
   }
 
   /** Re-style the row labels after the parameter selection changed. */
   updateSelection(): void {
-    select(this.svg)
-      .selectAll<SVGTextElement, string>("text.ds-rowlabel")
-      .classed("ds-selected", (name) => this.opts.isSelected(name));
+    for (const label of this.labels.children) {
+      const el = label as HTMLElement;
+      const name = el.dataset.name;
+      el.classList.toggle("ds-selected", name !== undefined && this.opts.isSelected(name));
+    }
   }
 
-  private computeLayout(d: UpdateRatios, width: number, frame: PlotFrame): Layout {
-    const P = Math.max(1, d.names.length);
-    const rowH = Math.max(3, Math.min(16, Math.floor(520 / P)));
-    const labelEvery = Math.max(1, Math.ceil(LABEL_LINE / rowH));
-    const left = frame.left;
-    const labels = d.names.map((name) => fitLabel(name, left - LABEL_GAP));
-    const top = 18;
-    const right = 12;
-    const bottom = 36;
-    const plotW = Math.max(40, Math.floor(width - left - right));
-    const plotH = rowH * P;
-    const x = scaleLinear().domain(frame.domain).range([0, plotW]);
-    return {
-      width: left + plotW + right,
-      height: top + plotH + bottom,
-      left,
-      top,
-      plotW,
-      plotH,
-      rowH,
-      labelEvery,
-      labels,
-      x,
-    };
+  private drawLabels(left: number): void {
+    const width = left - LABEL_GAP;
+    const nodes = this.rows.map((row, r) => {
+      const div = document.createElement("div");
+      div.className = "ds-ur-row";
+      div.dataset.key = row.key;
+      div.dataset.kind = row.kind;
+      div.dataset.row = String(r);
+      div.dataset.title = row.title;
+      div.style.top = `${r * ROW_H}px`;
+      div.style.height = `${ROW_H}px`;
+      div.style.width = `${width}px`;
+      div.style.paddingLeft = `${row.depth * INDENT}px`;
+      if (row.kind === "param") {
+        div.dataset.name = row.names[0];
+        div.title = `${row.title}\nclick to plot it below`;
+        div.textContent = row.label;
+        if (this.opts.isSelected(row.names[0])) div.classList.add("ds-selected");
+      } else {
+        div.dataset.expanded = String(row.expanded);
+        div.setAttribute("role", "button");
+        div.setAttribute("aria-expanded", String(row.expanded));
+        div.title = `${row.title}: ${row.names.length} parameters, the ${this.summary} of them per step\nclick to ${row.expanded ? "collapse" : "expand"}`;
+        const toggle = document.createElement("span");
+        toggle.className = "ds-ur-toggle";
+        toggle.textContent = row.expanded ? "▾" : "▸";
+        const text = document.createElement("span");
+        text.className = "ds-ur-label-text";
+        text.textContent = row.label;
+        const count = document.createElement("span");
+        count.className = "ds-ur-count";
+        count.textContent = String(row.names.length);
+        div.append(toggle, text, count);
+      }
+      div.addEventListener("click", () => this.opts.onRowClick(row));
+      return div;
+    });
+    this.labels.replaceChildren(...nodes);
   }
 
-  private drawSvg(): void {
-    const d = this.data;
-    const L = this.layout;
-    if (!d || !L) return;
-    this.element.style.width = `${L.width}px`;
-    this.element.style.height = `${L.height}px`;
-    const svg = select(this.svg).attr("width", L.width).attr("height", L.height);
+  private drawAxis(left: number, fullW: number): void {
+    const svg = select(this.axis).attr("width", fullW).attr("height", AXIS_H);
     svg.selectAll("*").remove();
-
-    svg
-      .append("text")
-      .attr("class", "ds-axis-label")
-      .attr("x", L.left - 8)
-      .attr("y", L.top - 6)
-      .attr("text-anchor", "end")
-      .text("parameter");
-
-    const rows = svg.append("g").attr("transform", `translate(${L.left - 8},${L.top})`);
-    const shown = d.names
-      .map((name, j) => ({ name, j }))
-      .filter(({ j }) => j % L.labelEvery === 0);
-    rows
-      .selectAll("text")
-      .data(shown.map((r) => r.name))
-      .join("text")
-      .attr("class", "ds-rowlabel")
-      .classed("ds-selected", (name) => this.opts.isSelected(name))
-      .attr("x", 0)
-      .attr("y", (_, k) => (shown[k].j + 0.5) * L.rowH)
-      .attr("dy", "0.35em")
-      .attr("text-anchor", "end")
-      .text((_, k) => L.labels[shown[k].j])
-      .on("click", (_, name) => this.opts.onRowClick(name))
-      .append("title")
-      .text((name) => `${name}\nclick to plot it below`);
-
-    const ticks = L.x.ticks(Math.max(2, Math.floor(L.plotW / 90))).filter(Number.isInteger);
+    const ticks = this.x.ticks(Math.max(2, Math.floor(this.plotW / 90))).filter(Number.isInteger);
     const axis = svg
       .append("g")
       .attr("class", "ds-axis")
-      .attr("transform", `translate(${L.left},${L.top + L.plotH})`)
-      .call(axisBottom(L.x).tickValues(ticks).tickFormat((v) => formatStepTick(Number(v))).tickSizeOuter(0));
+      .attr("transform", `translate(${left},0)`)
+      .call(
+        axisBottom(this.x)
+          .tickValues(ticks)
+          .tickFormat((v) => formatStepTick(Number(v)))
+          .tickSizeOuter(0),
+      );
     axis.select(".domain").attr("stroke", "#9e9e9e");
     svg
       .append("text")
       .attr("class", "ds-axis-label")
-      .attr("x", L.left + L.plotW / 2)
-      .attr("y", L.top + L.plotH + 32)
+      .attr("x", left + this.plotW / 2)
+      .attr("y", 30)
       .attr("text-anchor", "middle")
       .text("step");
-
-    appendHoverBox(svg);
   }
 
-  private drawCanvas(): void {
+  /** Each parameter's per-column colour, recomputed only when the data or the width changes. */
+  private computeColumns(W: number, dpr: number, frame: PlotFrame): Columns {
+    const d = this.data as UpdateRatios;
+    const key = `${W}:${dpr}:${frame.domain[0]}:${frame.domain[1]}`;
+    if (this.columns && this.columnsKey === key && this.columns.value.length === W * d.names.length) {
+      return this.columns;
+    }
+    const S = d.steps.length;
+    const P = d.names.length;
+    const ends = columnEnds(d.steps);
+    const colStart = new Int32Array(W);
+    const colEnd = new Int32Array(W);
+    for (let px = 0; px < W; px++) {
+      const [i0, i1] =
+        S === 0 ? [-1, -1] : stepRange(d.steps, ends, this.x.invert(px / dpr), this.x.invert((px + 1) / dpr));
+      colStart[px] = i0;
+      colEnd[px] = i1;
+    }
+    // With more steps than pixels a column summarises several: any non-finite value wins
+    // (so a NaN is never hidden), else the mean of log10 over the updated steps (a zero
+    // ratio counts as the smallest logged one), else "‖W‖ = 0", else "no update".
+    const zeroLog = log10Extent(d)?.[0] ?? -12;
+    const value = new Float32Array(P * W);
+    const state = new Uint8Array(P * W).fill(EMPTY);
+    const sum = new Float64Array(P);
+    const count = new Int32Array(P);
+    const flags = new Uint8Array(P); // bit 1: non-finite, 2: no update, 4: zero weight
+    const { values, noUpdate, zeroWeight } = d;
+    for (let px = 0; px < W; px++) {
+      const i0 = colStart[px];
+      if (i0 < 0) continue;
+      sum.fill(0);
+      count.fill(0);
+      flags.fill(0);
+      for (let i = i0; i <= colEnd[px]; i++) {
+        const base = i * P;
+        for (let j = 0; j < P; j++) {
+          const k = base + j;
+          if (noUpdate[k]) flags[j] |= 2;
+          else if (zeroWeight[k]) flags[j] |= 4;
+          else {
+            const v = values[k];
+            if (v > 0 && v < Infinity) {
+              sum[j] += Math.log10(v);
+              count[j]++;
+            } else if (v === 0) {
+              sum[j] += zeroLog;
+              count[j]++;
+            } else flags[j] |= 1;
+          }
+        }
+      }
+      for (let j = 0; j < P; j++) {
+        const at = j * W + px;
+        const f = flags[j];
+        if (f & 1) state[at] = NON_FINITE;
+        else if (count[j] > 0) {
+          state[at] = VALUE;
+          value[at] = sum[j] / count[j];
+        } else if (f & 4) state[at] = ZERO_WEIGHT;
+        else if (f & 2) state[at] = NO_UPDATE;
+      }
+    }
+    this.columns = { W, colStart, colEnd, value, state };
+    this.columnsKey = key;
+    return this.columns;
+  }
+
+  private drawCanvas(frame: PlotFrame): void {
     const d = this.data;
-    const L = this.layout;
     const color = this.color;
-    if (!d || !L || !color) return;
+    if (!d || !color) return;
     const dpr = Math.max(1, Math.min(3, window.devicePixelRatio || 1));
-    const W = Math.max(1, Math.round(L.plotW * dpr));
-    const H = Math.max(1, Math.round(L.plotH * dpr));
+    const plotH = this.rows.length * ROW_H;
+    const W = Math.max(1, Math.round(this.plotW * dpr));
+    const H = Math.max(1, Math.round(plotH * dpr));
     const canvas = this.canvas;
     canvas.width = W;
     canvas.height = H;
-    canvas.style.left = `${L.left}px`;
-    canvas.style.top = `${L.top}px`;
-    canvas.style.width = `${L.plotW}px`;
-    canvas.style.height = `${L.plotH}px`;
+    canvas.style.left = `${frame.left}px`;
+    canvas.style.width = `${this.plotW}px`;
+    canvas.style.height = `${plotH}px`;
     const ctx = canvas.getContext("2d");
     if (!ctx) return;
-    const S = d.steps.length;
-    const P = d.names.length;
-    if (S === 0 || P === 0) {
+    if (d.steps.length === 0 || this.rows.length === 0) {
       ctx.clearRect(0, 0, W, H);
       return;
     }
+    const cols = this.computeColumns(W, dpr, frame);
 
-    // Which steps each device-pixel column shows. With more steps than pixels a column
-    // summarises several: any non-finite value wins (so a NaN is never hidden), else the
-    // mean of log10 over the updated steps, else "no update".
-    this.colStart = new Int32Array(W);
-    this.colEnd = new Int32Array(W);
-    for (let px = 0; px < W; px++) {
-      const [i0, i1] = stepRange(d.steps, L.x.invert(px / dpr), L.x.invert((px + 1) / dpr));
-      this.colStart[px] = i0;
-      this.colEnd[px] = i1;
-    }
-    const NON_FINITE = -1;
-    const NO_UPDATE = -2;
-    const cell = new Int32Array(W * P); // 0xRRGGBB, or NON_FINITE / NO_UPDATE
-    const lo = color.lo;
-    for (let j = 0; j < P; j++) {
+    // Each row's colour code per pixel column: 0xRRGGBB, or a negative state code.
+    const R = this.rows.length;
+    const code = new Int32Array(R * W);
+    const scratch = new Float32Array(d.names.length);
+    for (let r = 0; r < R; r++) {
+      const members: number[] = [];
+      for (const name of this.rows[r].names) {
+        const j = this.index.get(name);
+        if (j !== undefined) members.push(j);
+      }
       for (let px = 0; px < W; px++) {
-        let sum = 0;
         let n = 0;
-        let bad = false;
-        for (let i = this.colStart[px]; i <= this.colEnd[px]; i++) {
-          const k = i * P + j;
-          if (d.noUpdate[k]) continue;
-          const v = d.values[k];
-          if (Number.isNaN(v) || v === Infinity || v === -Infinity) {
-            bad = true;
-            break;
-          }
-          sum += v > 0 ? Math.log10(v) : lo; // a zero ratio sits at the bottom of the scale
-          n++;
+        let flags = 0;
+        for (const j of members) {
+          const at = j * W + px;
+          const s = cols.state[at];
+          if (s === VALUE) scratch[n++] = cols.value[at];
+          else if (s === NON_FINITE) flags |= 1;
+          else if (s === ZERO_WEIGHT) flags |= 4;
+          else if (s === NO_UPDATE) flags |= 2;
         }
-        cell[j * W + px] = bad ? NON_FINITE : n > 0 ? color.rgb(sum / n) : NO_UPDATE;
+        let c: number;
+        if (flags & 1) c = -NON_FINITE;
+        else if (n > 0) c = color.rgb(n === 1 ? scratch[0] : summarise(scratch, n, this.summary));
+        else if (flags & 4) c = -ZERO_WEIGHT;
+        else if (flags & 2) c = -NO_UPDATE;
+        else c = -EMPTY;
+        code[r * W + px] = c;
       }
     }
 
     // A NaN among thousands of steps would be a sub-pixel sliver: widen non-finite marks
     // to at least 2 CSS px so they are seen at a glance.
     const minBad = Math.max(1, Math.round(2 * dpr));
-    if (minBad > 1) {
-      for (let j = 0; j < P; j++) {
-        const row = j * W;
-        let px = 0;
-        while (px < W) {
-          if (cell[row + px] !== NON_FINITE) {
-            px++;
-            continue;
-          }
-          let end = px;
-          while (end < W && cell[row + end] === NON_FINITE) end++;
-          for (let q = end; q < Math.min(W, px + minBad); q++) cell[row + q] = NON_FINITE;
-          px = Math.max(end, px + minBad);
+    for (let r = 0; r < R; r++) {
+      const row = r * W;
+      let px = 0;
+      while (px < W) {
+        if (code[row + px] !== -NON_FINITE) {
+          px++;
+          continue;
         }
+        let end = px;
+        while (end < W && code[row + end] === -NON_FINITE) end++;
+        for (let q = end; q < Math.min(W, px + minBad); q++) {
+          if (code[row + q] !== -EMPTY) code[row + q] = -NON_FINITE;
+        }
+        px = Math.max(end, px + minBad);
       }
     }
 
     const img = ctx.createImageData(W, H);
     const px32 = new Uint32Array(img.data.buffer);
-    const pack = (r: number, g: number, b: number) => (0xff << 24) | (b << 16) | (g << 8) | r;
+    const pack = (r: number, g: number, b: number) => ((0xff << 24) | (b << 16) | (g << 8) | r) >>> 0;
     const nonFinite = pack(...NON_FINITE_RGB);
+    const zero = pack(...ZERO_WEIGHT_RGB);
     const hatchLight = pack(...NO_UPDATE_LIGHT);
     const hatchDark = pack(...NO_UPDATE_DARK);
     const white = pack(255, 255, 255);
     const period = Math.max(4, Math.round(5 * dpr));
     const stroke = Math.max(1, Math.round(1.5 * dpr));
-    const rowPx = L.rowH * dpr;
-    const gap = L.rowH >= 12 ? 1 : 0; // a hairline between rows when rows are tall
+    const rowPx = ROW_H * dpr;
     for (let py = 0; py < H; py++) {
-      const j = Math.min(P - 1, Math.floor(py / rowPx));
-      const inGap = gap > 0 && py >= Math.round((j + 1) * rowPx) - gap;
+      const r = Math.min(R - 1, Math.floor(py / rowPx));
+      const inGap = py >= Math.round((r + 1) * rowPx) - 1; // a hairline between rows
       const base = py * W;
-      const rowBase = j * W;
+      const rowBase = r * W;
       for (let px = 0; px < W; px++) {
+        const c = code[rowBase + px];
         let out: number;
-        if (inGap) out = white;
-        else {
-          const c = cell[rowBase + px];
-          if (c === NON_FINITE) out = nonFinite;
-          else if (c === NO_UPDATE) out = (px + py) % period < stroke ? hatchDark : hatchLight;
-          else out = pack((c >> 16) & 0xff, (c >> 8) & 0xff, c & 0xff);
-        }
+        if (c === -EMPTY) out = 0;
+        else if (inGap) out = white;
+        else if (c >= 0) out = pack((c >> 16) & 0xff, (c >> 8) & 0xff, c & 0xff);
+        else if (c === -NON_FINITE) out = nonFinite;
+        else if (c === -ZERO_WEIGHT) out = zero;
+        else out = (px + py) % period < stroke ? hatchDark : hatchLight;
         px32[base + px] = out;
       }
     }
     ctx.putImageData(img, 0, 0);
   }
 
-  private cellAt(e: MouseEvent): { i: number; j: number; px: number } | null {
+  /** The row, step index and pixel column under the pointer; null off the data. */
+  private cellAt(e: MouseEvent): { r: number; i: number; px: number } | null {
     const d = this.data;
-    const L = this.layout;
-    if (!d || !L || d.steps.length === 0 || d.names.length === 0) return null;
+    const cols = this.columns;
+    if (!d || !cols || d.steps.length === 0 || this.rows.length === 0) return null;
     const rect = this.canvas.getBoundingClientRect();
     const mx = e.clientX - rect.left;
     const my = e.clientY - rect.top;
-    if (mx < 0 || my < 0 || mx >= L.plotW || my >= L.plotH) return null;
-    const j = Math.min(d.names.length - 1, Math.floor(my / L.rowH));
-    const dpr = this.canvas.width / L.plotW;
-    const px = Math.min(this.colStart.length - 1, Math.floor(mx * dpr));
+    if (mx < 0 || my < 0 || mx >= this.plotW || my >= this.rows.length * ROW_H) return null;
+    const r = Math.min(this.rows.length - 1, Math.floor(my / ROW_H));
+    const px = Math.min(cols.W - 1, Math.floor((mx * cols.W) / this.plotW));
+    if (cols.colStart[px] < 0) return null; // the run logged nothing here
     // The step under the pointer, kept among those the pixel's colour shows.
-    const under = stepIndexAt(d.steps, L.x.invert(mx));
-    const i = Math.min(this.colEnd[px], Math.max(this.colStart[px], under));
-    return { i, j, px };
+    const under = stepIndexAt(d.steps, this.x.invert(mx));
+    const i = Math.min(cols.colEnd[px], Math.max(cols.colStart[px], under));
+    return { r, i, px };
   }
 
   private onMove(e: MouseEvent): void {
     const hit = this.cellAt(e);
     const d = this.data;
-    const L = this.layout;
-    if (!hit || !d || !L) return this.onLeave();
-    const { i, j, px } = hit;
+    const cols = this.columns;
+    if (!hit || !d || !cols) return this.onLeave();
+    const { r, i, px } = hit;
+    const row = this.rows[r];
     const P = d.names.length;
-    const k = i * P + j;
-    const rows: TooltipRow[] = [
-      { field: "name", value: d.names[j], strong: true },
-      { label: "step", field: "step", value: String(d.steps[i]) },
-      { label: "‖ΔW‖/‖W‖", field: "value", value: formatRatio(d.values[k], d.noUpdate[k] === 1) },
-      { label: "run", field: "run", value: this.opts.run, color: this.opts.runColor },
-    ];
-    const i0 = this.colStart[px];
-    const i1 = this.colEnd[px];
-    if (px >= 0 && i1 > i0) {
+    const rows: TooltipRow[] = [{ field: "name", value: row.title, strong: true }];
+    rows.push({ label: "step", field: "step", value: String(d.steps[i]) });
+    if (row.kind === "param") {
+      const j = this.index.get(row.names[0]);
+      const k = j === undefined ? -1 : i * P + j;
+      rows.push({
+        label: "‖ΔW‖/‖W‖",
+        field: "value",
+        value:
+          k < 0
+            ? "not logged in this run"
+            : formatRatio(d.values[k], d.noUpdate[k] === 1, d.zeroWeight[k] === 1),
+      });
+    } else {
+      rows.push(...groupAt(d, this.index, row.names, i));
+    }
+    rows.push({ label: "run", field: "run", value: this.opts.run, color: this.opts.runColor });
+    const i0 = cols.colStart[px];
+    const i1 = cols.colEnd[px];
+    if (i1 > i0) {
       rows.push({
         label: "colour",
         value: `summarises steps ${d.steps[i0]}–${d.steps[i1]} (${formatInt(i1 - i0 + 1)} logged)`,
@@ -353,23 +512,75 @@ export class Heatmap {
     }
     showTooltip(rows, e.clientX, e.clientY);
 
-    const x0 = L.x(d.steps[i]);
-    const x1 = i + 1 < d.steps.length ? L.x(d.steps[i + 1]) : L.plotW;
-    const w = Math.max(2, x1 - x0);
-    showRect(this.svg, "ds-hover", {
-      x: L.left + Math.min(x0, L.plotW - w),
-      y: L.top + j * L.rowH,
-      width: w,
-      height: Math.max(2, L.rowH),
-    });
+    const x0 = this.x(d.steps[i]);
+    const x1 = i + 1 < d.steps.length ? this.x(d.steps[i + 1]) : this.plotW;
+    const w = Math.max(3, Math.min(x1 - x0, this.plotW));
+    const box = this.hover;
+    box.hidden = false;
+    box.style.left = `${parseFloat(this.canvas.style.left) + Math.max(0, Math.min(x0, this.plotW - w))}px`;
+    box.style.top = `${r * ROW_H}px`;
+    box.style.width = `${w}px`;
+    box.style.height = `${ROW_H}px`;
   }
 
   private onLeave(): void {
-    hideHover(this.svg);
+    this.hover.hidden = true;
+    hideTooltip();
   }
 
   private onClick(e: MouseEvent): void {
     const hit = this.cellAt(e);
-    if (hit && this.data) this.opts.onRowClick(this.data.names[hit.j]);
+    if (hit) this.opts.onRowClick(this.rows[hit.r]);
   }
+}
+
+/** The median or the max of scratch[0..n) (reorders it). */
+function summarise(scratch: Float32Array, n: number, how: GroupSummary): number {
+  if (how === "max") {
+    let m = -Infinity;
+    for (let k = 0; k < n; k++) if (scratch[k] > m) m = scratch[k];
+    return m;
+  }
+  const xs = scratch.subarray(0, n).sort();
+  return n % 2 ? xs[(n - 1) >> 1] : (xs[n / 2 - 1] + xs[n / 2]) / 2;
+}
+
+/** Tooltip rows of a group at step i: the median and the max of its parameters, and which. */
+function groupAt(
+  d: UpdateRatios,
+  index: ReadonlyMap<string, number>,
+  names: readonly string[],
+  i: number,
+): TooltipRow[] {
+  const P = d.names.length;
+  const finite: Array<{ v: number; name: string }> = [];
+  let nonFinite = 0;
+  let noUpdate = 0;
+  let zeroWeight = 0;
+  for (const name of names) {
+    const j = index.get(name);
+    if (j === undefined) continue;
+    const k = i * P + j;
+    const v = d.values[k];
+    if (d.noUpdate[k]) noUpdate++;
+    else if (d.zeroWeight[k]) zeroWeight++;
+    else if (Number.isFinite(v)) finite.push({ v, name });
+    else nonFinite++;
+  }
+  const out: TooltipRow[] = [{ label: "parameters", field: "count", value: formatInt(names.length) }];
+  if (finite.length > 0) {
+    finite.sort((a, b) => a.v - b.v);
+    const n = finite.length;
+    const med = n % 2 ? finite[(n - 1) >> 1].v : (finite[n / 2 - 1].v + finite[n / 2].v) / 2;
+    const top = finite[n - 1];
+    out.push({ label: "median", field: "median", value: formatRatio(med, false) });
+    out.push({ label: "max", field: "max", value: `${formatRatio(top.v, false)}` });
+    out.push({ label: "max at", field: "max_name", value: top.name });
+  }
+  if (nonFinite > 0) out.push({ label: "non-finite", field: "non_finite", value: formatInt(nonFinite) });
+  if (zeroWeight > 0) {
+    out.push({ label: "‖W‖ = 0", field: "zero_weight", value: `${formatInt(zeroWeight)} (ratio undefined)` });
+  }
+  if (noUpdate > 0) out.push({ label: "no update", field: "no_update", value: formatInt(noUpdate) });
+  return out;
 }

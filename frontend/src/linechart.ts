@@ -20,19 +20,26 @@ export interface LineSeries {
   steps: readonly number[];
   values: Float32Array;
   noUpdate: Uint8Array;
+  /** 1 where the weight was exactly zero before the step: no ratio (not a fault). */
+  zeroWeight: Uint8Array;
 }
 
 const HEIGHT = 280;
 const MARGIN = { top: 14, right: 12, bottom: 38 };
 
+/** A step with no ratio to draw: no update, or a zero weight before it. */
+function noRatio(s: LineSeries, i: number): boolean {
+  return s.noUpdate[i] === 1 || s.zeroWeight[i] === 1;
+}
+
 function usable(s: LineSeries, i: number): boolean {
   const v = s.values[i];
-  return !s.noUpdate[i] && v > 0 && v < Infinity;
+  return !noRatio(s, i) && v > 0 && v < Infinity;
 }
 
 function nonFinite(s: LineSeries, i: number): boolean {
   const v = s.values[i];
-  return !s.noUpdate[i] && !Number.isFinite(v);
+  return !noRatio(s, i) && !Number.isFinite(v);
 }
 
 export class LineChart {
@@ -130,9 +137,9 @@ export class LineChart {
 
     const lines = g.append("g").attr("fill", "none").attr("stroke-width", 1.5);
     for (const s of series) {
-      // A step without an update is no measurement: the line joins its neighbours. A
+      // A step without an update (or from a zero weight) is no measurement: the line joins its neighbours. A
       // non-finite value breaks the line and is marked on the top edge instead.
-      const idx = Array.from(s.steps, (_, i) => i).filter((i) => !s.noUpdate[i]);
+      const idx = Array.from(s.steps, (_, i) => i).filter((i) => !noRatio(s, i));
       const path = line<number>()
         .defined((i) => usable(s, i))
         .x((i) => x(s.steps[i]))
@@ -201,7 +208,7 @@ export class LineChart {
         rows.push({
           label: s.label,
           color: s.color,
-          value: formatRatio(s.values[i], s.noUpdate[i] === 1) + at,
+          value: formatRatio(s.values[i], s.noUpdate[i] === 1, s.zeroWeight[i] === 1) + at,
         });
       });
       showTooltip(rows, event.clientX, event.clientY);

@@ -29,31 +29,46 @@ function computeLog10Extent(d: UpdateRatios): [number, number] | null {
   return lo <= hi ? [lo, hi] : null;
 }
 
-/** Median over the steps of parameter `j`'s finite, positive values (undefined if none). */
-export function paramMedian(d: UpdateRatios, j: number): number | undefined {
+/** How many of a run's latest logged steps decide which parameter the chart opens on. */
+export const RECENT_STEPS = 100;
+
+/**
+ * How far (in decades) parameter `j` of `d` sits from the rule of thumb lately: the median
+ * of log10(ratio) over its last RECENT_STEPS logged steps with a finite, positive ratio,
+ * minus log10(1e-3), in absolute value. Undefined when it has no such step.
+ */
+export function recentDistanceFromTarget(d: UpdateRatios, j: number): number | undefined {
   const P = d.names.length;
-  const xs: number[] = [];
-  for (let i = 0; i < d.steps.length; i++) {
+  const logs: number[] = [];
+  for (let i = d.steps.length - 1; i >= 0 && logs.length < RECENT_STEPS; i--) {
     const k = i * P + j;
     const v = d.values[k];
-    if (!d.noUpdate[k] && v > 0 && v < Infinity) xs.push(v);
+    if (!d.noUpdate[k] && !d.zeroWeight[k] && v > 0 && v < Infinity) logs.push(Math.log10(v));
   }
-  return median(xs);
+  const m = median(logs);
+  return m === undefined ? undefined : Math.abs(m - Math.log10(TARGET_RATIO));
 }
 
-/** The parameter whose median ratio is farthest (in decades) from the rule of thumb. */
-export function farthestFromTarget(d: UpdateRatios): string | undefined {
+/**
+ * The parameter the eye is drawn to: among `names` (all when omitted), the one whose recent
+ * median ratio (see recentDistanceFromTarget) is farthest from 1e-3 in any of the runs.
+ */
+export function mostExtreme(
+  runs: readonly UpdateRatios[],
+  names?: ReadonlySet<string>,
+): string | undefined {
   let best: string | undefined;
   let bestDist = -1;
-  d.names.forEach((name, j) => {
-    const m = paramMedian(d, j);
-    if (m === undefined) return;
-    const dist = Math.abs(Math.log10(m) - Math.log10(TARGET_RATIO));
-    if (dist > bestDist) {
-      bestDist = dist;
-      best = name;
-    }
-  });
+  for (const d of runs) {
+    d.names.forEach((name, j) => {
+      if (names && !names.has(name)) return;
+      const dist = recentDistanceFromTarget(d, j);
+      if (dist !== undefined && dist > bestDist) {
+        bestDist = dist;
+        best = name;
+      }
+    });
+  }
   return best;
 }
 
@@ -75,22 +90,55 @@ export function typicalGap(steps: readonly number[]): number {
   return Math.max(1, median(gaps) ?? 1);
 }
 
-/** Index of the logged step whose column contains step value `s`. */
+/** Index of the logged step whose column contains step value `s` (clamped to the steps). */
 export function stepIndexAt(steps: readonly number[], s: number): number {
   return Math.min(steps.length - 1, Math.max(0, bisectRight(steps, s) - 1));
+}
+
+/** A gap between logged steps counts as "no data" when wider than this many typical gaps… */
+export const GAP_FACTOR = 4;
+/** …and wider than this fraction of the run's span (so TensorBoard's sampling leaves no holes). */
+export const GAP_SPAN_FRACTION = 0.02;
+
+/**
+ * Where a run has data on a step axis: the end of each logged step's column. Step i covers
+ * [steps[i], end[i]): up to the next logged step, except after the last step and across a
+ * gap wider than GAP_FACTOR typical gaps and GAP_SPAN_FRACTION of the run's span (a run
+ * that stopped and resumed), where it covers one typical gap.
+ */
+export function columnEnds(steps: readonly number[]): Float64Array {
+  const n = steps.length;
+  const ends = new Float64Array(n);
+  if (n === 0) return ends;
+  const gap = typicalGap(steps);
+  const span = steps[n - 1] - steps[0] + gap;
+  const wide = Math.max(GAP_FACTOR * gap, GAP_SPAN_FRACTION * span);
+  for (let i = 0; i < n; i++) {
+    const next = i + 1 < n ? steps[i + 1] : Infinity;
+    ends[i] = next - steps[i] > wide ? steps[i] + gap : next;
+  }
+  return ends;
 }
 
 /**
  * Indices [i0, i1] of the steps a canvas pixel spanning step values [a, b) shows: those
  * whose column starts inside it, or else the one whose column contains its centre. So each
  * step lands in exactly one pixel when steps outnumber pixels, and each pixel shows one step
- * when pixels outnumber steps.
+ * when pixels outnumber steps. [-1, -1] where the run has no data: before its first step,
+ * after its last step's column, or inside a wide gap (see columnEnds).
  */
-export function stepRange(steps: readonly number[], a: number, b: number): [number, number] {
+export function stepRange(
+  steps: readonly number[],
+  ends: Float64Array,
+  a: number,
+  b: number,
+): [number, number] {
   const i0 = bisectLeft(steps, a);
   const i1 = bisectLeft(steps, b) - 1;
   if (i1 >= i0) return [i0, i1];
-  const i = stepIndexAt(steps, (a + b) / 2);
+  const centre = (a + b) / 2;
+  const i = bisectRight(steps, centre) - 1;
+  if (i < 0 || centre >= ends[i]) return [-1, -1];
   return [i, i];
 }
 

@@ -165,9 +165,7 @@ def test_line_chart_plots_the_chosen_parameters_on_a_log_axis(tab, python_loader
     before = int(chart.get_attribute("data-series"))
     assert before == 2  # the default parameter, in both runs
     # Clicking a row label adds that parameter, overlaid for both runs.
-    frame.locator('[data-testid=heatmap][data-run="seed0"]').locator("..").locator(
-        "text.ds-rowlabel", has_text="fc.weight"
-    ).first.click()
+    frame.locator('.ds-runblock[data-run="seed0"] .ds-ur-row[data-name="fc.weight"]').click()
     frame.wait_for_function(
         "n => document.querySelector('[data-testid=linechart]').dataset.series == n",
         arg=str(before + 2),
