@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from deepscope.analysis import update_ratios as ratios_math
+from deepscope.writer import resume
 from deepscope.writer.hook_warnings import warn_from_hook
 from deepscope.writer.summary_writer import SummaryWriter
 from deepscope.writer.watch_correlation import DEFAULT_CORRELATION_EVERY, CorrelationWatcher
@@ -127,7 +128,7 @@ class Monitor:
         writer: SummaryWriter,
         every: int = DEFAULT_EVERY,
         tag: str = "update_ratios",
-        start_step: int = 0,
+        start_step: int | None = None,
         measurements_per_event: int = DEFAULT_MEASUREMENTS_PER_EVENT,
         max_event_delay: float = DEFAULT_MAX_EVENT_DELAY,
         measurers: Sequence[PeriodicMeasurer] = (),
@@ -147,6 +148,13 @@ class Monitor:
         if not hasattr(every, "__index__") or operator.index(every) < 1:
             raise ValueError(f"every must be a positive number of optimizer steps, got {every!r}")
         every = operator.index(every)
+        if start_step is not None and (
+            not hasattr(start_step, "__index__") or operator.index(start_step) < 0
+        ):
+            raise ValueError(
+                f"start_step must be a global step (an int >= 0) or None to find it, "
+                f"got {start_step!r}"
+            )
         if operator.index(measurements_per_event) < 1:
             raise ValueError(
                 f"measurements_per_event must be at least 1, got {measurements_per_event!r}"
@@ -156,9 +164,12 @@ class Monitor:
         self.measurements_per_event = measurements_per_event
         self.max_event_delay = float(max_event_delay)
         self.tag = tag
-        self.step = start_step
         self.stats = MonitorStats()
         self._names, self._params = _named_optimizer_params(model, optimizer)
+        # The global step of the next optimizer step.
+        self.step = resume.resolve_start_step(
+            optimizer, writer, tag, None if start_step is None else operator.index(start_step)
+        )
         self._pending: list[_Measurement] = []  # still on their way from the device
         self._block: list[_Measurement] = []  # arrived, to be written as one event
         self._before: list[torch.Tensor] | None = None
@@ -350,7 +361,7 @@ def watch(
     writer: SummaryWriter,
     every: int = DEFAULT_EVERY,
     tag: str = "update_ratios",
-    start_step: int = 0,
+    start_step: int | None = None,
     measurements_per_event: int = DEFAULT_MEASUREMENTS_PER_EVENT,
     max_event_delay: float = DEFAULT_MAX_EVENT_DELAY,
     spectra_every: int | None = DEFAULT_SPECTRA_EVERY,
@@ -367,7 +378,18 @@ def watch(
     Every `every`-th optimizer step (counting from `start_step`, which is the
     `global_step` the first step is logged at) logs ‖ΔW‖₂/‖W‖₂ of every
     trainable parameter the optimizer holds, under `tag`. Returns a `Monitor`;
-    `monitor.close()` (or `with deepscope.watch(...)`) removes every hook.
+    `monitor.close()` (or `with deepscope.watch(...)`) removes every hook. An
+    optimizer is watched by one open monitor at a time (a second `watch()`
+    raises ValueError until the first is closed).
+
+    start_step None (the default) finds it, so that a resumed run continues
+    its steps: the optimizer's own step count when it keeps one (Adam, AdamW,
+    RMSprop, ...: `state[p]["step"]`, restored by `load_state_dict`), else,
+    if the writer's log dir already holds `tag`, the step after the last one
+    logged there (with a warning: the exact step is unknown, pass it), else 0.
+    A given `start_step` that would log steps already in the log dir warns.
+    Steps the optimizer does not take (a step GradScaler skips for inf/NaN
+    gradients) are not counted, as the optimizer does not count them.
 
     What a step did is read from the weights themselves: a parameter whose
     weight is bit for bit unchanged got no update (no gradient, or a zero
