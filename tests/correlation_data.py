@@ -5,9 +5,11 @@ Two SmallCNNs (seeds 0 and 1) train side by side for a few seconds on synthetic
 which logs the within-layer correlations of conv2's 16 channels on a fixed
 probe batch every `LOG_EVERY` steps under "correlation/conv2"; at the same
 steps `deepscope.compare` logs each run's conv2 against the other seed's under
-"compare/conv2" (rows: this run's channels). Channel 3 of seed0's conv2 is dead from the start (zero
-weights, bias −1: a constant output), so the dead-channel marks have something
-to show. The probe activations of every logged step are saved next to the runs
+"compare/conv2" (rows: this run's channels), and the same conv2 outputs in the
+compact storage (uint8, upper triangle) under "packed/conv2". Channel 3 of
+seed0's conv2 is dead from the start (zero weights, bias −1: a constant
+output), so the dead-channel marks have something to show. The probe
+activations of every logged step are saved next to the runs
 (`activations.npz`), so tests compute their numpy reference from them.
 """
 
@@ -21,6 +23,7 @@ import pytest
 RUNS = ("seed0", "seed1")
 WITHIN_TAG = "correlation/conv2"
 CROSS_TAG = "compare/conv2"
+PACKED_TAG = "packed/conv2"  # uint8, upper triangle: the compact option
 TRAIN_STEPS = 31
 LOG_EVERY = 10  # logged steps: 0, 10, 20, 30
 DEAD_CHANNEL = 3  # of seed0's conv2
@@ -87,7 +90,11 @@ def _conv2_outputs(model, probe):
     import torch
 
     captured = {}
-    handle = model.conv2.register_forward_hook(lambda m, i, o: captured.setdefault("out", o))
+
+    def catch(module, inputs, output) -> None:  # None: the model's output stays as it is
+        captured.setdefault("out", output)
+
+    handle = model.conv2.register_forward_hook(catch)
     try:
         with torch.no_grad():
             model(probe)
@@ -139,7 +146,15 @@ def write_correlation_runs(logdir: Path) -> None:
         if step % LOG_EVERY == 0:
             # The state watch() measured; compare() each run's model with the other's.
             for run, other in zip(RUNS, RUNS[::-1]):
-                saved[f"{run}/{step}"] = _conv2_outputs(models[run], probe).numpy()
+                outputs = _conv2_outputs(models[run], probe)
+                saved[f"{run}/{step}"] = outputs.numpy()
+                writers[run].add_channel_correlation(
+                    PACKED_TAG,
+                    outputs,
+                    global_step=step,
+                    matrix_dtype="uint8",
+                    packing="upper_triangle",
+                )
                 deepscope.compare(
                     models[run],
                     models[other],

@@ -20,6 +20,8 @@ from tests.correlation_data import (
     CROSS_TAG,
     DEAD_CHANNEL,
     LOG_EVERY,
+    PACKED_TAG,
+    PROBE,
     RUNS,
     TRAIN_STEPS,
     WITHIN_TAG,
@@ -40,7 +42,7 @@ def served(request, correlation_logdir, tensorboard_server):
 
     def all_steps_read():
         for run in RUNS:
-            for tag in (WITHIN_TAG, CROSS_TAG):
+            for tag in (WITHIN_TAG, CROSS_TAG, PACKED_TAG):
                 query = urlencode({"run": run, "tag": tag})
                 status, body = get(f"{base}{ROUTE}/correlation_steps?{query}")
                 if status != 200 or json.loads(body)["steps"] != STEPS:
@@ -138,3 +140,38 @@ def test_errors_keep_their_status_through_tensorboard(served):
     query = urlencode({"run": "seed0", "tag": WITHIN_TAG})
     status, body = get(f"{served}{ROUTE}/correlation_matching?{query}")
     assert status == 400 and b"cross-network" in body
+
+
+UINT8_HALF_STEP = 0.5 / 127  # the uint8 codec's rounding of rho
+
+
+@pytest.mark.parametrize("run", RUNS)
+def test_packed_uint8_steps_unpack_to_the_reference(served, correlation_logdir, run):
+    for step in STEPS:
+        body = route(served, "correlation_matrix", run=run, tag=PACKED_TAG, step=step)
+        got = matrix_of(body)
+        np.testing.assert_array_equal(got, got.T)  # the triangle's mirror, exactly
+        expected = reference(correlation_logdir, run, step, cross=False)
+        np.testing.assert_allclose(got, expected, rtol=0, atol=UINT8_HALF_STEP + TOLERANCE)
+
+
+def test_every_step_states_its_channel_dim_shape_and_samples(served):
+    for tag in (WITHIN_TAG, CROSS_TAG, PACKED_TAG):
+        body = route(served, "correlation_matrix", run="seed1", tag=tag)
+        assert body["channel_dim"] == 1, tag
+        assert body["activation_shape"] == [PROBE, 16, 6, 6], tag
+        assert body["samples"] == PROBE * 36 and body["rank_deficient"] is False
+
+
+def test_max_abs_overview_is_the_brute_force_reduction(served):
+    full = route(served, "correlation_matrix", run="seed0", tag=WITHIN_TAG, step=30)
+    peak = route(
+        served, "correlation_matrix", run="seed0", tag=WITHIN_TAG, step=30, size=5, reduce="max_abs"
+    )
+    values, matrix = matrix_of(peak), matrix_of(full)
+    assert peak["reduction"] == "max_abs" and peak["block"] == [4, 4]
+    for i in range(4):
+        for j in range(4):
+            cell = matrix[4 * i : 4 * i + 4, 4 * j : 4 * j + 4].ravel()
+            largest = np.abs(cell).max()
+            assert values[i, j] == cell[np.abs(cell) == largest].max()
