@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from deepscope.analysis import update_ratios as ratios_math
-from deepscope.writer import resume
+from deepscope.writer import module_names, resume
 from deepscope.writer.hook_warnings import warn_from_hook
 from deepscope.writer.summary_writer import SummaryWriter
 from deepscope.writer.watch_correlation import DEFAULT_CORRELATION_EVERY, CorrelationWatcher
@@ -340,8 +340,12 @@ class Monitor:
 def _named_optimizer_params(
     model: torch.nn.Module, optimizer: torch.optim.Optimizer
 ) -> tuple[list[str], list[torch.Tensor]]:
-    """The optimizer's trainable parameters, named as in `model.named_parameters()`."""
-    names_by_id = {id(p): name for name, p in model.named_parameters()}
+    """The optimizer's trainable parameters, named as in `model.named_parameters()`.
+
+    Names never carry `torch.compile`'s `_orig_mod.`: they are those of the
+    eager model, whichever of the two was passed.
+    """
+    names_by_id = {id(p): name for name, p in module_names.named_parameters(model)}
     names, params, seen = [], [], set()
     for g, group in enumerate(optimizer.param_groups):
         for k, param in enumerate(group["params"]):
