@@ -14,6 +14,10 @@ export interface SaliencySteps {
   wallTimes: number[];
   numSamples: number;
   labels: number[] | null;
+  /** "tokens" for a token series (ids [N, L], one map value per token); "" otherwise. */
+  inputKind: string;
+  /** For tokens: how a token's embedding attribution became one value. */
+  tokenReduction: string;
 }
 
 /** An array of the route: values row-major, shape [n, ...inputShape]. */
@@ -39,8 +43,14 @@ export interface SaliencyMaps {
   nonFinite: number;
   /** Non-finite values among each sent sample's maps (and baseline maps). */
   nonFinitePerSample: number[];
-  inputs: NdArray;
+  /** The inputs; null for a token series (see tokenIds). */
+  inputs: NdArray | null;
   maps: NdArray;
+  inputKind: string;
+  tokenReduction: string;
+  /** Token series: [samples][L] token ids, and their texts when logged. */
+  tokenIds: number[][] | null;
+  tokenTexts: string[][] | null;
   /** [1 or n, ...]: the baseline input (baseline-subtracted methods), or null. */
   baseline: NdArray | null;
   baselineMaps: NdArray | null;
@@ -65,6 +75,8 @@ export async function fetchSaliencySteps(run: string, tag: string): Promise<Sali
     wallTimes: numbers(raw.wall_times),
     numSamples: Number(raw.num_samples ?? 0),
     labels: Array.isArray(raw.labels) ? raw.labels.map(Number) : null,
+    inputKind: String(raw.input_kind ?? ""),
+    tokenReduction: String(raw.token_reduction ?? ""),
   };
 }
 
@@ -80,9 +92,13 @@ export async function fetchSaliencyMaps(
 
 export function parseSaliencyMaps(value: unknown): SaliencyMaps {
   const raw = expectRecord(value, "saliency");
+  const inputKind = String(raw.input_kind ?? "");
   const inputs = parseArray(raw.inputs, "inputs");
   const maps = parseArray(raw.maps, "maps");
-  if (!inputs || !maps) throw new Error("saliency: the step holds no inputs or maps");
+  const tokenIds = nestedOrNull(raw.token_ids, (v) => Number(v));
+  if (!maps || (inputKind === "tokens" ? !tokenIds : !inputs)) {
+    throw new Error("saliency: the step holds no inputs or maps");
+  }
   return {
     run: String(raw.run ?? ""),
     tag: String(raw.tag ?? ""),
@@ -98,9 +114,19 @@ export function parseSaliencyMaps(value: unknown): SaliencyMaps {
     nonFinitePerSample: numbers(raw.non_finite_per_sample),
     inputs,
     maps,
+    inputKind,
+    tokenReduction: String(raw.token_reduction ?? ""),
+    tokenIds,
+    tokenTexts: nestedOrNull(raw.token_texts, (v) => String(v)),
     baseline: parseArray(raw.baseline, "baseline"),
     baselineMaps: parseArray(raw.baseline_maps, "baseline_maps"),
   };
+}
+
+/** A JSON list of lists, each item converted; null when absent. */
+function nestedOrNull<T>(value: unknown, item: (v: unknown) => T): T[][] | null {
+  if (!Array.isArray(value)) return null;
+  return value.map((row) => (Array.isArray(row) ? row.map(item) : []));
 }
 
 function parseArray(value: unknown, name: string): NdArray | null {

@@ -1,7 +1,8 @@
 // Saliency: one card per run. A method selector (the run's saliency tags), sign mode,
 // percentile clipping, a step slider and a compare mode (two steps side by side); then a
 // grid with one row per probe sample: source, map, overlay (and for baseline-subtracted
-// methods the baseline and its map), with the label and the prediction.
+// methods the baseline and its map), with the label and the prediction. A token series
+// (a text model) is drawn as rows of coloured tokens instead (./tokens).
 
 import { cssGradient } from "../colormap";
 import { el, swatch } from "../dom";
@@ -32,6 +33,7 @@ import {
   type Geometry,
   type SignMode,
 } from "./render";
+import { signedReduction, tokenLabel, tokenRow } from "./tokens";
 
 /** Samples per page of the grid (one request). */
 const PAGE = 8;
@@ -127,6 +129,8 @@ class RunCard {
   private stale = true;
   private token = 0;
   private bSet = false;
+  /** The tag whose token sign mode was chosen (signed or absolute, by its reduction). */
+  private signChosenFor = "";
   private readonly cache = new Map<string, Promise<SaliencyMaps>>();
 
   constructor(
@@ -254,6 +258,10 @@ class RunCard {
       const steps = await fetchSaliencySteps(this.run, tag);
       if (tag !== this.tag) return;
       this.steps = steps;
+      if (steps.inputKind === "tokens" && this.signChosenFor !== tag) {
+        this.signChosenFor = tag;
+        this.signSelect.value = signedReduction(steps.tokenReduction) ? "signed" : "absolute";
+      }
       this.renderPager();
       this.sliderA.setSteps(steps.steps);
       this.sliderB.setSteps(steps.steps);
@@ -331,6 +339,10 @@ class RunCard {
     if (!A) return;
     const mode = this.signSelect.value as SignMode;
     const p = Number(this.clipSelect.value);
+    if (A.inputKind === "tokens") {
+      this.drawTokens(A, B, mode, p);
+      return;
+    }
     const g = geometry(A.inputShape);
     this.messages.replaceChildren();
     if (!g) {
@@ -356,11 +368,13 @@ class RunCard {
     const cells: HTMLElement[] = columns.map((c) => el("div", "ds-sal-colhead", c));
     const finite = (m: SaliencyMaps, r: number) => (m.nonFinitePerSample[r] ?? 0) === 0;
 
+    const inputsA = A.inputs;
+    if (!inputsA) return this.showError("saliency: the step holds no inputs");
     for (let row = 0; row < A.samples.length; row++) {
       cells.push(this.rowHead(A, row));
-      const range = valueRange(A.inputs.values, row, g);
-      const source = imageRgb(A.inputs.values, row, g, range);
-      const at = { maps: A, row, input: A.inputs, inputRow: row };
+      const range = valueRange(inputsA.values, row, g);
+      const source = imageRgb(inputsA.values, row, g, range);
+      const at = { maps: A, row, input: inputsA, inputRow: row };
       cells.push(this.panel({ ...at, kind: "source", reduced: null }, source, f, NaN));
 
       // Every map of the row shares one clip value, so the row compares at a glance.
@@ -396,8 +410,9 @@ class RunCard {
       cells.push(...this.mapPanels(A, row, reducedA, source, clip, f));
       if (B && rowB < 0) {
         cells.push(this.badPanel(B, -1, f), this.badPanel(B, -1, f));
-      } else if (B) {
-        const sourceB = imageRgb(B.inputs.values, rowB, g, valueRange(B.inputs.values, rowB, g));
+      } else if (B && B.inputs) {
+        const inputsB = B.inputs.values;
+        const sourceB = imageRgb(inputsB, rowB, g, valueRange(inputsB, rowB, g));
         cells.push(...this.mapPanels(B, rowB, reducedB, sourceB, clip, f));
       }
     }
@@ -409,6 +424,84 @@ class RunCard {
     this.grid.dataset.drawn = "true";
   }
 
+  /** A token series: per sample a row of tokens coloured by their map values. */
+  private drawTokens(A: SaliencyMaps, B: SaliencyMaps | null, mode: SignMode, p: number): void {
+    this.messages.replaceChildren();
+    this.renderMessages(A, B);
+    const length = A.inputShape[0] ?? 0;
+    const g: Geometry = { C: 1, H: 1, W: length, color: "grey" };
+    this.renderLegend(A.method, mode, p, g, A.tokenReduction);
+    const columns = ["sample", B ? `tokens · step ${A.step}` : "tokens"];
+    if (B) columns.push(`tokens · step ${B.step}`);
+    this.grid.style.gridTemplateColumns = `repeat(${columns.length}, max-content)`;
+    const cells: HTMLElement[] = columns.map((c) => el("div", "ds-sal-colhead", c));
+    const finite = (m: SaliencyMaps, r: number) => (m.nonFinitePerSample[r] ?? 0) === 0;
+    for (let row = 0; row < A.samples.length; row++) {
+      cells.push(this.rowHead(A, row));
+      const rowB = B ? B.samples.indexOf(A.samples[row]) : -1;
+      const reducedA = reduceMap(A.maps.values, row, g, mode);
+      const reducedB = B && rowB >= 0 ? reduceMap(B.maps.values, rowB, g, mode) : null;
+      const drawn = [finite(A, row) ? reducedA : null, B && finite(B, rowB) ? reducedB : null];
+      const clip = clipValue(
+        drawn.filter((r): r is Float64Array => r !== null),
+        mode,
+        p,
+      );
+      cells.push(this.tokens(A, row, reducedA, clip, mode));
+      if (B) {
+        cells.push(
+          reducedB ? this.tokens(B, rowB, reducedB, clip, mode) : this.missingTokens(B),
+        );
+      }
+    }
+    this.grid.replaceChildren(...cells);
+    this.grid.dataset.step = String(A.step);
+    this.grid.dataset.compareStep = B ? String(B.step) : "";
+    this.grid.dataset.mode = mode;
+    this.grid.dataset.clip = String(p);
+    this.grid.dataset.drawn = "true";
+  }
+
+  private tokens(
+    m: SaliencyMaps,
+    row: number,
+    reduced: Float64Array,
+    clip: number,
+    mode: SignMode,
+  ): HTMLElement {
+    const ids = m.tokenIds?.[row] ?? [];
+    const texts = m.tokenTexts?.[row] ?? null;
+    return tokenRow({
+      ids,
+      texts,
+      reduced,
+      clip,
+      mode,
+      sample: m.samples[row],
+      step: m.step,
+      onHover: (e, position) => {
+        const rows: TooltipRow[] = [
+          { field: "token", value: tokenLabel(texts?.[position], ids[position]), strong: true },
+          { label: "token id", field: "id", value: String(ids[position]) },
+          { label: "position", field: "position", value: String(position) },
+          { label: "sample", field: "sample", value: String(m.samples[row]) },
+          { label: "step", field: "step", value: String(m.step) },
+          { label: "map", field: "value", value: formatValue(reduced[position]) },
+          { label: "run", field: "run", value: this.run, color: this.color },
+        ];
+        showTooltip(rows, e.clientX, e.clientY);
+      },
+      onLeave: () => hideTooltip(),
+    });
+  }
+
+  private missingTokens(m: SaliencyMaps): HTMLElement {
+    const box = el("div", "ds-sal-bad", `sample not logged at step ${m.step}`);
+    box.dataset.testid = "saliency-non-finite";
+    box.dataset.count = "0";
+    return box;
+  }
+
   private mapPanels(
     m: SaliencyMaps,
     row: number,
@@ -417,7 +510,7 @@ class RunCard {
     clip: number,
     f: Frame,
   ): HTMLElement[] {
-    if (!reduced) return [this.badPanel(m, row, f), this.badPanel(m, row, f)];
+    if (!reduced || !m.inputs) return [this.badPanel(m, row, f), this.badPanel(m, row, f)];
     const heat = mapRgb(reduced, clip, f.mode);
     const at = { maps: m, row, reduced, input: m.inputs, inputRow: row };
     return [
@@ -538,7 +631,13 @@ class RunCard {
     }
   }
 
-  private renderLegend(method: string, mode: SignMode, p: number, g: Geometry): void {
+  private renderLegend(
+    method: string,
+    mode: SignMode,
+    p: number,
+    g: Geometry,
+    tokenReduction?: string,
+  ): void {
     const bar = el("div", "ds-sal-bar");
     bar.style.background = cssGradient((t) => legendColor(mode, t));
     const clip = p === 100 ? "max" : `p${p}`;
@@ -555,12 +654,19 @@ class RunCard {
           ? ` · ${g.C} channels: max |·|`
           : ` · ${g.C} channels: summed`;
     const units = METHOD_UNITS[method] ?? "as logged";
+    const tokens = tokenReduction !== undefined;
+    const how = tokens
+      ? `one scale per sample row · per token: ${tokenReduction || "as logged"}`
+      : `one scale per sample row${reduce} · source scaled min–max`;
+    const title = tokens
+      ? `${method || "map"} over the input embeddings: ${units.split("input").join("embedding")}`
+      : `${method || "map"}: ${units}`;
     this.legend.replaceChildren(
-      el("span", "ds-legend-title", `${method || "map"}: ${units}`),
+      el("span", "ds-legend-title", title),
       el("span", "", ends[mode][0]),
       bar,
       el("span", "", ends[mode][1]),
-      el("span", "ds-muted", `one scale per sample row${reduce} · source scaled min–max`),
+      el("span", "ds-muted", how),
     );
     this.legend.dataset.testid = "saliency-legend";
   }
