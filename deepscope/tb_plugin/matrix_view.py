@@ -80,47 +80,60 @@ def reduce_window(
         band = matrix[rows[0] : rows[1]]
     else:
         band = matrix[row_order[rows[0] : rows[1]]]
-    blocks = _block_sums if reduce == "mean" else _block_max_abs
-    band = blocks(band, row_block, axis=0)
+    if reduce == "max_abs":
+        return _reduce_max_abs(band, col_order, cols, row_edges, col_edges, (row_block, col_block))
+    band = _block_sums(band, row_block, axis=0)
     if col_order is None:
         window = band[:, cols[0] : cols[1]]
     else:
         window = band[:, col_order[cols[0] : cols[1]]]
     if row_block == 1 and col_block == 1:
         values = np.ascontiguousarray(window, dtype=np.float32)
-    elif reduce == "mean":
+    else:
         sums = _block_sums(window, col_block, axis=1)
         counts = np.outer(np.diff(row_edges), np.diff(col_edges))
         values = (sums / counts).astype(np.float32)
-    else:
-        values = np.ascontiguousarray(_block_max_abs(window, col_block, axis=1), np.float32)
     return Reduced(values, row_edges, col_edges, (row_block, col_block))
 
 
-def _block_max_abs(values: np.ndarray, block: int, axis: int) -> np.ndarray:
-    """Per block of `block` entries along axis 0 or 1: the signed value of largest magnitude.
+def _reduce_max_abs(
+    band: np.ndarray,
+    col_order: np.ndarray | None,
+    cols: tuple[int, int],
+    row_edges: np.ndarray,
+    col_edges: np.ndarray,
+    block: tuple[int, int],
+) -> Reduced:
+    """The signed value of largest magnitude per block, from block maxima and minima.
 
-    On a tie of +x and −x, +x; a block holding NaN gives NaN.
+    max(|v|) is max or −min; the larger wins, the maximum on a tie (+x over
+    −x). Maxima and minima reduce row blocks, then column blocks, like sums;
+    NaN propagates through both.
     """
+    highs = _block_extreme(band, block[0], axis=0, largest=True)
+    lows = _block_extreme(band, block[0], axis=0, largest=False)
+    columns = slice(cols[0], cols[1]) if col_order is None else col_order[cols[0] : cols[1]]
+    highs = _block_extreme(highs[:, columns], block[1], axis=1, largest=True)
+    lows = _block_extreme(lows[:, columns], block[1], axis=1, largest=False)
+    with np.errstate(invalid="ignore"):
+        values = np.where(highs >= -lows, highs, lows)
+    values = np.where(np.isnan(highs) | np.isnan(lows), np.nan, values)
+    return Reduced(np.ascontiguousarray(values, dtype=np.float32), row_edges, col_edges, block)
+
+
+def _block_extreme(values: np.ndarray, block: int, axis: int, largest: bool) -> np.ndarray:
+    """Maxima (or minima) over consecutive blocks of `block` entries along axis 0 or 1."""
     if block == 1:
         return values
     if axis == 1:
-        return _block_max_abs(values.T, block, axis=0).T
+        return _block_extreme(values.T, block, axis=0, largest=largest).T
+    reduce = np.max if largest else np.min
     n = values.shape[0]
     whole = n // block * block
-    parts = [_max_abs_over_axis1(values[:whole].reshape(n // block, block, -1))]
+    parts = [reduce(values[:whole].reshape(n // block, block, -1), axis=1)]
     if whole < n:
-        parts.append(_max_abs_over_axis1(values[whole:][None]))
+        parts.append(reduce(values[whole:], axis=0, keepdims=True))
     return np.concatenate(parts, axis=0) if len(parts) > 1 else parts[0]
-
-
-def _max_abs_over_axis1(stack: np.ndarray) -> np.ndarray:
-    """[k, b, m] → [k, m]: over axis 1 the entry of largest |v| (+x on a tie, NaN if any)."""
-    magnitude = np.abs(stack)
-    with np.errstate(invalid="ignore"):
-        largest = magnitude.max(axis=1, keepdims=True)  # NaN where the block holds NaN
-        value = np.where(magnitude == largest, stack, -np.inf).max(axis=1)
-    return np.where(np.isnan(largest[:, 0]), np.nan, value)
 
 
 def _block_sums(values: np.ndarray, block: int, axis: int) -> np.ndarray:
