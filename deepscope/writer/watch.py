@@ -376,6 +376,10 @@ def watch(
     saliency_every: int = DEFAULT_SALIENCY_EVERY,
     saliency_methods: Sequence[str] = ("gradient",),
     saliency_options: Mapping[str, Mapping[str, Any]] | None = None,
+    spectra_options: Mapping[str, Any] | None = None,
+    correlation_channel_dims: Mapping[str, int] | None = None,
+    correlation_options: Mapping[str, Any] | None = None,
+    saliency_embeddings: torch.nn.Module | str | None = None,
 ) -> Monitor:
     """Measure `model` while `optimizer` trains it, logging to `writer`.
 
@@ -418,24 +422,62 @@ def watch(
         probe inputs (a tensor, or (inputs, labels)) by each method (off unless given);
         saliency_options maps a method to its options, e.g.
         {"integrated_gradients": {"n_steps": 64}}.
+
+    Options of those kinds, passed on to their measurers only when given (each
+    is described in the kind's section of the README):
+      spectra_options: e.g. {"time_budget": 2.0, "include_frozen": False, "threads": 1}.
+      correlation_channel_dims: layer name → the channel dim of its output,
+        overriding the default rule per layer.
+      correlation_options: e.g. {"matrix_dtype": "float16", "packing": "upper_triangle"}.
+      saliency_embeddings: for token-id inputs, the input embedding module (or
+        its name) whose output the maps are computed over.
+    Options given for a kind that is off raise ValueError.
     """
     if isinstance(optimizer, torch.optim.Optimizer):
         _refuse_if_watched(optimizer)  # before any measurer hooks the model
+    _check_options_have_a_kind(
+        spectra_on=bool(spectra_every),
+        correlations_on=correlation_layers is not None or probe is not None,
+        saliency_on=saliency_probe is not None,
+        spectra_options=spectra_options,
+        correlation_channel_dims=correlation_channel_dims,
+        correlation_options=correlation_options,
+        saliency_embeddings=saliency_embeddings,
+    )
     measurers: list[PeriodicMeasurer] = []
     if spectra_every:
-        measurers.append(SpectraWatcher(model, writer, every=spectra_every))
+        options = _options(spectra_options, "spectra_options", {"every": "spectra_every"})
+        measurers.append(SpectraWatcher(model, writer, every=spectra_every, **options))
     if correlation_layers is not None or probe is not None:
         if correlation_layers is None or probe is None:
             raise ValueError(
                 "channel correlations need both correlation_layers (module names, as in "
                 "model.named_modules()) and probe (a fixed batch of inputs)"
             )
+        options = _options(
+            correlation_options,
+            "correlation_options",
+            {
+                "every": "correlation_every",
+                "layers": "correlation_layers",
+                "probe": "probe",
+                "channel_dims": "correlation_channel_dims",
+            },
+        )
+        if correlation_channel_dims is not None:
+            options["channel_dims"] = correlation_channel_dims
         measurers.append(
             CorrelationWatcher(
-                model, writer, layers=correlation_layers, probe=probe, every=correlation_every
+                model,
+                writer,
+                layers=correlation_layers,
+                probe=probe,
+                every=correlation_every,
+                **options,
             )
         )
     if saliency_probe is not None:
+        options = {} if saliency_embeddings is None else {"embeddings": saliency_embeddings}
         measurers.append(
             SaliencyWatcher(
                 model,
@@ -444,16 +486,59 @@ def watch(
                 every=saliency_every,
                 methods=saliency_methods,
                 method_options=saliency_options,
+                **options,
             )
         )
-    return Monitor(
-        model,
-        optimizer,
-        writer,
-        every=every,
-        tag=tag,
-        start_step=start_step,
-        measurements_per_event=measurements_per_event,
-        max_event_delay=max_event_delay,
-        measurers=measurers,
-    )
+    try:
+        return Monitor(
+            model,
+            optimizer,
+            writer,
+            every=every,
+            tag=tag,
+            start_step=start_step,
+            measurements_per_event=measurements_per_event,
+            max_event_delay=max_event_delay,
+            measurers=measurers,
+        )
+    except Exception:
+        for measurer in measurers:  # leave no hook of a monitor that never started
+            try:
+                measurer.close()
+            except Exception:
+                pass  # the first error is the one to see
+        raise
+
+
+def _options(
+    options: Mapping[str, Any] | None, what: str, set_by_watch: Mapping[str, str]
+) -> dict[str, Any]:
+    """`options` as a dict, refusing keys that watch() sets from its own arguments."""
+    if options is None:
+        return {}
+    if not isinstance(options, Mapping):
+        raise TypeError(f"{what} must be a mapping of option name to value, got {options!r}")
+    taken = [key for key in options if key in set_by_watch]
+    if taken:
+        raise ValueError(
+            f"{what} cannot hold {taken[0]!r}: pass watch(..., {set_by_watch[taken[0]]}=...)"
+        )
+    return dict(options)
+
+
+def _check_options_have_a_kind(
+    spectra_on: bool, correlations_on: bool, saliency_on: bool, **options: Any
+) -> None:
+    """Raise ValueError for an option given to a kind that is off (it would do nothing)."""
+    kind_of = {
+        "spectra_options": ("spectra", spectra_on, "spectra_every"),
+        "correlation_channel_dims": ("channel correlations", correlations_on, "correlation_layers"),
+        "correlation_options": ("channel correlations", correlations_on, "correlation_layers"),
+        "saliency_embeddings": ("saliency", saliency_on, "saliency_probe"),
+    }
+    for name, value in options.items():
+        kind, on, switch = kind_of[name]
+        if value is not None and not on:
+            raise ValueError(
+                f"{name} is given but the {kind} measurement is off: set {switch} to turn it on"
+            )
