@@ -91,6 +91,9 @@ def bench_storage(channels: int, steps: int) -> dict:
     cases = {
         "within_float16": dict(activations=a),
         "within_uint8": dict(activations=a, matrix_dtype="uint8"),
+        "within_uint8_upper_triangle": dict(
+            activations=a, matrix_dtype="uint8", packing="upper_triangle"
+        ),
         "cross_float16": dict(activations=a, other=b),
     }
     for name, kwargs in cases.items():
