@@ -156,3 +156,122 @@ def test_errors_through_tensorboard(served):
     assert status == 400 and b"holds update_ratios data" in body
     status, body = get(f"{base}{ROUTE}/saliency?run=seed0&tag=saliency/gradient&samples=10")
     assert status == 400 and b"has 10 samples" in body
+
+
+# ---------------------------------------------------------------- token series (a text model)
+
+TOKEN_IDS = [[1, 4, 9, 16, 2], [3, 5, 7, 11, 13]]
+TOKEN_TEXTS = [["a", " b", " c", " d", " e"], ["f", " g", " h", " i", " j"]]
+TOKEN_STEPS = [0, 5]
+
+
+def _tiny_gpt2():
+    import os
+
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    torch.manual_seed(0)
+    config = GPT2Config(
+        n_layer=2,
+        n_embd=32,
+        n_head=2,
+        vocab_size=20,
+        n_positions=8,
+        bos_token_id=0,
+        eos_token_id=0,
+    )
+    return GPT2LMHeadModel(config)
+
+
+@pytest.fixture(scope="module")
+def token_logdir(tmp_path_factory):
+    """A GPT-2 token probe measured by the watcher at two steps; the weights of each step."""
+    import torch
+
+    import deepscope
+    from deepscope.writer.watch_saliency import SaliencyWatcher
+
+    logdir = tmp_path_factory.mktemp("saliency-tokens")
+    model = _tiny_gpt2()
+    writer = deepscope.SummaryWriter(str(logdir / "gpt2"))
+    watcher = SaliencyWatcher(
+        model,
+        writer,
+        probe=torch.tensor(TOKEN_IDS),
+        methods=["gradient", "integrated_gradients"],
+        method_options={"integrated_gradients": {"n_steps": 32}},
+        embeddings="transformer.wte",
+        tokens=TOKEN_TEXTS,
+    )
+    states = {}
+    for step in TOKEN_STEPS:
+        watcher.measure(step)
+        states[step] = {k: v.clone() for k, v in model.state_dict().items()}
+        with torch.no_grad():
+            for parameter in model.parameters():
+                parameter.mul_(1.1)
+    writer.close()
+    return logdir, states
+
+
+@pytest.fixture(scope="module", params=LOADERS)
+def token_server(request, token_logdir, tensorboard_server):
+    logdir, states = token_logdir
+    base = tensorboard_server(logdir, load_fast=request.param)
+
+    def all_read():
+        status, body = get(f"{base}{ROUTE}/saliency_steps?run=gpt2&tag=saliency/gradient")
+        return status == 200 and json.loads(body)["steps"] == TOKEN_STEPS
+
+    wait_until(all_read, timeout=120, what="every token saliency step to be read")
+    return base, states
+
+
+def test_token_series_through_tensorboard_equal_autograd_at_inputs_embeds(token_server):
+    import torch
+
+    base, states = token_server
+    tags = route(base, "tags")["gpt2"]
+    assert tags["saliency/gradient"]["kind"] == "saliency"
+    steps = route(base, "saliency_steps", run="gpt2", tag="saliency/gradient")
+    assert steps["input_kind"] == "tokens" and steps["input_shape"] == [5]
+    assert steps["token_reduction"] == "L2 norm over the embedding dim"
+    model = _tiny_gpt2().eval()
+    for step in TOKEN_STEPS:
+        body = route(base, "saliency", run="gpt2", tag="saliency/gradient", step=step)
+        assert body["token_ids"] == TOKEN_IDS and body["token_texts"] == TOKEN_TEXTS
+        assert body["inputs"] is None
+        model.load_state_dict(states[step])
+        ids = torch.tensor(TOKEN_IDS)
+        embeds = model.get_input_embeddings()(ids).detach().requires_grad_(True)
+        logits = model(inputs_embeds=embeds).logits[:, -1]
+        target = logits.argmax(dim=1)
+        (grad,) = torch.autograd.grad(logits[torch.arange(2), target].sum(), embeds)
+        want = grad.norm(dim=-1).numpy()
+        got = decode(body["maps"]).astype(np.float64)
+        np.testing.assert_allclose(got, want, rtol=2**-10, atol=2**-10 * np.abs(want).max())
+        assert body["predictions"] == target.tolist()
+
+
+def test_token_integrated_gradients_sum_to_the_score_gain(token_server):
+    import torch
+
+    base, states = token_server
+    body = route(base, "saliency", run="gpt2", tag="saliency/integrated_gradients", step=5)
+    assert body["token_reduction"] == "sum over the embedding dim"
+    model = _tiny_gpt2().eval()
+    model.load_state_dict(states[5])
+    ids = torch.tensor(TOKEN_IDS)
+    with torch.no_grad():
+        embeds = model.get_input_embeddings()(ids)
+        gain = (
+            model(inputs_embeds=embeds).logits[:, -1]
+            - model(inputs_embeds=torch.zeros_like(embeds)).logits[:, -1]
+        )
+    gain = gain[torch.arange(2), torch.tensor(body["predictions"])].numpy()
+    maps = decode(body["maps"]).astype(np.float64)
+    # float16 maps: their sum carries ~1e-3 of the summed magnitudes; the quadrature a little.
+    slack = 2e-3 * np.abs(maps).sum(axis=1) + 0.02 * np.abs(gain)
+    assert np.all(np.abs(maps.sum(axis=1) - gain) <= slack)
