@@ -6,13 +6,29 @@ import { Visibility, el, swatch } from "./dom";
 import { formatTime } from "./format";
 import { runColor } from "./palette";
 import { listenToTensorBoard } from "./tbhost";
-import type { KindView, ViewEntry } from "./views/kind_view";
+import type { KindView, KindViewFactory, ViewEntry } from "./views/kind_view";
 import { KIND_VIEWS } from "./views/registry";
 
 /** TensorBoard's own reload period. */
 export const RELOAD_MS = 30_000;
 
 const collator = new Intl.Collator(undefined, { numeric: true, sensitivity: "base" });
+
+/** Height kept for a section whose view is not built yet (it is built near the viewport). */
+const SECTION_PLACEHOLDER_PX = 360;
+
+/**
+ * A kind's section. Its view is built (and so fetches and draws) only once the section
+ * comes near the viewport; until then a placeholder keeps its place.
+ */
+interface Section {
+  readonly kind: string;
+  readonly factory: KindViewFactory;
+  readonly element: HTMLDetailsElement;
+  readonly placeholder: HTMLElement;
+  view: KindView | null;
+  entries: ViewEntry[];
+}
 
 export class App {
   private tags: TagIndex = {};
@@ -23,7 +39,9 @@ export class App {
   private filterText = "";
   private generation = 0;
   private readonly visibility = new Visibility();
-  private readonly sections = new Map<string, { element: HTMLDetailsElement; view: KindView }>();
+  private readonly sections = new Map<string, Section>();
+  /** The sidebar's tag filter as views see it (null when empty or invalid). */
+  private tagRegex: RegExp | null = null;
   private refreshing: Promise<void> | null = null;
   private timer: number | undefined;
   private lastWidth = 0;
@@ -137,7 +155,7 @@ export class App {
       this.lastRefresh = new Date();
       this.renderRuns();
       this.renderMain();
-      for (const section of this.sections.values()) section.view.refresh();
+      for (const section of this.sections.values()) section.view?.refresh();
     })().finally(() => {
       this.refreshing = null;
       this.progress.hidden = true;
@@ -209,56 +227,91 @@ export class App {
     for (const run of selectedRuns) for (const tag of Object.keys(this.tags[run])) tagNames.add(tag);
     const totalTags = this.runs.reduce((n, r) => n + Object.keys(this.tags[r]).length, 0);
 
-    const shown = [...tagNames].sort(collator.compare).filter((t) => regex !== null && regex.test(t));
+    const sorted = [...tagNames].sort(collator.compare);
+    const matching = new Set(sorted.filter((t) => regex !== null && regex.test(t)));
     if (this.tagsLoaded && totalTags === 0) {
       this.message.appendChild(emptyState());
     } else if (this.tagsLoaded && selectedRuns.length === 0) {
       this.message.appendChild(el("div", "ds-placeholder", "No runs selected. Pick one in the sidebar."));
-    } else if (this.tagsLoaded && shown.length === 0 && tagNames.size > 0) {
-      this.message.appendChild(
-        el("div", "ds-placeholder", `No tags match /${this.filterText}/ in the selected runs.`),
-      );
     }
 
+    // A tag the filter does not match still goes to a view that filters inside its tags
+    // (e.g. update ratios narrow their parameters) when that view finds something in it.
+    const filtersInside = new Map(KIND_VIEWS.map(([kind, factory]) => [kind, factory.filtersInside]));
     const byKind = new Map<string, ViewEntry[]>();
-    for (const tag of shown) {
+    for (const tag of sorted) {
       for (const run of selectedRuns) {
         const info = this.tags[run][tag];
         if (info === undefined) continue;
+        const entry: ViewEntry = { run, tag, info, color: colorOf.get(run) ?? runColor(0) };
+        const inside = filtersInside.get(info.kind);
+        if (!matching.has(tag) && !(regex !== null && inside?.(entry, regex))) continue;
         const entries = byKind.get(info.kind) ?? [];
-        entries.push({ run, tag, info, color: colorOf.get(run) ?? runColor(0) });
+        entries.push(entry);
         byKind.set(info.kind, entries);
       }
+    }
+    if (this.tagsLoaded && byKind.size === 0 && tagNames.size > 0 && selectedRuns.length > 0) {
+      this.message.appendChild(
+        el("div", "ds-placeholder", `No tags match /${this.filterText}/ in the selected runs.`),
+      );
     }
     for (const [kind, factory] of KIND_VIEWS) {
       const entries = byKind.get(kind) ?? [];
       let section = this.sections.get(kind);
       if (entries.length === 0) {
-        if (section) {
-          section.view.dispose();
-          section.element.remove();
-          this.sections.delete(kind);
-        }
+        if (section) this.dropSection(section);
         continue;
       }
-      if (!section) {
-        const element = el("details", "ds-kind");
-        element.open = true;
-        element.dataset.kind = kind;
-        element.dataset.testid = `section-${kind}`;
-        const head = el("summary", "ds-kind-head");
-        head.append(el("h2", "ds-kind-title", factory.title), el("span", "ds-kind-sub", factory.subtitle));
-        const view = factory.create({ visibility: this.visibility, generation: () => this.generation });
-        element.append(head, view.element);
-        element.addEventListener("toggle", () => {
-          if (element.open) view.resize();
-        });
-        section = { element, view };
-        this.sections.set(kind, section);
-      }
+      if (!section) section = this.createSection(kind, factory);
       this.cardsEl.appendChild(section.element); // new or moved into order
-      section.view.update(entries);
+      section.entries = entries;
+      section.view?.update(entries);
     }
+  }
+
+  private createSection(kind: string, factory: KindViewFactory): Section {
+    const element = el("details", "ds-kind");
+    element.open = true;
+    element.dataset.kind = kind;
+    element.dataset.testid = `section-${kind}`;
+    const head = el("summary", "ds-kind-head");
+    head.append(el("h2", "ds-kind-title", factory.title), el("span", "ds-kind-sub", factory.subtitle));
+    const placeholder = el("div", "ds-kind-pending", "Loading…");
+    placeholder.style.minHeight = `${SECTION_PLACEHOLDER_PX}px`;
+    element.append(head, placeholder);
+    const section: Section = { kind, factory, element, placeholder, view: null, entries: [] };
+    element.addEventListener("toggle", () => {
+      if (element.open) section.view?.resize();
+    });
+    this.sections.set(kind, section);
+    this.visibility.observe(element, (visible) => {
+      if (visible && section.view === null && this.sections.get(kind) === section) {
+        this.buildView(section);
+      }
+    });
+    return section;
+  }
+
+  /** Build a section's view (it came near the viewport): it fetches and draws its entries. */
+  private buildView(section: Section): void {
+    this.visibility.unobserve(section.element);
+    const view = section.factory.create({
+      visibility: this.visibility,
+      generation: () => this.generation,
+      tagFilter: () => this.tagRegex,
+    });
+    section.view = view;
+    section.placeholder.replaceWith(view.element);
+    view.update(section.entries);
+    view.refresh();
+  }
+
+  private dropSection(section: Section): void {
+    this.visibility.unobserve(section.element);
+    section.view?.dispose();
+    section.element.remove();
+    this.sections.delete(section.kind);
   }
 
   /** The tag filter as TensorBoard reads it: a case-insensitive regex; null if invalid. */
@@ -267,11 +320,13 @@ export class App {
       const re = new RegExp(this.filterText, "i");
       this.filterInput.classList.remove("ds-invalid");
       this.filterError.hidden = true;
+      this.tagRegex = this.filterText === "" ? null : re;
       return re;
     } catch (e) {
       this.filterInput.classList.add("ds-invalid");
       this.filterError.hidden = false;
       this.filterError.textContent = `Invalid regular expression: ${e instanceof Error ? e.message : e}`;
+      this.tagRegex = null;
       return null;
     }
   }
@@ -281,7 +336,7 @@ export class App {
     if (width === this.lastWidth) return;
     this.lastWidth = width;
     window.requestAnimationFrame(() => {
-      for (const section of this.sections.values()) section.view.resize();
+      for (const section of this.sections.values()) section.view?.resize();
     });
   }
 }

@@ -1,25 +1,84 @@
 // Reading the plugin's responses: fetch text or JSON (same origin), check a value's shape,
 // and read numbers as the routes spell them. Shared by every kind's api module.
 
-/** GET `url`; an HTTP error becomes an Error with the plugin's message (plain text). */
-export async function getText(url: string): Promise<string> {
-  const response = await fetch(url, { credentials: "same-origin" });
+/**
+ * The last body of each URL with its ETag, so that a reload asks `If-None-Match` and a
+ * `304 Not Modified` costs no body. The browser's HTTP cache would do this by itself, but it
+ * keeps no large bodies (10 MB of update ratios) in a private window or a small cache; this
+ * keeps them, least recently used dropped beyond `REMEMBERED_CHARS` in all.
+ */
+interface Remembered {
+  etag: string;
+  text: string;
+  /** The parsed JSON, once parsed: a 304 gives the very same object back. */
+  json?: unknown;
+}
+
+const REMEMBERED_CHARS = 96 * 1024 * 1024;
+const remembered = new Map<string, Remembered>();
+let rememberedChars = 0;
+
+function remember(url: string, entry: Remembered): void {
+  forget(url);
+  remembered.set(url, entry);
+  rememberedChars += entry.text.length;
+  for (const [oldest, old] of remembered) {
+    if (rememberedChars <= REMEMBERED_CHARS || oldest === url) break;
+    remembered.delete(oldest);
+    rememberedChars -= old.text.length;
+  }
+}
+
+function forget(url: string): void {
+  const old = remembered.get(url);
+  if (old === undefined) return;
+  remembered.delete(url);
+  rememberedChars -= old.text.length;
+}
+
+/** GET `url` (revalidating what was remembered); the entry it answered with. */
+async function getEntry(url: string): Promise<Remembered> {
+  const known = remembered.get(url);
+  const headers: Record<string, string> = known ? { "If-None-Match": known.etag } : {};
+  const response = await fetch(url, { credentials: "same-origin", headers });
+  if (response.status === 304 && known) {
+    await response.arrayBuffer(); // the empty body: read, so the request ends cleanly
+    remembered.delete(url); // most recently used again
+    remembered.set(url, known);
+    return known;
+  }
   const text = await response.text();
   if (!response.ok) {
+    forget(url);
     const body = text.trim() || response.statusText || "no message";
     // The plugin's errors are plain text a person can act on: show them as they are.
     throw new Error(`HTTP ${response.status}: ${body}`);
   }
-  return text;
+  const etag = response.headers.get("ETag");
+  const entry: Remembered = { etag: etag ?? "", text };
+  if (etag) remember(url, entry);
+  else forget(url);
+  return entry;
 }
 
-/** GET `url` and parse it as JSON. */
+/** GET `url`; an HTTP error becomes an Error with the plugin's message (plain text). */
+export async function getText(url: string): Promise<string> {
+  return (await getEntry(url)).text;
+}
+
+/**
+ * GET `url` and parse it as JSON. When the server says the body has not changed (304), the
+ * object parsed the last time comes back (`===`), so a caller can tell and skip its work.
+ */
 export async function getJson(url: string): Promise<unknown> {
-  const text = await getText(url);
+  const entry = await getEntry(url);
+  if (entry.json !== undefined) return entry.json;
   try {
-    return JSON.parse(text) as unknown;
+    const json = JSON.parse(entry.text) as unknown;
+    if (entry.etag) entry.json = json;
+    return json;
   } catch {
-    throw new Error(`${url} did not return JSON: ${text.slice(0, 200)}`);
+    throw new Error(`${url} did not return JSON: ${entry.text.slice(0, 200)}`);
   }
 }
 

@@ -44,7 +44,8 @@ button, input, select { font: inherit; color: inherit; }
 .ds-runs { list-style: none; margin: 0; padding: 0; }
 .ds-run { display: flex; align-items: center; gap: 8px; padding: 3px 0; cursor: pointer; user-select: none; }
 .ds-run input { margin: 0; width: 15px; height: 15px; cursor: pointer; }
-.ds-run-name { overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
+.ds-runs li { min-width: 0; }
+.ds-run-name { flex: 1 1 auto; min-width: 0; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
 .ds-swatch { display: inline-block; flex: none; width: 12px; height: 12px; border-radius: 50%;
   vertical-align: middle; }
 
@@ -55,11 +56,14 @@ button, input, select { font: inherit; color: inherit; }
   padding: 12px 16px 16px; box-shadow: 0 1px 2px rgba(0,0,0,.04); }
 .ds-card-head { display: flex; align-items: flex-start; justify-content: space-between; gap: 16px;
   flex-wrap: wrap; margin-bottom: 8px; }
-.ds-card-title { font-size: 14px; font-weight: 500; margin: 0; word-break: break-all; }
+.ds-card-title { font-size: 14px; font-weight: 500; margin: 0; word-break: break-all; min-width: 0; }
+.ds-card { min-width: 0; max-width: 100%; }
 .ds-card-sub { color: #757575; font-size: 12px; margin-top: 2px; }
 
 .ds-legend { display: flex; align-items: center; gap: 14px; flex-wrap: wrap; font-size: 11px; color: #424242; }
-.ds-legend-item { display: inline-flex; align-items: center; gap: 5px; white-space: nowrap; }
+.ds-legend { min-width: 0; max-width: 100%; }
+.ds-legend-item { display: inline-flex; align-items: center; gap: 5px; min-width: 0; max-width: 100%;
+  overflow-wrap: anywhere; }
 .ds-legend-title { font-weight: 500; }
 .ds-colorbar { position: relative; margin: 0 14px 0 10px; }
 .ds-colorbar-bar { height: 10px; border-radius: 1px; }
@@ -70,6 +74,9 @@ button, input, select { font: inherit; color: inherit; }
 .ds-runblock { margin-top: 10px; }
 .ds-runblock-head { display: flex; align-items: center; gap: 8px; flex-wrap: wrap; font-size: 12px; margin-bottom: 2px; }
 .ds-runblock-name { font-weight: 500; }
+/* Run headers of every kind: a 500-character run name wraps inside its card. */
+.ds-runblock, .ds-runblock-head, .ds-corr-panel, .ds-corr-panel-head { min-width: 0; max-width: 100%; }
+.ds-runblock-name, .ds-corr-panel-head > strong { min-width: 0; max-width: 100%; overflow-wrap: anywhere; }
 .ds-badge { display: inline-block; padding: 0 6px; border-radius: 8px; font-size: 11px; line-height: 16px; }
 .ds-badge-bad { background: #ffebee; color: #c62828; }
 .ds-warn { color: #8d6e00; background: #fff8e1; border-radius: 3px; padding: 2px 6px; font-size: 12px; margin: 2px 0; }
@@ -119,7 +126,12 @@ button, input, select { font: inherit; color: inherit; }
 .ds-tooltip-value { overflow: hidden; text-overflow: ellipsis; }
 .ds-strong { font-weight: 700; }
 
-.ds-kind { margin: 0 0 24px; }
+.ds-kind { margin: 0 0 24px; min-width: 0; }
+.ds-kind-body { min-width: 0; }
+.ds-kind-pending { color: #9e9e9e; font-size: 12px; padding: 24px 0; text-align: center; }
+/* Cards off screen are neither laid out nor painted; they keep their last height (or a guess
+   until first drawn), so the page does not jump. Their own overflow stays inside them. */
+.ds-kind-body > * { content-visibility: auto; contain-intrinsic-size: auto 480px; }
 .ds-kind-head { display: flex; align-items: baseline; gap: 12px; flex-wrap: wrap; cursor: pointer;
   list-style: none; margin: 0 0 10px; }
 .ds-kind-head::-webkit-details-marker { display: none; }

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from pathlib import Path
 
 CHROMIUM_ARGS = [
@@ -82,3 +83,98 @@ def screenshot(locator, tmp_path: Path, name: str, min_bytes: int) -> Path:
         IMAGES.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(out, IMAGES / name)
     return out
+
+
+# Recorded in every frame from its start: the long tasks (> 50 ms) of its event loop.
+LONG_TASKS_SCRIPT = """
+window.__dsLongTasks = [];
+try {
+  new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) {
+      window.__dsLongTasks.push({ start: e.startTime, duration: e.duration, name: e.name });
+    }
+  }).observe({ type: "longtask", buffered: true });
+} catch (e) {}
+"""
+
+
+def record_long_tasks(context) -> None:
+    """Make every frame of `context`'s pages record its long tasks (call before opening)."""
+    context.add_init_script(LONG_TASKS_SCRIPT)
+
+
+def long_tasks_ms(frame) -> list[float]:
+    """Durations (ms) of the long tasks `frame` saw, longest first."""
+    tasks = frame.evaluate("() => window.__dsLongTasks || []")
+    return sorted((float(t["duration"]) for t in tasks), reverse=True)
+
+
+class NetworkMeter:
+    """Bytes on the wire per response, from Chromium's DevTools protocol.
+
+    `encodedDataLength` of `Network.loadingFinished` counts what came over the
+    network (headers and the encoded body); a 304 counts its headers only. The
+    tab's iframe is same-origin, so its requests are the page's.
+    """
+
+    def __init__(self, page):
+        self.responses: list[dict] = []
+        self._page = page
+        self._pending: dict[str, dict] = {}
+        self._in_flight: dict[str, float] = {}  # request id -> when it was sent (s)
+        self._last_activity = time.monotonic()
+        self._cdp = page.context.new_cdp_session(page)
+        self._cdp.on("Network.requestWillBeSent", self._on_request)
+        self._cdp.on("Network.responseReceived", self._on_response)
+        self._cdp.on("Network.loadingFinished", self._on_finished)
+        self._cdp.on("Network.loadingFailed", self._on_failed)
+        self._cdp.send("Network.enable")
+
+    def _on_request(self, event) -> None:
+        if "/data/plugin/deepscope/" in event["request"]["url"]:
+            self._in_flight[event["requestId"]] = time.monotonic()
+            self._last_activity = time.monotonic()
+
+    def _on_failed(self, event) -> None:
+        entry = self._pending.pop(event["requestId"], None)
+        if self._in_flight.pop(event["requestId"], None) is not None:
+            self._last_activity = time.monotonic()
+        if entry is not None:  # e.g. a 304 whose (empty) body the page never read
+            entry["failed"] = event.get("errorText", "")
+            self.responses.append(entry)
+
+    def wait_quiet(self, quiet_ms: int = 1000, timeout_ms: int = 60_000) -> None:
+        """Wait until none of the plugin's requests is in flight and none began for `quiet_ms`."""
+        deadline = time.monotonic() + timeout_ms / 1000
+        while time.monotonic() < deadline:
+            self._page.wait_for_timeout(100)  # lets Playwright deliver the events
+            idle = time.monotonic() - self._last_activity
+            if not self._in_flight and idle * 1000 >= quiet_ms:
+                return
+        raise TimeoutError(f"the tab's requests never settled: {len(self._in_flight)} in flight")
+
+    def _on_response(self, event) -> None:
+        response = event["response"]
+        self._pending[event["requestId"]] = {
+            "url": response["url"],
+            "status": response["status"],
+            "from_cache": bool(response.get("fromDiskCache") or response.get("fromMemoryCache")),
+            "request_headers": response.get("requestHeaders") or {},
+            "bytes": int(response.get("encodedDataLength") or 0),  # so far: the headers
+        }
+
+    def _on_finished(self, event) -> None:
+        entry = self._pending.pop(event["requestId"], None)
+        if self._in_flight.pop(event["requestId"], None) is not None:
+            self._last_activity = time.monotonic()
+        if entry is not None:
+            entry["bytes"] = int(event["encodedDataLength"])
+            self.responses.append(entry)
+
+    def mark(self) -> int:
+        """A point in the record: `since(mark)` gives what finished after it."""
+        return len(self.responses)
+
+    def since(self, mark: int, path: str = "/data/plugin/deepscope/") -> list[dict]:
+        """Responses of the plugin's routes finished since `mark`."""
+        return [r for r in self.responses[mark:] if path in r["url"]]

@@ -1,6 +1,7 @@
 // A kind's section of the tab: update ratios, spectra, correlations or saliency.
 // The app filters tags (regex) and runs (sidebar), then hands each kind's view the
-// (run, tag) pairs it should show; the view fetches and draws them.
+// (run, tag) pairs it should show; the view fetches and draws them. The app builds a
+// section's view only once the section comes near the viewport.
 
 import type { TagInfo } from "../api";
 import type { Visibility } from "../dom";
@@ -17,6 +18,11 @@ export interface ViewContext {
   visibility: Visibility;
   /** Bumped on every refresh (TensorBoard's reload, the 30 s timer, the button). */
   generation: () => number;
+  /**
+   * The sidebar's tag filter, a case-insensitive regex; null when empty or invalid. A view
+   * that declares `filtersInside` narrows what it shows of a tag by it.
+   */
+  tagFilter: () => RegExp | null;
 }
 
 export interface KindView {
@@ -36,4 +42,11 @@ export interface KindViewFactory {
   /** One line under the heading: what the section answers. */
   subtitle: string;
   create(ctx: ViewContext): KindView;
+  /**
+   * For a view that filters inside its tags (e.g. update ratios narrow their parameters):
+   * whether `entry`, whose tag the filter `regex` does not match, still has something that
+   * matches. Such entries are handed to the view, which narrows them by `ctx.tagFilter()`.
+   * Without it, a tag the filter does not match is left out.
+   */
+  filtersInside?(entry: ViewEntry, regex: RegExp): boolean;
 }

@@ -4,7 +4,7 @@ import { CorrelationView } from "../correlation/view";
 import { SaliencyView } from "../saliency/view";
 import { SpectrumView } from "../spectrum/view";
 import type { KindViewFactory } from "./kind_view";
-import { UpdateRatiosView } from "./update_ratios_view";
+import { UpdateRatiosView, narrowsInside } from "./update_ratios_view";
 
 export const KIND_VIEWS: ReadonlyArray<[kind: string, factory: KindViewFactory]> = [
   [
@@ -13,6 +13,7 @@ export const KIND_VIEWS: ReadonlyArray<[kind: string, factory: KindViewFactory]>
       title: "Update ratios",
       subtitle: "‖ΔW‖/‖W‖ per parameter and optimizer step: is each layer's learning rate right?",
       create: (ctx) => new UpdateRatiosView(ctx),
+      filtersInside: narrowsInside,
     },
   ],
   [
