@@ -589,3 +589,42 @@ def test_watching_an_optimizer_twice_is_refused_until_the_first_monitor_is_close
     deepscope.watch(model, other, writer, tag="sgd", spectra_every=None).close()
     writer.flush()
     assert [step for step, _ in logged(read_values, None, tmp_path)] == [0, 1, 2]  # once each
+
+
+def test_hooks_read_no_tensor_value_on_the_host(writer, monkeypatch):
+    """No .item(), bool(), float(), ... in the hooks: on a GPU each would wait for the device."""
+    host_reads = []
+    guarded = ("item", "tolist", "__bool__", "__float__", "__int__", "__index__")
+
+    def guard():
+        for name in guarded:
+            original = getattr(torch.Tensor, name)
+
+            def read(self, *args, _original=original, _name=name, **kwargs):
+                host_reads.append(_name)
+                return _original(self, *args, **kwargs)
+
+            monkeypatch.setattr(torch.Tensor, name, read)
+
+    model, _ = _make()
+    with torch.no_grad():
+        model.fc1.bias.zero_()  # a zero weight
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)  # reads nothing
+    monitor = deepscope.watch(
+        model, optimizer, writer, every=1, spectra_every=None, measurements_per_event=2
+    )
+    generator = torch.Generator().manual_seed(0)
+    for k in range(5):
+        optimizer.zero_grad(set_to_none=True)
+        model(torch.randn(3, 4, generator=generator), use_aux=k % 2 == 0).sum().backward()
+        guard()
+        optimizer.step()  # the hooks measure, mark and write blocks of 2
+        monkeypatch.undo()
+    monitor.close()
+    assert monitor.stats.measurements == 5 and monitor.stats.errors == []
+    assert monitor.stats.zero_weight == 1
+    assert host_reads == []
+    guard()
+    torch.ones(()).item()  # the guard itself sees a read
+    monkeypatch.undo()
+    assert host_reads == ["item"]
