@@ -135,17 +135,21 @@ def test_default_layer_is_the_worst_conditioned_and_table_cells_match_the_route(
     for run in RUNS:
         layer = metrics[run]["layers"]["spectra/fc1"]
         i = nearest(layer["steps"], step)
-        for name in ("spectral_norm", "condition_number", "stable_rank", "alpha"):
+        groups, rows, cols = layer["info"]["matrix_shape"]
+        k = groups * min(rows, cols)  # ranks are shown as fractions of k
+        for name, scale in (
+            ("spectral_norm", 1),
+            ("condition_number", 1),
+            ("stable_rank", k),
+            ("alpha", 1),
+        ):
             cell = frame.locator(
                 f'[data-testid=spectrum-table] tr[data-tag="spectra/fc1"] '
                 f'td[data-metric="{name}"] .ds-sp-value[data-run="{run}"]'
             )
-            assert float(cell.get_attribute("data-value")) == pytest.approx(
-                number(layer["metrics"][name][i]), rel=1e-12
-            )
-            assert float(cell.inner_text()) == pytest.approx(
-                number(layer["metrics"][name][i]), rel=6e-4
-            )
+            want = number(layer["metrics"][name][i]) / scale
+            assert float(cell.get_attribute("data-value")) == pytest.approx(want, rel=1e-12)
+            assert float(cell.inner_text()) == pytest.approx(want, rel=6e-4)
 
 
 def test_table_sorts_worst_condition_number_first_and_a_row_click_selects_it(
@@ -250,3 +254,121 @@ def test_screenshot(tab, spectrum_python_server, tmp_path):
     tab.page.mouse.move(1, 1)
     tab.page.wait_for_timeout(500)  # let the redraw after the resize settle
     screenshot(card, tmp_path, "spectrum.png", min_bytes=20_000)
+
+
+# ---------------------------------------------------------------- 50 runs
+
+
+MANY_STEPS = (0, 10, 20)
+BOUND_TAG = "spectra/square"  # sigma_min below float32's resolution at every step
+UNCHANGED_RUN = 7  # this run's classifier is logged "unchanged since step 10" at step 20
+UNCHANGED = ("spectra/classifier", 20, 10)  # tag, step, since
+
+
+@pytest.fixture(scope="module")
+def many_runs_server(tmp_path_factory, tensorboard_server) -> tuple[str, list[str]]:
+    """50 runs (two named __proto__ and constructor, three of 500 characters) x 5 layers."""
+    import torch
+
+    import deepscope
+    from deepscope.analysis import spectrum as sp
+    from tests import scale_logs
+
+    logdir = tmp_path_factory.mktemp("spectra50")
+    runs = scale_logs.run_names_of_50()
+    layers = [p for p in scale_logs.SMALL_MODEL if p.is_layer]
+    for k, run in enumerate(runs):
+        rng = np.random.default_rng(k)
+        writer = deepscope.SummaryWriter(str(logdir / run))
+        for step in MANY_STEPS:
+            for parameter in layers:
+                tag = f"spectra/{parameter.module}"
+                if k == UNCHANGED_RUN and (tag, step) == UNCHANGED[:2]:
+                    writer.add_unchanged_spectrum(tag, UNCHANGED[2], global_step=step)
+                    continue
+                spectrum = scale_logs.layer_spectrum(parameter, step / 20, rng)
+                writer.add_spectrum(tag, spectrum, global_step=step)
+            values = np.linspace(2.0, 1.0, 64, dtype=np.float32)
+            values[-1] = 1e-9  # below 2 * 64 * eps32: a bound of 1 / (64 eps32) = 1.3e5
+            square = sp.Spectrum(torch.from_numpy(values)[None, :], (1, 64, 64))
+            writer.add_spectrum(BOUND_TAG, square, global_step=step)
+        writer.close()
+    return tensorboard_server(logdir, load_fast=False), runs
+
+
+def test_fifty_runs_one_row_per_layer_worst_first_and_nothing_wider_than_the_page(
+    tab, many_runs_server
+):
+    base_url, runs = many_runs_server
+    tab.page.set_viewport_size({"width": 1280, "height": 900})
+    frame = open_spectra(tab, base_url)
+    table = frame.locator("[data-testid=spectrum-table]")
+    tags = sorted(route(base_url, "spectrum_metrics", run=runs[10])["layers"])
+    assert len(tags) == 5
+    assert sorted(row_order(frame)) == tags  # one row per layer, not per (run, layer)
+    assert table.get_attribute("data-rows") == "5"
+    metrics = {run: route(base_url, "spectrum_metrics", run=run)["layers"] for run in runs}
+
+    def at_last(run, tag, name):
+        layer = metrics[run][tag]
+        value = layer["metrics"][name][-1]
+        return value if isinstance(value, bool) else number(value)
+
+    assert all(at_last(run, BOUND_TAG, "condition_number_is_bound") for run in runs)
+    # The default layer is the worst *measured* condition number, never the bound's layer,
+    # although its bound (1.3e5) exceeds every measured one.
+    selected = table.locator("tr[aria-selected=true]").get_attribute("data-tag")
+    measured = {
+        tag: max(at_last(run, tag, "condition_number") for run in runs)
+        for tag in tags
+        if tag != BOUND_TAG
+    }
+    assert selected == max(measured, key=measured.get) != BOUND_TAG
+    assert at_last(runs[0], BOUND_TAG, "condition_number") > max(measured.values())
+    chart(frame)
+    # Condition number: worst (largest measured) first, the bound's layer after them.
+    frame.locator('th[data-metric="condition_number"]').click()
+    order = row_order(frame)
+    assert order[-1] == BOUND_TAG
+    assert [measured[t] for t in order[:-1]] == sorted(measured.values(), reverse=True)
+    bound_cell = table.locator(f'tr[data-tag="{BOUND_TAG}"] td[data-metric="condition_number"]')
+    assert bound_cell.locator("[data-bound=true]").first.inner_text().strip().startswith("> 1.3")
+    # Effective rank, normalised by k = min(rows, cols): worst (smallest) first.
+    header = frame.locator('th[data-metric="effective_rank"]')
+    header.click()
+    assert header.get_attribute("data-sorted") == "ascending"
+    k = {tag: min(metrics[runs[0]][tag]["info"]["matrix_shape"][1:]) for tag in tags}
+    worst = {tag: min(at_last(run, tag, "effective_rank") / k[tag] for run in runs) for tag in tags}
+    order = row_order(frame)
+    assert [worst[t] for t in order] == sorted(worst.values())
+    shown = table.locator(f'tr[data-tag="{order[0]}"] td[data-metric="effective_rank"]')
+    assert float(shown.locator("[data-worst=true]").get_attribute("data-value")) == pytest.approx(
+        worst[order[0]], rel=1e-12
+    )
+    # The unchanged step is marked as such.
+    run, (tag, _, since) = runs[UNCHANGED_RUN], UNCHANGED
+    frame.locator(f'[data-testid=spectrum-table] tr[data-tag="{tag}"]').click()
+    note = frame.locator(f'[data-testid=spectrum-unchanged][data-run="{run}"]')
+    note.wait_for(timeout=TIMEOUT_MS)
+    assert f"unchanged since step {since}" in note.inner_text()
+    # Nothing is wider than the viewport: not the table, the legend, nor 500-character names.
+    frame.locator("[data-testid=spectrum-evolution][data-drawn=true]").first.wait_for(
+        timeout=TIMEOUT_MS
+    )
+    # Every element's right edge inside the viewport, except what scrolls inside the table's
+    # own scroll box (which itself stays inside).
+    widths = frame.evaluate(
+        "() => ({page: document.documentElement.scrollWidth,"
+        " view: document.documentElement.clientWidth,"
+        " wide: [...document.querySelectorAll('[data-testid=spectrum-card] *')]"
+        ".filter(e => !e.closest('.ds-sp-tablewrap table'))"
+        ".filter(e => e.getBoundingClientRect().right > document.documentElement.clientWidth + 1)"
+        ".slice(0, 5).map(e => e.tagName + ' ' + (e.textContent || '').slice(0, 60))})"
+    )
+    assert widths["page"] <= widths["view"], widths
+    assert widths["wide"] == [], widths
+    # The chart sits beside the table (its scroll box), not below it.
+    table_box = frame.locator(".ds-sp-tablewrap").bounding_box()
+    chart_box = chart(frame).bounding_box()
+    assert chart_box["x"] >= table_box["x"] + table_box["width"] - 1
+    assert chart_box["y"] < table_box["y"] + table_box["height"]

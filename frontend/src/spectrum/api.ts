@@ -22,6 +22,8 @@ export interface LayerMetrics {
   errors: Map<number, string>;
   /** step -> number of non-finite singular values. */
   nonFinite: Map<number, number>;
+  /** step -> the earlier step whose spectrum it repeats (the weight did not change). */
+  unchanged: Map<number, number>;
 }
 
 export interface RunMetrics {
@@ -39,6 +41,8 @@ export interface StepSpectrum {
   metrics: Record<string, number>;
   error: string | null;
   nonFinite: number;
+  /** The step whose spectrum this is (the weight has not changed since), or null. */
+  unchangedSince: number | null;
   /** All groups' singular values, merged, descending (NaN last). */
   values: Float32Array;
   groups: number;
@@ -66,6 +70,21 @@ function parseInfo(raw: unknown): SpectrumInfo {
     matrixRule: typeof r.matrix_rule === "string" ? r.matrix_rule : "",
     matrixShape: numbers(r.matrix_shape),
   };
+}
+
+/** A metric as a number: flags (condition_number_is_bound) as 1 or 0. */
+function metricNumber(value: unknown): number {
+  if (typeof value === "boolean") return value ? 1 : 0;
+  return jsonNumber(value);
+}
+
+function stepPairs(raw: unknown): Map<number, number> {
+  const out = new Map<number, number>();
+  if (!Array.isArray(raw)) return out;
+  for (const pair of raw) {
+    if (Array.isArray(pair)) out.set(Number(pair[0]), Number(pair[1]));
+  }
+  return out;
 }
 
 function stepMessages(raw: unknown): Map<number, string> {
@@ -109,7 +128,7 @@ export async function fetchRunMetrics(run: string, tags: readonly string[]): Pro
     const metrics: Record<string, Float64Array> = {};
     if (isRecord(value.metrics)) {
       for (const [name, list] of Object.entries(value.metrics)) {
-        metrics[name] = Float64Array.from(Array.isArray(list) ? list : [], jsonNumber);
+        metrics[name] = Float64Array.from(Array.isArray(list) ? list : [], metricNumber);
       }
     }
     const nonFinite = new Map<number, number>();
@@ -121,6 +140,7 @@ export async function fetchRunMetrics(run: string, tags: readonly string[]): Pro
       metrics,
       errors: stepMessages(value.errors),
       nonFinite,
+      unchanged: stepPairs(value.unchanged),
     });
   }
   return {
@@ -136,7 +156,7 @@ export async function fetchSpectrum(run: string, tag: string, step: number): Pro
   const { values, shape } = decodeFloat32(raw.singular_values, "spectrum");
   const metrics: Record<string, number> = {};
   if (isRecord(raw.metrics)) {
-    for (const [name, v] of Object.entries(raw.metrics)) metrics[name] = jsonNumber(v);
+    for (const [name, v] of Object.entries(raw.metrics)) metrics[name] = metricNumber(v);
   }
   return {
     run,
@@ -146,6 +166,7 @@ export async function fetchSpectrum(run: string, tag: string, step: number): Pro
     metrics,
     error: typeof raw.error === "string" && raw.error ? raw.error : null,
     nonFinite: typeof raw.non_finite === "number" ? raw.non_finite : 0,
+    unchangedSince: typeof raw.unchanged_since_step === "number" ? raw.unchanged_since_step : null,
     values: mergeDescending(values),
     groups: shape.length === 2 ? shape[0] : 1,
   };

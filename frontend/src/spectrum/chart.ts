@@ -219,26 +219,39 @@ export class SpectrumChart {
 
   private drawLegend(series: readonly ChartSeries[]): void {
     this.legend.replaceChildren();
-    const item = (sample: Element, text: string) => {
-      this.legend.appendChild(legendItem(sample, text));
+    // Wrap within the card: one item per run (its line, step, MP edge and α), each of which
+    // may itself wrap; the shared legend style keeps items on one line (nowrap).
+    this.legend.style.minWidth = "0";
+    this.legend.style.maxWidth = "100%";
+    const item = (sample: Element, text: string, run?: string) => {
+      const entry = legendItem(sample, text);
+      entry.style.whiteSpace = "normal";
+      entry.style.overflowWrap = "anywhere";
+      entry.style.minWidth = "0";
+      entry.style.maxWidth = "100%";
+      if (run !== undefined) entry.dataset.run = run;
+      this.legend.appendChild(entry);
     };
     const multi = series.length > 1;
-    for (const s of series) {
-      const name = multi ? `${s.run}: ` : "";
-      item(lineSample(s.color, ""), `${name}σ_i at step ${s.spectrum.step}`);
-    }
     const grey = "#616161";
-    const mp = series
-      .filter((s) => s.spectrum.metrics.mp_bulk_edge > 0)
-      .map((s) => `${multi ? `${s.run} ` : ""}${formatMetric(s.spectrum.metrics.mp_bulk_edge)}`);
-    if (mp.length) item(lineSample(grey, "6,3"), `Marchenko–Pastur bulk edge σ = ${mp.join(", ")}`);
-    const fits = series
-      .filter((s) => powerLawSegment(s.spectrum) !== null)
-      .map((s) => {
-        const m = s.spectrum.metrics;
-        return `${multi ? `${s.run} ` : ""}α = ${formatMetric(m.alpha)} (λ ≥ ${formatMetric(m.alpha_xmin)}, KS ${formatMetric(m.alpha_ks_distance)})`;
-      });
-    if (fits.length) item(lineSample(grey, "2,3"), `power-law tail p(λ) ∝ λ^-α, λ = σ²: ${fits.join("; ")}`);
+    for (const s of series) {
+      const m = s.spectrum.metrics;
+      const parts = [`σ_i at step ${s.spectrum.step}`];
+      if (s.spectrum.unchangedSince !== null) parts[0] += ` (unchanged since step ${s.spectrum.unchangedSince})`;
+      if (m.mp_bulk_edge > 0) parts.push(`MP edge ${formatMetric(m.mp_bulk_edge)}`);
+      if (powerLawSegment(s.spectrum) !== null) {
+        parts.push(
+          `α = ${formatMetric(m.alpha)} (λ ≥ ${formatMetric(m.alpha_xmin)}, KS ${formatMetric(m.alpha_ks_distance)})`,
+        );
+      }
+      item(lineSample(s.color, ""), `${multi ? `${s.run}: ` : ""}${parts.join(" · ")}`, s.run);
+    }
+    if (series.some((s) => s.spectrum.metrics.mp_bulk_edge > 0)) {
+      item(lineSample(grey, "6,3"), "Marchenko–Pastur bulk edge (σ above it: structure beyond noise)");
+    }
+    if (series.some((s) => powerLawSegment(s.spectrum) !== null)) {
+      item(lineSample(grey, "2,3"), "power-law tail p(λ) ∝ λ^-α, λ = σ²");
+    }
   }
 }
 

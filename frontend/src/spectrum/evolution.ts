@@ -35,7 +35,13 @@ export class EvolutionHeatmap {
   ) {
     this.element = el("div", "ds-runblock");
     const head = el("div", "ds-runblock-head");
-    head.append(swatch(color), el("span", "ds-runblock-name", run));
+    const name = el("span", "ds-runblock-name", run);
+    // A long run name wraps inside the card instead of widening the page.
+    name.style.overflowWrap = "anywhere";
+    name.style.minWidth = "0";
+    this.element.style.minWidth = "0";
+    this.element.style.maxWidth = "100%";
+    head.append(swatch(color), name);
     this.plot = el("div", "ds-plot");
     this.canvas = el("canvas");
     this.canvas.dataset.testid = "spectrum-evolution";

@@ -1,7 +1,11 @@
-// The metrics table: one row per layer, a column per health metric with its value at the
-// selected step (one per run, in run colours) and a sparkline over steps (a line per run).
-// Clicking a column header sorts by it (worst first: largest first on the first click);
-// clicking a row selects that layer for the charts.
+// The metrics table: one row per layer (tag), the runs inside the row: a column per health
+// metric with its value at the selected step (one line per run, in run colours; past
+// MAX_RUN_LINES runs the worst run's value and the range over runs) and a sparkline over
+// steps (a line per run). Clicking a column header sorts by it, worst first on the first
+// click (each metric declares which end is bad); clicking a row selects that layer for the
+// charts. Ranks are shown as fractions of the layer's k = groups · min(rows, cols), so that
+// layers of different sizes compare. A condition number beyond float32's resolution is a
+// lower bound ("> 1.1e4"): it sorts after the measured ones, never as the worst.
 
 import { el, swatch } from "../dom";
 import { NON_FINITE_COLOR } from "../palette";
@@ -13,41 +17,108 @@ export interface MetricColumn {
   name: string;
   label: string;
   title: string;
+  /** Which end is bad: "high" sorts largest first on the first click, "low" smallest first. */
+  worst: "high" | "low";
   /** Sparkline on a log axis (ratios spanning decades). */
   log?: boolean;
+  /** Shown and sorted as a fraction of k = groups · min(rows, cols) (ranks). */
+  normalise?: boolean;
 }
 
+/** Runs listed one line each in a cell; more are summarised (worst run, range). */
+export const MAX_RUN_LINES = 6;
+
+const BOUND_FLAG = "condition_number_is_bound";
+
 export const COLUMNS: readonly MetricColumn[] = [
-  { name: "spectral_norm", label: "σ_max", title: "spectral norm ‖W‖₂: the largest singular value", log: true },
+  {
+    name: "spectral_norm",
+    label: "σ_max",
+    title: "spectral norm ‖W‖₂: the largest singular value (large: exploding; worst first = largest)",
+    worst: "high",
+    log: true,
+  },
   {
     name: "condition_number",
     label: "condition κ",
-    title: "condition number σ_max / σ_min (∞: numerically singular)",
+    title:
+      "condition number σ_max / σ_min (worst first = largest; \"> x\": σ_min is below float32's " +
+      "resolution σ_max·max(rows, cols)·eps, so κ is at least x; such layers sort after the measured)",
+    worst: "high",
     log: true,
   },
-  { name: "stable_rank", label: "stable rank", title: "stable rank ‖W‖²_F / ‖W‖²₂" },
+  {
+    name: "stable_rank",
+    label: "stable rank / k",
+    title: "stable rank ‖W‖²_F / ‖W‖²₂ over k = min(rows, cols) (low: a few directions dominate; worst first = smallest)",
+    worst: "low",
+    normalise: true,
+  },
   {
     name: "effective_rank",
-    label: "effective rank",
-    title: "effective rank (Roy & Vetterli): exp of the entropy of the normalised singular values",
+    label: "effective rank / k",
+    title:
+      "effective rank (Roy & Vetterli: exp of the entropy of the normalised singular values) over " +
+      "k = min(rows, cols) (low: rank collapse; worst first = smallest)",
+    worst: "low",
+    normalise: true,
   },
-  { name: "numerical_rank", label: "rank", title: "numerical rank: singular values above the rank tolerance" },
+  {
+    name: "numerical_rank",
+    label: "rank / k",
+    title: "numerical rank (singular values above the rank tolerance) over k = min(rows, cols) (worst first = smallest)",
+    worst: "low",
+    normalise: true,
+  },
   {
     name: "num_above_mp_edge",
     label: "> MP edge",
-    title: "singular values above the Marchenko–Pastur bulk edge (structure beyond random noise)",
+    title:
+      "singular values above the Marchenko–Pastur bulk edge: structure beyond random noise " +
+      "(0: still random; worst first = fewest)",
+    worst: "low",
   },
   {
     name: "alpha",
     label: "tail α",
-    title: "power-law exponent α of the eigenvalue density p(λ) ∝ λ^-α, λ = σ² (heavy tail: α ≲ 4)",
+    title:
+      "power-law exponent α of the eigenvalue density p(λ) ∝ λ^-α, λ = σ² (heavy tail: α ≲ 4; " +
+      "α < 2: very heavy, over-trained in Martin & Mahoney's reading; worst first = smallest)",
+    worst: "low",
   },
   {
     name: "alpha_ks_distance",
     label: "KS dist.",
-    title: "Kolmogorov–Smirnov distance of the power-law fit (smaller: better fit)",
+    title: "Kolmogorov–Smirnov distance of the power-law fit (large: a poor fit; worst first = largest)",
+    worst: "high",
   },
 ];
+
+/** k = groups · min(rows, cols): the number of singular values of a layer. */
+export function singularValueCount(layer: LayerMetrics | undefined): number {
+  const shape = layer?.info.matrixShape ?? [];
+  if (shape.length !== 3) return NaN;
+  return shape[0] * Math.min(shape[1], shape[2]);
+}
+
+/** A metric as the table shows and sorts it: normalised ranks, the condition bound flagged. */
+export function shownValue(
+  layer: LayerMetrics | undefined,
+  column: MetricColumn,
+  step: number | null,
+): { value: number; raw: number; bound: boolean; step?: number; error?: string; unchangedSince?: number } {
+  const at = valueAt(layer, column.name, step);
+  const bound = column.name === "condition_number" && valueAt(layer, BOUND_FLAG, step).value === 1;
+  const unchangedSince = at.step === undefined ? undefined : layer?.unchanged.get(at.step);
+  const value = column.normalise ? at.value / singularValueCount(layer) : at.value;
+  return { ...at, value, raw: at.value, bound, unchangedSince };
+}
+
+/** Sort classes: measured values, then lower bounds, then nothing (NaN, errors). */
+interface SortKey {
+  cls: 0 | 1 | 2;
+  value: number;
+}
 
 export interface TableRun {
   run: string;
@@ -71,7 +142,8 @@ export class MetricsTable {
   private step: number | null = null;
   private selected: string | null = null;
   private sortBy: string | null = null;
-  private descending = true;
+  /** The rows' order: the sorted metric's bad end first (true), or its good end. */
+  private worstFirst = true;
   private swatches = false;
 
   constructor(private readonly onSelect: (tag: string) => void) {
@@ -86,6 +158,13 @@ export class MetricsTable {
     return { by: this.sortBy, descending: this.descending };
   }
 
+  /** Whether the sorted column runs from its largest value down. */
+  private get descending(): boolean {
+    const column = COLUMNS.find((c) => c.name === this.sortBy);
+    if (!column) return !this.worstFirst; // by name: A→Z first
+    return (column.worst === "high") === this.worstFirst;
+  }
+
   /** @param swatches show run colour swatches (several runs are selected). */
   draw(rows: TableRow[], step: number | null, selected: string | null, swatches: boolean): void {
     this.rows = rows;
@@ -96,21 +175,26 @@ export class MetricsTable {
   }
 
   private toggleSort(name: string): void {
-    if (this.sortBy === name) this.descending = !this.descending;
+    if (this.sortBy === name) this.worstFirst = !this.worstFirst;
     else {
       this.sortBy = name;
-      this.descending = name !== "tag";
+      this.worstFirst = true;
     }
     this.render();
   }
 
-  /** A row's sort key: the worst run's value at the selected step (NaN: sorts last). */
-  private key(row: TableRow, name: string): number {
-    let best = NaN;
+  /**
+   * A row's sort key: its runs' most extreme value at the selected step in the sort's
+   * direction (the worst run when worst first). Lower bounds and missing values sort after.
+   */
+  private key(row: TableRow, column: MetricColumn): SortKey {
+    let best: SortKey = { cls: 2, value: NaN };
     for (const r of row.runs) {
-      const v = valueAt(r.layer, name, this.step).value;
-      if (Number.isNaN(v)) continue;
-      if (Number.isNaN(best) || (this.descending ? v > best : v < best)) best = v;
+      const at = shownValue(r.layer, column, this.step);
+      if (Number.isNaN(at.value) || at.error !== undefined) continue;
+      const key: SortKey = { cls: at.bound ? 1 : 0, value: at.value };
+      const better = this.descending ? key.value > best.value : key.value < best.value;
+      if (key.cls < best.cls || (key.cls === best.cls && better)) best = key;
     }
     return best;
   }
@@ -120,19 +204,18 @@ export class MetricsTable {
     const by = this.sortBy;
     if (by === null) return rows;
     const sign = this.descending ? -1 : 1;
-    if (by === "tag") {
+    const column = COLUMNS.find((c) => c.name === by);
+    if (!column) {
       rows.sort((a, b) => sign * a.tag.localeCompare(b.tag, undefined, { numeric: true }));
       return rows;
     }
-    const keys = new Map(rows.map((r) => [r.tag, this.key(r, by)]));
+    const keys = new Map(rows.map((r) => [r.tag, this.key(r, column)]));
     rows.sort((a, b) => {
-      const ka = keys.get(a.tag) ?? NaN;
-      const kb = keys.get(b.tag) ?? NaN;
-      if (Number.isNaN(ka) || Number.isNaN(kb)) {
-        return Number.isNaN(ka) === Number.isNaN(kb) ? 0 : Number.isNaN(ka) ? 1 : -1;
-      }
-      if (ka === kb) return 0;
-      return sign * (ka < kb ? -1 : 1);
+      const ka = keys.get(a.tag)!;
+      const kb = keys.get(b.tag)!;
+      if (ka.cls !== kb.cls) return ka.cls - kb.cls;
+      if (ka.cls === 2 || ka.value === kb.value) return 0;
+      return sign * (ka.value < kb.value ? -1 : 1);
     });
     return rows;
   }
@@ -143,7 +226,7 @@ export class MetricsTable {
     const header = (name: string, label: string, title: string) => {
       const th = el("th", "ds-sp-sortable");
       th.dataset.metric = name;
-      th.title = `${title}. Click to sort.`;
+      th.title = `${title}. Click to sort (worst first, again to reverse).`;
       th.append(label);
       if (this.sortBy === name) {
         th.append(el("span", "ds-sp-arrow", this.descending ? " ▼" : " ▲"));
@@ -187,29 +270,101 @@ export class MetricsTable {
     td.dataset.metric = column.name;
     const values = el("div", "ds-sp-values");
     const multi = this.swatches || row.runs.length > 1;
-    for (const r of row.runs) {
-      const at = valueAt(r.layer, column.name, this.step);
-      const line = el("div", "ds-sp-value");
-      line.dataset.run = r.run;
-      if (multi) line.append(swatch(r.color), " ");
-      let text: HTMLElement;
-      if (!r.layer) {
-        text = el("span", "ds-muted", "–");
-      } else if (at.error !== undefined) {
-        text = el("span", "ds-badge ds-badge-bad", "error");
-        text.title = `step ${at.step}: ${at.error}`;
-        line.dataset.error = "true";
-      } else {
-        text = el("span", Number.isFinite(at.value) ? "" : "ds-sp-bad", formatMetric(at.value));
-        line.dataset.value = String(at.value);
-      }
-      if (at.step !== undefined) line.dataset.step = String(at.step);
-      line.appendChild(text);
-      values.appendChild(line);
+    if (row.runs.length > MAX_RUN_LINES) {
+      values.append(...this.summary(row, column));
+    } else {
+      for (const r of row.runs) values.appendChild(this.valueLine(r, column, multi));
     }
     td.append(values, sparkline(row.runs, column, this.step));
     return td;
   }
+
+  /** One run's value in a cell. */
+  private valueLine(r: TableRun, column: MetricColumn, withSwatch: boolean): HTMLElement {
+    const at = shownValue(r.layer, column, this.step);
+    const line = el("div", "ds-sp-value");
+    line.dataset.run = r.run;
+    if (withSwatch) line.append(swatch(r.color), " ");
+    let text: HTMLElement;
+    if (!r.layer) {
+      text = el("span", "ds-muted", "–");
+    } else if (at.error !== undefined) {
+      text = el("span", "ds-badge ds-badge-bad", "error");
+      text.title = `step ${at.step}: ${at.error}`;
+      line.dataset.error = "true";
+    } else {
+      text = el("span", "", formatShown(at.value, at.raw, column, at.bound, singularValueCount(r.layer)));
+      if (!Number.isFinite(at.value)) text.className = "ds-sp-bad";
+      if (at.bound) {
+        text.className = "ds-sp-bound";
+        text.title =
+          "σ_min is below float32's resolution (the rank tolerance σ_max·max(rows, cols)·eps): " +
+          "the condition number is at least this";
+        line.dataset.bound = "true";
+      } else if (column.normalise) {
+        text.title = `${formatMetric(at.raw)} of k = ${singularValueCount(r.layer)}`;
+      }
+      line.dataset.value = String(at.value);
+    }
+    if (at.unchangedSince !== undefined) {
+      line.dataset.unchangedSince = String(at.unchangedSince);
+      line.title = `${r.run}: weight unchanged since step ${at.unchangedSince} (its spectrum)`;
+      line.append(text, el("span", "ds-muted", " ="));
+    } else {
+      line.title = r.run;
+      line.appendChild(text);
+    }
+    if (at.step !== undefined) line.dataset.step = String(at.step);
+    return line;
+  }
+
+  /** Many runs: the worst run's value (its swatch and name on hover) and the range over runs. */
+  private summary(row: TableRow, column: MetricColumn): HTMLElement[] {
+    let worst: { run: TableRun; value: number } | null = null;
+    let lo = Infinity;
+    let hi = -Infinity;
+    let measured = 0;
+    let bounded: TableRun | null = null;
+    for (const r of row.runs) {
+      const at = shownValue(r.layer, column, this.step);
+      if (at.bound && at.error === undefined) bounded = bounded ?? r;
+      if (Number.isNaN(at.value) || at.error !== undefined || at.bound) continue;
+      measured++;
+      lo = Math.min(lo, at.value);
+      hi = Math.max(hi, at.value);
+      const worse = column.worst === "high" ? at.value > (worst?.value ?? -Infinity) : at.value < (worst?.value ?? Infinity);
+      if (worst === null || worse) worst = { run: r, value: at.value };
+    }
+    const out: HTMLElement[] = [];
+    if (worst) {
+      const line = this.valueLine(worst.run, column, true);
+      line.dataset.worst = "true";
+      line.title = `worst of ${row.runs.length} runs: ${worst.run.run}`;
+      out.push(line);
+    } else if (bounded) {
+      out.push(this.valueLine(bounded, column, true)); // only lower bounds: show one
+    }
+    const range = el("div", "ds-muted ds-sp-range", measured ? `${formatMetric(lo)} – ${formatMetric(hi)}` : "–");
+    range.title = `range over the ${measured} of ${row.runs.length} runs measured at this step`;
+    range.dataset.testid = "spectrum-range";
+    out.push(range);
+    return out;
+  }
+}
+
+/** A lower bound in "1.2e7" style, rounded down (a bound must not claim more than it knows). */
+export function formatBound(value: number): string {
+  if (!(value > 0) || !Number.isFinite(value)) return formatMetric(value);
+  const exponent = Math.floor(Math.log10(value));
+  const mantissa = Math.floor((value / Math.pow(10, exponent)) * 10) / 10;
+  return `${mantissa.toFixed(1)}e${exponent}`;
+}
+
+/** A table value: ranks as fractions of k (the numerical rank as r/k), bounds as "> x". */
+function formatShown(value: number, raw: number, column: MetricColumn, bound: boolean, k: number): string {
+  if (bound) return `> ${formatBound(raw)}`;
+  if (column.name === "numerical_rank" && Number.isFinite(raw) && Number.isFinite(k)) return `${raw}/${k}`;
+  return formatMetric(value);
 }
 
 /** A layer's metric at the kept step nearest `step` (the last one when null). */
@@ -224,6 +379,14 @@ export function valueAt(
   const error = layer.errors.get(at);
   const series = layer.metrics[name];
   return { value: series ? series[i] : NaN, step: at, error };
+}
+
+/** A column's values over a layer's steps, normalised as the column shows them. */
+function columnSeries(layer: LayerMetrics, column: MetricColumn): Float64Array | undefined {
+  const series = layer.metrics[column.name];
+  if (!series || !column.normalise) return series;
+  const k = singularValueCount(layer);
+  return series.map((v) => v / k);
 }
 
 function sparkline(runs: readonly TableRun[], column: MetricColumn, step: number | null): SVGSVGElement {
@@ -242,7 +405,7 @@ function sparkline(runs: readonly TableRun[], column: MetricColumn, step: number
   for (const r of runs) {
     const layer = r.layer;
     if (!layer) continue;
-    const series = layer.metrics[column.name];
+    const series = columnSeries(layer, column);
     layer.steps.forEach((s, i) => {
       x0 = Math.min(x0, s);
       x1 = Math.max(x1, s);
@@ -264,7 +427,7 @@ function sparkline(runs: readonly TableRun[], column: MetricColumn, step: number
   for (const r of runs) {
     const layer = r.layer;
     if (!layer) continue;
-    const series = layer.metrics[column.name];
+    const series = columnSeries(layer, column);
     let d = "";
     let pen = false;
     layer.steps.forEach((s, i) => {
@@ -300,7 +463,7 @@ function sparkline(runs: readonly TableRun[], column: MetricColumn, step: number
     path.setAttribute("stroke-width", "1.25");
     path.dataset.run = r.run;
     svg.appendChild(path);
-    const at = valueAt(layer, column.name, step);
+    const at = shownValue(layer, column, step);
     if (at.step !== undefined && ok(at.value) && at.error === undefined) {
       const dot = document.createElementNS(SVG_NS, "circle");
       dot.setAttribute("cx", String(sx(at.step)));

@@ -27,18 +27,28 @@ import { EvolutionHeatmap } from "./evolution";
 import { MetricsTable, valueAt, type TableRow } from "./table";
 
 addStyles(`
-.ds-sp-tablewrap { overflow-x: auto; margin: 8px 0 4px; }
+.ds-sp-split { display: flex; flex-wrap: wrap; align-items: flex-start; gap: 16px; min-width: 0; }
+.ds-sp-left { flex: 1 1 480px; min-width: 0; max-width: 100%; }
+.ds-sp-right { flex: 1 1 360px; min-width: 0; max-width: 100%; position: sticky; top: 0;
+  max-height: 100vh; overflow-y: auto; }
+.ds-sp-right .ds-chart-section:first-child { margin-top: 8px; border-top: 0; padding-top: 0; }
+.ds-sp-tablewrap { overflow: auto; margin: 8px 0 4px; max-height: calc(100vh - 120px); }
+.ds-sp-table thead th { position: sticky; top: 0; background: #fff; z-index: 2; }
+.ds-sp-table td.ds-sp-layer { position: sticky; left: 0; background: #fff; z-index: 1; }
+.ds-sp-table tbody tr.ds-sp-selected td.ds-sp-layer { background: #fff3e0; }
+.ds-sp-bound { color: #616161; }
 .ds-sp-table { border-collapse: collapse; font-size: 12px; width: 100%; }
-.ds-sp-table th { text-align: left; font-weight: 500; color: #616161; padding: 4px 8px;
-  border-bottom: 1px solid #e0e0e0; white-space: nowrap; cursor: pointer; user-select: none; }
+.ds-sp-table th { text-align: left; font-weight: 500; color: #616161; padding: 4px 6px;
+  border-bottom: 1px solid #e0e0e0; cursor: pointer; user-select: none; vertical-align: bottom; }
 .ds-sp-table th:hover { color: #000; }
 .ds-sp-table th[data-sorted] { color: #e65100; }
-.ds-sp-table td { padding: 3px 8px; border-bottom: 1px solid #f0f0f0; vertical-align: top; }
+.ds-sp-range { font-size: 11px; white-space: normal; }
+.ds-sp-table td { padding: 3px 6px; border-bottom: 1px solid #f0f0f0; vertical-align: top; }
 .ds-sp-table tbody tr { cursor: pointer; }
 .ds-sp-table tbody tr:hover { background: #fafafa; }
 .ds-sp-table tbody tr.ds-sp-selected { background: #fff3e0; }
 .ds-sp-table tbody tr.ds-sp-selected .ds-sp-tag { color: #e65100; font-weight: 500; }
-.ds-sp-tag { word-break: break-all; }
+.ds-sp-tag { word-break: break-all; min-width: 120px; }
 .ds-sp-cell { white-space: nowrap; }
 .ds-sp-values { font-variant-numeric: tabular-nums; }
 .ds-sp-value { display: flex; align-items: center; gap: 2px; line-height: 16px; }
@@ -71,6 +81,8 @@ export class SpectrumView implements KindView {
   private readonly evolutionTitle = el("span", "ds-chart-title");
   private readonly evolutionLegend = el("div");
   private readonly evolutionBlocks = el("div");
+  /** The charts' column, beside the table (below it on a narrow page). */
+  private readonly right = el("div", "ds-sp-right");
   private readonly heatmaps = new Map<string, EvolutionHeatmap>();
   private runs: RunEntry[] = [];
   private signature = "";
@@ -106,15 +118,13 @@ export class SpectrumView implements KindView {
     evolutionHead.append(this.evolutionTitle, this.evolutionLegend);
     evolutionSection.append(evolutionHead, this.evolutionBlocks);
 
-    this.card.append(
-      head,
-      toolbar,
-      this.messages,
-      this.tableStatus,
-      this.table.element,
-      chartSection,
-      evolutionSection,
-    );
+    const left = el("div", "ds-sp-left");
+    left.append(this.tableStatus, this.table.element);
+    this.right.append(chartSection, evolutionSection);
+    const split = el("div", "ds-sp-split");
+    split.dataset.testid = "spectrum-split";
+    split.append(left, this.right);
+    this.card.append(head, toolbar, this.messages, split);
     this.element.appendChild(this.card);
     this.chart.element.hidden = true;
     ctx.visibility.observe(this.card, (visible) => {
@@ -213,13 +223,19 @@ export class SpectrumView implements KindView {
     return [...tags].sort((a, b) => a.localeCompare(b, undefined, { numeric: true }));
   }
 
-  /** The layer with the largest condition number at its last step in any run. */
+  /**
+   * The layer with the largest condition number at its last step in any run. A condition
+   * number beyond float32's resolution is only a lower bound: such layers are not picked
+   * (unless no layer has a measured one).
+   */
   private worstConditioned(): string | null {
     let best: string | null = null;
     let worst = -Infinity;
     for (const tag of this.allTags()) {
       for (const r of this.runs) {
-        const v = valueAt(this.metrics.get(r.run)?.layers.get(tag), "condition_number", null).value;
+        const layer = this.metrics.get(r.run)?.layers.get(tag);
+        const v = valueAt(layer, "condition_number", null).value;
+        if (valueAt(layer, "condition_number_is_bound", null).value === 1) continue;
         if (!Number.isNaN(v) && v > worst) {
           worst = v;
           best = tag;
@@ -331,8 +347,9 @@ export class SpectrumView implements KindView {
 
   // ---------------------------------------------------------------- drawing
 
+  /** The charts' width: their column beside the table (the card's width when below it). */
   private contentWidth(): number {
-    return Math.max(320, (this.card.clientWidth || 900) - 34);
+    return Math.max(280, (this.right.clientWidth || this.card.clientWidth || 900) - 4);
   }
 
   private render(): void {
@@ -379,6 +396,16 @@ export class SpectrumView implements KindView {
         const box = errorBox(r, `step ${s.step}: ${s.error}`);
         box.dataset.testid = "spectrum-error";
         boxes.push(box);
+      } else if (s.unchangedSince !== null) {
+        const note = el(
+          "div",
+          "ds-muted",
+          `${r.run} step ${s.step}: weight unchanged since step ${s.unchangedSince}; its spectrum is shown`,
+        );
+        note.dataset.testid = "spectrum-unchanged";
+        note.dataset.run = r.run;
+        note.style.overflowWrap = "anywhere";
+        boxes.push(note);
       } else if (s.nonFinite > 0) {
         const warn = el("div", "ds-warn", `${r.run} step ${s.step}: ${s.nonFinite} non-finite singular values`);
         warn.dataset.testid = "spectrum-error";
