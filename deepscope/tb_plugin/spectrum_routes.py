@@ -54,6 +54,7 @@ DEFAULT_EVOLUTION_STEPS = 200
 DEFAULT_EVOLUTION_VALUES = 256
 CACHE_BYTES = 64 * 1024 * 1024
 _FETCH_THREADS = 8
+_LAYERS_KEPT = 4096  # layers' spectrum_metrics JSON remembered (a few kB each)
 _EXAMPLE = "spectrum?run=RUN&tag=TAG"
 
 
@@ -193,6 +194,8 @@ class SpectrumRoutes:
         self._context = context
         self._cache = blob_steps.LRUCache(CACHE_BYTES, weigh=lambda item: item.nbytes)
         self._listings = blob_steps.StepListings(context)
+        # spectrum_metrics' JSON of a layer, by its kept steps' blob keys (see _serve_metrics).
+        self._layer_json = blob_steps.LRUCache(_LAYERS_KEPT)
         self._pool = concurrent.futures.ThreadPoolExecutor(
             max_workers=_FETCH_THREADS, thread_name_prefix="deepscope-spectrum"
         )
@@ -252,14 +255,14 @@ class SpectrumRoutes:
         flat = [s for tag in wanted for s in wanted[tag]]
         decoded = iter(self._decoded(ctx, flat))
         items = {tag: [next(decoded) for _ in wanted[tag]] for tag in wanted}
+        if not any(item.unchanged_since is not None for tag in items for item in items[tag]):
+            return items
         references: list[blob_steps.BlobStep] = []
         for tag, tag_items in items.items():
             by_step = {s.step: s for s in kept[tag]}
             for item in tag_items:
                 if item.unchanged_since is not None and item.unchanged_since in by_step:
                     references.append(by_step[item.unchanged_since])
-        if not any(item.unchanged_since is not None for tag in items for item in items[tag]):
-            return items
         found = dict(zip([id(s) for s in references], self._decoded(ctx, references)))
         for tag, tag_items in items.items():
             by_step = {s.step: s for s in kept[tag]}
@@ -332,15 +335,24 @@ class SpectrumRoutes:
             infos = self._spectrum_tags(ctx, experiment, run)
         listing = self._listings.list_tags(ctx, experiment, run, list(infos))
         per_tag: dict[str, list[blob_steps.BlobStep]] = {}
+        # A layer's JSON depends only on its steps' blobs (whose bytes never change) and on
+        # which steps are kept (an unchanged step's reference may be dropped): remembered
+        # by those, a warm request of a 75-layer x 50-step run reuses every layer's JSON.
+        keys: dict[str, tuple] = {}
+        layers: dict[str, dict] = {}
         for tag in infos:
             kept = listing[tag]
+            keys[tag] = (experiment, run, tag, max_steps, tuple(s.blob_keys for s in kept))
+            cached = self._layer_json.get(keys[tag])
+            if cached is not None:
+                layers[tag] = cached
+                continue
             if max_steps:
                 kept = [kept[i] for i in even_indices(len(kept), max_steps)]
             per_tag[tag] = kept
         # One parallel fetch over every layer's uncached steps.
-        decoded_by_tag = self._resolved(ctx, per_tag, listing)
-        layers = {}
-        for tag in sorted(infos):
+        decoded_by_tag = self._resolved(ctx, per_tag, listing) if per_tag else {}
+        for tag in per_tag:
             kept, items = per_tag[tag], decoded_by_tag[tag]
             layers[tag] = {
                 "info": info_json(infos[tag]),
@@ -360,9 +372,13 @@ class SpectrumRoutes:
                     if item.unchanged_since is not None
                 ],
             }
-        return responses.respond_json(
-            request, {"run": run, "metric_names": list(METRIC_NAMES), "layers": layers}
-        )
+            self._layer_json.put(keys[tag], layers[tag])
+        body = {
+            "run": run,
+            "metric_names": list(METRIC_NAMES),
+            "layers": {tag: layers[tag] for tag in sorted(layers)},
+        }
+        return responses.respond_json(request, body)
 
     @werkzeug.wrappers.Request.application
     def _serve_evolution(self, request):
