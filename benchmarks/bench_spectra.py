@@ -23,6 +23,14 @@
    singular value and the constant per layer-step; bytes per 1,000 steps at the
    default cadence. Target: <= 4 bytes a singular value plus a constant.
 
+4. GPT-2-sized weights (--gpt2-blocks blocks of 768x2304, 768x768, 3072x768,
+   768x3072, with the 50257x768 token embedding and the 1024x768 position
+   embedding: 50 weights at 12 blocks): the longest single `SpectraWatcher.measure`
+   call (what one optimizer step stalls for) and the total over the steps it takes
+   to measure every layer, with no budget (everything in one call, torch's threads)
+   and with the default budget and thread choice; each on a quiet machine and with
+   a competing process (--competitors processes of 2-thread matmuls).
+
     .venv/bin/python benchmarks/bench_spectra.py           # ~2-4 min on 2 cores
     .venv/bin/python benchmarks/bench_spectra.py --quick   # smoke run
 """
@@ -34,6 +42,7 @@ import os
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -46,7 +55,11 @@ from resnet import resnet18  # noqa: E402
 
 import deepscope  # noqa: E402
 from deepscope.analysis import spectrum as sp  # noqa: E402
-from deepscope.writer.watch_spectra import DEFAULT_SPECTRA_EVERY, SpectraWatcher  # noqa: E402
+from deepscope.writer.watch_spectra import (  # noqa: E402
+    DEFAULT_SPECTRA_EVERY,
+    DEFAULT_TIME_BUDGET,
+    SpectraWatcher,
+)
 
 
 def layer_matrices(model: torch.nn.Module) -> list[torch.Tensor]:
@@ -229,6 +242,103 @@ def bench_storage(args, tmp: Path) -> dict:
     }
 
 
+class Gpt2Weights(torch.nn.Module):
+    """GPT-2 small's 2-D weights at full width (as Linear/Embedding; no forward needed)."""
+
+    def __init__(self, blocks: int, vocab: int = 50257, width: int = 768):
+        super().__init__()
+        self.wte = torch.nn.Embedding(vocab, width)
+        self.wpe = torch.nn.Embedding(1024, width)
+        self.h = torch.nn.ModuleList(
+            torch.nn.ModuleDict(
+                {
+                    "c_attn": torch.nn.Linear(width, 3 * width),
+                    "attn_proj": torch.nn.Linear(width, width),
+                    "c_fc": torch.nn.Linear(width, 4 * width),
+                    "mlp_proj": torch.nn.Linear(4 * width, width),
+                }
+            )
+            for _ in range(blocks)
+        )
+
+
+def _compete(stop, threads: int) -> None:
+    """A competing process: matmuls on `threads` threads until `stop` is set."""
+    torch.set_num_threads(threads)
+    a = torch.randn(1024, 1024)
+    while not stop.is_set():
+        a = torch.tanh(a @ a)
+
+
+def _one_round(model, writer, budget, threads, steps_limit: int = 1000) -> dict:
+    """Measure every layer once through SpectraWatcher; per-call seconds."""
+    watcher = SpectraWatcher(model, writer, every=steps_limit, time_budget=budget, threads=threads)
+    calls = []
+    step = 0
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1e-6)  # a changed weight: nothing is skipped as unchanged
+    while True:
+        t0 = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            watcher.measure(step)
+        calls.append(time.perf_counter() - t0)
+        step += 1
+        if not watcher.stats.pending_count or step >= steps_limit:
+            break
+    return {
+        "calls": len(calls),
+        "longest_call_s": round(max(calls), 3),
+        "total_s": round(sum(calls), 3),
+        "threads": watcher.stats.threads,
+        "spectra": watcher.stats.spectra,
+    }
+
+
+def bench_budget(args, tmp: Path) -> dict:
+    import multiprocessing
+
+    torch.manual_seed(0)
+    model = Gpt2Weights(args.gpt2_blocks)
+    writer = deepscope.SummaryWriter(str(tmp / "budget"))
+    result = {
+        "gpt2_blocks": args.gpt2_blocks,
+        "weights": 2 + 4 * args.gpt2_blocks,
+        "budget_s": DEFAULT_TIME_BUDGET,
+        "competitors": args.competitors,
+    }
+    for load in ("quiet", "competing"):
+        stop = multiprocessing.Event()
+        procs = []
+        if load == "competing":
+            procs = [
+                multiprocessing.Process(target=_compete, args=(stop, 2), daemon=True)
+                for _ in range(args.competitors)
+            ]
+            for proc in procs:
+                proc.start()
+            time.sleep(args.load_warmup)  # let the load average see them
+        try:
+            for case, budget, threads in (
+                ("no budget", None, torch.get_num_threads()),
+                ("budget, threads chosen", DEFAULT_TIME_BUDGET, None),
+            ):
+                figures = _one_round(model, writer, budget, threads)
+                result[f"{load}: {case}"] = figures
+                print(f"  {load}, {case}: {figures}", flush=True)
+        finally:
+            stop.set()
+            for proc in procs:
+                proc.join(timeout=10)
+    writer.close()
+    for load in ("quiet", "competing"):
+        whole = result[f"{load}: no budget"]["longest_call_s"]
+        spread = result[f"{load}: budget, threads chosen"]["longest_call_s"]
+        result[f"{load}: longest stall, no budget / budget"] = round(whole / spread, 2)
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=9)
@@ -238,12 +348,19 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--storage-measurements", type=int, default=5)
     parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--gpt2-blocks", type=int, default=12)
+    parser.add_argument("--competitors", type=int, default=1)
+    parser.add_argument("--load-warmup", type=float, default=20.0, help="seconds")
+    parser.add_argument(
+        "--only-budget", action="store_true", help="run section 4 (GPT-2 budget) alone"
+    )
     parser.add_argument("--quick", action="store_true", help="short smoke run")
     parser.add_argument("--out", help="JSON path (default benchmarks/results/spectra.json)")
     args = parser.parse_args()
     if args.quick:
         args.repeats, args.train_steps, args.warmup, args.storage_measurements = 2, 6, 1, 2
         args.measure_every = 3
+        args.gpt2_blocks, args.load_warmup = 1, 2.0
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     figures = {
@@ -254,6 +371,13 @@ def main() -> None:
         "default_spectra_every": DEFAULT_SPECTRA_EVERY,
         "quick": args.quick,
     }
+    if args.only_budget:
+        with tempfile.TemporaryDirectory(prefix="deepscope-bench-spectra-") as tmp:
+            print("4. GPT-2-sized weights under a time budget ...", flush=True)
+            figures["budget"] = bench_budget(args, Path(tmp))
+        name = "spectra_budget_quick.json" if args.quick else "spectra_budget.json"
+        print(f"\nwrote {write_json(name, figures, args.out)}")
+        return
     with tempfile.TemporaryDirectory(prefix="deepscope-bench-spectra-") as tmp:
         print("1. spectra of all layers ...", flush=True)
         figures["speed"] = speed = bench_speed(args, Path(tmp))
@@ -261,6 +385,8 @@ def main() -> None:
         figures["overhead"] = overhead = bench_overhead(args, Path(tmp))
         print("3. storage ...", flush=True)
         figures["storage"] = storage = bench_storage(args, Path(tmp))
+        print("4. GPT-2-sized weights under a time budget ...", flush=True)
+        figures["budget"] = bench_budget(args, Path(tmp))
 
     print()
     rows = [[name, f"{v:.1f}"] for name, v in speed["median_ms"].items()]
