@@ -301,6 +301,7 @@ export class TagCard {
     this.onData();
   }
 
+  /** px the heatmaps and the chart may take; read once per redraw (reading forces a layout). */
   contentWidth(): number {
     return Math.max(200, this.blocksEl.clientWidth || this.element.clientWidth - 34);
   }
@@ -355,16 +356,19 @@ export class TagCard {
     if (this.ratioRuns.length > 0 && (scaleChanged || !this.legendSlot.firstChild)) {
       this.legendSlot.replaceChildren(colorLegend(this.color ?? color));
     }
-    if (this.selected === null && loaded.length > 0) {
+    // The chart opens on the most extreme parameter once every run has answered.
+    const answered = this.ratioRuns.every((e) => this.ctx.store.get(e.run, this.tag) !== undefined);
+    if (this.selected === null && loaded.length > 0 && answered) {
       const pick = mostExtreme(loaded);
       this.selected = pick ? [pick] : [];
     }
     this.renderTools(rowSet);
+    const width = this.contentWidth();
     for (const block of this.blocks.values()) {
-      block.render(this.color ?? color, this.frame, rowSet, this.summary, scaleChanged || rowsChanged);
+      block.render(this.color ?? color, this.frame, rowSet, this.summary, width, scaleChanged || rowsChanged);
     }
     this.updatePicker(rowSet.shown);
-    this.drawChart();
+    this.drawChart(width);
   }
 
   private allNames(loaded: readonly UpdateRatios[]): string[] {
@@ -499,7 +503,7 @@ export class TagCard {
     );
   }
 
-  private drawChart(): void {
+  private drawChart(width = this.contentWidth()): void {
     const selected = this.chartParams();
     this.chart.element.dataset.params = JSON.stringify(selected);
     const withData = this.ratioRuns
@@ -565,7 +569,7 @@ export class TagCard {
       this.chartHint.textContent = CHART_HINT;
     }
     this.chart.element.hidden = !show;
-    if (show) this.chart.draw(series, this.contentWidth(), this.frame);
+    if (show) this.chart.draw(series, width, this.frame);
   }
 }
 
@@ -650,7 +654,14 @@ class RunBlock {
     this.drawn = null;
   }
 
-  render(color: ColorScale, frame: PlotFrame, rowSet: RowSet, summary: GroupSummary, force: boolean): void {
+  render(
+    color: ColorScale,
+    frame: PlotFrame,
+    rowSet: RowSet,
+    summary: GroupSummary,
+    width: number,
+    force: boolean,
+  ): void {
     const loaded = this.ctx.store.get(this.run, this.card.tag);
     if (!loaded) return;
     if (loaded.error !== undefined) {
@@ -666,7 +677,6 @@ class RunBlock {
     }
     const data = loaded.data;
     if (!data) return;
-    const width = this.card.contentWidth();
     const d = this.drawn;
     if (!force && d && d.data === data && d.width === width && d.rows === rowSet.signature) return;
     delete this.status.dataset.testid;

@@ -11,7 +11,7 @@ import type { UpdateRatios } from "./api";
 import type { ColorScale } from "./colormap";
 import { formatInt, formatRatio, formatStepTick } from "./format";
 import { NO_UPDATE_DARK, NO_UPDATE_LIGHT, NON_FINITE_RGB } from "./palette";
-import { columnEnds, log10Extent, stepIndexAt, stepRange } from "./stats";
+import { columnEnds, log10Extent, log10Values, stepIndexAt, stepRange } from "./stats";
 import { LABEL_FONT, addStyles } from "./style";
 import { hideTooltip, showTooltip, type TooltipRow } from "./tooltip";
 
@@ -149,6 +149,10 @@ export class Heatmap {
   private plotW = 0;
   private columns: Columns | null = null;
   private columnsKey = "";
+  /** Bumped when new data arrives, so the caches below know. */
+  private dataVersion = 0;
+  private readonly rowCodes = new Map<string, Int32Array>();
+  private rowCodesKey = "";
 
   constructor(private readonly opts: HeatmapOptions) {
     this.element = document.createElement("div");
@@ -181,6 +185,12 @@ export class Heatmap {
     this.canvas.addEventListener("mouseleave", () => this.onLeave());
     this.canvas.addEventListener("click", (e) => this.onClick(e));
     this.scroll.addEventListener("scroll", () => this.onLeave(), { passive: true });
+    // One listener for every row label: which row is in its data-row.
+    this.labels.addEventListener("click", (e) => {
+      const label = (e.target as Element | null)?.closest<HTMLElement>(".ds-ur-row");
+      const row = label ? this.rows[Number(label.dataset.row)] : undefined;
+      if (row) this.opts.onRowClick(row);
+    });
   }
 
   draw(
@@ -193,6 +203,7 @@ export class Heatmap {
   ): void {
     if (data !== this.data) {
       this.index = new Map(data.names.map((n, j) => [n, j]));
+      this.dataVersion++;
     }
     this.data = data;
     this.rows = rows;
@@ -257,7 +268,6 @@ export class Heatmap {
         count.textContent = String(row.names.length);
         div.append(toggle, text, count);
       }
-      div.addEventListener("click", () => this.opts.onRowClick(row));
       return div;
     });
     this.labels.replaceChildren(...nodes);
@@ -290,10 +300,8 @@ export class Heatmap {
   /** Each parameter's per-column colour, recomputed only when the data or the width changes. */
   private computeColumns(W: number, dpr: number, frame: PlotFrame): Columns {
     const d = this.data as UpdateRatios;
-    const key = `${W}:${dpr}:${frame.domain[0]}:${frame.domain[1]}`;
-    if (this.columns && this.columnsKey === key && this.columns.value.length === W * d.names.length) {
-      return this.columns;
-    }
+    const key = `${this.dataVersion}:${W}:${dpr}:${frame.domain[0]}:${frame.domain[1]}`;
+    if (this.columns && this.columnsKey === key) return this.columns;
     const S = d.steps.length;
     const P = d.names.length;
     const ends = columnEnds(d.steps);
@@ -314,7 +322,8 @@ export class Heatmap {
     const sum = new Float64Array(P);
     const count = new Int32Array(P);
     const flags = new Uint8Array(P); // bit 1: non-finite, 2: no update, 4: zero weight
-    const { values, noUpdate, zeroWeight } = d;
+    const { noUpdate, zeroWeight } = d;
+    const logs = log10Values(d);
     for (let px = 0; px < W; px++) {
       const i0 = colStart[px];
       if (i0 < 0) continue;
@@ -325,18 +334,16 @@ export class Heatmap {
         const base = i * P;
         for (let j = 0; j < P; j++) {
           const k = base + j;
-          if (noUpdate[k]) flags[j] |= 2;
+          const l = logs[k];
+          if (l > -Infinity) {
+            sum[j] += l;
+            count[j]++;
+          } else if (l === -Infinity) {
+            sum[j] += zeroLog;
+            count[j]++;
+          } else if (noUpdate[k]) flags[j] |= 2;
           else if (zeroWeight[k]) flags[j] |= 4;
-          else {
-            const v = values[k];
-            if (v > 0 && v < Infinity) {
-              sum[j] += Math.log10(v);
-              count[j]++;
-            } else if (v === 0) {
-              sum[j] += zeroLog;
-              count[j]++;
-            } else flags[j] |= 1;
-          }
+          else flags[j] |= 1;
         }
       }
       for (let j = 0; j < P; j++) {
@@ -377,56 +384,23 @@ export class Heatmap {
     }
     const cols = this.computeColumns(W, dpr, frame);
 
-    // Each row's colour code per pixel column: 0xRRGGBB, or a negative state code.
+    // Each row's colour code per pixel column (0xRRGGBB, or a negative state code),
+    // remembered per row while the columns, colours and summary stay the same: opening a
+    // group computes only its new rows.
+    const codesKey = `${this.columnsKey}|${color.lo}:${color.hi}|${this.summary}`;
+    if (codesKey !== this.rowCodesKey) {
+      this.rowCodes.clear();
+      this.rowCodesKey = codesKey;
+    }
     const R = this.rows.length;
-    const code = new Int32Array(R * W);
-    const scratch = new Float32Array(d.names.length);
-    for (let r = 0; r < R; r++) {
-      const members: number[] = [];
-      for (const name of this.rows[r].names) {
-        const j = this.index.get(name);
-        if (j !== undefined) members.push(j);
+    const codes = this.rows.map((row) => {
+      let c = this.rowCodes.get(row.key);
+      if (!c) {
+        c = this.rowCode(row, cols, color);
+        this.rowCodes.set(row.key, c);
       }
-      for (let px = 0; px < W; px++) {
-        let n = 0;
-        let flags = 0;
-        for (const j of members) {
-          const at = j * W + px;
-          const s = cols.state[at];
-          if (s === VALUE) scratch[n++] = cols.value[at];
-          else if (s === NON_FINITE) flags |= 1;
-          else if (s === ZERO_WEIGHT) flags |= 4;
-          else if (s === NO_UPDATE) flags |= 2;
-        }
-        let c: number;
-        if (flags & 1) c = -NON_FINITE;
-        else if (n > 0) c = color.rgb(n === 1 ? scratch[0] : summarise(scratch, n, this.summary));
-        else if (flags & 4) c = -ZERO_WEIGHT;
-        else if (flags & 2) c = -NO_UPDATE;
-        else c = -EMPTY;
-        code[r * W + px] = c;
-      }
-    }
-
-    // A NaN among thousands of steps would be a sub-pixel sliver: widen non-finite marks
-    // to at least 2 CSS px so they are seen at a glance.
-    const minBad = Math.max(1, Math.round(2 * dpr));
-    for (let r = 0; r < R; r++) {
-      const row = r * W;
-      let px = 0;
-      while (px < W) {
-        if (code[row + px] !== -NON_FINITE) {
-          px++;
-          continue;
-        }
-        let end = px;
-        while (end < W && code[row + end] === -NON_FINITE) end++;
-        for (let q = end; q < Math.min(W, px + minBad); q++) {
-          if (code[row + q] !== -EMPTY) code[row + q] = -NON_FINITE;
-        }
-        px = Math.max(end, px + minBad);
-      }
-    }
+      return c;
+    });
 
     const img = ctx.createImageData(W, H);
     const px32 = new Uint32Array(img.data.buffer);
@@ -439,24 +413,89 @@ export class Heatmap {
     const period = Math.max(4, Math.round(5 * dpr));
     const stroke = Math.max(1, Math.round(1.5 * dpr));
     const rowPx = ROW_H * dpr;
-    for (let py = 0; py < H; py++) {
-      const r = Math.min(R - 1, Math.floor(py / rowPx));
-      const inGap = py >= Math.round((r + 1) * rowPx) - 1; // a hairline between rows
-      const base = py * W;
-      const rowBase = r * W;
+    const line = new Uint32Array(W);
+    const gapLine = new Uint32Array(W);
+    for (let r = 0; r < R; r++) {
+      const code = codes[r];
+      let hatched = false;
       for (let px = 0; px < W; px++) {
-        const c = code[rowBase + px];
+        const c = code[px];
         let out: number;
-        if (c === -EMPTY) out = 0;
-        else if (inGap) out = white;
-        else if (c >= 0) out = pack((c >> 16) & 0xff, (c >> 8) & 0xff, c & 0xff);
+        if (c >= 0) out = pack((c >> 16) & 0xff, (c >> 8) & 0xff, c & 0xff);
+        else if (c === -EMPTY) out = 0;
         else if (c === -NON_FINITE) out = nonFinite;
         else if (c === -ZERO_WEIGHT) out = zero;
-        else out = (px + py) % period < stroke ? hatchDark : hatchLight;
-        px32[base + px] = out;
+        else {
+          out = hatchLight;
+          hatched = true;
+        }
+        line[px] = out;
+        gapLine[px] = c === -EMPTY ? 0 : white; // a hairline between rows
+      }
+      const y0 = Math.round(r * rowPx);
+      const y1 = Math.min(H, Math.round((r + 1) * rowPx));
+      for (let py = y0; py < y1; py++) {
+        const base = py * W;
+        if (py === y1 - 1) {
+          px32.set(gapLine, base);
+          continue;
+        }
+        px32.set(line, base);
+        if (!hatched) continue;
+        for (let px = 0; px < W; px++) {
+          if (code[px] === -NO_UPDATE && (px + py) % period < stroke) px32[base + px] = hatchDark;
+        }
       }
     }
     ctx.putImageData(img, 0, 0);
+  }
+
+  /** A row's colour code per pixel column: a parameter's own, or its group's median or max. */
+  private rowCode(row: HeatRow, cols: Columns, color: ColorScale): Int32Array {
+    const W = cols.W;
+    const members: number[] = [];
+    for (const name of row.names) {
+      const j = this.index.get(name);
+      if (j !== undefined) members.push(j);
+    }
+    const code = new Int32Array(W);
+    const scratch = new Float64Array(members.length);
+    for (let px = 0; px < W; px++) {
+      let n = 0;
+      let flags = 0;
+      for (const j of members) {
+        const at = j * W + px;
+        const s = cols.state[at];
+        if (s === VALUE) scratch[n++] = cols.value[at];
+        else if (s === NON_FINITE) flags |= 1;
+        else if (s === ZERO_WEIGHT) flags |= 4;
+        else if (s === NO_UPDATE) flags |= 2;
+      }
+      let c: number;
+      if (flags & 1) c = -NON_FINITE;
+      else if (n > 0) c = color.rgb(n === 1 ? scratch[0] : summarise(scratch, n, this.summary));
+      else if (flags & 4) c = -ZERO_WEIGHT;
+      else if (flags & 2) c = -NO_UPDATE;
+      else c = -EMPTY;
+      code[px] = c;
+    }
+    // A NaN among thousands of steps would be a sub-pixel sliver: widen non-finite marks
+    // to at least 2 CSS px so they are seen at a glance.
+    const minBad = Math.max(1, Math.round((2 * W) / Math.max(1, this.plotW)));
+    let px = 0;
+    while (px < W) {
+      if (code[px] !== -NON_FINITE) {
+        px++;
+        continue;
+      }
+      let end = px;
+      while (end < W && code[end] === -NON_FINITE) end++;
+      for (let q = end; q < Math.min(W, px + minBad); q++) {
+        if (code[q] !== -EMPTY) code[q] = -NON_FINITE;
+      }
+      px = Math.max(end, px + minBad);
+    }
+    return code;
   }
 
   /** The row, step index and pixel column under the pointer; null off the data. */
@@ -535,14 +574,43 @@ export class Heatmap {
 }
 
 /** The median or the max of scratch[0..n) (reorders it). */
-function summarise(scratch: Float32Array, n: number, how: GroupSummary): number {
+function summarise(scratch: Float64Array, n: number, how: GroupSummary): number {
   if (how === "max") {
     let m = -Infinity;
     for (let k = 0; k < n; k++) if (scratch[k] > m) m = scratch[k];
     return m;
   }
-  const xs = scratch.subarray(0, n).sort();
-  return n % 2 ? xs[(n - 1) >> 1] : (xs[n / 2 - 1] + xs[n / 2]) / 2;
+  const hi = select_k(scratch, n, n >> 1);
+  if (n % 2) return hi;
+  let lo = -Infinity; // the largest below the upper middle: the lower middle
+  for (let k = 0; k < n >> 1; k++) if (scratch[k] > lo) lo = scratch[k];
+  return (lo + hi) / 2;
+}
+
+/** The k-th smallest of xs[0..n) (Hoare's quickselect; leaves smaller ones before k). */
+function select_k(xs: Float64Array, n: number, k: number): number {
+  let left = 0;
+  let right = n - 1;
+  while (right > left) {
+    const pivot = xs[(left + right) >> 1];
+    let i = left;
+    let j = right;
+    while (i <= j) {
+      while (xs[i] < pivot) i++;
+      while (xs[j] > pivot) j--;
+      if (i <= j) {
+        const t = xs[i];
+        xs[i] = xs[j];
+        xs[j] = t;
+        i++;
+        j--;
+      }
+    }
+    if (k <= j) right = j;
+    else if (k >= i) left = i;
+    else break;
+  }
+  return xs[k];
 }
 
 /** Tooltip rows of a group at step i: the median and the max of its parameters, and which. */

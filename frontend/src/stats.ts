@@ -6,27 +6,39 @@ export const TARGET_RATIO = 1e-3;
 export const BAND: readonly [number, number] = [3e-4, 3e-3];
 
 const extents = new WeakMap<UpdateRatios, [number, number] | null>();
+const logs = new WeakMap<UpdateRatios, Float32Array>();
+
+/**
+ * log10 of every value of `d` (same layout as d.values), NaN where there is no ratio (no
+ * update, ‖W‖ = 0, non-finite) and -Infinity for a zero ratio. Computed once per series.
+ */
+export function log10Values(d: UpdateRatios): Float32Array {
+  let out = logs.get(d);
+  if (out) return out;
+  const { values, noUpdate, zeroWeight } = d;
+  out = new Float32Array(values.length);
+  for (let k = 0; k < values.length; k++) {
+    const v = values[k];
+    out[k] = noUpdate[k] || zeroWeight[k] || !(v >= 0) || v === Infinity ? NaN : Math.log10(v);
+  }
+  logs.set(d, out);
+  return out;
+}
 
 /** [min, max] of log10 over the finite, positive values, or null when there are none. */
 export function log10Extent(d: UpdateRatios): [number, number] | null {
   if (extents.has(d)) return extents.get(d) ?? null;
-  const extent = computeLog10Extent(d);
-  extents.set(d, extent);
-  return extent;
-}
-
-function computeLog10Extent(d: UpdateRatios): [number, number] | null {
   let lo = Infinity;
   let hi = -Infinity;
-  const { values, noUpdate } = d;
-  for (let k = 0; k < values.length; k++) {
-    const v = values[k];
-    if (noUpdate[k] || !(v > 0) || v === Infinity) continue;
-    const l = Math.log10(v);
-    if (l < lo) lo = l;
-    if (l > hi) hi = l;
+  const l = log10Values(d);
+  for (let k = 0; k < l.length; k++) {
+    const x = l[k];
+    if (x < lo && x > -Infinity) lo = x;
+    if (x > hi) hi = x;
   }
-  return lo <= hi ? [lo, hi] : null;
+  const extent: [number, number] | null = lo <= hi ? [lo, hi] : null;
+  extents.set(d, extent);
+  return extent;
 }
 
 /** How many of a run's latest logged steps decide which parameter the chart opens on. */

@@ -1,4 +1,5 @@
 import { fetchUpdateRatios, type UpdateRatios } from "./api";
+import { log10Extent } from "./stats";
 
 export interface Loaded {
   data?: UpdateRatios;
@@ -42,7 +43,12 @@ export class DataStore {
     if (pend && pend.gen >= gen) return pend.promise;
     const promise = this.limited(async (): Promise<Loaded> => {
       try {
-        return { data: await fetchUpdateRatios(run, tag), gen };
+        const data = await fetchUpdateRatios(run, tag);
+        // The log10 of every value in a task of its own, so that no task runs long.
+        await nextTask();
+        log10Extent(data);
+        await nextTask();
+        return { data, gen };
       } catch (e) {
         return { error: e instanceof Error ? e.message : String(e), gen };
       }
@@ -68,4 +74,9 @@ export class DataStore {
       this.waiting.shift()?.();
     }
   }
+}
+
+/** Resolves in a later task, letting the browser draw and handle input in between. */
+function nextTask(): Promise<void> {
+  return new Promise((resolve) => window.setTimeout(resolve, 0));
 }
