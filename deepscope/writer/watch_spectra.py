@@ -377,6 +377,10 @@ class SpectraWatcher:
                 torch.set_num_threads(threads)
             with torch.no_grad():
                 self._measure_due(step, start)
+        except BaseException:
+            # The monitor records the error; the layers left are not retried at every step.
+            self._pending = []
+            raise
         finally:
             if torch.get_num_threads() != previous_threads:
                 torch.set_num_threads(previous_threads)

@@ -506,3 +506,20 @@ def test_threads_follow_the_load_and_are_restored(
 def test_bad_budget_or_threads_raise(writer, kwargs, words):
     with pytest.raises(ValueError, match=words):
         SpectraWatcher(Net(), writer, **kwargs)
+
+
+def test_a_failing_measurement_does_not_retry_its_layers_at_every_step(writer, monkeypatch):
+    model = Sizes()
+    watcher = SpectraWatcher(model, writer, every=10, time_budget=1.0)
+    watcher._clock = FakeCost(monkeypatch)
+    calls = []
+
+    def fails(tag, spectrum, global_step=None):
+        calls.append(tag)
+        raise OSError("disk full")
+
+    monkeypatch.setattr(writer, "add_spectrum", fails)
+    with pytest.raises(OSError):
+        watcher.measure(0)
+    assert watcher.every == 10 and watcher.stats.pending == []  # back to the cadence
+    assert calls == ["spectra/big"]
