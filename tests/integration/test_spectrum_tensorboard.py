@@ -90,3 +90,50 @@ def test_a_non_finite_weight_is_an_error_step_not_a_failure(served):
     assert "non-finite" in body["error"]
     layer = route(base, "spectrum_metrics", run="seed1", tag=BROKEN_TAG)["layers"][BROKEN_TAG]
     assert [step for step, _ in layer["errors"]] == [BROKEN_STEP]
+
+
+@pytest.fixture(scope="module", params=LOADERS)
+def served_frozen(request, tmp_path_factory, tensorboard_server):
+    """A frozen layer (logged unchanged after step 0) and a condition bound, by a real watcher."""
+    import torch
+
+    import deepscope
+    from deepscope.writer.watch_spectra import SpectraWatcher
+
+    logdir = tmp_path_factory.mktemp("spectra_frozen")
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(6, 5), torch.nn.Linear(5, 3))
+    model[0].requires_grad_(False)
+    with torch.no_grad():
+        model[1].weight[2] = model[1].weight[0]  # rank 2 of 3: sigma_min at rounding level
+    writer = deepscope.SummaryWriter(str(logdir / "run"))
+    watcher = SpectraWatcher(model, writer, every=1, include_frozen=True)
+    for step in range(3):
+        watcher.measure(step)  # nothing trains: both layers unchanged after step 0
+    writer.close()
+    frozen = np.linalg.svd(model[0].weight.detach().numpy().astype(np.float64), compute_uv=False)
+    base = tensorboard_server(logdir, load_fast=request.param)
+
+    def all_steps_read():
+        status, body = get(f"{base}{ROUTE}/spectrum_metrics?run=run")
+        layers = json.loads(body).get("layers", {}) if status == 200 else {}
+        return all(layers.get(t, {}).get("steps") == [0, 1, 2] for t in ("spectra/0", "spectra/1"))
+
+    wait_until(all_steps_read, timeout=120, what="every spectrum step to be read")
+    return base, frozen
+
+
+def test_unchanged_steps_and_condition_bounds_through_tensorboard(served_frozen):
+    base, frozen = served_frozen
+    for step in (1, 2):
+        body = route(base, "spectrum", run="run", tag="spectra/0", step=step)
+        assert body["unchanged_since_step"] == 0 and body["error"] is None
+        np.testing.assert_allclose(decode(body["singular_values"])[0], frozen, rtol=1e-5)
+    layers = route(base, "spectrum_metrics", run="run")["layers"]
+    assert layers["spectra/0"]["unchanged"] == [[1, 0], [2, 0]]
+    singular = layers["spectra/1"]["metrics"]
+    assert singular["condition_number_is_bound"] == [True, True, True]
+    eps32 = float(np.finfo(np.float32).eps)
+    for value in singular["condition_number"]:
+        assert value == pytest.approx(1 / (5 * eps32), rel=1e-6)  # 1 / (max(rows, cols) eps)
+    assert singular["numerical_rank"] == [2, 2, 2]
