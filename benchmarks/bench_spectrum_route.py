@@ -10,7 +10,9 @@ Then times, as the tab calls them:
   not yet decoded: the blob is read through the data provider) and warm (from
   the decoded-step cache);
 - `spectrum_metrics?run&tag...` (every layer over every step, the table): cold
-  (first request, every blob read in parallel) and warm;
+  (first request, every blob read in parallel) and warm (target <= 300 ms on a
+  75-layer x 50-step run: `--layers 75 --steps 50 --width 128`, results in
+  benchmarks/results/spectrum_route_75_layers.json);
 - `spectrum_evolution?run&tag&max_steps=400&max_values=256` (the heatmap): cold and warm;
 - `spectrum_steps?run&tag`.
 
@@ -46,6 +48,7 @@ from deepscope.tb_plugin.loader import DEFAULT_SAMPLES  # noqa: E402
 
 RUN = "bench"
 TARGET_ROUTE_MS = 100.0
+TARGET_METRICS_WARM_MS = 300.0
 EVOLUTION = {"max_steps": 400, "max_values": 256}
 
 
@@ -251,6 +254,11 @@ def report(figures: dict) -> None:
         for name, r in routes.items():
             one_step = name.startswith("spectrum (")
             worst = max(r["cold_median_ms"], r["warm_median_ms"])
+            if name.startswith("spectrum_metrics"):
+                met = r["warm_median_ms"] <= TARGET_METRICS_WARM_MS
+                verdict = f"warm {'met' if met else 'MISSED'} (<= {TARGET_METRICS_WARM_MS:.0f})"
+            else:
+                verdict = ("met" if worst <= TARGET_ROUTE_MS else "MISSED") if one_step else ""
             rows.append(
                 [
                     label,
@@ -258,7 +266,7 @@ def report(figures: dict) -> None:
                     f"{r['cold_median_ms']:.1f}",
                     f"{r['warm_median_ms']:.1f}",
                     f"{r['response_bytes'] / 1e3:,.1f} kB",
-                    ("met" if worst <= TARGET_ROUTE_MS else "MISSED") if one_step else "",
+                    verdict,
                 ]
             )
     print()
