@@ -236,9 +236,9 @@ def read_update_ratios(
         size = width * len(rows_steps)
         if (
             len(rows_times) != len(rows_steps)
-            or any(i >= size for i in step.no_update)
-            or any(i >= size for i in step.zero_weight)
-            or set(step.no_update) & set(step.zero_weight)
+            or (step.no_update and max(step.no_update) >= size)
+            or (step.zero_weight and max(step.zero_weight) >= size)
+            or (step.no_update and step.zero_weight and set(step.no_update) & set(step.zero_weight))
         ):
             malformed_steps.append(datum.step)
             continue
@@ -260,8 +260,10 @@ def read_update_ratios(
         else:
             unknown_names_steps.append(datum.step)
             continue
-        no_update_marks.extend((row + int(i) // width, int(i) % width) for i in step.no_update)
-        zero_weight_marks.extend((row + int(i) // width, int(i) % width) for i in step.zero_weight)
+        if step.no_update:
+            no_update_marks.extend((row + i // width, i % width) for i in step.no_update)
+        if step.zero_weight:
+            zero_weight_marks.extend((row + i // width, i % width) for i in step.zero_weight)
         steps.extend(rows_steps)
         wall_times.extend(rows_times)
     warnings: list[str] = []
