@@ -20,7 +20,7 @@ from deepscope.analysis.saliency.model_state import preserved_model_state
 from deepscope.analysis.saliency.target_scores import check_inputs, class_scores, resolve_targets
 from deepscope.analysis.saliency.token_embeddings import (
     check_token_ids,
-    embed,
+    embed_and_run,
     resolve_embedding_module,
 )
 from deepscope.writer import module_names
@@ -158,8 +158,10 @@ class SaliencyWatcher:
         try:
             with torch.no_grad(), preserved_model_state(self.model, self.eval_mode):
                 if self.embeddings is not None:
-                    embed(self.model, self.embeddings, inputs)
-                scores = class_scores(self.model(inputs.clone()))
+                    _, output = embed_and_run(self.model, self.embeddings, inputs)
+                else:
+                    output = self.model(inputs.clone())
+                scores = class_scores(output)
                 if scores.shape[0] != inputs.shape[0]:
                     raise ValueError(
                         f"the model's scores have {scores.shape[0]} rows for {inputs.shape[0]} "

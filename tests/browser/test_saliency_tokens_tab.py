@@ -111,6 +111,7 @@ def test_a_token_series_is_drawn_as_rows_of_coloured_tokens(tab, server):
     c = _card(frame, IG_TAG)
     assert c.locator("[data-testid=saliency-sign]").input_value() == "signed"
     assert c.locator("[data-testid=saliency-token-row]").count() == len(IDS)
+    assert not c.locator("[data-testid=saliency-pager]").is_visible()  # 3 samples: one page
     legend = c.locator("[data-testid=saliency-legend]").inner_text()
     assert "over the input embeddings" in legend and "sum over the embedding dim" in legend
     for sample in range(len(IDS)):

@@ -152,16 +152,27 @@ def _run_hooked(model, module, ids, hook: _Substitute) -> object:
 
 def embed(model: torch.nn.Module, module: torch.nn.Module, ids: torch.Tensor) -> torch.Tensor:
     """The embedding module's output [N, L, D] as the model computes it on `ids` (detached)."""
+    return embed_and_run(model, module, ids)[0]
+
+
+def embed_and_run(
+    model: torch.nn.Module, module: torch.nn.Module, ids: torch.Tensor
+) -> tuple[torch.Tensor, object]:
+    """(the embedding module's output [N, L, D], the model's output) of one pass on `ids`.
+
+    Raises ValueError when the module does not run exactly once or its output is
+    not [N, L, D] for ids [N, L].
+    """
     hook = _Substitute()
     with torch.no_grad():
-        _run_hooked(model, module, ids, hook)
+        output = _run_hooked(model, module, ids, hook)
     if hook.seen is None or hook.seen.ndim != 3 or hook.seen.shape[:2] != ids.shape:
         shape = None if hook.seen is None else list(hook.seen.shape)
         raise ValueError(
             f"the embedding module's output has shape {shape} for token ids of shape "
             f"{list(ids.shape)}; expected [N, L, D]"
         )
-    return hook.seen.clone()
+    return hook.seen.clone(), output
 
 
 class EmbeddingSpace(RowsModel):

@@ -71,6 +71,7 @@ addStyles(`
 .ds-sal-bad { display: flex; align-items: center; justify-content: center; text-align: center; font-size: 11px;
   color: #b71c1c; background: #ffebee; border: 1px dashed #ef9a9a; padding: 4px; }
 .ds-sal-pager { display: inline-flex; align-items: center; gap: 4px; }
+.ds-sal-pager[hidden] { display: none; }
 .ds-sal-pager button { border: 1px solid #c6c6c6; background: #fff; border-radius: 3px; cursor: pointer; padding: 0 6px; }
 .ds-sal-pager button:disabled { opacity: .4; cursor: default; }
 `);
