@@ -28,8 +28,8 @@ import { MetricsTable, valueAt, type TableRow } from "./table";
 
 addStyles(`
 .ds-sp-split { display: flex; flex-wrap: wrap; align-items: flex-start; gap: 16px; min-width: 0; }
-.ds-sp-left { flex: 1 1 480px; min-width: 0; max-width: 100%; }
-.ds-sp-right { flex: 1 1 360px; min-width: 0; max-width: 100%; position: sticky; top: 0;
+.ds-sp-left { flex: 3 1 520px; min-width: 0; max-width: 100%; }
+.ds-sp-right { flex: 2 1 360px; min-width: 0; max-width: 100%; position: sticky; top: 0;
   max-height: 100vh; overflow-y: auto; }
 .ds-sp-right .ds-chart-section:first-child { margin-top: 8px; border-top: 0; padding-top: 0; }
 .ds-sp-tablewrap { overflow: auto; margin: 8px 0 4px; max-height: calc(100vh - 120px); }
