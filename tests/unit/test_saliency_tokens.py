@@ -276,3 +276,50 @@ def test_token_input_errors(gpt2, ids):
         sal.saliency(gpt2, ids, embeddings=embedding, baseline_token=0)
     with pytest.raises(TypeError, match="floating-point inputs.*embeddings="):
         sal.saliency(gpt2, ids)  # without embeddings=: refused with the way out
+
+
+def test_a_padded_sequence_with_its_attention_mask_gets_the_unpadded_maps(bert):
+    # Right-padded to 7 tokens; masked, the padding is not attended to: the real tokens'
+    # maps are those of the unpadded sequence and the padding's gradient is zero.
+    embedding = bert.get_input_embeddings()
+    short = torch.tensor([[5, 9, 2, 7]])
+    padded = torch.tensor([[5, 9, 2, 7, 0, 0, 0], [3, 4, 8, 1, 6, 2, 9]])
+    mask = torch.tensor([[1, 1, 1, 1, 0, 0, 0], [1] * 7])
+    target = torch.tensor([2, 1])
+    result = sal.attribute(bert, padded, target=target, embeddings=embedding, attention_mask=mask)
+    alone = sal.attribute(bert, short, target=target[:1], embeddings=embedding)
+    _close(result.embedding_maps[0, :4], alone.embedding_maps[0])
+    assert torch.all(result.embedding_maps[0, 4:].abs() <= 256 * EPS32 * alone.maps.max())
+    # By hand, through inputs_embeds with the mask.
+    point = embedding(padded).detach().requires_grad_(True)
+    logits = bert(inputs_embeds=point, attention_mask=mask).logits
+    (want,) = torch.autograd.grad(logits[torch.arange(2), target].sum(), point)
+    _close(result.embedding_maps, want)
+    # Without the mask the padding is attended to, and the maps differ.
+    unmasked = sal.attribute(bert, padded, target=target, embeddings=embedding)
+    assert (unmasked.maps[0, :4] - alone.maps[0]).abs().max() > 1e-3 * alone.maps.max()
+    # Batched methods carry each row's mask: integrated gradients stay complete.
+    ig = sal.attribute(
+        bert,
+        padded,
+        target=target,
+        embeddings=embedding,
+        attention_mask=mask,
+        method="integrated_gradients",
+        n_steps=64,
+        batch_size=5,
+    )
+    with torch.no_grad():
+        embeds = embedding(padded)
+        gain = (
+            bert(inputs_embeds=embeds, attention_mask=mask).logits
+            - bert(inputs_embeds=torch.zeros_like(embeds), attention_mask=mask).logits
+        )[torch.arange(2), target]
+    total = ig.maps.double().sum(dim=1)
+    assert torch.all((total - gain.double()).abs() <= 0.01 * gain.abs() + 1e-4)
+    # f(baseline) of each sample under its own mask.
+    torch.testing.assert_close(
+        ig.completeness_error.double(), total - gain.double(), rtol=0, atol=1e-4
+    )
+    with pytest.raises(ValueError, match="attention_mask of shape"):
+        sal.saliency(bert, padded, embeddings=embedding, attention_mask=mask[:, :3])

@@ -117,7 +117,8 @@ def attribute(
         `model.get_input_embeddings()`) or its name; `inputs` are then token ids
         [N, L] and the maps one value per token [N, L], attributed over the
         embeddings (see `token_embeddings`; `baseline_token=<id>` sets the
-        baseline of integrated gradients, baseline_delta* and occlusion).
+        baseline of integrated gradients, baseline_delta* and occlusion;
+        `attention_mask=` [N, L] is passed to the model for padded batches).
       options: the method's own options (see its module).
 
     Raises:

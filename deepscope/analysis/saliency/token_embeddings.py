@@ -25,6 +25,10 @@ gradients (gradient, guided backprop, SmoothGrad, baseline_delta), whose sign
 per dim says nothing about the token as a whole; for occlusion the drop when
 the token is hidden (the same for each of its dims).
 
+Padded batches: `attention_mask=` [N, L] is passed to the model with each row's
+sample's ids (`model(ids, attention_mask=mask)`); masked tokens get the maps
+the model gives them (≈ 0 for gradients, as they are not attended to).
+
 The target score is read from the output by `target_scores.class_scores`:
 [N, classes] for sequence classification, [N, L, V] (a causal language model)
 at the last position — the target is then a token id, by default the
@@ -135,10 +139,10 @@ class _Substitute:
         return self.rows.to(output.dtype)
 
 
-def _run_hooked(model, module, ids, hook: _Substitute) -> object:
+def _run_hooked(model, module, ids, hook: _Substitute, mask=None) -> object:
     handle = module.register_forward_hook(hook)
     try:
-        output = model(ids)
+        output = model(ids) if mask is None else model(ids, attention_mask=mask)
     finally:
         handle.remove()
     if hook.calls != 1:
@@ -150,13 +154,21 @@ def _run_hooked(model, module, ids, hook: _Substitute) -> object:
     return output
 
 
-def embed(model: torch.nn.Module, module: torch.nn.Module, ids: torch.Tensor) -> torch.Tensor:
+def embed(
+    model: torch.nn.Module,
+    module: torch.nn.Module,
+    ids: torch.Tensor,
+    attention_mask: torch.Tensor | None = None,
+) -> torch.Tensor:
     """The embedding module's output [N, L, D] as the model computes it on `ids` (detached)."""
-    return embed_and_run(model, module, ids)[0]
+    return embed_and_run(model, module, ids, attention_mask)[0]
 
 
 def embed_and_run(
-    model: torch.nn.Module, module: torch.nn.Module, ids: torch.Tensor
+    model: torch.nn.Module,
+    module: torch.nn.Module,
+    ids: torch.Tensor,
+    attention_mask: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, object]:
     """(the embedding module's output [N, L, D], the model's output) of one pass on `ids`.
 
@@ -165,7 +177,7 @@ def embed_and_run(
     """
     hook = _Substitute()
     with torch.no_grad():
-        output = _run_hooked(model, module, ids, hook)
+        output = _run_hooked(model, module, ids, hook, attention_mask)
     if hook.seen is None or hook.seen.ndim != 3 or hook.seen.shape[:2] != ids.shape:
         shape = None if hook.seen is None else list(hook.seen.shape)
         raise ValueError(
@@ -178,25 +190,36 @@ def embed_and_run(
 class EmbeddingSpace(RowsModel):
     """The model as a function of its input embeddings: rows [R, L, D] → its output.
 
-    Row r is run on the token ids of sample `samples[r]` (without `samples`: all
-    samples in order when there are N rows, else the first sample's ids — a
-    shared baseline row), its embedding module's output replaced by the row.
+    Row r is run on the token ids (and attention mask) of sample `samples[r]`
+    (without `samples`: all samples in order when there are N rows, else the
+    first sample's — a shared baseline row), its embedding module's output
+    replaced by the row.
     """
 
-    def __init__(self, model: torch.nn.Module, module: torch.nn.Module, ids: torch.Tensor):
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        module: torch.nn.Module,
+        ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+    ):
         super().__init__()
         self.model = model
         self.embedding_module = module
         self.ids = ids
+        self.attention_mask = attention_mask
 
     def forward_rows(self, rows: torch.Tensor, samples: torch.Tensor | None) -> object:
         if samples is not None:
-            ids = self.ids[samples.to(self.ids.device)]
+            which = samples.to(self.ids.device)
         elif len(rows) == len(self.ids):
-            ids = self.ids
+            which = torch.arange(len(rows), device=self.ids.device)
         else:
-            ids = self.ids[:1].expand(len(rows), -1)
-        return _run_hooked(self.model, self.embedding_module, ids, _Substitute(rows))
+            which = torch.zeros(len(rows), dtype=torch.long, device=self.ids.device)
+        mask = None if self.attention_mask is None else self.attention_mask[which]
+        return _run_hooked(
+            self.model, self.embedding_module, self.ids[which], _Substitute(rows), mask
+        )
 
 
 def token_attribute(
@@ -207,6 +230,7 @@ def token_attribute(
     target: Target,
     embeddings: EmbeddingModule,
     baseline_token: int | None = None,
+    attention_mask: torch.Tensor | None = None,
     **options: Any,
 ) -> Attribution:
     """`method`'s attribution of token ids [N, L] in embedding space, reduced to [N, L].
@@ -217,7 +241,14 @@ def token_attribute(
     """
     check_token_ids(ids)
     module = resolve_embedding_module(model, embeddings)
-    embedded = embed(model, module, ids)
+    if attention_mask is not None:
+        attention_mask = torch.as_tensor(attention_mask, device=ids.device)
+        if tuple(attention_mask.shape) != tuple(ids.shape):
+            raise ValueError(
+                f"attention_mask of shape {list(attention_mask.shape)} must be the token ids' "
+                f"shape {list(ids.shape)}"
+            )
+    embedded = embed(model, module, ids, attention_mask)
     length, width = embedded.shape[1], embedded.shape[2]
     options = dict(options)
     base = None
@@ -228,11 +259,15 @@ def token_attribute(
                 f"not {method}"
             )
         token = torch.full_like(ids[:1], int(baseline_token))
-        base = embed(model, module, token)  # [1, L, D]
-    if method in _BASELINE_METHODS and base is not None:
-        if options.get("baseline") is not None:
+        mask = None if attention_mask is None else attention_mask[:1]
+        base = embed(model, module, token, mask)  # [1, L, D]
+    if method in _BASELINE_METHODS:
+        if base is not None and options.get("baseline") is not None:
             raise ValueError("give baseline_token or baseline, not both")
-        options["baseline"] = base
+        if options.get("baseline") is None:
+            # One baseline row per sample, run with that sample's ids and mask.
+            base = torch.zeros_like(embedded[:1]) if base is None else base
+            options["baseline"] = base.expand_as(embedded)
     if method == "occlusion":
         window = options.pop("window", None)
         stride = options.pop("stride", None)
@@ -245,7 +280,7 @@ def token_attribute(
             options["baseline_value"] = base[0]
     if method == "smoothgrad":
         options.setdefault("noise_relative_to", "std")
-    space = EmbeddingSpace(model, module, ids)
+    space = EmbeddingSpace(model, module, ids, attention_mask)
     result = method_function(space, embedded, target, **options)
     rule = TOKEN_REDUCTIONS[method]
     result.embedding_maps = result.maps
