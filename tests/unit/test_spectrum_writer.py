@@ -260,3 +260,28 @@ def test_a_partial_spectrum_is_refused_because_its_metrics_would_be_wrong(tmp_pa
     with deepscope.SummaryWriter(str(tmp_path)) as writer:
         with pytest.raises(ValueError, match="has 3 singular values per group, got 2"):
             writer.add_singular_values("partial", partial)
+
+
+def test_an_unchanged_step_is_small_and_needs_a_measured_first_event(tmp_path, read_values):
+    from deepscope.writer.spectrum import spectrum_info as info_of
+
+    writer = deepscope.SummaryWriter(str(tmp_path))
+    with pytest.raises(ValueError, match="log the measured spectrum first"):
+        writer.add_unchanged_spectrum("w", 0, global_step=1)
+    with pytest.raises(ValueError, match="step >= 0"):
+        writer.add_unchanged_spectrum("w", -1, global_step=1)
+    weight = torch.randn(6, 4, generator=torch.Generator().manual_seed(0))
+    writer.add_singular_values("w", weight, global_step=0)
+    written = writer.add_unchanged_spectrum("w", 0, global_step=5)
+    assert written.unchanged and written.unchanged_since_step == 0
+    # A tag first logged unchanged carries the metadata it is given.
+    writer.add_unchanged_spectrum("v", 3, global_step=7, info=info_of(sp.layer_spectrum(weight)))
+    writer.close()
+    values = {(v.tag, v.step): v for v in read_values(tmp_path)}
+    step = pb.SpectrumStep.FromString(values[("w", 5)].value.tensor.string_val[0])
+    assert step.unchanged and step.unchanged_since_step == 0
+    assert not step.HasField("singular_values") and len(step.SerializeToString()) < 10
+    assert not values[("w", 5)].has_metadata
+    first = values[("v", 7)]
+    info = metadata.parse_plugin_data(first.value.metadata.plugin_data.content)
+    assert tuple(info.spectrum.matrix_shape) == (1, 6, 4)

@@ -523,3 +523,25 @@ def test_a_failing_measurement_does_not_retry_its_layers_at_every_step(writer, m
         watcher.measure(0)
     assert watcher.every == 10 and watcher.stats.pending == []  # back to the cadence
     assert calls == ["spectra/big"]
+
+
+def test_watch_forwards_spectra_options(writer, tmp_path, read_values):
+    model = FrozenBackbone()
+    optimizer = torch.optim.SGD(model.head.parameters(), lr=0.1)
+    options = {"include_frozen": True, "time_budget": None, "threads": 1}
+    x, y = torch.randn(16, 8), torch.randint(0, 4, (16,))
+    with deepscope.watch(
+        model, optimizer, writer, spectra_every=2, spectra_options=options
+    ) as monitor:
+        for _ in range(3):
+            optimizer.zero_grad()
+            torch.nn.functional.cross_entropy(model(x), y).backward()
+            optimizer.step()
+    watcher = monitor.measurers["spectra"]
+    assert watcher.include_frozen and watcher.time_budget is None and watcher.stats.threads == 1
+    found = spectra_by_tag(read_values, tmp_path)
+    assert [(s, step.unchanged) for s, _, step in found["spectra/backbone.0"]] == [
+        (0, False),
+        (2, True),
+    ]
+    assert [(s, step.unchanged) for s, _, step in found["spectra/head"]] == [(0, False), (2, False)]
