@@ -323,3 +323,10 @@ def test_a_padded_sequence_with_its_attention_mask_gets_the_unpadded_maps(bert):
     )
     with pytest.raises(ValueError, match="attention_mask of shape"):
         sal.saliency(bert, padded, embeddings=embedding, attention_mask=mask[:, :3])
+
+
+def test_an_embedding_module_the_forward_never_calls_is_named_as_such(gpt2, ids):
+    model = _gpt2()
+    model.unused = torch.nn.Embedding(VOCAB, 32)
+    with pytest.raises(ValueError, match="did not run in the model's forward pass"):
+        sal.saliency(model, ids, embeddings=model.unused)

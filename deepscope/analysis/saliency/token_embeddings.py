@@ -113,11 +113,19 @@ def resolve_embedding_module(
     return embeddings
 
 
-class _Substitute:
-    """A forward hook that records the module's output, or replaces it by `rows`."""
+class _EmbeddingsSeen(Exception):
+    """Raised by a recording hook told to stop: the rest of the forward pass is not needed."""
 
-    def __init__(self, rows: torch.Tensor | None = None):
+
+class _Substitute:
+    """A forward hook that records the module's output, or replaces it by `rows`.
+
+    stop: after recording, end the forward pass (raise `_EmbeddingsSeen`).
+    """
+
+    def __init__(self, rows: torch.Tensor | None = None, stop: bool = False):
         self.rows = rows
+        self.stop = stop
         self.calls = 0
         self.seen: torch.Tensor | None = None
 
@@ -130,6 +138,8 @@ class _Substitute:
             )
         if self.rows is None:
             self.seen = output.detach()
+            if self.stop:
+                raise _EmbeddingsSeen
             return None
         if tuple(output.shape) != tuple(self.rows.shape):
             raise ValueError(
@@ -160,8 +170,23 @@ def embed(
     ids: torch.Tensor,
     attention_mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """The embedding module's output [N, L, D] as the model computes it on `ids` (detached)."""
-    return embed_and_run(model, module, ids, attention_mask)[0]
+    """The embedding module's output [N, L, D] as the model computes it on `ids` (detached).
+
+    The model's forward pass is cut short once the module has run.
+    """
+    hook = _Substitute(stop=True)
+    handle = module.register_forward_hook(hook)
+    try:
+        with torch.no_grad():
+            if attention_mask is None:
+                model(ids)
+            else:
+                model(ids, attention_mask=attention_mask)
+    except _EmbeddingsSeen:
+        pass
+    finally:
+        handle.remove()
+    return _checked_embeddings(hook.seen, ids)
 
 
 def embed_and_run(
@@ -178,13 +203,22 @@ def embed_and_run(
     hook = _Substitute()
     with torch.no_grad():
         output = _run_hooked(model, module, ids, hook, attention_mask)
-    if hook.seen is None or hook.seen.ndim != 3 or hook.seen.shape[:2] != ids.shape:
-        shape = None if hook.seen is None else list(hook.seen.shape)
+    return _checked_embeddings(hook.seen, ids), output
+
+
+def _checked_embeddings(seen: torch.Tensor | None, ids: torch.Tensor) -> torch.Tensor:
+    """The recorded embedding output [N, L, D], or a ValueError saying what was wrong."""
+    if seen is None:
         raise ValueError(
-            f"the embedding module's output has shape {shape} for token ids of shape "
-            f"{list(ids.shape)}; expected [N, L, D]"
+            "the embedding module did not run in the model's forward pass; pass the module "
+            "that embeds the input token ids (e.g. model.get_input_embeddings())"
         )
-    return hook.seen.clone(), output
+    if seen.ndim != 3 or seen.shape[:2] != ids.shape:
+        raise ValueError(
+            f"the embedding module's output has shape {list(seen.shape)} for token ids of "
+            f"shape {list(ids.shape)}; expected [N, L, D]"
+        )
+    return seen.clone()
 
 
 class EmbeddingSpace(RowsModel):
