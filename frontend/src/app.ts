@@ -4,6 +4,7 @@
 import { fetchTags, type TagIndex } from "./api";
 import { Visibility, el, swatch } from "./dom";
 import { formatTime } from "./format";
+import { requestsSettled } from "./json";
 import { runColor } from "./palette";
 import { listenToTensorBoard } from "./tbhost";
 import type { KindView, KindViewFactory, ViewEntry } from "./views/kind_view";
@@ -16,6 +17,8 @@ const collator = new Intl.Collator(undefined, { numeric: true, sensitivity: "bas
 
 /** Height kept for a section whose view is not built yet (it is built near the viewport). */
 const SECTION_PLACEHOLDER_PX = 360;
+/** A section below the first waits this long at most for the requests before it to end. */
+const SECTION_WAIT_MS = 3000;
 
 /**
  * A kind's section. Its view is built (and so fetches and draws) only once the section
@@ -28,6 +31,8 @@ interface Section {
   readonly placeholder: HTMLElement;
   view: KindView | null;
   entries: ViewEntry[];
+  /** Waiting for earlier sections' requests before being built. */
+  waiting: boolean;
 }
 
 export class App {
@@ -280,15 +285,25 @@ export class App {
     const placeholder = el("div", "ds-kind-pending", "Loading…");
     placeholder.style.minHeight = `${SECTION_PLACEHOLDER_PX}px`;
     element.append(head, placeholder);
-    const section: Section = { kind, factory, element, placeholder, view: null, entries: [] };
+    const section: Section = { kind, factory, element, placeholder, view: null, entries: [], waiting: false };
     element.addEventListener("toggle", () => {
       if (element.open) section.view?.resize();
     });
     this.sections.set(kind, section);
     this.visibility.observe(element, (visible) => {
-      if (visible && section.view === null && this.sections.get(kind) === section) {
+      if (!visible || section.view !== null || section.waiting) return;
+      const built = [...this.sections.values()].some((s) => s.view !== null);
+      if (!built) {
         this.buildView(section);
+        return;
       }
+      // Not the first: let the requests of the sections built before it end first, so the
+      // top of the page draws first (the server and the page's one thread are shared).
+      section.waiting = true;
+      void requestsSettled(SECTION_WAIT_MS).then(() => {
+        section.waiting = false;
+        if (section.view === null && this.sections.get(kind) === section) this.buildView(section);
+      });
     });
     return section;
   }

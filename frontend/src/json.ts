@@ -36,8 +36,42 @@ function forget(url: string): void {
   rememberedChars -= old.text.length;
 }
 
+let requestsInFlight = 0;
+/** How long after being asked `requestsSettled` looks: the views ask for data a frame later. */
+const SETTLE_LOOK_MS = 150;
+let settledWaiters: Array<() => void> = [];
+
+/**
+ * Resolves once no request of this module is in flight (or after `maxWaitMs`): the tab
+ * builds its lower sections then, so that the first one's data comes first.
+ */
+export function requestsSettled(maxWaitMs: number): Promise<void> {
+  return new Promise((resolve) => {
+    window.setTimeout(() => {
+      if (requestsInFlight === 0) return resolve();
+      const timer = window.setTimeout(done, maxWaitMs);
+      function done(): void {
+        window.clearTimeout(timer);
+        settledWaiters = settledWaiters.filter((w) => w !== done);
+        resolve();
+      }
+      settledWaiters.push(done);
+    }, SETTLE_LOOK_MS);
+  });
+}
+
 /** GET `url` (revalidating what was remembered); the entry it answered with. */
 async function getEntry(url: string): Promise<Remembered> {
+  requestsInFlight++;
+  try {
+    return await getEntryNow(url);
+  } finally {
+    requestsInFlight--;
+    if (requestsInFlight === 0) for (const waiter of [...settledWaiters]) waiter();
+  }
+}
+
+async function getEntryNow(url: string): Promise<Remembered> {
   const known = remembered.get(url);
   const headers: Record<string, string> = known ? { "If-None-Match": known.etag } : {};
   const response = await fetch(url, { credentials: "same-origin", headers });
