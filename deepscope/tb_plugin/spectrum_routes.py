@@ -27,12 +27,15 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import gzip
+import json
 import math
 
 import numpy as np
 import werkzeug
 from google.protobuf import json_format
 from tensorboard import errors, plugin_util
+from tensorboard.backend import http_util
 from tensorboard.data import provider
 
 from deepscope.proto import arrays
@@ -55,6 +58,7 @@ DEFAULT_EVOLUTION_VALUES = 256
 CACHE_BYTES = 64 * 1024 * 1024
 _FETCH_THREADS = 8
 _LAYERS_KEPT = 4096  # layers' spectrum_metrics JSON remembered (a few kB each)
+_BODY_BYTES = 16 * 1024 * 1024  # gzipped spectrum_metrics responses remembered
 _EXAMPLE = "spectrum?run=RUN&tag=TAG"
 
 
@@ -146,6 +150,46 @@ def repeated_step(item: DecodedSpectrum, since: DecodedSpectrum | None) -> Decod
     )
 
 
+def _json_bytes(value) -> bytes:
+    """Strict, compact JSON (NaN/Inf must be spelled out beforehand), UTF-8."""
+    return json.dumps(value, allow_nan=False, separators=(",", ":")).encode("utf-8")
+
+
+@dataclasses.dataclass(frozen=True)
+class _JsonBody:
+    """A serialized JSON response kept for repeats: gzipped (level 1) and its two ETags."""
+
+    gzipped: bytes
+    etag: str  # for clients that do not take gzip (Respond unzips for them)
+    etag_gzip: str
+
+    @classmethod
+    def of(cls, text: bytes) -> _JsonBody:
+        return cls(
+            gzip.compress(text, compresslevel=1, mtime=0),
+            responses.entity_tag([text]),
+            responses.entity_tag([text], "gzip"),
+        )
+
+    @property
+    def nbytes(self) -> int:
+        return len(self.gzipped) + 200
+
+    def respond(self, request):
+        """As `responses.respond_json` would answer: the body with its ETag, or a 304."""
+        takes_gzip = "gzip" in request.headers.get("Accept-Encoding", "")
+        etag = self.etag_gzip if takes_gzip else self.etag
+        if responses.not_modified(request, etag):
+            return responses.respond_not_modified(request, etag)
+        return http_util.Respond(
+            request,
+            self.gzipped,
+            "application/json",
+            content_encoding="gzip",
+            headers=[("ETag", f'"{etag}"'), ("Vary", "Accept-Encoding")],
+        )
+
+
 def merged_spectrum(values: np.ndarray) -> np.ndarray:
     """The spectrum of the whole layer: all groups' singular values, descending, float32 [n].
 
@@ -196,6 +240,8 @@ class SpectrumRoutes:
         self._listings = blob_steps.StepListings(context)
         # spectrum_metrics' JSON of a layer, by its kept steps' blob keys (see _serve_metrics).
         self._layer_json = blob_steps.LRUCache(_LAYERS_KEPT)
+        # Whole spectrum_metrics responses, by their layers' keys (a warm repeat: no work).
+        self._metrics_bodies = blob_steps.LRUCache(_BODY_BYTES, weigh=lambda body: body.nbytes)
         self._pool = concurrent.futures.ThreadPoolExecutor(
             max_workers=_FETCH_THREADS, thread_name_prefix="deepscope-spectrum"
         )
@@ -337,9 +383,10 @@ class SpectrumRoutes:
         per_tag: dict[str, list[blob_steps.BlobStep]] = {}
         # A layer's JSON depends only on its steps' blobs (whose bytes never change) and on
         # which steps are kept (an unchanged step's reference may be dropped): remembered
-        # by those, a warm request of a 75-layer x 50-step run reuses every layer's JSON.
+        # by those, a warm request of a 75-layer x 50-step run reuses every layer's JSON
+        # text (json.dumps of its 50,000 numbers was most of a warm request's time).
         keys: dict[str, tuple] = {}
-        layers: dict[str, dict] = {}
+        layers: dict[str, bytes] = {}
         for tag in infos:
             kept = listing[tag]
             keys[tag] = (experiment, run, tag, max_steps, tuple(s.blob_keys for s in kept))
@@ -354,7 +401,7 @@ class SpectrumRoutes:
         decoded_by_tag = self._resolved(ctx, per_tag, listing) if per_tag else {}
         for tag in per_tag:
             kept, items = per_tag[tag], decoded_by_tag[tag]
-            layers[tag] = {
+            layer = {
                 "info": info_json(infos[tag]),
                 "steps": [s.step for s in kept],
                 "wall_times": [s.wall_time for s in kept],
@@ -372,13 +419,28 @@ class SpectrumRoutes:
                     if item.unchanged_since is not None
                 ],
             }
+            layers[tag] = _json_bytes(layer)
             self._layer_json.put(keys[tag], layers[tag])
-        body = {
-            "run": run,
-            "metric_names": list(METRIC_NAMES),
-            "layers": {tag: layers[tag] for tag in sorted(layers)},
-        }
-        return responses.respond_json(request, body)
+        whole_key = (run, tuple(keys[tag] for tag in sorted(keys)))
+        cached_body = self._metrics_bodies.get(whole_key)
+        if cached_body is not None and not per_tag:
+            return cached_body.respond(request)
+        # The body is spliced from the layers' JSON texts: {"run", "metric_names", "layers"}.
+        entries = b",".join(_json_bytes(tag) + b":" + layers[tag] for tag in sorted(layers))
+        text = b"".join(
+            [
+                b'{"run":',
+                _json_bytes(run),
+                b',"metric_names":',
+                _json_bytes(list(METRIC_NAMES)),
+                b',"layers":{',
+                entries,
+                b"}}",
+            ]
+        )
+        body = _JsonBody.of(text)
+        self._metrics_bodies.put(whole_key, body)
+        return body.respond(request)
 
     @werkzeug.wrappers.Request.application
     def _serve_evolution(self, request):

@@ -85,3 +85,50 @@ def test_an_unchanged_step_is_served_as_the_step_it_repeats(tmp_path):
     assert orphan["unchanged_since_step"] == 99
     assert "unchanged since step 99, which TensorBoard did not keep" in orphan["error"]
     assert orphan["metrics"]["condition_number"] == "NaN"
+
+
+def test_remembered_metrics_responses_follow_new_steps_and_answer_304s(tmp_path, monkeypatch):
+
+    from tensorboard.backend.event_processing import data_ingester, plugin_event_multiplexer
+    from tensorboard.backend.event_processing import data_provider as tb_data_provider
+
+    from deepscope.tb_plugin import blob_steps
+
+    monkeypatch.setattr(blob_steps, "LISTING_SECONDS", 0.0)  # list again at every request
+    writer = deepscope.SummaryWriter(str(tmp_path / "live"))
+    rng = np.random.default_rng(0)
+    weights = [rng.standard_normal((5, 3)).astype(np.float32) for _ in range(2)]
+    writer.add_singular_values("w", weights[0], global_step=0)
+    writer.flush()
+    multiplexer = plugin_event_multiplexer.EventMultiplexer(
+        size_guidance=data_ingester.DEFAULT_SIZE_GUIDANCE,
+        tensor_size_guidance=data_ingester.DEFAULT_TENSOR_SIZE_GUIDANCE,
+    )
+    multiplexer.AddRunsFromDirectory(str(tmp_path))
+    multiplexer.Reload()
+    provider = tb_data_provider.MultiplexerDataProvider(multiplexer, str(tmp_path))
+    client = plugin_routes._client(provider, {})
+    url = "/data/plugin/deepscope/spectrum_metrics"
+    first = client.get(url, query_string={"run": "live"}, headers={"Accept-Encoding": "gzip"})
+    again = client.get(url, query_string={"run": "live"}, headers={"Accept-Encoding": "gzip"})
+    assert again.get_data() == first.get_data() and again.headers["ETag"] == first.headers["ETag"]
+    unchanged = client.get(
+        url,
+        query_string={"run": "live"},
+        headers={"Accept-Encoding": "gzip", "If-None-Match": first.headers["ETag"]},
+    )
+    assert unchanged.status_code == 304
+    writer.add_singular_values("w", weights[1], global_step=7)
+    writer.close()
+    multiplexer.Reload()
+    layer = get_json(client, "spectrum_metrics", run="live")["layers"]["w"]
+    assert layer["steps"] == [0, 7]
+    for i, weight in enumerate(weights):
+        s = np.linalg.svd(weight.astype(np.float64), compute_uv=False)
+        assert layer["metrics"]["spectral_norm"][i] == pytest.approx(s[0], rel=1e-5)
+    newer = client.get(
+        url,
+        query_string={"run": "live"},
+        headers={"Accept-Encoding": "gzip", "If-None-Match": first.headers["ETag"]},
+    )
+    assert newer.status_code == 200 and newer.headers["ETag"] != first.headers["ETag"]
