@@ -118,6 +118,8 @@ export class TagCard {
   private readonly expanded = new Map<string, Set<string>>();
   private rowSet: RowSet | null = null;
   private tree: ParamTree | null = null;
+  private labelWidth: { key: string; px: number } | null = null;
+  private readonly heatRows = new Map<string, HeatRow>();
 
   constructor(
     readonly tag: string,
@@ -422,16 +424,33 @@ export class TagCard {
       treeRows.map((r) => [r.node.key, r.expanded]),
     ]);
     if (this.rowSet?.signature === signature) return this.rowSet;
-    const rows = treeRows.map((r) => heatRow(r, tree.prefix));
-    let widest = 0;
-    for (const row of rows) widest = Math.max(widest, rowLabelWidth(row));
+    const rows = treeRows.map((r) => this.heatRow(r, tree.prefix));
+    // The label column fits every row the tree can show, so opening a group moves nothing.
+    const widthKey = JSON.stringify([signature.length, grouped, tree.prefix, shown]);
+    if (this.labelWidth?.key !== widthKey) {
+      const everyRow = grouped ? visibleRows(tree, allGroups(tree)) : treeRows;
+      let widest = 0;
+      for (const r of everyRow) widest = Math.max(widest, rowLabelWidth(this.heatRow(r, tree.prefix)));
+      this.labelWidth = { key: widthKey, px: widest };
+    }
     return {
       signature,
       rows,
-      left: Math.max(MIN_LEFT, Math.min(MAX_LABEL_WIDTH, widest) + LABEL_GAP),
+      left: Math.max(MIN_LEFT, Math.min(MAX_LABEL_WIDTH, this.labelWidth.px) + LABEL_GAP),
       shown,
       total: all.length,
     };
+  }
+
+  /** A tree row as a heatmap row, its label fitted to the label column (remembered). */
+  private heatRow(row: TreeRow, prefix: string): HeatRow {
+    const key = `${prefix}\u0000${row.node.key}\u0000${row.depth}\u0000${row.expanded}`;
+    let out = this.heatRows.get(key);
+    if (!out) {
+      out = heatRow(row, prefix);
+      this.heatRows.set(key, out);
+    }
+    return out;
   }
 
   private renderTools(rowSet: RowSet): void {
@@ -460,17 +479,7 @@ export class TagCard {
     const rows = this.rowSet?.rows ?? [];
     const anyClosed = rows.some((r) => r.kind === "group" && !r.expanded);
     open.clear();
-    if (anyClosed) {
-      const walk = (g: GroupNode) => {
-        for (const c of g.children) {
-          if (c.kind === "group") {
-            open.add(c.key);
-            walk(c);
-          }
-        }
-      };
-      walk(tree.root);
-    }
+    if (anyClosed) for (const key of allGroups(tree)) open.add(key);
     this.onData();
   }
 
@@ -571,6 +580,21 @@ export class TagCard {
     this.chart.element.hidden = !show;
     if (show) this.chart.draw(series, width, this.frame);
   }
+}
+
+/** The keys of every group of `tree`. */
+function allGroups(tree: ParamTree): Set<string> {
+  const keys = new Set<string>();
+  const walk = (g: GroupNode) => {
+    for (const c of g.children) {
+      if (c.kind === "group") {
+        keys.add(c.key);
+        walk(c);
+      }
+    }
+  };
+  walk(tree.root);
+  return keys;
 }
 
 /** A tree row as a heatmap row: its label fitted to the label column. */

@@ -152,6 +152,11 @@ export class Heatmap {
   /** Bumped when new data arrives, so the caches below know. */
   private dataVersion = 0;
   private readonly rowCodes = new Map<string, Int32Array>();
+  private columnsFor: Columns | null = null;
+  private labelLeft = -1;
+  private dpr = 1;
+  private scrollTop = 0;
+  private paintPending = false;
   private rowCodesKey = "";
 
   constructor(private readonly opts: HeatmapOptions) {
@@ -184,7 +189,7 @@ export class Heatmap {
     this.canvas.addEventListener("mousemove", (e) => this.onMove(e));
     this.canvas.addEventListener("mouseleave", () => this.onLeave());
     this.canvas.addEventListener("click", (e) => this.onClick(e));
-    this.scroll.addEventListener("scroll", () => this.onLeave(), { passive: true });
+    this.scroll.addEventListener("scroll", () => this.onScroll(), { passive: true });
     // One listener for every row label: which row is in its data-row.
     this.labels.addEventListener("click", (e) => {
       const label = (e.target as Element | null)?.closest<HTMLElement>(".ds-ur-row");
@@ -205,6 +210,8 @@ export class Heatmap {
       this.index = new Map(data.names.map((n, j) => [n, j]));
       this.dataVersion++;
     }
+    // The same rows in the same column keep their labels (a reload does not replace them).
+    const relabel = rows !== this.rows || frame.left !== this.labelLeft || summary !== this.summary;
     this.data = data;
     this.rows = rows;
     this.summary = summary;
@@ -215,7 +222,8 @@ export class Heatmap {
     const fullW = frame.left + this.plotW + right;
     this.element.style.width = `${fullW}px`;
     this.body.style.height = `${rows.length * ROW_H}px`;
-    this.drawLabels(frame.left);
+    if (relabel) this.drawLabels(frame.left);
+    this.labelLeft = frame.left;
     this.drawAxis(frame.left, fullW);
     this.drawCanvas(frame);
     const c = this.canvas.dataset;
@@ -366,34 +374,64 @@ export class Heatmap {
     const d = this.data;
     const color = this.color;
     if (!d || !color) return;
-    const dpr = Math.max(1, Math.min(3, window.devicePixelRatio || 1));
-    const plotH = this.rows.length * ROW_H;
-    const W = Math.max(1, Math.round(this.plotW * dpr));
-    const H = Math.max(1, Math.round(plotH * dpr));
+    this.dpr = Math.max(1, Math.min(3, window.devicePixelRatio || 1));
+    this.canvas.style.left = `${frame.left}px`;
+    this.canvas.style.width = `${this.plotW}px`;
+    const W = Math.max(1, Math.round(this.plotW * this.dpr));
+    this.columnsFor = d.steps.length > 0 && this.rows.length > 0 ? this.computeColumns(W, this.dpr, frame) : null;
+    this.scrollTop = this.scroll.scrollTop;
+    this.paintVisible();
+  }
+
+  /** Rows in view scrolled: move the canvas along and paint the rows now in view. */
+  private onScroll(): void {
+    this.onLeave();
+    this.scrollTop = this.scroll.scrollTop;
+    if (this.paintPending) return;
+    this.paintPending = true;
+    window.requestAnimationFrame(() => {
+      this.paintPending = false;
+      this.paintVisible();
+    });
+  }
+
+  /**
+   * Paint the rows in view (the canvas covers only them, from a row's top edge), so that
+   * opening every group of 200 parameters paints and computes a screenful, not all rows.
+   */
+  private paintVisible(): void {
+    const d = this.data;
+    const color = this.color;
+    const cols = this.columnsFor;
     const canvas = this.canvas;
-    canvas.width = W;
-    canvas.height = H;
-    canvas.style.left = `${frame.left}px`;
-    canvas.style.width = `${this.plotW}px`;
-    canvas.style.height = `${plotH}px`;
     const ctx = canvas.getContext("2d");
     if (!ctx) return;
-    if (d.steps.length === 0 || this.rows.length === 0) {
+    const viewH = Math.min(this.rows.length * ROW_H, MAX_BODY_H);
+    const first = Math.max(0, Math.min(this.rows.length - 1, Math.floor(this.scrollTop / ROW_H)));
+    const last = Math.min(this.rows.length, Math.ceil((this.scrollTop + viewH) / ROW_H));
+    const R = Math.max(0, last - first);
+    const dpr = this.dpr;
+    const W = Math.max(1, Math.round(this.plotW * dpr));
+    const H = Math.max(1, Math.round(R * ROW_H * dpr));
+    if (canvas.width !== W) canvas.width = W;
+    if (canvas.height !== H) canvas.height = H;
+    canvas.style.top = `${first * ROW_H}px`;
+    canvas.style.height = `${R * ROW_H}px`;
+    canvas.dataset.firstRow = String(first);
+    if (!d || !color || !cols || R === 0) {
       ctx.clearRect(0, 0, W, H);
       return;
     }
-    const cols = this.computeColumns(W, dpr, frame);
 
     // Each row's colour code per pixel column (0xRRGGBB, or a negative state code),
-    // remembered per row while the columns, colours and summary stay the same: opening a
-    // group computes only its new rows.
+    // remembered per row while the columns, colours and summary stay the same: scrolling
+    // or opening a group computes only the rows that newly come into view.
     const codesKey = `${this.columnsKey}|${color.lo}:${color.hi}|${this.summary}`;
     if (codesKey !== this.rowCodesKey) {
       this.rowCodes.clear();
       this.rowCodesKey = codesKey;
     }
-    const R = this.rows.length;
-    const codes = this.rows.map((row) => {
+    const codes = this.rows.slice(first, last).map((row) => {
       let c = this.rowCodes.get(row.key);
       if (!c) {
         c = this.rowCode(row, cols, color);
@@ -502,10 +540,12 @@ export class Heatmap {
   private cellAt(e: MouseEvent): { r: number; i: number; px: number } | null {
     const d = this.data;
     const cols = this.columns;
-    if (!d || !cols || d.steps.length === 0 || this.rows.length === 0) return null;
+    if (!d || !cols || cols !== this.columnsFor || d.steps.length === 0 || this.rows.length === 0) {
+      return null;
+    }
     const rect = this.canvas.getBoundingClientRect();
     const mx = e.clientX - rect.left;
-    const my = e.clientY - rect.top;
+    const my = e.clientY - this.body.getBoundingClientRect().top; // in rows from the first
     if (mx < 0 || my < 0 || mx >= this.plotW || my >= this.rows.length * ROW_H) return null;
     const r = Math.min(this.rows.length - 1, Math.floor(my / ROW_H));
     const px = Math.min(cols.W - 1, Math.floor((mx * cols.W) / this.plotW));
