@@ -283,7 +283,7 @@ def run_optimizer(opt_name: str, args, tmp: Path) -> dict:
     parts: dict[str, list[float]] = {
         "snapshot (copy weights)": [],
         "frobenius_norms(before)": [],
-        "update_ratios (sub + norms + divide)": [],
+        "measure_update (sub + norms + sum|dW| + divide)": [],
         "writer.add_update_ratio_values": [],
         "optimizer.step() itself": [],
     }
@@ -296,7 +296,7 @@ def run_optimizer(opt_name: str, args, tmp: Path) -> dict:
             t1 = time.perf_counter()
             norms = ratios_math.frobenius_norms(before)
             t2 = time.perf_counter()
-            ratios_math.update_ratios(before, params, norms)
+            ratios_math.measure_update(before, params, norms)
             t3 = time.perf_counter()
             w.add_update_ratio_values("update_ratios", names, values, (), global_step=k)
             t4 = time.perf_counter()

@@ -27,6 +27,7 @@ _LAZY = {
     "Attribution": "deepscope.analysis.saliency",
     # Summary builders, for people who write events with another writer.
     "update_ratios_pb": "deepscope.writer.summary",
+    "ZERO_WEIGHT": "deepscope.writer.summary",
     "spectrum_pb": "deepscope.writer.spectrum",
     "channel_correlation_pb": "deepscope.writer.correlation",
     "saliency_pb": "deepscope.writer.saliency",
@@ -45,6 +46,7 @@ if TYPE_CHECKING:
     from deepscope.writer.correlation import channel_correlation_pb as channel_correlation_pb
     from deepscope.writer.saliency import saliency_pb as saliency_pb
     from deepscope.writer.spectrum import spectrum_pb as spectrum_pb
+    from deepscope.writer.summary import ZERO_WEIGHT as ZERO_WEIGHT
     from deepscope.writer.summary import update_ratios_pb as update_ratios_pb
     from deepscope.writer.summary_writer import SummaryWriter as SummaryWriter
     from deepscope.writer.watch import Monitor as Monitor
