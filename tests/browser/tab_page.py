@@ -103,10 +103,16 @@ def record_long_tasks(context) -> None:
     context.add_init_script(LONG_TASKS_SCRIPT)
 
 
-def long_tasks_ms(frame) -> list[float]:
-    """Durations (ms) of the long tasks `frame` saw, longest first."""
+def long_tasks_ms(frame, own: bool = False) -> list[float]:
+    """Durations (ms) of the long tasks `frame` saw, longest first.
+
+    A same-origin frame shares its page's event loop, so it also sees the page's
+    (TensorBoard's) tasks; `own=True` keeps those its own scripts ran ("self").
+    """
     tasks = frame.evaluate("() => window.__dsLongTasks || []")
-    return sorted((float(t["duration"]) for t in tasks), reverse=True)
+    return sorted(
+        (float(t["duration"]) for t in tasks if not own or t.get("name") == "self"), reverse=True
+    )
 
 
 class NetworkMeter:
