@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import werkzeug
 from tensorboard import errors, plugin_util
-from tensorboard.backend import http_util
+from tensorboard.backend import json_util
 from tensorboard.plugins import base_plugin
 
 from deepscope import metadata
@@ -68,7 +68,7 @@ class DeepscopePlugin(base_plugin.TBPlugin):
             raise errors.NotFoundError(
                 "the dashboard bundle is missing from this install of deepscope; reinstall it"
             )
-        return http_util.Respond(request, bundle.read_bytes(), "text/javascript")
+        return responses.respond_with_etag(request, bundle.read_bytes(), "text/javascript")
 
     @werkzeug.wrappers.Request.application
     def _serve_tags(self, request):
@@ -79,7 +79,7 @@ class DeepscopePlugin(base_plugin.TBPlugin):
             run: {tag: info.to_json() for tag, info in sorted(tags.items())}
             for run, tags in sorted(listing.items())
         }
-        return http_util.Respond(request, body, "application/json")
+        return responses.respond_json(request, json_util.Cleanse(body))
 
     @werkzeug.wrappers.Request.application
     def _serve_update_ratios(self, request):

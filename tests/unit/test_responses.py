@@ -186,6 +186,8 @@ def client(tmp_path_factory) -> werkzeug_test.Client:
 
 
 DATA_ROUTES = [
+    ("tags", {}),
+    ("index.js", {}),
     ("update_ratios", {"run": "run", "tag": "update_ratios"}),
     ("update_ratios", {"run": "run", "tag": "update_ratios", "format": "base64"}),
     ("spectrum_steps", {"run": "run", "tag": "spectra/fc"}),
