@@ -63,7 +63,7 @@ button, input, select { font: inherit; color: inherit; }
 .ds-legend { display: flex; align-items: center; gap: 14px; flex-wrap: wrap; font-size: 11px; color: #424242; }
 .ds-legend { min-width: 0; max-width: 100%; }
 .ds-legend-item { display: inline-flex; align-items: center; gap: 5px; min-width: 0; max-width: 100%;
-  overflow-wrap: anywhere; }
+  white-space: normal; overflow-wrap: anywhere; }
 .ds-legend-title { font-weight: 500; }
 .ds-colorbar { position: relative; margin: 0 14px 0 10px; }
 .ds-colorbar-bar { height: 10px; border-radius: 1px; }
@@ -81,7 +81,8 @@ button, input, select { font: inherit; color: inherit; }
 .ds-badge-bad { background: #ffebee; color: #c62828; }
 .ds-warn { color: #8d6e00; background: #fff8e1; border-radius: 3px; padding: 2px 6px; font-size: 12px; margin: 2px 0; }
 .ds-error { color: #b71c1c; background: #ffebee; border: 1px solid #ffcdd2; border-radius: 4px;
-  padding: 8px 10px; font-size: 12px; white-space: pre-wrap; word-break: break-word; margin: 6px 0; }
+  padding: 8px 10px; font-size: 12px; white-space: pre-wrap; word-break: break-word;
+  overflow-wrap: anywhere; max-width: 100%; margin: 6px 0; }
 .ds-note { color: #616161; background: #fafafa; border: 1px dashed #e0e0e0; border-radius: 4px; padding: 8px 10px; font-size: 12px; }
 .ds-placeholder { color: #9e9e9e; font-size: 12px; padding: 24px 0; text-align: center; }
 
