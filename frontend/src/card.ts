@@ -605,14 +605,14 @@ function heatRow(row: TreeRow, prefix: string): HeatRow {
       key: node.key,
       kind: "param",
       names: [node.name],
-      label: fitLabel(labelCandidates(node.segments), MAX_LABEL_WIDTH - depth * INDENT),
+      label: fitLabel(labelCandidates(node.segments), MAX_LABEL_WIDTH - depth * INDENT - 14),
       title: node.name,
       depth,
       expanded: false,
     };
   }
   const segments = groupSegments(node);
-  const extra = 18 + textWidth(` ${node.names.length}`);
+  const extra = 18 + textWidth(` ${node.names.length}`); // the toggle and the count
   return {
     key: node.key,
     kind: "group",

@@ -40,10 +40,10 @@ addStyles(`
 .ds-ur-body { position: relative; }
 .ds-ur-body canvas { position: absolute; top: 0; display: block; cursor: crosshair; image-rendering: pixelated; }
 .ds-ur-row { position: absolute; left: 0; display: flex; align-items: center; gap: 2px; white-space: nowrap;
-  overflow: hidden; font: ${LABEL_FONT}; color: #424242; cursor: pointer; justify-content: flex-end; }
+  overflow: hidden; font: ${LABEL_FONT}; color: #424242; cursor: pointer; }
 .ds-ur-row:hover { color: #000; text-decoration: underline; }
 .ds-ur-row.ds-selected { color: #e65100; font-weight: 700; }
-.ds-ur-row[data-kind=group] { font-weight: 500; justify-content: flex-start; }
+.ds-ur-row[data-kind=group] { font-weight: 500; }
 .ds-ur-toggle { flex: none; width: ${TOGGLE_W}px; color: #757575; text-align: center; }
 .ds-ur-count { color: #9e9e9e; font-weight: 400; margin-left: 4px; }
 .ds-ur-hover { position: absolute; pointer-events: none; box-sizing: border-box;
@@ -109,8 +109,8 @@ export function fitLabel(candidates: readonly string[], maxWidth: number): strin
 
 /** px a row's label takes: its text, indent and (for groups) toggle and count. */
 export function rowLabelWidth(row: Pick<HeatRow, "kind" | "label" | "depth" | "names">): number {
-  let w = row.depth * INDENT + textWidth(row.label);
-  if (row.kind === "group") w += TOGGLE_W + 6 + textWidth(` ${row.names.length}`);
+  let w = row.depth * INDENT + TOGGLE_W + 2 + textWidth(row.label);
+  if (row.kind === "group") w += 4 + textWidth(` ${row.names.length}`);
   return Math.ceil(w);
 }
 
@@ -251,10 +251,12 @@ export class Heatmap {
       div.dataset.kind = row.kind;
       div.dataset.row = String(r);
       div.dataset.title = row.title;
+      div.dataset.depth = String(row.depth);
       div.style.top = `${r * ROW_H}px`;
       div.style.height = `${ROW_H}px`;
       div.style.width = `${width}px`;
-      div.style.paddingLeft = `${row.depth * INDENT}px`;
+      // A parameter's text lines up with its sibling groups' (after their toggle).
+      div.style.paddingLeft = `${row.depth * INDENT + (row.kind === "param" ? TOGGLE_W + 2 : 0)}px`;
       if (row.kind === "param") {
         div.dataset.name = row.names[0];
         div.title = `${row.title}\nclick to plot it below`;

@@ -215,8 +215,8 @@ function isIndex(seg: string): boolean {
 /**
  * Labels for a path, longest first, each shorter one keeping what tells it apart: the whole
  * path; without its leading segments; then only the numbered segments with their names
- * ("layer.11") and the last two segments ("key.bias"), the rest cut to "…"; then with only
- * the numbers of all but the last numbered segment. The caller takes the first that fits (and cuts the last from the left).
+ * ("layer.11") and the last two segments ("key.bias"), the rest cut to "…"; then without
+ * the numbered segments from the left, keeping the last. The caller takes the first that fits (and cuts the last from the left).
  */
 export function labelCandidates(segments: readonly string[]): string[] {
   const n = segments.length;
@@ -242,12 +242,17 @@ export function labelCandidates(segments: readonly string[]): string[] {
   const firstEssential = essential.indexOf(true);
   out.push(compose(segments.map((_, i) => i >= firstEssential)));
   out.push(compose(essential));
-  let lastIndex = -1;
-  segments.forEach((s, i) => {
-    if (isIndex(s)) lastIndex = i;
-  });
-  // The names of all but the last numbered segment go: stages.3.layers.2.layer.1 -> 3 … 2.layer.1
-  out.push(compose(essential.map((e, i) => e && !(i + 1 < lastIndex && isIndex(segments[i + 1]) && !isIndex(segments[i])))));
+  // Then the numbered segments go from the left, a name and its number at a time
+  // (stages.3.layers.2.layer.1 -> layers.2.layer.1 -> layer.1): the rows above say them.
+  const keep = [...essential];
+  for (let i = 0; i < n - 2; i++) {
+    if (!isIndex(segments[i])) continue;
+    const later = segments.slice(i + 1, n - 2).some(isIndex);
+    if (!later) break;
+    keep[i] = false;
+    if (i > 0 && !isIndex(segments[i - 1])) keep[i - 1] = false;
+    out.push(compose(keep));
+  }
   return [...new Set(out)];
 }
 
