@@ -14,6 +14,7 @@ bytes per route instead of megabytes.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import gzip
 import hashlib
 import json
@@ -141,6 +142,69 @@ def respond_with_etag(request, content: bytes, content_type: str):
     )
 
 
+def _takes_gzip(request) -> bool:
+    return bool(_ACCEPTS_GZIP.search(request.headers.get("Accept-Encoding", "")))
+
+
+@dataclasses.dataclass(frozen=True)
+class PreparedJson:
+    """A JSON response made once and sent again: its body as sent and its ETags.
+
+    Keep one for a response that is asked again unchanged (a route's cache):
+    `respond_json_text` then sends it without serialising, gzipping or hashing.
+    """
+
+    content: bytes  # the body as sent
+    content_encoding: (
+        str  # "gzip" (Respond unzips for a client that does not take it) or "identity"
+    )
+    etag: str  # for a client that takes gzip, or for every client when not gzipped
+    etag_plain: str  # for a client that does not take gzip
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes it holds (for a cache's budget)."""
+        return len(self.content) + 200
+
+
+def prepare_json_text(text: bytes) -> PreparedJson:
+    """Serialized JSON (UTF-8, no NaN/Inf) gzipped at level 1, with its ETags."""
+    return PreparedJson(
+        gzip.compress(text, compresslevel=1, mtime=0),
+        "gzip",
+        entity_tag([text], "gzip"),
+        entity_tag([text]),
+    )
+
+
+def respond_json_text(request, text: bytes | PreparedJson):
+    """Respond with already-serialized JSON (or a prepared response), with its ETag, or a 304.
+
+    `text` is strict JSON in UTF-8 (no NaN/Inf: it skips `Respond`'s cleansing),
+    sent gzipped at level 1; `Respond` unzips it for a client that does not take
+    gzip (whose ETag differs). A 304 costs no gzip.
+    """
+    takes_gzip = _takes_gzip(request)
+    if isinstance(text, PreparedJson):
+        gzipped = text.content_encoding == "gzip"
+        etag = text.etag_plain if gzipped and not takes_gzip else text.etag
+    else:
+        gzipped = True
+        etag = entity_tag([text], "gzip" if takes_gzip else "")
+    if not_modified(request, etag):
+        return respond_not_modified(request, etag)
+    if isinstance(text, PreparedJson):
+        content, encoding = text.content, text.content_encoding
+    else:
+        content, encoding = gzip.compress(text, compresslevel=1, mtime=0), "gzip"
+    headers = [("ETag", f'"{etag}"')]
+    if gzipped:
+        headers.append(("Vary", "Accept-Encoding"))
+    return http_util.Respond(
+        request, content, "application/json", content_encoding=encoding, headers=headers
+    )
+
+
 def respond_json(request, body: dict):
     """Respond with `body` as JSON, gzipped at the fastest level, with an ETag (or a 304).
 
@@ -150,17 +214,7 @@ def respond_json(request, body: dict):
     it again for a client that does not accept gzip (whose ETag differs).
     """
     text = json.dumps(body, allow_nan=False, separators=(",", ":")).encode("utf-8")
-    gzipped = bool(_ACCEPTS_GZIP.search(request.headers.get("Accept-Encoding", "")))
-    etag = entity_tag([text], "gzip" if gzipped else "")
-    if not_modified(request, etag):
-        return respond_not_modified(request, etag)
-    return http_util.Respond(
-        request,
-        gzip.compress(text, compresslevel=1, mtime=0),
-        "application/json",
-        content_encoding="gzip",
-        headers=[("ETag", f'"{etag}"'), ("Vary", "Accept-Encoding")],
-    )
+    return respond_json_text(request, text)
 
 
 def json_number(value: float, *, null: bool = False) -> float | str | None:
@@ -184,16 +238,8 @@ def json_numbers(values: Iterable[float], *, null: bool = False) -> list:
     return [json_number(v, null=null) for v in values]
 
 
-def respond_base64_json(request, body: dict, data: bytes | dict[str, bytes], slot_key="values"):
-    """Respond with `body` as JSON, each array slot's (empty) "base64" filled with its bytes.
-
-    `data` is the bytes of `body[slot_key]`, or a dict of slot name to bytes for
-    several slots. The base64 text is spliced in rather than passed through
-    `json.dumps` (base64 needs no escaping), and sent uncompressed: gzip shrinks
-    base64 of float32 by only a quarter, and of float16 barely at all, at the cost
-    of most of the response time. The ETag hashes the JSON and the raw bytes, so a
-    304 costs no base64.
-    """
+def _base64_parts(body: dict, data: bytes | dict[str, bytes], slot_key: str):
+    """The JSON text of `body`, its slots' bytes by name, and the ETag of both."""
     slots = data if isinstance(data, dict) else {slot_key: data}
     for key in slots:
         if body.get(key, {}).get("base64") != "":
@@ -202,9 +248,10 @@ def respond_base64_json(request, body: dict, data: bytes | dict[str, bytes], slo
     parts = [text]
     for key in sorted(slots):
         parts += [key.encode("utf-8"), slots[key]]
-    etag = entity_tag(parts)
-    if not_modified(request, etag):
-        return respond_not_modified(request, etag)
+    return text, slots, entity_tag(parts)
+
+
+def _spliced(text: bytes, slots: dict[str, bytes]) -> bytes:
     marker = b'"base64":""'
     # Inside JSON strings every quote is escaped, so these searches find only keys.
     at = {
@@ -216,10 +263,29 @@ def respond_base64_json(request, body: dict, data: bytes | dict[str, bytes], slo
         parts += [text[last:position], base64.b64encode(slots[at[position]])]
         last = position
     parts.append(text[last:])
-    return http_util.Respond(
-        request,
-        b"".join(parts),
-        "application/json",
-        content_encoding="identity",
-        headers=[("ETag", f'"{etag}"')],
-    )
+    return b"".join(parts)
+
+
+def prepare_base64_json(
+    body: dict, data: bytes | dict[str, bytes], slot_key: str = "values"
+) -> PreparedJson:
+    """`respond_base64_json`'s response made once, to keep and send with `respond_json_text`."""
+    text, slots, etag = _base64_parts(body, data, slot_key)
+    return PreparedJson(_spliced(text, slots), "identity", etag, etag)
+
+
+def respond_base64_json(request, body: dict, data: bytes | dict[str, bytes], slot_key="values"):
+    """Respond with `body` as JSON, each array slot's (empty) "base64" filled with its bytes.
+
+    `data` is the bytes of `body[slot_key]`, or a dict of slot name to bytes for
+    several slots. The base64 text is spliced in rather than passed through
+    `json.dumps` (base64 needs no escaping), and sent uncompressed: gzip shrinks
+    base64 of float32 by only a quarter, and of float16 barely at all, at the cost
+    of most of the response time. The ETag hashes the JSON and the raw bytes, so a
+    304 costs no base64.
+    """
+    text, slots, etag = _base64_parts(body, data, slot_key)
+    if not_modified(request, etag):
+        return respond_not_modified(request, etag)
+    prepared = PreparedJson(_spliced(text, slots), "identity", etag, etag)
+    return respond_json_text(request, prepared)

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
-import gzip
 import json
 import math
 
@@ -35,7 +34,6 @@ import numpy as np
 import werkzeug
 from google.protobuf import json_format
 from tensorboard import errors, plugin_util
-from tensorboard.backend import http_util
 from tensorboard.data import provider
 
 from deepscope.proto import arrays
@@ -153,41 +151,6 @@ def repeated_step(item: DecodedSpectrum, since: DecodedSpectrum | None) -> Decod
 def _json_bytes(value) -> bytes:
     """Strict, compact JSON (NaN/Inf must be spelled out beforehand), UTF-8."""
     return json.dumps(value, allow_nan=False, separators=(",", ":")).encode("utf-8")
-
-
-@dataclasses.dataclass(frozen=True)
-class _JsonBody:
-    """A serialized JSON response kept for repeats: gzipped (level 1) and its two ETags."""
-
-    gzipped: bytes
-    etag: str  # for clients that do not take gzip (Respond unzips for them)
-    etag_gzip: str
-
-    @classmethod
-    def of(cls, text: bytes) -> _JsonBody:
-        return cls(
-            gzip.compress(text, compresslevel=1, mtime=0),
-            responses.entity_tag([text]),
-            responses.entity_tag([text], "gzip"),
-        )
-
-    @property
-    def nbytes(self) -> int:
-        return len(self.gzipped) + 200
-
-    def respond(self, request):
-        """As `responses.respond_json` would answer: the body with its ETag, or a 304."""
-        takes_gzip = "gzip" in request.headers.get("Accept-Encoding", "")
-        etag = self.etag_gzip if takes_gzip else self.etag
-        if responses.not_modified(request, etag):
-            return responses.respond_not_modified(request, etag)
-        return http_util.Respond(
-            request,
-            self.gzipped,
-            "application/json",
-            content_encoding="gzip",
-            headers=[("ETag", f'"{etag}"'), ("Vary", "Accept-Encoding")],
-        )
 
 
 def merged_spectrum(values: np.ndarray) -> np.ndarray:
@@ -424,7 +387,7 @@ class SpectrumRoutes:
         whole_key = (run, tuple(keys[tag] for tag in sorted(keys)))
         cached_body = self._metrics_bodies.get(whole_key)
         if cached_body is not None and not per_tag:
-            return cached_body.respond(request)
+            return responses.respond_json_text(request, cached_body)
         # The body is spliced from the layers' JSON texts: {"run", "metric_names", "layers"}.
         entries = b",".join(_json_bytes(tag) + b":" + layers[tag] for tag in sorted(layers))
         text = b"".join(
@@ -438,9 +401,9 @@ class SpectrumRoutes:
                 b"}}",
             ]
         )
-        body = _JsonBody.of(text)
+        body = responses.prepare_json_text(text)
         self._metrics_bodies.put(whole_key, body)
-        return body.respond(request)
+        return responses.respond_json_text(request, body)
 
     @werkzeug.wrappers.Request.application
     def _serve_evolution(self, request):

@@ -134,6 +134,48 @@ def test_base64_json_etag_covers_the_bytes():
     assert (status, body) == (304, b"")
 
 
+TEXT = json.dumps(BODY, separators=(",", ":")).encode("utf-8")
+
+
+@pytest.mark.parametrize("prepared", [False, True], ids=["text", "prepared"])
+@pytest.mark.parametrize("accept", ["gzip", ""], ids=["gzip", "identity"])
+def test_json_text_answers_as_respond_json_does(prepared, accept):
+    """Serialized JSON (or its prepared response) gets respond_json's body, ETag and 304."""
+    headers = {"Accept-Encoding": accept} if accept else {}
+    request = _request(headers)
+    expected = _send(responses.respond_json(request, BODY), request)
+    text = responses.prepare_json_text(TEXT) if prepared else TEXT
+    status, got_headers, body = _send(responses.respond_json_text(request, text), request)
+    assert status == 200
+    assert got_headers["ETag"] == expected[1]["ETag"]
+    assert body == expected[2]  # the same bytes on the wire (gzip with mtime 0 is deterministic)
+    assert json.loads(gzip.decompress(body) if accept else body) == BODY
+    asking = _request({**headers, "If-None-Match": got_headers["ETag"]})
+    status, _, body = _send(responses.respond_json_text(asking, text), asking)
+    assert (status, body) == (304, b"")
+    stale = _request({**headers, "If-None-Match": '"0123"'})
+    assert _send(responses.respond_json_text(stale, text), stale)[0] == 200
+
+
+def test_prepared_base64_json_is_respond_base64_json_kept():
+    values = np.linspace(-1, 1, 7, dtype="<f4")
+
+    def body() -> dict:
+        return {"run": "r", "values": {"dtype": "float32", "shape": [7], "base64": ""}}
+
+    request = _request({"Accept-Encoding": "gzip"})
+    expected = _send(responses.respond_base64_json(request, body(), values.tobytes()), request)
+    prepared = responses.prepare_base64_json(body(), values.tobytes())
+    status, headers, sent = _send(responses.respond_json_text(request, prepared), request)
+    assert (status, headers["ETag"], sent) == (200, expected[1]["ETag"], expected[2])
+    assert np.frombuffer(
+        base64.b64decode(json.loads(sent)["values"]["base64"]), "<f4"
+    ).tolist() == (values.tolist())
+    assert "Content-Encoding" not in headers or headers["Content-Encoding"] == "identity"
+    asking = _request({"If-None-Match": headers["ETag"]})
+    assert _send(responses.respond_json_text(asking, prepared), asking)[:3:2] == (304, b"")
+
+
 def test_respond_with_etag_for_other_bodies():
     request = _request({"Accept-Encoding": "gzip"})
     status, headers, body = _send(
