@@ -127,8 +127,12 @@ def test_a_token_series_is_drawn_as_rows_of_coloured_tokens(tab, server):
                 assert b > r + 40, (value, (r, g, b))  # blue side
             elif abs(value) < 0.02 * clip:
                 assert min(r, g, b) > 225  # near white
-    head = c.locator('[data-testid=saliency-rowhead][data-sample="1"]').inner_text()
-    assert f"predicted {body['predictions'][1]}" in head
+    for sample in range(len(IDS)):
+        head = c.locator(f'[data-testid=saliency-rowhead][data-sample="{sample}"]').inner_text()
+        predicted = body["predictions"][sample]
+        text = TEXTS[sample][IDS[sample].index(predicted)] if predicted in IDS[sample] else None
+        want = f"predicted #{predicted}" + (f" “{text.strip()}”" if text else "")
+        assert want in head and "✓" not in head  # no label: nothing to be right about
     assert "completeness error" in head
 
     token = c.locator(

@@ -528,7 +528,17 @@ class RunCard {
     const label = m.labels?.[row];
     const prediction = m.predictions?.[row];
     if (label !== undefined) head.append(el("div", "", `label ${label}`));
-    if (prediction !== undefined) {
+    if (prediction !== undefined && label === undefined && m.inputKind === "tokens") {
+      // A language model's target: its predicted next token (its text when the row has it).
+      const at = m.tokenIds?.[row]?.indexOf(prediction) ?? -1;
+      const text = at >= 0 ? m.tokenTexts?.[row]?.[at] : undefined;
+      const shown = text === undefined ? `#${prediction}` : `#${prediction} “${text.trim()}”`;
+      const line = el("div", "ds-muted", `predicted ${shown}`);
+      line.dataset.testid = "saliency-prediction";
+      line.dataset.wrong = "false";
+      line.title = "the predicted class or next token (no label was logged)";
+      head.append(line);
+    } else if (prediction !== undefined) {
       const wrong = label !== undefined && prediction !== label;
       const text = `${wrong ? "✗" : "✓"} predicted ${prediction}`;
       const line = el("div", wrong ? "ds-sal-wrong" : "ds-sal-right", text);
