@@ -111,9 +111,23 @@ export async function fetchUpdateRatios(run: string, tag: string): Promise<Updat
   return parseUpdateRatios(await getJson(`./update_ratios?${params.toString()}`));
 }
 
-/** Validate a response of `update_ratios` (either format) into typed arrays. */
+/** Parsed responses by the JSON object they came from (an unchanged reload gives the same one). */
+const parsedRatios = new WeakMap<object, UpdateRatios>();
+
+/**
+ * Validate a response of `update_ratios` (either format) into typed arrays. The same JSON
+ * object (a reload answered 304 Not Modified) gives the same result, so nothing redraws.
+ */
 export function parseUpdateRatios(raw: unknown): UpdateRatios {
   if (!isRecord(raw)) throw new Error("update_ratios: expected an object");
+  const known = parsedRatios.get(raw);
+  if (known) return known;
+  const parsed = parseUpdateRatiosObject(raw);
+  parsedRatios.set(raw, parsed);
+  return parsed;
+}
+
+function parseUpdateRatiosObject(raw: Record<string, unknown>): UpdateRatios {
   const steps = Array.isArray(raw.steps) ? raw.steps.map(Number) : [];
   const names = Array.isArray(raw.names) ? raw.names.map(String) : [];
   const wallTimes = Array.isArray(raw.wall_times) ? raw.wall_times.map(Number) : [];

@@ -230,6 +230,7 @@ export class Heatmap {
     c.steps = String(data.steps.length);
     c.params = String(data.names.length);
     c.rows = String(rows.length);
+    c.draws = String(Number(c.draws ?? "0") + 1); // how many times it was drawn, for tests
     c.drawn = "true";
   }
 

@@ -421,6 +421,25 @@ def test_sidebar_tag_filter_narrows_the_parameters_of_a_tag(tab, scale_server, s
     wait_rows(frame, RUN, "rows => rows.some(r => r.dataset.kind === 'group')")
 
 
+def test_an_unchanged_reload_does_not_redraw(tab, scale_server):
+    responses = []
+    tab.page.on(
+        "response",
+        lambda r: responses.append(r.status) if "/deepscope/update_ratios?" in r.url else None,
+    )
+    frame = tab.open(scale_server)
+    canvas = heatmap(frame, RUN)
+    heatmap(frame, SHORT)
+    frame.locator("[data-testid=linechart] path.ds-line").first.wait_for(timeout=TIMEOUT_MS)
+    draws = canvas.get_attribute("data-draws")
+    before = len(responses)
+    frame.locator("[data-testid=refresh]").click()
+    wait_until(lambda: len(responses) >= before + 2, timeout=30, what="both runs reloaded")
+    tab.page.wait_for_timeout(500)
+    assert 304 in responses[before:]  # the data did not change: the same parsed response
+    assert canvas.get_attribute("data-draws") == draws
+
+
 def test_runs_and_tags_named_like_object_properties_are_shown(
     tab, odd_names_logdir, tensorboard_server
 ):

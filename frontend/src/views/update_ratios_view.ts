@@ -8,14 +8,6 @@ import { CardListView } from "./card_list";
 import type { ViewContext, ViewEntry } from "./kind_view";
 
 /**
- * What this view reads from its context beyond ViewContext, when the app provides it: the
- * sidebar's tag filter as a case-insensitive regex (null when empty or invalid).
- */
-interface TagFilterContext {
-  tagFilter?: () => RegExp | null;
-}
-
-/**
  * Whether the update-ratio view can show part of `entry`'s tag under a tag filter the tag
  * does not match: some of its parameters match. (The app lets such tags through.)
  */
@@ -30,7 +22,7 @@ export class UpdateRatiosView extends CardListView<TagCard> {
   constructor(ctx: ViewContext) {
     const store = new DataStore();
     const cards = new Set<TagCard>();
-    const filterOf = () => (ctx as ViewContext & TagFilterContext).tagFilter?.() ?? null;
+    const filterOf = () => ctx.tagFilter();
     super({
       key: (entry) => entry.tag,
       create: (tag) => {
