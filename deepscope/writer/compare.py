@@ -33,7 +33,7 @@ from deepscope.analysis.correlation import (
     is_channels_first_module,
 )
 from deepscope.analysis.matching import ChannelMatching, match_channels
-from deepscope.writer.module_names import (
+from deepscope.module_names import (
     eager_module,
     find_modules,
     is_compiled,

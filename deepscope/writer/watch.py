@@ -23,8 +23,9 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from deepscope import module_names
 from deepscope.analysis import update_ratios as ratios_math
-from deepscope.writer import module_names, resume
+from deepscope.writer import resume
 from deepscope.writer.hook_warnings import warn_from_hook
 from deepscope.writer.summary_writer import SummaryWriter
 from deepscope.writer.watch_correlation import DEFAULT_CORRELATION_EVERY, CorrelationWatcher
@@ -380,6 +381,7 @@ def watch(
     correlation_channel_dims: Mapping[str, int] | None = None,
     correlation_options: Mapping[str, Any] | None = None,
     saliency_embeddings: torch.nn.Module | str | None = None,
+    saliency_tokens: Sequence[Sequence[str]] | None = None,
 ) -> Monitor:
     """Measure `model` while `optimizer` trains it, logging to `writer`.
 
@@ -431,6 +433,8 @@ def watch(
       correlation_options: e.g. {"matrix_dtype": "float16", "packing": "upper_triangle"}.
       saliency_embeddings: for token-id inputs, the input embedding module (or
         its name) whose output the maps are computed over.
+      saliency_tokens: for token-id inputs, the probe's token texts (N lists of
+        L strings), shown in the tab instead of the ids.
     Options given for a kind that is off raise ValueError.
     """
     if isinstance(optimizer, torch.optim.Optimizer):
@@ -443,6 +447,7 @@ def watch(
         correlation_channel_dims=correlation_channel_dims,
         correlation_options=correlation_options,
         saliency_embeddings=saliency_embeddings,
+        saliency_tokens=saliency_tokens,
     )
     measurers: list[PeriodicMeasurer] = []
     if spectra_every:
@@ -477,7 +482,11 @@ def watch(
             )
         )
     if saliency_probe is not None:
-        options = {} if saliency_embeddings is None else {"embeddings": saliency_embeddings}
+        options = {
+            key: value
+            for key, value in (("embeddings", saliency_embeddings), ("tokens", saliency_tokens))
+            if value is not None
+        }
         measurers.append(
             SaliencyWatcher(
                 model,
@@ -535,6 +544,7 @@ def _check_options_have_a_kind(
         "correlation_channel_dims": ("channel correlations", correlations_on, "correlation_layers"),
         "correlation_options": ("channel correlations", correlations_on, "correlation_layers"),
         "saliency_embeddings": ("saliency", saliency_on, "saliency_probe"),
+        "saliency_tokens": ("saliency", saliency_on, "saliency_probe"),
     }
     for name, value in options.items():
         kind, on, switch = kind_of[name]

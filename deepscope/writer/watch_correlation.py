@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 import torch
 
 from deepscope.analysis.correlation import CorrelationAccumulator
+from deepscope.module_names import eager_module, find_modules, strip_compile_prefix
 from deepscope.writer.compare import (
     batch_to,
     checked_channel_dims,
@@ -34,7 +35,6 @@ from deepscope.writer.compare import (
 )
 from deepscope.writer.correlation import MATRIX_DTYPES, PACKINGS
 from deepscope.writer.hook_warnings import warn_from_hook
-from deepscope.writer.module_names import eager_module, find_modules, strip_compile_prefix
 
 DEFAULT_CORRELATION_EVERY = 500
 

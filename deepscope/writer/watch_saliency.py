@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from deepscope import module_names
 from deepscope.analysis import saliency as saliency_math
 from deepscope.analysis.saliency.model_state import preserved_model_state
 from deepscope.analysis.saliency.target_scores import check_inputs, class_scores, resolve_targets
@@ -23,7 +24,6 @@ from deepscope.analysis.saliency.token_embeddings import (
     embed_and_run,
     resolve_embedding_module,
 )
-from deepscope.writer import module_names
 from deepscope.writer.hook_warnings import warn_from_hook
 
 DEFAULT_SALIENCY_EVERY = 500

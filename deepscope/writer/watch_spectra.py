@@ -28,9 +28,9 @@ from dataclasses import dataclass, field
 
 import torch
 
+from deepscope import module_names
 from deepscope.analysis import spectrum as spectrum_math
 from deepscope.proto import deepscope_pb2 as pb
-from deepscope.writer import module_names
 from deepscope.writer.hook_warnings import warn_from_hook
 from deepscope.writer.spectrum import spectrum_info
 
@@ -203,7 +203,7 @@ class SpectraWatcher:
     unless `include_frozen`. A weight shared by several modules is measured
     once, under its first name. Tags are "<prefix>/<module name>" with the name
     from `model.named_modules()` ("<prefix>/model" for the model itself),
-    without `torch.compile`'s `_orig_mod.` (`deepscope.writer.module_names`): a
+    without `torch.compile`'s `_orig_mod.` (`deepscope.module_names`): a
     compiled model logs the same tags as the eager one.
 
     Unchanged weights: a weight that is bit for bit the one of its last measured

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from deepscope.writer import module_names
+from deepscope import module_names
 
 
 def _net() -> torch.nn.Module:

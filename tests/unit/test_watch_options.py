@@ -66,6 +66,7 @@ def test_each_option_reaches_its_measurer(recorded, setup):
         correlation_channel_dims={"0": -1},
         correlation_options={"matrix_dtype": "float32", "packing": "upper_triangle"},
         saliency_embeddings=embeddings,
+        saliency_tokens=[["a", "b"]],
     ).close()
     kwargs = dict(recorded)
     spectra = {k: v for k, v in kwargs["spectra"].items() if k != "every"}
@@ -74,6 +75,7 @@ def test_each_option_reaches_its_measurer(recorded, setup):
     assert kwargs["correlation"]["matrix_dtype"] == "float32"
     assert kwargs["correlation"]["packing"] == "upper_triangle"
     assert kwargs["saliency"]["embeddings"] is embeddings
+    assert kwargs["saliency"]["tokens"] == [["a", "b"]]
 
 
 @pytest.mark.parametrize(
@@ -96,6 +98,7 @@ def test_options_that_watch_sets_itself_are_refused(recorded, setup, options, sa
         ({"correlation_channel_dims": {"0": -1}}, "correlation_layers"),
         ({"correlation_options": {"packing": "full"}}, "correlation_layers"),
         ({"saliency_embeddings": "0"}, "saliency_probe"),
+        ({"saliency_tokens": [["a"]]}, "saliency_probe"),
     ],
 )
 def test_an_option_for_a_kind_that_is_off_raises(recorded, setup, options, switch):

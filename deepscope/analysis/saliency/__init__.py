@@ -63,6 +63,7 @@ from deepscope.analysis.saliency.token_embeddings import (
     token_attribute,
     token_reduction,
 )
+from deepscope.module_names import eager_module
 
 # Method name → its function(model, inputs, target, **options) -> Attribution.
 METHODS: dict[str, Callable[..., Attribution]] = {
@@ -135,6 +136,9 @@ def attribute(
     if isinstance(model, torch.nn.parallel.DistributedDataParallel):
         # Its forward would prepare a gradient all-reduce that this backward never makes.
         model = model.module
+    # A torch.compile'd model runs its eager module: guided backprop's hooks on its ReLUs
+    # are then called, and no method recompiles the graph for each new input it tries.
+    model = eager_module(model)
     check_method(method)
     if embeddings is None:
         check_inputs(inputs)

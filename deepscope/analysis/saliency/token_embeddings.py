@@ -43,6 +43,7 @@ import torch
 
 from deepscope.analysis.saliency.attribution import Attribution
 from deepscope.analysis.saliency.target_scores import RowsModel, Target
+from deepscope.module_names import named_modules, strip_compile_prefix
 
 # Method → how a token's embedding attribution [D] becomes one value.
 TOKEN_REDUCTIONS = {
@@ -92,14 +93,16 @@ def resolve_embedding_module(
 ) -> torch.nn.Module:
     """The embedding module: `embeddings` itself, or the submodule of `model` it names."""
     if isinstance(embeddings, str):
-        modules = dict(model.named_modules())
-        if embeddings not in modules:
+        # User names of a compiled model, or the raw `_orig_mod.` ones, both resolve.
+        modules = dict(named_modules(model))
+        name = strip_compile_prefix(embeddings)
+        if name not in modules:
             names = [name for name in modules if name][:20]
             raise ValueError(
                 f"embeddings: the model has no module named {embeddings!r}; pass the module "
                 f"(e.g. model.get_input_embeddings()) or one of: {', '.join(names)}"
             )
-        return modules[embeddings]
+        return modules[name]
     if not isinstance(embeddings, torch.nn.Module):
         raise TypeError(
             f"embeddings must be the model's input embedding module or its name, got "
