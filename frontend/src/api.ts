@@ -168,6 +168,8 @@ function parseUpdateRatiosObject(raw: Record<string, unknown>): UpdateRatios {
   markPairs(raw.no_update, noUpdate, S, P);
   const zeroWeight = new Uint8Array(S * P);
   markPairs(raw.zero_weight, zeroWeight, S, P);
+  // The JSON format writes null for both: a zero weight is not "no update".
+  for (let k = 0; k < zeroWeight.length; k++) if (zeroWeight[k]) noUpdate[k] = 0;
   return {
     run: String(raw.run ?? ""),
     tag: String(raw.tag ?? ""),

@@ -86,8 +86,18 @@ def odd_names_logdir(tmp_path_factory):
                 writer.add_update_ratios(
                     tag, {"fc.weight": 1e-3, "fc.bias": 2e-3}, global_step=step
                 )
+            # A fresh bias: zero before step 0, so its first ratio is undefined.
+            bias = deepscope.ZERO_WEIGHT if step == 0 else 2e-3
+            writer.add_update_ratios(
+                "fresh", {"fc.weight": 1e-3, "fc.bias": bias}, global_step=step
+            )
         writer.close()
     return logdir
+
+
+@pytest.fixture(scope="session")
+def odd_names_server(odd_names_logdir, tensorboard_server) -> str:
+    return tensorboard_server(odd_names_logdir, load_fast=False)
 
 
 # ---------------------------------------------------------------- helpers
@@ -370,6 +380,31 @@ def test_a_short_run_is_drawn_only_where_it_has_data(tab, scale_server):
     assert frame.locator("[data-testid=tooltip]").is_hidden()
 
 
+def test_a_run_that_stopped_and_resumed_is_empty_in_between(tab, scale_server):
+    def resumed(route):  # the short run's 30 steps as 0–14, then 6,000–6,014
+        response = route.fetch()
+        body = response.json()
+        body["steps"] = list(range(15)) + list(range(6000, 6015))
+        route.fulfill(response=response, body=json.dumps(body))
+
+    tab.page.route(f"**/data/plugin/deepscope/update_ratios?run={SHORT}*", resumed)
+    frame = tab.open(scale_server)
+    heatmap(frame, RUN)
+    canvas = heatmap(frame, SHORT)
+    alpha = canvas.evaluate(
+        "c => Array.from(c.getContext('2d').getImageData(0, 4, c.width, 1).data)"
+        ".filter((_, k) => k % 4 === 3)"
+    )
+    width = len(alpha)
+
+    def at(step: float) -> int:  # the pixel column of a step on the shared 0–10,000 axis
+        return int(step / STEPS * width)
+
+    assert alpha[at(0)] == 255 and alpha[at(6005)] == 255
+    assert all(a == 0 for a in alpha[at(100) : at(5900)])  # the gap
+    assert all(a == 0 for a in alpha[at(6100) :])  # after its last step
+
+
 def test_zero_weight_cells_are_undefined_not_non_finite(tab, scale_server, scale_logdir):
     names, _ = scale_logdir[1][SHORT]
     biases = [j for j, n in enumerate(names) if n.endswith(".bias")]
@@ -440,11 +475,8 @@ def test_an_unchanged_reload_does_not_redraw(tab, scale_server):
     assert canvas.get_attribute("data-draws") == draws
 
 
-def test_runs_and_tags_named_like_object_properties_are_shown(
-    tab, odd_names_logdir, tensorboard_server
-):
-    base = tensorboard_server(odd_names_logdir, load_fast=False)
-    frame = tab.open(base)
+def test_runs_and_tags_named_like_object_properties_are_shown(tab, odd_names_server):
+    frame = tab.open(odd_names_server)
     for tag in ("__proto__", "constructor", "hasOwnProperty"):
         card(frame, tag).wait_for(timeout=TIMEOUT_MS)
         card(frame, tag).scroll_into_view_if_needed()  # cards load when they come into view
@@ -506,3 +538,18 @@ def test_long_tasks_stay_short_and_screenshot(tab, scale_server, tmp_path):
     tab.page.mouse.move(1, 1)
     tab.page.wait_for_timeout(400)
     screenshot(card(frame2), tmp_path, "update_ratios_grouped.png", 30_000)
+
+
+def test_a_fresh_bias_written_by_the_writer_reads_as_zero_weight(tab, odd_names_server):
+    frame = tab.open(odd_names_server)
+    frame.locator("[data-testid=tag-filter]").fill("^fresh$")
+    canvas = heatmap(frame, "plain", "fresh")
+    box = canvas.bounding_box()
+    rows = row_facts(frame, "plain")
+    r = next(k for k, row in enumerate(rows) if row["name"] == "fc.bias")
+    tab.page.mouse.move(box["x"] + box["width"] / 6, box["y"] + (r + 0.5) * ROW_H)  # step 0
+    fields = tooltip_fields(frame)
+    assert fields["step"] == "0" and fields["name"] == "fc.bias"
+    assert fields["value"] == "‖W‖ = 0: ratio undefined"
+    block = frame.locator('section.ds-card[data-tag="fresh"] .ds-runblock[data-run="plain"]')
+    assert block.locator(".ds-badge-bad").count() == 0  # not counted as non-finite
