@@ -109,6 +109,8 @@ export class TagCard {
   private frame: PlotFrame = { left: MIN_LEFT, domain: [0, 1] };
   /** Parameters in the line chart; null until a default is chosen from the data. */
   private selected: string[] | null = null;
+  /** The parameter the chart opened on (the most extreme), while it is still shown. */
+  private autoPick: string | null = null;
   private chartVisible = false;
   private filterText = "";
   /** The sidebar's tag filter when it narrows this tag's parameters (the tag itself does not match). */
@@ -363,6 +365,7 @@ export class TagCard {
     if (this.selected === null && loaded.length > 0 && answered) {
       const pick = mostExtreme(loaded);
       this.selected = pick ? [pick] : [];
+      this.autoPick = pick ?? null;
     }
     this.renderTools(rowSet);
     const width = this.contentWidth();
@@ -560,14 +563,14 @@ export class TagCard {
       remove.setAttribute("aria-label", `Remove ${param}`);
       remove.addEventListener("click", () => this.toggleParam(param, false));
       const name = el("span", "", param);
+      if (param === this.autoPick || !this.selected?.includes(param)) {
+        chip.title =
+          `Chosen for you: of the parameters shown, the one whose median ratio over its last ` +
+          `${RECENT_STEPS} logged steps is farthest from 1e-3 (in decades, in any run)`;
+      }
       chip.append(sample, name, remove);
       this.chips.appendChild(chip);
     });
-    if (this.selected !== null && this.selected.length === 1 && selected.length === 1 && this.selected[0] === selected[0]) {
-      this.chips.title =
-        `Opened on the parameter farthest from 1e-3: the median of its last ${RECENT_STEPS} ` +
-        "logged steps, in decades, over all runs";
-    }
 
     const show = series.length > 0;
     this.chartHint.hidden = show;

@@ -191,10 +191,20 @@ export class Heatmap {
     this.canvas.addEventListener("click", (e) => this.onClick(e));
     this.scroll.addEventListener("scroll", () => this.onScroll(), { passive: true });
     // One listener for every row label: which row is in its data-row.
-    this.labels.addEventListener("click", (e) => {
+    const rowOf = (e: Event) => {
       const label = (e.target as Element | null)?.closest<HTMLElement>(".ds-ur-row");
-      const row = label ? this.rows[Number(label.dataset.row)] : undefined;
+      return label ? this.rows[Number(label.dataset.row)] : undefined;
+    };
+    this.labels.addEventListener("click", (e) => {
+      const row = rowOf(e);
       if (row) this.opts.onRowClick(row);
+    });
+    this.labels.addEventListener("keydown", (e) => {
+      const row = rowOf(e);
+      if (row?.kind === "group" && (e.key === "Enter" || e.key === " ")) {
+        e.preventDefault();
+        this.opts.onRowClick(row);
+      }
     });
   }
 
@@ -267,6 +277,7 @@ export class Heatmap {
         div.dataset.expanded = String(row.expanded);
         div.setAttribute("role", "button");
         div.setAttribute("aria-expanded", String(row.expanded));
+        div.tabIndex = 0;
         div.title = `${row.title}: ${row.names.length} parameters, the ${this.summary} of them per step\nclick to ${row.expanded ? "collapse" : "expand"}`;
         const toggle = document.createElement("span");
         toggle.className = "ds-ur-toggle";
