@@ -21,13 +21,6 @@ export interface TagInfo {
  * (`__proto__`, `constructor`, `hasOwnProperty`). */
 export type TagMap = Map<string, Map<string, TagInfo>>;
 
-/**
- * run -> tag -> info as plain records (the older shape). The records have no prototype,
- * so `index["__proto__"]` and `index["constructor"]` are the runs of those names or
- * undefined, never Object's own. Prefer `fetchTagMap`.
- */
-export type TagIndex = Record<string, Record<string, TagInfo>>;
-
 /** Own entries of a parsed JSON object, `__proto__` included (JSON.parse makes it an own key). */
 function ownEntries(value: Record<string, unknown>): Array<[string, unknown]> {
   return Object.keys(value).map((key) => [key, value[key]]);
@@ -68,22 +61,6 @@ export function parseTags(raw: unknown): TagMap {
     index.set(run, byTag);
   }
   return index;
-}
-
-/** The Maps as prototype-free records (for callers of the older `TagIndex` shape). */
-export function tagIndexOf(map: TagMap): TagIndex {
-  const index = Object.create(null) as TagIndex;
-  for (const [run, tags] of map) {
-    const byTag = Object.create(null) as Record<string, TagInfo>;
-    for (const [tag, info] of tags) byTag[tag] = info;
-    index[run] = byTag;
-  }
-  return index;
-}
-
-/** The `tags` route in the older record shape (prototype-free records); see `fetchTagMap`. */
-export async function fetchTags(): Promise<TagIndex> {
-  return tagIndexOf(await fetchTagMap());
 }
 
 export interface UpdateRatios {

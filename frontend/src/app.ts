@@ -1,7 +1,7 @@
 // The tab: a sidebar (tag filter, runs, refresh) and a section per kind of series
 // (update ratios, spectra, correlations, saliency), each drawn by its own view.
 
-import { fetchTags, type TagIndex } from "./api";
+import { fetchTagMap, type TagMap } from "./api";
 import { Visibility, el, swatch } from "./dom";
 import { formatTime } from "./format";
 import { requestsSettled } from "./json";
@@ -36,7 +36,7 @@ interface Section {
 }
 
 export class App {
-  private tags: TagIndex = {};
+  private tags: TagMap = new Map();
   private tagsLoaded = false;
   private tagsError: string | null = null;
   private runs: string[] = [];
@@ -150,7 +150,7 @@ export class App {
     this.refreshButton.disabled = true;
     this.refreshing = (async () => {
       try {
-        this.tags = await fetchTags();
+        this.tags = await fetchTagMap();
         this.tagsLoaded = true;
         this.tagsError = null;
       } catch (e) {
@@ -177,7 +177,7 @@ export class App {
   }
 
   private renderRuns(): void {
-    this.runs = Object.keys(this.tags).sort(collator.compare);
+    this.runs = [...this.tags.keys()].sort(collator.compare);
     for (const run of this.runs) {
       if (!this.runChecked.has(run)) this.runChecked.set(run, true);
     }
@@ -229,8 +229,8 @@ export class App {
     const colorOf = new Map(this.runs.map((run, i) => [run, runColor(i)]));
     const selectedRuns = this.runs.filter((r) => this.runChecked.get(r) !== false);
     const tagNames = new Set<string>();
-    for (const run of selectedRuns) for (const tag of Object.keys(this.tags[run])) tagNames.add(tag);
-    const totalTags = this.runs.reduce((n, r) => n + Object.keys(this.tags[r]).length, 0);
+    for (const run of selectedRuns) for (const tag of this.tags.get(run)?.keys() ?? []) tagNames.add(tag);
+    const totalTags = this.runs.reduce((n, r) => n + (this.tags.get(r)?.size ?? 0), 0);
 
     const sorted = [...tagNames].sort(collator.compare);
     const matching = new Set(sorted.filter((t) => regex !== null && regex.test(t)));
@@ -246,7 +246,7 @@ export class App {
     const byKind = new Map<string, ViewEntry[]>();
     for (const tag of sorted) {
       for (const run of selectedRuns) {
-        const info = this.tags[run][tag];
+        const info = this.tags.get(run)?.get(tag);
         if (info === undefined) continue;
         const entry: ViewEntry = { run, tag, info, color: colorOf.get(run) ?? runColor(0) };
         const inside = filtersInside.get(info.kind);

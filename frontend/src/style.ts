@@ -89,14 +89,10 @@ button, input, select { font: inherit; color: inherit; }
 .ds-plot { position: relative; }
 .ds-plot canvas { position: absolute; display: block; cursor: crosshair; image-rendering: pixelated; }
 .ds-plot svg { position: absolute; left: 0; top: 0; overflow: visible; pointer-events: none; }
-.ds-plot svg .ds-rowlabel { pointer-events: all; cursor: pointer; }
 .ds-plot svg .ds-hit { pointer-events: all; }
 .ds-axis text { font: 11px ${FONT_FAMILY}; fill: #616161; }
 .ds-axis path, .ds-axis line { stroke: #9e9e9e; }
 .ds-axis-label { font: 11px ${FONT_FAMILY}; fill: #616161; }
-.ds-rowlabel { font: 11px ${FONT_FAMILY}; fill: #424242; }
-.ds-rowlabel:hover { fill: #000; text-decoration: underline; }
-.ds-rowlabel.ds-selected { fill: #e65100; font-weight: 700; }
 .ds-grid line { stroke: #eeeeee; }
 .ds-grid path { display: none; }
 
