@@ -12,8 +12,6 @@ Set DEEPSCOPE_SCREENSHOTS=1 to refresh the README's picture, docs/images/salienc
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 
@@ -34,23 +32,12 @@ PLAIN_TAG = "text/gradient"
 
 def _write(logdir) -> None:
     import torch
-    from transformers import GPT2Config, GPT2LMHeadModel
 
     import deepscope
     from deepscope.writer.watch_saliency import SaliencyWatcher
+    from tests.hf_models import tiny_gpt2
 
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    torch.manual_seed(0)
-    config = GPT2Config(
-        n_layer=2,
-        n_embd=32,
-        n_head=2,
-        vocab_size=VOCAB,
-        n_positions=8,
-        bos_token_id=0,
-        eos_token_id=0,
-    )
-    model = GPT2LMHeadModel(config)
+    model = tiny_gpt2(vocab=VOCAB)
     writer = deepscope.SummaryWriter(str(logdir / "gpt2"))
     ids = torch.tensor(IDS)
     watcher = SaliencyWatcher(

@@ -166,23 +166,9 @@ TOKEN_STEPS = [0, 5]
 
 
 def _tiny_gpt2():
-    import os
+    from tests.hf_models import tiny_gpt2
 
-    import torch
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    torch.manual_seed(0)
-    config = GPT2Config(
-        n_layer=2,
-        n_embd=32,
-        n_head=2,
-        vocab_size=20,
-        n_positions=8,
-        bos_token_id=0,
-        eos_token_id=0,
-    )
-    return GPT2LMHeadModel(config)
+    return tiny_gpt2(vocab=20)
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np
 import pytest
 import torch
-import transformers  # the "hf" test extra (make installs it; it never moves torch)
 
 import deepscope
 from deepscope import metadata
@@ -25,6 +24,7 @@ from deepscope.proto import arrays
 from deepscope.proto import deepscope_pb2 as pb
 from deepscope.writer.compare import compare, layer_output
 from deepscope.writer.watch_correlation import CorrelationWatcher
+from tests.hf_models import tiny_bert, tiny_gpt2, tiny_vit  # the "hf" test extra (transformers)
 
 HIDDEN = 64
 INNER = 96
@@ -32,46 +32,15 @@ ATOL = 2e-3  # float16 matrices
 
 
 def _gpt2(seed: int):
-    torch.manual_seed(seed)
-    config = transformers.GPT2Config(
-        n_layer=2,
-        n_embd=HIDDEN,
-        n_head=2,
-        n_inner=INNER,
-        n_positions=32,
-        vocab_size=100,
-        bos_token_id=0,
-        eos_token_id=0,
-    )
-    return transformers.GPT2LMHeadModel(config).eval()
+    return tiny_gpt2(seed=seed, hidden=HIDDEN, inner=INNER, positions=32, vocab=100).eval()
 
 
 def _bert(seed: int):
-    torch.manual_seed(seed)
-    config = transformers.BertConfig(
-        hidden_size=HIDDEN,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=INNER,
-        vocab_size=100,
-        max_position_embeddings=32,
-    )
-    return transformers.BertModel(config).eval()
+    return tiny_bert(seed=seed, hidden=HIDDEN, intermediate=INNER, positions=32, vocab=100).eval()
 
 
 def _vit(seed: int):
-    torch.manual_seed(seed)
-    config = transformers.ViTConfig(
-        image_size=32,
-        patch_size=8,
-        num_channels=3,
-        hidden_size=HIDDEN,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=INNER,
-        num_labels=5,
-    )
-    return transformers.ViTForImageClassification(config).eval()
+    return tiny_vit(seed=seed, hidden=HIDDEN, intermediate=INNER, labels=5).eval()
 
 
 def _tokens(n: int = 8, length: int = 16, seed: int = 0) -> torch.Tensor:

@@ -18,6 +18,7 @@ import pytest
 import torch
 
 from deepscope.analysis import saliency as sal
+from tests.hf_models import tiny_vit
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -109,21 +110,8 @@ def test_outputs_without_a_clear_score_tensor_are_refused_with_the_rule(pack, wo
 
 
 def _vit(hidden_act: str = "relu"):
-    from transformers import ViTConfig, ViTForImageClassification
-
-    torch.manual_seed(0)
-    config = ViTConfig(
-        image_size=32,
-        patch_size=8,
-        num_channels=3,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        num_labels=3,
-        hidden_act=hidden_act,  # nn.ReLU modules: guided backprop can run too
-    )
-    return ViTForImageClassification(config).eval()
+    # "relu": nn.ReLU modules, so guided backprop can run too
+    return tiny_vit(activation=hidden_act).eval()
 
 
 class LogitsOnly(torch.nn.Module):

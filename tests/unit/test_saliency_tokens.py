@@ -16,6 +16,7 @@ import torch
 
 from deepscope.analysis import saliency as sal
 from deepscope.analysis.saliency.token_embeddings import TOKEN_REDUCTIONS
+from tests.hf_models import tiny_bert_classifier, tiny_gpt2
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -24,36 +25,7 @@ EPS32 = torch.finfo(torch.float32).eps
 
 
 def _gpt2(activation: str = "gelu_new"):
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    torch.manual_seed(0)
-    config = GPT2Config(
-        n_layer=2,
-        n_embd=32,
-        n_head=2,
-        vocab_size=VOCAB,
-        n_positions=16,
-        bos_token_id=0,
-        eos_token_id=0,
-        activation_function=activation,
-    )
-    return GPT2LMHeadModel(config).eval()
-
-
-def _bert():
-    from transformers import BertConfig, BertForSequenceClassification
-
-    torch.manual_seed(1)
-    config = BertConfig(
-        num_hidden_layers=2,
-        hidden_size=32,
-        num_attention_heads=2,
-        intermediate_size=64,
-        vocab_size=VOCAB,
-        max_position_embeddings=16,
-        num_labels=3,
-    )
-    return BertForSequenceClassification(config).eval()
+    return tiny_gpt2(vocab=VOCAB, positions=16, activation=activation).eval()
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +35,7 @@ def gpt2():
 
 @pytest.fixture(scope="module")
 def bert():
-    return _bert()
+    return tiny_bert_classifier(seed=1, vocab=VOCAB).eval()
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ from deepscope import metadata
 from deepscope.proto import arrays
 from deepscope.proto import deepscope_pb2 as pb
 from deepscope.writer.watch_saliency import SaliencyWatcher
+from tests.hf_models import tiny_vit
 
 
 class Net(torch.nn.Module):
@@ -159,20 +160,7 @@ def test_a_bad_probe_is_refused_once_when_watching(tmp_path):
 
 
 def test_watch_measures_a_hugging_face_vit(tmp_path, read_values):
-    from transformers import ViTConfig, ViTForImageClassification
-
-    torch.manual_seed(0)
-    config = ViTConfig(
-        image_size=16,
-        patch_size=8,
-        num_channels=1,
-        hidden_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=32,
-        num_labels=3,
-    )
-    model = ViTForImageClassification(config)
+    model = tiny_vit(image=16, channels=1, layers=1, intermediate=32)
     writer = deepscope.SummaryWriter(str(tmp_path))
     probe = torch.rand(2, 1, 16, 16, generator=torch.Generator().manual_seed(1))
     watcher = SaliencyWatcher(model, writer, probe=probe, methods=["gradient", "occlusion"])

@@ -14,26 +14,11 @@ from deepscope.analysis import saliency as sal
 from deepscope.proto import arrays
 from deepscope.proto import deepscope_pb2 as pb
 from deepscope.writer.watch_saliency import SaliencyWatcher
+from tests.hf_models import tiny_gpt2
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 VOCAB, LENGTH = 30, 5
-
-
-def _gpt2():
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    torch.manual_seed(0)
-    config = GPT2Config(
-        n_layer=2,
-        n_embd=32,
-        n_head=2,
-        vocab_size=VOCAB,
-        n_positions=8,
-        bos_token_id=0,
-        eos_token_id=0,
-    )
-    return GPT2LMHeadModel(config)
 
 
 IDS = torch.tensor([[1, 4, 9, 16, 25], [2, 3, 5, 7, 11]])
@@ -57,7 +42,7 @@ def _reference_gradient_norm(model, ids, target=None):
 
 
 def test_watcher_logs_per_token_maps_with_ids_and_texts(tmp_path, read_values):
-    model = _gpt2()
+    model = tiny_gpt2(vocab=VOCAB)
     writer = deepscope.SummaryWriter(str(tmp_path))
     watcher = SaliencyWatcher(
         model,
@@ -87,7 +72,7 @@ def test_watcher_logs_per_token_maps_with_ids_and_texts(tmp_path, read_values):
 
 
 def test_token_probe_is_checked_when_watching():
-    model = _gpt2()
+    model = tiny_gpt2(vocab=VOCAB)
     with pytest.raises(TypeError, match="token ids"):
         SaliencyWatcher(model, None, probe=IDS.float(), embeddings="transformer.wte")
     with pytest.raises(ValueError, match="no module named 'wte'"):
@@ -148,7 +133,7 @@ def test_watcher_on_a_compiled_model_measures_every_method(tmp_path, read_values
 
 
 def test_watcher_on_a_compiled_text_model_takes_the_user_name(tmp_path, read_values):
-    model = _gpt2()
+    model = tiny_gpt2(vocab=VOCAB)
     compiled = torch.compile(model, backend="eager")
     writer = deepscope.SummaryWriter(str(tmp_path))
     for name in ("transformer.wte", "_orig_mod.transformer.wte"):

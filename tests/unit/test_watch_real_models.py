@@ -18,43 +18,16 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np
 import pytest
 import torch
-import transformers  # the "hf" test extra (make installs it; it never moves torch)
 
 import deepscope
 from deepscope import metadata
 from deepscope.proto import arrays
 from deepscope.writer import resume
 from deepscope.writer.summary import ZERO_WEIGHT
+from tests.hf_models import tiny_bert, tiny_gpt2  # the "hf" test extra (transformers)
 
 HIDDEN = 64
 VOCAB = 100
-
-
-def _gpt2() -> transformers.GPT2LMHeadModel:
-    torch.manual_seed(0)
-    config = transformers.GPT2Config(
-        n_layer=2,
-        n_embd=HIDDEN,
-        n_head=2,
-        n_positions=32,
-        vocab_size=VOCAB,
-        bos_token_id=0,
-        eos_token_id=0,
-    )
-    return transformers.GPT2LMHeadModel(config)
-
-
-def _bert() -> transformers.BertModel:
-    torch.manual_seed(0)
-    config = transformers.BertConfig(
-        hidden_size=HIDDEN,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=96,
-        vocab_size=VOCAB,
-        max_position_embeddings=32,
-    )
-    return transformers.BertModel(config)
 
 
 def _tokens(seed: int, batch: int = 4, length: int = 12) -> torch.Tensor:
@@ -121,7 +94,7 @@ def _deepscope_warnings(caught) -> list[str]:
 def test_gpt2_zero_initialised_biases_are_zero_weight_at_step_0_and_nothing_is_warned(
     tmp_path, read_values
 ):
-    model = _gpt2().train()
+    model = tiny_gpt2(hidden=HIDDEN, positions=32, vocab=VOCAB).train()
     zero_at_start = sorted(n for n, p in model.named_parameters() if not p.detach().any())
     assert len(zero_at_start) >= 8  # the trap: every Conv1D bias and LayerNorm shift
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
@@ -154,7 +127,7 @@ def test_gpt2_zero_initialised_biases_are_zero_weight_at_step_0_and_nothing_is_w
 
 def test_bert_with_gradient_accumulation_counts_optimizer_steps(tmp_path, read_values):
     """3 backward passes per optimizer step; the pooler is unused, so it gets no update."""
-    model = _bert().train()
+    model = tiny_bert(hidden=HIDDEN, intermediate=96, positions=32, vocab=VOCAB).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.0)
     writer = deepscope.SummaryWriter(str(tmp_path))
     reference = []
@@ -180,7 +153,7 @@ def test_bert_with_gradient_accumulation_counts_optimizer_steps(tmp_path, read_v
 
 
 def test_a_step_gradscaler_skips_is_not_counted(tmp_path, read_values):
-    model = _gpt2().train()
+    model = tiny_gpt2(hidden=HIDDEN, positions=32, vocab=VOCAB).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     scaler = torch.amp.GradScaler("cpu", init_scale=2.0**8)
     writer = deepscope.SummaryWriter(str(tmp_path))
