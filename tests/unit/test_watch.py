@@ -19,6 +19,7 @@ from deepscope import metadata
 from deepscope.analysis import update_ratios as ratios_math
 from deepscope.proto import arrays
 from deepscope.writer.summary import ZERO_WEIGHT
+from tests.update_ratio_logs import read_update_ratios
 
 
 class Net(torch.nn.Module):
@@ -75,44 +76,12 @@ def train(model, optimizer, steps, use_aux=lambda k: True, seed=0):
 
 
 def logged(read_values, decode_ratios, logdir, tag="update_ratios"):
-    """[(global_step, {name: ratio or None})] as written, one per measured step.
+    """[(global_step, {name: ratio, None or ZERO_WEIGHT})] as written, one per measured step.
 
     watch() writes blocks of measurements as one event; each block row carries its step.
-    Names come from the series' metadata.
+    Names come from the series' metadata; how watch() writes them is asserted (strict).
     """
-    written = read_values(logdir, tag)
-    if not written:
-        return []
-    assert written[0].has_metadata
-    names = list(
-        metadata.parse_plugin_data(
-            written[0].value.metadata.plugin_data.content
-        ).update_ratios.names
-    )
-    result = []
-    for value in written:
-        step = value.update_ratios_step()
-        assert list(step.names) == []  # watch() logs the same names every step
-        ratios = arrays.decode_array(step.ratios)
-        rows_steps = list(step.steps) or [value.step]
-        assert ratios.shape == (len(rows_steps), len(names))
-        assert len(step.wall_times) == len(step.steps)
-        assert value.step == rows_steps[-1]  # the event is filed under its last step
-        no_update, zero_weight = set(step.no_update), set(step.zero_weight)
-        assert not no_update & zero_weight
-        for k, global_step in enumerate(rows_steps):
-            row = {}
-            for j, name in enumerate(names):
-                flat = k * len(names) + j
-                if flat in no_update:
-                    row[name] = None
-                elif flat in zero_weight:
-                    assert np.isnan(ratios[k, j])
-                    row[name] = ZERO_WEIGHT
-                else:
-                    row[name] = float(ratios[k, j])
-            result.append((global_step, row))
-    return result
+    return read_update_ratios(read_values, logdir, tag, strict=True).rows
 
 
 def assert_rows_match(got: dict, want: dict):

@@ -7,8 +7,7 @@ import pytest
 import torch
 
 import deepscope
-from deepscope import metadata
-from deepscope.proto import arrays
+from tests.update_ratio_logs import read_update_ratios
 
 
 class Block(torch.nn.Module):
@@ -19,21 +18,6 @@ class Block(torch.nn.Module):
 
     def forward(self, x):
         return self.fc2(torch.relu(self.fc1(x)))
-
-
-def _logged(read_values, logdir):
-    written = read_values(logdir, "update_ratios")
-    names = list(
-        metadata.parse_plugin_data(
-            written[0].value.metadata.plugin_data.content
-        ).update_ratios.names
-    )
-    rows = []
-    for value in written:
-        step = value.update_ratios_step()
-        ratios = arrays.decode_array(step.ratios).reshape(-1, len(names))
-        rows.extend(ratios)
-    return names, np.stack(rows)
 
 
 def _train_compiled(compiled, optimizer, steps):
@@ -71,7 +55,8 @@ def test_compiled_model_logs_names_without_orig_mod(where, tmp_path, read_values
     writer.close()
     want_names = ["fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"]
     assert monitor.names == want_names
-    names, values = _logged(read_values, tmp_path)
+    log = read_update_ratios(read_values, tmp_path)
+    names, values = log.names, log.raw
     assert names == want_names
     np.testing.assert_allclose(values, reference, rtol=1e-4)
 
@@ -87,6 +72,7 @@ def test_aot_compiled_model_logs_names_and_ratios(tmp_path, read_values):
         reference = _train_compiled(model, optimizer, 2)
     writer.close()
     assert monitor.names == ["fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"]
-    names, values = _logged(read_values, tmp_path)
+    log = read_update_ratios(read_values, tmp_path)
+    names, values = log.names, log.raw
     assert names == monitor.names
     np.testing.assert_allclose(values, reference, rtol=1e-4)

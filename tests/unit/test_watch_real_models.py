@@ -20,11 +20,10 @@ import pytest
 import torch
 
 import deepscope
-from deepscope import metadata
-from deepscope.proto import arrays
 from deepscope.writer import resume
 from deepscope.writer.summary import ZERO_WEIGHT
 from tests.hf_models import tiny_bert, tiny_gpt2  # the "hf" test extra (transformers)
+from tests.update_ratio_logs import read_update_ratios
 
 HIDDEN = 64
 VOCAB = 100
@@ -49,32 +48,6 @@ def _reference_row(before: dict, after: dict) -> dict:
         else:
             row[name] = np.linalg.norm(after[name] - old) / np.linalg.norm(old)
     return row
-
-
-def _logged(read_values, logdir) -> tuple[list[str], list[tuple[int, dict]]]:
-    written = read_values(logdir, "update_ratios")
-    names = list(
-        metadata.parse_plugin_data(
-            written[0].value.metadata.plugin_data.content
-        ).update_ratios.names
-    )
-    rows = []
-    for value in written:
-        step = value.update_ratios_step()
-        ratios = arrays.decode_array(step.ratios).reshape(-1, len(names))
-        no_update, zero_weight = set(step.no_update), set(step.zero_weight)
-        for k, global_step in enumerate(list(step.steps) or [value.step]):
-            row = {}
-            for j, name in enumerate(names):
-                flat = k * len(names) + j
-                if flat in no_update:
-                    row[name] = None
-                elif flat in zero_weight:
-                    row[name] = ZERO_WEIGHT
-                else:
-                    row[name] = float(ratios[k, j])
-            rows.append((global_step, row))
-    return names, rows
 
 
 def _assert_rows_match(got: dict, want: dict) -> None:
@@ -115,7 +88,8 @@ def test_gpt2_zero_initialised_biases_are_zero_weight_at_step_0_and_nothing_is_w
     assert _deepscope_warnings(caught) == []
     assert monitor.stats.errors == [] and monitor.stats.non_finite == 0
     assert monitor.stats.zero_weight == len(zero_at_start)
-    names, rows = _logged(read_values, tmp_path)
+    log = read_update_ratios(read_values, tmp_path)
+    names, rows = log.names, log.rows
     assert names == [n for n, _ in model.named_parameters()]  # lm_head.weight is tied: once
     assert [step for step, _ in rows] == [0, 1, 2]
     assert sorted(n for n, v in rows[0][1].items() if v is ZERO_WEIGHT) == zero_at_start
@@ -143,7 +117,7 @@ def test_bert_with_gradient_accumulation_counts_optimizer_steps(tmp_path, read_v
     writer.close()
     assert monitor.stats.steps_seen == 4 and monitor.stats.measurements == 2
     assert monitor.step == resume.optimizer_step_count(optimizer) == 4
-    _, rows = _logged(read_values, tmp_path)
+    rows = read_update_ratios(read_values, tmp_path).rows
     assert [step for step, _ in rows] == [0, 2]
     for step, got in rows:
         _assert_rows_match(got, reference[step])
@@ -176,7 +150,7 @@ def test_a_step_gradscaler_skips_is_not_counted(tmp_path, read_values):
     writer.close()
     assert monitor.stats.steps_seen == 2
     assert monitor.step == resume.optimizer_step_count(optimizer) == 2
-    _, rows = _logged(read_values, tmp_path)
+    rows = read_update_ratios(read_values, tmp_path).rows
     assert [step for step, _ in rows] == [0, 1]  # optimizer steps, as Adam counts them
     for (_, got), want in zip(rows, reference):
         _assert_rows_match(got, want)

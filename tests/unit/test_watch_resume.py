@@ -15,8 +15,8 @@ import pytest
 import torch
 
 import deepscope
-from deepscope.proto import arrays
 from deepscope.writer import resume
+from tests.update_ratio_logs import read_update_ratios
 
 
 def _model() -> torch.nn.Module:
@@ -47,22 +47,12 @@ def _train(model, optimizer, batches, steps: int) -> list[dict[str, float]]:
 
 
 def _logged_rows(read_values, logdir: Path, tag: str = "update_ratios"):
-    """[(step, {name: ratio}, event file)] in the order written, block rows unrolled."""
-    from deepscope import metadata
-
-    written = read_values(logdir, tag)
-    names = list(
-        metadata.parse_plugin_data(
-            written[0].value.metadata.plugin_data.content
-        ).update_ratios.names
-    )
-    rows = []
-    for value in written:
-        step = value.update_ratios_step()
-        ratios = arrays.decode_array(step.ratios).reshape(-1, len(names))
-        for k, global_step in enumerate(list(step.steps) or [value.step]):
-            rows.append((global_step, dict(zip(names, ratios[k].tolist())), value.file))
-    return rows
+    """[(step, {name: ratio as stored}, event file)] in the order written, block rows unrolled."""
+    log = read_update_ratios(read_values, logdir, tag)
+    return [
+        (step, dict(zip(log.names, raw.tolist())), file)
+        for (step, _), raw, file in zip(log.rows, log.raw, log.files)
+    ]
 
 
 def _run_and_save(logdir: Path, optimizer_factory, steps: int, batches, **watch_kwargs):
