@@ -8,6 +8,7 @@ message a person can act on.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,7 @@ from tensorboard.backend import json_util
 from tensorboard.plugins import base_plugin
 
 from deepscope import metadata
-from deepscope.tb_plugin import responses, series
+from deepscope.tb_plugin import blob_steps, responses, series
 from deepscope.tb_plugin.correlation_routes import CorrelationRoutes
 from deepscope.tb_plugin.route_context import RouteContext
 from deepscope.tb_plugin.saliency_routes import SaliencyRoutes
@@ -26,6 +27,11 @@ from deepscope.tb_plugin.spectrum_routes import SpectrumRoutes
 _STATIC = Path(__file__).parent / "static"
 _FORMATS = ("json", "base64")
 _EXAMPLE = "update_ratios?run=RUN&tag=TAG"
+# Decoded update-ratio series and whole update_ratios responses remembered, by the
+# series' version (its listing's max step and wall time): a 10,000-step x 201-parameter
+# series is 8 MB decoded and 11 MB as base64 JSON.
+_SERIES_BYTES = 64 * 1024 * 1024
+_BODY_BYTES = 64 * 1024 * 1024
 
 
 class DeepscopePlugin(base_plugin.TBPlugin):
@@ -43,6 +49,8 @@ class DeepscopePlugin(base_plugin.TBPlugin):
             CorrelationRoutes(route_context),
             SaliencyRoutes(route_context),
         ]
+        self._update_ratios = blob_steps.LRUCache(_SERIES_BYTES, weigh=lambda r: r.nbytes)
+        self._update_ratio_bodies = blob_steps.LRUCache(_BODY_BYTES, weigh=lambda b: b.nbytes)
 
     def get_plugin_apps(self):
         apps = {
@@ -94,9 +102,22 @@ class DeepscopePlugin(base_plugin.TBPlugin):
         ctx = plugin_util.context(request.environ)
         experiment = plugin_util.experiment_id(request.environ)
         plugin_data = self._catalog.find(ctx, experiment, run, tag, "update_ratios")
-        ratios = series.read_update_ratios(
-            self._data_provider, ctx, experiment, run, tag, plugin_data, self._downsample
-        )
+        # Remembered by the series' version, listed before reading: steps that arrive
+        # meanwhile give a newer version, so nothing older is served under it.
+        version = series.tensor_series_version(self._data_provider, ctx, experiment, run, tag)
+        key = (experiment, run, tag, version)
+        body_key = (key, fmt, tuple(wanted))
+        if version is not None:
+            body = self._update_ratio_bodies.get(body_key)
+            if body is not None:
+                return responses.respond_json_text(request, body)
+        ratios = self._update_ratios.get(key) if version is not None else None
+        if ratios is None:
+            ratios = series.read_update_ratios(
+                self._data_provider, ctx, experiment, run, tag, plugin_data, self._downsample
+            )
+            if version is not None and len(ratios.steps):
+                self._update_ratios.put(key, ratios)
         if not len(ratios.steps):  # gone since it was remembered? look again
             self._catalog.forget(experiment, run, tag)
             plugin_data = self._catalog.find(ctx, experiment, run, tag, "update_ratios")
@@ -127,9 +148,15 @@ class DeepscopePlugin(base_plugin.TBPlugin):
         if fmt == "base64":
             head["no_update"] = np.argwhere(no_update).tolist()
             head["values"] = {"dtype": "float32", "shape": list(values.shape), "base64": ""}
-            return responses.respond_base64_json(request, head, values.astype("<f4").tobytes())
-        head["values"] = _json_matrix(values, no_update | zero_weight)
-        return responses.respond_json(request, head)
+            body = responses.prepare_base64_json(head, values.astype("<f4").tobytes())
+        else:
+            head["values"] = _json_matrix(values, no_update | zero_weight)
+            body = responses.prepare_json_text(
+                json.dumps(head, allow_nan=False, separators=(",", ":")).encode("utf-8")
+            )
+        if version is not None and len(ratios.steps):
+            self._update_ratio_bodies.put(body_key, body)
+        return responses.respond_json_text(request, body)
 
 
 def _json_matrix(values: np.ndarray, not_measured: np.ndarray) -> list:

@@ -187,6 +187,35 @@ class UpdateRatios:
     zero_weight: np.ndarray  # bool [S, P]
     warnings: list[str]
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes held (for a cache's budget)."""
+        arrays_bytes = sum(
+            a.nbytes
+            for a in (self.steps, self.wall_times, self.values, self.no_update, self.zero_weight)
+        )
+        return arrays_bytes + sum(len(n) + 50 for n in self.names) + 200
+
+
+def tensor_series_version(
+    data_provider, ctx, experiment_id: str, run: str, tag: str
+) -> tuple[int, float] | None:
+    """What changes when a tensor series gets new events: (max step, max wall time, s).
+
+    From the provider's listing of that one series (no data read); None when it is
+    not listed. A cache keyed by it serves new steps as soon as the loader has them.
+    """
+    listing = data_provider.list_tensors(
+        ctx,
+        experiment_id=experiment_id,
+        plugin_name=metadata.PLUGIN_NAME,
+        run_tag_filter=provider.RunTagFilter(runs=[run], tags=[tag]),
+    )
+    time_series = listing.get(run, {}).get(tag)
+    if time_series is None:
+        return None
+    return int(time_series.max_step), float(time_series.max_wall_time)
+
 
 def read_update_ratios(
     data_provider,

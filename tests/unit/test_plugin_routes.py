@@ -584,6 +584,92 @@ def test_series_of_another_kind_is_400_naming_its_kind(client):
 # --- sampling ------------------------------------------------------------------------------------
 
 
+class _CountingProvider:
+    """A data provider that counts its read_tensors calls (else the one it wraps)."""
+
+    def __init__(self, inner):
+        self._inner = inner
+        self.tensor_reads = 0
+
+    def read_tensors(self, *args, **kwargs):
+        self.tensor_reads += 1
+        return self._inner.read_tensors(*args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+
+def _live_ratios(step: int) -> dict[str, float]:
+    return {"w": 1e-3 * (step + 1), "b": 2e-3 / (step + 1)}
+
+
+@pytest.mark.parametrize("fmt", ["json", "base64"])
+def test_remembered_update_ratios_follow_new_steps_and_answer_304(tmp_path, fmt):
+    """A repeated request is served from memory (no read); new steps are served once loaded."""
+    import deepscope
+
+    writer = deepscope.SummaryWriter(str(tmp_path / "live"))
+    for step in range(3):
+        writer.add_update_ratios(
+            "model", _live_ratios(step), global_step=step, walltime=100.0 + step
+        )
+    writer.flush()
+    multiplexer = plugin_event_multiplexer.EventMultiplexer(
+        size_guidance=data_ingester.DEFAULT_SIZE_GUIDANCE,
+        tensor_size_guidance=data_ingester.DEFAULT_TENSOR_SIZE_GUIDANCE,
+    )
+    multiplexer.AddRunsFromDirectory(str(tmp_path))
+    multiplexer.Reload()
+    counting = _CountingProvider(
+        tb_data_provider.MultiplexerDataProvider(multiplexer, str(tmp_path))
+    )
+    client = _client(counting, {"deepscope": 0})
+    url = "/data/plugin/deepscope/update_ratios"
+    query = {"run": "live", "tag": "model", "format": fmt}
+
+    def decoded(response) -> tuple[list[int], np.ndarray]:
+        body = json.loads(response.get_data())
+        if fmt == "base64":
+            raw = base64.b64decode(body["values"]["base64"])
+            values = np.frombuffer(raw, "<f4").reshape(body["values"]["shape"])
+        else:
+            values = np.array(body["values"], dtype=np.float32)
+        return body["steps"], values[:, [body["names"].index("w"), body["names"].index("b")]]
+
+    def expected(steps: range) -> np.ndarray:
+        return np.array([[_live_ratios(s)["w"], _live_ratios(s)["b"]] for s in steps], np.float32)
+
+    first = client.get(url, query_string=query)
+    assert first.status_code == 200
+    steps, values = decoded(first)
+    assert steps == [0, 1, 2]
+    np.testing.assert_allclose(values, expected(range(3)), rtol=np.finfo(np.float32).eps)
+    reads = counting.tensor_reads
+    again = client.get(url, query_string=query)
+    assert again.get_data() == first.get_data()
+    assert counting.tensor_reads == reads  # remembered: the series was not read again
+    etag = first.headers["ETag"]
+    revalidated = client.get(url, query_string=query, headers={"If-None-Match": etag})
+    assert (revalidated.status_code, revalidated.get_data()) == (304, b"")
+
+    for step in range(3, 6):
+        writer.add_update_ratios(
+            "model", _live_ratios(step), global_step=step, walltime=100.0 + step
+        )
+    writer.close()
+    multiplexer.Reload()
+    grown = client.get(url, query_string=query, headers={"If-None-Match": etag})
+    assert grown.status_code == 200
+    steps, values = decoded(grown)
+    assert steps == list(range(6))
+    np.testing.assert_allclose(values, expected(range(6)), rtol=np.finfo(np.float32).eps)
+    assert grown.headers["ETag"] != etag
+    assert counting.tensor_reads == reads + 1
+    settled = client.get(url, query_string=query, headers={"If-None-Match": grown.headers["ETag"]})
+    assert (settled.status_code, settled.get_data()) == (304, b"")
+    assert counting.tensor_reads == reads + 1
+
+
 def _production_tensor_size_guidance():
     """What TensorBoard's Python loader uses once the plugin's loader has fixed the flags."""
     flags = argparse.Namespace(samples_per_plugin={})
