@@ -20,12 +20,19 @@ routes <= 300 ms warm.
 
     .venv/bin/python benchmarks/bench_tab.py            # ~2-3 min on 2 cores
     .venv/bin/python benchmarks/bench_tab.py --quick    # smaller log, one loader
+    .venv/bin/python benchmarks/bench_tab.py --profile /tmp/prof --logdir /tmp/log201
+        # also: a CPU profile (Chrome DevTools' Profiler) of loading and of scrolling,
+        # with an unminified bundle, saved as .cpuprofile and summarised per function
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
+import re
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -47,7 +54,12 @@ from tests.browser.tab_page import (  # noqa: E402
     long_tasks_ms,
     record_long_tasks,
 )
-from tests.scale_logs import SPECTRA_PREFIX, UPDATE_RATIOS_TAG, write_201_parameter_log  # noqa: E402
+from tests.scale_logs import (  # noqa: E402
+    SPECTRA_PREFIX,
+    UPDATE_RATIOS_TAG,
+    ScaleLog,
+    write_201_parameter_log,
+)
 
 ROUTES = ("update_ratios", "spectrum_metrics")
 TARGETS = {
@@ -134,23 +146,126 @@ def scroll_through(frame, page, step_px: int = 500, pause_ms: int = 60) -> None:
         page.wait_for_timeout(500)
 
 
-def measure_tab(browser, base_url: str, reloads: int = 2) -> dict:
-    """Open the tab, scroll it through, reload it idle; what it cost (see the module doc)."""
+class CpuProfiler:
+    """Chrome DevTools' sampling profiler on a page (its same-origin frames included).
+
+    With `bundle` (an unminified build of the tab) the tab's index.js is served from it,
+    so that the profile names the tab's functions and, by esbuild's `// src/...` module
+    comments, their source files.
+    """
+
+    def __init__(self, page, out_dir: Path, bundle: Path | None = None):
+        self.out_dir = out_dir
+        out_dir.mkdir(parents=True, exist_ok=True)
+        self.sources: list[tuple[int, str]] = []  # (first line, source file) of each module
+        if bundle is not None:
+            text = bundle.read_text()
+            for number, line in enumerate(text.split("\n")):
+                found = re.match(r"^// ((?:src|node_modules)/\S+)", line)
+                if found:
+                    self.sources.append((number, found.group(1)))
+            page.route(
+                "**/plugin/deepscope/index.js",
+                lambda route: route.fulfill(status=200, content_type="text/javascript", body=text),
+            )
+        self.cdp = page.context.new_cdp_session(page)
+        self.cdp.send("Profiler.enable")
+        self.cdp.send("Profiler.setSamplingInterval", {"interval": 250})
+
+    def start(self) -> None:
+        self.cdp.send("Profiler.start")
+
+    def stop(self, name: str, top: int = 25) -> dict:
+        """Stop; save `name`.cpuprofile; the functions with the most self and total time (ms)."""
+        profile = self.cdp.send("Profiler.stop")["profile"]
+        (self.out_dir / f"{name}.cpuprofile").write_text(json.dumps(profile))
+        nodes = {n["id"]: n for n in profile["nodes"]}
+        parent = {c: n["id"] for n in profile["nodes"] for c in n.get("children", [])}
+        self_ms: dict[str, float] = {}
+        total_ms: dict[str, float] = {}
+        for node_id, delta in zip(profile["samples"], profile["timeDeltas"]):
+            ms = delta / 1000
+            key = self.where(nodes[node_id]["callFrame"])
+            self_ms[key] = self_ms.get(key, 0.0) + ms
+            seen = set()
+            at = node_id
+            while at is not None:
+                k = self.where(nodes[at]["callFrame"])
+                if k not in seen:
+                    seen.add(k)
+                    total_ms[k] = total_ms.get(k, 0.0) + ms
+                at = parent.get(at)
+
+        def best(d):
+            return [[k, round(v, 1)] for k, v in sorted(d.items(), key=lambda kv: -kv[1])[:top]]
+
+        return {"self_ms": best(self_ms), "total_ms": best(total_ms)}
+
+    def where(self, frame: dict) -> str:
+        name = frame["functionName"] or "(anonymous)"
+        url = frame.get("url", "")
+        line = frame.get("lineNumber", -1)
+        if url.endswith("/index.js") and self.sources:
+            source = "index.js"
+            for first, file in self.sources:
+                if first > line:
+                    break
+                source = file
+            return f"{name} {source}"
+        if not url:
+            return name
+        return f"{name} {url.rsplit('/', 1)[-1]}:{line + 1}"
+
+
+def unminified_bundle(out: Path) -> Path:
+    """The tab built without minifying (esbuild, as build.mjs does otherwise)."""
+    frontend = ROOT / "frontend"
+    subprocess.run(
+        [
+            str(frontend / "node_modules" / ".bin" / "esbuild"),
+            "src/index.ts",
+            "--bundle",
+            "--format=esm",
+            "--target=es2020",
+            f"--outfile={out}",
+        ],
+        cwd=frontend,
+        check=True,
+    )
+    return out
+
+
+def measure_tab(
+    browser, base_url: str, reloads: int = 2, profile: tuple[Path, Path] | None = None
+) -> dict:
+    """Open the tab, scroll it through, reload it idle; what it cost (see the module doc).
+
+    `profile`: (folder, unminified bundle) to record CPU profiles of loading and scrolling.
+    """
     context = browser.new_context(viewport=VIEWPORT, device_scale_factor=1)
     record_long_tasks(context)
     page = context.new_page()
     meter = NetworkMeter(page)
+    profiler = CpuProfiler(page, *profile) if profile else None
     tab = Tab(page)
     started = time.time()
+    if profiler:
+        profiler.start()
     frame = tab.open(base_url)
     frame.wait_for_function(HEATMAP_DRAWN, timeout=120_000, polling="raf")
     drawn = frame.evaluate("() => Date.now()") / 1000
     frame_start = frame.evaluate("() => performance.timeOrigin") / 1000
     meter.wait_quiet(quiet_ms=2000, timeout_ms=120_000)
+    profiles = {}
+    if profiler:
+        profiles["loading"] = profiler.stop("loading")
+        profiler.start()
     loading_tasks = long_tasks_ms(frame)
     load_bytes = sum(r["bytes"] for r in meter.since(0))
     scroll_through(frame, page)
     meter.wait_quiet(quiet_ms=2000, timeout_ms=120_000)
+    if profiler:
+        profiles["scrolling"] = profiler.stop("scrolling")
     tasks = long_tasks_ms(frame)
     own_tasks = long_tasks_ms(frame, own=True)
     shape = frame.evaluate(
@@ -177,6 +292,7 @@ def measure_tab(browser, base_url: str, reloads: int = 2) -> dict:
         )
     all_tasks = long_tasks_ms(frame)
     context.close()
+    extra = {"cpu_profile": profiles} if profiles else {}
     return {
         "first_heatmap_s": round(drawn - frame_start, 3),
         "first_heatmap_from_navigation_s": round(drawn - started, 3),
@@ -193,7 +309,27 @@ def measure_tab(browser, base_url: str, reloads: int = 2) -> dict:
         "dom_nodes": shape["nodes"],
         "idle_reloads": idle,
         "errors": tab.errors,
+        **extra,
     }
+
+
+def scale_log(logdir: Path, steps: int, reuse: bool) -> tuple[ScaleLog, float]:
+    """The 201-parameter log in `logdir` (written, or with `reuse` read back if there); seconds."""
+    described = logdir / "scale_log.json"
+    if reuse and described.exists():
+        fields = json.loads(described.read_text())
+        if fields["steps"] == steps:
+            fields["logdir"] = Path(fields["logdir"])
+            return ScaleLog(**fields), 0.0
+        raise SystemExit(f"{logdir} holds a {fields['steps']}-step log, not {steps}")
+    t = time.perf_counter()
+    log = write_201_parameter_log(logdir, steps=steps)
+    written_s = time.perf_counter() - t
+    if reuse:
+        fields = dataclasses.asdict(log)
+        fields["logdir"] = str(log.logdir)
+        described.write_text(json.dumps(fields))
+    return log, written_s
 
 
 def main() -> None:
@@ -202,15 +338,23 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=5)
     parser.add_argument("--out", default=None)
     parser.add_argument("--logdir", default=None, help="reuse (or write once) this log dir")
+    parser.add_argument(
+        "--profile", default=None, help="folder for CPU profiles of the tab (loading, scrolling)"
+    )
+    parser.add_argument(
+        "--loaders", default="false,true", help="load_fast values to run, e.g. 'true'"
+    )
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-tab-"))
     steps = 1000 if args.quick else 10_000
     logdir = Path(args.logdir) if args.logdir else tmp / "log"
-    t = time.perf_counter()
-    log = write_201_parameter_log(logdir, steps=steps)
-    written_s = time.perf_counter() - t
+    log, written_s = scale_log(logdir, steps, reuse=bool(args.logdir))
+    profile = None
+    if args.profile:
+        profile = (Path(args.profile), unminified_bundle(tmp / "index.unminified.js"))
+    loaders = [value.strip() == "true" for value in args.loaders.split(",")]
     paths = route_paths(log)
     figures = {
         "machine": machine(),
@@ -228,7 +372,7 @@ def main() -> None:
         browser = playwright.chromium.launch(
             executable_path=shutil.which("chromium"), args=CHROMIUM_ARGS
         )
-        for load_fast in (False,) if args.quick else (False, True):
+        for load_fast in (False,) if args.quick else loaders:
             print(f"tensorboard load_fast={load_fast}: routes ...", flush=True)
             tb = TensorBoard(logdir, load_fast, None, tmp / f"tb-{load_fast}-routes.log")
             try:
@@ -240,7 +384,12 @@ def main() -> None:
             tb = TensorBoard(logdir, load_fast, None, tmp / f"tb-{load_fast}-tab.log")
             try:
                 wait_loaded(tb.port, log)
-                tab = measure_tab(browser, f"http://127.0.0.1:{tb.port}")
+                where = (
+                    (profile[0] / f"load_fast_{str(load_fast).lower()}", profile[1])
+                    if profile
+                    else None
+                )
+                tab = measure_tab(browser, f"http://127.0.0.1:{tb.port}", profile=where)
             finally:
                 tb.stop()
             figures["tensorboard"].append(
