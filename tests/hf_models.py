@@ -44,20 +44,6 @@ def tiny_gpt2(
     return GPT2LMHeadModel(config)
 
 
-def _bert_config(*, hidden, layers, heads, intermediate, vocab, positions, **extra):
-    from transformers import BertConfig
-
-    return BertConfig(
-        hidden_size=hidden,
-        num_hidden_layers=layers,
-        num_attention_heads=heads,
-        intermediate_size=intermediate,
-        vocab_size=vocab,
-        max_position_embeddings=positions,
-        **extra,
-    )
-
-
 def tiny_bert(
     *,
     seed: int = 0,
@@ -67,47 +53,28 @@ def tiny_bert(
     intermediate: int = 64,
     vocab: int = 30,
     positions: int = 16,
+    labels: int | None = None,
 ):
-    """A bare `BertModel` (no head)."""
-    from transformers import BertModel
+    """A bare `BertModel`; with `labels`, a `BertForSequenceClassification` of that many."""
+    from transformers import BertConfig, BertForSequenceClassification, BertModel
 
     torch.manual_seed(seed)
-    config = _bert_config(
-        hidden=hidden,
-        layers=layers,
-        heads=heads,
-        intermediate=intermediate,
-        vocab=vocab,
-        positions=positions,
+    extra = {} if labels is None else {"num_labels": labels}
+    config = BertConfig(
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        intermediate_size=intermediate,
+        vocab_size=vocab,
+        max_position_embeddings=positions,
+        **extra,
     )
-    return BertModel(config)
+    return BertModel(config) if labels is None else BertForSequenceClassification(config)
 
 
-def tiny_bert_classifier(
-    *,
-    seed: int = 0,
-    hidden: int = 32,
-    layers: int = 2,
-    heads: int = 2,
-    intermediate: int = 64,
-    vocab: int = 30,
-    positions: int = 16,
-    labels: int = 3,
-):
-    """A `BertForSequenceClassification` with `labels` classes."""
-    from transformers import BertForSequenceClassification
-
-    torch.manual_seed(seed)
-    config = _bert_config(
-        hidden=hidden,
-        layers=layers,
-        heads=heads,
-        intermediate=intermediate,
-        vocab=vocab,
-        positions=positions,
-        num_labels=labels,
-    )
-    return BertForSequenceClassification(config)
+def tiny_bert_classifier(*, labels: int = 3, **sizes):
+    """A `BertForSequenceClassification` of `labels` classes; `sizes` as for `tiny_bert`."""
+    return tiny_bert(labels=labels, **sizes)
 
 
 def tiny_vit(
