@@ -54,8 +54,16 @@ def open_spectra(tab, base_url: str):
     card.wait_for(state="attached", timeout=TIMEOUT_MS)
     card.scroll_into_view_if_needed()  # the views load when they scroll into view
     frame.locator("[data-testid=spectrum-table] tbody tr").first.wait_for(timeout=TIMEOUT_MS)
+    table_built(frame)
     chart(frame)
     return frame
+
+
+def table_built(frame) -> None:
+    """Wait until the table has built every row (it builds them in chunks)."""
+    frame.locator("[data-testid=spectrum-table][data-complete=true]").wait_for(
+        state="attached", timeout=TIMEOUT_MS
+    )
 
 
 def chart(frame):
@@ -65,6 +73,7 @@ def chart(frame):
 
 
 def row_order(frame) -> list[str]:
+    table_built(frame)
     rows = frame.locator("[data-testid=spectrum-table] tbody tr")
     return [rows.nth(i).get_attribute("data-tag") for i in range(rows.count())]
 

@@ -120,6 +120,71 @@ def test_the_201_parameter_tab_stays_responsive_and_short(tab, server_201):
     assert skipped
 
 
+# The most rows added to the spectrum table in one task (one MutationObserver callback), and
+# the number of tasks that added rows.
+TABLE_BATCHES_SCRIPT = """
+(() => {
+  window.__dsTableBatches = 0;
+  window.__dsMostRowsAtOnce = 0;
+  new MutationObserver((records) => {
+    let rows = 0;
+    for (const r of records) {
+      for (const n of r.addedNodes) {
+        if (n.nodeType !== 1 || !n.closest("[data-testid=spectrum-table]")) continue;
+        rows += n.matches("tbody > tr") ? 1 : n.querySelectorAll("tbody > tr").length;
+      }
+    }
+    if (rows) {
+      window.__dsTableBatches++;
+      window.__dsMostRowsAtOnce = Math.max(window.__dsMostRowsAtOnce, rows);
+    }
+  }).observe(document, { childList: true, subtree: true });
+})();
+"""
+
+
+def test_the_74_layer_table_is_built_in_chunks_and_an_idle_reload_keeps_it(tab, server_201):
+    """No one task builds all 74 rows (~0.2-1 s); a reload that changed nothing redraws nothing."""
+    tab.page.context.add_init_script(TABLE_BATCHES_SCRIPT)
+    frame, meter = _open(tab, server_201)
+    card = frame.locator("[data-testid=spectrum-card]")
+    card.wait_for(state="attached", timeout=TIMEOUT_MS)
+    card.scroll_into_view_if_needed()  # the view loads once it is in view
+    table = frame.locator("[data-testid=spectrum-table][data-complete=true]")
+    table.wait_for(state="attached", timeout=TIMEOUT_MS)
+    meter.wait_quiet()
+    assert table.get_attribute("data-rows") == "74"
+    assert frame.locator("[data-testid=spectrum-table] tbody tr").count() == 74
+    most = frame.evaluate("() => window.__dsMostRowsAtOnce")
+    assert 0 < most <= 24, most  # chunks of 8-24 rows, a task each
+    # Mark the rows: an idle reload (304s) must keep them.
+    frame.evaluate(
+        "() => document.querySelectorAll('[data-testid=spectrum-table] tbody tr')"
+        ".forEach((e) => { e.__dsKept = true; })"
+    )
+    before = frame.evaluate("() => window.__dsTableBatches")
+    for _ in range(2):
+        # In view (the frame's own scroll): a view off screen reloads once it scrolls back.
+        frame.evaluate(
+            "() => document.querySelector('[data-testid=spectrum-table]').scrollIntoView()"
+        )
+        tab.page.wait_for_timeout(300)
+        mark = meter.mark()
+        # Clicked in place: a Playwright click would scroll the table out of view first.
+        frame.evaluate("() => document.querySelector('[data-testid=refresh]').click()")
+        tab.page.wait_for_timeout(300)
+        meter.wait_quiet(quiet_ms=2500)
+        assert any(
+            "spectrum_metrics" in r["url"] and r["status"] == 304 for r in meter.since(mark)
+        ), meter.since(mark)
+    kept = frame.evaluate(
+        "() => [...document.querySelectorAll('[data-testid=spectrum-table] tbody tr')]"
+        ".every((e) => e.__dsKept === true)"
+    )
+    assert kept
+    assert frame.evaluate("() => window.__dsTableBatches") == before
+
+
 def test_the_tag_filter_narrows_update_ratios_instead_of_hiding_them(tab, server_201):
     frame, _ = _open(tab, server_201)
     frame.locator("[data-testid=tag-filter]").fill(r"key\.bias")  # parameters, no tag

@@ -116,11 +116,24 @@ export function mergeDescending(values: Float32Array): Float32Array {
   return out;
 }
 
+/**
+ * What was decoded from each parsed response: after a 304 `getJson` gives the very same
+ * object back, and so do the fetchers below (`===`), so that a view can skip redrawing.
+ */
+const decodedMetrics = new WeakMap<object, RunMetrics>();
+const decodedEvolutions = new WeakMap<object, Evolution>();
+
+/**
+ * Every metric over steps of `run`'s layers `tags`. The same object as the last time when
+ * the server answered 304 (nothing changed).
+ */
 export async function fetchRunMetrics(run: string, tags: readonly string[]): Promise<RunMetrics> {
   const params = new URLSearchParams({ run });
   for (const tag of tags) params.append("tag", tag);
   const raw = await getJson(`./spectrum_metrics?${params.toString()}`);
   if (!isRecord(raw) || !isRecord(raw.layers)) throw new Error("spectrum_metrics: no layers");
+  const known = decodedMetrics.get(raw);
+  if (known !== undefined) return known;
   const layers = new Map<string, LayerMetrics>();
   for (const [tag, value] of Object.entries(raw.layers)) {
     if (!isRecord(value)) continue;
@@ -143,11 +156,13 @@ export async function fetchRunMetrics(run: string, tags: readonly string[]): Pro
       unchanged: stepPairs(value.unchanged),
     });
   }
-  return {
+  const decoded: RunMetrics = {
     run,
     metricNames: Array.isArray(raw.metric_names) ? raw.metric_names.map(String) : [],
     layers,
   };
+  decodedMetrics.set(raw, decoded);
+  return decoded;
 }
 
 export async function fetchSpectrum(run: string, tag: string, step: number): Promise<StepSpectrum> {
@@ -188,13 +203,15 @@ export async function fetchEvolution(
     await getJson(`./spectrum_evolution?${params.toString()}`),
     "spectrum_evolution",
   );
+  const known = decodedEvolutions.get(raw);
+  if (known !== undefined) return known; // a 304: the same object as the last time
   const steps = numbers(raw.steps);
   const index = numbers(raw.index);
   const { values, shape } = decodeFloat32(raw.values, "spectrum_evolution");
   if (shape[0] !== steps.length || (shape[1] ?? 0) !== index.length) {
     throw new Error(`spectrum_evolution: shape [${shape.join(", ")}] does not match its axes`);
   }
-  return {
+  const decoded: Evolution = {
     run,
     tag,
     steps,
@@ -204,4 +221,6 @@ export async function fetchEvolution(
     values,
     errors: stepMessages(raw.errors),
   };
+  decodedEvolutions.set(raw, decoded);
+  return decoded;
 }

@@ -6,6 +6,11 @@
 // charts. Ranks are shown as fractions of the layer's k = groups · min(rows, cols), so that
 // layers of different sizes compare. A condition number beyond float32's resolution is a
 // lower bound ("> 1.1e4"): it sorts after the measured ones, never as the worst.
+//
+// Rows are built in chunks of 8-24 rows (about CHUNK_MS), a task each (74 layers x 8 metrics with their
+// sparklines took ~200-1,000 ms in one task): a redraw replaces the shown rows in place, so
+// the table never empties meanwhile, and a newer draw cancels an unfinished one.
+// `data-complete="true"` on the table says every row is built.
 
 import { el, swatch } from "../dom";
 import { NON_FINITE_COLOR } from "../palette";
@@ -131,6 +136,11 @@ export interface TableRow {
   runs: TableRun[];
 }
 
+/** Rows built per chunk: at least CHUNK_ROWS, then until CHUNK_MS passed, at most MAX_CHUNK_ROWS. */
+const CHUNK_ROWS = 8;
+const MAX_CHUNK_ROWS = 24;
+const CHUNK_MS = 40;
+
 const SPARK_W = 64;
 const SPARK_H = 18;
 const SVG_NS = "http://www.w3.org/2000/svg";
@@ -138,6 +148,10 @@ const SVG_NS = "http://www.w3.org/2000/svg";
 export class MetricsTable {
   readonly element: HTMLDivElement;
   private readonly table: HTMLTableElement;
+  private readonly head = el("thead");
+  private readonly body = el("tbody");
+  /** Counts draws: a chunk of an older one stops. */
+  private drawToken = 0;
   private rows: TableRow[] = [];
   private step: number | null = null;
   private selected: string | null = null;
@@ -150,6 +164,7 @@ export class MetricsTable {
     this.element = el("div", "ds-sp-tablewrap");
     this.table = el("table", "ds-sp-table");
     this.table.dataset.testid = "spectrum-table";
+    this.table.append(this.head, this.body);
     this.element.appendChild(this.table);
   }
 
@@ -221,7 +236,6 @@ export class MetricsTable {
   }
 
   private render(): void {
-    const head = el("thead");
     const hr = el("tr");
     const header = (name: string, label: string, title: string) => {
       const th = el("th", "ds-sp-sortable");
@@ -237,32 +251,59 @@ export class MetricsTable {
     };
     header("tag", "layer", "layer (tag) and its weight's shape");
     for (const c of COLUMNS) header(c.name, c.label, c.title);
-    head.appendChild(hr);
-
-    const body = el("tbody");
-    for (const row of this.sortedRows()) {
-      const tr = el("tr");
-      tr.dataset.tag = row.tag;
-      if (row.tag === this.selected) {
-        tr.className = "ds-sp-selected";
-        tr.setAttribute("aria-selected", "true");
-      }
-      tr.addEventListener("click", () => this.onSelect(row.tag));
-      const name = el("td", "ds-sp-layer");
-      const info = row.runs.find((r) => r.layer)?.layer?.info;
-      name.append(el("div", "ds-sp-tag", row.tag));
-      if (info) {
-        const shape = info.weightShape.join("×");
-        const groups = info.matrixShape[0] > 1 ? ` · ${info.matrixShape[0]} groups` : "";
-        name.append(el("div", "ds-muted", `${info.layerKind || "weight"} ${shape}${groups}`));
-      }
-      tr.appendChild(name);
-      for (const c of COLUMNS) tr.appendChild(this.cell(row, c));
-      body.appendChild(tr);
-    }
-    this.table.replaceChildren(head, body);
+    this.head.replaceChildren(hr);
     this.table.dataset.rows = String(this.rows.length);
     this.table.dataset.step = this.step === null ? "" : String(this.step);
+    this.table.dataset.complete = "false";
+
+    const token = ++this.drawToken;
+    const rows = this.sortedRows();
+    const shown = [...this.body.children];
+    let next = 0;
+    const buildChunk = (): void => {
+      if (token !== this.drawToken) return; // a newer draw took over
+      const started = performance.now();
+      const first = next;
+      while (
+        next < rows.length &&
+        next - first < MAX_CHUNK_ROWS &&
+        (next - first < CHUNK_ROWS || performance.now() - started < CHUNK_MS)
+      ) {
+        const tr = this.rowElement(rows[next]);
+        const old = shown[next];
+        if (old) this.body.replaceChild(tr, old);
+        else this.body.appendChild(tr);
+        next++;
+      }
+      if (next < rows.length) {
+        window.setTimeout(buildChunk, 0);
+        return;
+      }
+      for (const old of shown.slice(rows.length)) old.remove();
+      this.table.dataset.complete = "true";
+    };
+    buildChunk();
+  }
+
+  private rowElement(row: TableRow): HTMLTableRowElement {
+    const tr = el("tr");
+    tr.dataset.tag = row.tag;
+    if (row.tag === this.selected) {
+      tr.className = "ds-sp-selected";
+      tr.setAttribute("aria-selected", "true");
+    }
+    tr.addEventListener("click", () => this.onSelect(row.tag));
+    const name = el("td", "ds-sp-layer");
+    const info = row.runs.find((r) => r.layer)?.layer?.info;
+    name.append(el("div", "ds-sp-tag", row.tag));
+    if (info) {
+      const shape = info.weightShape.join("×");
+      const groups = info.matrixShape[0] > 1 ? ` · ${info.matrixShape[0]} groups` : "";
+      name.append(el("div", "ds-muted", `${info.layerKind || "weight"} ${shape}${groups}`));
+    }
+    tr.appendChild(name);
+    for (const c of COLUMNS) tr.appendChild(this.cell(row, c));
+    return tr;
   }
 
   private cell(row: TableRow, column: MetricColumn): HTMLTableCellElement {

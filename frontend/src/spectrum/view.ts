@@ -85,6 +85,8 @@ export class SpectrumView implements KindView {
   private readonly right = el("div", "ds-sp-right");
   private readonly heatmaps = new Map<string, EvolutionHeatmap>();
   private runs: RunEntry[] = [];
+  /** The runs whose metrics the table last drew. */
+  private drawnRuns: RunEntry[] | null = null;
   private signature = "";
   private metrics = new Map<string, RunMetrics>();
   private metricErrors = new Map<string, string>();
@@ -98,6 +100,15 @@ export class SpectrumView implements KindView {
   private spectraToken = 0;
   private evolutionToken = 0;
   private spectraQueued = false;
+  /** Suppresses the slider's callback while `onMetrics` moves it (it renders once itself). */
+  private movingSlider = false;
+  /**
+   * Widths (px) of the charts' column and of the card, as a ResizeObserver last reported
+   * them: reading `clientWidth` instead forced a layout of the freshly built table (~0.1-0.9 s).
+   */
+  private rightWidth = 0;
+  private cardWidth = 0;
+  private readonly resizeObserver = new ResizeObserver((entries) => this.onResize(entries));
 
   constructor(private readonly ctx: ViewContext) {
     this.card.dataset.testid = "spectrum-card";
@@ -127,6 +138,8 @@ export class SpectrumView implements KindView {
     this.card.append(head, toolbar, this.messages, split);
     this.element.appendChild(this.card);
     this.chart.element.hidden = true;
+    this.resizeObserver.observe(this.right);
+    this.resizeObserver.observe(this.card);
     ctx.visibility.observe(this.card, (visible) => {
       this.visible = visible;
       if (visible) this.maybeLoad();
@@ -146,7 +159,7 @@ export class SpectrumView implements KindView {
       entry.tags.push(e.tag);
       byRun.set(e.run, entry);
     }
-    this.runs = [...byRun.values()].sort((a, b) =>
+    const runs = [...byRun.values()].sort((a, b) =>
       a.run.localeCompare(b.run, undefined, { numeric: true }),
     );
     this.messages.replaceChildren(
@@ -157,16 +170,17 @@ export class SpectrumView implements KindView {
         return box;
       }),
     );
-    const signature = JSON.stringify(this.runs);
+    const signature = JSON.stringify(runs);
     if (signature !== this.signature) {
       this.signature = signature;
+      this.runs = runs; // the same runs and tags keep their array: what is drawn stands
       for (const run of [...this.metrics.keys()]) {
         if (!byRun.has(run)) this.metrics.delete(run);
       }
       this.loadedGen = -1;
       this.maybeLoad();
+      this.render();
     }
-    this.render();
   }
 
   refresh(): void {
@@ -181,6 +195,7 @@ export class SpectrumView implements KindView {
 
   dispose(): void {
     this.ctx.visibility.unobserve(this.card);
+    this.resizeObserver.disconnect();
     this.element.replaceChildren();
   }
 
@@ -191,18 +206,25 @@ export class SpectrumView implements KindView {
     if (!this.visible || this.loadedGen === gen || this.runs.length === 0) return;
     this.loadedGen = gen;
     const runs = this.runs;
+    // Nothing new (every run's metrics the very objects drawn, after 304s): nothing to redraw.
+    let changed = this.drawnRuns !== runs;
     void Promise.all(
       runs.map((r) =>
         fetchRunMetrics(r.run, r.tags).then(
           (m) => {
+            if (this.metrics.get(r.run) !== m || this.metricErrors.has(r.run)) changed = true;
             this.metrics.set(r.run, m);
             this.metricErrors.delete(r.run);
           },
-          (error: unknown) => this.metricErrors.set(r.run, String(error)),
+          (error: unknown) => {
+            if (this.metricErrors.get(r.run) !== String(error)) changed = true;
+            this.metricErrors.set(r.run, String(error));
+          },
         ),
       ),
     ).then(() => {
-      if (runs !== this.runs) return;
+      if (runs !== this.runs || !changed) return;
+      this.drawnRuns = runs;
       this.onMetrics();
       this.loadEvolution();
     });
@@ -212,9 +234,15 @@ export class SpectrumView implements KindView {
     if (!this.userSelected || !this.allTags().includes(this.selected ?? "")) {
       this.selected = this.worstConditioned();
     }
-    this.updateSlider();
+    this.movingSlider = true;
+    try {
+      this.updateSlider();
+    } finally {
+      this.movingSlider = false;
+    }
     this.render();
     this.queueSpectra();
+    for (const h of this.heatmaps.values()) h.mark(this.stepFor(h.run));
   }
 
   private allTags(): string[] {
@@ -267,6 +295,7 @@ export class SpectrumView implements KindView {
   }
 
   private onStep(_step: number): void {
+    if (this.movingSlider) return; // onMetrics draws once the slider has moved
     this.render();
     this.queueSpectra();
     for (const h of this.heatmaps.values()) h.mark(this.stepFor(h.run));
@@ -326,6 +355,7 @@ export class SpectrumView implements KindView {
     const maxSteps = Math.max(20, Math.min(400, Math.floor(this.contentWidth() - 80)));
     const runs = this.runs.filter((r) => r.tags.includes(tag));
     this.evolutionTitle.textContent = `Spectrum of ${tag} over training`;
+    const heldBefore = new Map(this.evolutions);
     void Promise.all(
       runs.map((r) =>
         fetchEvolution(r.run, tag, maxSteps, EVOLUTION_VALUES).then(
@@ -335,6 +365,10 @@ export class SpectrumView implements KindView {
       ),
     ).then((results) => {
       if (token !== this.evolutionToken) return;
+      const same =
+        results.length === heldBefore.size &&
+        results.every(([run, result]) => heldBefore.get(run) === result);
+      if (same && this.evolutionBlocks.childElementCount === results.length) return; // 304s
       this.evolutions.clear();
       const errors: string[] = [];
       for (const [run, result] of results) {
@@ -349,7 +383,20 @@ export class SpectrumView implements KindView {
 
   /** The charts' width: their column beside the table (the card's width when below it). */
   private contentWidth(): number {
-    return Math.max(280, (this.right.clientWidth || this.card.clientWidth || 900) - 4);
+    return Math.max(280, (this.rightWidth || this.cardWidth || 900) - 4);
+  }
+
+  /** The column's or the card's width changed: redraw the charts to it (not the table). */
+  private onResize(entries: ResizeObserverEntry[]): void {
+    const before = this.contentWidth();
+    for (const entry of entries) {
+      const width = entry.contentRect.width;
+      if (entry.target === this.right) this.rightWidth = width;
+      else if (entry.target === this.card) this.cardWidth = width;
+    }
+    if (Math.abs(this.contentWidth() - before) < 1) return;
+    if (this.spectra.size) this.drawChart();
+    if (this.evolutions.size) this.drawEvolution();
   }
 
   private render(): void {
@@ -377,7 +424,8 @@ export class SpectrumView implements KindView {
         .map((r) => ({ run: r.run, color: r.color, layer: this.metrics.get(r.run)?.layers.get(tag) })),
     }));
     this.table.element.hidden = this.metrics.size === 0;
-    this.table.draw(rows, this.slider.value, this.selected, this.runs.length > 1);
+    // Hidden until metrics come: no rows of dashes to build meanwhile.
+    if (this.metrics.size) this.table.draw(rows, this.slider.value, this.selected, this.runs.length > 1);
   }
 
   private drawChart(): void {
