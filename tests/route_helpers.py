@@ -2,7 +2,8 @@
 
 `route` (JSON from a served TensorBoard), `decode` (an array slot of a response, decoded
 with numpy alone), `number` (a JSON number, NaN/Infinity spelled out), `LOADERS` (both
-loaders of a real `tensorboard`), `CountingProvider` (a data provider that counts reads).
+loaders of a real `tensorboard`), `CountingProvider` (a data provider that counts reads),
+`multiplexer_provider` (TensorBoard's multiplexer data provider over a log dir, in-process).
 """
 
 from __future__ import annotations
@@ -40,6 +41,20 @@ def decode(slot: dict) -> np.ndarray:
 def number(value) -> float:
     """A number of a route's JSON, "NaN", "Infinity" and "-Infinity" read as floats."""
     return {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}.get(value, value)
+
+
+def multiplexer_provider(logdir, tensor_size_guidance=None):
+    """(multiplexer, MultiplexerDataProvider) over `logdir`, loaded once; default size guidance."""
+    from tensorboard.backend.event_processing import data_ingester, plugin_event_multiplexer
+    from tensorboard.backend.event_processing import data_provider as tb_data_provider
+
+    multiplexer = plugin_event_multiplexer.EventMultiplexer(
+        size_guidance=data_ingester.DEFAULT_SIZE_GUIDANCE,
+        tensor_size_guidance=tensor_size_guidance or data_ingester.DEFAULT_TENSOR_SIZE_GUIDANCE,
+    )
+    multiplexer.AddRunsFromDirectory(str(logdir))
+    multiplexer.Reload()
+    return multiplexer, tb_data_provider.MultiplexerDataProvider(multiplexer, str(logdir))
 
 
 class CountingProvider:

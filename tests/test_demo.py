@@ -6,11 +6,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tensorboard.backend.event_processing import data_ingester, plugin_event_multiplexer
-from tensorboard.backend.event_processing import data_provider as tb_data_provider
 from tensorboard.context import RequestContext
 
 from deepscope.tb_plugin import series
+from tests.route_helpers import multiplexer_provider
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -32,13 +31,7 @@ def test_demo_logs_every_kind_for_every_run(tmp_path):
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "deepscope:" not in done.stderr, done.stderr[-2000:]  # no measurement failed
-    multiplexer = plugin_event_multiplexer.EventMultiplexer(
-        size_guidance=data_ingester.DEFAULT_SIZE_GUIDANCE,
-        tensor_size_guidance=data_ingester.DEFAULT_TENSOR_SIZE_GUIDANCE,
-    )
-    multiplexer.AddRunsFromDirectory(str(logdir))
-    multiplexer.Reload()
-    provider = tb_data_provider.MultiplexerDataProvider(multiplexer, str(logdir))
+    _, provider = multiplexer_provider(logdir)
     listing = series.list_series(provider, RequestContext(), "")
     kinds = {run: {info.kind for info in tags.values()} for run, tags in listing.items()}
     trained = {"update_ratios", "spectrum", "correlation", "saliency"}

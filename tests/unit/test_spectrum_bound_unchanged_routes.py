@@ -12,6 +12,7 @@ import torch
 
 import deepscope
 from deepscope.analysis import spectrum as sp
+from tests.route_helpers import multiplexer_provider
 from tests.unit import test_plugin_routes as plugin_routes
 from tests.unit.test_plugin_routes import get_json
 
@@ -88,10 +89,6 @@ def test_an_unchanged_step_is_served_as_the_step_it_repeats(tmp_path):
 
 
 def test_remembered_metrics_responses_follow_new_steps_and_answer_304s(tmp_path, monkeypatch):
-
-    from tensorboard.backend.event_processing import data_ingester, plugin_event_multiplexer
-    from tensorboard.backend.event_processing import data_provider as tb_data_provider
-
     from deepscope.tb_plugin import blob_steps
 
     monkeypatch.setattr(blob_steps, "LISTING_SECONDS", 0.0)  # list again at every request
@@ -100,13 +97,7 @@ def test_remembered_metrics_responses_follow_new_steps_and_answer_304s(tmp_path,
     weights = [rng.standard_normal((5, 3)).astype(np.float32) for _ in range(2)]
     writer.add_singular_values("w", weights[0], global_step=0)
     writer.flush()
-    multiplexer = plugin_event_multiplexer.EventMultiplexer(
-        size_guidance=data_ingester.DEFAULT_SIZE_GUIDANCE,
-        tensor_size_guidance=data_ingester.DEFAULT_TENSOR_SIZE_GUIDANCE,
-    )
-    multiplexer.AddRunsFromDirectory(str(tmp_path))
-    multiplexer.Reload()
-    provider = tb_data_provider.MultiplexerDataProvider(multiplexer, str(tmp_path))
+    multiplexer, provider = multiplexer_provider(tmp_path)
     client = plugin_routes._client(provider, {})
     url = "/data/plugin/deepscope/spectrum_metrics"
     first = client.get(url, query_string={"run": "live"}, headers={"Accept-Encoding": "gzip"})
