@@ -75,6 +75,14 @@ def _card(frame, tag: str):
     return locator
 
 
+def _compare(c) -> None:
+    """Turns compare mode on in card `c` and waits until it is drawn against STEPS[0]."""
+    c.locator("[data-testid=saliency-compare]").check()
+    c.locator(
+        f"[data-testid=saliency-grid][data-drawn=true][data-compare-step='{STEPS[0]}']"
+    ).wait_for(timeout=TIMEOUT_MS)
+
+
 def _rgb(style: str) -> tuple[int, ...]:
     return tuple(int(v) for v in style[style.index("(") + 1 : style.index(")")].split(","))
 
@@ -154,10 +162,7 @@ def test_step_slider_and_compare_mode(tab, server):
     maps_first = route_helpers.decode(first["maps"]).astype(np.float64)
     frame = tab.open(server)
     c = _card(frame, IG_TAG)
-    c.locator("[data-testid=saliency-compare]").check()
-    c.locator(
-        f"[data-testid=saliency-grid][data-drawn=true][data-compare-step='{STEPS[0]}']"
-    ).wait_for(timeout=TIMEOUT_MS)
+    _compare(c)
     for step in STEPS:
         rows = c.locator(f'[data-testid=saliency-token-row][data-step="{step}"]')
         assert rows.count() == len(IDS)
@@ -172,9 +177,6 @@ def test_screenshot(tab, server, tmp_path):
     tab.page.set_viewport_size({"width": 1200, "height": 900})
     frame = tab.open(server)
     c = _card(frame, IG_TAG)
-    c.locator("[data-testid=saliency-compare]").check()
-    c.locator(
-        f"[data-testid=saliency-grid][data-drawn=true][data-compare-step='{STEPS[0]}']"
-    ).wait_for(timeout=TIMEOUT_MS)
+    _compare(c)
     tab.page.mouse.move(1, 1)
     screenshot(c, tmp_path, "saliency_tokens.png", min_bytes=8_000)
