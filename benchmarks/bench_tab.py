@@ -21,7 +21,7 @@ routes <= 300 ms warm.
     .venv/bin/python benchmarks/bench_tab.py            # ~2-3 min on 2 cores
     .venv/bin/python benchmarks/bench_tab.py --quick    # smaller log, one loader
     .venv/bin/python benchmarks/bench_tab.py --profile /tmp/prof --logdir /tmp/log201
-        # also: a CPU profile (Chrome DevTools' Profiler) of loading and of scrolling,
+        # also: a CPU profile (Chrome DevTools' Profiler) of loading, scrolling and idle reloads,
         # with an unminified bundle, saved as .cpuprofile and summarised per function
 """
 
@@ -274,6 +274,8 @@ def measure_tab(
         " width: document.documentElement.scrollWidth, viewport: innerWidth})"
     )
     idle = []
+    if profiler:
+        profiler.start()
     for _ in range(reloads):
         mark = meter.mark()
         before = len(long_tasks_ms(frame))
@@ -290,6 +292,8 @@ def measure_tab(
                 "long_tasks": len(reload_tasks) - before,
             }
         )
+    if profiler:
+        profiles["idle_reloads"] = profiler.stop("idle_reloads")
     all_tasks = long_tasks_ms(frame)
     context.close()
     extra = {"cpu_profile": profiles} if profiles else {}
