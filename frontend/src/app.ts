@@ -261,6 +261,7 @@ export class App {
         el("div", "ds-placeholder", `No tags match /${this.filterText}/ in the selected runs.`),
       );
     }
+    let position = 0;
     for (const [kind, factory] of KIND_VIEWS) {
       const entries = byKind.get(kind) ?? [];
       let section = this.sections.get(kind);
@@ -269,7 +270,11 @@ export class App {
         continue;
       }
       if (!section) section = this.createSection(kind, factory);
-      this.cardsEl.appendChild(section.element); // new or moved into order
+      // Insert a new section, or move one into order; leave one in place alone: moving it
+      // out and back would collapse the page for a moment and scroll the frame to the top.
+      const there = this.cardsEl.children.item(position);
+      if (there !== section.element) this.cardsEl.insertBefore(section.element, there);
+      position++;
       section.entries = entries;
       section.view?.update(entries);
     }

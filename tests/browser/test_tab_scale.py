@@ -185,6 +185,22 @@ def test_the_74_layer_table_is_built_in_chunks_and_an_idle_reload_keeps_it(tab, 
     assert frame.evaluate("() => window.__dsTableBatches") == before
 
 
+def test_a_refresh_keeps_the_page_where_the_user_scrolled_it(tab, server_201):
+    """A reload re-lays the sections out in place: the frame does not jump to the top."""
+    frame, meter = _open(tab, server_201)
+    frame.locator("[data-testid=spectrum-card]").wait_for(state="attached", timeout=TIMEOUT_MS)
+    frame.evaluate("() => document.querySelector('[data-testid=spectrum-card]').scrollIntoView()")
+    meter.wait_quiet()
+    scroll_top = "() => document.scrollingElement.scrollTop"
+    before = frame.evaluate(scroll_top)
+    assert before > 200, before  # the card is well below the top of the page
+    for _ in range(2):
+        frame.evaluate("() => document.querySelector('[data-testid=refresh]').click()")
+        tab.page.wait_for_timeout(300)
+        meter.wait_quiet(quiet_ms=2500)
+        assert abs(frame.evaluate(scroll_top) - before) <= 2, (before, frame.evaluate(scroll_top))
+
+
 def test_the_tag_filter_narrows_update_ratios_instead_of_hiding_them(tab, server_201):
     frame, _ = _open(tab, server_201)
     frame.locator("[data-testid=tag-filter]").fill(r"key\.bias")  # parameters, no tag
