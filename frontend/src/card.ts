@@ -122,6 +122,15 @@ export class TagCard {
   private tree: ParamTree | null = null;
   private labelWidth: { key: string; px: number } | null = null;
   private readonly heatRows = new Map<string, HeatRow>();
+  /** The blocks' width as the ResizeObserver last saw it (0 until it has). */
+  private observedWidth = 0;
+  private readonly resizeObserver: ResizeObserver | null = null;
+  /** Bumped by every onData: a render pass still running for an older one stops. */
+  private pass = 0;
+  /** Whether the pending render pass must redraw even unchanged heatmaps. */
+  private passForce = false;
+  /** What the line chart last drew, to skip redrawing the very same. */
+  private chartDrawn: { key: string; data: UpdateRatios[] } | null = null;
 
   constructor(
     readonly tag: string,
@@ -195,9 +204,22 @@ export class TagCard {
       this.chartVisible = visible;
       if (visible) this.loadAll();
     });
+    // The width comes from a ResizeObserver, so that a redraw does not force a layout.
+    if (typeof ResizeObserver !== "undefined") {
+      this.resizeObserver = new ResizeObserver((entries) => {
+        const w = Math.round(entries[entries.length - 1].contentRect.width);
+        if (w <= 0 || w === this.observedWidth) return;
+        const had = this.observedWidth;
+        this.observedWidth = w;
+        if (had > 0) this.onData(); // a width it had drawn at changed
+      });
+      this.resizeObserver.observe(this.blocksEl);
+    }
   }
 
   dispose(): void {
+    this.pass++;
+    this.resizeObserver?.disconnect();
     this.ctx.visibility.unobserve(this.chartSection);
     for (const block of this.blocks.values()) block.dispose();
     this.blocks.clear();
@@ -275,6 +297,7 @@ export class TagCard {
 
   resize(): void {
     for (const block of this.blocks.values()) block.invalidate();
+    this.chartDrawn = null;
     this.onData();
   }
 
@@ -305,8 +328,12 @@ export class TagCard {
     this.onData();
   }
 
-  /** px the heatmaps and the chart may take; read once per redraw (reading forces a layout). */
+  /**
+   * px the heatmaps and the chart may take: the ResizeObserver's figure, or (before it has
+   * reported, e.g. while the card is hidden) read once, which forces a layout.
+   */
   contentWidth(): number {
+    if (this.observedWidth > 0) return Math.max(200, this.observedWidth);
     return Math.max(200, this.blocksEl.clientWidth || this.element.clientWidth - 34);
   }
 
@@ -368,11 +395,38 @@ export class TagCard {
       this.autoPick = pick ?? null;
     }
     this.renderTools(rowSet);
-    const width = this.contentWidth();
-    for (const block of this.blocks.values()) {
-      block.render(this.color ?? color, this.frame, rowSet, this.summary, width, scaleChanged || rowsChanged);
-    }
     this.updatePicker(rowSet.shown);
+    this.passForce = this.passForce || scaleChanged || rowsChanged;
+    void this.renderPass(++this.pass, rowSet);
+  }
+
+  /**
+   * Draw what changed, the costly steps each in a task of its own so that no task runs
+   * long: per run, its heatmap's columns, then its heatmap; then the line chart. A newer
+   * onData stops this pass (its own pass draws with the newer state).
+   */
+  private async renderPass(pass: number, rowSet: RowSet): Promise<void> {
+    const color = this.color;
+    if (!color) return;
+    const frame = this.frame;
+    const width = this.contentWidth();
+    const summary = this.summary;
+    const force = this.passForce;
+    let busy = false;
+    const pause = async () => {
+      if (busy) await nextTask();
+      busy = false;
+      return pass === this.pass;
+    };
+    for (const block of [...this.blocks.values()]) {
+      if (!block.needsRender(rowSet, width, force)) continue;
+      if (!(await pause())) return;
+      busy = block.prepare(width, frame) || busy;
+      if (!(await pause())) return;
+      busy = block.render(color, frame, rowSet, summary, width, force) || busy;
+    }
+    if (!(await pause())) return;
+    this.passForce = false;
     this.drawChart(width);
   }
 
@@ -517,10 +571,25 @@ export class TagCard {
 
   private drawChart(width = this.contentWidth()): void {
     const selected = this.chartParams();
-    this.chart.element.dataset.params = JSON.stringify(selected);
     const withData = this.ratioRuns
       .map((e) => ({ entry: e, data: this.ctx.store.get(e.run, this.tag)?.data }))
       .filter((x): x is { entry: CardEntry; data: UpdateRatios } => x.data !== undefined);
+    // The very same data, parameters, runs and geometry (an idle reload): nothing to redraw.
+    const key = JSON.stringify([
+      selected,
+      this.autoPick,
+      this.selected,
+      width,
+      this.frame,
+      withData.map((x) => [x.entry.run, x.entry.color]),
+    ]);
+    const datas = withData.map((x) => x.data);
+    const drawn = this.chartDrawn;
+    if (drawn && drawn.key === key && drawn.data.length === datas.length && drawn.data.every((d, i) => d === datas[i])) {
+      return;
+    }
+    this.chartDrawn = { key, data: datas };
+    this.chart.element.dataset.params = JSON.stringify(selected);
     const byParam = withData.length <= 1;
     const series: LineSeries[] = [];
     selected.forEach((param, k) => {
@@ -681,6 +750,23 @@ class RunBlock {
     this.drawn = null;
   }
 
+  /** Whether render() would draw anything (new data, rows, width, or forced). */
+  needsRender(rowSet: RowSet, width: number, force: boolean): boolean {
+    const loaded = this.ctx.store.get(this.run, this.card.tag);
+    if (!loaded) return false;
+    if (loaded.error !== undefined || !loaded.data) return true;
+    const d = this.drawn;
+    return force || !d || d.data !== loaded.data || d.width !== width || d.rows !== rowSet.signature;
+  }
+
+  /** Compute the heatmap's columns ahead of drawing it; whether that took any work. */
+  prepare(width: number, frame: PlotFrame): boolean {
+    const data = this.ctx.store.get(this.run, this.card.tag)?.data;
+    if (!data || data.steps.length === 0 || data.names.length === 0) return false;
+    Heatmap.prepare(data, width, frame);
+    return true;
+  }
+
   render(
     color: ColorScale,
     frame: PlotFrame,
@@ -688,9 +774,9 @@ class RunBlock {
     summary: GroupSummary,
     width: number,
     force: boolean,
-  ): void {
+  ): boolean {
     const loaded = this.ctx.store.get(this.run, this.card.tag);
-    if (!loaded) return;
+    if (!loaded) return false;
     if (loaded.error !== undefined) {
       this.status.className = "ds-error";
       this.status.dataset.testid = "load-error";
@@ -700,12 +786,12 @@ class RunBlock {
       this.meta.textContent = "";
       this.warnings.replaceChildren();
       this.drawn = null;
-      return;
+      return false;
     }
     const data = loaded.data;
-    if (!data) return;
+    if (!data) return false;
     const d = this.drawn;
-    if (!force && d && d.data === data && d.width === width && d.rows === rowSet.signature) return;
+    if (!force && d && d.data === data && d.width === width && d.rows === rowSet.signature) return false;
     delete this.status.dataset.testid;
     this.meta.replaceChildren(
       `${formatInt(data.steps.length)} steps × ${formatInt(data.names.length)} parameters`,
@@ -746,6 +832,7 @@ class RunBlock {
       this.heatmap.draw(data, rowSet.rows, summary, color, width, frame);
     }
     this.drawn = { data, width, rows: rowSet.signature };
+    return true;
   }
 }
 
@@ -793,4 +880,9 @@ function colorLegend(color: ColorScale): HTMLElement {
     boxItem(NON_FINITE_COLOR, "non-finite (NaN, ±Inf)"),
   );
   return legend;
+}
+
+/** Resolves in a later task, letting the browser draw and handle input in between. */
+function nextTask(): Promise<void> {
+  return new Promise((resolve) => window.setTimeout(resolve, 0));
 }

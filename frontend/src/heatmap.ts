@@ -132,6 +132,9 @@ interface Columns {
   state: Uint8Array;
 }
 
+/** Room right of the plot, px. */
+const PLOT_RIGHT = 12;
+
 export class Heatmap {
   readonly element: HTMLDivElement;
   private readonly scroll: HTMLDivElement;
@@ -226,8 +229,8 @@ export class Heatmap {
     this.rows = rows;
     this.summary = summary;
     this.color = color;
-    const right = 12;
-    this.plotW = Math.max(40, Math.floor(width - frame.left - right));
+    const right = PLOT_RIGHT;
+    this.plotW = plotWidth(width, frame);
     this.x = scaleLinear().domain(frame.domain).range([0, this.plotW]);
     const fullW = frame.left + this.plotW + right;
     this.element.style.width = `${fullW}px`;
@@ -319,76 +322,30 @@ export class Heatmap {
       .text("step");
   }
 
-  /** Each parameter's per-column colour, recomputed only when the data or the width changes. */
+  /**
+   * Each parameter's per-column colour for `width` and `frame`, remembered per data object
+   * (so a second draw of the same data, or Heatmap.prepare before it, costs nothing).
+   */
+  static prepare(data: UpdateRatios, width: number, frame: PlotFrame): void {
+    if (data.steps.length === 0) return;
+    const plotW = plotWidth(width, frame);
+    const dpr = devicePixelRatioNow();
+    computeColumns(data, Math.max(1, Math.round(plotW * dpr)), dpr, frame, plotW);
+  }
+
   private computeColumns(W: number, dpr: number, frame: PlotFrame): Columns {
     const d = this.data as UpdateRatios;
-    const key = `${this.dataVersion}:${W}:${dpr}:${frame.domain[0]}:${frame.domain[1]}`;
-    if (this.columns && this.columnsKey === key) return this.columns;
-    const S = d.steps.length;
-    const P = d.names.length;
-    const ends = columnEnds(d.steps);
-    const colStart = new Int32Array(W);
-    const colEnd = new Int32Array(W);
-    for (let px = 0; px < W; px++) {
-      const [i0, i1] =
-        S === 0 ? [-1, -1] : stepRange(d.steps, ends, this.x.invert(px / dpr), this.x.invert((px + 1) / dpr));
-      colStart[px] = i0;
-      colEnd[px] = i1;
-    }
-    // With more steps than pixels a column summarises several: any non-finite value wins
-    // (so a NaN is never hidden), else the mean of log10 over the updated steps (a zero
-    // ratio counts as the smallest logged one), else "‖W‖ = 0", else "no update".
-    const zeroLog = log10Extent(d)?.[0] ?? -12;
-    const value = new Float32Array(P * W);
-    const state = new Uint8Array(P * W).fill(EMPTY);
-    const sum = new Float64Array(P);
-    const count = new Int32Array(P);
-    const flags = new Uint8Array(P); // bit 1: non-finite, 2: no update, 4: zero weight
-    const { noUpdate, zeroWeight } = d;
-    const logs = log10Values(d);
-    for (let px = 0; px < W; px++) {
-      const i0 = colStart[px];
-      if (i0 < 0) continue;
-      sum.fill(0);
-      count.fill(0);
-      flags.fill(0);
-      for (let i = i0; i <= colEnd[px]; i++) {
-        const base = i * P;
-        for (let j = 0; j < P; j++) {
-          const k = base + j;
-          const l = logs[k];
-          if (l > -Infinity) {
-            sum[j] += l;
-            count[j]++;
-          } else if (l === -Infinity) {
-            sum[j] += zeroLog;
-            count[j]++;
-          } else if (noUpdate[k]) flags[j] |= 2;
-          else if (zeroWeight[k]) flags[j] |= 4;
-          else flags[j] |= 1;
-        }
-      }
-      for (let j = 0; j < P; j++) {
-        const at = j * W + px;
-        const f = flags[j];
-        if (f & 1) state[at] = NON_FINITE;
-        else if (count[j] > 0) {
-          state[at] = VALUE;
-          value[at] = sum[j] / count[j];
-        } else if (f & 4) state[at] = ZERO_WEIGHT;
-        else if (f & 2) state[at] = NO_UPDATE;
-      }
-    }
-    this.columns = { W, colStart, colEnd, value, state };
-    this.columnsKey = key;
-    return this.columns;
+    const cols = computeColumns(d, W, dpr, frame, this.plotW);
+    this.columns = cols;
+    this.columnsKey = `${this.dataVersion}:${columnsKeyOf(W, dpr, frame, this.plotW)}`;
+    return cols;
   }
 
   private drawCanvas(frame: PlotFrame): void {
     const d = this.data;
     const color = this.color;
     if (!d || !color) return;
-    this.dpr = Math.max(1, Math.min(3, window.devicePixelRatio || 1));
+    this.dpr = devicePixelRatioNow();
     this.canvas.style.left = `${frame.left}px`;
     this.canvas.style.width = `${this.plotW}px`;
     const W = Math.max(1, Math.round(this.plotW * this.dpr));
@@ -625,6 +582,92 @@ export class Heatmap {
     const hit = this.cellAt(e);
     if (hit) this.opts.onRowClick(this.rows[hit.r]);
   }
+}
+
+const columnCache = new WeakMap<UpdateRatios, { key: string; cols: Columns }>();
+
+function columnsKeyOf(W: number, dpr: number, frame: PlotFrame, plotW: number): string {
+  return `${W}:${dpr}:${plotW}:${frame.domain[0]}:${frame.domain[1]}`;
+}
+
+function plotWidth(width: number, frame: PlotFrame): number {
+  return Math.max(40, Math.floor(width - frame.left - PLOT_RIGHT));
+}
+
+function devicePixelRatioNow(): number {
+  return Math.max(1, Math.min(3, window.devicePixelRatio || 1));
+}
+
+/** Each parameter's per-column summary of `d` at W device px (remembered per data object). */
+function computeColumns(
+  d: UpdateRatios,
+  W: number,
+  dpr: number,
+  frame: PlotFrame,
+  plotW: number,
+): Columns {
+  const key = columnsKeyOf(W, dpr, frame, plotW);
+  const known = columnCache.get(d);
+  if (known && known.key === key) return known.cols;
+  const x = scaleLinear().domain(frame.domain).range([0, plotW]);
+  const S = d.steps.length;
+  const P = d.names.length;
+  const ends = columnEnds(d.steps);
+  const colStart = new Int32Array(W);
+  const colEnd = new Int32Array(W);
+  for (let px = 0; px < W; px++) {
+    const [i0, i1] =
+      S === 0 ? [-1, -1] : stepRange(d.steps, ends, x.invert(px / dpr), x.invert((px + 1) / dpr));
+    colStart[px] = i0;
+    colEnd[px] = i1;
+  }
+  // With more steps than pixels a column summarises several: any non-finite value wins
+  // (so a NaN is never hidden), else the mean of log10 over the updated steps (a zero
+  // ratio counts as the smallest logged one), else "‖W‖ = 0", else "no update".
+  const zeroLog = log10Extent(d)?.[0] ?? -12;
+  const value = new Float32Array(P * W);
+  const state = new Uint8Array(P * W).fill(EMPTY);
+  const sum = new Float64Array(P);
+  const count = new Int32Array(P);
+  const flags = new Uint8Array(P); // bit 1: non-finite, 2: no update, 4: zero weight
+  const { noUpdate, zeroWeight } = d;
+  const logs = log10Values(d);
+  for (let px = 0; px < W; px++) {
+    const i0 = colStart[px];
+    if (i0 < 0) continue;
+    sum.fill(0);
+    count.fill(0);
+    flags.fill(0);
+    for (let i = i0; i <= colEnd[px]; i++) {
+      const base = i * P;
+      for (let j = 0; j < P; j++) {
+        const k = base + j;
+        const l = logs[k];
+        if (l > -Infinity) {
+          sum[j] += l;
+          count[j]++;
+        } else if (l === -Infinity) {
+          sum[j] += zeroLog;
+          count[j]++;
+        } else if (noUpdate[k]) flags[j] |= 2;
+        else if (zeroWeight[k]) flags[j] |= 4;
+        else flags[j] |= 1;
+      }
+    }
+    for (let j = 0; j < P; j++) {
+      const at = j * W + px;
+      const f = flags[j];
+      if (f & 1) state[at] = NON_FINITE;
+      else if (count[j] > 0) {
+        state[at] = VALUE;
+        value[at] = sum[j] / count[j];
+      } else if (f & 4) state[at] = ZERO_WEIGHT;
+      else if (f & 2) state[at] = NO_UPDATE;
+    }
+  }
+  const cols = { W, colStart, colEnd, value, state };
+  columnCache.set(d, { key, cols });
+  return cols;
 }
 
 /** The median or the max of scratch[0..n) (reorders it). */

@@ -15,28 +15,59 @@ const logs = new WeakMap<UpdateRatios, Float32Array>();
 export function log10Values(d: UpdateRatios): Float32Array {
   let out = logs.get(d);
   if (out) return out;
-  const { values, noUpdate, zeroWeight } = d;
-  out = new Float32Array(values.length);
-  for (let k = 0; k < values.length; k++) {
-    const v = values[k];
-    out[k] = noUpdate[k] || zeroWeight[k] || !(v >= 0) || v === Infinity ? NaN : Math.log10(v);
+  out = new Float32Array(d.values.length);
+  fillLog10(d, out, 0, out.length);
+  logs.set(d, out);
+  return out;
+}
+
+/**
+ * log10Values(d), computed in slices of `chunk` values with `pause()` awaited between
+ * them (a new task), so that 2 M values never make one long task. Remembered like log10Values.
+ */
+export async function log10ValuesInSlices(
+  d: UpdateRatios,
+  pause: () => Promise<void>,
+  chunk = 400_000,
+): Promise<Float32Array> {
+  const known = logs.get(d);
+  if (known) return known;
+  const out = new Float32Array(d.values.length);
+  for (let k0 = 0; k0 < out.length; k0 += chunk) {
+    if (k0 > 0) await pause();
+    if (logs.has(d)) return logs.get(d) as Float32Array;
+    fillLog10(d, out, k0, Math.min(out.length, k0 + chunk));
   }
   logs.set(d, out);
   return out;
 }
 
-/** [min, max] of log10 over the finite, positive values, or null when there are none. */
+function fillLog10(d: UpdateRatios, out: Float32Array, from: number, to: number): void {
+  const { values, noUpdate, zeroWeight } = d;
+  for (let k = from; k < to; k++) {
+    const v = values[k];
+    out[k] = noUpdate[k] || zeroWeight[k] || !(v >= 0) || v === Infinity ? NaN : Math.log10(v);
+  }
+}
+
+/**
+ * [min, max] of log10 over the finite, positive values, or null when there are none: the
+ * smallest positive and the largest finite value in one pass, and log10 of just those two.
+ */
 export function log10Extent(d: UpdateRatios): [number, number] | null {
   if (extents.has(d)) return extents.get(d) ?? null;
   let lo = Infinity;
   let hi = -Infinity;
-  const l = log10Values(d);
-  for (let k = 0; k < l.length; k++) {
-    const x = l[k];
-    if (x < lo && x > -Infinity) lo = x;
-    if (x > hi) hi = x;
+  const { values, noUpdate, zeroWeight } = d;
+  for (let k = 0; k < values.length; k++) {
+    const v = values[k];
+    if (!(v > 0) || v === Infinity || noUpdate[k] || zeroWeight[k]) continue;
+    if (v < lo) lo = v;
+    if (v > hi) hi = v;
   }
-  const extent: [number, number] | null = lo <= hi ? [lo, hi] : null;
+  // log10 as the cells see it (float32), so the scale ends exactly at the extreme cells.
+  const extent: [number, number] | null =
+    lo <= hi ? [Math.fround(Math.log10(lo)), Math.fround(Math.log10(hi))] : null;
   extents.set(d, extent);
   return extent;
 }

@@ -1,5 +1,5 @@
 import { fetchUpdateRatios, type UpdateRatios } from "./api";
-import { log10Extent } from "./stats";
+import { log10Extent, log10ValuesInSlices } from "./stats";
 
 export interface Loaded {
   data?: UpdateRatios;
@@ -44,9 +44,12 @@ export class DataStore {
     const promise = this.limited(async (): Promise<Loaded> => {
       try {
         const data = await fetchUpdateRatios(run, tag);
-        // The log10 of every value in a task of its own, so that no task runs long.
+        // The colour extent, then the log10 of every value in slices, each in a task of
+        // its own, so that no task runs long.
         await nextTask();
         log10Extent(data);
+        await nextTask();
+        await log10ValuesInSlices(data, nextTask);
         await nextTask();
         return { data, gen };
       } catch (e) {

@@ -469,7 +469,13 @@ def test_an_unchanged_reload_does_not_redraw(tab, scale_server):
     draws = canvas.get_attribute("data-draws")
     before = len(responses)
     frame.locator("[data-testid=refresh]").click()
-    wait_until(lambda: len(responses) >= before + 2, timeout=30, what="both runs reloaded")
+    # Playwright's sync API delivers "response" events only while it is called, so the
+    # wait lets the page run (wait_for_timeout) between looks rather than sleeping.
+    wait_until(
+        lambda: tab.page.wait_for_timeout(200) or len(responses) >= before + 2,
+        timeout=30,
+        what="both runs reloaded",
+    )
     tab.page.wait_for_timeout(500)
     assert 304 in responses[before:]  # the data did not change: the same parsed response
     assert canvas.get_attribute("data-draws") == draws
