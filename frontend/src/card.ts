@@ -124,6 +124,8 @@ export class TagCard {
   private readonly heatRows = new Map<string, HeatRow>();
   /** The blocks' width as the ResizeObserver last saw it (0 until it has). */
   private observedWidth = 0;
+  /** The width the latest render pass drew at (0 before any). */
+  private passWidth = 0;
   private readonly resizeObserver: ResizeObserver | null = null;
   /** Bumped by every onData: a render pass still running for an older one stops. */
   private pass = 0;
@@ -209,9 +211,9 @@ export class TagCard {
       this.resizeObserver = new ResizeObserver((entries) => {
         const w = Math.round(entries[entries.length - 1].contentRect.width);
         if (w <= 0 || w === this.observedWidth) return;
-        const had = this.observedWidth;
         this.observedWidth = w;
-        if (had > 0) this.onData(); // a width it had drawn at changed
+        // Drawn at another width (or before the observer first reported): redraw.
+        if (this.passWidth > 0 && this.contentWidth() !== this.passWidth) this.onData();
       });
       this.resizeObserver.observe(this.blocksEl);
     }
@@ -410,6 +412,7 @@ export class TagCard {
     if (!color) return;
     const frame = this.frame;
     const width = this.contentWidth();
+    this.passWidth = width;
     const summary = this.summary;
     const force = this.passForce;
     let busy = false;
