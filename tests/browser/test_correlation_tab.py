@@ -121,6 +121,8 @@ def test_order_toggle_reorders_the_channels(tab, correlation_server):
 
 def test_compare_tag_shows_both_matching_curves_and_a_matched_order(tab, correlation_server):
     frame = tab.open(correlation_server)
+    # Scrolled to, as a person would: cards off screen are not rendered (content-visibility).
+    card(frame, CROSS_TAG).scroll_into_view_if_needed()
     curves = card(frame, CROSS_TAG).locator("[data-testid=matching-curves]")
     for method in ("semi", "bipartite"):
         for run in ("seed0", "seed1"):
