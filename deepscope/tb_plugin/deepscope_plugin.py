@@ -8,7 +8,6 @@ message a person can act on.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -151,9 +150,7 @@ class DeepscopePlugin(base_plugin.TBPlugin):
             body = responses.prepare_base64_json(head, values.astype("<f4").tobytes())
         else:
             head["values"] = _json_matrix(values, no_update | zero_weight)
-            body = responses.prepare_json_text(
-                json.dumps(head, allow_nan=False, separators=(",", ":")).encode("utf-8")
-            )
+            body = responses.prepare_json_text(responses.json_text(head))
         if version is not None and len(ratios.steps):
             self._update_ratio_bodies.put(body_key, body)
         return responses.respond_json_text(request, body)

@@ -130,8 +130,8 @@ def respond_with_etag(request, content: bytes, content_type: str):
     For responses other than the JSON helpers below, e.g. the tags route's.
     Respond gzips text for a client that takes it.
     """
-    gzipped = bool(_ACCEPTS_GZIP.search(request.headers.get("Accept-Encoding", "")))
-    etag = entity_tag([content, content_type.encode("utf-8")], "gzip" if gzipped else "")
+    variant = "gzip" if _takes_gzip(request) else ""
+    etag = entity_tag([content, content_type.encode("utf-8")], variant)
     if not_modified(request, etag):
         return respond_not_modified(request, etag, content_type)
     return http_util.Respond(
@@ -165,6 +165,11 @@ class PreparedJson:
     def nbytes(self) -> int:
         """Bytes it holds (for a cache's budget)."""
         return len(self.content) + 200
+
+
+def json_text(value) -> bytes:
+    """Strict, compact JSON of `value` in UTF-8 (NaN/Inf must be spelled out beforehand)."""
+    return json.dumps(value, allow_nan=False, separators=(",", ":")).encode("utf-8")
 
 
 def prepare_json_text(text: bytes) -> PreparedJson:
@@ -213,8 +218,7 @@ def respond_json(request, body: dict):
     3 on megabyte-sized bodies, for a few percent more bytes. `Respond` unzips
     it again for a client that does not accept gzip (whose ETag differs).
     """
-    text = json.dumps(body, allow_nan=False, separators=(",", ":")).encode("utf-8")
-    return respond_json_text(request, text)
+    return respond_json_text(request, json_text(body))
 
 
 def json_number(value: float, *, null: bool = False) -> float | str | None:

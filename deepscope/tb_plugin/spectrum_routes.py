@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
-import json
 import math
 
 import numpy as np
@@ -146,11 +145,6 @@ def repeated_step(item: DecodedSpectrum, since: DecodedSpectrum | None) -> Decod
         unchanged_since=step,
         resolved=True,
     )
-
-
-def _json_bytes(value) -> bytes:
-    """Strict, compact JSON (NaN/Inf must be spelled out beforehand), UTF-8."""
-    return json.dumps(value, allow_nan=False, separators=(",", ":")).encode("utf-8")
 
 
 def merged_spectrum(values: np.ndarray) -> np.ndarray:
@@ -382,20 +376,20 @@ class SpectrumRoutes:
                     if item.unchanged_since is not None
                 ],
             }
-            layers[tag] = _json_bytes(layer)
+            layers[tag] = responses.json_text(layer)
             self._layer_json.put(keys[tag], layers[tag])
         whole_key = (run, tuple(keys[tag] for tag in sorted(keys)))
         cached_body = self._metrics_bodies.get(whole_key)
         if cached_body is not None and not per_tag:
             return responses.respond_json_text(request, cached_body)
         # The body is spliced from the layers' JSON texts: {"run", "metric_names", "layers"}.
-        entries = b",".join(_json_bytes(tag) + b":" + layers[tag] for tag in sorted(layers))
+        entries = b",".join(responses.json_text(tag) + b":" + layers[tag] for tag in sorted(layers))
         text = b"".join(
             [
                 b'{"run":',
-                _json_bytes(run),
+                responses.json_text(run),
                 b',"metric_names":',
-                _json_bytes(list(METRIC_NAMES)),
+                responses.json_text(list(METRIC_NAMES)),
                 b',"layers":{',
                 entries,
                 b"}}",
