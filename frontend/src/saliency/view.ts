@@ -417,6 +417,17 @@ class RunCard {
         cells.push(...this.mapPanels(B, rowB, reducedB, sourceB, clip, f));
       }
     }
+    this.showGrid(cells, A, B, mode, p);
+  }
+
+  /** Put the drawn cells in the grid, with what they show in its data attributes. */
+  private showGrid(
+    cells: HTMLElement[],
+    A: SaliencyMaps,
+    B: SaliencyMaps | null,
+    mode: SignMode,
+    p: number,
+  ): void {
     this.grid.replaceChildren(...cells);
     this.grid.dataset.step = String(A.step);
     this.grid.dataset.compareStep = B ? String(B.step) : "";
@@ -455,12 +466,7 @@ class RunCard {
         );
       }
     }
-    this.grid.replaceChildren(...cells);
-    this.grid.dataset.step = String(A.step);
-    this.grid.dataset.compareStep = B ? String(B.step) : "";
-    this.grid.dataset.mode = mode;
-    this.grid.dataset.clip = String(p);
-    this.grid.dataset.drawn = "true";
+    this.showGrid(cells, A, B, mode, p);
   }
 
   private tokens(
