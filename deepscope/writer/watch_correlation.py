@@ -21,7 +21,9 @@ import torch
 
 from deepscope.analysis.correlation import CorrelationAccumulator
 from deepscope.module_names import eager_module, find_modules, strip_compile_prefix
-from deepscope.writer.compare import (
+from deepscope.writer.correlation import MATRIX_DTYPES, PACKINGS
+from deepscope.writer.hook_warnings import warn_from_hook
+from deepscope.writer.probe import (
     batch_to,
     checked_channel_dims,
     layer_channel_dim,
@@ -33,8 +35,6 @@ from deepscope.writer.compare import (
     reused_module_error,
     run_probe,
 )
-from deepscope.writer.correlation import MATRIX_DTYPES, PACKINGS
-from deepscope.writer.hook_warnings import warn_from_hook
 
 DEFAULT_CORRELATION_EVERY = 500
 

@@ -22,7 +22,8 @@ import deepscope
 from deepscope import metadata
 from deepscope.proto import arrays
 from deepscope.proto import deepscope_pb2 as pb
-from deepscope.writer.compare import compare, layer_output
+from deepscope.writer.compare import compare
+from deepscope.writer.probe import layer_output
 from deepscope.writer.watch_correlation import CorrelationWatcher
 from tests.hf_models import tiny_bert, tiny_gpt2, tiny_vit  # the "hf" test extra (transformers)
 
