@@ -271,7 +271,10 @@ def channel_correlation_pb(
 
 
 class CorrelationSummaries:
-    """Mixin of `deepscope.SummaryWriter`: the channel-correlation `add_*` method."""
+    """Mixin of `deepscope.SummaryWriter`: the channel-correlation `add_*` method.
+
+    Needs the writer core's `_write`.
+    """
 
     def add_channel_correlation(
         self,
@@ -315,21 +318,21 @@ class CorrelationSummaries:
         with no more samples than channels (a rank-deficient matrix) warns,
         once per tag.
         """
-        _check_packing(packing, matrix_dtype)
+        _check_packing(packing, matrix_dtype)  # before the work
         result, channel_dim = correlation_result(activations, other, channel_dim, other_channel_dim)
-        step = correlation_step(result, matrix_dtype, packing)
         message = few_samples_message(tag, result)
         warned = self.__dict__.setdefault("_correlation_few_samples_warned", set())
         if message is not None and tag not in warned:
             warned.add(tag)
             warn_from_hook(message, stacklevel=2)
-        plugin_data = None
-        if self._first_event(tag):
-            plugin_data = correlation_plugin_data(result.cross, channel_dim, row_name, col_name)
-        self._write(
-            summary.blob_sequence_summary(
-                tag, [step.SerializeToString()], plugin_data, description
-            ),
-            global_step,
-            walltime,
+        summary_pb = channel_correlation_pb(
+            tag,
+            result,
+            channel_dim=channel_dim,
+            matrix_dtype=matrix_dtype,
+            row_name=row_name,
+            col_name=col_name,
+            description=description,
+            packing=packing,
         )
+        self._write(summary_pb, global_step, walltime)

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from tensorboard.compat.proto import summary_pb2
 
+from deepscope import metadata
 from deepscope.analysis.saliency.token_embeddings import REDUCTION_TEXT, TOKEN_REDUCTIONS
 from deepscope.proto import arrays
 from deepscope.proto import deepscope_pb2 as pb
@@ -270,7 +271,10 @@ def saliency_pb(
 
 
 class SaliencySummaries:
-    """Mixin of `deepscope.SummaryWriter`: the saliency `add_*` methods."""
+    """Mixin of `deepscope.SummaryWriter`: the saliency `add_*` methods.
+
+    Needs the writer core's `_write` and `_series_plugin_data`.
+    """
 
     def add_saliency(
         self,
@@ -313,25 +317,32 @@ class SaliencySummaries:
           ValueError: shapes do not match, or the tag already holds another
             method's maps or another input shape.
         """
-        step = saliency_step(
-            inputs, maps, labels, predictions, baseline, baseline_maps, completeness_error, tokens
+        summary_pb = saliency_pb(
+            tag,
+            inputs,
+            maps,
+            labels,
+            predictions,
+            method,
+            baseline,
+            baseline_maps,
+            completeness_error,
+            description,
+            tokens,
+            token_reduction,
         )
-        series = self.__dict__.setdefault("_saliency_series", {})
-        facts = _series_facts(step, method, token_reduction)
-        known = series.get(tag)
-        if known is not None and known != facts:
+        known = self._series_plugin_data(tag)
+        if known is not None and known.kind == pb.SALIENCY:
+            info = metadata.parse_plugin_data(summary_pb.value[0].metadata.plugin_data.content)
+            if info.saliency != known.saliency:
+                raise ValueError(
+                    f"tag {tag!r} holds {_said(known.saliency)}; log {_said(info.saliency)} "
+                    "under another tag"
+                )
+        self._write(summary_pb, global_step, walltime)
 
-            def said(f) -> str:
-                kind = "token ids" if f[2] else "inputs"
-                return f"{f[0] or 'unnamed'} maps of {kind} shaped {f[1]}"
 
-            raise ValueError(
-                f"tag {tag!r} holds {said(known)}; log {said(facts)} under another tag"
-            )
-        series[tag] = facts
-        plugin_data = saliency_plugin_data(*facts) if self._first_event(tag) else None
-        self._write(
-            blob_sequence_summary(tag, [step.SerializeToString()], plugin_data, description),
-            global_step,
-            walltime,
-        )
+def _said(info: pb.SaliencyInfo) -> str:
+    """A series' method and input shape, in words."""
+    kind = "token ids" if info.input_kind == "tokens" else "inputs"
+    return f"{info.method or 'unnamed'} maps of {kind} shaped {list(info.input_shape)}"

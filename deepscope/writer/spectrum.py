@@ -20,6 +20,7 @@ from deepscope.analysis import spectrum as spectrum_math
 from deepscope.proto import arrays
 from deepscope.proto import deepscope_pb2 as pb
 from deepscope.writer.summary import blob_sequence_summary
+from deepscope.writer.warning_location import stacklevel_outside_deepscope
 
 WeightOrSpectrum = torch.Tensor | np.ndarray | torch.nn.Module | spectrum_math.Spectrum
 
@@ -61,14 +62,14 @@ def compute_spectrum(
     if not isinstance(value, torch.Tensor):
         raise TypeError(
             "add_singular_values takes a weight (torch.Tensor or numpy array of 2 or more "
-            "dimensions), a torch.nn.Module, or a deepscope.analysis.spectrum.Spectrum; "
+            "dimensions), a torch.nn.Module, or a deepscope.Spectrum; "
             f"got {type(value).__name__}"
         )
     if value.ndim < 2:
         raise ValueError(
             f"add_singular_values needs a weight of 2 or more dimensions (e.g. a Linear's "
             f"(out, in)), got a tensor of shape {list(value.shape)}; to log singular values "
-            "you computed yourself, pass deepscope.analysis.spectrum.Spectrum("
+            "you computed yourself, pass deepscope.Spectrum("
             "singular_values=[groups, k] tensor, matrix_shape=(groups, rows, cols))"
         )
     if not value.is_floating_point():
@@ -178,22 +179,26 @@ def spectrum_pb(
         weight_or_singular_values, groups=groups, layer_kind=layer_kind, dtype=dtype
     )
     step = spectrum_step(spectrum)
-    _warn_if_failed(tag, step, stacklevel=3)
+    _warn_if_failed(tag, step)
     return spectrum_summary(tag, step, spectrum_info(spectrum), description)
 
 
-def _warn_if_failed(tag: str, step: pb.SpectrumStep, stacklevel: int) -> None:
+def _warn_if_failed(tag: str, step: pb.SpectrumStep) -> None:
+    """A RuntimeWarning for a failed step, at the user's line (the first outside deepscope)."""
     if step.error:
         warnings.warn(
             f"deepscope: spectrum of {tag!r} not measured: {step.error}; the step is "
             "recorded with its error and NaN metrics",
             RuntimeWarning,
-            stacklevel=stacklevel + 1,
+            stacklevel=stacklevel_outside_deepscope(),
         )
 
 
 class SpectrumSummaries:
-    """Mixin of `deepscope.SummaryWriter`: the spectrum `add_*` methods."""
+    """Mixin of `deepscope.SummaryWriter`: the spectrum `add_*` methods.
+
+    Needs the writer core's `_write` and `_series_plugin_data`.
+    """
 
     def add_singular_values(
         self,
@@ -213,7 +218,7 @@ class SpectrumSummaries:
           tag: the series, e.g. "spectra/layer1.0.conv1".
           weight_or_singular_values: a weight tensor (or numpy array) of 2 or
             more dimensions; a torch.nn.Module (its weight, kind and groups are
-            read); or a `deepscope.analysis.spectrum.Spectrum` computed before.
+            read); or a `deepscope.Spectrum` computed before.
           global_step: the training step.
           walltime: seconds since the epoch; now by default.
           groups: a grouped convolution's groups (a module gives its own).
@@ -228,13 +233,17 @@ class SpectrumSummaries:
         Raises:
           ValueError: a tensor of fewer than 2 dimensions (or other bad input).
         """
-        spectrum = compute_spectrum(
-            weight_or_singular_values, groups=groups, layer_kind=layer_kind, dtype=dtype
+        summary = spectrum_pb(
+            tag,
+            weight_or_singular_values,
+            groups=groups,
+            layer_kind=layer_kind,
+            dtype=dtype,
+            description=description,
         )
-        step = self.add_spectrum(tag, spectrum, global_step, walltime, description=description)
-        _warn_if_failed(tag, step, stacklevel=2)
+        self._write(summary, global_step, walltime)
 
-    def add_spectrum(
+    def _add_spectrum(
         self,
         tag: str,
         spectrum: spectrum_math.Spectrum,
@@ -246,8 +255,9 @@ class SpectrumSummaries:
         its errors)."""
         _check_spectrum(spectrum)
         step = spectrum_step(spectrum)
-        info = spectrum_info(spectrum) if self._first_event(tag) else None
-        self._write(spectrum_summary(tag, step, info, description), global_step, walltime)
+        self._write(
+            spectrum_summary(tag, step, spectrum_info(spectrum), description), global_step, walltime
+        )
         return step
 
     def add_unchanged_spectrum(
@@ -273,14 +283,12 @@ class SpectrumSummaries:
             raise ValueError(
                 f"unchanged_since_step must be a step >= 0, got {unchanged_since_step}"
             )
-        first = self._first_event(tag)
-        if first and info is None:
-            self._tags_with_metadata.discard(tag)
+        known = self._series_plugin_data(tag)
+        if info is None and (known is None or known.kind != pb.SPECTRUM):
             raise ValueError(
                 f"{tag!r} has no spectrum logged by this writer: log the measured spectrum "
                 "first (add_singular_values), or pass info=its SpectrumInfo"
             )
         step = unchanged_spectrum_step(unchanged_since_step)
-        summary = spectrum_summary(tag, step, info if first else None, description)
-        self._write(summary, global_step, walltime)
+        self._write(spectrum_summary(tag, step, info, description), global_step, walltime)
         return step

@@ -1,30 +1,64 @@
-"""Summary builders: plain functions that return a `Summary` protobuf.
+"""Summary protos every kind is written as, and the rule that metadata goes on a tag's first event.
 
-For people who write events with another writer (TensorFlow's, tensorboardX,
-their own): `file_writer.add_summary(update_ratios_pb(...), step)`.
-`deepscope.SummaryWriter` uses the same builders.
+Core: used by every kind. A kind's builder (`update_ratios_pb`, `spectrum_pb`,
+`channel_correlation_pb`, `saliency_pb`, ...) serializes its `*Step` and wraps
+it with one of the two containers here: `tensor_summary` for small per-step
+payloads (a scalar string tensor), `blob_sequence_summary` for large ones (a
+string vector, one blob each). Builders always include the series' metadata,
+so their `Summary` stands on its own for any writer
+(`file_writer.add_summary(spectrum_pb(...), step)`).
+
+TensorBoard keeps the metadata of a tag's first event only, so repeating it
+costs bytes and changes nothing. `FirstEventMetadata` is the one place that
+decides, for every kind, which event carries it: the first one of each tag a
+writer writes. `deepscope.SummaryWriter` passes every summary through it.
 """
 
 from __future__ import annotations
 
-import enum
-import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
-import numpy as np
 from tensorboard.compat.proto import summary_pb2, tensor_pb2, tensor_shape_pb2, types_pb2
 
 from deepscope import metadata
-from deepscope.proto import arrays
 from deepscope.proto import deepscope_pb2 as pb
 
 
+def _value(
+    tag: str, tensor: tensor_pb2.TensorProto, plugin_data: pb.PluginData | None, description: str
+) -> summary_pb2.Summary:
+    value = summary_pb2.Summary.Value(tag=tag, tensor=tensor)
+    if plugin_data is not None:
+        value.metadata.CopyFrom(
+            metadata.create_summary_metadata(plugin_data, description=description)
+        )
+    return summary_pb2.Summary(value=[value])
+
+
 def _string_tensor(payload: bytes) -> tensor_pb2.TensorProto:
+    """A scalar string tensor holding `payload`."""
     return tensor_pb2.TensorProto(
         dtype=types_pb2.DT_STRING,
         tensor_shape=tensor_shape_pb2.TensorShapeProto(),
         string_val=[payload],
     )
+
+
+def tensor_summary(
+    tag: str,
+    payload: bytes,
+    plugin_data: pb.PluginData | None,
+    description: str = "",
+) -> summary_pb2.Summary:
+    """A `Summary` holding one step of a tensor series (update ratios): a scalar string tensor.
+
+    Args:
+      payload: the step's serialized `*Step` message.
+      plugin_data: the series' constant facts for its metadata; None leaves the
+        metadata out.
+      description: shown by TensorBoard next to the tag (in the metadata).
+    """
+    return _value(tag, _string_tensor(payload), plugin_data, description)
 
 
 def blob_sequence_summary(
@@ -39,7 +73,8 @@ def blob_sequence_summary(
       blobs: the step's blobs; by deepscope's convention the first is the
         kind's serialized `*Step` message.
       plugin_data: the series' constant facts for its metadata; None leaves the
-        metadata out (TensorBoard keeps only a series' first metadata).
+        metadata out.
+      description: shown by TensorBoard next to the tag (in the metadata).
     """
     tensor = tensor_pb2.TensorProto(
         dtype=types_pb2.DT_STRING,
@@ -48,171 +83,92 @@ def blob_sequence_summary(
         ),
         string_val=list(blobs),
     )
-    value = summary_pb2.Summary.Value(tag=tag, tensor=tensor)
-    if plugin_data is not None:
-        value.metadata.CopyFrom(
-            metadata.create_summary_metadata(plugin_data, description=description)
-        )
-    return summary_pb2.Summary(value=[value])
+    return _value(tag, tensor, plugin_data, description)
 
 
-def update_ratios_step(
-    names: Sequence[str],
-    values: np.ndarray,
-    no_update: Sequence[int] = (),
-    series_names: Sequence[str] | None = None,
-    steps: Sequence[int] | None = None,
-    wall_times: Sequence[float] | None = None,
-    zero_weight: Sequence[int] = (),
-) -> pb.UpdateRatiosStep:
-    """One event's `UpdateRatiosStep`: one step, or a block of K steps.
+class SeriesKindError(ValueError):
+    """A tag already holds a series of another kind in this writer."""
 
-    Args:
-      names: parameter names, P of them.
-      values: float ratios ‖ΔW‖/‖W‖, shape [P] for one step or [K, P] for a
-        block; non-finite values are kept.
-      no_update: indices into the flattened values of parameters that got no
-        update (their value is ignored).
-      zero_weight: indices into the flattened values of parameters whose
-        weight was exactly zero before the step and moved (a zero-initialised
-        bias): the ratio is undefined there, not a numerical fault (their
-        value is ignored and stored as NaN).
-      series_names: the names in the series' metadata; if they differ from
-        `names` the event carries its own.
-      steps, wall_times: for a block, the global step and wall time of each row.
+
+class FirstEventMetadata:
+    """Which of a writer's events carry their series' metadata: each tag's first one.
+
+    `keep_first(summary)` removes the metadata of every value whose tag already
+    had its metadata written through this object, and remembers the
+    `PluginData` of those that keep it (`plugin_data(tag)`), so a kind can read
+    its series' facts (e.g. the parameter names of an update-ratio series)
+    without keeping its own record. An event without metadata claims nothing:
+    a later one with metadata is still the tag's first.
     """
-    values = np.asarray(values, dtype=np.float32)
-    if values.ndim > 2 or values.shape[-1:] != (len(names),):
-        raise ValueError(
-            f"{len(names)} parameter names need values of shape [{len(names)}] or "
-            f"[steps, {len(names)}], got {list(values.shape)}"
-        )
-    if len(set(names)) != len(names):
-        raise ValueError("parameter names must be unique")
-    block = values.ndim == 2
-    if block != (steps is not None) or (steps is None) != (wall_times is None):
-        raise ValueError("a block of values [K, P] needs steps and wall_times, one per row")
-    if block and not (len(steps) == len(wall_times) == values.shape[0]):
-        raise ValueError(f"{values.shape[0]} rows need as many steps and wall times")
-    no_update = _sorted_indices(no_update, values.size, "no_update")
-    zero_weight = _sorted_indices(zero_weight, values.size, "zero_weight")
-    both = set(no_update) & set(zero_weight)
-    if both:
-        raise ValueError(
-            f"value {min(both)} is marked both no_update and zero_weight; a parameter "
-            "that did not move is no_update"
-        )
-    if no_update or zero_weight:
-        values = values.copy()
-        values.reshape(-1)[no_update + zero_weight] = np.nan
-    step = pb.UpdateRatiosStep(
-        ratios=arrays.encode_array(values),
-        no_update=no_update,
-        zero_weight=zero_weight,
-        names_crc32=metadata.names_crc32(names),
-    )
-    if block:
-        step.steps.extend(int(s) for s in steps)
-        step.wall_times.extend(float(t) for t in wall_times)
-    if series_names is not None and list(series_names) != list(names):
-        step.names.extend(names)
-    return step
+
+    def __init__(self) -> None:
+        # tag → (the metadata's serialized content, its parsed PluginData)
+        self._written: dict[str, tuple[bytes, pb.PluginData]] = {}
+
+    def plugin_data(self, tag: str) -> pb.PluginData | None:
+        """The `PluginData` written in `tag`'s metadata, or None before its first event."""
+        written = self._written.get(tag)
+        return None if written is None else written[1]
+
+    def check(self, summary: summary_pb2.Summary) -> None:
+        """Raise `SeriesKindError` if a value's metadata is of another kind than its tag's series.
+
+        TensorBoard reads a tag as one series of one kind: another kind's
+        steps under it would be unreadable.
+        """
+        for value in summary.value:
+            if not value.HasField("metadata"):
+                continue
+            written = self._written.get(value.tag)
+            content = value.metadata.plugin_data.content
+            if written is None or written[0] == content:
+                continue
+            kind = metadata.parse_plugin_data(content).kind
+            if kind != written[1].kind:
+                raise SeriesKindError(
+                    f"tag {value.tag!r} holds a {metadata.KIND_NAMES.get(written[1].kind)} "
+                    f"series in this writer; log the {metadata.KIND_NAMES.get(kind)} "
+                    "under another tag"
+                )
+
+    def keep_first(self, summary: summary_pb2.Summary) -> summary_pb2.Summary:
+        """`summary` (changed in place) with metadata only on its tags' first events.
+
+        Raises:
+          SeriesKindError: a value's metadata is of another kind than its tag's
+            series (nothing is changed or recorded then).
+        """
+        self.check(summary)
+        for value in summary.value:
+            if not value.HasField("metadata"):
+                continue
+            if value.tag in self._written:
+                value.ClearField("metadata")
+                continue
+            content = value.metadata.plugin_data.content
+            self._written[value.tag] = (content, metadata.parse_plugin_data(content))
+        return summary
 
 
-def _sorted_indices(indices: Sequence[int], size: int, what: str) -> list[int]:
-    """`indices` as sorted unique ints, each checked to lie in [0, size)."""
-    result = sorted({int(i) for i in indices})
-    if result and not 0 <= result[0] <= result[-1] < size:
-        raise ValueError(f"{what} index out of range for {size} values")
-    return result
+# Transitional: the update-ratio builders moved to deepscope.writer.update_ratios.
+# Callers outside the writer (deepscope/__init__.py, tests) still import them from
+# here; remove this once they import from update_ratios.
+_MOVED_TO_UPDATE_RATIOS = frozenset(
+    {
+        "update_ratios_step",
+        "update_ratios_pb",
+        "update_ratios_summary",
+        "ratios_from_mapping",
+        "ZERO_WEIGHT",
+        "RatioValue",
+        "RatioMark",
+    }
+)
 
 
-class RatioMark(enum.Enum):
-    """A ratio mapping's value that is not a number (see `ZERO_WEIGHT`)."""
+def __getattr__(name: str):
+    if name in _MOVED_TO_UPDATE_RATIOS:
+        from deepscope.writer import update_ratios
 
-    ZERO_WEIGHT = "zero_weight"
-
-    def __repr__(self) -> str:
-        return f"deepscope.{self.name}"
-
-
-# A ratio mapping's value for a parameter whose weight was exactly zero before
-# the step and moved (a zero-initialised bias): ‖ΔW‖/‖W‖ is undefined there.
-ZERO_WEIGHT = RatioMark.ZERO_WEIGHT
-
-RatioValue = float | None | RatioMark
-
-
-def ratios_from_mapping(
-    ratios: Mapping[str, RatioValue],
-) -> tuple[list[str], np.ndarray, list[int], list[int]]:
-    """Split name → ratio into names, float32 values, no-update and zero-weight indices.
-
-    A value is a number, None (no update) or `ZERO_WEIGHT` (the weight was 0
-    before the step and moved; the ratio is undefined).
-    """
-    if not isinstance(ratios, Mapping) or not ratios:
-        raise ValueError(
-            "ratios must be a non-empty mapping of parameter name to ‖ΔW‖/‖W‖, "
-            'e.g. {"fc.weight": 1.2e-3} (None marks a parameter that got no update, '
-            "deepscope.ZERO_WEIGHT one whose weight was zero before the step)"
-        )
-    names = [str(name) for name in ratios]
-    values = np.empty(len(names), dtype=np.float32)
-    no_update, zero_weight = [], []
-    for i, value in enumerate(ratios.values()):
-        if value is None or value is ZERO_WEIGHT:
-            (no_update if value is None else zero_weight).append(i)
-            values[i] = math.nan
-            continue
-        try:
-            with np.errstate(over="ignore"):  # beyond float32 is stored as inf, as measured
-                values[i] = float(value)
-        except (TypeError, ValueError) as error:
-            raise ValueError(
-                f"ratio for {names[i]!r} must be a number, None (no update) or "
-                f"deepscope.ZERO_WEIGHT (zero weight before the step), got {value!r}"
-            ) from error
-    return names, values, no_update, zero_weight
-
-
-def update_ratios_pb(
-    tag: str, ratios: Mapping[str, RatioValue], description: str = ""
-) -> summary_pb2.Summary:
-    """A `Summary` with one step of update ratios, its metadata included.
-
-    Args:
-      tag: the series' name, e.g. "model" or "update_ratios".
-      ratios: parameter name → ‖ΔW‖₂/‖W‖₂ of this step; None marks a parameter
-        that got no update, `deepscope.ZERO_WEIGHT` one whose weight was exactly
-        zero before the step and moved (the ratio is undefined, e.g. a fresh
-        bias at step 0). Values may be floats or 0-d tensors/arrays.
-      description: shown by TensorBoard next to the tag.
-    """
-    names, values, no_update, zero_weight = ratios_from_mapping(ratios)
-    step = update_ratios_step(names, values, no_update, zero_weight=zero_weight)
-    return update_ratios_summary(tag, step, metadata_names=names, description=description)
-
-
-def update_ratios_summary(
-    tag: str,
-    step: pb.UpdateRatiosStep,
-    metadata_names: Sequence[str] | None,
-    description: str = "",
-) -> summary_pb2.Summary:
-    """Wrap an `UpdateRatiosStep` in a `Summary`.
-
-    Args:
-      metadata_names: the series' parameter names for its metadata; None leaves
-        the metadata out (TensorBoard keeps only a series' first metadata, so a
-        writer that already wrote it saves the bytes).
-    """
-    value = summary_pb2.Summary.Value(tag=tag, tensor=_string_tensor(step.SerializeToString()))
-    if metadata_names is not None:
-        plugin_data = pb.PluginData(
-            kind=pb.UPDATE_RATIOS, update_ratios=pb.UpdateRatiosInfo(names=list(metadata_names))
-        )
-        value.metadata.CopyFrom(
-            metadata.create_summary_metadata(plugin_data, description=description)
-        )
-    return summary_pb2.Summary(value=[value])
+        return getattr(update_ratios, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

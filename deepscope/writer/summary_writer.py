@@ -1,25 +1,41 @@
 """`deepscope.SummaryWriter`: torch's SummaryWriter with deepscope's `add_*` verbs.
 
 It writes into the same event files as the user's scalars, so one
-`tensorboard --logdir` shows both.
+`tensorboard --logdir` shows both. The core here is shared by every kind:
+each `add_*` (in its kind's mixin) builds its `Summary` with the kind's public
+builder and hands it to `_write`, which keeps the metadata on each tag's first
+event only (`summary.FirstEventMetadata`), warns about names the fast data
+server cannot read, and writes. `register_flush_hook` lets a monitor write
+what it holds before the file is flushed or closed.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+import warnings
+from collections import OrderedDict
+from collections.abc import Callable
 
-import numpy as np
+from tensorboard.compat.proto import summary_pb2
+from torch.utils.hooks import RemovableHandle
 from torch.utils.tensorboard import SummaryWriter as _TorchSummaryWriter
 
-from deepscope.writer import summary
+from deepscope.proto import deepscope_pb2 as pb
+from deepscope.writer import fast_loader_names
 from deepscope.writer.correlation import CorrelationSummaries
 from deepscope.writer.saliency import SaliencySummaries
 from deepscope.writer.spectrum import SpectrumSummaries
+from deepscope.writer.summary import FirstEventMetadata
+from deepscope.writer.update_ratios import UpdateRatioSummaries
+from deepscope.writer.warning_location import stacklevel_outside_deepscope
 
 
 class SummaryWriter(
-    SpectrumSummaries, CorrelationSummaries, SaliencySummaries, _TorchSummaryWriter
+    UpdateRatioSummaries,
+    SpectrumSummaries,
+    CorrelationSummaries,
+    SaliencySummaries,
+    _TorchSummaryWriter,
 ):
     """A `torch.utils.tensorboard.SummaryWriter` with deepscope's summaries.
 
@@ -29,145 +45,107 @@ class SummaryWriter(
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        # Tag → the parameter names this writer put in the tag's metadata.
-        self._update_ratio_names: dict[str, list[str]] = {}
-        # Tags whose metadata this writer has written (it goes in a tag's first event only).
-        self._tags_with_metadata: set[str] = set()
+        self._metadata = FirstEventMetadata()
+        # handle id → callback (an OrderedDict: RemovableHandle keeps a weak reference to it)
+        self._flush_hooks: OrderedDict[int, Callable[[], object]] = OrderedDict()
+        self._running_flush_hooks = False
+        self._warned_names: set[tuple[str, str]] = set()
 
-    def _first_event(self, tag: str) -> bool:
-        """True the first time it is asked about `tag`: that event carries the metadata."""
-        if tag in self._tags_with_metadata:
-            return False
-        self._tags_with_metadata.add(tag)
-        return True
+    # -- writing --------------------------------------------------------------
 
-    def add_update_ratios(
+    def _series_plugin_data(self, tag: str) -> pb.PluginData | None:
+        """The `PluginData` this writer put in `tag`'s metadata (None before its first event)."""
+        return self._metadata.plugin_data(tag)
+
+    def _write(
         self,
-        tag: str,
-        ratios: Mapping[str, summary.RatioValue],
-        global_step: int | None = None,
-        walltime: float | None = None,
-        description: str = "",
+        summary_pb: summary_pb2.Summary,
+        global_step: int | None,
+        walltime: float | None,
     ) -> None:
-        """Log one step of update-to-weight ratios ‖ΔW‖₂/‖W‖₂.
+        """Write a builder's `Summary`; its metadata is kept on each tag's first event only.
 
-        Args:
-          tag: the series, e.g. "model".
-          ratios: parameter name → ratio (float or 0-d tensor); None marks a
-            parameter that got no update in this step, `deepscope.ZERO_WEIGHT`
-            one whose weight was exactly zero before the step and moved (the
-            ratio is undefined: a fresh bias at step 0). Non-finite values are
-            kept and shown as such.
-          global_step: the training step.
-          walltime: seconds since the epoch; now by default.
-          description: shown next to the tag.
+        `summary_pb` is changed in place (metadata removed where it repeats).
+
+        Raises:
+          summary.SeriesKindError: a tag already holds another kind's series.
         """
-        names, values, no_update, zero_weight = summary.ratios_from_mapping(ratios)
-        self.add_update_ratio_values(
-            tag, names, values, no_update, global_step, walltime, description, zero_weight
-        )
-
-    def add_update_ratio_values(
-        self,
-        tag: str,
-        names: Sequence[str],
-        values: np.ndarray,
-        no_update: Sequence[int] = (),
-        global_step: int | None = None,
-        walltime: float | None = None,
-        description: str = "",
-        zero_weight: Sequence[int] = (),
-    ) -> None:
-        """`add_update_ratios` for names and float values of shape [len(names)].
-
-        `no_update` holds the indices of parameters that got no update,
-        `zero_weight` those whose weight was exactly zero before the step and
-        moved (the ratio is undefined); the values there are ignored.
-        """
-        self._add_update_ratios_event(
-            tag,
-            names,
-            values,
-            no_update,
-            zero_weight,
-            None,
-            None,
-            global_step,
-            walltime,
-            description,
-        )
-
-    def add_update_ratio_block(
-        self,
-        tag: str,
-        names: Sequence[str],
-        values: np.ndarray,
-        steps: Sequence[int],
-        wall_times: Sequence[float],
-        no_update: np.ndarray | None = None,
-        description: str = "",
-        zero_weight: np.ndarray | None = None,
-    ) -> None:
-        """Log K steps of update ratios in one event (what watch() does).
-
-        Fewer, larger events keep reads fast: TensorBoard's cost per read, and
-        its sampling, count events. The event is filed under the last step.
-
-        Args:
-          values: float ratios, shape [K, len(names)], row k at `steps[k]`.
-          steps, wall_times: K ascending global steps and their wall times.
-          no_update: bool [K, len(names)], True where a parameter got no update.
-          zero_weight: bool [K, len(names)], True where a parameter's weight was
-            exactly zero before the step and moved (the ratio is undefined).
-        """
-        values = np.asarray(values, dtype=np.float32)
-        flat_no_update = () if no_update is None else np.flatnonzero(no_update)
-        flat_zero_weight = () if zero_weight is None else np.flatnonzero(zero_weight)
-        self._add_update_ratios_event(
-            tag,
-            names,
-            values,
-            flat_no_update,
-            flat_zero_weight,
-            steps,
-            wall_times,
-            int(steps[-1]) if len(steps) else None,
-            float(wall_times[-1]) if len(wall_times) else None,
-            description,
-        )
-
-    def _add_update_ratios_event(
-        self,
-        tag,
-        names,
-        values,
-        no_update,
-        zero_weight,
-        steps,
-        wall_times,
-        global_step,
-        walltime,
-        description,
-    ) -> None:
-        series_names = self._update_ratio_names.get(tag)
-        step = summary.update_ratios_step(
-            names,
-            values,
-            no_update,
-            series_names,
-            steps=steps,
-            wall_times=wall_times,
-            zero_weight=zero_weight,
-        )
-        metadata_names = None
-        if series_names is None:
-            metadata_names = self._update_ratio_names[tag] = list(names)
-        self._write(
-            summary.update_ratios_summary(tag, step, metadata_names, description),
-            global_step,
-            walltime,
-        )
-
-    def _write(self, summary_pb, global_step: int | None, walltime: float | None) -> None:
+        first = [
+            value
+            for value in summary_pb.value
+            if value.HasField("metadata") and self._metadata.plugin_data(value.tag) is None
+        ]
+        self._metadata.keep_first(summary_pb)
         walltime = time.time() if walltime is None else walltime
         self._get_file_writer().add_summary(summary_pb, global_step, walltime)
+        for value in first:  # after the write: a warning turned into an error loses nothing
+            if value.metadata.data_class == summary_pb2.DATA_CLASS_BLOB_SEQUENCE:
+                self._warn_unreadable_names(value.tag)
+
+    def _warn_unreadable_names(self, tag: str) -> None:
+        """Warn, once per name, when the tag or the log dir defeats the fast data server.
+
+        Only blob-sequence series are affected: the fast data server reads
+        update ratios (a tensor series) of any name.
+        """
+        for what, name, char in (
+            (
+                "log dir",
+                str(self.log_dir),
+                fast_loader_names.unreadable_log_dir_character(str(self.log_dir)),
+            ),
+            ("tag", tag, fast_loader_names.unreadable_character(tag)),
+        ):
+            if char is None or (what, name) in self._warned_names:
+                continue
+            self._warned_names.add((what, name))
+            warnings.warn(
+                fast_loader_names.unreadable_name_message(what, name, char),
+                UserWarning,
+                stacklevel=stacklevel_outside_deepscope(),
+            )
+
+    # -- flushing ---------------------------------------------------------------
+
+    def register_flush_hook(self, callback: Callable[[], object]) -> RemovableHandle:
+        """Call `callback()` at the start of every `flush()` and `close()`; returns its handle.
+
+        For a monitor that holds measurements (a block of update ratios): it
+        writes them before the file is flushed. `handle.remove()` unregisters
+        it. An exception in a callback is warned about (RuntimeWarning) and the
+        flush goes on; a flush from inside a callback does not call the
+        callbacks again.
+        """
+        if not callable(callback):
+            raise TypeError(f"callback must be callable, got {type(callback).__name__}")
+        handle = RemovableHandle(self._flush_hooks)
+        self._flush_hooks[handle.id] = callback
+        return handle
+
+    def _run_flush_hooks(self) -> None:
+        if self._running_flush_hooks or self.all_writers is None:
+            return
+        self._running_flush_hooks = True
+        try:
+            for callback in list(self._flush_hooks.values()):
+                try:
+                    callback()
+                except Exception as error:  # a monitor's failure never stops the flush
+                    warnings.warn(
+                        f"deepscope: flush hook {callback!r} raised {type(error).__name__}: "
+                        f"{error}; the writer flushes anyway",
+                        RuntimeWarning,
+                        stacklevel=3,
+                    )
+        finally:
+            self._running_flush_hooks = False
+
+    def flush(self) -> None:
+        """Run the flush hooks, then flush the event files to disk."""
+        self._run_flush_hooks()
+        super().flush()
+
+    def close(self) -> None:
+        """Run the flush hooks, then flush and close the event files (again: nothing)."""
+        self._run_flush_hooks()
+        super().close()

@@ -1,4 +1,4 @@
-"""deepscope.writer.summary: the Summary protos an update-ratio step is written as."""
+"""deepscope.writer.update_ratios: the Summary protos an update-ratio step is written as."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import deepscope
 from deepscope import metadata
 from deepscope.proto import arrays
 from deepscope.proto import deepscope_pb2 as pb
-from deepscope.writer import summary
+from deepscope.writer import update_ratios
 
 
 def _only_value(result: summary_pb2.Summary) -> summary_pb2.Summary.Value:
@@ -32,12 +32,12 @@ def _step_of(value: summary_pb2.Summary.Value) -> pb.UpdateRatiosStep:
 
 
 def test_update_ratios_pb_is_exported_from_the_package():
-    assert deepscope.update_ratios_pb is summary.update_ratios_pb
+    assert deepscope.update_ratios_pb is update_ratios.update_ratios_pb
 
 
 def test_update_ratios_pb_structure_and_values():
     ratios = {"fc1.weight": 1.25e-3, "fc1.bias": 0.1, "fc2.weight": 7.0, "fc2.bias": 1e-9}
-    value = _only_value(summary.update_ratios_pb("model", ratios, description="per layer"))
+    value = _only_value(update_ratios.update_ratios_pb("model", ratios, description="per layer"))
     assert value.tag == "model"
 
     meta = value.metadata
@@ -60,7 +60,7 @@ def test_update_ratios_pb_structure_and_values():
 
 def test_none_marks_no_update():
     ratios = OrderedDict([("a", 1e-3), ("b", None), ("c", 2e-3), ("d", None)])
-    step = _step_of(_only_value(summary.update_ratios_pb("t", ratios)))
+    step = _step_of(_only_value(update_ratios.update_ratios_pb("t", ratios)))
     assert list(step.no_update) == [1, 3]
     decoded = arrays.decode_array(step.ratios)
     assert decoded[0] == np.float32(1e-3) and decoded[2] == np.float32(2e-3)
@@ -69,7 +69,7 @@ def test_none_marks_no_update():
 
 def test_non_finite_values_are_kept():
     ratios = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf, "ok": 0.5}
-    step = _step_of(_only_value(summary.update_ratios_pb("t", ratios)))
+    step = _step_of(_only_value(update_ratios.update_ratios_pb("t", ratios)))
     decoded = arrays.decode_array(step.ratios)
     assert np.isnan(decoded[0])
     assert decoded[1] == np.inf and decoded[2] == -np.inf and decoded[3] == 0.5
@@ -78,7 +78,9 @@ def test_non_finite_values_are_kept():
 
 @pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
 def test_values_beyond_float32_become_inf_and_tiny_ones_float32():
-    step = _step_of(_only_value(summary.update_ratios_pb("t", {"big": 1e300, "small": 1e-300})))
+    step = _step_of(
+        _only_value(update_ratios.update_ratios_pb("t", {"big": 1e300, "small": 1e-300}))
+    )
     decoded = arrays.decode_array(step.ratios)
     assert decoded[0] == np.inf
     assert decoded[1] == np.float32(1e-300)  # 0.0
@@ -100,14 +102,14 @@ def test_values_beyond_float32_become_inf_and_tiny_ones_float32():
     ids=["t0d", "t64", "t1elem", "tint", "np32", "np64", "np0d", "npint", "int"],
 )
 def test_tensors_and_numpy_scalars_accepted(value, expected):
-    step = _step_of(_only_value(summary.update_ratios_pb("t", {"w": value})))
+    step = _step_of(_only_value(update_ratios.update_ratios_pb("t", {"w": value})))
     assert arrays.decode_array(step.ratios).tolist() == [np.float32(expected)]
 
 
 @pytest.mark.parametrize("bad", [{}, [("a", 1.0)], None, "a=1", 0.5], ids=repr)
 def test_empty_or_non_mapping_raises_helpful_value_error(bad):
     with pytest.raises(ValueError, match="non-empty mapping") as caught:
-        summary.update_ratios_pb("t", bad)
+        update_ratios.update_ratios_pb("t", bad)
     assert "None" in str(caught.value)  # it also says how to mark no update
 
 
@@ -118,7 +120,7 @@ def test_empty_or_non_mapping_raises_helpful_value_error(bad):
 )
 def test_non_numeric_value_raises_value_error_naming_the_parameter(bad):
     with pytest.raises(ValueError) as caught:
-        summary.update_ratios_pb("t", {"ok": 1.0, "fc.weight": bad})
+        update_ratios.update_ratios_pb("t", {"ok": 1.0, "fc.weight": bad})
     message = str(caught.value)
     assert "'fc.weight'" in message
     assert "must be a number, None (no update) or deepscope.ZERO_WEIGHT" in message
@@ -126,28 +128,28 @@ def test_non_numeric_value_raises_value_error_naming_the_parameter(bad):
 
 def test_update_ratios_step_duplicate_names_raise():
     with pytest.raises(ValueError, match="unique"):
-        summary.update_ratios_step(["a", "b", "a"], np.ones(3))
+        update_ratios.update_ratios_step(["a", "b", "a"], np.ones(3))
 
 
 def test_mapping_keys_that_stringify_alike_raise_as_duplicates():
     with pytest.raises(ValueError, match="unique"):
-        summary.update_ratios_pb("t", {1: 0.1, "1": 0.2})
+        update_ratios.update_ratios_pb("t", {1: 0.1, "1": 0.2})
 
 
 def test_update_ratios_step_length_mismatch_raises():
     with pytest.raises(ValueError, match=r"2 parameter names need values of shape \[2\]"):
-        summary.update_ratios_step(["a", "b"], np.ones(3))
+        update_ratios.update_ratios_step(["a", "b"], np.ones(3))
 
 
 @pytest.mark.parametrize("index", [-1, 3, 100])
 def test_update_ratios_step_no_update_index_out_of_range_raises(index):
     with pytest.raises(ValueError, match="out of range"):
-        summary.update_ratios_step(["a", "b", "c"], np.ones(3), no_update=[index])
+        update_ratios.update_ratios_step(["a", "b", "c"], np.ones(3), no_update=[index])
 
 
 def test_update_ratios_step_no_update_overrides_value_and_is_sorted_unique():
     values = np.array([1.0, 2.0, 3.0, 4.0])
-    step = summary.update_ratios_step(["a", "b", "c", "d"], values, no_update=[3, 1, 3])
+    step = update_ratios.update_ratios_step(["a", "b", "c", "d"], values, no_update=[3, 1, 3])
     assert list(step.no_update) == [1, 3]
     decoded = arrays.decode_array(step.ratios)
     assert decoded[0] == 1.0 and decoded[2] == 3.0
@@ -156,25 +158,25 @@ def test_update_ratios_step_no_update_overrides_value_and_is_sorted_unique():
 
 
 def test_update_ratios_step_names_only_when_they_differ_from_the_series():
-    same = summary.update_ratios_step(["a", "b"], [1.0, 2.0], series_names=["a", "b"])
+    same = update_ratios.update_ratios_step(["a", "b"], [1.0, 2.0], series_names=["a", "b"])
     assert list(same.names) == []
-    reordered = summary.update_ratios_step(["b", "a"], [1.0, 2.0], series_names=["a", "b"])
+    reordered = update_ratios.update_ratios_step(["b", "a"], [1.0, 2.0], series_names=["a", "b"])
     assert list(reordered.names) == ["b", "a"]
-    other = summary.update_ratios_step(["a", "c"], [1.0, 2.0], series_names=("a", "b"))
+    other = update_ratios.update_ratios_step(["a", "c"], [1.0, 2.0], series_names=("a", "b"))
     assert list(other.names) == ["a", "c"]
     assert other.names_crc32 == zlib.crc32(b"a\nc")
 
 
 def test_update_ratios_summary_without_metadata():
-    step = summary.update_ratios_step(["a"], [0.5])
-    value = _only_value(summary.update_ratios_summary("t", step, metadata_names=None))
+    step = update_ratios.update_ratios_step(["a"], [0.5])
+    value = _only_value(update_ratios.update_ratios_summary("t", step, metadata_names=None))
     assert not value.HasField("metadata")
     assert _step_of(value) == step
 
 
 def test_zero_weight_marks_are_stored_apart_from_no_update_as_nan():
     values = np.array([1.0, 2.0, 3.0, 4.0])
-    step = summary.update_ratios_step(
+    step = update_ratios.update_ratios_step(
         ["a", "b", "c", "d"], values, no_update=[1], zero_weight=[3, 0, 3]
     )
     assert list(step.zero_weight) == [0, 3]
@@ -187,18 +189,18 @@ def test_zero_weight_marks_are_stored_apart_from_no_update_as_nan():
 @pytest.mark.parametrize("index", [-1, 4])
 def test_zero_weight_index_out_of_range_raises(index):
     with pytest.raises(ValueError, match="zero_weight index out of range"):
-        summary.update_ratios_step(["a", "b", "c", "d"], np.ones(4), zero_weight=[index])
+        update_ratios.update_ratios_step(["a", "b", "c", "d"], np.ones(4), zero_weight=[index])
 
 
 def test_a_value_marked_both_no_update_and_zero_weight_raises():
     with pytest.raises(ValueError, match="both no_update and zero_weight"):
-        summary.update_ratios_step(["a", "b"], np.ones(2), no_update=[1], zero_weight=[1])
+        update_ratios.update_ratios_step(["a", "b"], np.ones(2), no_update=[1], zero_weight=[1])
 
 
 def test_mapping_value_zero_weight_marks_the_parameter():
-    assert repr(summary.ZERO_WEIGHT) == "deepscope.ZERO_WEIGHT"
-    pb_summary = summary.update_ratios_pb(
-        "t", {"w": 1e-3, "b": summary.ZERO_WEIGHT, "frozen": None}
+    assert repr(update_ratios.ZERO_WEIGHT) == "deepscope.ZERO_WEIGHT"
+    pb_summary = update_ratios.update_ratios_pb(
+        "t", {"w": 1e-3, "b": update_ratios.ZERO_WEIGHT, "frozen": None}
     )
     step = _step_of(_only_value(pb_summary))
     assert list(step.zero_weight) == [1]
