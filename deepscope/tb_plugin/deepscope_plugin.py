@@ -1,36 +1,42 @@
 """The deepscope TensorBoard plugin: routes under /data/plugin/deepscope/.
 
-Every route is documented in docs/http_api.md. Responses go through
-`http_util.Respond`; bad arguments raise `errors.InvalidArgumentError` (400),
-unknown runs, tags and parameters `errors.NotFoundError` (404), each with a
-message a person can act on.
+The route table is `/index.js`, `/tags`, `/kinds` and each kind's own routes,
+from the kind registry (`deepscope.kinds.KINDS`). Every route is documented in
+docs/http_api.md. Responses go through `http_util.Respond`; bad arguments raise
+`errors.InvalidArgumentError` (400), unknown runs, tags and parameters
+`errors.NotFoundError` (404), each with a message a person can act on, which
+TensorBoard sends as plain text. Any other exception (damaged data, a bug) is
+caught by the plugin's safety net and answered 422 in plain text naming the
+route, run, tag and step, never with TensorBoard's opaque HTML 500.
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
-import numpy as np
 import werkzeug
 from tensorboard import errors, plugin_util
 from tensorboard.backend import json_util
+from tensorboard.compat.proto import summary_pb2
 from tensorboard.plugins import base_plugin
 
-from deepscope import metadata
-from deepscope.tb_plugin import blob_steps, responses, series
-from deepscope.tb_plugin.correlation_routes import CorrelationRoutes
+from deepscope import kinds, metadata
+from deepscope.tb_plugin import responses, series
 from deepscope.tb_plugin.route_context import RouteContext
-from deepscope.tb_plugin.saliency_routes import SaliencyRoutes
-from deepscope.tb_plugin.spectrum_routes import SpectrumRoutes
+
+logger = logging.getLogger(__name__)
 
 _STATIC = Path(__file__).parent / "static"
-_FORMATS = ("json", "base64")
-_EXAMPLE = "update_ratios?run=RUN&tag=TAG"
-# Decoded update-ratio series and whole update_ratios responses remembered, by the
-# series' version (its listing's max step and wall time): a 10,000-step x 201-parameter
-# series is 8 MB decoded and 11 MB as base64 JSON.
-_SERIES_BYTES = 64 * 1024 * 1024
-_BODY_BYTES = 64 * 1024 * 1024
+# The status of an answer to an unexpected exception: the request was understood, but the
+# data behind it could not be processed (damaged, or a case deepscope gets wrong).
+UNEXPECTED_ERROR_STATUS = 422
+# Query parameters an unexpected error's message names, in this order.
+_NAMED_ARGS = ("run", "tag", "step")
+_DATA_CLASS_NAMES = {
+    summary_pb2.DATA_CLASS_TENSOR: "tensor",
+    summary_pb2.DATA_CLASS_BLOB_SEQUENCE: "blob_sequence",
+}
 
 
 class DeepscopePlugin(base_plugin.TBPlugin):
@@ -39,27 +45,24 @@ class DeepscopePlugin(base_plugin.TBPlugin):
     plugin_name = metadata.PLUGIN_NAME
 
     def __init__(self, context: base_plugin.TBContext):
-        self._data_provider = context.data_provider
         self._catalog = series.SeriesCatalog(context.data_provider)
-        self._downsample = (context.sampling_hints or {}).get(metadata.PLUGIN_NAME)
-        route_context = RouteContext(context.data_provider, self._catalog, self._downsample)
-        self._kind_routes = [
-            SpectrumRoutes(route_context),
-            CorrelationRoutes(route_context),
-            SaliencyRoutes(route_context),
-        ]
-        self._update_ratios = blob_steps.LRUCache(_SERIES_BYTES, weigh=lambda r: r.nbytes)
-        self._update_ratio_bodies = blob_steps.LRUCache(_BODY_BYTES, weigh=lambda b: b.nbytes)
+        downsample = (context.sampling_hints or {}).get(metadata.PLUGIN_NAME)
+        route_context = RouteContext(context.data_provider, self._catalog, downsample)
+        # Each kind's routes, in registry order.
+        self._kind_routes = [kind.load_routes()(route_context) for kind in kinds.KINDS]
 
     def get_plugin_apps(self):
         apps = {
             "/index.js": self._serve_index_js,
             "/tags": self._serve_tags,
-            "/update_ratios": self._serve_update_ratios,
+            "/kinds": self._serve_kinds,
         }
-        for routes in self._kind_routes:
-            apps.update(routes.apps())
-        return apps
+        for kind, routes in zip(kinds.KINDS, self._kind_routes):
+            for route, app in routes.apps().items():
+                if route in apps:
+                    raise ValueError(f"kind {kind.name} serves {route}, which is already served")
+                apps[route] = app
+        return {route: _safety_net(route, app) for route, app in apps.items()}
 
     def is_active(self) -> bool:
         # Listed through data_provider.list_plugins(); nothing slow here.
@@ -89,81 +92,53 @@ class DeepscopePlugin(base_plugin.TBPlugin):
         return responses.respond_json(request, json_util.Cleanse(body))
 
     @werkzeug.wrappers.Request.application
-    def _serve_update_ratios(self, request):
-        run = responses.required_arg(request, "run", _EXAMPLE)
-        tag = responses.required_arg(request, "tag", _EXAMPLE)
-        fmt = request.args.get("format", "json")
-        if fmt not in _FORMATS:
-            raise errors.InvalidArgumentError(
-                f"format must be one of {', '.join(_FORMATS)}, got {fmt!r}"
-            )
-        wanted = request.args.getlist("name")
-        ctx = plugin_util.context(request.environ)
-        experiment = plugin_util.experiment_id(request.environ)
-        plugin_data = self._catalog.find(ctx, experiment, run, tag, "update_ratios")
-        # Remembered by the series' version, listed before reading: steps that arrive
-        # meanwhile give a newer version, so nothing older is served under it.
-        version = series.tensor_series_version(self._data_provider, ctx, experiment, run, tag)
-        key = (experiment, run, tag, version)
-        body_key = (key, fmt, tuple(wanted))
-        if version is not None:
-            body = self._update_ratio_bodies.get(body_key)
-            if body is not None:
-                return responses.respond_json_text(request, body)
-        ratios = self._update_ratios.get(key) if version is not None else None
-        if ratios is None:
-            ratios = series.read_update_ratios(
-                self._data_provider, ctx, experiment, run, tag, plugin_data, self._downsample
-            )
-            if version is not None and len(ratios.steps):
-                self._update_ratios.put(key, ratios)
-        if not len(ratios.steps):  # gone since it was remembered? look again
-            self._catalog.forget(experiment, run, tag)
-            plugin_data = self._catalog.find(ctx, experiment, run, tag, "update_ratios")
-        values, no_update, names = ratios.values, ratios.no_update, ratios.names
-        zero_weight = ratios.zero_weight
-        if wanted:
-            index = {name: j for j, name in enumerate(names)}
-            missing = [name for name in wanted if name not in index]
-            if missing:
-                raise errors.NotFoundError(
-                    f"tag {tag!r} of run {run!r} has no parameter {missing[0]!r}; "
-                    f"its parameters: {', '.join(names[:20])}"
-                    + (f" and {len(names) - 20} more" if len(names) > 20 else "")
-                )
-            columns = [index[name] for name in wanted]
-            values, no_update, names = values[:, columns], no_update[:, columns], wanted
-            zero_weight = zero_weight[:, columns]
-        head = {
-            "run": run,
-            "tag": tag,
-            "steps": ratios.steps.tolist(),
-            "wall_times": ratios.wall_times.tolist(),
-            "names": names,
-            "non_finite": int((~np.isfinite(values) & ~no_update & ~zero_weight).sum()),
-            "zero_weight": np.argwhere(zero_weight).tolist(),
-            "warnings": ratios.warnings,
+    def _serve_kinds(self, request):
+        return responses.respond_json(request, kinds_json())
+
+
+def kinds_json() -> list[dict]:
+    """The `/kinds` body: each kind's name, title, subtitle and data class, in registry order."""
+    return [
+        {
+            "name": kind.name,
+            "title": kind.title,
+            "subtitle": kind.subtitle,
+            "data_class": _DATA_CLASS_NAMES[kind.data_class],
         }
-        if fmt == "base64":
-            head["no_update"] = np.argwhere(no_update).tolist()
-            head["values"] = {"dtype": "float32", "shape": list(values.shape), "base64": ""}
-            body = responses.prepare_base64_json(head, values.astype("<f4").tobytes())
-        else:
-            head["values"] = _json_matrix(values, no_update | zero_weight)
-            body = responses.prepare_json_text(responses.json_text(head))
-        if version is not None and len(ratios.steps):
-            self._update_ratio_bodies.put(body_key, body)
-        return responses.respond_json_text(request, body)
+        for kind in kinds.KINDS
+    ]
 
 
-def _json_matrix(values: np.ndarray, not_measured: np.ndarray) -> list:
-    """values as nested lists: numbers, null where not measured, "NaN"/"Infinity"/"-Infinity"."""
-    rows = values.tolist()
-    bad = np.argwhere(not_measured | ~np.isfinite(values))
-    for i, j in bad.tolist():
-        if not_measured[i, j]:
-            rows[i][j] = None
-        else:
-            value = values[i, j]
-            rows[i][j] = "NaN" if np.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
-    return rows
+def _safety_net(route: str, app):
+    """`app`, answering any unexpected exception 422 in plain text instead of an HTML 500.
+
+    `tensorboard.errors` pass through: TensorBoard answers them with their own
+    status (400, 404) in plain text. Anything else is logged with its traceback
+    and answered with a message naming the route, the run, tag and step asked
+    for, and the exception.
+    """
+
+    def safe_app(environ, start_response):
+        try:
+            return app(environ, start_response)
+        except errors.PublicError:
+            raise
+        except Exception as error:
+            request = werkzeug.wrappers.Request(environ)
+            message = unexpected_error_message(route, request.args, error)
+            logger.exception("deepscope: %s", message)
+            response = responses.respond_text_error(request, message, UNEXPECTED_ERROR_STATUS)
+            return response(environ, start_response)
+
+    return safe_app
+
+
+def unexpected_error_message(route: str, args, error: BaseException) -> str:
+    """What went wrong, for the person who asked: route, run, tag and step, the exception."""
+    asked = [f"{name} {responses.echo(args.get(name))}" for name in _NAMED_ARGS if name in args]
+    where = f" ({', '.join(asked)})" if asked else ""
+    return (
+        f"deepscope could not answer {route.lstrip('/')}{where}: "
+        f"{type(error).__name__}: {responses.cap(str(error))}. The data may be damaged, or "
+        "this is a bug in deepscope: TensorBoard's log has the traceback; please report it."
+    )

@@ -26,13 +26,36 @@ import werkzeug.wrappers
 from tensorboard import errors
 from tensorboard.backend import http_util
 
+# Characters of a request's value that an error message repeats: enough to recognise it,
+# while a 60 kB tag name costs a 60 kB error no more.
+ECHO_CHARS = 200
+
+
+def cap(text: str) -> str:
+    """`text` cut to its first `ECHO_CHARS` characters and "…(N more characters)"."""
+    if len(text) <= ECHO_CHARS:
+        return text
+    return f"{text[:ECHO_CHARS]}…({len(text) - ECHO_CHARS} more characters)"
+
+
+def echo(value) -> str:
+    """`repr(value)` for an error message, showing at most `ECHO_CHARS` characters of it.
+
+    A longer string is shown as the repr of its first `ECHO_CHARS` characters
+    and "…(N more characters)", so that the message stays readable and small
+    however large the request (a 60 kB tag name costs no 60 kB error).
+    """
+    if isinstance(value, str) and len(value) > ECHO_CHARS:
+        return f"{value[:ECHO_CHARS]!r}…({len(value) - ECHO_CHARS} more characters)"
+    return cap(repr(value))
+
 
 def required_arg(request, name: str, example: str = "ROUTE?run=RUN&tag=TAG") -> str:
     """The query parameter `name`; a 400 that shows an example when it is missing."""
     value = request.args.get(name)
     if not value:
         raise errors.InvalidArgumentError(
-            f"missing query parameter {name!r}: ask e.g. {example} (the tags route lists both)"
+            f"missing query parameter {echo(name)}: ask e.g. {example} (the tags route lists both)"
         )
     return value
 
@@ -47,9 +70,11 @@ def int_arg(
     try:
         value = int(raw)
     except ValueError:
-        raise errors.InvalidArgumentError(f"{name} must be an integer, got {raw!r}") from None
+        raise errors.InvalidArgumentError(f"{name} must be an integer, got {echo(raw)}") from None
     if minimum is not None and value < minimum:
-        raise errors.InvalidArgumentError(f"{name} must be at least {minimum}, got {value}")
+        raise errors.InvalidArgumentError(
+            f"{name} must be at least {minimum}, got {cap(str(value))}"
+        )
     return value
 
 
@@ -58,9 +83,18 @@ def choice_arg(request, name: str, choices: tuple[str, ...], default: str) -> st
     value = request.args.get(name, default)
     if value not in choices:
         raise errors.InvalidArgumentError(
-            f"{name} must be one of {', '.join(choices)}, got {value!r}"
+            f"{name} must be one of {', '.join(choices)}, got {echo(value)}"
         )
     return value
+
+
+def respond_text_error(request, message: str, code: int):
+    """A plain-text error (`text/plain; charset=utf-8`, nosniff) through `Respond`.
+
+    As TensorBoard renders `tensorboard.errors`, for the errors it does not
+    know: the plugin's safety net answers unexpected exceptions with it.
+    """
+    return http_util.Respond(request, message, "text/plain; charset=utf-8", code=code)
 
 
 # As tensorboard.backend.http_util decides whether a client takes gzip.

@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-import zlib
-
 import pytest
 from tensorboard.compat.proto import summary_pb2
 
-from deepscope import metadata
+from deepscope import kinds, metadata
 from deepscope.proto import deepscope_pb2 as pb
 
-KINDS = [
-    (pb.UPDATE_RATIOS, summary_pb2.DATA_CLASS_TENSOR, "update_ratios"),
-    (pb.SPECTRUM, summary_pb2.DATA_CLASS_BLOB_SEQUENCE, "spectrum"),
-    (pb.CORRELATION, summary_pb2.DATA_CLASS_BLOB_SEQUENCE, "correlation"),
-    (pb.SALIENCY, summary_pb2.DATA_CLASS_BLOB_SEQUENCE, "saliency"),
-]
+# The four kinds this schema version started with, as written to disk: a registry edit
+# must not renumber or re-class them (logs already written say these numbers).
+WRITTEN = {
+    "update_ratios": (1, summary_pb2.DATA_CLASS_TENSOR),
+    "spectrum": (2, summary_pb2.DATA_CLASS_BLOB_SEQUENCE),
+    "correlation": (3, summary_pb2.DATA_CLASS_BLOB_SEQUENCE),
+    "saliency": (4, summary_pb2.DATA_CLASS_BLOB_SEQUENCE),
+}
 
 
 def test_plugin_name_and_version():
@@ -23,20 +23,37 @@ def test_plugin_name_and_version():
     assert isinstance(metadata.SCHEMA_VERSION, int) and metadata.SCHEMA_VERSION >= 1
 
 
-@pytest.mark.parametrize("kind, data_class, kind_name", KINDS, ids=[k[2] for k in KINDS])
-def test_create_summary_metadata(kind, data_class, kind_name):
+@pytest.mark.parametrize("kind", kinds.KINDS, ids=[k.name for k in kinds.KINDS])
+def test_create_summary_metadata(kind):
     result = metadata.create_summary_metadata(
-        pb.PluginData(kind=kind), display_name="shown", description="about it"
+        pb.PluginData(kind=kind.enum), display_name="shown", description="about it"
     )
     assert isinstance(result, summary_pb2.SummaryMetadata)
     assert result.plugin_data.plugin_name == "deepscope"
-    assert result.data_class == data_class
+    assert result.data_class == kind.data_class
     assert result.display_name == "shown"
     assert result.summary_description == "about it"
     content = pb.PluginData.FromString(result.plugin_data.content)
     assert content.version == metadata.SCHEMA_VERSION
-    assert content.kind == kind
-    assert metadata.KIND_NAMES[kind] == kind_name
+    assert content.kind == kind.enum
+    assert metadata.KIND_NAMES[kind.enum] == kind.name
+
+
+def test_the_kinds_already_written_keep_their_enum_and_data_class():
+    for name, (enum, data_class) in WRITTEN.items():
+        assert (kinds.BY_NAME[name].enum, kinds.BY_NAME[name].data_class) == (enum, data_class)
+    assert metadata.KIND_NAMES == {kind.enum: kind.name for kind in kinds.KINDS}
+
+
+@pytest.mark.parametrize("kind", kinds.KINDS, ids=[k.name for k in kinds.KINDS])
+def test_each_kind_names_its_own_details_field_and_step_message(kind):
+    oneof = pb.PluginData.DESCRIPTOR.oneofs_by_name["details"]
+    assert kind.details in [field.name for field in oneof.fields]
+    assert kind.step_message.DESCRIPTOR.full_name.startswith("deepscope.")
+    assert kind.data_class in (
+        summary_pb2.DATA_CLASS_TENSOR,
+        summary_pb2.DATA_CLASS_BLOB_SEQUENCE,
+    )
 
 
 def test_create_summary_metadata_stamps_version_without_touching_the_input():
@@ -134,16 +151,56 @@ def test_unknown_kind_raises_metadata_error(kind):
     assert not isinstance(caught.value, metadata.NewerSchemaError)
 
 
-@pytest.mark.parametrize(
-    "names",
-    [[], ["w"], ["fc1.weight", "fc1.bias", "fc2.weight"], ["größe", "名前", "a\tb"], [""] * 1],
-)
-def test_names_crc32_is_crc_of_newline_joined_utf8(names):
-    assert metadata.names_crc32(names) == zlib.crc32("\n".join(names).encode("utf-8"))
+def test_names_crc32_known_vectors():
+    # The CRC-32 check value: crc32(b"123456789") == 0xCBF43926 (e.g. RFC 3720 B.4's table).
+    assert metadata.names_crc32(["123456789"]) == 0xCBF43926
+    # b"a\nb", computed once with binascii.crc32 and with a bitwise CRC-32 (polynomial
+    # 0xEDB88320), both 0xEF0790FB.
+    assert metadata.names_crc32(["a", "b"]) == 0xEF0790FB
+    # UTF-8: "größe\n名前", computed once the same two ways.
+    assert metadata.names_crc32(["größe", "名前"]) == 0x9605EF0E
+    assert metadata.names_crc32([]) == 0
 
 
 def test_names_crc32_depends_on_order_and_grouping():
     assert metadata.names_crc32(["a", "b"]) != metadata.names_crc32(["b", "a"])
-    assert metadata.names_crc32(["a", "b"]) == zlib.crc32(b"a\nb")
     assert metadata.names_crc32(["a\nb"]) == metadata.names_crc32(["a", "b"])  # as specified
     assert metadata.names_crc32(["ab"]) != metadata.names_crc32(["a", "b"])
+
+
+# --- details must be the kind's own -------------------------------------------------------------
+
+
+def _other_details(kind: kinds.Kind) -> kinds.Kind:
+    return next(other for other in kinds.KINDS if other.details != kind.details)
+
+
+@pytest.mark.parametrize("kind", kinds.KINDS, ids=[k.name for k in kinds.KINDS])
+def test_details_of_another_kind_raise_metadata_error_naming_both(kind):
+    other = _other_details(kind)
+    plugin_data = pb.PluginData(version=metadata.SCHEMA_VERSION, kind=kind.enum)
+    getattr(plugin_data, other.details).SetInParent()
+    with pytest.raises(metadata.MetadataError) as caught:
+        metadata.parse_plugin_data(plugin_data.SerializeToString())
+    message = str(caught.value)
+    assert kind.name in message and other.details in message
+    assert "another tool" in message
+    with pytest.raises(ValueError, match=other.details):
+        metadata.create_summary_metadata(plugin_data)
+
+
+@pytest.mark.parametrize("kind", kinds.KINDS, ids=[k.name for k in kinds.KINDS])
+def test_own_details_parse(kind):
+    plugin_data = pb.PluginData(version=metadata.SCHEMA_VERSION, kind=kind.enum)
+    getattr(plugin_data, kind.details).SetInParent()
+    parsed = metadata.parse_plugin_data(plugin_data.SerializeToString())
+    assert parsed.WhichOneof("details") == kind.details
+
+
+def test_unknown_kind_message_says_upgrade_and_no_kind_says_another_tool():
+    unknown = pb.PluginData(version=metadata.SCHEMA_VERSION, kind=99).SerializeToString()
+    with pytest.raises(metadata.UnknownKindError, match="(?i)upgrade"):
+        metadata.parse_plugin_data(unknown)
+    none = pb.PluginData(version=metadata.SCHEMA_VERSION).SerializeToString()
+    with pytest.raises(metadata.UnknownKindError, match="another tool"):
+        metadata.parse_plugin_data(none)

@@ -115,7 +115,7 @@ def _write_update_ratio_runs(logdir: Path) -> None:
             writer.add_update_ratios("model", ratios, global_step=step, walltime=4000.0 + step)
         else:
             names, steps, values, no_update = payload
-            writer.add_update_ratio_block(
+            writer._add_update_ratio_block(
                 "model",
                 names,
                 np.array(values, dtype=np.float32),
@@ -125,11 +125,11 @@ def _write_update_ratio_runs(logdir: Path) -> None:
             )
     writer.close()
 
-    from deepscope.writer.summary import ZERO_WEIGHT
+    from deepscope.writer.update_ratios import ZERO_WEIGHT
 
     writer = deepscope.SummaryWriter(str(logdir / "zeros"))
     writer.add_update_ratios("model", {"w": 1e-3, "b": ZERO_WEIGHT, "c": None}, global_step=0)
-    writer.add_update_ratio_block(
+    writer._add_update_ratio_block(
         "model",
         ["w", "b", "c"],
         np.array([[2e-3, 0.5, 9.0], [3e-3, 9.0, 0.25]], dtype=np.float32),
@@ -137,7 +137,7 @@ def _write_update_ratio_runs(logdir: Path) -> None:
         wall_times=[1.0, 2.0],
         zero_weight=np.array([[False, False, True], [False, True, False]]),
     )
-    writer.add_update_ratio_block(
+    writer._add_update_ratio_block(
         "model",
         ["c", "b"],
         np.array([[4e-3, 9.0]], dtype=np.float32),
@@ -157,11 +157,11 @@ def _write_by_hand(logdir: Path) -> None:
     """Raw Summary protos through torch's file writer: a newer schema, and a spectrum."""
     from torch.utils.tensorboard import SummaryWriter as TorchSummaryWriter
 
-    from deepscope.writer import summary
+    from deepscope.writer import summary, update_ratios
 
     writer = TorchSummaryWriter(str(logdir / "future"))
-    writer.file_writer.add_summary(summary.update_ratios_pb("current", {"w": 1e-3}), 0, 1.0)
-    newer = summary.update_ratios_pb("from_the_future", {"w": 1e-3})
+    writer.file_writer.add_summary(update_ratios.update_ratios_pb("current", {"w": 1e-3}), 0, 1.0)
+    newer = update_ratios.update_ratios_pb("from_the_future", {"w": 1e-3})
     content = pb.PluginData.FromString(newer.value[0].metadata.plugin_data.content)
     content.version = metadata.SCHEMA_VERSION + 1
     newer.value[0].metadata.plugin_data.content = content.SerializeToString()
@@ -183,18 +183,18 @@ def _write_by_hand(logdir: Path) -> None:
     # Damaged update-ratio events between good ones: bytes that do not parse, and marks
     # that point past the event's values.
     writer = TorchSummaryWriter(str(logdir / "damaged"))
-    writer.file_writer.add_summary(summary.update_ratios_pb("model", {"w": 0.5}), 0, 1.0)
+    writer.file_writer.add_summary(update_ratios.update_ratios_pb("model", {"w": 0.5}), 0, 1.0)
     for step, payload in (
         (1, b"\xff\xff\xff not a message"),
         # zero_weight (field 7) = [5], past the one value.
-        (2, summary.update_ratios_step(["w"], [0.5]).SerializeToString() + b"\x38\x05"),
+        (2, update_ratios.update_ratios_step(["w"], [0.5]).SerializeToString() + b"\x38\x05"),
         # no_update (field 2) = [9], past the one value.
-        (3, summary.update_ratios_step(["w"], [0.5]).SerializeToString() + b"\x10\x09"),
+        (3, update_ratios.update_ratios_step(["w"], [0.5]).SerializeToString() + b"\x10\x09"),
     ):
         value = summary_pb2.Summary.Value(tag="model", tensor=summary._string_tensor(payload))
         writer.file_writer.add_summary(summary_pb2.Summary(value=[value]), step, 1.0)
-    good = summary.update_ratios_summary(
-        "model", summary.update_ratios_step(["w"], [0.25]), metadata_names=None
+    good = update_ratios.update_ratios_summary(
+        "model", update_ratios.update_ratios_step(["w"], [0.25]), metadata_names=None
     )
     writer.file_writer.add_summary(good, 4, 1.0)
     writer.close()
@@ -724,7 +724,7 @@ def test_frontend_metadata_and_routes():
     plugin = DeepscopePlugin(base_plugin.TBContext(data_provider=None, sampling_hints={}))
     assert plugin.plugin_name == "deepscope"
     assert plugin.frontend_metadata().es_module_path == "/index.js"
-    assert {"/index.js", "/tags", "/update_ratios"} <= set(plugin.get_plugin_apps())
+    assert {"/index.js", "/tags", "/kinds", "/update_ratios"} <= set(plugin.get_plugin_apps())
     assert plugin.is_active() is False  # the listing comes from the data provider
 
 
@@ -738,6 +738,9 @@ def test_the_plugin_side_never_imports_torch():
         "import sys\n"
         "import deepscope, deepscope.tb_plugin.loader, deepscope.tb_plugin.deepscope_plugin\n"
         "import deepscope.tb_plugin.series, deepscope.metadata, deepscope.proto.arrays\n"
+        "import deepscope.tb_plugin.update_ratio_routes, deepscope.kinds\n"
+        "for kind in deepscope.kinds.KINDS:\n"
+        "    kind.load_routes()\n"
         "loaded = sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.'))\n"
         "assert not loaded, loaded\n"
     )

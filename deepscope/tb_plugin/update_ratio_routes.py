@@ -1,0 +1,426 @@
+"""Update ratios on the read side: decode an update-ratio series, serve `update_ratios`.
+
+An update-ratio series is a tensor series: each event is a DT_STRING scalar
+holding one `UpdateRatiosStep` (one measured step, or a block of K steps that
+watch() writes together). `read_update_ratios` decodes every kept event into one
+matrix (steps × parameters); `UpdateRatioRoutes` serves it, the decoded series
+and whole responses remembered by the series' version.
+
+Damaged data (deepscope's one policy): an event that cannot be read or fails
+validation (payload type, dtype, byte count against shape and names, mark
+indices, steps against wall times) drops only its own rows, and the response's
+`warnings` say which step and what is wrong; the rest of the series is served.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import werkzeug
+from tensorboard import errors, plugin_util
+from tensorboard.data import provider
+
+from deepscope import metadata
+from deepscope.proto import deepscope_pb2 as pb
+from deepscope.tb_plugin import blob_steps, responses, series
+from deepscope.tb_plugin.route_context import RouteContext
+
+KIND = "update_ratios"
+_FORMATS = ("json", "base64")
+_EXAMPLE = "update_ratios?run=RUN&tag=TAG"
+# Decoded update-ratio series and whole update_ratios responses remembered, by the
+# series' version (its listing's max step and wall time): a 10,000-step x 201-parameter
+# series is 8 MB decoded and 11 MB as base64 JSON.
+_SERIES_BYTES = 64 * 1024 * 1024
+_BODY_BYTES = 64 * 1024 * 1024
+# Damaged events whose reason a warning spells out (the rest are counted).
+_REASONS_SHOWN = 5
+
+
+@dataclasses.dataclass
+class UpdateRatios:
+    """An update-ratio series: values[i, j] is parameter names[j] at steps[i].
+
+    `no_update[i, j]` is True where the parameter got no update (or was not
+    measured) in that step; `zero_weight[i, j]` where its weight was exactly
+    zero before the step and moved (a fresh bias: the ratio is undefined).
+    Values at either are NaN and mean nothing.
+    """
+
+    steps: np.ndarray  # int64 [S]
+    wall_times: np.ndarray  # float64 [S]
+    names: list[str]
+    values: np.ndarray  # float32 [S, P]
+    no_update: np.ndarray  # bool [S, P]
+    zero_weight: np.ndarray  # bool [S, P]
+    warnings: list[str]
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held (for a cache's budget)."""
+        arrays_bytes = sum(
+            a.nbytes
+            for a in (self.steps, self.wall_times, self.values, self.no_update, self.zero_weight)
+        )
+        return arrays_bytes + sum(len(n) + 50 for n in self.names) + 200
+
+
+class _Malformed(Exception):
+    """An event that cannot be read; the message says what is wrong with it."""
+
+
+class _OtherNames(Exception):
+    """An event logged with parameter names the series' metadata does not list."""
+
+
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def _payload(datum) -> pb.UpdateRatiosStep:
+    """The `UpdateRatiosStep` a tensor datum holds; `_Malformed` says why it holds none."""
+    array = np.asarray(datum.numpy)
+    if array.dtype.kind not in "OS":
+        raise _Malformed(
+            f"the payload is a {array.dtype} tensor of shape {list(array.shape)}, not a "
+            "serialized UpdateRatiosStep (a string scalar)"
+        )
+    if array.size != 1:
+        raise _Malformed(
+            f"the payload is a string tensor of shape {list(array.shape)}, not one "
+            "serialized UpdateRatiosStep (a string scalar)"
+        )
+    content = array.reshape(-1)[0]
+    if not isinstance(content, bytes):
+        raise _Malformed(f"the payload holds a {type(content).__name__}, not bytes")
+    try:
+        return pb.UpdateRatiosStep.FromString(content)
+    except Exception as error:  # protobuf raises DecodeError or RuntimeError
+        raise _Malformed(f"the payload does not parse as an UpdateRatiosStep ({error})") from None
+
+
+def _dtype_name(dtype: int) -> str:
+    try:
+        return pb.DType.Name(dtype)
+    except ValueError:
+        return f"unknown dtype {dtype}"
+
+
+def _check_ratios(ratios: pb.Array, width: int, rows: int) -> None:
+    """`_Malformed` unless `ratios` is float32 of `rows` × `width` values."""
+    if ratios.dtype != pb.FLOAT32:
+        raise _Malformed(f"ratios of dtype {_dtype_name(ratios.dtype)}, not FLOAT32")
+    expected = 4 * width * rows
+    if len(ratios.data) != expected:
+        raise _Malformed(
+            f"{len(ratios.data)} bytes of ratios for {_count(width, 'parameter')} × "
+            f"{_count(rows, 'step')} (expected {expected})"
+        )
+    if ratios.shape and math.prod(ratios.shape) != width * rows:
+        raise _Malformed(
+            f"ratios of shape {list(ratios.shape)} for {_count(width, 'parameter')} × "
+            f"{_count(rows, 'step')}"
+        )
+
+
+def _check_marks(step: pb.UpdateRatiosStep, size: int) -> None:
+    """`_Malformed` unless every mark is an index into the event's `size` values, marked once."""
+    for marks, what in ((step.no_update, "no-update"), (step.zero_weight, "zero-weight")):
+        if marks and max(marks) >= size:
+            raise _Malformed(
+                f"{what} mark {max(marks)} outside the event's {_count(size, 'value')}"
+            )
+    if step.no_update and step.zero_weight:
+        both = set(step.no_update) & set(step.zero_weight)
+        if both:
+            raise _Malformed(f"value {min(both)} is marked both no-update and zero-weight")
+
+
+def _check_rows(rows_steps: Sequence[int], rows_times: Sequence[float]) -> None:
+    if len(rows_times) != len(rows_steps):
+        raise _Malformed(
+            f"{_count(len(rows_steps), 'step')} but {_count(len(rows_times), 'wall time')}"
+        )
+    for wall_time in rows_times:
+        if not math.isfinite(wall_time):
+            raise _Malformed(f"wall time {wall_time} is not a number of seconds")
+
+
+def _check_names(names: Sequence[str]) -> None:
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise _Malformed(f"parameter name {responses.echo(name)} appears twice")
+        seen.add(name)
+
+
+def read_update_ratios(
+    data_provider,
+    ctx,
+    experiment_id: str,
+    run: str,
+    tag: str,
+    plugin_data: pb.PluginData,
+    downsample: int | None,
+) -> UpdateRatios:
+    """Read and decode every kept step of an update-ratio series, in step order.
+
+    Events that cannot be read are left out, each named in `warnings`.
+    """
+    data = data_provider.read_tensors(
+        ctx,
+        experiment_id=experiment_id,
+        plugin_name=metadata.PLUGIN_NAME,
+        run_tag_filter=provider.RunTagFilter(runs=[run], tags=[tag]),
+        downsample=downsample or blob_steps.UNBOUNDED,
+    )
+    datums = sorted(data.get(run, {}).get(tag, []), key=lambda d: d.step)
+    series_names = list(plugin_data.update_ratios.names)
+    series_crc = metadata.names_crc32(series_names)
+    columns = {name: j for j, name in enumerate(series_names)}
+    steps, wall_times = [], []
+    # Rows in the series' own names, as float32 bytes, decoded at once below; the rest
+    # (steps that carry their own names) are placed one by one.
+    chunks: list[bytes] = []
+    own_rows: list[int] = []
+    other_rows: list[tuple[int, np.ndarray, list[str]]] = []
+    # (row, index into that row's names) of each mark.
+    no_update_marks: list[tuple[int, int]] = []
+    zero_weight_marks: list[tuple[int, int]] = []
+    unknown_names_steps: list[int] = []
+    malformed: list[tuple[int, str]] = []  # (event's step, what is wrong)
+    for datum in datums:
+        try:
+            step = _payload(datum)
+            # A block of K rows carries each row's step; a single step is the event's own.
+            rows_steps = list(step.steps) or [int(datum.step)]
+            rows_times = list(step.wall_times) or [float(datum.wall_time)]
+            _check_rows(rows_steps, rows_times)
+            if step.names:
+                names = list(step.names)
+                _check_names(names)
+            elif not series_names:
+                raise _Malformed(
+                    "no parameter names: neither the event nor the series' metadata lists any"
+                )
+            elif step.names_crc32 not in (series_crc, 0):
+                raise _OtherNames
+            else:
+                names = None
+            width = len(names) if names is not None else len(series_names)
+            _check_ratios(step.ratios, width, len(rows_steps))
+            _check_marks(step, width * len(rows_steps))
+        except _Malformed as error:
+            malformed.append((int(datum.step), str(error)))
+            continue
+        except _OtherNames:
+            unknown_names_steps.append(int(datum.step))
+            continue
+        row = len(steps)
+        if names is not None:
+            ratios = np.frombuffer(step.ratios.data, dtype="<f4").reshape(len(rows_steps), width)
+            for k in range(len(rows_steps)):
+                other_rows.append((row + k, ratios[k], names))
+            for name in names:
+                columns.setdefault(name, len(columns))
+        else:
+            chunks.append(step.ratios.data)
+            own_rows.extend(range(row, row + len(rows_steps)))
+        if step.no_update:
+            no_update_marks.extend((row + i // width, i % width) for i in step.no_update)
+        if step.zero_weight:
+            zero_weight_marks.extend((row + i // width, i % width) for i in step.zero_weight)
+        steps.extend(rows_steps)
+        wall_times.extend(rows_times)
+    warnings = _warnings(malformed, unknown_names_steps)
+    values = np.full((len(steps), len(columns)), np.nan, dtype=np.float32)
+    # Not measured unless a row says otherwise.
+    no_update = np.ones(values.shape, dtype=bool)
+    if own_rows:
+        own = np.frombuffer(b"".join(chunks), dtype="<f4").reshape(len(own_rows), -1)
+        values[own_rows, : own.shape[1]] = own
+        no_update[own_rows, : own.shape[1]] = False
+    row_columns = {}
+    for row, row_values, names in other_rows:
+        cols = [columns[name] for name in names]
+        values[row, cols] = row_values
+        no_update[row, cols] = False
+        row_columns[row] = cols
+    zero_weight = np.zeros(values.shape, dtype=bool)
+    for marks, marked in ((no_update_marks, no_update), (zero_weight_marks, zero_weight)):
+        for row, i in marks:
+            j = row_columns[row][i] if row in row_columns else i
+            values[row, j] = np.nan
+            marked[row, j] = True
+    steps_array = np.asarray(steps, dtype=np.int64)
+    wall_times_array = np.asarray(wall_times, dtype=np.float64)
+    if np.any(np.diff(steps_array) < 0):  # blocks of a restarted run may interleave
+        order = np.argsort(steps_array, kind="stable")
+        steps_array, wall_times_array = steps_array[order], wall_times_array[order]
+        values, no_update, zero_weight = values[order], no_update[order], zero_weight[order]
+    return UpdateRatios(
+        steps=steps_array,
+        wall_times=wall_times_array,
+        names=list(columns),
+        values=values,
+        no_update=no_update,
+        zero_weight=zero_weight,
+        warnings=warnings,
+    )
+
+
+def _warnings(malformed: list[tuple[int, str]], unknown_names_steps: list[int]) -> list[str]:
+    """The response's warnings: damaged events (each step and reason), then foreign names."""
+    warnings: list[str] = []
+    if malformed:
+        reasons = "; ".join(f"step {s}: {reason}" for s, reason in malformed[:_REASONS_SHOWN])
+        more = len(malformed) - _REASONS_SHOWN
+        warnings.append(
+            f"{len(malformed)} event(s) (first at step {malformed[0][0]}) are malformed "
+            f"and left out: {reasons}" + (f"; and {more} more" if more > 0 else "")
+        )
+    if unknown_names_steps:
+        warnings.append(
+            f"{len(unknown_names_steps)} step(s) (first: {unknown_names_steps[0]}) were logged "
+            "with parameter names this series' metadata does not list (a restarted run with "
+            "other parameters?) and are left out; log them under a new tag"
+        )
+    return warnings
+
+
+class UpdateRatioRoutes:
+    """The `update_ratios` route, with its decoded series and responses remembered.
+
+    Both are remembered by the series' version (`series.tensor_series_version`),
+    listed before reading: steps that arrive meanwhile give a newer version, so
+    nothing older is served under it.
+    """
+
+    def __init__(self, context: RouteContext):
+        self._context = context
+        self._series = blob_steps.LRUCache(_SERIES_BYTES, weigh=lambda r: r.nbytes)
+        self._bodies = blob_steps.LRUCache(_BODY_BYTES, weigh=lambda b: b.nbytes)
+
+    def apps(self) -> dict:
+        return {"/update_ratios": self._serve_update_ratios}
+
+    def update_ratios(self, ctx, experiment: str, run: str, tag: str) -> UpdateRatios:
+        """The decoded series (run, tag), remembered; 404/400 as `SeriesCatalog.find`."""
+        plugin_data = self._context.catalog.find(ctx, experiment, run, tag, KIND)
+        version = self._version(ctx, experiment, run, tag)
+        return self._decoded(ctx, experiment, run, tag, plugin_data, version)
+
+    def body(
+        self,
+        ctx,
+        experiment: str,
+        run: str,
+        tag: str,
+        fmt: str = "json",
+        wanted: Sequence[str] = (),
+    ) -> responses.PreparedJson:
+        """The `update_ratios` response of (run, tag) in `fmt` (docs/http_api.md), of the
+        `wanted` parameters only when any are, in their order; remembered by version."""
+        plugin_data = self._context.catalog.find(ctx, experiment, run, tag, KIND)
+        version = self._version(ctx, experiment, run, tag)
+        body_key = ((experiment, run, tag, version), fmt, tuple(wanted))
+        if version is not None:
+            body = self._bodies.get(body_key)
+            if body is not None:
+                return body
+        ratios = self._decoded(ctx, experiment, run, tag, plugin_data, version)
+        body = _body(ratios, run, tag, fmt, list(wanted))
+        if version is not None and len(ratios.steps):
+            self._bodies.put(body_key, body)
+        return body
+
+    def _version(self, ctx, experiment: str, run: str, tag: str):
+        # Listed before reading: steps that arrive meanwhile give a newer version.
+        return series.tensor_series_version(self._context.data_provider, ctx, experiment, run, tag)
+
+    def _decoded(
+        self, ctx, experiment: str, run: str, tag: str, plugin_data, version
+    ) -> UpdateRatios:
+        key = (experiment, run, tag, version)
+        ratios = self._series.get(key) if version is not None else None
+        if ratios is None:
+            ratios = read_update_ratios(
+                self._context.data_provider,
+                ctx,
+                experiment,
+                run,
+                tag,
+                plugin_data,
+                self._context.downsample,
+            )
+            if version is not None and len(ratios.steps):
+                self._series.put(key, ratios)
+        if not len(ratios.steps):  # gone since it was remembered? look again
+            self._context.catalog.forget(experiment, run, tag)
+            self._context.catalog.find(ctx, experiment, run, tag, KIND)
+        return ratios
+
+    @werkzeug.wrappers.Request.application
+    def _serve_update_ratios(self, request):
+        run = responses.required_arg(request, "run", _EXAMPLE)
+        tag = responses.required_arg(request, "tag", _EXAMPLE)
+        fmt = responses.choice_arg(request, "format", _FORMATS, "json")
+        wanted = request.args.getlist("name")
+        ctx = plugin_util.context(request.environ)
+        experiment = plugin_util.experiment_id(request.environ)
+        return responses.respond_json_text(
+            request, self.body(ctx, experiment, run, tag, fmt, wanted)
+        )
+
+
+def _body(
+    ratios: UpdateRatios, run: str, tag: str, fmt: str, wanted: list[str]
+) -> responses.PreparedJson:
+    """The `update_ratios` response (docs/http_api.md) of a decoded series."""
+    values, no_update, names = ratios.values, ratios.no_update, ratios.names
+    zero_weight = ratios.zero_weight
+    if wanted:
+        index = {name: j for j, name in enumerate(names)}
+        missing = [name for name in wanted if name not in index]
+        if missing:
+            raise errors.NotFoundError(
+                f"tag {responses.echo(tag)} of run {responses.echo(run)} has no parameter "
+                f"{responses.echo(missing[0])}; its parameters: "
+                + responses.cap(", ".join(names[:20]))
+                + (f" and {len(names) - 20} more" if len(names) > 20 else "")
+            )
+        columns = [index[name] for name in wanted]
+        values, no_update, names = values[:, columns], no_update[:, columns], wanted
+        zero_weight = zero_weight[:, columns]
+    head = {
+        "run": run,
+        "tag": tag,
+        "steps": ratios.steps.tolist(),
+        "wall_times": ratios.wall_times.tolist(),
+        "names": names,
+        "non_finite": int((~np.isfinite(values) & ~no_update & ~zero_weight).sum()),
+        "zero_weight": np.argwhere(zero_weight).tolist(),
+        "warnings": ratios.warnings,
+    }
+    if fmt == "base64":
+        head["no_update"] = np.argwhere(no_update).tolist()
+        head["values"] = {"dtype": "float32", "shape": list(values.shape), "base64": ""}
+        return responses.prepare_base64_json(head, values.astype("<f4").tobytes())
+    head["values"] = _json_matrix(values, no_update | zero_weight)
+    return responses.prepare_json_text(responses.json_text(head))
+
+
+def _json_matrix(values: np.ndarray, not_measured: np.ndarray) -> list:
+    """values as nested lists: numbers, null where not measured, "NaN"/"Infinity"/"-Infinity"."""
+    rows = values.tolist()
+    bad = np.argwhere(not_measured | ~np.isfinite(values))
+    for i, j in bad.tolist():
+        if not_measured[i, j]:
+            rows[i][j] = None
+        else:
+            value = values[i, j]
+            rows[i][j] = "NaN" if np.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    return rows
