@@ -1,19 +1,28 @@
-"""Small helpers shared by the benchmark scripts (no deepscope logic here)."""
+"""Small helpers shared by the benchmark scripts (no deepscope logic here).
+
+Importing it puts the repository root on `sys.path`, so that a script run as
+`python benchmarks/bench_x.py` can import `tests.*`: the one TensorBoard process
+harness (`from tests.tensorboard_process import TensorBoard`) and the generated logs.
+`free_port` and `http_get` are that harness's.
+"""
 
 from __future__ import annotations
 
 import datetime
-import http.client
 import json
 import os
 import platform
-import socket
 import statistics
 import subprocess
-import time
+import sys
 from pathlib import Path
 
+ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).resolve().parent / "results"
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from tests.tensorboard_process import free_port, http_get  # noqa: E402, F401
 
 
 def median(values):
@@ -75,23 +84,3 @@ def table(rows: list[list], header: list[str]) -> str:
         if k == 0:
             lines.append("  ".join("-" * w for w in widths))
     return "\n".join(lines)
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that is free now (for a tensorboard process)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def http_get(port: int, path: str, timeout: float = 120.0) -> tuple[int, bytes, dict, float]:
-    """GET with a browser's Accept-Encoding; returns status, raw body, headers, seconds."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    t0 = time.perf_counter()
-    conn.request("GET", path, headers={"Accept-Encoding": "gzip, deflate, br"})
-    resp = conn.getresponse()
-    body = resp.read()
-    seconds = time.perf_counter() - t0
-    headers = {k.lower(): v for k, v in resp.getheaders()}
-    conn.close()
-    return resp.status, body, headers, seconds

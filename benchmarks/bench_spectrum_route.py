@@ -41,10 +41,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import machine, median, table, write_json  # noqa: E402
-from bench_update_ratios_route import TensorBoard, decode_body, http_get  # noqa: E402
 
 from deepscope import metadata  # noqa: E402
 from deepscope.tb_plugin.loader import DEFAULT_SAMPLES  # noqa: E402
+from tests.tensorboard_process import TensorBoard, decode_body, http_get  # noqa: E402
 
 RUN = "bench"
 TARGET_ROUTE_MS = 100.0

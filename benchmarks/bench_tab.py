@@ -44,7 +44,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(ROOT))
 
 from _common import http_get, machine, median, table, write_json  # noqa: E402
-from bench_update_ratios_route import TensorBoard  # noqa: E402
 
 from tests.browser.tab_page import (  # noqa: E402
     CHROMIUM_ARGS,
@@ -60,6 +59,7 @@ from tests.scale_logs import (  # noqa: E402
     ScaleLog,
     write_201_parameter_log,
 )
+from tests.tensorboard_process import TensorBoard  # noqa: E402
 
 ROUTES = ("update_ratios", "spectrum_metrics")
 TARGETS = {

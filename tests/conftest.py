@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import socket
-import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-TENSORBOARD = str(Path(sys.executable).with_name("tensorboard"))
+# get and wait_until are imported from here by the integration and browser tests.
+from tests.tensorboard_process import TensorBoard, get, wait_until  # noqa: F401
+
 TRAIN_STEPS = 150  # more than the Rust data server's default of 100 samples per series
 
 
@@ -106,13 +102,13 @@ def newer_schema_logdir(tmp_path_factory) -> Path:
 
     from deepscope import metadata
     from deepscope.proto import deepscope_pb2 as pb
-    from deepscope.writer import summary
+    from deepscope.writer.update_ratios import update_ratios_pb
 
     logdir = tmp_path_factory.mktemp("newer")
     writer = TorchWriter(str(logdir / "future"))
-    good = summary.update_ratios_pb("current", {"w": 1e-3})
+    good = update_ratios_pb("current", {"w": 1e-3})
     writer.file_writer.add_summary(good, 0, time.time())
-    newer = summary.update_ratios_pb("from_the_future", {"w": 1e-3})
+    newer = update_ratios_pb("from_the_future", {"w": 1e-3})
     plugin_data = pb.PluginData.FromString(newer.value[0].metadata.plugin_data.content)
     plugin_data.version = metadata.SCHEMA_VERSION + 1
     newer.value[0].metadata.plugin_data.content = plugin_data.SerializeToString()
@@ -122,85 +118,24 @@ def newer_schema_logdir(tmp_path_factory) -> Path:
     return logdir
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def get(url: str, timeout: float = 30) -> tuple[int, bytes]:
-    """GET a URL; returns (status, body) for errors too."""
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read()
-
-
-def wait_until(predicate, timeout: float = 60, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            last = predicate()
-            if last:
-                return last
-        except (OSError, ValueError) as error:
-            last = error
-        time.sleep(0.2)
-    raise TimeoutError(f"timed out waiting for {what}; last: {last!r}")
-
-
 @pytest.fixture(scope="session")
 def tensorboard_server(tmp_path_factory):
-    """Factory: start(logdir, load_fast) → base URL of a real `tensorboard` process.
+    """Factory: start(logdir, load_fast, extra_args=()) → base URL of a real `tensorboard`.
 
-    Waits until the plugin answers and every tag has been read; the processes
-    stop at the end of the session.
+    A `tests.tensorboard_process.TensorBoard` with `--reload_interval=1`; waits
+    until it answers. The processes stop at the end of the session.
     """
-    processes = []
+    processes: list[TensorBoard] = []
 
     def start(logdir: Path, load_fast: bool, extra_args: tuple[str, ...] = ()) -> str:
-        port = _free_port()
         log = tmp_path_factory.mktemp("tb-log") / "tensorboard.log"
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
-        process = subprocess.Popen(
-            [
-                TENSORBOARD,
-                "--logdir",
-                str(logdir),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                f"--load_fast={'true' if load_fast else 'false'}",
-                "--reload_interval=1",
-                *extra_args,
-            ],
-            stdout=log.open("wb"),
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
+        process = TensorBoard(logdir, load_fast, log=log, reload_interval=1, extra_args=extra_args)
         processes.append(process)
-        base = f"http://127.0.0.1:{port}"
-
-        def ready():
-            if process.poll() is not None:
-                raise RuntimeError(f"tensorboard exited: {log.read_text()[-2000:]}")
-            status, _ = get(base + "/data/plugins_listing", timeout=5)
-            return status == 200
-
-        wait_until(ready, timeout=90, what=f"tensorboard on {base}")
-        return base
+        return process.wait_ready(timeout=90).base
 
     yield start
     for process in processes:
-        process.terminate()
-    for process in processes:
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        process.stop()
 
 
 @pytest.fixture(scope="session")
