@@ -223,7 +223,57 @@ def test_all_samples_non_finite_gives_zeros_not_nan():
     acc.update(torch.full((4, 3), float("nan")))
     result = acc.compute()
     assert result.samples == 0 and result.rows.non_finite == 12
-    assert result.rows.dead.all() and not result.matrix.any()
+    assert not result.matrix.any() and np.isfinite(result.matrix).all()
+
+
+@pytest.mark.parametrize("masked_only", [False, True], ids=["cpu", "masked"])
+def test_non_finite_is_not_dead_all_nan_channels_are_unknown(masked_only):
+    """All-NaN activations: no finite sample, so mean/std are unknown (NaN), not 0, and
+    no channel is dead (numpy reference: the statistics of an empty sample set are NaN)."""
+    x = torch.full((8, 16), float("nan"))
+    x[3, 5] = float("inf")
+    acc = CorrelationAccumulator()
+    acc._masked_only = masked_only
+    acc.update(x)
+    acc.update(torch.full((2, 16), float("nan")))
+    result = acc.compute()
+    reference = np.full((0, 16), np.nan)
+    with np.errstate(invalid="ignore"), pytest.warns(RuntimeWarning):
+        expected_mean = reference.mean(0)
+    assert result.samples == 0 == len(reference)
+    np.testing.assert_array_equal(np.isnan(result.rows.mean), np.isnan(expected_mean))
+    assert np.isnan(result.rows.std).all() and np.isnan(result.rows.positive_fraction).all()
+    assert not result.rows.dead.any() and len(result.rows.dead_indices) == 0
+    assert result.rows.non_finite == 16 * 10
+    assert not result.matrix.any()
+
+
+@pytest.mark.parametrize("masked_only", [False, True], ids=["cpu", "masked"])
+def test_partly_nan_activations_match_numpy_on_the_finite_positions(masked_only):
+    x = _correlated(300, 6, seed=21)
+    x[:, 4] = 2.5  # a constant channel: dead over the finite samples
+    x[::7, 1] = float("nan")  # every 7th sample position is dropped
+    x[10, 3] = float("-inf")
+    acc = CorrelationAccumulator()
+    acc._masked_only = masked_only
+    acc.update(x[:150])
+    acc.update(x[150:])
+    result = acc.compute()
+    rows = x.double().numpy()
+    finite = rows[np.isfinite(rows).all(1)]
+    eps = float(np.finfo(np.float32).eps)
+    assert result.samples == len(finite) == 300 - 43 - 1
+    assert result.rows.non_finite == 43 + 1
+    np.testing.assert_allclose(result.rows.mean, finite.mean(0), rtol=64 * eps, atol=64 * eps)
+    np.testing.assert_allclose(
+        result.rows.std[result.rows.dead == 0], np.delete(finite.std(0), 4), rtol=64 * eps
+    )
+    np.testing.assert_allclose(result.rows.positive_fraction, (finite > 0).mean(0))
+    assert list(result.rows.dead_indices) == [4]
+    alive = [0, 1, 2, 3, 5]
+    reference = np.corrcoef(finite[:, alive].T)
+    np.testing.assert_allclose(result.matrix[np.ix_(alive, alive)], reference, atol=1e-5)
+    assert not result.matrix[4].any() and not result.matrix[:, 4].any()
 
 
 def test_overflowing_channels_get_zero_correlations_not_nan():
@@ -240,16 +290,24 @@ def test_overflowing_channels_get_zero_correlations_not_nan():
 
 
 def test_device_path_without_host_checks_matches_the_cpu_path():
-    """The sync-free path (always masking, as on CUDA) gives the same moments."""
+    """The sync-free path (always masking, as on CUDA) gives the same moments as the CPU's."""
     x = _correlated(256, 5, seed=13).reshape(16, 16, 5).movedim(-1, 1)
     y = _correlated(256, 3, seed=14).reshape(16, 16, 3).movedim(-1, 1)
-    fast = correlation._batch_moments(x, 1, y, 1, sync_free=False)
-    masked = correlation._batch_moments(x, 1, y, 1, sync_free=True)
-    assert float(fast[0]) == float(masked[0]) == 256
-    for a, b in zip(fast[1], masked[1]):
-        for name in ("mean", "comoment", "positives", "non_finite"):
-            torch.testing.assert_close(getattr(a, name), getattr(b, name), rtol=1e-6, atol=1e-4)
-    torch.testing.assert_close(fast[2], masked[2], rtol=1e-6, atol=1e-4)
+    results = []
+    for masked_only in (False, True):
+        acc = CorrelationAccumulator(channel_dim=1)
+        acc._masked_only = masked_only
+        acc.update(x, y)
+        acc.update(x[:4] + 3.0, y[:4])  # a second batch: about the held shift, or its own mean
+        results.append(acc.compute())
+    fast, masked = results
+    assert fast.samples == masked.samples == 256 + 64
+    for a, b in ((fast.rows, masked.rows), (fast.cols, masked.cols)):
+        for name in ("mean", "std", "positive_fraction"):
+            np.testing.assert_allclose(getattr(a, name), getattr(b, name), rtol=1e-6, atol=1e-6)
+        assert a.non_finite == b.non_finite == 0
+    for name in ("matrix", "within_rows", "within_cols"):
+        np.testing.assert_allclose(getattr(fast, name), getattr(masked, name), atol=1e-6)
 
 
 @pytest.mark.parametrize(
