@@ -9,7 +9,7 @@ import numpy as np
 
 from deepscope import metadata
 from deepscope.proto import arrays
-from deepscope.writer.summary import ZERO_WEIGHT
+from deepscope.writer.update_ratios import ZERO_WEIGHT
 
 
 @dataclasses.dataclass
