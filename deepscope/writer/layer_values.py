@@ -247,8 +247,8 @@ class LayerValueSummaries:
           scale: "log" or "linear", how the tab draws the values.
 
         quantity, unit, scale and description are the series' metadata, which
-        TensorBoard keeps from a tag's first event only: later different ones
-        are ignored, with a warning.
+        TensorBoard keeps from a tag's first event only: later calls may leave
+        them out; later different ones are ignored, with a warning.
 
         Raises:
           ValueError, TypeError: bad names, values or options (the message
@@ -267,7 +267,8 @@ class LayerValueSummaries:
             return
         content = summary_pb.value[0].metadata.plugin_data.content
         given = pb.PluginData.FromString(content).layer_values
-        if given != written.layer_values:
+        # A call that gives none (all defaults) relies on the first event's: no warning.
+        if given != written.layer_values and given != _DEFAULT_INFO:
             warned = self.__dict__.setdefault("_layer_values_warned", set())
             if tag not in warned:
                 warned.add(tag)
@@ -278,6 +279,9 @@ class LayerValueSummaries:
                     RuntimeWarning,
                     stacklevel=3,
                 )
+
+
+_DEFAULT_INFO = layer_values_info().layer_values
 
 
 def _describe(info: pb.LayerValuesInfo) -> str:
