@@ -1,0 +1,361 @@
+"""Layer values on the read side: decode a layer-values series, serve `layer_values`.
+
+A layer-values series (a user's own per-layer quantity, `add_layer_values`) is a
+tensor series: each event is a DT_STRING scalar holding one `LayerValuesStep`
+(its layer names, their float32 values, the indices of those not measured).
+Steps may name different layers: the series' layers are the union, in order of
+first appearance, and a layer a step does not name is not measured there.
+`read_layer_values` decodes every kept event into one matrix (steps × layers);
+`LayerValuesRoutes` serves it as the `update_ratios` route serves update
+ratios (same JSON shape, plus the series' `quantity`, `unit` and `scale`), the
+decoded series and whole responses remembered by the series' version.
+
+Damaged data (deepscope's one policy): an event that cannot be read or fails
+validation (payload type, dtype, byte count against shape and names, empty or
+repeated names, not-measured indices, wall time) drops only its own row, and
+the response's `warnings` say which step and what is wrong.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import werkzeug
+from tensorboard import errors, plugin_util
+from tensorboard.data import provider
+
+from deepscope import metadata
+from deepscope.proto import arrays
+from deepscope.proto import deepscope_pb2 as pb
+from deepscope.tb_plugin import blob_steps, responses, series
+from deepscope.tb_plugin.route_context import RouteContext
+
+KIND = "layer_values"
+_FORMATS = ("json", "base64")
+_EXAMPLE = "layer_values?run=RUN&tag=TAG"
+# Decoded series and whole responses remembered, by the series' version (its
+# listing's max step and wall time).
+_SERIES_BYTES = 32 * 1024 * 1024
+_BODY_BYTES = 32 * 1024 * 1024
+# Damaged events whose reason a warning spells out (the rest are counted).
+_REASONS_SHOWN = 5
+# The scale's name in responses; LAYER_VALUES_SCALE_UNSPECIFIED reads as log.
+_SCALE_NAMES = {
+    pb.LAYER_VALUES_SCALE_UNSPECIFIED: "log",
+    pb.LAYER_VALUES_SCALE_LOG: "log",
+    pb.LAYER_VALUES_SCALE_LINEAR: "linear",
+}
+_FLOAT_DTYPES = (pb.FLOAT32, pb.FLOAT16, pb.FLOAT64)
+
+
+@dataclasses.dataclass
+class LayerValues:
+    """A layer-values series: values[i, j] is layer names[j] at steps[i].
+
+    `measured[i, j]` is False where the layer was not measured at that step
+    (marked so, or not named by it); the value there is NaN and means nothing.
+    Non-finite values where `measured` is True are measurements, kept.
+    """
+
+    steps: np.ndarray  # int64 [S]
+    wall_times: np.ndarray  # float64 [S]
+    names: list[str]
+    values: np.ndarray  # float32 [S, P]
+    measured: np.ndarray  # bool [S, P]
+    warnings: list[str]
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held (for a cache's budget)."""
+        arrays_bytes = sum(a.nbytes for a in (self.steps, self.wall_times, self.values))
+        return arrays_bytes + self.measured.nbytes + sum(len(n) + 50 for n in self.names) + 200
+
+
+class _Malformed(ValueError):
+    """An event that cannot be read; the message says what is wrong with it."""
+
+
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def decode_payload(payload) -> tuple[list[str], np.ndarray, list[int]]:
+    """(names, float32 values [P], not-measured indices) of one event's tensor value.
+
+    `payload` is the datum's numpy value: a string scalar holding a serialized
+    `LayerValuesStep`.
+
+    Raises:
+      ValueError: what is wrong with it (not a string scalar, does not parse,
+        no names, an empty or repeated name, values of another dtype or count,
+        a not-measured index outside the names).
+    """
+    array = np.asarray(payload)
+    if array.dtype.kind not in "OS":
+        raise _Malformed(
+            f"the payload is a {array.dtype} tensor of shape {list(array.shape)}, not a "
+            "serialized LayerValuesStep (a string scalar)"
+        )
+    if array.size != 1:
+        raise _Malformed(
+            f"the payload is a string tensor of shape {list(array.shape)}, not one "
+            "serialized LayerValuesStep (a string scalar)"
+        )
+    content = array.reshape(-1)[0]
+    if not isinstance(content, bytes):
+        raise _Malformed(f"the payload holds a {type(content).__name__}, not bytes")
+    try:
+        step = pb.LayerValuesStep.FromString(content)
+    except Exception as error:  # protobuf raises DecodeError or RuntimeError
+        raise _Malformed(f"the payload does not parse as a LayerValuesStep ({error})") from None
+    names = list(step.names)
+    if not names:
+        raise _Malformed("the step names no layers")
+    seen: set[str] = set()
+    for name in names:
+        if not name:
+            raise _Malformed("a layer name is empty")
+        if name in seen:
+            raise _Malformed(f"layer name {responses.echo(name)} appears twice")
+        seen.add(name)
+    if step.values.dtype not in _FLOAT_DTYPES:
+        raise _Malformed(f"values of dtype {_dtype_name(step.values.dtype)}, not FLOAT32")
+    try:
+        values = arrays.decode_array(step.values)
+    except ValueError as error:
+        raise _Malformed(f"values: {error}") from None
+    if values.shape != (len(names),):
+        raise _Malformed(
+            f"values of shape {list(values.shape)} for {_count(len(names), 'layer name')}"
+        )
+    not_measured = list(step.not_measured)
+    if not_measured and max(not_measured) >= len(names):
+        raise _Malformed(
+            f"not-measured index {max(not_measured)} outside the step's "
+            f"{_count(len(names), 'layer')}"
+        )
+    return names, np.asarray(values, dtype=np.float32), not_measured
+
+
+def _dtype_name(dtype: int) -> str:
+    try:
+        return pb.DType.Name(dtype)
+    except ValueError:
+        return f"unknown dtype {dtype}"
+
+
+def read_layer_values(
+    data_provider,
+    ctx,
+    experiment_id: str,
+    run: str,
+    tag: str,
+    downsample: int | None,
+) -> LayerValues:
+    """Read and decode every kept step of a layer-values series, in step order.
+
+    Events that cannot be read are left out, each named in `warnings`.
+    """
+    data = data_provider.read_tensors(
+        ctx,
+        experiment_id=experiment_id,
+        plugin_name=metadata.PLUGIN_NAME,
+        run_tag_filter=provider.RunTagFilter(runs=[run], tags=[tag]),
+        downsample=downsample or blob_steps.UNBOUNDED,
+    )
+    datums = sorted(data.get(run, {}).get(tag, []), key=lambda d: d.step)
+    columns: dict[str, int] = {}
+    steps: list[int] = []
+    wall_times: list[float] = []
+    # Rows by the tuple of names they carry (most steps carry the same), placed together.
+    groups: dict[tuple[str, ...], list[tuple[int, np.ndarray, list[int]]]] = {}
+    malformed: list[tuple[int, str]] = []  # (event's step, what is wrong)
+    for datum in datums:
+        try:
+            wall_time = float(datum.wall_time)
+            if not math.isfinite(wall_time):
+                raise _Malformed(f"wall time {wall_time} is not a number of seconds")
+            names, values, not_measured = decode_payload(datum.numpy)
+        except _Malformed as error:
+            malformed.append((int(datum.step), str(error)))
+            continue
+        key = tuple(names)
+        if key not in groups:
+            for name in names:
+                columns.setdefault(name, len(columns))
+            groups[key] = []
+        groups[key].append((len(steps), values, not_measured))
+        steps.append(int(datum.step))
+        wall_times.append(wall_time)
+    values = np.full((len(steps), len(columns)), np.nan, dtype=np.float32)
+    measured = np.zeros(values.shape, dtype=bool)
+    for names, rows in groups.items():
+        cols = np.fromiter((columns[name] for name in names), dtype=np.intp, count=len(names))
+        index = np.asarray([row for row, _, _ in rows], dtype=np.intp)
+        values[index[:, None], cols[None, :]] = np.stack([v for _, v, _ in rows])
+        measured[index[:, None], cols[None, :]] = True
+        for row, _, not_measured in rows:
+            if not_measured:
+                values[row, cols[not_measured]] = np.nan
+                measured[row, cols[not_measured]] = False
+    return LayerValues(
+        steps=np.asarray(steps, dtype=np.int64),
+        wall_times=np.asarray(wall_times, dtype=np.float64),
+        names=list(columns),
+        values=values,
+        measured=measured,
+        warnings=_warnings(malformed),
+    )
+
+
+def _warnings(malformed: list[tuple[int, str]]) -> list[str]:
+    """The response's warnings: damaged events, each step and reason (the first few)."""
+    if not malformed:
+        return []
+    reasons = "; ".join(f"step {s}: {reason}" for s, reason in malformed[:_REASONS_SHOWN])
+    more = len(malformed) - _REASONS_SHOWN
+    return [
+        f"{len(malformed)} event(s) (first at step {malformed[0][0]}) are malformed and "
+        f"left out: {reasons}" + (f"; and {more} more" if more > 0 else "")
+    ]
+
+
+class LayerValuesRoutes:
+    """The `layer_values` route, with its decoded series and responses remembered.
+
+    Both are remembered by the series' version (`series.tensor_series_version`),
+    listed before reading: steps that arrive meanwhile give a newer version, so
+    nothing older is served under it.
+    """
+
+    def __init__(self, context: RouteContext):
+        self._context = context
+        self._series = blob_steps.LRUCache(_SERIES_BYTES, weigh=lambda s: s.nbytes)
+        self._bodies = blob_steps.LRUCache(_BODY_BYTES, weigh=lambda b: b.nbytes)
+
+    def apps(self) -> dict:
+        return {"/layer_values": self._serve_layer_values}
+
+    def layer_values(self, ctx, experiment: str, run: str, tag: str) -> LayerValues:
+        """The decoded series (run, tag), remembered; 404/400 as `SeriesCatalog.find`."""
+        self._context.catalog.find(ctx, experiment, run, tag, KIND)
+        return self._decoded(ctx, experiment, run, tag, self._version(ctx, experiment, run, tag))
+
+    def body(
+        self,
+        ctx,
+        experiment: str,
+        run: str,
+        tag: str,
+        fmt: str = "json",
+        wanted: Sequence[str] = (),
+    ) -> responses.PreparedJson:
+        """The `layer_values` response of (run, tag) in `fmt` (docs/http_api.md), of the
+        `wanted` layers only when any are, in their order; remembered by version."""
+        plugin_data = self._context.catalog.find(ctx, experiment, run, tag, KIND)
+        version = self._version(ctx, experiment, run, tag)
+        body_key = ((experiment, run, tag, version), fmt, tuple(wanted))
+        if version is not None:
+            body = self._bodies.get(body_key)
+            if body is not None:
+                return body
+        decoded = self._decoded(ctx, experiment, run, tag, version)
+        body = _body(decoded, plugin_data.layer_values, run, tag, fmt, list(wanted))
+        if version is not None and len(decoded.steps):
+            self._bodies.put(body_key, body)
+        return body
+
+    def _version(self, ctx, experiment: str, run: str, tag: str):
+        # Listed before reading: steps that arrive meanwhile give a newer version.
+        return series.tensor_series_version(self._context.data_provider, ctx, experiment, run, tag)
+
+    def _decoded(self, ctx, experiment: str, run: str, tag: str, version) -> LayerValues:
+        key = (experiment, run, tag, version)
+        decoded = self._series.get(key) if version is not None else None
+        if decoded is None:
+            decoded = read_layer_values(
+                self._context.data_provider, ctx, experiment, run, tag, self._context.downsample
+            )
+            if version is not None and len(decoded.steps):
+                self._series.put(key, decoded)
+        if not len(decoded.steps):  # gone since it was remembered? look again
+            self._context.catalog.forget(experiment, run, tag)
+            self._context.catalog.find(ctx, experiment, run, tag, KIND)
+        return decoded
+
+    @werkzeug.wrappers.Request.application
+    def _serve_layer_values(self, request):
+        run = responses.required_arg(request, "run", _EXAMPLE)
+        tag = responses.required_arg(request, "tag", _EXAMPLE)
+        fmt = responses.choice_arg(request, "format", _FORMATS, "json")
+        wanted = request.args.getlist("name")
+        ctx = plugin_util.context(request.environ)
+        experiment = plugin_util.experiment_id(request.environ)
+        return responses.respond_json_text(
+            request, self.body(ctx, experiment, run, tag, fmt, wanted)
+        )
+
+
+def _body(
+    decoded: LayerValues,
+    info: pb.LayerValuesInfo,
+    run: str,
+    tag: str,
+    fmt: str,
+    wanted: list[str],
+) -> responses.PreparedJson:
+    """The `layer_values` response (docs/http_api.md) of a decoded series."""
+    values, measured, names = decoded.values, decoded.measured, decoded.names
+    warnings = list(decoded.warnings)
+    if wanted:
+        index = {name: j for j, name in enumerate(names)}
+        missing = [name for name in wanted if name not in index]
+        if missing:
+            raise errors.NotFoundError(
+                f"tag {responses.echo(tag)} of run {responses.echo(run)} has no layer "
+                f"{responses.echo(missing[0])}; its layers: "
+                + responses.cap(", ".join(names[:20]))
+                + (f" and {len(names) - 20} more" if len(names) > 20 else "")
+            )
+        columns = [index[name] for name in wanted]
+        values, measured, names = values[:, columns], measured[:, columns], list(wanted)
+    scale = _SCALE_NAMES.get(info.scale)
+    if scale is None:
+        warnings.append(
+            f"unknown scale {info.scale} in the series' metadata (written by a newer "
+            "deepscope?): drawn on a log scale"
+        )
+        scale = "log"
+    head = {
+        "run": run,
+        "tag": tag,
+        "quantity": info.quantity,
+        "unit": info.unit,
+        "scale": scale,
+        "steps": decoded.steps.tolist(),
+        "wall_times": decoded.wall_times.tolist(),
+        "names": names,
+        "non_finite": int((~np.isfinite(values) & measured).sum()),
+        "warnings": warnings,
+    }
+    if fmt == "base64":
+        head["not_measured"] = np.argwhere(~measured).tolist()
+        head["values"] = {"dtype": "float32", "shape": list(values.shape), "base64": ""}
+        return responses.prepare_base64_json(head, values.astype("<f4").tobytes())
+    head["values"] = _json_matrix(values, measured)
+    return responses.prepare_json_text(responses.json_text(head))
+
+
+def _json_matrix(values: np.ndarray, measured: np.ndarray) -> list:
+    """values as nested lists: numbers, null where not measured, "NaN"/"Infinity"/"-Infinity"."""
+    rows = values.tolist()
+    for i, j in np.argwhere(~measured | ~np.isfinite(values)).tolist():
+        if not measured[i, j]:
+            rows[i][j] = None
+        else:
+            value = values[i, j]
+            rows[i][j] = "NaN" if np.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    return rows
