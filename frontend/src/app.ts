@@ -1,13 +1,16 @@
-// The tab: a sidebar (tag filter, runs, refresh) and a section per kind of series
-// (update ratios, spectra, correlations, saliency), each drawn by its own view.
+// The tab: a sidebar (tag filter, runs, refresh) and a section per kind of series, in the
+// order (and with the titles) of the plugin's `kinds` route, each drawn by its own view
+// (views/registry.ts); then a section of the series it cannot draw, each saying why.
 
-import { fetchTagMap, type TagMap } from "./api";
+import { fetchKinds, fetchTagMap, type KindInfo, type TagMap } from "./api";
 import { Visibility, el, swatch } from "./dom";
 import { formatTime } from "./format";
 import { requestsSettled } from "./json";
 import { runColor } from "./palette";
+import { ReloadWhenVisible } from "./reload_when_visible";
 import { listenToTensorBoard } from "./tbhost";
 import type { KindView, KindViewFactory, ViewEntry } from "./views/kind_view";
+import { NoticeView, noViewNotice, unreadableNotice } from "./views/notice_view";
 import { KIND_VIEWS } from "./views/registry";
 
 /** TensorBoard's own reload period. */
@@ -19,6 +22,19 @@ const collator = new Intl.Collator(undefined, { numeric: true, sensitivity: "bas
 const SECTION_PLACEHOLDER_PX = 360;
 /** A section below the first waits this long at most for the requests before it to end. */
 const SECTION_WAIT_MS = 3000;
+
+/** The key of the section of series the tab cannot draw (no kind is named so: it starts with a NUL). */
+const UNREADABLE = "\u0000unreadable";
+
+/** What a section shows: a kind (or the unreadable series), its heading, and how to build its view. */
+interface SectionSpec {
+  readonly key: string;
+  /** data-kind and data-testid ("section-<name>") of its element. */
+  readonly name: string;
+  readonly title: string;
+  readonly subtitle: string;
+  readonly factory: KindViewFactory;
+}
 
 /**
  * A kind's section. Its view is built (and so fetches and draws) only once the section
@@ -39,11 +55,19 @@ export class App {
   private tags: TagMap = new Map();
   private tagsLoaded = false;
   private tagsError: string | null = null;
+  /** The plugin's kinds in section order (from the `kinds` route); null until it answered. */
+  private kinds: KindInfo[] | null = null;
+  private kindsError: string | null = null;
   private runs: string[] = [];
   private readonly runChecked = new Map<string, boolean>();
   private filterText = "";
   private generation = 0;
   private readonly visibility = new Visibility();
+  /** Refreshes when the page is shown again and the last refresh is older than RELOAD_MS. */
+  private readonly pageReload = new ReloadWhenVisible({
+    reload: () => void this.refresh(),
+    stale: () => this.stale(),
+  });
   private readonly sections = new Map<string, Section>();
   /** The sidebar's tag filter as views see it (null when empty or invalid). */
   private tagRegex: RegExp | null = null;
@@ -69,9 +93,8 @@ export class App {
     this.root.replaceChildren(this.progress, this.layout());
     this.progress.hidden = true;
     listenToTensorBoard(() => void this.refresh());
-    document.addEventListener("visibilitychange", () => {
-      if (!document.hidden && this.stale()) void this.refresh();
-    });
+    // Shown again (another browser tab was in front) after a reload period: refresh.
+    this.pageReload.watchDocument();
     if (typeof ResizeObserver === "function") {
       new ResizeObserver(() => this.onResize()).observe(this.main);
     } else {
@@ -149,12 +172,19 @@ export class App {
     this.progress.hidden = false;
     this.refreshButton.disabled = true;
     this.refreshing = (async () => {
+      const kinds = this.kinds === null ? fetchKinds() : Promise.resolve(this.kinds);
       try {
         this.tags = await fetchTagMap();
         this.tagsLoaded = true;
         this.tagsError = null;
       } catch (e) {
         this.tagsError = e instanceof Error ? e.message : String(e);
+      }
+      try {
+        this.kinds = await kinds;
+        this.kindsError = null;
+      } catch (e) {
+        this.kindsError = e instanceof Error ? e.message : String(e);
       }
       this.generation++;
       this.lastRefresh = new Date();
@@ -163,13 +193,14 @@ export class App {
       for (const section of this.sections.values()) section.view?.refresh();
     })().finally(() => {
       this.refreshing = null;
+      this.pageReload.markLoaded();
       this.progress.hidden = true;
       this.refreshButton.disabled = false;
       this.refreshStatus.textContent = this.lastRefresh
         ? `Updated ${formatTime(this.lastRefresh)}`
         : "";
       this.timer = window.setTimeout(() => {
-        if (document.hidden) return; // refreshed when the tab is shown again
+        if (!this.pageReload.visible) return; // refreshed when the tab is shown again
         void this.refresh();
       }, RELOAD_MS);
     });
@@ -223,6 +254,11 @@ export class App {
       box.dataset.testid = "tags-error";
       this.banner.appendChild(box);
     }
+    if (this.kindsError !== null) {
+      const box = el("div", "ds-error", `Could not load the list of kinds: ${this.kindsError}`);
+      box.dataset.testid = "kinds-error";
+      this.banner.appendChild(box);
+    }
     this.message.replaceChildren();
 
     const regex = this.compileFilter();
@@ -242,18 +278,23 @@ export class App {
 
     // A tag the filter does not match still goes to a view that filters inside its tags
     // (e.g. update ratios narrow their parameters) when that view finds something in it.
-    const filtersInside = new Map(KIND_VIEWS.map(([kind, factory]) => [kind, factory.filtersInside]));
+    // A series whose metadata cannot be read, or of a kind the plugin does not list, goes
+    // to the unreadable section.
+    const specs = this.sectionSpecs();
+    const keyOf = (info: { kind: string; error?: string }) =>
+      info.error === undefined && specs.some((spec) => spec.key === info.kind) ? info.kind : UNREADABLE;
     const byKind = new Map<string, ViewEntry[]>();
     for (const tag of sorted) {
       for (const run of selectedRuns) {
         const info = this.tags.get(run)?.get(tag);
         if (info === undefined) continue;
         const entry: ViewEntry = { run, tag, info, color: colorOf.get(run) ?? runColor(0) };
-        const inside = filtersInside.get(info.kind);
+        const key = keyOf(info);
+        const inside = key === UNREADABLE ? undefined : KIND_VIEWS.get(key)?.filtersInside;
         if (!matching.has(tag) && !(regex !== null && inside?.(entry, regex))) continue;
-        const entries = byKind.get(info.kind) ?? [];
+        const entries = byKind.get(key) ?? [];
         entries.push(entry);
-        byKind.set(info.kind, entries);
+        byKind.set(key, entries);
       }
     }
     if (this.tagsLoaded && byKind.size === 0 && tagNames.size > 0 && selectedRuns.length > 0) {
@@ -262,14 +303,14 @@ export class App {
       );
     }
     let position = 0;
-    for (const [kind, factory] of KIND_VIEWS) {
-      const entries = byKind.get(kind) ?? [];
-      let section = this.sections.get(kind);
+    for (const spec of specs) {
+      const entries = byKind.get(spec.key) ?? [];
+      let section = this.sections.get(spec.key);
       if (entries.length === 0) {
         if (section) this.dropSection(section);
         continue;
       }
-      if (!section) section = this.createSection(kind, factory);
+      if (!section) section = this.createSection(spec);
       // Insert a new section, or move one into order; leave one in place alone: moving it
       // out and back would collapse the page for a moment and scroll the frame to the top.
       const there = this.cardsEl.children.item(position);
@@ -280,13 +321,43 @@ export class App {
     }
   }
 
-  private createSection(kind: string, factory: KindViewFactory): Section {
+  /**
+   * The sections in order: the plugin's kinds (each with its view, or a notice that this
+   * tab has none), then the unreadable series. Without the kinds route's answer: the kinds
+   * this tab has views for, titled by name.
+   */
+  private sectionSpecs(): SectionSpec[] {
+    const kinds: KindInfo[] =
+      this.kinds ?? [...KIND_VIEWS.keys()].map((name) => ({ name, title: name, subtitle: "", dataClass: "" }));
+    const byName = new Map(kinds.map((k) => [k.name, k]));
+    const specs: SectionSpec[] = kinds.map((kind) => {
+      const notice = noViewNotice(kind);
+      return {
+        key: kind.name,
+        name: kind.name,
+        title: kind.title,
+        subtitle: kind.subtitle,
+        factory: KIND_VIEWS.get(kind.name) ?? { create: () => new NoticeView(() => notice) },
+      };
+    });
+    specs.push({
+      key: UNREADABLE,
+      name: "unreadable",
+      title: "Unreadable series",
+      subtitle: "Series this tab cannot draw: why, and what to do.",
+      factory: { create: () => new NoticeView((entry) => unreadableNotice(entry, byName)) },
+    });
+    return specs;
+  }
+
+  private createSection(spec: SectionSpec): Section {
+    const { key: kind, factory } = spec;
     const element = el("details", "ds-kind");
     element.open = true;
-    element.dataset.kind = kind;
-    element.dataset.testid = `section-${kind}`;
+    element.dataset.kind = spec.name;
+    element.dataset.testid = `section-${spec.name}`;
     const head = el("summary", "ds-kind-head");
-    head.append(el("h2", "ds-kind-title", factory.title), el("span", "ds-kind-sub", factory.subtitle));
+    head.append(el("h2", "ds-kind-title", spec.title), el("span", "ds-kind-sub", spec.subtitle));
     const placeholder = el("div", "ds-kind-pending", "Loading…");
     placeholder.style.minHeight = `${SECTION_PLACEHOLDER_PX}px`;
     element.append(head, placeholder);

@@ -1,3 +1,5 @@
+// Numbers as the tab writes them: steps, counts, ticks, times (one ASCII minus sign).
+
 import { formatLocale } from "d3-format";
 
 // An ASCII minus sign everywhere (d3's default locale uses U+2212), so text in the tab
@@ -10,27 +12,9 @@ export const locale = formatLocale({
   minus: "-",
 });
 
-const exp3 = locale.format(".2e");
+export const exp3 = locale.format(".2e");
 const siStep = locale.format("~s");
 const intFmt = locale.format(",d");
-
-/** What the tab says where the weight was exactly zero before the step. */
-export const ZERO_WEIGHT_TEXT = "‖W‖ = 0: ratio undefined";
-
-/**
- * An update ratio as the tab shows it: `1.23e-3`, `0`, `NaN`, `Infinity`, `-Infinity`,
- * `no update` for a parameter that was not updated in that step, or ZERO_WEIGHT_TEXT
- * where its weight was exactly zero before the step.
- */
-export function formatRatio(value: number, noUpdate: boolean, zeroWeight = false): string {
-  if (noUpdate) return "no update";
-  if (zeroWeight) return ZERO_WEIGHT_TEXT;
-  if (Number.isNaN(value)) return "NaN";
-  if (value === Infinity) return "Infinity";
-  if (value === -Infinity) return "-Infinity";
-  if (value === 0) return "0";
-  return exp3(value);
-}
 
 /** Axis tick for a step: 950, 1.5k, 20k. */
 export function formatStepTick(step: number): string {

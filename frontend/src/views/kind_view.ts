@@ -1,4 +1,4 @@
-// A kind's section of the tab: update ratios, spectra, correlations or saliency.
+// A kind's section of the tab (update ratios, spectra, correlations, saliency, layer values).
 // The app filters tags (regex) and runs (sidebar), then hands each kind's view the
 // (run, tag) pairs it should show; the view fetches and draws them. The app builds a
 // section's view only once the section comes near the viewport.
@@ -36,11 +36,8 @@ export interface KindView {
   dispose(): void;
 }
 
+/** How the tab builds a kind's view; its section's title and subtitle come from the `kinds` route. */
 export interface KindViewFactory {
-  /** Section heading, e.g. "Singular value spectra". */
-  title: string;
-  /** One line under the heading: what the section answers. */
-  subtitle: string;
   create(ctx: ViewContext): KindView;
   /**
    * For a view that filters inside its tags (e.g. update ratios narrow their parameters):

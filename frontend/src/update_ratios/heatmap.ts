@@ -1,19 +1,21 @@
-// One run's update ratios as a heatmap: rows are the card's rows (a parameter, or a module
-// group summarised by the median or the max of its parameters), columns logged steps,
-// colour log10(ratio). Cells are painted into a <canvas>; every row is ROW_H px tall and
+// One run's grid (update ratios, layer values) as a heatmap: rows are the card's rows (a
+// parameter or layer, or a module group summarised by the median or the max of its rows),
+// columns logged steps, colour the value on its quantity's scale (log10 for update ratios). Cells are painted into a <canvas>; every row is ROW_H px tall and
 // labelled (HTML labels beside the canvas); past MAX_BODY_H the rows scroll, with the step
 // axis kept below them. A pixel where the run logged nothing stays empty (transparent).
 
 import { axisBottom } from "d3-axis";
 import { scaleLinear, type ScaleLinear } from "d3-scale";
 import { select } from "d3-selection";
-import type { UpdateRatios } from "./api";
-import type { ColorScale } from "./colormap";
-import { formatInt, formatRatio, formatStepTick } from "./format";
-import { NO_UPDATE_DARK, NO_UPDATE_LIGHT, NON_FINITE_RGB } from "./palette";
-import { columnEnds, log10Extent, log10Values, stepIndexAt, stepRange } from "./stats";
-import { LABEL_FONT, addStyles } from "./style";
-import { hideTooltip, showTooltip, type TooltipRow } from "./tooltip";
+import type { LayerGrid } from "./grid";
+import type { ColorScale } from "../colormap";
+import { formatInt, formatStepTick } from "../format";
+import { formatValue } from "./format";
+import { NO_UPDATE_DARK, NO_UPDATE_LIGHT, NON_FINITE_RGB } from "../palette";
+import { columnEnds, stepIndexAt, stepRange } from "../stats";
+import { scaledExtent, scaledValues } from "./stats";
+import { LABEL_FONT, addStyles } from "../style";
+import { hideTooltip, showTooltip, type TooltipRow } from "../tooltip";
 
 const SVG_NS = "http://www.w3.org/2000/svg";
 /** px per heatmap row: every row is tall enough for its label. */
@@ -75,6 +77,10 @@ export interface HeatmapOptions {
   run: string;
   tag: string;
   runColor: string;
+  /** What the grid shows, for the canvas' accessible name, e.g. "Update ratios". */
+  what: string;
+  /** What a row is: "parameter" or "layer". */
+  rowNoun: string;
   onRowClick: (row: HeatRow) => void;
   isSelected: (name: string) => boolean;
 }
@@ -121,12 +127,12 @@ const NO_UPDATE = 2;
 const ZERO_WEIGHT = 3;
 const EMPTY = 4;
 
-/** Each parameter's colour per device-pixel column: mean log10 over the steps it shows. */
+/** Each row's colour per device-pixel column: the mean scaled value over the steps it shows. */
 interface Columns {
   W: number;
   colStart: Int32Array;
   colEnd: Int32Array;
-  /** P x W, row-major by parameter: mean log10(ratio) over the column's updated steps. */
+  /** P x W, row-major by row: the mean scaled value (log10 on a log scale) over the column's steps with a value. */
   value: Float32Array;
   /** P x W: VALUE, NON_FINITE, NO_UPDATE, ZERO_WEIGHT or EMPTY. */
   state: Uint8Array;
@@ -143,7 +149,7 @@ export class Heatmap {
   private readonly canvas: HTMLCanvasElement;
   private readonly hover: HTMLDivElement;
   private readonly axis: SVGSVGElement;
-  private data: UpdateRatios | null = null;
+  private data: LayerGrid | null = null;
   private index = new Map<string, number>();
   private rows: readonly HeatRow[] = [];
   private summary: GroupSummary = "median";
@@ -179,7 +185,7 @@ export class Heatmap {
     this.canvas.setAttribute("role", "img");
     this.canvas.setAttribute(
       "aria-label",
-      `Update ratios of run ${opts.run}, tag ${opts.tag}: parameters by step`,
+      `${opts.what} of run ${opts.run}, tag ${opts.tag}: ${opts.rowNoun}s by step`,
     );
     this.hover = document.createElement("div");
     this.hover.className = "ds-ur-hover";
@@ -212,7 +218,7 @@ export class Heatmap {
   }
 
   draw(
-    data: UpdateRatios,
+    data: LayerGrid,
     rows: readonly HeatRow[],
     summary: GroupSummary,
     color: ColorScale,
@@ -326,7 +332,7 @@ export class Heatmap {
    * Each parameter's per-column colour for `width` and `frame`, remembered per data object
    * (so a second draw of the same data, or Heatmap.prepare before it, costs nothing).
    */
-  static prepare(data: UpdateRatios, width: number, frame: PlotFrame): void {
+  static prepare(data: LayerGrid, width: number, frame: PlotFrame): void {
     if (data.steps.length === 0) return;
     const plotW = plotWidth(width, frame);
     const dpr = devicePixelRatioNow();
@@ -334,7 +340,7 @@ export class Heatmap {
   }
 
   private computeColumns(W: number, dpr: number, frame: PlotFrame): Columns {
-    const d = this.data as UpdateRatios;
+    const d = this.data as LayerGrid;
     const cols = computeColumns(d, W, dpr, frame, this.plotW);
     this.columns = cols;
     this.columnsKey = `${this.dataVersion}:${columnsKeyOf(W, dpr, frame, this.plotW)}`;
@@ -541,12 +547,12 @@ export class Heatmap {
       const j = this.index.get(row.names[0]);
       const k = j === undefined ? -1 : i * P + j;
       rows.push({
-        label: "‖ΔW‖/‖W‖",
+        label: d.quantity.label,
         field: "value",
         value:
           k < 0
             ? "not logged in this run"
-            : formatRatio(d.values[k], d.noUpdate[k] === 1, d.zeroWeight[k] === 1),
+            : formatValue(d.quantity, d.values[k], d.missing[k] === 1, d.zeroWeight[k] === 1),
       });
     } else {
       rows.push(...groupAt(d, this.index, row.names, i));
@@ -584,7 +590,7 @@ export class Heatmap {
   }
 }
 
-const columnCache = new WeakMap<UpdateRatios, { key: string; cols: Columns }>();
+const columnCache = new WeakMap<LayerGrid, { key: string; cols: Columns }>();
 
 function columnsKeyOf(W: number, dpr: number, frame: PlotFrame, plotW: number): string {
   return `${W}:${dpr}:${plotW}:${frame.domain[0]}:${frame.domain[1]}`;
@@ -600,7 +606,7 @@ function devicePixelRatioNow(): number {
 
 /** Each parameter's per-column summary of `d` at W device px (remembered per data object). */
 function computeColumns(
-  d: UpdateRatios,
+  d: LayerGrid,
   W: number,
   dpr: number,
   frame: PlotFrame,
@@ -622,16 +628,17 @@ function computeColumns(
     colEnd[px] = i1;
   }
   // With more steps than pixels a column summarises several: any non-finite value wins
-  // (so a NaN is never hidden), else the mean of log10 over the updated steps (a zero
-  // ratio counts as the smallest logged one), else "‖W‖ = 0", else "no update".
-  const zeroLog = log10Extent(d)?.[0] ?? -12;
+  // (so a NaN is never hidden), else the mean scaled value over the steps with one (a value
+  // below a log scale, e.g. a zero ratio, counts as the smallest logged one), else
+  // "‖W‖ = 0", else "no value" (update ratios: no update).
+  const zeroLog = scaledExtent(d)?.[0] ?? -12;
   const value = new Float32Array(P * W);
   const state = new Uint8Array(P * W).fill(EMPTY);
   const sum = new Float64Array(P);
   const count = new Int32Array(P);
   const flags = new Uint8Array(P); // bit 1: non-finite, 2: no update, 4: zero weight
-  const { noUpdate, zeroWeight } = d;
-  const logs = log10Values(d);
+  const { missing, zeroWeight } = d;
+  const logs = scaledValues(d);
   for (let px = 0; px < W; px++) {
     const i0 = colStart[px];
     if (i0 < 0) continue;
@@ -649,7 +656,7 @@ function computeColumns(
         } else if (l === -Infinity) {
           sum[j] += zeroLog;
           count[j]++;
-        } else if (noUpdate[k]) flags[j] |= 2;
+        } else if (missing[k]) flags[j] |= 2;
         else if (zeroWeight[k]) flags[j] |= 4;
         else flags[j] |= 1;
       }
@@ -712,7 +719,7 @@ function select_k(xs: Float64Array, n: number, k: number): number {
 
 /** Tooltip rows of a group at step i: the median and the max of its parameters, and which. */
 function groupAt(
-  d: UpdateRatios,
+  d: LayerGrid,
   index: ReadonlyMap<string, number>,
   names: readonly string[],
   i: number,
@@ -720,14 +727,14 @@ function groupAt(
   const P = d.names.length;
   const finite: Array<{ v: number; name: string }> = [];
   let nonFinite = 0;
-  let noUpdate = 0;
+  let missing = 0;
   let zeroWeight = 0;
   for (const name of names) {
     const j = index.get(name);
     if (j === undefined) continue;
     const k = i * P + j;
     const v = d.values[k];
-    if (d.noUpdate[k]) noUpdate++;
+    if (d.missing[k]) missing++;
     else if (d.zeroWeight[k]) zeroWeight++;
     else if (Number.isFinite(v)) finite.push({ v, name });
     else nonFinite++;
@@ -738,14 +745,14 @@ function groupAt(
     const n = finite.length;
     const med = n % 2 ? finite[(n - 1) >> 1].v : (finite[n / 2 - 1].v + finite[n / 2].v) / 2;
     const top = finite[n - 1];
-    out.push({ label: "median", field: "median", value: formatRatio(med, false) });
-    out.push({ label: "max", field: "max", value: `${formatRatio(top.v, false)}` });
+    out.push({ label: "median", field: "median", value: formatValue(d.quantity, med, false) });
+    out.push({ label: "max", field: "max", value: formatValue(d.quantity, top.v, false) });
     out.push({ label: "max at", field: "max_name", value: top.name });
   }
   if (nonFinite > 0) out.push({ label: "non-finite", field: "non_finite", value: formatInt(nonFinite) });
   if (zeroWeight > 0) {
     out.push({ label: "‖W‖ = 0", field: "zero_weight", value: `${formatInt(zeroWeight)} (ratio undefined)` });
   }
-  if (noUpdate > 0) out.push({ label: "no update", field: "no_update", value: formatInt(noUpdate) });
+  if (missing > 0) out.push({ label: d.quantity.missingText, field: "no_update", value: formatInt(missing) });
   return out;
 }

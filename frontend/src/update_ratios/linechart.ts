@@ -1,15 +1,20 @@
-// Update ratio over steps for the chosen parameters, log-y, with the rule-of-thumb band.
+// A grid's value over steps for the chosen rows: log-y or linear-y (the quantity's scale),
+// with the quantity's rule-of-thumb band when it has one (update ratios: 1e-3).
 
 import { axisBottom, axisLeft } from "d3-axis";
-import { scaleLinear, scaleLog } from "d3-scale";
+import { scaleLinear, scaleLog, type ScaleContinuousNumeric } from "d3-scale";
+import type { Selection } from "d3-selection";
 import { line } from "d3-shape";
-import { formatPow10, formatRatio, formatStepTick } from "./format";
+import { formatPow10, formatStepTick, locale } from "../format";
+import { legendItem, lineSample } from "../legend";
+import { NON_FINITE_COLOR } from "../palette";
+import { nearestStepIndex } from "../stats";
+import { axisTitles, clearPlot, decadeTicks, hoverLayer, plotSvg } from "../svgchart";
+import { showTooltip, type TooltipRow } from "../tooltip";
+import { formatValue } from "./format";
+import { quantityTitle, type Quantity } from "./grid";
 import type { PlotFrame } from "./heatmap";
-import { legendItem, lineSample } from "./legend";
-import { NON_FINITE_COLOR } from "./palette";
-import { BAND, TARGET_RATIO, nearestStepIndex } from "./stats";
-import { axisTitles, clearPlot, decadeTicks, hoverLayer, plotSvg } from "./svgchart";
-import { showTooltip, type TooltipRow } from "./tooltip";
+import { onScale } from "./stats";
 
 export interface LineSeries {
   run: string;
@@ -19,22 +24,20 @@ export interface LineSeries {
   dash: string;
   steps: readonly number[];
   values: Float32Array;
-  noUpdate: Uint8Array;
+  /** 1 where the row has no value at that step (update ratios: no update). */
+  missing: Uint8Array;
   /** 1 where the weight was exactly zero before the step: no ratio (not a fault). */
   zeroWeight: Uint8Array;
 }
 
+const general = locale.format("~g");
+const exponent = locale.format("~e");
 const HEIGHT = 280;
 const MARGIN = { top: 14, right: 12, bottom: 38 };
 
-/** A step with no ratio to draw: no update, or a zero weight before it. */
+/** A step with no value to draw: none logged (no update), or a zero weight before it. */
 function noRatio(s: LineSeries, i: number): boolean {
-  return s.noUpdate[i] === 1 || s.zeroWeight[i] === 1;
-}
-
-function usable(s: LineSeries, i: number): boolean {
-  const v = s.values[i];
-  return !noRatio(s, i) && v > 0 && v < Infinity;
+  return s.missing[i] === 1 || s.zeroWeight[i] === 1;
 }
 
 function nonFinite(s: LineSeries, i: number): boolean {
@@ -47,10 +50,10 @@ export class LineChart {
   private readonly svg: SVGSVGElement;
   private readonly legend: HTMLDivElement;
 
-  constructor() {
+  constructor(what: string) {
     this.element = document.createElement("div");
     this.element.dataset.testid = "linechart";
-    const { plot, svg } = plotSvg("Update ratio of the chosen parameters over steps, log scale");
+    const { plot, svg } = plotSvg(`${what} of the chosen rows over steps`);
     this.svg = svg;
     this.svg.setAttribute("class", "ds-chart-svg");
     this.legend = document.createElement("div");
@@ -58,15 +61,18 @@ export class LineChart {
     this.element.append(plot, this.legend);
   }
 
-  draw(series: readonly LineSeries[], width: number, frame: PlotFrame): void {
+  draw(series: readonly LineSeries[], width: number, frame: PlotFrame, quantity: Quantity): void {
+    const log = quantity.scale === "log";
+    const target = quantity.target;
+    const usable = (s: LineSeries, i: number) => !noRatio(s, i) && onScale(s.values[i], log);
     const left = frame.left;
     const plotW = Math.max(60, Math.floor(width - left - MARGIN.right));
     const plotH = HEIGHT - MARGIN.top - MARGIN.bottom;
     this.element.dataset.series = String(series.length);
     const svg = clearPlot(this.svg, width, HEIGHT);
 
-    let yLo: number = BAND[0];
-    let yHi: number = BAND[1];
+    let yLo = target ? target.band[0] : Infinity;
+    let yHi = target ? target.band[1] : -Infinity;
     let anyBad = false;
     for (const s of series) {
       for (let i = 0; i < s.steps.length; i++) {
@@ -76,48 +82,37 @@ export class LineChart {
         } else if (nonFinite(s, i)) anyBad = true;
       }
     }
+    if (!(yLo <= yHi)) [yLo, yHi] = log ? [1e-4, 1e-2] : [0, 1];
     const x = scaleLinear().domain(frame.domain).range([0, plotW]);
-    const y = scaleLog()
-      .domain([yLo / 1.5, yHi * 1.5])
-      .range([plotH, 0])
-      .nice();
+    let y: ScaleContinuousNumeric<number, number>;
+    let yTicks: number[];
+    let yTick: (v: number) => string;
+    if (log) {
+      const logY = scaleLog()
+        .domain([yLo / 1.5, yHi * 1.5])
+        .range([plotH, 0])
+        .nice();
+      y = logY;
+      yTicks = decadeTicks(logY);
+      yTick = formatPow10;
+    } else {
+      const pad = yHi > yLo ? (yHi - yLo) * 0.05 : Math.max(1, Math.abs(yHi)) * 0.5;
+      y = scaleLinear()
+        .domain([yLo - pad, yHi + pad])
+        .range([plotH, 0])
+        .nice();
+      yTicks = y.ticks(Math.max(3, Math.floor(plotH / 40)));
+      yTick = general;
+    }
 
     const g = svg.append("g").attr("transform", `translate(${left},${MARGIN.top})`);
 
-    // Horizontal grid at each decade.
-    const decades = decadeTicks(y);
+    // Horizontal grid at each tick (a log scale's: each decade).
     g.append("g")
       .attr("class", "ds-grid")
-      .call(axisLeft(y).tickValues(decades).tickSize(-plotW).tickFormat(() => ""));
+      .call(axisLeft(y).tickValues(yTicks).tickSize(-plotW).tickFormat(() => ""));
 
-    // The rule-of-thumb band and its centre line.
-    const band = g.append("g").attr("class", "ds-band");
-    band
-      .append("rect")
-      .attr("x", 0)
-      .attr("width", plotW)
-      .attr("y", y(BAND[1]))
-      .attr("height", Math.max(0, y(BAND[0]) - y(BAND[1])))
-      .attr("fill", "#43a047")
-      .attr("fill-opacity", 0.1);
-    band
-      .append("line")
-      .attr("x1", 0)
-      .attr("x2", plotW)
-      .attr("y1", y(TARGET_RATIO))
-      .attr("y2", y(TARGET_RATIO))
-      .attr("stroke", "#43a047")
-      .attr("stroke-width", 1)
-      .attr("stroke-dasharray", "4,3");
-    band
-      .append("text")
-      .attr("class", "ds-axis-label")
-      .attr("x", plotW - 6)
-      .attr("y", y(BAND[1]) + 12)
-      .attr("text-anchor", "end")
-      .attr("fill", "#2e7d32")
-      .style("fill", "#2e7d32")
-      .text("rule of thumb ≈ 1e-3");
+    if (target) this.drawBand(g, plotW, y, target);
 
     const ticks = x.ticks(Math.max(2, Math.floor(plotW / 90))).filter(Number.isInteger);
     g.append("g")
@@ -126,13 +121,13 @@ export class LineChart {
       .call(axisBottom(x).tickValues(ticks).tickFormat((v) => formatStepTick(Number(v))).tickSizeOuter(0));
     g.append("g")
       .attr("class", "ds-axis")
-      .call(axisLeft(y).tickValues(decades).tickFormat((v) => formatPow10(Number(v))).tickSizeOuter(0));
+      .call(axisLeft(y).tickValues(yTicks).tickFormat((v) => yTick(Number(v))).tickSizeOuter(0));
     axisTitles(
       g,
       plotW,
       plotH,
       { text: "step", below: plotH + 32 },
-      { text: "‖ΔW‖/‖W‖ (log scale)", left: -left + 14 },
+      { text: `${quantityTitle(quantity)}${log ? " (log scale)" : ""}`, left: -left + 14 },
     );
 
     const lines = g.append("g").attr("fill", "none").attr("stroke-width", 1.5);
@@ -208,24 +203,64 @@ export class LineChart {
         rows.push({
           label: s.label,
           color: s.color,
-          value: formatRatio(s.values[i], s.noUpdate[i] === 1, s.zeroWeight[i] === 1) + at,
+          value: formatValue(quantity, s.values[i], s.missing[i] === 1, s.zeroWeight[i] === 1) + at,
         });
       });
       showTooltip(rows, event.clientX, event.clientY);
     });
 
-    this.drawLegend(series, anyBad);
+    this.drawLegend(series, anyBad, target);
   }
 
-  private drawLegend(series: readonly LineSeries[], anyBad: boolean): void {
+  /** The target's band (shaded) and its value (a dashed line), labelled. */
+  private drawBand(
+    g: Selection<SVGGElement, unknown, null, undefined>,
+    plotW: number,
+    y: ScaleContinuousNumeric<number, number>,
+    target: NonNullable<Quantity["target"]>,
+  ): void {
+    const band = g.append("g").attr("class", "ds-band");
+    const [lo, hi] = target.band;
+    band
+      .append("rect")
+      .attr("x", 0)
+      .attr("width", plotW)
+      .attr("y", y(hi))
+      .attr("height", Math.max(0, y(lo) - y(hi)))
+      .attr("fill", "#43a047")
+      .attr("fill-opacity", 0.1);
+    band
+      .append("line")
+      .attr("x1", 0)
+      .attr("x2", plotW)
+      .attr("y1", y(target.value))
+      .attr("y2", y(target.value))
+      .attr("stroke", "#43a047")
+      .attr("stroke-width", 1)
+      .attr("stroke-dasharray", "4,3");
+    band
+      .append("text")
+      .attr("class", "ds-axis-label")
+      .attr("x", plotW - 6)
+      .attr("y", y(hi) + 12)
+      .attr("text-anchor", "end")
+      .attr("fill", "#2e7d32")
+      .style("fill", "#2e7d32")
+      .text(target.text);
+  }
+
+  private drawLegend(series: readonly LineSeries[], anyBad: boolean, target: Quantity["target"]): void {
     this.legend.replaceChildren();
     for (const s of series) {
       this.legend.appendChild(legendItem(lineSample(s.color, s.dash), s.label));
     }
-    const band = document.createElement("span");
-    band.className = "ds-box";
-    band.style.background = "rgba(67,160,71,.18)";
-    this.legend.appendChild(legendItem(band, "rule of thumb ≈ 1e-3 (band 3e-4 … 3e-3)"));
+    if (target) {
+      const band = document.createElement("span");
+      band.className = "ds-box";
+      band.style.background = "rgba(67,160,71,.18)";
+      const [lo, hi] = target.band;
+      this.legend.appendChild(legendItem(band, `${target.text} (band ${exponent(lo)} … ${exponent(hi)})`));
+    }
     if (anyBad) {
       const tri = document.createElement("span");
       tri.style.color = NON_FINITE_COLOR;

@@ -1,8 +1,13 @@
-import { fetchUpdateRatios, type UpdateRatios } from "./api";
-import { log10Extent, log10ValuesInSlices } from "./stats";
+// Fetched grids (update ratios, layer values) by (run, tag), reloaded per refresh generation.
+
+import type { LayerGrid } from "./grid";
+import { scaledExtent, scaledValuesInSlices } from "./stats";
+
+/** Fetches one run's grid of one tag (e.g. fetchUpdateRatios). */
+export type FetchGrid = (run: string, tag: string) => Promise<LayerGrid>;
 
 export interface Loaded {
-  data?: UpdateRatios;
+  data?: LayerGrid;
   error?: string;
   /** The refresh generation this result belongs to. */
   gen: number;
@@ -11,10 +16,12 @@ export interface Loaded {
 const MAX_CONCURRENT = 4;
 
 /**
- * Fetched update ratios by (run, tag), reloaded lazily: a result from an older refresh
+ * Fetched grids by (run, tag), reloaded lazily: a result from an older refresh
  * generation stays on screen until its replacement arrives.
  */
 export class DataStore {
+  constructor(private readonly fetchGrid: FetchGrid) {}
+
   private readonly done = new Map<string, Loaded>();
   private readonly pending = new Map<string, { gen: number; promise: Promise<Loaded> }>();
   private active = 0;
@@ -43,13 +50,13 @@ export class DataStore {
     if (pend && pend.gen >= gen) return pend.promise;
     const promise = this.limited(async (): Promise<Loaded> => {
       try {
-        const data = await fetchUpdateRatios(run, tag);
-        // The colour extent, then the log10 of every value in slices, each in a task of
+        const data = await this.fetchGrid(run, tag);
+        // The colour extent, then every value on its scale in slices, each in a task of
         // its own, so that no task runs long.
         await nextTask();
-        log10Extent(data);
+        scaledExtent(data);
         await nextTask();
-        await log10ValuesInSlices(data, nextTask);
+        await scaledValuesInSlices(data, nextTask);
         await nextTask();
         return { data, gen };
       } catch (e) {
