@@ -1,4 +1,5 @@
-"""The generated module matches deepscope.proto and imports under protobuf 6.31 and 7.x."""
+"""The generated module matches deepscope.proto and imports under protobuf 6.31 (the tool
+environment, `make proto-venv`) and under whatever protobuf is installed."""
 
 from __future__ import annotations
 
@@ -67,4 +68,3 @@ def test_imports_under_the_installed_protobuf():
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == google.protobuf.__version__
-    assert int(google.protobuf.__version__.split(".")[0]) >= 7  # tensorboard pulls 7.x here

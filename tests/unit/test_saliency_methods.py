@@ -456,3 +456,13 @@ def test_batched_methods_keep_each_pass_within_batch_size(method, options, rows)
     assert sizes[: len(clean)] == clean
     assert all(size <= 3 for size in sizes[len(clean) :])
     assert sum(sizes[len(clean) :]) == rows
+
+
+def test_the_module_docstring_lists_every_method_and_says_how_many():
+    """The docstring's method table and its count come from the registry, not a number typed in."""
+    words = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten"]
+    doc = sal.__doc__
+    assert f"by {words[len(sal.METHODS)]} attribution methods" in doc.splitlines()[0]
+    table = doc.split("Methods (options in their own modules):")[1].split("\n\n")[0]
+    listed = [line.split()[0] for line in table.strip().splitlines()]
+    assert listed == list(sal.METHODS)

@@ -1,4 +1,4 @@
-"""Saliency: what in an input drives a model's prediction, by seven attribution methods.
+"""Saliency: what in an input drives a model's prediction, by eight attribution methods.
 
 One call shape for every method, as Captum:
 
