@@ -17,57 +17,19 @@ from werkzeug import test as werkzeug_test
 from werkzeug.wrappers import Request, Response
 
 from deepscope import kinds, metadata
-from deepscope.proto import deepscope_pb2 as pb
 from deepscope.tb_plugin import deepscope_plugin, responses, series
 from deepscope.tb_plugin.deepscope_plugin import DeepscopePlugin
 from deepscope.tb_plugin.route_context import RouteContext
 from tests.event_files import (
     ratios_step,
-    raw_metadata,
     string_tensor,
     update_ratios_metadata,
     write_events,
 )
 from tests.route_helpers import multiplexer_provider
+from tests.unreadable_series import BLOB, UNREADABLE, write_unreadable_series
 
 GOOD = ratios_step([1e-3], crc_names=["w"]).SerializeToString()
-BLOB = summary_pb2.DATA_CLASS_BLOB_SEQUENCE
-
-
-def _content(**fields) -> bytes:
-    return pb.PluginData(**fields).SerializeToString()
-
-
-# tag: (metadata content, data class, the kind /tags must say, what its error must say)
-UNREADABLE = {
-    "garbage": (b"\xff\xff\xff", summary_pb2.DATA_CLASS_TENSOR, "unknown", "another tool"),
-    "empty": (b"", summary_pb2.DATA_CLASS_TENSOR, "unknown", "another tool"),
-    "no_kind": (_content(version=1), summary_pb2.DATA_CLASS_TENSOR, "unknown", "another tool"),
-    "unknown_kind": (
-        _content(version=1, kind=99),
-        summary_pb2.DATA_CLASS_TENSOR,
-        "unknown",
-        "upgrade deepscope",
-    ),
-    "newer": (
-        _content(version=metadata.SCHEMA_VERSION + 1, kind=pb.UPDATE_RATIOS),
-        summary_pb2.DATA_CLASS_TENSOR,
-        "update_ratios",
-        "upgrade deepscope",
-    ),
-    "other_details": (
-        _content(version=1, kind=pb.SPECTRUM, update_ratios=pb.UpdateRatiosInfo(names=["w"])),
-        BLOB,
-        "spectrum",
-        "holds update_ratios details",
-    ),
-    "other_data_class": (
-        _content(version=1, kind=pb.SPECTRUM),
-        summary_pb2.DATA_CLASS_TENSOR,
-        "spectrum",
-        "stored as a tensor, but spectrum series are stored as a blob sequence",
-    ),
-}
 
 
 @pytest.fixture(scope="module")
@@ -80,11 +42,7 @@ def logdir(tmp_path_factory):
             for step in range(3)
         ],
     )
-    events = []
-    for tag, (content, data_class, _, _) in UNREADABLE.items():
-        tensor = string_tensor(GOOD, shape=[1]) if data_class == BLOB else string_tensor(GOOD)
-        events.append((tag, 0, 1.0, tensor, raw_metadata(content, data_class)))
-    write_events(logdir / "unreadable", events)
+    write_unreadable_series(logdir / "unreadable")
     return logdir
 
 
