@@ -189,6 +189,16 @@ def test_respond_with_etag_for_other_bodies():
     assert (status, body) == (304, b"")
 
 
+def test_text_error_is_plain_text_with_nosniff_and_its_status():
+    request = _request({"Accept-Encoding": "gzip"})
+    status, headers, body = _send(responses.respond_text_error(request, "bad ü", 422), request)
+    assert status == 422
+    assert headers["Content-Type"] == "text/plain; charset=utf-8"
+    assert headers["X-Content-Type-Options"] == "nosniff"
+    text = gzip.decompress(body) if headers.get("Content-Encoding") == "gzip" else body
+    assert text.decode("utf-8") == "bad ü"
+
+
 # --- every data route, through TensorBoard's WSGI app -------------------------------------
 
 
@@ -229,6 +239,7 @@ def client(tmp_path_factory) -> werkzeug_test.Client:
 
 DATA_ROUTES = [
     ("tags", {}),
+    ("kinds", {}),
     ("index.js", {}),
     ("update_ratios", {"run": "run", "tag": "update_ratios"}),
     ("update_ratios", {"run": "run", "tag": "update_ratios", "format": "base64"}),
