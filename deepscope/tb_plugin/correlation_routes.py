@@ -14,56 +14,89 @@ reduced on the server to at most `size` cells per axis, by block means
 it fits. Steps written with `packing=UPPER_TRIANGLE` are unpacked to the full
 symmetric matrix. Every step says how its channels were read (channel_dim of
 activation_shape) and over how many samples; `rank_deficient` is true when
-there are no more samples than channels. Decoded steps and clustered orders
-are cached by blob key, and step listings remembered, as `blob_steps` says.
+there are no more samples than channels.
+
+Arguments, the steps listing, decoding and caching (by blob key) and the
+damaged-step policy come from `blob_kind.BlobKindRoutes`. A step is validated
+when decoded: the matrix's bytes, packing and shape (square within a layer,
+channels at `channel_dim` of the activation shape), |ρ| ≤ 1 within a few
+epsilons of the stored dtype (a flipped byte served ρ = 107.3), channel stats
+of one value per channel with dead channels in range, matchings of the
+matrix's sizes with indices in range. A step that fails is answered with 200
+and its `error` (the tab marks that step); clustered orders are cached by blob key.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
-import werkzeug
-from tensorboard import errors, plugin_util
+from tensorboard import errors
 
 from deepscope.proto import arrays
 from deepscope.proto import deepscope_pb2 as pb
-from deepscope.tb_plugin import blob_steps, matrix_view, responses
-from deepscope.tb_plugin.route_context import RouteContext
+from deepscope.tb_plugin import blob_kind, blob_steps, matrix_view, responses
+from deepscope.tb_plugin.blob_kind import Base64Json, Query, Series, Step, StepError
 
 KIND = "correlation"
 ORDERS = ("original", "clustered", "matched")
 DEFAULT_SIZE = 256  # cells per axis of the overview: 256² float32 ≈ 350 KB of base64
 MAX_SIZE = 1024
-_EXAMPLE = "correlation_matrix?run=RUN&tag=TAG"
 # Decoded steps kept (a 2048-channel matrix is 16 MB as float32).
 _STEP_CACHE = 8
 _ORDER_CACHE = 64
+# |ρ| may exceed 1 by rounding only: this many machine epsilons of the stored dtype.
+_RHO_EPSILONS = 8
 
 
-class _Step:
-    """A decoded `CorrelationStep`: the matrix as float32, the rest as parsed."""
+@dataclasses.dataclass(frozen=True)
+class DecodedStats:
+    """A side's `ChannelStats`, decoded and checked: float32 [channels] or None when absent."""
 
-    def __init__(self, blob_step: blob_steps.BlobStep, message: pb.CorrelationStep, matrix):
-        self.step = blob_step.step
-        self.wall_time = blob_step.wall_time
-        self.key = blob_step.blob_keys[0]
-        self.message = message
-        self.matrix = matrix  # float32 [R, C], read-only
+    mean: np.ndarray | None
+    std: np.ndarray | None
+    positive_fraction: np.ndarray | None
+    dead: list[int]  # ascending channel indices
+    non_finite: int
 
 
-def _unpack_upper_triangle(packed: np.ndarray, where: str) -> np.ndarray:
+@dataclasses.dataclass(frozen=True)
+class DecodedMatching:
+    """A cross step's matchings, decoded and checked against the matrix's shape."""
+
+    semi_cols: np.ndarray  # int64 [R]
+    semi_corr: np.ndarray  # float64 [R]
+    bipartite_rows: np.ndarray  # int64 [K], K <= min(R, C), each row once
+    bipartite_cols: np.ndarray  # int64 [K], each column once
+    bipartite_corr: np.ndarray  # float64 [K]
+    semi_mean: float
+    bipartite_mean: float
+
+
+@dataclasses.dataclass(frozen=True)
+class DecodedCorrelation:
+    """A decoded, validated `CorrelationStep`."""
+
+    message: pb.CorrelationStep  # as stored (samples, activation_shape, redundant_fraction)
+    matrix: np.ndarray  # float32 [R, C], read-only
+    row_stats: DecodedStats
+    col_stats: DecodedStats | None  # cross series only
+    matching: DecodedMatching | None  # cross series with a matching only
+
+
+def _unpack_upper_triangle(packed: np.ndarray) -> np.ndarray:
     """The symmetric [C, C] matrix from its upper triangle with the diagonal, row by row."""
     if packed.ndim != 1 or packed.size == 0:
-        raise errors.InvalidArgumentError(
-            f"{where}: a packed (upper-triangle) matrix must be one non-empty row of "
+        raise StepError(
+            "a packed (upper-triangle) matrix must be one non-empty row of "
             f"C(C+1)/2 values, got shape {list(packed.shape)}"
         )
     n = packed.size
     channels = (math.isqrt(8 * n + 1) - 1) // 2
     if channels * (channels + 1) // 2 != n:
-        raise errors.InvalidArgumentError(
-            f"{where}: a packed (upper-triangle) matrix of {n} values is no C(C+1)/2 "
+        raise StepError(
+            f"a packed (upper-triangle) matrix of {n} values is no C(C+1)/2 "
             f"(the nearest are {channels * (channels + 1) // 2} and "
             f"{(channels + 1) * (channels + 2) // 2})"
         )
@@ -74,41 +107,58 @@ def _unpack_upper_triangle(packed: np.ndarray, where: str) -> np.ndarray:
     return matrix
 
 
-def _decode_matrix(
-    message: pb.CorrelationStep, extra_blob: bytes | None, where: str, info: pb.CorrelationInfo
-) -> np.ndarray:
-    """The step's matrix as float32 [R, C]: in `matrix`, or an `Array` in the second blob.
+def _rho_tolerance(values: np.ndarray) -> float:
+    """How far beyond 1 a stored |ρ| may be by rounding: a few epsilons of its dtype."""
+    dtype = values.dtype if np.issubdtype(values.dtype, np.floating) else np.dtype(np.float32)
+    return _RHO_EPSILONS * float(np.finfo(dtype).eps)
+
+
+def _check_rho(values: np.ndarray, what: str) -> None:
+    """Correlations must lie in [-1, 1] within rounding (NaN allowed: undefined)."""
+    if not values.size:
+        return
+    largest = float(np.fmax.reduce(np.abs(values), axis=None))  # fmax skips NaN
+    if largest > 1.0 + _rho_tolerance(values):
+        raise StepError(
+            f"{what} holds |ρ| = {largest:.6g}, beyond 1: the log is damaged (a flipped byte?)"
+        )
+
+
+def _decode(array: pb.Array, what: str) -> np.ndarray:
+    try:
+        return arrays.decode_array(array)
+    except ValueError as error:
+        raise StepError(f"unreadable {what} ({error})") from None
+
+
+def decode_matrix(message: pb.CorrelationStep, info: pb.CorrelationInfo) -> np.ndarray:
+    """The step's matrix as float32 [R, C], read-only, checked.
 
     A within-layer step packed as its upper triangle is unpacked; a packed
-    cross step, an unknown packing, a wrong size or an activation shape whose
-    channel count disagrees with the matrix are the step's error.
+    cross step, an unknown packing, a wrong size, |ρ| beyond 1 or an
+    activation shape whose channel count disagrees with the matrix raise StepError.
     """
-    array = message.matrix
-    if not array.shape and extra_blob is not None:
-        array = pb.Array.FromString(extra_blob)
-    try:
-        matrix = arrays.decode_array(array)
-    except ValueError as error:
-        raise errors.InvalidArgumentError(f"{where}: unreadable matrix ({error})") from None
+    if not message.matrix.shape:
+        raise StepError("the step holds no matrix")
+    stored = _decode(message.matrix, "matrix")
+    _check_rho(stored, "the matrix")
+    matrix = stored
     if message.packing == pb.UPPER_TRIANGLE:
         if info.cross:
-            raise errors.InvalidArgumentError(
-                f"{where}: a cross-network matrix cannot be packed as an upper triangle"
-            )
-        matrix = _unpack_upper_triangle(np.asarray(matrix, dtype=np.float32), where)
+            raise StepError("a cross-network matrix cannot be packed as an upper triangle")
+        matrix = _unpack_upper_triangle(np.asarray(matrix, dtype=np.float32))
     elif message.packing != pb.FULL:
-        raise errors.InvalidArgumentError(
-            f"{where}: unknown matrix packing {int(message.packing)} (written by a newer "
-            "deepscope?)"
+        raise StepError(
+            f"unknown matrix packing {int(message.packing)} (written by a newer deepscope?)"
         )
     if matrix.ndim != 2 or 0 in matrix.shape:
-        raise errors.InvalidArgumentError(
-            f"{where}: the matrix has shape {list(matrix.shape)}, not [rows, columns]"
-        )
+        raise StepError(f"the matrix has shape {list(matrix.shape)}, not [rows, columns]")
+    if not info.cross and matrix.shape[0] != matrix.shape[1]:
+        raise StepError(f"a within-layer matrix must be square, got {list(matrix.shape)}")
     shape, dim = list(message.activation_shape), int(info.channel_dim)
     if shape and not (0 <= dim < len(shape) and shape[dim] == matrix.shape[0]):
-        raise errors.InvalidArgumentError(
-            f"{where}: the activation shape {shape} has no {matrix.shape[0]} channels at "
+        raise StepError(
+            f"the activation shape {shape} has no {matrix.shape[0]} channels at "
             f"dim {dim}, which the matrix has"
         )
     matrix = np.asarray(matrix, dtype=np.float32)
@@ -116,73 +166,155 @@ def _decode_matrix(
     return matrix
 
 
-def _stats_json(stats: pb.ChannelStats, channels: int) -> dict:
-    def column(array: pb.Array) -> list:
-        if not array.shape:
-            return []
-        return responses.json_numbers(arrays.decode_array(array).reshape(-1), null=True)
+def decode_stats(stats: pb.ChannelStats, channels: int, side: str) -> DecodedStats:
+    """A side's channel statistics, each array empty or one value per channel, checked."""
+    columns = {}
+    for name in ("mean", "std", "positive_fraction"):
+        array = getattr(stats, name)
+        if not array.shape and not array.data:
+            columns[name] = None
+            continue
+        values = np.asarray(_decode(array, f"{side}.{name}"), dtype=np.float32).reshape(-1)
+        if values.size != channels:
+            raise StepError(
+                f"{side}.{name} holds {values.size} values for the matrix's {channels} channels"
+            )
+        columns[name] = values
+    with np.errstate(invalid="ignore"):
+        if columns["std"] is not None and np.any(columns["std"] < 0):
+            raise StepError(f"{side}.std holds negative standard deviations")
+        fraction = columns["positive_fraction"]
+        if fraction is not None and np.any((fraction < 0) | (fraction > 1)):
+            raise StepError(f"{side}.positive_fraction holds fractions outside [0, 1]")
+    dead = sorted(int(i) for i in stats.dead)
+    if dead and not (0 <= dead[0] and dead[-1] < channels):
+        raise StepError(
+            f"{side}.dead names channel {dead[0] if dead[0] < 0 else dead[-1]} of "
+            f"{channels} (0 to {channels - 1})"
+        )
+    return DecodedStats(
+        columns["mean"], columns["std"], columns["positive_fraction"], dead, int(stats.non_finite)
+    )
+
+
+def decode_matching(matching: pb.Matching, shape: tuple[int, int]) -> DecodedMatching | None:
+    """A cross step's matchings checked against the [R, C] matrix; None when it holds none."""
+    if not matching.semi_corr.shape and not matching.bipartite_corr.shape:
+        return None
+    n_rows, n_cols = shape
+
+    def ints(array: pb.Array, what: str, bound: int) -> np.ndarray:
+        values = np.asarray(_decode(array, f"matching.{what}")).reshape(-1)
+        if values.size and not np.issubdtype(values.dtype, np.integer):
+            raise StepError(f"matching.{what} holds {values.dtype} values, not indices")
+        values = values.astype(np.int64)
+        if values.size and (values.min() < 0 or values.max() >= bound):
+            raise StepError(f"matching.{what} holds indices outside 0 to {bound - 1}")
+        return values
+
+    def floats(array: pb.Array, what: str) -> np.ndarray:
+        values = np.asarray(_decode(array, f"matching.{what}"), dtype=np.float64).reshape(-1)
+        _check_rho(np.asarray(values, dtype=np.float32), f"matching.{what}")
+        return values
+
+    semi_cols, semi_corr = (
+        ints(matching.semi_cols, "semi_cols", n_cols),
+        floats(matching.semi_corr, "semi_corr"),
+    )
+    rows = ints(matching.bipartite_rows, "bipartite_rows", n_rows)
+    cols = ints(matching.bipartite_cols, "bipartite_cols", n_cols)
+    corr = floats(matching.bipartite_corr, "bipartite_corr")
+    if semi_cols.size != n_rows or semi_corr.size != n_rows:
+        raise StepError(
+            f"the semi-matching holds {semi_cols.size} columns and {semi_corr.size} "
+            f"correlations for the matrix's {n_rows} rows"
+        )
+    if not rows.size == cols.size == corr.size <= min(n_rows, n_cols):
+        raise StepError(
+            f"the bipartite matching holds {rows.size} rows, {cols.size} columns and "
+            f"{corr.size} correlations; a {n_rows} x {n_cols} matrix pairs at most "
+            f"{min(n_rows, n_cols)}"
+        )
+    if np.unique(rows).size != rows.size or np.unique(cols).size != cols.size:
+        raise StepError("the bipartite matching uses a row or column twice")
+    for name in ("semi_mean", "bipartite_mean"):
+        _check_rho(np.array([getattr(matching, name)], np.float32), f"matching.{name}")
+    return DecodedMatching(
+        semi_cols,
+        semi_corr,
+        rows,
+        cols,
+        corr,
+        float(matching.semi_mean),
+        float(matching.bipartite_mean),
+    )
+
+
+def decode_correlation_step(data: bytes, info: pb.CorrelationInfo) -> DecodedCorrelation:
+    """Decode and validate a `CorrelationStep` blob; StepError saying what is wrong."""
+    try:
+        message = pb.CorrelationStep.FromString(data)
+    except Exception as error:  # protobuf's DecodeError
+        raise StepError(f"not a readable CorrelationStep ({responses.cap(str(error))})") from None
+    matrix = decode_matrix(message, info)
+    n_rows, n_cols = matrix.shape
+    row_stats = decode_stats(message.row_stats, n_rows, "row_stats")
+    col_stats = decode_stats(message.col_stats, n_cols, "col_stats") if info.cross else None
+    matching = decode_matching(message.matching, matrix.shape) if info.cross else None
+    return DecodedCorrelation(message, matrix, row_stats, col_stats, matching)
+
+
+def _stats_json(stats: DecodedStats, channels: int) -> dict:
+    def column(values: np.ndarray | None) -> list:
+        return [] if values is None else responses.json_numbers(values, null=True)
 
     return {
         "channels": channels,
         "mean": column(stats.mean),
         "std": column(stats.std),
         "positive_fraction": column(stats.positive_fraction),
-        "dead": sorted(int(i) for i in stats.dead),
-        "non_finite": int(stats.non_finite),
+        "dead": stats.dead,
+        "non_finite": stats.non_finite,
     }
 
 
-class CorrelationRoutes:
+class CorrelationRoutes(blob_kind.BlobKindRoutes):
     """Routes serving correlation series under /data/plugin/deepscope/correlation_*."""
 
-    def __init__(self, context: RouteContext):
-        self._context = context
-        self._steps = blob_steps.LRUCache(_STEP_CACHE)
-        self._orders = blob_steps.LRUCache(_ORDER_CACHE)
-        self._listings = blob_steps.StepListings(context)
+    KIND = KIND
+    CACHE_CAPACITY = _STEP_CACHE
 
-    def apps(self) -> dict:
+    def __init__(self, context):
+        super().__init__(context)
+        self._orders = blob_steps.LRUCache(_ORDER_CACHE)
+
+    # ------------------------------------------------------------------ the kind's parts
+
+    def decode(self, data: bytes, info: pb.CorrelationInfo) -> DecodedCorrelation:
+        return decode_correlation_step(data, info)
+
+    def series_facts(self, series: Series) -> dict:
+        info = series.info
         return {
-            "/correlation_steps": self._serve_steps,
-            "/correlation_matrix": self._serve_matrix,
-            "/correlation_matching": self._serve_matching,
-            "/correlation_channels": self._serve_channels,
+            "cross": bool(info.cross),
+            "channel_dim": int(info.channel_dim),
+            "row_name": info.row_name,
+            "col_name": info.col_name,
         }
 
-    # ------------------------------------------------------------------ reading
+    def step_routes(self) -> dict:
+        return {
+            "correlation_matrix": self.matrix,
+            "correlation_matching": self.matching,
+            "correlation_channels": self.channels,
+        }
 
-    def _series(self, request, example: str):
-        run = responses.required_arg(request, "run", example)
-        tag = responses.required_arg(request, "tag", example)
-        ctx = plugin_util.context(request.environ)
-        experiment = plugin_util.experiment_id(request.environ)
-        info = self._context.catalog.find(ctx, experiment, run, tag, KIND).correlation
-        return run, tag, ctx, experiment, info
+    # ------------------------------------------------------------------ orders
 
-    def _read(self, ctx, experiment, run, tag, info: pb.CorrelationInfo, step: int | None) -> _Step:
-        steps = self._listings.list(ctx, experiment, run, tag, want=step)
-        blob_step = blob_steps.find_step(steps, step, run, tag)
-        cached = self._steps.get(blob_step.blob_keys[0])
-        if cached is not None:
-            return cached
-        provider = self._context.data_provider
-        where = f"step {blob_step.step} of tag {tag!r} of run {run!r}"
-        try:
-            message = pb.CorrelationStep.FromString(blob_steps.read_blob(provider, ctx, blob_step))
-        except errors.PublicError:
-            raise
-        except Exception as error:  # protobuf's DecodeError
-            raise errors.InvalidArgumentError(f"{where}: unreadable CorrelationStep") from error
-        extra = None
-        if not message.matrix.shape and len(blob_step.blob_keys) > 1:
-            extra = blob_steps.read_blob(provider, ctx, blob_step, index=1)
-        decoded = _Step(blob_step, message, _decode_matrix(message, extra, where, info))
-        self._steps.put(decoded.key, decoded)
-        return decoded
-
-    def _order(self, step: _Step, info: pb.CorrelationInfo, order: str):
+    def _order(self, step: Step, info: pb.CorrelationInfo, order: str):
         """(row_order, col_order) int64 permutations: position p shows channel order[p]."""
-        n_rows, n_cols = step.matrix.shape
+        decoded: DecodedCorrelation = step.decoded
+        n_rows, n_cols = decoded.matrix.shape
         if order == "original":
             return np.arange(n_rows, dtype=np.int64), np.arange(n_cols, dtype=np.int64)
         key = (step.key, order)
@@ -191,24 +323,17 @@ class CorrelationRoutes:
             return cached
         if order == "clustered":
             symmetric = not info.cross and n_rows == n_cols
-            result = matrix_view.clustered_order(step.matrix, symmetric=symmetric)
+            result = matrix_view.clustered_order(decoded.matrix, symmetric=symmetric)
         else:
-            matching = step.message.matching
-            if not info.cross or not matching.bipartite_rows.shape:
+            matching = decoded.matching
+            if not info.cross or matching is None or not matching.bipartite_rows.size:
                 raise errors.InvalidArgumentError(
                     "order=matched needs a cross-network series with a bipartite matching "
                     "(a compare tag); use order=original or order=clustered for this one"
                 )
-            try:
-                result = matrix_view.matched_order(
-                    (n_rows, n_cols),
-                    arrays.decode_array(matching.bipartite_rows),
-                    arrays.decode_array(matching.bipartite_cols),
-                )
-            except ValueError as error:
-                raise errors.InvalidArgumentError(
-                    f"step {step.step}: the stored matching is unusable ({error})"
-                ) from None
+            result = matrix_view.matched_order(
+                (n_rows, n_cols), matching.bipartite_rows, matching.bipartite_cols
+            )
         result[0].setflags(write=False)
         result[1].setflags(write=False)
         self._orders.put(key, result)
@@ -216,43 +341,24 @@ class CorrelationRoutes:
 
     # ------------------------------------------------------------------ routes
 
-    @werkzeug.wrappers.Request.application
-    def _serve_steps(self, request):
-        example = "correlation_steps?run=RUN&tag=TAG"
-        run, tag, ctx, experiment, info = self._series(request, example)
-        steps = self._listings.list(ctx, experiment, run, tag)
-        body = {
-            "run": run,
-            "tag": tag,
-            "cross": bool(info.cross),
-            "channel_dim": int(info.channel_dim),
-            "row_name": info.row_name,
-            "col_name": info.col_name,
-            "steps": [s.step for s in steps],
-            "wall_times": [s.wall_time for s in steps],
-        }
-        return responses.respond_json(request, body)
-
-    @werkzeug.wrappers.Request.application
-    def _serve_matrix(self, request):
-        run, tag, ctx, experiment, info = self._series(request, _EXAMPLE)
-        step_arg = responses.int_arg(request, "step")
-        order = responses.choice_arg(request, "order", ORDERS, "original")
-        reduce = responses.choice_arg(request, "reduce", matrix_view.REDUCTIONS, "mean")
-        size = responses.int_arg(request, "size", DEFAULT_SIZE, minimum=1)
+    def matrix(self, series: Series, step: Step, query: Query) -> Base64Json:
+        """A window of the step's matrix in an order, block-reduced (`correlation_matrix`)."""
+        info, decoded = series.info, step.decoded
+        order = responses.choice_arg(query, "order", ORDERS, "original")
+        reduce = responses.choice_arg(query, "reduce", matrix_view.REDUCTIONS, "mean")
+        size = responses.int_arg(query, "size", DEFAULT_SIZE, minimum=1)
         if size > MAX_SIZE:
             raise errors.InvalidArgumentError(
                 f"size must be at most {MAX_SIZE} cells per axis, got {size}; "
                 "zoom into a window (row_start/row_end/col_start/col_end) for full resolution"
             )
-        step = self._read(ctx, experiment, run, tag, info, step_arg)
-        n_rows, n_cols = step.matrix.shape
-        rows = _window(request, "row", n_rows)
-        cols = _window(request, "col", n_cols)
+        n_rows, n_cols = decoded.matrix.shape
+        rows = _window(query, "row", n_rows)
+        cols = _window(query, "col", n_cols)
         row_order, col_order = self._order(step, info, order)
         identity = order == "original"  # slices, not gathers
         reduced = matrix_view.reduce_window(
-            step.matrix,
+            decoded.matrix,
             None if identity else row_order,
             None if identity else col_order,
             rows,
@@ -260,15 +366,10 @@ class CorrelationRoutes:
             size,
             reduce,
         )
-        row_stats, col_stats = step.message.row_stats, step.message.col_stats
-        if not info.cross:
-            col_stats = row_stats
+        row_stats = decoded.row_stats
+        col_stats = decoded.col_stats if info.cross else row_stats
         body = {
-            "run": run,
-            "tag": tag,
-            "step": step.step,
-            "wall_time": step.wall_time,
-            **_sampling_json(step, info),
+            **_sampling_json(decoded, info),
             "cross": bool(info.cross),
             "row_name": info.row_name,
             "col_name": info.col_name,
@@ -287,84 +388,70 @@ class CorrelationRoutes:
             "block": list(reduced.block),
             "row_edges": reduced.row_edges.tolist(),
             "col_edges": reduced.col_edges.tolist(),
-            "row_dead": sorted(int(i) for i in row_stats.dead),
-            "col_dead": sorted(int(i) for i in col_stats.dead),
-            "redundant_fraction": responses.json_number(step.message.redundant_fraction, null=True),
+            "row_dead": row_stats.dead,
+            "col_dead": col_stats.dead,
+            "redundant_fraction": responses.json_number(
+                decoded.message.redundant_fraction, null=True
+            ),
             "values": {"dtype": "float32", "shape": list(reduced.values.shape), "base64": ""},
         }
-        data = reduced.values.astype("<f4", copy=False).tobytes()
-        return responses.respond_base64_json(request, body, data)
+        return Base64Json(body, reduced.values.astype("<f4", copy=False).tobytes())
 
-    @werkzeug.wrappers.Request.application
-    def _serve_matching(self, request):
-        example = "correlation_matching?run=RUN&tag=TAG"
-        run, tag, ctx, experiment, info = self._series(request, example)
+    def matching(self, series: Series, step: Step, query: Query) -> dict:
+        """The semi- and bipartite matchings of a cross step (`correlation_matching`)."""
+        info, decoded = series.info, step.decoded
         if not info.cross:
             raise errors.InvalidArgumentError(
-                f"tag {tag!r} of run {run!r} holds correlations within one layer; matchings "
-                "exist for cross-network series only (deepscope.compare's tags)"
+                f"tag {responses.echo(series.tag)} of run {responses.echo(series.run)} holds "
+                "correlations within one layer; matchings exist for cross-network series only "
+                "(deepscope.compare's tags)"
             )
-        step = self._read(ctx, experiment, run, tag, info, responses.int_arg(request, "step"))
-        matching = step.message.matching
-
-        def ints(array: pb.Array) -> list:
-            return np.asarray(arrays.decode_array(array)).reshape(-1).astype(int).tolist()
-
-        def floats(array: pb.Array) -> np.ndarray:
-            return np.asarray(arrays.decode_array(array), dtype=np.float64).reshape(-1)
-
-        if not matching.semi_corr.shape or not matching.bipartite_corr.shape:
+        matching = decoded.matching
+        if matching is None:
             raise errors.NotFoundError(
-                f"step {step.step} of tag {tag!r} of run {run!r} holds no matching"
+                f"step {step.step} of tag {responses.echo(series.tag)} of run "
+                f"{responses.echo(series.run)} holds no matching"
             )
-        semi_corr, bip_corr = floats(matching.semi_corr), floats(matching.bipartite_corr)
-        semi_rows = list(range(semi_corr.size))
-        body = {
-            "run": run,
-            "tag": tag,
-            "step": step.step,
-            "wall_time": step.wall_time,
-            "shape": list(step.matrix.shape),
+
+        def numbers(values: np.ndarray) -> list:
+            return responses.json_numbers(values, null=True)
+
+        return {
+            "shape": list(decoded.matrix.shape),
             "row_name": info.row_name,
             "col_name": info.col_name,
             "semi": {
-                "rows": semi_rows,
-                "cols": ints(matching.semi_cols),
-                "corr": responses.json_numbers(semi_corr, null=True),
-                "sorted": responses.json_numbers(_sorted_descending(semi_corr), null=True),
+                "rows": list(range(matching.semi_corr.size)),
+                "cols": matching.semi_cols.tolist(),
+                "corr": numbers(matching.semi_corr),
+                "sorted": numbers(_sorted_descending(matching.semi_corr)),
                 "mean": responses.json_number(matching.semi_mean, null=True),
             },
             "bipartite": {
-                "rows": ints(matching.bipartite_rows),
-                "cols": ints(matching.bipartite_cols),
-                "corr": responses.json_numbers(bip_corr, null=True),
-                "sorted": responses.json_numbers(_sorted_descending(bip_corr), null=True),
+                "rows": matching.bipartite_rows.tolist(),
+                "cols": matching.bipartite_cols.tolist(),
+                "corr": numbers(matching.bipartite_corr),
+                "sorted": numbers(_sorted_descending(matching.bipartite_corr)),
                 "mean": responses.json_number(matching.bipartite_mean, null=True),
             },
         }
-        return responses.respond_json(request, body)
 
-    @werkzeug.wrappers.Request.application
-    def _serve_channels(self, request):
-        example = "correlation_channels?run=RUN&tag=TAG"
-        run, tag, ctx, experiment, info = self._series(request, example)
-        step = self._read(ctx, experiment, run, tag, info, responses.int_arg(request, "step"))
-        n_rows, n_cols = step.matrix.shape
-        body = {
-            "run": run,
-            "tag": tag,
-            "step": step.step,
-            "wall_time": step.wall_time,
-            **_sampling_json(step, info),
+    def channels(self, series: Series, step: Step, query: Query) -> dict:
+        """Per-channel statistics of a step (`correlation_channels`)."""
+        info, decoded = series.info, step.decoded
+        n_rows, n_cols = decoded.matrix.shape
+        return {
+            **_sampling_json(decoded, info),
             "cross": bool(info.cross),
-            "redundant_fraction": responses.json_number(step.message.redundant_fraction, null=True),
-            "rows": _stats_json(step.message.row_stats, n_rows),
-            "cols": _stats_json(step.message.col_stats, n_cols) if info.cross else None,
+            "redundant_fraction": responses.json_number(
+                decoded.message.redundant_fraction, null=True
+            ),
+            "rows": _stats_json(decoded.row_stats, n_rows),
+            "cols": _stats_json(decoded.col_stats, n_cols) if decoded.col_stats else None,
         }
-        return responses.respond_json(request, body)
 
 
-def _sampling_json(step: _Step, info: pb.CorrelationInfo) -> dict:
+def _sampling_json(step: DecodedCorrelation, info: pb.CorrelationInfo) -> dict:
     """How the step's channels were read and over how many samples.
 
     rank_deficient: no more samples than channels (of the larger side): the
@@ -385,10 +472,10 @@ def _sorted_descending(values: np.ndarray) -> np.ndarray:
     return np.concatenate([np.sort(finite)[::-1], values[~np.isfinite(values)]])
 
 
-def _window(request, axis: str, length: int) -> tuple[int, int]:
+def _window(query: Query, axis: str, length: int) -> tuple[int, int]:
     """The half-open position range [axis_start, axis_end) of the window, checked."""
-    start = responses.int_arg(request, f"{axis}_start", 0, minimum=0)
-    end = responses.int_arg(request, f"{axis}_end", length, minimum=1)
+    start = responses.int_arg(query, f"{axis}_start", 0, minimum=0)
+    end = responses.int_arg(query, f"{axis}_end", length, minimum=1)
     if not start < end <= length:
         raise errors.InvalidArgumentError(
             f"{axis}_start={start}, {axis}_end={end} is not a window of the matrix's "

@@ -9,20 +9,25 @@ error. Arrays travel to the browser as the stored bytes (float16, or float32
 where the writer kept it) in base64, so a step of 16 MNIST digits costs about
 70 kB. Token series (text models: `SaliencyInfo.input_kind` "tokens") store
 token ids INT64 [N, L] and one map value per token; the ids and the token
-texts travel as JSON lists. Documented in docs/http_api.md. Decoded steps are
-cached by blob key, and step listings remembered, as `blob_steps` says.
+texts travel as JSON lists. Documented in docs/http_api.md.
+
+Arguments, the steps listing, decoding and caching (by blob key) and the
+damaged-step policy come from `blob_kind.BlobKindRoutes`. A step is validated
+when decoded (`decode_saliency_step`); one that fails is answered with 200 and
+its `error`, and `saliency_steps` lists the newest step's in `errors`.
 """
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
-import werkzeug
-from tensorboard import errors, plugin_util
+from tensorboard import errors
 
 from deepscope.proto import arrays
 from deepscope.proto import deepscope_pb2 as pb
-from deepscope.tb_plugin import blob_steps, responses
-from deepscope.tb_plugin.route_context import RouteContext
+from deepscope.tb_plugin import blob_kind, blob_steps, responses
+from deepscope.tb_plugin.blob_kind import Base64Json, Damaged, Query, Series, Step, StepError
 
 KIND = "saliency"
 # Samples sent when the request names none.
@@ -33,98 +38,171 @@ MAX_ARRAY_BYTES = 16 * 2**20
 # Decoded steps remembered (blob keys are immutable, so a cached step never goes stale).
 CACHED_STEPS = 32
 
-_STEPS_EXAMPLE = "saliency_steps?run=RUN&tag=TAG"
-_MAPS_EXAMPLE = "saliency?run=RUN&tag=TAG&step=STEP&samples=0-7"
+
+@dataclasses.dataclass(frozen=True)
+class DecodedSaliency:
+    """A decoded, validated `SaliencyStep`: N probe samples.
+
+    `inputs` and `maps` are [N, ...input_shape] (float16 or float32 as stored),
+    token series' inputs int64 token ids [N, L]; `labels`, `predictions` int64
+    [N], `completeness_error` [N]; `baseline` and `baseline_maps` [1 or N, ...];
+    each None when not logged.
+    """
+
+    inputs: np.ndarray
+    maps: np.ndarray
+    tokens: bool
+    token_texts: list[str] | None
+    labels: np.ndarray | None
+    predictions: np.ndarray | None
+    completeness_error: np.ndarray | None
+    baseline: np.ndarray | None
+    baseline_maps: np.ndarray | None
+    non_finite: int
+
+    @property
+    def num_samples(self) -> int:
+        return int(self.maps.shape[0])
 
 
-class SaliencyRoutes:
+def decode_saliency_step(data: bytes, info: pb.SaliencyInfo) -> DecodedSaliency:
+    """Decode and validate a `SaliencyStep` blob.
+
+    Raises:
+      StepError: not a SaliencyStep; no maps or inputs, 0-d ones, or shapes that
+        differ from each other or from the series' `input_shape`; token ids not
+        [N, L], token texts that do not match them; labels, predictions or
+        completeness errors not one per sample; a baseline that does not fit.
+    """
+    try:
+        message = pb.SaliencyStep.FromString(data)
+    except Exception as error:  # a DecodeError: the blob is not a SaliencyStep
+        raise StepError(
+            f"not a readable saliency step ({responses.cap(str(error))}); was it written by "
+            "deepscope's add_saliency?"
+        ) from None
+    maps = _decode(message.maps, "maps")
+    inputs = _decode(message.inputs, "inputs")
+    if maps is None or inputs is None:
+        raise StepError("the step holds no maps or no inputs")
+    if maps.ndim == 0 or inputs.ndim == 0:
+        raise StepError(
+            f"maps of shape {list(maps.shape)} and inputs of shape {list(inputs.shape)}: "
+            "both must be [samples, ...]"
+        )
+    if maps.shape != inputs.shape:
+        raise StepError(
+            f"maps of shape {list(maps.shape)} do not match inputs of shape {list(inputs.shape)}"
+        )
+    input_shape = [int(n) for n in info.input_shape]
+    if input_shape and list(maps.shape[1:]) != input_shape:
+        raise StepError(
+            f"maps of shape {list(maps.shape)}, but the series' samples are {input_shape} "
+            "(a restarted run with another probe? log it under a new tag)"
+        )
+    count = maps.shape[0]
+    tokens = message.inputs.dtype in (pb.INT64, pb.INT32)
+    token_texts = None
+    if tokens:
+        if inputs.ndim != 2:
+            raise StepError(f"token ids must be [N, L], got shape {list(inputs.shape)}")
+        inputs = inputs.astype(np.int64)
+        if message.token_texts:
+            if len(message.token_texts) != inputs.size:
+                raise StepError(
+                    f"{len(message.token_texts)} token texts for "
+                    f"{inputs.shape[0]} × {inputs.shape[1]} token ids"
+                )
+            token_texts = list(message.token_texts)
+    elif message.token_texts:
+        raise StepError(f"token texts stored with {inputs.dtype} inputs, which are not token ids")
+    per_sample = {}
+    for name in ("labels", "predictions", "completeness_error"):
+        values = _decode(getattr(message, name), name)
+        if values is not None and values.size != count:
+            raise StepError(f"{name} holds {values.size} values for {count} samples")
+        if values is not None and name != "completeness_error":
+            if not np.issubdtype(values.dtype, np.integer):
+                raise StepError(f"{name} are {values.dtype}, not class indices")
+            values = values.reshape(-1).astype(np.int64)
+        per_sample[name] = None if values is None else values.reshape(-1)
+    extras = {}
+    for name in ("baseline", "baseline_maps"):
+        array = _decode(getattr(message, name), name)
+        if array is not None and (
+            array.ndim != maps.ndim
+            or array.shape[1:] != maps.shape[1:]
+            or array.shape[0] not in (1, count)
+        ):
+            raise StepError(
+                f"{name} of shape {list(array.shape)} does not fit inputs of "
+                f"shape {list(maps.shape)} (expected [1 or {count}, ...])"
+            )
+        extras[name] = array
+    return DecodedSaliency(
+        inputs=inputs,
+        maps=maps,
+        tokens=tokens,
+        token_texts=token_texts,
+        labels=per_sample["labels"],
+        predictions=per_sample["predictions"],
+        completeness_error=per_sample["completeness_error"],
+        baseline=extras["baseline"],
+        baseline_maps=extras["baseline_maps"],
+        non_finite=int(message.non_finite),
+    )
+
+
+class SaliencyRoutes(blob_kind.BlobKindRoutes):
     """Routes serving saliency series: `/saliency_steps` and `/saliency`."""
 
-    def __init__(self, context: RouteContext):
-        self._context = context
-        self._cache = blob_steps.LRUCache(CACHED_STEPS)
-        self._listings = blob_steps.StepListings(context)
+    KIND = KIND
+    CACHE_CAPACITY = CACHED_STEPS
 
-    def apps(self) -> dict:
-        return {"/saliency_steps": self._serve_steps, "/saliency": self._serve_maps}
+    def decode(self, data: bytes, info: pb.SaliencyInfo) -> DecodedSaliency:
+        return decode_saliency_step(data, info)
 
-    # ------------------------------------------------------------------ routes
-
-    @werkzeug.wrappers.Request.application
-    def _serve_steps(self, request):
-        run = responses.required_arg(request, "run", _STEPS_EXAMPLE)
-        tag = responses.required_arg(request, "tag", _STEPS_EXAMPLE)
-        ctx = plugin_util.context(request.environ)
-        experiment = plugin_util.experiment_id(request.environ)
-        info = self._context.catalog.find(ctx, experiment, run, tag, KIND).saliency
-        steps = self._listings.list(ctx, experiment, run, tag)
-        body = {
-            "run": run,
-            "tag": tag,
+    def series_facts(self, series: Series) -> dict:
+        info = series.info
+        return {
             "method": info.method,
             "input_shape": [int(n) for n in info.input_shape],
             "input_kind": info.input_kind,
             "token_reduction": info.token_reduction,
-            "steps": [s.step for s in steps],
-            "wall_times": [s.wall_time for s in steps],
-            "num_samples": 0,
-            "labels": None,
         }
-        if steps:
-            # The probe is fixed over a run: the newest step tells how many samples it has.
-            last = self._read_step(ctx, steps[-1], run, tag)
-            body["num_samples"] = _num_samples(last)
-            labels = _decode(last.labels, "labels", steps[-1].step)
-            body["labels"] = labels.astype(np.int64).tolist() if labels is not None else None
-        return responses.respond_json(request, body)
 
-    @werkzeug.wrappers.Request.application
-    def _serve_maps(self, request):
-        run = responses.required_arg(request, "run", _MAPS_EXAMPLE)
-        tag = responses.required_arg(request, "tag", _MAPS_EXAMPLE)
-        step_arg = responses.int_arg(request, "step", default=None)
-        ctx = plugin_util.context(request.environ)
-        experiment = plugin_util.experiment_id(request.environ)
-        info = self._context.catalog.find(ctx, experiment, run, tag, KIND).saliency
-        steps = self._listings.list(ctx, experiment, run, tag, want=step_arg)
-        chosen = blob_steps.find_step(steps, step_arg, run, tag)
-        try:
-            message = self._read_step(ctx, chosen, run, tag)
-        except errors.PublicError:
-            raise
-        except Exception:  # gone since it was listed (downsampled, rewritten): list anew
-            steps = self._listings.list_tags(ctx, experiment, run, [tag], fresh=True)[tag]
-            chosen = blob_steps.find_step(steps, step_arg, run, tag)
-            message = self._read_step(ctx, chosen, run, tag)
-        body, data = saliency_body(message, request.args.get("samples"), chosen.step)
+    def example(self, route: str) -> str:
+        if route == "saliency":
+            return "saliency?run=RUN&tag=TAG&step=STEP&samples=0-7"
+        return super().example(route)
+
+    def steps_extra(self, series: Series, steps: list[blob_steps.BlobStep]) -> dict:
+        """The probe's size and labels, from the newest step (the probe is fixed over a run)."""
+        extra: dict = {"num_samples": 0, "labels": None, "errors": []}
+        if steps:
+            newest = self.read(series, steps[-1])
+            if isinstance(newest, Damaged):
+                extra["errors"] = [[steps[-1].step, newest.error]]
+            else:
+                extra["num_samples"] = newest.num_samples
+                labels = newest.labels
+                extra["labels"] = labels.tolist() if labels is not None else None
+        return extra
+
+    def step_routes(self) -> dict:
+        return {"saliency": self.maps}
+
+    def maps(self, series: Series, step: Step, query: Query) -> Base64Json:
+        """One step's inputs and maps for the chosen samples (`saliency`)."""
+        head, data = saliency_body(step.decoded, query.args.get("samples"))
+        info = series.info
         body = {
-            "run": run,
-            "tag": tag,
-            "step": chosen.step,
-            "wall_time": chosen.wall_time,
             "method": info.method,
             "input_kind": info.input_kind,
             "token_reduction": info.token_reduction,
-            **body,
+            **head,
         }
-        return responses.respond_base64_json(request, body, data)
-
-    # ------------------------------------------------------------------ reading
-
-    def _read_step(self, ctx, blob_step: blob_steps.BlobStep, run: str, tag: str):
-        cached = self._cache.get(blob_step.blob_keys[0]) if blob_step.blob_keys else None
-        if cached is not None:
-            return cached
-        raw = blob_steps.read_blob(self._context.data_provider, ctx, blob_step)
-        try:
-            message = pb.SaliencyStep.FromString(raw)
-        except Exception as error:  # a DecodeError: the blob is not a SaliencyStep
-            raise errors.InvalidArgumentError(
-                f"step {blob_step.step} of tag {tag!r} of run {run!r} is not a readable "
-                f"saliency step ({error}); was it written by deepscope's add_saliency?"
-            ) from None
-        self._cache.put(blob_step.blob_keys[0], message)
-        return message
+        return Base64Json(body, data)
 
 
 def parse_samples(text: str | None, count: int) -> list[int]:
@@ -172,7 +250,7 @@ def parse_samples(text: str | None, count: int) -> list[int]:
 
 
 def saliency_body(
-    message: pb.SaliencyStep, samples_text: str | None, step: int
+    decoded: DecodedSaliency, samples_text: str | None
 ) -> tuple[dict, dict[str, bytes]]:
     """One step's response: a JSON head and little-endian bytes for each array slot.
 
@@ -183,73 +261,44 @@ def saliency_body(
     `token_ids` [[...]] and the texts as `token_texts` [[...]] (null when not
     logged) instead of an `inputs` array; their maps are [N, L].
     """
-    maps = _decode(message.maps, "maps", step)
-    inputs = _decode(message.inputs, "inputs", step)
-    if maps is None or inputs is None:
-        raise errors.InvalidArgumentError(f"step {step} holds no maps or no inputs")
-    if maps.shape != inputs.shape:
-        raise errors.InvalidArgumentError(
-            f"step {step}: maps of shape {list(maps.shape)} do not match inputs of shape "
-            f"{list(inputs.shape)}"
-        )
-    count = maps.shape[0]
+    maps, inputs, count = decoded.maps, decoded.inputs, decoded.num_samples
     chosen = parse_samples(samples_text, count)
     take = np.asarray(chosen, dtype=np.int64)
-    tokens = message.inputs.dtype in (pb.INT64, pb.INT32)
     token_ids = token_texts = None
-    if tokens:
-        if inputs.ndim != 2:
-            raise errors.InvalidArgumentError(
-                f"step {step}: token ids must be [N, L], got shape {list(inputs.shape)}"
-            )
-        token_ids = inputs[take].astype(np.int64).tolist()
-        if message.token_texts:
-            if len(message.token_texts) != inputs.size:
-                raise errors.InvalidArgumentError(
-                    f"step {step}: {len(message.token_texts)} token texts for "
-                    f"{inputs.shape[0]} × {inputs.shape[1]} token ids"
-                )
+    if decoded.tokens:
+        token_ids = inputs[take].tolist()
+        if decoded.token_texts is not None:
             length = inputs.shape[1]
-            texts = list(message.token_texts)
+            texts = decoded.token_texts
             token_texts = [texts[k * length : (k + 1) * length] for k in chosen]
-    elif message.token_texts:
-        raise errors.InvalidArgumentError(
-            f"step {step}: token texts stored with {inputs.dtype} inputs, which are not token ids"
-        )
-    labels = _decode(message.labels, "labels", step)
-    predictions = _decode(message.predictions, "predictions", step)
-    completeness = _decode(message.completeness_error, "completeness_error", step)
-    baseline = _decode(message.baseline, "baseline", step)
-    baseline_maps = _decode(message.baseline_maps, "baseline_maps", step)
+
+    def pick(values: np.ndarray | None) -> list[int] | None:
+        return None if values is None else values[take].tolist()
 
     data: dict[str, bytes] = {}
     head: dict = {
         "input_shape": list(maps.shape[1:]),
         "num_samples": count,
         "samples": chosen,
-        "labels": _pick_ints(labels, take, count),
-        "predictions": _pick_ints(predictions, take, count),
+        "labels": pick(decoded.labels),
+        "predictions": pick(decoded.predictions),
         "completeness_error": None,
-        "non_finite": int(message.non_finite),
+        "non_finite": decoded.non_finite,
         "token_ids": token_ids,
         "token_texts": token_texts,
     }
-    if completeness is not None and completeness.size == count:
-        head["completeness_error"] = responses.json_numbers(completeness.reshape(-1)[take])
+    if decoded.completeness_error is not None:
+        head["completeness_error"] = responses.json_numbers(decoded.completeness_error[take])
     bad = ~np.isfinite(maps[take].reshape(len(chosen), -1))
     per_sample = bad.sum(axis=1)
-    slots = {"maps": maps[take]} if tokens else {"inputs": inputs[take], "maps": maps[take]}
-    if tokens:
+    slots = {"maps": maps[take]} if decoded.tokens else {"inputs": inputs[take], "maps": maps[take]}
+    if decoded.tokens:
         head["inputs"] = None
-    for name, array in (("baseline", baseline), ("baseline_maps", baseline_maps)):
+    for name in ("baseline", "baseline_maps"):
+        array = getattr(decoded, name)
         if array is None:
             head[name] = None
             continue
-        if array.shape[1:] != maps.shape[1:] or array.shape[0] not in (1, count):
-            raise errors.InvalidArgumentError(
-                f"step {step}: {name} of shape {list(array.shape)} does not fit inputs of "
-                f"shape {list(maps.shape)} (expected [1 or {count}, ...])"
-            )
         slots[name] = array if array.shape[0] == 1 else array[take]
         if name == "baseline_maps":
             extra = ~np.isfinite(slots[name].reshape(slots[name].shape[0], -1))
@@ -274,25 +323,14 @@ def saliency_body(
     return head, data
 
 
-def _num_samples(message: pb.SaliencyStep) -> int:
-    shape = list(message.maps.shape) or list(message.inputs.shape)
-    return int(shape[0]) if shape else 0
-
-
-def _decode(array: pb.Array, name: str, step: int) -> np.ndarray | None:
-    """A stored array as float32/int64 numpy, or None when absent (empty)."""
+def _decode(array: pb.Array, name: str) -> np.ndarray | None:
+    """A stored array as numpy, or None when absent (empty); StepError when malformed."""
     if not array.shape and not array.data:
         return None
     try:
         values = arrays.decode_array(array)
     except ValueError as error:
-        raise errors.InvalidArgumentError(f"step {step}: {name} is malformed ({error})") from None
+        raise StepError(f"{name} is malformed ({error})") from None
     if values.size == 0:
         return None
     return values
-
-
-def _pick_ints(values: np.ndarray | None, take: np.ndarray, count: int) -> list[int] | None:
-    if values is None or values.size != count:
-        return None
-    return values.reshape(-1)[take].astype(np.int64).tolist()

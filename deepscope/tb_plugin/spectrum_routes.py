@@ -18,27 +18,29 @@ bit the one measured at `unchanged_since_step`) is served as that step's
 spectrum and metrics, with `unchanged_since_step` set; when TensorBoard did not
 keep that step, the unchanged step is served as an error saying so.
 
-Decoded steps are cached by blob key and step listings remembered as
-`blob_steps` says; blobs not yet cached are fetched in parallel: the Rust data
-server answers each read RPC in milliseconds to tens of milliseconds.
+Arguments, the steps listing, decoding, caching (by blob key) and the
+damaged-step policy come from `blob_kind.BlobKindRoutes`; blobs not yet cached
+are fetched in parallel: the Rust data server answers each read RPC in
+milliseconds to tens of milliseconds. A step that cannot be decoded or fails
+validation (sizes, shapes against the series' `matrix_shape`, negative or
+unsorted singular values, integer metrics beyond the values' count) is served
+as a step with an error, as a step that could not be measured is.
 """
 
 from __future__ import annotations
 
-import concurrent.futures
 import dataclasses
 import math
 
 import numpy as np
-import werkzeug
 from google.protobuf import json_format
-from tensorboard import errors, plugin_util
+from tensorboard import errors
 from tensorboard.data import provider
 
 from deepscope.proto import arrays
 from deepscope.proto import deepscope_pb2 as pb
-from deepscope.tb_plugin import blob_steps, responses, series
-from deepscope.tb_plugin.route_context import RouteContext
+from deepscope.tb_plugin import blob_kind, blob_steps, responses, series
+from deepscope.tb_plugin.blob_kind import Base64Json, Query, Series, Step, StepError
 
 KIND = "spectrum"
 # SpectrumMetrics' fields, in schema order: the names the routes use.
@@ -53,10 +55,8 @@ _BOOLEAN_METRICS = frozenset(
 DEFAULT_EVOLUTION_STEPS = 200
 DEFAULT_EVOLUTION_VALUES = 256
 CACHE_BYTES = 64 * 1024 * 1024
-_FETCH_THREADS = 8
 _LAYERS_KEPT = 4096  # layers' spectrum_metrics JSON remembered (a few kB each)
 _BODY_BYTES = 16 * 1024 * 1024  # gzipped spectrum_metrics responses remembered
-_EXAMPLE = "spectrum?run=RUN&tag=TAG"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,27 +87,40 @@ class DecodedSpectrum:
         return self.singular_values.nbytes + 64 * len(self.metrics) + len(self.error) + 200
 
 
-def decode_spectrum_step(data: bytes) -> DecodedSpectrum:
-    """Decode a `SpectrumStep` blob; a malformed one comes back as a step with an error."""
+def damaged_spectrum(error: str) -> DecodedSpectrum:
+    """A step that holds no usable spectrum, carrying `error` (its metrics NaN)."""
+    return DecodedSpectrum(
+        np.zeros((0, 0), np.float32), {name: math.nan for name in METRIC_NAMES}, error, 0.0
+    )
+
+
+def decode_spectrum_step(data: bytes, info: pb.SpectrumInfo | None = None) -> DecodedSpectrum:
+    """Decode and validate a `SpectrumStep` blob.
+
+    Raises:
+      StepError: the blob is no SpectrumStep, its singular values are malformed
+        (bytes, dtype, shape), not [groups, min(rows, cols)] of the series'
+        `matrix_shape`, negative or not descending, or an integer metric counts
+        more singular values than the step holds.
+    """
     try:
         step = pb.SpectrumStep.FromString(data)
+    except Exception as error:  # protobuf's DecodeError
+        raise StepError(f"not a readable SpectrumStep ({responses.cap(str(error))})") from None
+    try:
         values = (
             arrays.decode_array(step.singular_values)
             if step.HasField("singular_values")
             else np.zeros((0, 0), np.float32)
         )
-        values = np.asarray(values, dtype=np.float32)
-        if values.ndim == 1:
-            values = values.reshape(1, -1)
-        elif values.ndim != 2:
-            raise ValueError(f"singular values of shape {values.shape}, expected [groups, k]")
-    except Exception as error:  # a corrupt blob must not break the whole route
-        return DecodedSpectrum(
-            np.zeros((0, 0), np.float32),
-            {name: math.nan for name in METRIC_NAMES},
-            f"malformed spectrum step ({error})",
-            0.0,
-        )
+    except ValueError as error:
+        raise StepError(f"malformed singular values ({error})") from None
+    values = np.asarray(values, dtype=np.float32)
+    if values.ndim == 1:
+        values = values.reshape(1, -1)
+    elif values.ndim != 2:
+        raise StepError(f"singular values of shape {list(values.shape)}, expected [groups, k]")
+    _check_values(values, info)
     if step.unchanged:
         return DecodedSpectrum(
             values,
@@ -118,9 +131,34 @@ def decode_spectrum_step(data: bytes) -> DecodedSpectrum:
         )
     if step.HasField("metrics") and not step.error:
         metrics = {name: float(getattr(step.metrics, name)) for name in METRIC_NAMES}
+        for name in _INTEGER_METRICS:
+            if values.size and metrics[name] > values.size:
+                raise StepError(
+                    f"{name} = {metrics[name]:.0f} of a step holding {values.size} singular values"
+                )
     else:  # a failed step's metrics mean nothing
         metrics = {name: math.nan for name in METRIC_NAMES}
     return DecodedSpectrum(values, metrics, step.error, float(step.seconds))
+
+
+def _check_values(values: np.ndarray, info: pb.SpectrumInfo | None) -> None:
+    """Singular values [groups, k] must fit the series' matrix shape, be >= 0 and descend."""
+    if not values.size:
+        return
+    shape = [int(n) for n in info.matrix_shape] if info is not None else []
+    if len(shape) == 3 and shape[0] * min(shape[1], shape[2]) > 0:
+        want = [shape[0], min(shape[1], shape[2])]
+        if list(values.shape) != want:
+            raise StepError(
+                f"singular values of shape {list(values.shape)}; the series' matrices "
+                f"{shape} have {want}"
+            )
+    if np.any(values < 0):
+        raise StepError("negative singular values (a damaged log?)")
+    with np.errstate(invalid="ignore"):
+        rising = np.diff(values, axis=1) > 0  # NaN (last, as written) compares false
+    if np.any(rising) or np.any(np.isnan(values[:, :-1]) & ~np.isnan(values[:, 1:])):
+        raise StepError("singular values that do not descend (a damaged log?)")
 
 
 def repeated_step(item: DecodedSpectrum, since: DecodedSpectrum | None) -> DecodedSpectrum:
@@ -188,85 +226,63 @@ def info_json(plugin_data: pb.PluginData) -> dict:
     return info
 
 
-class SpectrumRoutes:
+class SpectrumRoutes(blob_kind.BlobKindRoutes):
     """Routes serving spectrum series (see the module docstring)."""
 
-    def __init__(self, context: RouteContext):
-        self._context = context
-        self._cache = blob_steps.LRUCache(CACHE_BYTES, weigh=lambda item: item.nbytes)
-        self._listings = blob_steps.StepListings(context)
-        # spectrum_metrics' JSON of a layer, by its kept steps' blob keys (see _serve_metrics).
+    KIND = KIND
+    CACHE_CAPACITY = CACHE_BYTES
+
+    def __init__(self, context):
+        super().__init__(context)
+        # spectrum_metrics' JSON of a layer, by its kept steps' blob keys (see metrics).
         self._layer_json = blob_steps.LRUCache(_LAYERS_KEPT)
         # Whole spectrum_metrics responses, by their layers' keys (a warm repeat: no work).
         self._metrics_bodies = blob_steps.LRUCache(_BODY_BYTES, weigh=lambda body: body.nbytes)
-        self._pool = concurrent.futures.ThreadPoolExecutor(
-            max_workers=_FETCH_THREADS, thread_name_prefix="deepscope-spectrum"
-        )
 
-    def apps(self) -> dict:
-        return {
-            "/spectrum_steps": self._serve_steps,
-            "/spectrum": self._serve_spectrum,
-            "/spectrum_metrics": self._serve_metrics,
-            "/spectrum_evolution": self._serve_evolution,
-        }
+    # ------------------------------------------------------------------ the kind's parts
+
+    def decode(self, data: bytes, info: pb.SpectrumInfo) -> DecodedSpectrum:
+        return decode_spectrum_step(data, info)
+
+    def weigh(self, decoded: DecodedSpectrum) -> int:
+        return decoded.nbytes
+
+    def as_damaged(self, error: str) -> DecodedSpectrum:
+        return damaged_spectrum(error)
+
+    def series_facts(self, series: Series) -> dict:
+        return {"info": info_json(series.plugin_data)}
+
+    def example(self, route: str) -> str:
+        return "spectrum_metrics?run=RUN" if route == "spectrum_metrics" else super().example(route)
+
+    def step_routes(self) -> dict:
+        return {"spectrum": self.spectrum}
+
+    def series_routes(self) -> dict:
+        return {"spectrum_metrics": self.metrics, "spectrum_evolution": self.evolution}
 
     # ------------------------------------------------------------------ reading
 
-    def _find(self, ctx, experiment: str, run: str, tag: str) -> pb.PluginData:
-        return self._context.catalog.find(ctx, experiment, run, tag, KIND)
-
-    def _decoded(self, ctx, steps: list[blob_steps.BlobStep]) -> list[DecodedSpectrum]:
-        """The decoded first blob of each step: from the cache, the rest fetched in parallel."""
-        found: list[DecodedSpectrum | None] = [
-            self._cache.get(s.blob_keys[0]) if s.blob_keys else None for s in steps
-        ]
-        missing = [i for i, item in enumerate(found) if item is None and steps[i].blob_keys]
-
-        def fetch(i: int) -> DecodedSpectrum:
-            data = blob_steps.read_blob(self._context.data_provider, ctx, steps[i])
-            item = decode_spectrum_step(data)
-            self._cache.put(steps[i].blob_keys[0], item)
-            return item
-
-        if len(missing) <= 2:
-            for i in missing:
-                found[i] = fetch(i)
-        else:  # a few chunks, not a task per blob: futures cost more than in-memory reads
-            chunks = [missing[k::_FETCH_THREADS] for k in range(_FETCH_THREADS)]
-            for chunk, items in zip(
-                chunks, self._pool.map(lambda chunk: [fetch(i) for i in chunk], chunks)
-            ):
-                for i, item in zip(chunk, items):
-                    found[i] = item
-        empty = DecodedSpectrum(
-            np.zeros((0, 0), np.float32),
-            {name: math.nan for name in METRIC_NAMES},
-            "the step holds no blob",
-            0.0,
-        )
-        return [item if item is not None else empty for item in found]
-
     def _resolved(
         self,
-        ctx,
-        wanted: dict[str, list[blob_steps.BlobStep]],
+        wanted: dict[str, tuple[Series, list[blob_steps.BlobStep]]],
         kept: dict[str, list[blob_steps.BlobStep]],
     ) -> dict[str, list[DecodedSpectrum]]:
         """The decoded `wanted` steps of each tag, unchanged steps served as the step they
         repeat (looked up in the tag's `kept` steps, fetched with the rest)."""
-        flat = [s for tag in wanted for s in wanted[tag]]
-        decoded = iter(self._decoded(ctx, flat))
-        items = {tag: [next(decoded) for _ in wanted[tag]] for tag in wanted}
+        flat = [(series, s) for series, tag_steps in wanted.values() for s in tag_steps]
+        decoded = iter(self.read_many(flat))
+        items = {tag: [next(decoded) for _ in wanted[tag][1]] for tag in wanted}
         if not any(item.unchanged_since is not None for tag in items for item in items[tag]):
             return items
-        references: list[blob_steps.BlobStep] = []
+        references: list[tuple[Series, blob_steps.BlobStep]] = []
         for tag, tag_items in items.items():
             by_step = {s.step: s for s in kept[tag]}
             for item in tag_items:
                 if item.unchanged_since is not None and item.unchanged_since in by_step:
-                    references.append(by_step[item.unchanged_since])
-        found = dict(zip([id(s) for s in references], self._decoded(ctx, references)))
+                    references.append((wanted[tag][0], by_step[item.unchanged_since]))
+        found = dict(zip([id(s) for _, s in references], self.read_many(references)))
         for tag, tag_items in items.items():
             by_step = {s.step: s for s in kept[tag]}
             for i, item in enumerate(tag_items):
@@ -279,41 +295,17 @@ class SpectrumRoutes:
 
     # ------------------------------------------------------------------ routes
 
-    @werkzeug.wrappers.Request.application
-    def _serve_steps(self, request):
-        run = responses.required_arg(request, "run", "spectrum_steps?run=RUN&tag=TAG")
-        tag = responses.required_arg(request, "tag", "spectrum_steps?run=RUN&tag=TAG")
-        ctx = plugin_util.context(request.environ)
-        experiment = plugin_util.experiment_id(request.environ)
-        plugin_data = self._find(ctx, experiment, run, tag)
-        steps = self._listings.list(ctx, experiment, run, tag)
-        body = {
-            "run": run,
-            "tag": tag,
-            "info": info_json(plugin_data),
-            "steps": [s.step for s in steps],
-            "wall_times": [s.wall_time for s in steps],
-        }
-        return responses.respond_json(request, body)
-
-    @werkzeug.wrappers.Request.application
-    def _serve_spectrum(self, request):
-        run = responses.required_arg(request, "run", _EXAMPLE)
-        tag = responses.required_arg(request, "tag", _EXAMPLE)
-        wanted = responses.int_arg(request, "step")
-        ctx = plugin_util.context(request.environ)
-        experiment = plugin_util.experiment_id(request.environ)
-        plugin_data = self._find(ctx, experiment, run, tag)
-        steps = self._listings.list(ctx, experiment, run, tag, want=wanted)
-        chosen = blob_steps.find_step(steps, wanted, run, tag)
-        ((item,),) = self._resolved(ctx, {tag: [chosen]}, {tag: steps}).values()
+    def spectrum(self, series: Series, step: Step, query: Query) -> Base64Json:
+        """One step's singular values, metrics and error (`spectrum?run&tag[&step]`)."""
+        steps = self.list_steps(series)
+        chosen = next((s for s in steps if s.step == step.step), None)
+        if chosen is None or chosen.blob_keys[:1] != (step.key,):  # not in the listing
+            chosen = blob_steps.BlobStep(step.step, step.wall_time, (step.key,))
+            steps = [*steps, chosen]
+        ((item,),) = self._resolved({series.tag: (series, [chosen])}, {series.tag: steps}).values()
         values = item.singular_values
         body = {
-            "run": run,
-            "tag": tag,
-            "step": chosen.step,
-            "wall_time": chosen.wall_time,
-            "info": info_json(plugin_data),
+            "info": info_json(series.plugin_data),
             "metrics": {n: metric_json(n, v) for n, v in item.metrics.items()},
             "error": item.error or None,
             "non_finite": item.non_finite,
@@ -321,30 +313,30 @@ class SpectrumRoutes:
             "unchanged_since_step": item.unchanged_since,
             "singular_values": {"dtype": "float32", "shape": list(values.shape), "base64": ""},
         }
-        return responses.respond_base64_json(
-            request, body, values.astype("<f4").tobytes(), slot_key="singular_values"
-        )
+        return Base64Json(body, values.astype("<f4").tobytes(), slot_key="singular_values")
 
-    @werkzeug.wrappers.Request.application
-    def _serve_metrics(self, request):
-        run = responses.required_arg(request, "run", "spectrum_metrics?run=RUN")
-        max_steps = responses.int_arg(request, "max_steps", default=0, minimum=0)
-        ctx = plugin_util.context(request.environ)
-        experiment = plugin_util.experiment_id(request.environ)
-        tags = request.args.getlist("tag")
+    def metrics(self, query: Query) -> responses.PreparedJson:
+        """Every metric over steps for all (or the named) spectrum layers of a run."""
+        run = responses.required_arg(query, "run", "spectrum_metrics?run=RUN")
+        max_steps = responses.int_arg(query, "max_steps", default=0, minimum=0)
+        ctx, experiment = query.ctx, query.experiment
+        tags = query.args.getlist("tag")
         if tags:
-            infos = {tag: self._find(ctx, experiment, run, tag) for tag in tags}
+            found = {tag: self.find(query, run, tag) for tag in tags}
         else:
-            infos = self._spectrum_tags(ctx, experiment, run)
-        listing = self._listings.list_tags(ctx, experiment, run, list(infos))
-        per_tag: dict[str, list[blob_steps.BlobStep]] = {}
+            found = {
+                tag: Series(run, tag, experiment, ctx, plugin_data, plugin_data.spectrum)
+                for tag, plugin_data in self._spectrum_tags(ctx, experiment, run).items()
+            }
+        listing = self._listings.list_tags(ctx, experiment, run, list(found))
+        per_tag: dict[str, tuple[Series, list[blob_steps.BlobStep]]] = {}
         # A layer's JSON depends only on its steps' blobs (whose bytes never change) and on
         # which steps are kept (an unchanged step's reference may be dropped): remembered
         # by those, a warm request of a 75-layer x 50-step run reuses every layer's JSON
         # text (json.dumps of its 50,000 numbers was most of a warm request's time).
         keys: dict[str, tuple] = {}
         layers: dict[str, bytes] = {}
-        for tag in infos:
+        for tag in found:
             kept = listing[tag]
             keys[tag] = (experiment, run, tag, max_steps, tuple(s.blob_keys for s in kept))
             cached = self._layer_json.get(keys[tag])
@@ -353,13 +345,13 @@ class SpectrumRoutes:
                 continue
             if max_steps:
                 kept = [kept[i] for i in even_indices(len(kept), max_steps)]
-            per_tag[tag] = kept
+            per_tag[tag] = (found[tag], kept)
         # One parallel fetch over every layer's uncached steps.
-        decoded_by_tag = self._resolved(ctx, per_tag, listing) if per_tag else {}
+        decoded_by_tag = self._resolved(per_tag, listing) if per_tag else {}
         for tag in per_tag:
-            kept, items = per_tag[tag], decoded_by_tag[tag]
+            kept, items = per_tag[tag][1], decoded_by_tag[tag]
             layer = {
-                "info": info_json(infos[tag]),
+                "info": info_json(found[tag].plugin_data),
                 "steps": [s.step for s in kept],
                 "wall_times": [s.wall_time for s in kept],
                 "metrics": {
@@ -381,7 +373,7 @@ class SpectrumRoutes:
         whole_key = (run, tuple(keys[tag] for tag in sorted(keys)))
         cached_body = self._metrics_bodies.get(whole_key)
         if cached_body is not None and not per_tag:
-            return responses.respond_json_text(request, cached_body)
+            return cached_body
         # The body is spliced from the layers' JSON texts: {"run", "metric_names", "layers"}.
         entries = b",".join(responses.json_text(tag) + b":" + layers[tag] for tag in sorted(layers))
         text = b"".join(
@@ -397,22 +389,17 @@ class SpectrumRoutes:
         )
         body = responses.prepare_json_text(text)
         self._metrics_bodies.put(whole_key, body)
-        return responses.respond_json_text(request, body)
+        return body
 
-    @werkzeug.wrappers.Request.application
-    def _serve_evolution(self, request):
-        example = "spectrum_evolution?run=RUN&tag=TAG"
-        run = responses.required_arg(request, "run", example)
-        tag = responses.required_arg(request, "tag", example)
-        max_steps = responses.int_arg(request, "max_steps", DEFAULT_EVOLUTION_STEPS, minimum=1)
-        max_values = responses.int_arg(request, "max_values", DEFAULT_EVOLUTION_VALUES, minimum=1)
-        ctx = plugin_util.context(request.environ)
-        experiment = plugin_util.experiment_id(request.environ)
-        plugin_data = self._find(ctx, experiment, run, tag)
-        all_steps = self._listings.list(ctx, experiment, run, tag)
+    def evolution(self, query: Query) -> Base64Json:
+        """The spectra of all kept steps of one layer, sampled (`spectrum_evolution`)."""
+        series = self.series(query, "spectrum_evolution?run=RUN&tag=TAG")
+        max_steps = responses.int_arg(query, "max_steps", DEFAULT_EVOLUTION_STEPS, minimum=1)
+        max_values = responses.int_arg(query, "max_values", DEFAULT_EVOLUTION_VALUES, minimum=1)
+        all_steps = self.list_steps(series)
         kept = [all_steps[i] for i in even_indices(len(all_steps), max_steps)]
-        (items,) = self._resolved(ctx, {tag: kept}, {tag: all_steps}).values()
-        shape = [int(n) for n in plugin_data.spectrum.matrix_shape]
+        (items,) = self._resolved({series.tag: (series, kept)}, {series.tag: all_steps}).values()
+        shape = [int(n) for n in series.info.matrix_shape]
         if len(shape) == 3 and shape[0] * min(shape[1], shape[2]) > 0:
             total = shape[0] * min(shape[1], shape[2])
         else:  # no shape in the metadata: the widest step's
@@ -433,9 +420,9 @@ class SpectrumRoutes:
                     continue
             matrix[row] = merged_spectrum(item.singular_values)[index]
         body = {
-            "run": run,
-            "tag": tag,
-            "info": info_json(plugin_data),
+            "run": series.run,
+            "tag": series.tag,
+            "info": info_json(series.plugin_data),
             "total_steps": len(all_steps),
             "total_values": int(total),
             "steps": [s.step for s in kept],
@@ -449,7 +436,7 @@ class SpectrumRoutes:
             ],
             "values": {"dtype": "float32", "shape": list(matrix.shape), "base64": ""},
         }
-        return responses.respond_base64_json(request, body, matrix.astype("<f4").tobytes())
+        return Base64Json(body, matrix.astype("<f4").tobytes())
 
     def _spectrum_tags(self, ctx, experiment: str, run: str) -> dict[str, pb.PluginData]:
         """Every readable spectrum tag of `run` (one listing RPC); a 404 for an unknown run."""
@@ -460,7 +447,8 @@ class SpectrumRoutes:
             known = self._context.catalog.list(ctx, experiment)
             names = ", ".join(repr(r) for r in sorted(known)) or "none"
             raise errors.NotFoundError(
-                f"no run named {run!r} has deepscope data; runs with deepscope data: {names}"
+                f"no run named {responses.echo(run)} has deepscope data; runs with deepscope "
+                f"data: {names}"
             )
         return {
             tag: info.plugin_data

@@ -290,8 +290,9 @@ def test_token_series_send_ids_texts_and_per_token_maps(client, truth):
 
 
 def test_token_texts_that_do_not_match_the_ids_are_that_steps_error(client):
-    status, body, _ = get(client, "saliency", run="probe", tag="text/bad")
-    assert status == 400 and "5 token texts for 3 × 4 token ids" in body
+    body = get_json(client, "saliency", run="probe", tag="text/bad")
+    assert "5 token texts for 3 × 4 token ids" in body["error"] and body["step"] == 2
+    assert "maps" not in body and body["input_kind"] == "tokens"
 
 
 # ---------------------------------------------------------------- errors
