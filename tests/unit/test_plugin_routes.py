@@ -745,3 +745,15 @@ def test_the_plugin_side_never_imports_torch():
         "assert not loaded, loaded\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_the_entry_point_is_tiny_and_names_the_plugin_as_metadata_does():
+    assert loader.PLUGIN_NAME == metadata.PLUGIN_NAME
+    code = (
+        "import sys\n"
+        "import deepscope.tb_plugin.loader\n"
+        "heavy = [m for m in sys.modules if m.startswith('deepscope.') and m not in (\n"
+        "    'deepscope.tb_plugin', 'deepscope.tb_plugin.loader')]\n"
+        "assert not heavy, heavy\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
