@@ -174,3 +174,19 @@ def test_a_step_given_where_other_goes_gets_a_clear_error(tmp_path):
     with deepscope.SummaryWriter(str(tmp_path)) as writer:
         with pytest.raises(TypeError, match="to give the step, write global_step="):
             writer.add_channel_correlation("conv", torch.randn(8, 3), 5)
+
+
+def test_all_nan_activations_are_logged_as_unknown_not_dead(tmp_path, read_values):
+    """0 samples: the stats say NaN (unknown) and no channel is dead; the NaNs are counted."""
+    writer = deepscope.SummaryWriter(str(tmp_path))
+    with pytest.warns(RuntimeWarning, match="0 samples for 16 channels"):
+        writer.add_channel_correlation("nan", torch.full((4, 16, 2, 2), float("nan")))
+    writer.close()
+    (written,) = read_values(tmp_path, "nan")
+    step = _step(written)
+    assert step.samples == 0 and step.row_stats.non_finite == 4 * 16 * 2 * 2
+    assert list(step.row_stats.dead) == []
+    for name in ("mean", "std", "positive_fraction"):
+        values = arrays.decode_array(getattr(step.row_stats, name))
+        assert values.shape == (16,) and np.isnan(values).all()
+    assert not arrays.decode_array(step.matrix).any()

@@ -320,3 +320,46 @@ def test_a_log_dir_the_fast_loader_cannot_read_warns_once_per_writer(tmp_path):
         writer.add_singular_values("two", torch.eye(3), global_step=0)
     assert len([w for w in caught if "log dir" in str(w.message)]) == 1
     writer.close()
+
+
+def _without_timing(value: summary_pb2.Summary.Value) -> bytes:
+    """A value's bytes with a spectrum step's `seconds` (its measured duration) cleared."""
+    from deepscope.proto import deepscope_pb2 as pb
+
+    copy = summary_pb2.Summary.Value()
+    copy.CopyFrom(value)
+    if copy.tag.startswith("spectrum"):
+        step = pb.SpectrumStep.FromString(copy.tensor.string_val[0])
+        step.ClearField("seconds")
+        copy.tensor.string_val[0] = step.SerializeToString()
+    return copy.SerializeToString(deterministic=True)
+
+
+def test_each_add_writes_exactly_what_its_public_builder_builds(tmp_path, read_values):
+    x = torch.randn(30, 4, generator=torch.Generator().manual_seed(3))
+    images, maps = torch.ones(2, 1, 3, 3), torch.rand(2, 1, 3, 3, generator=torch.Generator())
+    cases = {
+        "update_ratios": (
+            lambda w: w.add_update_ratios("update_ratios", {"a": 0.5, "b": None}),
+            update_ratios.update_ratios_pb("update_ratios", {"a": 0.5, "b": None}),
+        ),
+        "spectrum": (
+            lambda w: w.add_singular_values("spectrum", torch.eye(3) * 2),
+            deepscope.spectrum_pb("spectrum", torch.eye(3) * 2),
+        ),
+        "correlation": (
+            lambda w: w.add_channel_correlation("correlation", x, matrix_dtype="uint8"),
+            deepscope.channel_correlation_pb("correlation", x, matrix_dtype="uint8"),
+        ),
+        "saliency": (
+            lambda w: w.add_saliency("saliency", images, maps, method="gradient"),
+            deepscope.saliency_pb("saliency", images, maps, method="gradient"),
+        ),
+    }
+    writer = deepscope.SummaryWriter(str(tmp_path))
+    for add, _ in cases.values():
+        add(writer)
+    writer.close()
+    for tag, (_, built) in cases.items():
+        (written,) = read_values(tmp_path, tag)
+        assert _without_timing(written.value) == _without_timing(built.value[0]), tag
