@@ -7,9 +7,14 @@ size on disk. Shared by the writer and the plugin; needs numpy only.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from deepscope.proto import deepscope_pb2 as pb
+
+# More elements than a protobuf message (at most 2 GiB) can hold bytes for.
+_MAX_ELEMENTS = 2**31
 
 _NUMPY_DTYPES: dict[int, np.dtype] = {
     pb.FLOAT32: np.dtype("<f4"),
@@ -51,26 +56,41 @@ def decode_array(message: pb.Array) -> np.ndarray:
     """Decode an `Array` into a read-only numpy array of its shape.
 
     UINT8_LINEAR arrays come back as float32 (`offset + scale * q`); packed
-    booleans as bool.
+    booleans as bool. Everything is checked before numpy sees it, so that a
+    damaged payload (a flipped byte, a truncated blob) is a ValueError saying
+    what is wrong, never a wrong array.
 
     Raises:
-      ValueError: the message is malformed (unknown dtype, wrong byte count).
+      ValueError: the message is malformed: an unknown dtype, a negative
+        dimension, more elements than memory holds, or a byte count other than
+        elements × itemsize (ceil(elements / 8) for packed booleans).
     """
     shape = tuple(int(n) for n in message.shape)
-    count = int(np.prod(shape, dtype=np.int64))
+    if any(n < 0 for n in shape):
+        raise ValueError(f"array shape {list(shape)} has a negative dimension")
+    count = math.prod(shape)  # Python ints: no int64 overflow
+    if count > _MAX_ELEMENTS:
+        raise ValueError(f"array shape {list(shape)} holds {count} elements, more than any payload")
     if message.dtype == pb.BOOL_PACKED:
         bits = np.frombuffer(message.data, dtype=np.uint8)
         if bits.size != (count + 7) // 8:
-            raise ValueError(f"packed boolean array of shape {shape} has {bits.size} bytes")
+            raise ValueError(
+                f"packed boolean array of shape {list(shape)} needs {(count + 7) // 8} bytes, "
+                f"found {bits.size}"
+            )
         unpacked = np.unpackbits(bits, count=count).astype(bool).reshape(shape)
         unpacked.setflags(write=False)
         return unpacked
     dtype = _NUMPY_DTYPES.get(message.dtype)
     if dtype is None:
-        raise ValueError(f"unknown array dtype {message.dtype}")
+        raise ValueError(
+            f"unknown array dtype {int(message.dtype)} (known: "
+            f"{', '.join(pb.DType.Name(d) for d in (*_NUMPY_DTYPES, pb.BOOL_PACKED))}; "
+            "written by a newer deepscope, or damaged?)"
+        )
     if len(message.data) != count * dtype.itemsize:
         raise ValueError(
-            f"array of shape {shape} and dtype {dtype} needs {count * dtype.itemsize} "
+            f"array of shape {list(shape)} and dtype {dtype} needs {count * dtype.itemsize} "
             f"bytes, found {len(message.data)}"
         )
     values = np.frombuffer(message.data, dtype=dtype).reshape(shape)

@@ -205,3 +205,20 @@ def test_unsupported_dtype_raises_type_error_saying_what_to_do(dtype):
     assert "convert" in message
     assert "float32" in message
     assert str(values.dtype) in message
+
+
+@pytest.mark.parametrize(
+    "message, words",
+    [
+        (pb.Array(shape=[-2, -2], dtype=pb.FLOAT32, data=b"\0" * 16), "negative dimension"),
+        (pb.Array(shape=[2**40, 2**40], dtype=pb.UINT8, data=b""), "more than any payload"),
+        (pb.Array(shape=[2**32, 2**32, 2**32], dtype=pb.FLOAT64, data=b""), "elements"),
+        (pb.Array(shape=[9], dtype=pb.BOOL_PACKED, data=b"\0"), "needs 2 bytes, found 1"),
+        (pb.Array(shape=[2], dtype=99, data=b"\0" * 8), "FLOAT16"),
+    ],
+    ids=["negative", "overflow-int64", "overflow-3d", "bool-short", "unknown-dtype"],
+)
+def test_damaged_arrays_say_what_is_wrong(message, words):
+    """A flipped byte in a shape or dtype is named, not decoded into a wrong array."""
+    with pytest.raises(ValueError, match=words):
+        arrays.decode_array(message)
