@@ -172,6 +172,8 @@ def correlation_plugin_data(
 def few_samples_message(tag: str, result: ChannelCorrelation) -> str | None:
     """A warning when a step has no more samples than channels (rank-deficient), else None.
 
+    No sample at all (every position held a NaN/Inf) gets its own message.
+
     Centred on their means, S samples span at most S − 1 dimensions: with
     S ≤ C the C × C matrix has rank < C and many of its |ρ| near 1 are an
     artifact of too few samples, not redundant channels.
@@ -179,6 +181,14 @@ def few_samples_message(tag: str, result: ChannelCorrelation) -> str | None:
     channels = max(result.matrix.shape)
     if result.samples > channels:
         return None
+    if result.samples == 0:
+        non_finite = result.rows.non_finite + (0 if result.cols is None else result.cols.non_finite)
+        return (
+            f"deepscope: correlation tag {tag!r}: no finite sample position ({non_finite} NaN/Inf "
+            "activation values; a position with one in any channel is left out), so nothing is "
+            "known about its channels (mean and std are NaN, none is dead); check the layer's "
+            "inputs and weights for NaN/Inf"
+        )
     return (
         f"deepscope: correlation tag {tag!r}: {result.samples} samples for {channels} channels, "
         f"so the matrix has rank at most {max(result.samples - 1, 0)}: its correlations "
