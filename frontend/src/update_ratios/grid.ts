@@ -51,7 +51,8 @@ const parsed = new WeakMap<object, LayerGrid>();
 
 /**
  * Validate a response of `route` (update_ratios or layer_values, either format: JSON rows
- * with null for a missing value, or base64 float32 with `no_update` pairs) into typed
+ * with null for a missing value, or base64 float32 with `no_update` (update ratios) or
+ * `not_measured` (layer values) [step index, row index] pairs) into typed
  * arrays. The same JSON object (a reload answered 304 Not Modified) gives the same result,
  * so nothing redraws. `quantity` says what the values are.
  */
@@ -104,7 +105,8 @@ function parseObject(raw: Record<string, unknown>, route: string, quantity: Quan
   } else {
     throw new Error(`${route}: no values`);
   }
-  markPairs(raw.no_update, missing, S, P);
+  markPairs(raw.no_update, missing, S, P); // update_ratios: parameters without an update
+  markPairs(raw.not_measured, missing, S, P); // layer_values: layers not measured
   const zeroWeight = new Uint8Array(S * P);
   markPairs(raw.zero_weight, zeroWeight, S, P);
   // The JSON format writes null for both: a zero weight is not "no update".

@@ -96,7 +96,8 @@ export function unreadableNotice(entry: ViewEntry, kinds: ReadonlyMap<string, Ki
     };
   }
   const why = `cannot show this series: ${error}`;
-  if (/newer|upgrade/i.test(error)) {
+  // A newer schema version (metadata.NewerSchemaError): nothing is damaged.
+  if (/newer than this reader/i.test(error)) {
     return { why, todo: "Upgrade deepscope (pip install -U deepscope) and restart TensorBoard." };
   }
   const known = kinds.get(kind);
