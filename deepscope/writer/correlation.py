@@ -324,7 +324,9 @@ class CorrelationSummaries:
           description: shown next to the tag.
 
         NaN/Inf activations are left out (the whole sample position) and
-        counted in the step's statistics; dead channels are marked. A step
+        counted in the step's statistics; dead channels are marked. With no
+        finite position left the statistics are NaN (unknown) and no channel
+        is dead (non-finite is not dead). A step
         with no more samples than channels (a rank-deficient matrix) warns,
         once per tag.
         """
