@@ -363,3 +363,13 @@ def test_each_add_writes_exactly_what_its_public_builder_builds(tmp_path, read_v
     for tag, (_, built) in cases.items():
         (written,) = read_values(tmp_path, tag)
         assert _without_timing(written.value) == _without_timing(built.value[0]), tag
+
+
+def test_unreadable_characters_are_quote_backslash_and_control_characters():
+    from deepscope.writer import fast_loader_names as names
+
+    assert names.unreadable_character("conv1/weight é ü 中 - _ . : ' ( )") is None
+    for char in ['"', "\\", "\n", "\r", "\t", "\x00", "\x1b", "\x7f", "\x85"]:
+        assert names.unreadable_character(f"a{char}b{char}") == char
+    assert names.unreadable_character('x\\y"', path_separator="\\") == '"'
+    assert names.unreadable_character("C:\\runs\\exp1", path_separator="\\") is None
