@@ -1,6 +1,7 @@
 """TensorBoard's page with the deepscope tab open, in Debian's Chromium driven by Playwright.
 
-Also the tab's `tooltip_fields` and `screenshot`, shared by the kinds' browser tests.
+Also the tab's `tooltip_fields`, `screenshot` (a `Picture` to assert what it shows) and
+`canvas_rgb`, shared by the kinds' browser tests.
 """
 
 from __future__ import annotations
@@ -71,18 +72,73 @@ def tooltip_fields(frame) -> dict[str, str]:
     }
 
 
-def screenshot(locator, tmp_path: Path, name: str, min_bytes: int) -> Path:
-    """A picture of `locator`, at least `min_bytes` (not blank).
+class Picture:
+    """A screenshot's pixels, addressed in page coordinates (CSS px; device scale 1).
 
-    With DEEPSCOPE_SCREENSHOTS=1 it also becomes the README's picture, docs/images/<name>.
+    `origin` is where the picture's top-left pixel sits on the page, so a locator's
+    `bounding_box()` (taken after the screenshot, which scrolls it into view) finds its
+    pixels: `picture.rgb(x, y)`.
+    """
+
+    def __init__(self, path: Path, origin: tuple[float, float] = (0.0, 0.0)):
+        from PIL import Image
+
+        self.path = path
+        self.image = Image.open(path).convert("RGB")
+        self.origin = origin
+
+    def rgb(self, x: float, y: float) -> tuple[int, int, int]:
+        """The colour at page point (x, y)."""
+        px = int(x - self.origin[0])
+        py = int(y - self.origin[1])
+        width, height = self.image.size
+        assert 0 <= px < width and 0 <= py < height, f"({x}, {y}) is outside the picture"
+        return self.image.getpixel((px, py))
+
+    def count(self, rgb: tuple[int, int, int], tolerance: int = 0) -> int:
+        """How many pixels are `rgb`, each channel within `tolerance`."""
+        import numpy as np
+
+        pixels = np.asarray(self.image, dtype=np.int16)
+        near = np.abs(pixels - np.asarray(rgb, dtype=np.int16)) <= tolerance
+        return int(near.all(axis=-1).sum())
+
+
+def css_rgb(color: str) -> tuple[int, int, int]:
+    """A CSS colour as the browser reports it ("#rrggbb" or "rgb(r, g, b)") → (r, g, b)."""
+    color = color.strip()
+    if color.startswith("#") and len(color) == 7:
+        return tuple(int(color[k : k + 2], 16) for k in (1, 3, 5))
+    inside = color[color.index("(") + 1 : color.index(")")]
+    r, g, b = (int(float(part)) for part in inside.split(",")[:3])
+    return r, g, b
+
+
+def screenshot(locator, tmp_path: Path, name: str, min_bytes: int | None = None) -> Picture:
+    """A picture of `locator`, for the caller to assert what it shows (`Picture`).
+
+    `min_bytes`, when given, is a floor on the file's size (not blank). With
+    DEEPSCOPE_SCREENSHOTS=1 it also becomes the README's picture, docs/images/<name>.
     """
     out = tmp_path / name
     locator.screenshot(path=str(out))
-    assert out.stat().st_size > min_bytes
+    if min_bytes is not None:
+        assert out.stat().st_size > min_bytes
     if os.environ.get("DEEPSCOPE_SCREENSHOTS") == "1":
         IMAGES.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(out, IMAGES / name)
-    return out
+    box = locator.bounding_box()
+    return Picture(out, (box["x"], box["y"]) if box else (0.0, 0.0))
+
+
+def canvas_rgb(canvas, x: float, y: float) -> tuple[int, int, int]:
+    """The colour a <canvas> locator painted at page point (x, y) (its own pixels, dpr 1)."""
+    box = canvas.bounding_box()
+    r, g, b, _ = canvas.evaluate(
+        "(c, [x, y]) => Array.from(c.getContext('2d').getImageData(x, y, 1, 1).data)",
+        [int(x - box["x"]), int(y - box["y"])],
+    )
+    return r, g, b
 
 
 # Recorded in every frame from its start: the long tasks (> 50 ms) of its event loop.

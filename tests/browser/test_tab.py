@@ -19,7 +19,14 @@ from urllib.parse import urlencode
 
 import pytest
 
-from tests.browser.tab_page import TIMEOUT_MS, VIEWPORT, tooltip_fields
+from tests.browser.tab_page import (
+    TIMEOUT_MS,
+    VIEWPORT,
+    Picture,
+    canvas_rgb,
+    css_rgb,
+    tooltip_fields,
+)
 from tests.conftest import get
 
 sync_api = pytest.importorskip("playwright.sync_api")
@@ -247,12 +254,113 @@ def test_newer_schema_tag_is_an_error_card_not_a_crash(
     error.wait_for(timeout=TIMEOUT_MS)
     assert message in error.inner_text()
     assert error.get_attribute("data-run") == run
+    assert error.get_attribute("data-tag") == "from_the_future"
+    assert "pip install -U deepscope" in error.locator("[data-testid=tag-error-todo]").inner_text()
     # The readable tag of the same run still draws.
     heatmap(frame, run, tag="current")
 
 
+@pytest.fixture(scope="session")
+def unreadable_logdir(tmp_path_factory) -> Path:
+    """A run with one readable update-ratio tag and two whose metadata cannot be read:
+    garbage bytes, and a well-formed PluginData of a kind no deepscope knows."""
+    from torch.utils.tensorboard import SummaryWriter as TorchWriter
+
+    from deepscope.proto import deepscope_pb2 as pb
+    from deepscope.writer.update_ratios import update_ratios_pb
+
+    logdir = tmp_path_factory.mktemp("unreadable")
+    writer = TorchWriter(str(logdir / "damaged"))
+    writer.file_writer.add_summary(update_ratios_pb("current", {"w": 1e-3}), 0, 1000.0)
+    garbage = update_ratios_pb("garbage", {"w": 1e-3})
+    garbage.value[0].metadata.plugin_data.content = b"\xff\xfe not a protobuf \x00"
+    writer.file_writer.add_summary(garbage, 0, 1000.0)
+    unknown = update_ratios_pb("unknown_kind", {"w": 1e-3})
+    plugin_data = pb.PluginData.FromString(unknown.value[0].metadata.plugin_data.content)
+    plugin_data.kind = 97
+    unknown.value[0].metadata.plugin_data.content = plugin_data.SerializeToString()
+    writer.file_writer.add_summary(unknown, 0, 1000.0)
+    writer.close()
+    return logdir
+
+
+def test_unreadable_series_are_cards_saying_why_and_what_to_do(
+    tab, unreadable_logdir, tensorboard_server
+):
+    base = tensorboard_server(unreadable_logdir, load_fast=False)
+    tags = route(base, "tags")["damaged"]
+    unreadable = {tag: info["error"] for tag, info in tags.items() if "error" in info}
+    assert set(unreadable) == {"garbage", "unknown_kind"}, tags
+    frame = tab.open(base)
+    section = frame.locator("[data-testid=section-unreadable]")
+    section.wait_for(timeout=TIMEOUT_MS)
+    assert "Unreadable series" in section.locator(".ds-kind-title").inner_text()
+    cards = section.locator("[data-testid=tag-error]")
+    cards.nth(len(unreadable) - 1).wait_for(timeout=TIMEOUT_MS)
+    assert cards.count() == len(unreadable)
+    for k in range(cards.count()):
+        card = cards.nth(k)
+        tag = card.get_attribute("data-tag")
+        assert card.get_attribute("data-run") == "damaged"
+        assert unreadable[tag] in card.locator("[data-testid=tag-error-why]").inner_text()
+        todo = card.locator("[data-testid=tag-error-todo]").inner_text()
+        assert "pip install -U deepscope" in todo and "log this tag again" in todo
+    # The readable tag draws; a refresh keeps the very same cards (drawn once).
+    heatmap(frame, "damaged", tag="current")
+    section.evaluate(
+        "s => s.querySelectorAll('[data-testid=tag-error]').forEach(c => c.dataset.seen = '1')"
+    )
+    frame.locator("[data-testid=refresh]").click()
+    frame.locator("[data-testid=refresh]:not([disabled])").wait_for(timeout=TIMEOUT_MS)
+    assert section.locator("[data-testid=tag-error][data-seen='1']").count() == len(unreadable)
+
+
+def test_a_kind_without_a_view_gets_a_section_saying_so(tab, python_loader_server):
+    """A kind the plugin lists that this bundle has no view for (an older tab) is not hidden."""
+    kinds = route(python_loader_server, "kinds")
+    new_kind = {"name": "confusion", "title": "Confusion matrices", "subtitle": "Which classes?"}
+    tab.page.route(
+        "**/data/plugin/deepscope/kinds",
+        lambda r: r.fulfill(
+            status=200, content_type="application/json", body=json.dumps(kinds + [new_kind])
+        ),
+    )
+
+    def tags_with_a_new_kind(r):
+        body = json.loads(r.fetch().text())
+        body["seed0"]["confusion/val"] = {"kind": "confusion", "version": 1}
+        r.fulfill(status=200, content_type="application/json", body=json.dumps(body))
+
+    tab.page.route("**/data/plugin/deepscope/tags", tags_with_a_new_kind)
+    frame = tab.open(python_loader_server)
+    section = frame.locator("[data-testid=section-confusion]")
+    section.wait_for(timeout=TIMEOUT_MS)
+    assert section.locator(".ds-kind-title").inner_text() == "Confusion matrices"
+    # In the plugin's order: after the kinds it lists first.
+    order = frame.locator("details.ds-kind").evaluate_all("els => els.map(e => e.dataset.kind)")
+    assert order.index("update_ratios") < order.index("confusion")
+    card = section.locator("[data-testid=tag-error]")
+    card.wait_for(timeout=TIMEOUT_MS)
+    assert card.get_attribute("data-tag") == "confusion/val"
+    assert "no view for “Confusion matrices”" in card.inner_text()
+    assert "npm run build" in card.inner_text()
+    heatmap(frame, "seed0")  # the kinds it knows still draw
+
+
+def test_section_titles_come_from_the_kinds_route(tab, python_loader_server):
+    kinds = {k["name"]: k for k in route(python_loader_server, "kinds")}
+    frame = tab.open(python_loader_server)
+    section = frame.locator("[data-testid=section-update_ratios]")
+    section.wait_for(timeout=TIMEOUT_MS)
+    assert section.locator(".ds-kind-title").inner_text() == kinds["update_ratios"]["title"]
+    assert section.locator(".ds-kind-sub").inner_text() == kinds["update_ratios"]["subtitle"]
+
+
 def test_screenshot(tab, python_loader_server, tmp_path):
-    """A full view of the tab; with DEEPSCOPE_SCREENSHOTS=1 it becomes the README's picture."""
+    """A full view of the tab, and what it must show: both runs' heatmaps in the colours their
+    canvases painted (viridis where a value is, the grey hatch where no update is), the
+    chart's lines in their colours, the runs' names. With DEEPSCOPE_SCREENSHOTS=1 it becomes
+    the README's picture."""
     frame = tab.open(python_loader_server)
     heatmap(frame, "seed0")
     heatmap(frame, "seed1")
@@ -264,7 +372,36 @@ def test_screenshot(tab, python_loader_server, tmp_path):
     tab.page.wait_for_timeout(500)  # let the redraw after the resize settle
     out = tmp_path / "update_ratios.png"
     tab.page.screenshot(path=str(out), full_page=True)
-    assert out.stat().st_size > 20_000
+    picture = Picture(out)
+    hatch = {(0xE6, 0xE6, 0xE6), (0xA8, 0xA8, 0xA8), (0xFF, 0xFF, 0xFF)}
+    for run in ("seed0", "seed1"):
+        expected = route(python_loader_server, "update_ratios", run=run, tag="update_ratios")
+        steps, names, values = expected["steps"], expected["names"], expected["values"]
+        canvas = heatmap(frame, run)
+        box = canvas.bounding_box()
+        finite = [
+            (i, j)
+            for i in (1, len(steps) // 2, len(steps) - 1)
+            for j in range(len(names))
+            if isinstance(values[i][j], float) and values[i][j] > 0
+        ]
+        assert finite, "no finite ratio to look at"
+        for i, j in finite[:6]:
+            x, y = cell_centre(box, steps, len(names), i, j)
+            painted = canvas_rgb(canvas, x, y)
+            assert len(set(painted)) > 1, f"{run} ({i}, {j}): grey {painted}, not a viridis colour"
+            shown = picture.rgb(x, y)
+            assert max(abs(a - b) for a, b in zip(shown, painted)) <= 2, (run, i, j, shown, painted)
+        i, j = next((i, j) for i, row in enumerate(values) for j, v in enumerate(row) if v is None)
+        x, y = cell_centre(box, steps, len(names), i, j)
+        assert picture.rgb(x, y) in hatch, f"{run}: no update at ({i}, {j}) is not hatched"
+        name = frame.locator(f'.ds-runblock[data-run="{run}"] .ds-runblock-name')
+        assert name.inner_text() == run and name.is_visible()
+    lines = frame.locator("[data-testid=linechart] path.ds-line")
+    assert lines.count() == 2
+    for k in range(lines.count()):
+        colour = css_rgb(lines.nth(k).get_attribute("stroke"))
+        assert picture.count(colour, tolerance=8) > 30, f"line {k} ({colour}) is not in the picture"
     if os.environ.get("DEEPSCOPE_SCREENSHOTS") == "1":
         SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(out, SCREENSHOT)
