@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 import werkzeug
@@ -82,20 +83,24 @@ def _count(n: int, word: str) -> str:
 
 def _payload(datum) -> pb.UpdateRatiosStep:
     """The `UpdateRatiosStep` a tensor datum holds; `_Malformed` says why it holds none."""
-    array = np.asarray(datum.numpy)
-    if array.dtype.kind not in "OS":
-        raise _Malformed(
-            f"the payload is a {array.dtype} tensor of shape {list(array.shape)}, not a "
-            "serialized UpdateRatiosStep (a string scalar)"
-        )
-    if array.size != 1:
-        raise _Malformed(
-            f"the payload is a string tensor of shape {list(array.shape)}, not one "
-            "serialized UpdateRatiosStep (a string scalar)"
-        )
-    content = array.reshape(-1)[0]
+    array = datum.numpy
+    try:
+        content = array.item()  # a string scalar's bytes (the cheap test first)
+    except (AttributeError, ValueError):
+        content = None
     if not isinstance(content, bytes):
-        raise _Malformed(f"the payload holds a {type(content).__name__}, not bytes")
+        array = np.asarray(array)
+        if array.dtype.kind not in "OS":
+            raise _Malformed(
+                f"the payload is a {array.dtype} tensor of shape {list(array.shape)}, not a "
+                "serialized UpdateRatiosStep (a string scalar)"
+            )
+        if array.size != 1:
+            raise _Malformed(
+                f"the payload is a string tensor of shape {list(array.shape)}, not one "
+                "serialized UpdateRatiosStep (a string scalar)"
+            )
+        raise _Malformed(f"the payload holds a {type(array.item()).__name__}, not bytes")
     try:
         return pb.UpdateRatiosStep.FromString(content)
     except Exception as error:  # protobuf raises DecodeError or RuntimeError
@@ -109,52 +114,108 @@ def _dtype_name(dtype: int) -> str:
         return f"unknown dtype {dtype}"
 
 
-def _check_ratios(ratios: pb.Array, width: int, rows: int) -> None:
-    """`_Malformed` unless `ratios` is float32 of `rows` × `width` values."""
+def _ratios_error(ratios: pb.Array, data: bytes, width: int, rows: int) -> str | None:
+    """What is wrong with `ratios` (bytes `data`) as float32 [rows, width], if anything."""
     if ratios.dtype != pb.FLOAT32:
-        raise _Malformed(f"ratios of dtype {_dtype_name(ratios.dtype)}, not FLOAT32")
+        return f"ratios of dtype {_dtype_name(ratios.dtype)}, not FLOAT32"
     expected = 4 * width * rows
-    if len(ratios.data) != expected:
-        raise _Malformed(
-            f"{len(ratios.data)} bytes of ratios for {_count(width, 'parameter')} × "
+    if len(data) != expected:
+        return (
+            f"{len(data)} bytes of ratios for {_count(width, 'parameter')} × "
             f"{_count(rows, 'step')} (expected {expected})"
         )
-    if ratios.shape and math.prod(ratios.shape) != width * rows:
-        raise _Malformed(
-            f"ratios of shape {list(ratios.shape)} for {_count(width, 'parameter')} × "
+    shape = ratios.shape
+    if shape and math.prod(shape) != width * rows:
+        return (
+            f"ratios of shape {list(shape)} for {_count(width, 'parameter')} × "
             f"{_count(rows, 'step')}"
         )
+    return None
 
 
-def _check_marks(step: pb.UpdateRatiosStep, size: int) -> None:
-    """`_Malformed` unless every mark is an index into the event's `size` values, marked once."""
-    for marks, what in ((step.no_update, "no-update"), (step.zero_weight, "zero-weight")):
+def _marks_error(no_update: Sequence[int], zero_weight: Sequence[int], size: int) -> str | None:
+    """What is wrong with the marks of an event of `size` values, if anything: each must be
+    an index into its values, and no value marked both ways."""
+    for marks, what in ((no_update, "no-update"), (zero_weight, "zero-weight")):
         if marks and max(marks) >= size:
-            raise _Malformed(
-                f"{what} mark {max(marks)} outside the event's {_count(size, 'value')}"
-            )
-    if step.no_update and step.zero_weight:
-        both = set(step.no_update) & set(step.zero_weight)
+            return f"{what} mark {max(marks)} outside the event's {_count(size, 'value')}"
+    if no_update and zero_weight:
+        both = set(no_update) & set(zero_weight)
         if both:
-            raise _Malformed(f"value {min(both)} is marked both no-update and zero-weight")
+            return f"value {min(both)} is marked both no-update and zero-weight"
+    return None
 
 
-def _check_rows(rows_steps: Sequence[int], rows_times: Sequence[float]) -> None:
+def _rows_error(rows_steps: Sequence[int], rows_times: Sequence[float]) -> str | None:
+    """What is wrong with an event's row steps and wall times (seconds), if anything."""
     if len(rows_times) != len(rows_steps):
-        raise _Malformed(
-            f"{_count(len(rows_steps), 'step')} but {_count(len(rows_times), 'wall time')}"
-        )
+        return f"{_count(len(rows_steps), 'step')} but {_count(len(rows_times), 'wall time')}"
     for wall_time in rows_times:
         if not math.isfinite(wall_time):
-            raise _Malformed(f"wall time {wall_time} is not a number of seconds")
+            return f"wall time {wall_time} is not a number of seconds"
+    return None
 
 
-def _check_names(names: Sequence[str]) -> None:
+def _names_error(names: Sequence[str]) -> str | None:
     seen: set[str] = set()
     for name in names:
         if name in seen:
-            raise _Malformed(f"parameter name {responses.echo(name)} appears twice")
+            return f"parameter name {responses.echo(name)} appears twice"
         seen.add(name)
+    return None
+
+
+class _Event(NamedTuple):
+    """One event's rows, validated: `data` is float32 [len(steps), width] bytes."""
+
+    steps: Sequence[int]
+    wall_times: Sequence[float]
+    names: list[str] | None  # None: the series' own names
+    data: bytes
+    no_update: Sequence[int]  # indices into the event's flattened values
+    zero_weight: Sequence[int]
+
+
+def _decode(datum, series_names: list[str], series_crc: int) -> _Event:
+    """One tensor datum's rows; `_Malformed` or `_OtherNames` when they cannot be placed.
+
+    Each check is a cheap test first (a series of 10,000 one-step events runs
+    it 10,000 times); the message is made only when it fails.
+    """
+    step = _payload(datum)
+    # A block of K rows carries each row's step; a single step is the event's own.
+    rows_steps = step.steps or [int(datum.step)]
+    rows_times = step.wall_times or [float(datum.wall_time)]
+    rows = len(rows_steps)
+    if len(rows_times) != rows or not all(map(math.isfinite, rows_times)):
+        raise _Malformed(_rows_error(rows_steps, rows_times))
+    names = list(step.names) if step.names else None
+    if names is not None:
+        if len(set(names)) != len(names):
+            raise _Malformed(_names_error(names))
+        width = len(names)
+    elif not series_names:
+        raise _Malformed("no parameter names: neither the event nor the series' metadata lists any")
+    elif step.names_crc32 not in (series_crc, 0):
+        raise _OtherNames
+    else:
+        width = len(series_names)
+    ratios = step.ratios
+    data = ratios.data
+    shape = ratios.shape
+    if (
+        ratios.dtype != pb.FLOAT32
+        or len(data) != 4 * width * rows
+        or (len(shape) == 1 and shape[0] != width * rows)
+        or (len(shape) > 1 and math.prod(shape) != width * rows)
+    ):
+        raise _Malformed(_ratios_error(ratios, data, width, rows))
+    no_update, zero_weight = step.no_update, step.zero_weight
+    if no_update or zero_weight:
+        error = _marks_error(no_update, zero_weight, width * rows)
+        if error:
+            raise _Malformed(error)
+    return _Event(rows_steps, rows_times, names, data, no_update, zero_weight)
 
 
 def read_update_ratios(
@@ -194,47 +255,31 @@ def read_update_ratios(
     malformed: list[tuple[int, str]] = []  # (event's step, what is wrong)
     for datum in datums:
         try:
-            step = _payload(datum)
-            # A block of K rows carries each row's step; a single step is the event's own.
-            rows_steps = list(step.steps) or [int(datum.step)]
-            rows_times = list(step.wall_times) or [float(datum.wall_time)]
-            _check_rows(rows_steps, rows_times)
-            if step.names:
-                names = list(step.names)
-                _check_names(names)
-            elif not series_names:
-                raise _Malformed(
-                    "no parameter names: neither the event nor the series' metadata lists any"
-                )
-            elif step.names_crc32 not in (series_crc, 0):
-                raise _OtherNames
-            else:
-                names = None
-            width = len(names) if names is not None else len(series_names)
-            _check_ratios(step.ratios, width, len(rows_steps))
-            _check_marks(step, width * len(rows_steps))
+            event = _decode(datum, series_names, series_crc)
         except _Malformed as error:
             malformed.append((int(datum.step), str(error)))
             continue
         except _OtherNames:
             unknown_names_steps.append(int(datum.step))
             continue
-        row = len(steps)
-        if names is not None:
-            ratios = np.frombuffer(step.ratios.data, dtype="<f4").reshape(len(rows_steps), width)
-            for k in range(len(rows_steps)):
-                other_rows.append((row + k, ratios[k], names))
-            for name in names:
+        row, rows = len(steps), len(event.steps)
+        if event.names is not None:
+            width = len(event.names)
+            ratios = np.frombuffer(event.data, dtype="<f4").reshape(rows, width)
+            for k in range(rows):
+                other_rows.append((row + k, ratios[k], event.names))
+            for name in event.names:
                 columns.setdefault(name, len(columns))
         else:
-            chunks.append(step.ratios.data)
-            own_rows.extend(range(row, row + len(rows_steps)))
-        if step.no_update:
-            no_update_marks.extend((row + i // width, i % width) for i in step.no_update)
-        if step.zero_weight:
-            zero_weight_marks.extend((row + i // width, i % width) for i in step.zero_weight)
-        steps.extend(rows_steps)
-        wall_times.extend(rows_times)
+            width = len(series_names)
+            chunks.append(event.data)
+            own_rows.extend(range(row, row + rows))
+        if event.no_update:
+            no_update_marks.extend((row + i // width, i % width) for i in event.no_update)
+        if event.zero_weight:
+            zero_weight_marks.extend((row + i // width, i % width) for i in event.zero_weight)
+        steps.extend(event.steps)
+        wall_times.extend(event.wall_times)
     warnings = _warnings(malformed, unknown_names_steps)
     values = np.full((len(steps), len(columns)), np.nan, dtype=np.float32)
     # Not measured unless a row says otherwise.
