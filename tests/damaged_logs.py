@@ -1,0 +1,765 @@
+"""Event files of damaged deepscope data, for the damaged-data fuzz tests (issue 10 §3).
+
+`write_damaged_log(root)` writes one run, `RUN`, holding for every kind of
+`deepscope.kinds.KINDS`:
+
+- one series per damage (tag `<kind>/<damage>`): good steps `GOOD_STEPS` around
+  a damaged step `DAMAGED_STEP` (and a series whose newest step is the damaged
+  one, `<kind>/newest_damaged`). The good payloads come from the kinds' public
+  builders (`deepscope.writer.*`); the damage is done by hand on the bytes or
+  on the parsed `*Step` message: garbage bytes, a truncated payload, a flipped
+  byte that still parses (|ρ| > 1, a negative singular value or ratio, a
+  shape that no longer fits the data), an unknown dtype enum, data of another
+  size than the shape, 0-d arrays, indices out of range, |ρ| > 1, a blob step
+  with no blobs, a payload of another kind's message, and per kind more (a
+  float tensor, a [2] string vector, no names for update ratios, ...).
+  Each damage is checked here to be what it says (a garbage payload does not
+  parse, a flipped ρ is beyond 1, ...);
+- one series per metadata damage (tag `meta/<kind>/<damage>`) with good
+  payloads: garbage, empty, an unknown kind, a newer schema version, another
+  kind's details, the other data class.
+
+`write_odd_name_log(root)` writes good series of every kind whose run or tag
+name holds `"`, `\\`, a newline, a tab or a control character (the Rust data
+server cannot read blob series of such names).
+
+The expected values of the good steps are computed independently of the
+writer (numpy's SVD and corrcoef, the arrays passed in). Writes with
+TensorBoard's tf-free `EventFileWriter`; the builders import torch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import numpy as np
+from tensorboard.compat.proto import event_pb2, summary_pb2, tensor_pb2, tensor_shape_pb2, types_pb2
+from tensorboard.summary.writer.event_file_writer import EventFileWriter
+
+from deepscope import kinds, metadata
+from deepscope.proto import arrays
+from deepscope.proto import deepscope_pb2 as pb
+
+RUN = "damaged"
+GOOD_STEPS = (10, 30)
+DAMAGED_STEP = 20
+WALL_TIME = 1_750_000_000.0  # seconds since the epoch of step 0
+PARAMETER_NAMES = ("encoder.weight", "encoder.bias", "head.weight")
+LAYER_NAMES = ("conv1", "conv2", "fc")
+NO_NAMES_TAG = "update_ratios/no_names"
+# Characters of run and tag names that tensorboard-data-server 0.7.2 cannot parse back
+# from its own blob keys.
+ODD_CHARACTERS = {"quote": '"', "backslash": "\\", "newline": "\n", "tab": "\t", "control": "\x01"}
+
+
+@dataclasses.dataclass(frozen=True)
+class DamagedSeries:
+    """One series of damaged data: good steps around damaged ones.
+
+    good: good step → what a reader must serve for it: update ratios' and layer
+      values' float32 [P] row, a spectrum's singular values [groups, k] (numpy's
+      SVD in float64), a correlation matrix [R, C] (numpy's corrcoef in float64),
+      saliency maps [N, ...] (as passed to the builder).
+    damaged: the steps whose payload is damaged.
+    whole_series: the damage is the series' own (no step can be read right).
+    cross: a cross-network correlation series.
+    """
+
+    kind: str
+    tag: str
+    damage: str
+    good: Mapping[int, np.ndarray]
+    damaged: tuple[int, ...]
+    names: tuple[str, ...] = ()
+    whole_series: bool = False
+    cross: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class DamagedMetadata:
+    """A series whose metadata is damaged; `kind`'s good payloads at `GOOD_STEPS`."""
+
+    kind: str
+    tag: str
+    damage: str
+
+
+@dataclasses.dataclass(frozen=True)
+class DamagedLog:
+    logdir: Path
+    run: str
+    series: tuple[DamagedSeries, ...]
+    metadata: tuple[DamagedMetadata, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class OddNamedSeries:
+    """A good series whose run or tag name holds an odd character."""
+
+    run: str
+    tag: str
+    kind: str
+    character: str  # the name of the odd character (a key of ODD_CHARACTERS)
+    good: Mapping[int, np.ndarray]
+
+
+# --------------------------------------------------------------------------- good payloads
+
+
+@dataclasses.dataclass(frozen=True)
+class _Good:
+    summary: summary_pb2.Summary  # the builder's, metadata included
+    values: np.ndarray  # what a reader must serve for it
+
+
+def _rng(tag: str, step: int) -> np.random.Generator:
+    return np.random.default_rng([sum(tag.encode()), len(tag), step])
+
+
+def _good_update_ratios(tag: str, step: int, cross: bool = False) -> _Good:
+    from deepscope.writer.update_ratios import update_ratios_pb
+
+    values = _rng(tag, step).lognormal(np.log(1e-3), 0.5, size=len(PARAMETER_NAMES))
+    values = values.astype(np.float32)
+    summary = update_ratios_pb(tag, dict(zip(PARAMETER_NAMES, values.tolist())))
+    return _Good(summary, values)
+
+
+def _good_spectrum(tag: str, step: int, cross: bool = False) -> _Good:
+    from deepscope.writer.spectrum import spectrum_pb
+
+    weight = _rng(tag, step).standard_normal((6, 4)).astype(np.float32)
+    reference = np.linalg.svd(weight.astype(np.float64), compute_uv=False)[None, :]
+    return _Good(spectrum_pb(tag, weight), reference)
+
+
+def _good_correlation(tag: str, step: int, cross: bool = False) -> _Good:
+    import torch
+
+    from deepscope.writer.correlation import channel_correlation_pb
+
+    rng = _rng(tag, step)
+    a = rng.standard_normal((64, 5))
+    a[:, 1] += 0.8 * a[:, 0]  # one strongly correlated pair
+    if cross:
+        b = np.concatenate(
+            [a[:, :3] + 0.3 * rng.standard_normal((64, 3)), rng.standard_normal((64, 1))], 1
+        )
+        summary = channel_correlation_pb(
+            tag, torch.from_numpy(a.astype(np.float32)), torch.from_numpy(b.astype(np.float32))
+        )
+        reference = np.corrcoef(a.T, b.T)[:5, 5:]
+    else:
+        packing = "upper_triangle" if "packed" in tag else "full"
+        summary = channel_correlation_pb(
+            tag, torch.from_numpy(a.astype(np.float32)), packing=packing
+        )
+        reference = np.corrcoef(a.T)
+    return _Good(summary, reference)
+
+
+def _good_saliency(tag: str, step: int, cross: bool = False) -> _Good:
+    from deepscope.writer.saliency import saliency_pb
+
+    rng = _rng(tag, step)
+    inputs = rng.standard_normal((3, 1, 4, 4)).astype(np.float32)
+    maps = rng.standard_normal((3, 1, 4, 4)).astype(np.float32)
+    summary = saliency_pb(
+        tag, inputs, maps, labels=[0, 2, 1], predictions=[0, 1, 1], method="gradient"
+    )
+    return _Good(summary, maps)
+
+
+def _good_layer_values(tag: str, step: int, cross: bool = False) -> _Good:
+    from deepscope.writer.layer_values import layer_values_pb
+
+    values = _rng(tag, step).lognormal(0.0, 1.0, size=len(LAYER_NAMES)).astype(np.float32)
+    summary = layer_values_pb(tag, dict(zip(LAYER_NAMES, values.tolist())), quantity="norm")
+    return _Good(summary, values)
+
+
+_GOOD: dict[str, Callable[..., _Good]] = {
+    "update_ratios": _good_update_ratios,
+    "spectrum": _good_spectrum,
+    "correlation": _good_correlation,
+    "saliency": _good_saliency,
+    "layer_values": _good_layer_values,
+}
+# The field of each kind's *Step holding its main array.
+_MAIN_ARRAY = {
+    "update_ratios": "ratios",
+    "spectrum": "singular_values",
+    "correlation": "matrix",
+    "saliency": "maps",
+    "layer_values": "values",
+}
+
+
+# --------------------------------------------------------------------------- damage by hand
+
+
+def _is_blob(kind: str) -> bool:
+    return kinds.by_name(kind).data_class == summary_pb2.DATA_CLASS_BLOB_SEQUENCE
+
+
+def _payload(summary: summary_pb2.Summary) -> bytes:
+    return summary.value[0].tensor.string_val[0]
+
+
+def _with_payload(summary: summary_pb2.Summary, payload: bytes) -> summary_pb2.Summary:
+    changed = summary_pb2.Summary()
+    changed.CopyFrom(summary)
+    del changed.value[0].tensor.string_val[:]
+    changed.value[0].tensor.string_val.append(payload)
+    return changed
+
+
+def _parses(kind: str, payload: bytes) -> bool:
+    try:
+        kinds.by_name(kind).step_message.FromString(payload)
+    except Exception:
+        return False
+    return True
+
+
+def _mutated(kind: str, mutate: Callable) -> Callable:
+    """A damage that parses the good payload's `*Step`, changes it with `mutate(step)`."""
+
+    def damage(good: _Good) -> summary_pb2.Summary:
+        step = kinds.by_name(kind).step_message.FromString(_payload(good.summary))
+        mutate(step)
+        return _with_payload(good.summary, step.SerializeToString())
+
+    return damage
+
+
+def _garbage(kind: str):
+    def damage(good: _Good) -> summary_pb2.Summary:
+        payload = b"\xff" * 24  # a varint that never ends
+        assert not _parses(kind, payload)
+        return _with_payload(good.summary, payload)
+
+    return damage
+
+
+def _truncated(kind: str):
+    def damage(good: _Good) -> summary_pb2.Summary:
+        payload = _payload(good.summary)
+        for cut in range(len(payload) // 2, len(payload)):
+            if not _parses(kind, payload[:cut]):
+                return _with_payload(good.summary, payload[:cut])
+        raise AssertionError(f"no truncation of a {kind} payload fails to parse")
+
+    return damage
+
+
+def _main_array(kind: str, step) -> pb.Array:
+    return getattr(step, _MAIN_ARRAY[kind])
+
+
+def _wrong_dtype(kind: str):
+    return _mutated(kind, lambda step: setattr(_main_array(kind, step), "dtype", 99))
+
+
+def _size_mismatch(kind: str):
+    def mutate(step):
+        array = _main_array(kind, step)
+        itemsize = arrays.decode_array(array).dtype.itemsize
+        array.data = array.data[:-itemsize]  # one element short of the shape
+
+    return _mutated(kind, mutate)
+
+
+def _zero_d(kind: str):
+    def mutate(step):
+        names = ("maps", "inputs") if kind == "saliency" else (_MAIN_ARRAY[kind],)
+        for name in names:
+            array = getattr(step, name)
+            itemsize = arrays.decode_array(array).dtype.itemsize
+            del array.shape[:]
+            array.data = array.data[:itemsize]  # one element, shape []
+
+    return _mutated(kind, mutate)
+
+
+def _foreign_payload(kind: str) -> bytes:
+    """Another kind's step message, whose main array cannot be `kind`'s."""
+    if kind == "saliency":
+        values = np.array([[3.0, 2.0, 1.0]], np.float32)
+        return pb.SpectrumStep(singular_values=arrays.encode_array(values)).SerializeToString()
+    images = np.ones((2, 1, 3, 3), np.float16)
+    return pb.SaliencyStep(
+        inputs=arrays.encode_array(images), maps=arrays.encode_array(images)
+    ).SerializeToString()
+
+
+def _wrong_message(kind: str):
+    return lambda good: _with_payload(good.summary, _foreign_payload(kind))
+
+
+def _xor_byte(payload: bytes, offset: int, mask: int) -> bytes:
+    changed = bytearray(payload)
+    changed[offset] ^= mask
+    return bytes(changed)
+
+
+def _flipped_byte(kind: str):
+    """One byte of the payload flipped, the message still parsing, a value now invalid."""
+
+    def damage(good: _Good) -> summary_pb2.Summary:
+        payload = _payload(good.summary)
+        message_type = kinds.by_name(kind).step_message
+        step = message_type.FromString(payload)
+        array = _main_array(kind, step)
+        if kind in ("update_ratios", "spectrum"):
+            # The sign bit of the first float32: a negative ratio, a negative singular value.
+            offset = payload.index(array.data) + 3
+            changed = _xor_byte(payload, offset, 0x80)
+            value = arrays.decode_array(_main_array(kind, message_type.FromString(changed)))
+            assert value.reshape(-1)[0] < 0
+        elif kind == "correlation":
+            # The exponent of ρ[0, 1] (float16, little-endian: byte 1 is the high one).
+            offset = payload.index(array.data) + 2 * 1 + 1
+            for mask in (0x20, 0x10, 0x40, 0x08):
+                changed = _xor_byte(payload, offset, mask)
+                value = arrays.decode_array(_main_array(kind, message_type.FromString(changed)))
+                rho = float(value.reshape(-1)[1])
+                if np.isfinite(rho) and abs(rho) > 1.5:
+                    break
+            else:
+                raise AssertionError("no flip of ρ's exponent makes |ρ| > 1.5")
+        else:
+            # Dim 0 of the main array's shape: the data no longer fits it.
+            serialized = array.SerializeToString()
+            assert serialized[0] == 0x0A and serialized[2] < 0x80  # packed shape, small dim 0
+            offset = payload.index(serialized) + 2
+            changed = _xor_byte(payload, offset, 0x01)
+            try:
+                arrays.decode_array(_main_array(kind, message_type.FromString(changed)))
+            except ValueError:
+                pass
+            else:
+                raise AssertionError("the flipped shape still fits the data")
+        return _with_payload(good.summary, changed)
+
+    return damage
+
+
+def _no_blobs(kind: str):
+    def damage(good: _Good) -> summary_pb2.Summary:
+        changed = summary_pb2.Summary()
+        changed.CopyFrom(good.summary)
+        tensor = changed.value[0].tensor
+        del tensor.string_val[:]
+        tensor.tensor_shape.CopyFrom(
+            tensor_shape_pb2.TensorShapeProto(dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=0)])
+        )
+        return changed
+
+    return damage
+
+
+def _tensor_of(good: _Good, tensor: tensor_pb2.TensorProto) -> summary_pb2.Summary:
+    changed = summary_pb2.Summary()
+    changed.CopyFrom(good.summary)
+    changed.value[0].tensor.CopyFrom(tensor)
+    return changed
+
+
+def _float_tensor(kind: str):
+    return lambda good: _tensor_of(
+        good,
+        tensor_pb2.TensorProto(
+            dtype=types_pb2.DT_FLOAT,
+            tensor_shape=tensor_shape_pb2.TensorShapeProto(),
+            float_val=[1.5],
+        ),
+    )
+
+
+def _string_vector(kind: str):
+    def damage(good: _Good) -> summary_pb2.Summary:
+        payload = _payload(good.summary)
+        return _tensor_of(
+            good,
+            tensor_pb2.TensorProto(
+                dtype=types_pb2.DT_STRING,
+                tensor_shape=tensor_shape_pb2.TensorShapeProto(
+                    dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=2)]
+                ),
+                string_val=[payload, payload],
+            ),
+        )
+
+    return damage
+
+
+def _set(field: str, value) -> Callable:
+    def mutate(step):
+        getattr(step, field)[:] = value
+
+    return mutate
+
+
+def _update_ratio_damages() -> dict[str, Callable]:
+    p = len(PARAMETER_NAMES)
+
+    def wrong_width(step):  # one value more than the metadata's names, no names of its own
+        step.ratios.CopyFrom(arrays.encode_array(np.full(p + 1, 1e-3, np.float32)))
+
+    def block_rows(step):  # a block of 2 rows with 1 wall time
+        step.ratios.CopyFrom(arrays.encode_array(np.full((2, p), 1e-3, np.float32)))
+        step.steps[:] = [DAMAGED_STEP - 1, DAMAGED_STEP]
+        step.wall_times[:] = [WALL_TIME + DAMAGED_STEP]
+
+    return {
+        "no_update_out_of_range": _mutated("update_ratios", _set("no_update", [p + 4])),
+        "zero_weight_out_of_range": _mutated("update_ratios", _set("zero_weight", [p])),
+        "float_tensor": _float_tensor("update_ratios"),
+        "string_vector": _string_vector("update_ratios"),
+        "wrong_width": _mutated("update_ratios", wrong_width),
+        "block_rows_mismatch": _mutated("update_ratios", block_rows),
+    }
+
+
+def _spectrum_damages() -> dict[str, Callable]:
+    def other_shape(step):  # 3 singular values where the metadata's [1, 6, 4] matrices have 4
+        step.singular_values.CopyFrom(arrays.encode_array(np.array([[3.0, 2.0, 1.0]], np.float32)))
+
+    def unchanged_self(step):
+        step.Clear()
+        step.unchanged = True
+        step.unchanged_since_step = DAMAGED_STEP
+
+    return {
+        "shape_vs_metadata": _mutated("spectrum", other_shape),
+        "unchanged_since_itself": _mutated("spectrum", unchanged_self),
+    }
+
+
+def _correlation_damages() -> dict[str, Callable]:
+    def rho_beyond_one(step):
+        matrix = np.array(arrays.decode_array(step.matrix), dtype=np.float16)
+        matrix[0, 1] = 1.5
+        step.matrix.CopyFrom(arrays.encode_array(matrix))
+
+    def matching_rho(step):
+        corr = np.array(arrays.decode_array(step.matching.semi_corr), dtype=np.float32)
+        corr[0] = 1.7
+        step.matching.semi_corr.CopyFrom(arrays.encode_array(corr))
+
+    def matching_index(step):
+        for name in ("semi_cols", "bipartite_cols"):
+            cols = np.array(arrays.decode_array(getattr(step.matching, name)), dtype=np.int32)
+            cols[0] = 4 + 3  # the other side has 4 channels
+            getattr(step.matching, name).CopyFrom(arrays.encode_array(cols))
+
+    def stats_size(step):
+        mean = np.array(arrays.decode_array(step.row_stats.mean), dtype=np.float32)
+        step.row_stats.mean.CopyFrom(arrays.encode_array(mean[:-1]))
+
+    def packed_length(step):
+        packed = np.array(arrays.decode_array(step.matrix))
+        step.matrix.CopyFrom(arrays.encode_array(packed[:-1]))
+
+    return {
+        "rho_out_of_range": _mutated("correlation", rho_beyond_one),
+        "matching_rho_out_of_range": _mutated("correlation", matching_rho),
+        "dead_out_of_range": _mutated("correlation", _set_dead),
+        "matching_index_out_of_range": _mutated("correlation", matching_index),
+        "stats_size_mismatch": _mutated("correlation", stats_size),
+        "packed_wrong_length": _mutated("correlation", packed_length),
+    }
+
+
+def _set_dead(step):
+    step.row_stats.dead[:] = [5 + 5]  # the rows have 5 channels
+
+
+def _saliency_damages() -> dict[str, Callable]:
+    def negative_label(step):
+        step.labels.CopyFrom(arrays.encode_array(np.array([-3, 0, 1], np.int64)))
+
+    def labels_count(step):
+        step.labels.CopyFrom(arrays.encode_array(np.array([0, 1, 2, 1], np.int64)))
+
+    def maps_shape(step):
+        step.maps.CopyFrom(arrays.encode_array(np.zeros((3, 1, 4, 5), np.float16)))
+
+    return {
+        "label_out_of_range": _mutated("saliency", negative_label),
+        "labels_count_mismatch": _mutated("saliency", labels_count),
+        "maps_shape_mismatch": _mutated("saliency", maps_shape),
+    }
+
+
+def _layer_value_damages() -> dict[str, Callable]:
+    def values_count(step):
+        step.values.CopyFrom(arrays.encode_array(np.ones(len(LAYER_NAMES) + 1, np.float32)))
+
+    def duplicate_names(step):
+        step.names[:] = [LAYER_NAMES[0]] * len(LAYER_NAMES)
+
+    return {
+        "not_measured_out_of_range": _mutated(
+            "layer_values", _set("not_measured", [len(LAYER_NAMES) + 2])
+        ),
+        "values_count_mismatch": _mutated("layer_values", values_count),
+        "duplicate_names": _mutated("layer_values", duplicate_names),
+        "float_tensor": _float_tensor("layer_values"),
+        "string_vector": _string_vector("layer_values"),
+    }
+
+
+_KIND_DAMAGES: dict[str, Callable[[], dict[str, Callable]]] = {
+    "update_ratios": _update_ratio_damages,
+    "spectrum": _spectrum_damages,
+    "correlation": _correlation_damages,
+    "saliency": _saliency_damages,
+    "layer_values": _layer_value_damages,
+}
+# Correlation damages written on a within-layer series (the rest: cross-network), and
+# those written on both. A within-layer tag holding "packed" is written as an upper triangle.
+_WITHIN_LAYER = frozenset({"packed_wrong_length"})
+_ALSO_WITHIN_LAYER = frozenset(
+    {"garbage", "flipped_byte", "size_mismatch", "rho_out_of_range", "dead_out_of_range"}
+)
+
+
+def damages(kind: str) -> dict[str, Callable]:
+    """Damage name → function(good step) → damaged `Summary`, every damage of `kind`."""
+    found = {
+        "garbage": _garbage(kind),
+        "truncated": _truncated(kind),
+        "flipped_byte": _flipped_byte(kind),
+        "wrong_dtype": _wrong_dtype(kind),
+        "size_mismatch": _size_mismatch(kind),
+        "zero_d": _zero_d(kind),
+        "wrong_message": _wrong_message(kind),
+    }
+    if _is_blob(kind):
+        found["no_blobs"] = _no_blobs(kind)
+    found.update(_KIND_DAMAGES[kind]())
+    return found
+
+
+def covered_kinds() -> frozenset[str]:
+    """The kinds this module can write damaged data of."""
+    return frozenset(_GOOD)
+
+
+# --------------------------------------------------------------------------- metadata
+
+
+def _plugin_data_of(summary: summary_pb2.Summary) -> pb.PluginData:
+    return pb.PluginData.FromString(summary.value[0].metadata.plugin_data.content)
+
+
+def _other_kind(kind: str) -> kinds.Kind:
+    return next(
+        k for k in kinds.KINDS if k.name != kind and k.details != kinds.by_name(kind).details
+    )
+
+
+def _metadata_damages(kind: str) -> dict[str, Callable[[summary_pb2.Summary], None]]:
+    """Damage name → function changing a summary's metadata in place."""
+
+    def content(make: Callable[[pb.PluginData], bytes]):
+        def damage(summary):
+            plugin_data = summary.value[0].metadata.plugin_data
+            plugin_data.content = make(pb.PluginData.FromString(plugin_data.content))
+
+        return damage
+
+    def unknown_kind(data: pb.PluginData) -> bytes:
+        return pb.PluginData(version=metadata.SCHEMA_VERSION, kind=99).SerializeToString()
+
+    def newer(data: pb.PluginData) -> bytes:
+        data.version = metadata.SCHEMA_VERSION + 1
+        return data.SerializeToString()
+
+    def other_details(data: pb.PluginData) -> bytes:
+        other = _other_kind(kind)
+        changed = pb.PluginData(version=metadata.SCHEMA_VERSION, kind=data.kind)
+        getattr(changed, other.details).SetInParent()
+        return changed.SerializeToString()
+
+    def other_data_class(summary):
+        blob = summary_pb2.DATA_CLASS_BLOB_SEQUENCE
+        tensor = summary_pb2.DATA_CLASS_TENSOR
+        summary.value[0].metadata.data_class = tensor if _is_blob(kind) else blob
+
+    return {
+        "garbage": content(lambda data: b"\xff" * 8),
+        "empty": content(lambda data: b""),
+        "unknown_kind": content(unknown_kind),
+        "newer_version": content(newer),
+        "other_details": content(other_details),
+        "other_data_class": other_data_class,
+    }
+
+
+# --------------------------------------------------------------------------- writing
+
+
+class _Events:
+    """Events of one run, written with TensorBoard's tf-free writer."""
+
+    def __init__(self, logdir: Path):
+        self._writer = EventFileWriter(str(logdir))
+
+    def add(self, summary: summary_pb2.Summary, step: int) -> None:
+        self._writer.add_event(
+            event_pb2.Event(summary=summary, step=step, wall_time=WALL_TIME + step)
+        )
+
+    def close(self) -> None:
+        self._writer.close()
+
+
+def _without_metadata(summary: summary_pb2.Summary) -> summary_pb2.Summary:
+    changed = summary_pb2.Summary()
+    changed.CopyFrom(summary)
+    changed.value[0].ClearField("metadata")
+    return changed
+
+
+def _write_series(
+    events: _Events,
+    kind: str,
+    tag: str,
+    damage: Callable | None,
+    steps: tuple[int, ...],
+    damaged: tuple[int, ...],
+    cross: bool = False,
+) -> dict[int, np.ndarray]:
+    """Good steps and damaged ones, in step order, metadata on the first; the good values."""
+    good_values = {}
+    for i, step in enumerate(steps):
+        good = _GOOD[kind](tag, step, cross)
+        summary = damage(good) if step in damaged else good.summary
+        if step not in damaged:
+            good_values[step] = good.values
+        events.add(summary if i == 0 else _without_metadata(summary), step)
+    return good_values
+
+
+@dataclasses.dataclass(frozen=True)
+class Planned:
+    """A damaged series `write_damaged_log` writes (known without writing: for test ids)."""
+
+    kind: str
+    tag: str
+    damage: str
+    cross: bool
+    steps: tuple[int, ...]
+
+
+def series_plan() -> list[Planned]:
+    """Every damaged-payload series of `write_damaged_log`, in writing order."""
+    plan = []
+    all_steps = tuple(sorted((*GOOD_STEPS, DAMAGED_STEP)))
+    for kind in (k.name for k in kinds.KINDS if k.name in _GOOD):
+        correlation = kind == "correlation"
+        for name in damages(kind):
+            plan.append(
+                Planned(
+                    kind,
+                    f"{kind}/{name}",
+                    name,
+                    correlation and name not in _WITHIN_LAYER,
+                    all_steps,
+                )
+            )
+            if correlation and name in _ALSO_WITHIN_LAYER:
+                plan.append(Planned(kind, f"{kind}/within/{name}", name, False, all_steps))
+        plan.append(
+            Planned(
+                kind,
+                f"{kind}/newest_damaged",
+                "newest_damaged",
+                correlation,
+                (GOOD_STEPS[0], DAMAGED_STEP),
+            )
+        )
+    plan.append(Planned("update_ratios", NO_NAMES_TAG, "no_names", False, GOOD_STEPS))
+    return plan
+
+
+def metadata_plan() -> list[DamagedMetadata]:
+    """Every damaged-metadata series of `write_damaged_log`."""
+    return [
+        DamagedMetadata(kind, f"meta/{kind}/{name}", name)
+        for kind in (k.name for k in kinds.KINDS if k.name in _GOOD)
+        for name in _metadata_damages(kind)
+    ]
+
+
+def write_damaged_log(root: Path) -> DamagedLog:
+    """Write run `RUN` under `root` (see the module docstring); what was written."""
+    events = _Events(root / RUN)
+    written = []
+    for planned in series_plan():
+        if planned.damage == "no_names":
+            written.append(_write_no_names(events))
+            continue
+        kind = planned.kind
+        damage = (
+            _garbage(kind) if planned.damage == "newest_damaged" else damages(kind)[planned.damage]
+        )
+        good = _write_series(
+            events, kind, planned.tag, damage, planned.steps, (DAMAGED_STEP,), planned.cross
+        )
+        names = PARAMETER_NAMES if kind == "update_ratios" else LAYER_NAMES
+        written.append(
+            DamagedSeries(
+                kind, planned.tag, planned.damage, good, (DAMAGED_STEP,), names, cross=planned.cross
+            )
+        )
+    broken_metadata = metadata_plan()
+    for case in broken_metadata:
+        damage = _metadata_damages(case.kind)[case.damage]
+        for i, step in enumerate(GOOD_STEPS):
+            summary = _GOOD[case.kind](case.tag, step, case.kind == "correlation").summary
+            if i == 0:
+                damage(summary)
+                events.add(summary, step)
+            else:
+                events.add(_without_metadata(summary), step)
+    events.close()
+    return DamagedLog(root, RUN, tuple(written), tuple(broken_metadata))
+
+
+def _write_no_names(events: _Events) -> DamagedSeries:
+    """An update-ratio series whose metadata lists no names, its steps no values."""
+    from deepscope.writer.summary import tensor_summary
+
+    tag = NO_NAMES_TAG
+    plugin_data = pb.PluginData(kind=pb.UPDATE_RATIOS, update_ratios=pb.UpdateRatiosInfo())
+    for i, step in enumerate(GOOD_STEPS):
+        payload = pb.UpdateRatiosStep(ratios=arrays.encode_array(np.zeros(0, np.float32)))
+        events.add(
+            tensor_summary(tag, payload.SerializeToString(), plugin_data if i == 0 else None), step
+        )
+    return DamagedSeries("update_ratios", tag, "no_names", {}, GOOD_STEPS, (), whole_series=True)
+
+
+def write_odd_name_log(root: Path) -> list[OddNamedSeries]:
+    """Good series of every kind with an odd character in the run or the tag name."""
+    written = []
+    plain = _Events(root / "plain")
+    for label, char in ODD_CHARACTERS.items():
+        run = f"run{char}{label}"
+        events = _Events(root / run)
+        for kind in (k.name for k in kinds.KINDS if k.name in _GOOD):
+            cross = kind == "correlation"
+            good = _write_series(events, kind, f"{kind}/odd_run", None, GOOD_STEPS, (), cross)
+            written.append(OddNamedSeries(run, f"{kind}/odd_run", kind, label, good))
+            tag = f"{kind}/tag{char}{label}"
+            good = _write_series(plain, kind, tag, None, GOOD_STEPS, (), cross)
+            written.append(OddNamedSeries("plain", tag, kind, label, good))
+        events.close()
+    plain.close()
+    return written
