@@ -54,6 +54,11 @@ export interface SaliencyMaps {
   /** [1 or n, ...]: the baseline input (baseline-subtracted methods), or null. */
   baseline: NdArray | null;
   baselineMaps: NdArray | null;
+  /**
+   * Why this step cannot be shown (a damaged or unreadable step: the route's "error"), or
+   * null. A step with an error has no arrays (inputs null, maps empty).
+   */
+  error: string | null;
 }
 
 function numbersOrNull(value: unknown): number[] | null {
@@ -93,6 +98,7 @@ export async function fetchSaliencyMaps(
 export function parseSaliencyMaps(value: unknown): SaliencyMaps {
   const raw = expectRecord(value, "saliency");
   const inputKind = String(raw.input_kind ?? "");
+  if (typeof raw.error === "string" && raw.error !== "") return stepWithError(raw, inputKind);
   const inputs = parseArray(raw.inputs, "inputs");
   const maps = parseArray(raw.maps, "maps");
   const tokenIds = nestedOrNull(raw.token_ids, (v) => Number(v));
@@ -120,6 +126,34 @@ export function parseSaliencyMaps(value: unknown): SaliencyMaps {
     tokenTexts: nestedOrNull(raw.token_texts, (v) => String(v)),
     baseline: parseArray(raw.baseline, "baseline"),
     baselineMaps: parseArray(raw.baseline_maps, "baseline_maps"),
+    error: null,
+  };
+}
+
+/** A step the route could not read: what it says of it, and no arrays. */
+function stepWithError(raw: Record<string, unknown>, inputKind: string): SaliencyMaps {
+  return {
+    run: String(raw.run ?? ""),
+    tag: String(raw.tag ?? ""),
+    step: Number(raw.step),
+    method: String(raw.method ?? ""),
+    inputShape: numbers(raw.input_shape),
+    numSamples: Number(raw.num_samples ?? 0),
+    samples: numbers(raw.samples),
+    labels: null,
+    predictions: null,
+    completenessError: null,
+    nonFinite: 0,
+    nonFinitePerSample: [],
+    inputs: null,
+    maps: { shape: [0], values: new Float32Array(0) },
+    inputKind,
+    tokenReduction: String(raw.token_reduction ?? ""),
+    tokenIds: null,
+    tokenTexts: null,
+    baseline: null,
+    baselineMaps: null,
+    error: String(raw.error),
   };
 }
 
