@@ -84,15 +84,50 @@ async function getEntryNow(url: string): Promise<Remembered> {
   const text = await response.text();
   if (!response.ok) {
     forget(url);
-    const body = text.trim() || response.statusText || "no message";
-    // The plugin's errors are plain text a person can act on: show them as they are.
-    throw new Error(`HTTP ${response.status}: ${body}`);
+    const contentType = response.headers.get("Content-Type") ?? "";
+    throw new Error(errorMessage(response.status, response.statusText, contentType, text));
   }
   const etag = response.headers.get("ETag");
   const entry: Remembered = { etag: etag ?? "", text };
   if (etag) remember(url, entry);
   else forget(url);
   return entry;
+}
+
+/** The most of an error body shown (the plugin caps what it echoes; this caps the rest). */
+const MAX_ERROR_CHARS = 2000;
+
+/**
+ * What the tab says of an HTTP error response: the plugin's errors are plain text a person can
+ * act on, shown as they are ("HTTP 404: tag 'x' of run 'y' has no step 5..."). A body that is
+ * HTML (a proxy's or a server's error page) is never shown as markup or source: the status
+ * alone is ("the server answered HTTP 502 Bad Gateway").
+ */
+export function errorMessage(
+  status: number,
+  statusText: string,
+  contentType: string,
+  body: string,
+): string {
+  const text = body.trim();
+  const html = /html|xml/i.test(contentType) || looksLikeHtml(text);
+  const answered = `the server answered HTTP ${status}${statusText ? ` ${statusText}` : ""}`;
+  if (html || text === "") return answered;
+  const shown = text.length > MAX_ERROR_CHARS ? `${text.slice(0, MAX_ERROR_CHARS)}…` : text;
+  return `HTTP ${status}: ${shown}`;
+}
+
+/** Whether a body is markup (an error page), by its start: the plugin's text never starts so. */
+function looksLikeHtml(text: string): boolean {
+  return /^\s*<[!?a-z]/i.test(text);
+}
+
+/** What the tab says of a 200 whose body is not JSON: never the markup of an HTML page. */
+export function notJsonMessage(url: string, body: string): string {
+  const route = url.replace(/^\.\//, "").split("?")[0];
+  if (looksLikeHtml(body)) return `${route} answered an HTML page, not JSON`;
+  const start = body.trim().slice(0, 200);
+  return `${route} did not return JSON${start ? `: ${start}` : " (an empty body)"}`;
 }
 
 /** GET `url`; an HTTP error becomes an Error with the plugin's message (plain text). */
@@ -112,7 +147,7 @@ export async function getJson(url: string): Promise<unknown> {
     if (entry.etag) entry.json = json;
     return json;
   } catch {
-    throw new Error(`${url} did not return JSON: ${entry.text.slice(0, 200)}`);
+    throw new Error(notJsonMessage(url, entry.text));
   }
 }
 
