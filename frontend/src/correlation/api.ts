@@ -2,7 +2,8 @@
 // channel order (block means on the server for the overview), matchings.
 
 import { decodeBase64Float32 } from "../binary";
-import { expectRecord, getJson, numbers } from "../json";
+import { expectRecord, getJson, isRecord, jsonNumber, numbers } from "../json";
+import type { ChannelStats } from "./channel_facts";
 
 export type ChannelOrder = "original" | "clustered" | "matched";
 /** How the overview reduces a block of cells: its mean, or its signed value of largest |ρ|. */
@@ -78,9 +79,23 @@ export interface CorrelationMatching {
 
 const nullableNumber = (v: unknown): number | null => (typeof v === "number" ? v : null);
 
-/** GET a correlation route: an object, or an error. */
+/** A step the routes could not read (damaged data): the route's `error` for it. */
+export class StepError extends Error {
+  constructor(
+    readonly step: number,
+    readonly reason: string,
+  ) {
+    super(`step ${step} cannot be shown: ${reason}`);
+  }
+}
+
+/** GET a correlation route: an object, or an error (a StepError for a step's own error). */
 async function getObject(url: string): Promise<Record<string, unknown>> {
-  return expectRecord(await getJson(url), url);
+  const raw = expectRecord(await getJson(url), url);
+  if (typeof raw.error === "string" && raw.error !== "") {
+    throw new StepError(Number(raw.step), raw.error);
+  }
+  return raw;
 }
 
 export async function fetchSteps(run: string, tag: string): Promise<CorrelationSteps> {
@@ -181,4 +196,42 @@ export async function fetchMatching(
     semi: curve(raw.semi),
     bipartite: curve(raw.bipartite),
   };
+}
+
+/** The per-channel statistics of one step (correlation_channels): rows, and cols when cross. */
+export interface CorrelationChannels {
+  step: number;
+  samples: number;
+  rows: ChannelStats;
+  cols: ChannelStats | null;
+}
+
+function parseStats(value: unknown): ChannelStats {
+  const r = isRecord(value) ? value : {};
+  const column = (v: unknown) => (Array.isArray(v) ? v.map(jsonNumber) : []);
+  return {
+    channels: Number(r.channels ?? 0),
+    mean: column(r.mean),
+    std: column(r.std),
+    dead: numbers(r.dead),
+    nonFinite: Number(r.non_finite ?? 0),
+  };
+}
+
+export function parseChannels(raw: Record<string, unknown>): CorrelationChannels {
+  return {
+    step: Number(raw.step),
+    samples: Number(raw.samples ?? 0),
+    rows: parseStats(raw.rows),
+    cols: isRecord(raw.cols) ? parseStats(raw.cols) : null,
+  };
+}
+
+export async function fetchChannels(
+  run: string,
+  tag: string,
+  step: number,
+): Promise<CorrelationChannels> {
+  const params = new URLSearchParams({ run, tag, step: String(step) });
+  return parseChannels(await getObject(`./correlation_channels?${params}`));
 }

@@ -9,48 +9,29 @@ import { el, swatch } from "../dom";
 import { dashFor } from "../palette";
 import { StepSlider } from "../slider";
 import { addStyles } from "../style";
+import { ReloadWhenVisible } from "../reload_when_visible";
 import { CardListView } from "../views/card_list";
 import type { ViewContext, ViewEntry } from "../views/kind_view";
 import {
+  StepError,
+  fetchChannels,
   fetchMatching,
   fetchMatrix,
   fetchSteps,
   type BlockReduction,
   type ChannelOrder,
+  type CorrelationChannels,
   type CorrelationMatrix,
   type CorrelationSteps,
   type MatrixWindow,
 } from "./api";
+import { channelHealth, channelsText, deadText, nonFiniteText } from "./channel_facts";
 import { CorrelationHeatmap, DEAD_COLOR, rhoRamp } from "./heatmap";
 import { MatchingChart, type MatchingLine } from "./matching_chart";
 
 /** Cells per axis asked for: a 2048-channel layer is shown as 256 x 256 block means. */
 const OVERVIEW_SIZE = 256;
 const MAX_SIDE = 420;
-
-/** Letters for an activation's dims given where its channels are, e.g. "(N, L, C)". */
-export function layoutOf(ndim: number, channelDim: number): string {
-  if (ndim < 2 || channelDim < 0 || channelDim >= ndim) return "";
-  const letters: string[] = [];
-  const positions = ndim - 2; // dims other than the batch and the channels
-  const names =
-    positions === 1 ? ["L"] : positions === 2 ? ["H", "W"] : positions === 3 ? ["D", "H", "W"] : [];
-  let next = 0;
-  for (let d = 0; d < ndim; d++) {
-    if (d === channelDim) letters.push("C");
-    else if (d === 0) letters.push("N");
-    else letters.push(names[next++] ?? `P${next}`);
-  }
-  return `(${letters.join(", ")})`;
-}
-
-/** "channels: dim 2 of (N, L, C) = [4, 128, 768]", or "" when the shape was not logged. */
-export function channelsText(m: Pick<CorrelationMatrix, "activationShape" | "channelDim">): string {
-  const shape = m.activationShape;
-  if (shape.length === 0) return "";
-  const layout = layoutOf(shape.length, m.channelDim);
-  return `channels: dim ${m.channelDim} of ${layout ? `${layout} = ` : ""}[${shape.join(", ")}]`;
-}
 
 addStyles(`
 .ds-corr-controls { display: flex; align-items: center; gap: 16px; flex-wrap: wrap; margin: 4px 0 8px; }
@@ -70,6 +51,7 @@ addStyles(`
 .ds-corr-legend .ds-colorbar-bar { width: 160px; }
 .ds-corr-ticks { display: flex; justify-content: space-between; width: 160px; font-size: 10px; color: #616161; }
 .ds-corr-panel [hidden], .ds-corr-curves[hidden] { display: none; }
+.ds-corr-panel .ds-error { white-space: pre-wrap; overflow-wrap: anywhere; max-width: 520px; }
 .ds-dead-box { display: inline-block; width: 10px; height: 10px; background: ${DEAD_COLOR}; }
 `);
 
@@ -116,13 +98,12 @@ class CorrelationCard {
   private steps = new Map<string, CorrelationSteps>();
   private order: ChannelOrder = "original";
   private cross = false;
-  private visible = false;
-  private loadedGeneration = -1;
+  private readonly reload: ReloadWhenVisible;
   private matchings = new Map<string, MatchingLine>();
 
   constructor(
     readonly tag: string,
-    private readonly ctx: ViewContext,
+    ctx: ViewContext,
   ) {
     this.element = el("section", "ds-card");
     this.element.dataset.tag = tag;
@@ -184,10 +165,11 @@ class CorrelationCard {
     this.curvesEl.append(this.semi.element, this.bipartite.element);
     this.curvesEl.hidden = true;
     this.element.append(head, controls, this.messages, this.panelsEl, this.curvesEl);
-    ctx.visibility.observe(this.element, (visible) => {
-      this.visible = visible;
-      if (visible && this.loadedGeneration !== ctx.generation()) this.loadSteps();
+    this.reload = new ReloadWhenVisible({
+      generation: ctx.generation,
+      reload: () => void this.loadSteps(),
     });
+    this.reload.watch(ctx.visibility, this.element);
   }
 
   update(entries: readonly ViewEntry[]): void {
@@ -221,11 +203,11 @@ class CorrelationCard {
       }
       this.panelsEl.appendChild(panel.element); // keeps run order
     }
-    if (changed && this.visible) this.loadSteps();
+    if (changed) this.reload.invalidate();
   }
 
   refresh(): void {
-    if (this.visible) this.loadSteps();
+    this.reload.refresh();
   }
 
   resize(): void {
@@ -234,7 +216,7 @@ class CorrelationCard {
   }
 
   dispose(): void {
-    this.ctx.visibility.unobserve(this.element);
+    this.reload.dispose();
     for (const panel of this.panels.values()) panel.dispose();
     this.panels.clear();
   }
@@ -267,13 +249,12 @@ class CorrelationCard {
   }
 
   private async loadSteps(): Promise<void> {
-    this.loadedGeneration = this.ctx.generation();
     const results = await Promise.all(
       this.entries.map(async (e) => {
         try {
           return await fetchSteps(e.run, this.tag);
         } catch (error) {
-          this.panels.get(e.run)?.showError(String(error instanceof Error ? error.message : error));
+          this.panels.get(e.run)?.showError(error);
           return null;
         }
       }),
@@ -344,7 +325,7 @@ class CorrelationCard {
             });
             this.drawCurves();
           })
-          .catch((error) => this.panels.get(e.run)?.showError(String(error?.message ?? error)));
+          .catch((error: unknown) => this.panels.get(e.run)?.showError(error));
       });
     }
   }
@@ -380,12 +361,15 @@ class RunPanel {
   private readonly facts = el("div", "ds-corr-facts");
   private readonly fewSamples = el("div", "ds-warn");
   private readonly dead = el("span", "ds-badge");
+  private readonly nonFinite = el("span", "ds-badge");
   private readonly resetButton = el("button", "ds-link", "reset zoom");
   private readonly error = el("div", "ds-error");
   private zoom: MatrixWindow | null = null;
   private step: number | null = null;
   private request = 0;
-  private last: Parameters<CorrelationHeatmap["draw"]>[0] | null = null;
+  private last: CorrelationMatrix | null = null;
+  /** The channel statistics of the steps asked for (what the non-finite count comes from). */
+  private readonly channels = new Map<number, Promise<CorrelationChannels | null>>();
 
   constructor(
     private readonly card: CorrelationCard,
@@ -407,11 +391,17 @@ class RunPanel {
     name.style.color = color;
     this.dead.dataset.testid = "dead-count";
     this.dead.hidden = true;
+    this.nonFinite.dataset.testid = "non-finite-count";
+    this.nonFinite.className = "ds-badge ds-badge-bad";
+    this.nonFinite.hidden = true;
+    this.nonFinite.title =
+      "NaN/±Inf activations are left out of the statistics: a channel with no finite value " +
+      "has no mean, spread or correlation (not dead: unknown)";
     this.resetButton.type = "button";
     this.resetButton.dataset.testid = "reset-zoom";
     this.resetButton.hidden = true;
     this.resetButton.addEventListener("click", () => this.resetZoom(true));
-    head.append(swatch(color), name, this.info, this.dead, this.resetButton);
+    head.append(swatch(color), name, this.info, this.dead, this.nonFinite, this.resetButton);
     this.error.hidden = true;
     this.facts.dataset.testid = "channel-facts";
     this.fewSamples.dataset.testid = "few-samples";
@@ -420,9 +410,22 @@ class RunPanel {
     this.element.append(head, this.facts, this.fewSamples, this.error, this.heatmap.element);
   }
 
-  showError(message: string): void {
+  /** An error of this run's panel, as plain text; a step's own error replaces its picture. */
+  showError(error: unknown): void {
+    const message = error instanceof Error ? error.message : String(error);
     this.error.hidden = false;
     this.error.textContent = message;
+    this.error.dataset.testid = error instanceof StepError ? "step-error" : "panel-error";
+    if (error instanceof StepError) {
+      this.error.dataset.step = String(error.step);
+      this.last = null;
+      this.heatmap.element.hidden = true;
+      this.info.textContent = `step ${error.step}`;
+      this.facts.textContent = "";
+      this.fewSamples.hidden = true;
+      this.dead.hidden = true;
+      this.nonFinite.hidden = true;
+    }
   }
 
   resetZoom(reload: boolean): void {
@@ -431,12 +434,26 @@ class RunPanel {
     if (reload && this.step !== null) this.load(this.step);
   }
 
+  /** The channel statistics of `step` (null when they cannot be read: counts stay unknown). */
+  private stats(step: number): Promise<CorrelationChannels | null> {
+    let pending = this.channels.get(step);
+    if (!pending) {
+      pending = fetchChannels(this.run, this.card.tagName(), step).catch(() => {
+        this.channels.delete(step);
+        return null;
+      });
+      this.channels.set(step, pending);
+      if (this.channels.size > 8) this.channels.delete(this.channels.keys().next().value as number);
+    }
+    return pending;
+  }
+
   load(cardStep: number): void {
     this.step = cardStep;
     const step = this.card.runStep(this.run, cardStep);
     if (step === null) return;
     const id = ++this.request;
-    fetchMatrix(
+    const matrix = fetchMatrix(
       this.run,
       this.card.tagName(),
       step,
@@ -444,53 +461,66 @@ class RunPanel {
       OVERVIEW_SIZE,
       this.zoom,
       this.card.reduceFor(),
-    )
-      .then((m) => {
+    );
+    Promise.all([matrix, this.stats(step)])
+      .then(([m, channels]) => {
         if (id !== this.request) return; // a newer request is on its way
-        this.error.hidden = true;
-        this.last = m;
-        this.resetButton.hidden = this.zoom === null;
-        const [R, C] = m.shape;
-        const parts = [`step ${m.step}`, `${R} × ${C} channels`];
-        if (m.reduction !== "none") {
-          const rb = m.rowEdges[1] - m.rowEdges[0];
-          const cb = m.colEdges[1] - m.colEdges[0];
-          parts.push(
-            m.reduction === "max_abs"
-              ? `cells: largest |ρ| of ${rb} × ${cb} blocks`
-              : `cells: means of ${rb} × ${cb} blocks`,
-          );
-        }
-        if (m.redundantFraction !== null) {
-          const percent = (m.redundantFraction * 100).toFixed(1);
-          parts.push(`redundant (|ρ| > 0.9 to another): ${percent}%`);
-        }
-        this.info.textContent = parts.join(" · ");
-        const channels = channelsText(m);
-        this.facts.textContent = [channels, `${m.samples.toLocaleString()} samples`]
-          .filter((t) => t !== "")
-          .join(" · ");
-        this.facts.dataset.channelDim = String(m.channelDim);
-        this.facts.dataset.samples = String(m.samples);
-        this.fewSamples.hidden = !m.rankDeficient;
-        this.fewSamples.textContent = m.rankDeficient
-          ? `⚠ ${m.samples.toLocaleString()} samples for ${Math.max(R, C).toLocaleString()} ` +
-            `channels: the matrix has rank at most ${Math.max(m.samples - 1, 0)}, so its ` +
-            `correlations reflect too few samples, not the channels — log more probe inputs`
-          : "";
-        const dead = m.cross ? m.rowDead.length + m.colDead.length : m.rowDead.length;
-        this.dead.hidden = dead === 0;
-        this.dead.className = "ds-badge ds-badge-bad";
-        this.dead.dataset.count = String(dead);
-        this.dead.textContent = m.cross
-          ? `dead: ${m.rowDead.length} in A, ${m.colDead.length} in B`
-          : `${dead} dead channel${dead === 1 ? "" : "s"}`;
-        this.redraw();
+        this.show(m, channels);
       })
-      .catch((error) => {
+      .catch((error: unknown) => {
         if (id !== this.request) return;
-        this.showError(String(error instanceof Error ? error.message : error));
+        this.showError(error);
       });
+  }
+
+  private show(m: CorrelationMatrix, channels: CorrelationChannels | null): void {
+    this.error.hidden = true;
+    this.heatmap.element.hidden = false;
+    this.resetButton.hidden = this.zoom === null;
+    const [R, C] = m.shape;
+    const parts = [`step ${m.step}`, `${R} × ${C} channels`];
+    if (m.reduction !== "none") {
+      const rb = m.rowEdges[1] - m.rowEdges[0];
+      const cb = m.colEdges[1] - m.colEdges[0];
+      parts.push(
+        m.reduction === "max_abs"
+          ? `cells: largest |ρ| of ${rb} × ${cb} blocks`
+          : `cells: means of ${rb} × ${cb} blocks`,
+      );
+    }
+    if (m.redundantFraction !== null) {
+      const percent = (m.redundantFraction * 100).toFixed(1);
+      parts.push(`redundant (|ρ| > 0.9 to another): ${percent}%`);
+    }
+    this.info.textContent = parts.join(" · ");
+    const facts = channelsText(m);
+    this.facts.textContent = [facts, `${m.samples.toLocaleString()} samples`]
+      .filter((t) => t !== "")
+      .join(" · ");
+    this.facts.dataset.channelDim = String(m.channelDim);
+    this.facts.dataset.samples = String(m.samples);
+    this.fewSamples.hidden = !m.rankDeficient || m.samples === 0;
+    this.fewSamples.textContent = this.fewSamples.hidden
+      ? ""
+      : `⚠ ${m.samples.toLocaleString()} samples for ${Math.max(R, C).toLocaleString()} ` +
+        `channels: the matrix has rank at most ${Math.max(m.samples - 1, 0)}, so its ` +
+        `correlations reflect too few samples, not the channels — log more probe inputs`;
+
+    // Dead (zero variance) only where the statistics are known; non-finite is not dead.
+    const rows = channelHealth(R, m.rowDead, m.samples, channels?.rows ?? null);
+    const cols = m.cross ? channelHealth(C, m.colDead, m.samples, channels?.cols ?? null) : null;
+    const dead = rows.dead.length + (cols?.dead.length ?? 0);
+    this.dead.hidden = dead === 0;
+    this.dead.className = "ds-badge ds-badge-bad";
+    this.dead.dataset.count = String(dead);
+    this.dead.textContent = deadText(rows, cols);
+    const nonFinite = nonFiniteText(rows, cols);
+    this.nonFinite.hidden = nonFinite === "";
+    this.nonFinite.textContent = nonFinite;
+    this.nonFinite.dataset.count = String(rows.nonFinite + (cols?.nonFinite ?? 0));
+    this.nonFinite.dataset.unknown = String(rows.unknown.length + (cols?.unknown.length ?? 0));
+    this.last = { ...m, rowDead: rows.dead, colDead: m.cross ? (cols?.dead ?? []) : rows.dead };
+    this.redraw();
   }
 
   redraw(): void {
