@@ -168,7 +168,12 @@ export async function fetchRunMetrics(run: string, tags: readonly string[]): Pro
 export async function fetchSpectrum(run: string, tag: string, step: number): Promise<StepSpectrum> {
   const params = new URLSearchParams({ run, tag, step: String(step) });
   const raw = expectRecord(await getJson(`./spectrum?${params.toString()}`), "spectrum");
-  const { values, shape } = decodeFloat32(raw.singular_values, "spectrum");
+  const error = typeof raw.error === "string" && raw.error ? raw.error : null;
+  // A step that could not be read (damaged data) may come with its error and no values.
+  const { values, shape } =
+    error !== null && !isRecord(raw.singular_values)
+      ? { values: new Float32Array(0), shape: [0] }
+      : decodeFloat32(raw.singular_values, "spectrum");
   const metrics: Record<string, number> = {};
   if (isRecord(raw.metrics)) {
     for (const [name, v] of Object.entries(raw.metrics)) metrics[name] = metricNumber(v);
@@ -179,7 +184,7 @@ export async function fetchSpectrum(run: string, tag: string, step: number): Pro
     step: Number(raw.step),
     info: parseInfo(raw.info),
     metrics,
-    error: typeof raw.error === "string" && raw.error ? raw.error : null,
+    error,
     nonFinite: typeof raw.non_finite === "number" ? raw.non_finite : 0,
     unchangedSince: typeof raw.unchanged_since_step === "number" ? raw.unchanged_since_step : null,
     values: mergeDescending(values),

@@ -10,6 +10,7 @@ import { ColorScale } from "../colormap";
 import { el, runError, swatch } from "../dom";
 import { boxItem, colorBarItem } from "../legend";
 import { NON_FINITE_COLOR } from "../palette";
+import { ReloadWhenVisible } from "../reload_when_visible";
 import { StepSlider } from "../slider";
 import { nearestStepIndex } from "../stats";
 import { addStyles } from "../style";
@@ -95,8 +96,7 @@ export class SpectrumView implements KindView {
   private evolutions = new Map<string, Evolution>();
   private selected: string | null = null;
   private userSelected = false;
-  private visible = false;
-  private loadedGen = -1;
+  private readonly reload: ReloadWhenVisible;
   private spectraToken = 0;
   private evolutionToken = 0;
   private spectraQueued = false;
@@ -110,7 +110,7 @@ export class SpectrumView implements KindView {
   private cardWidth = 0;
   private readonly resizeObserver = new ResizeObserver((entries) => this.onResize(entries));
 
-  constructor(private readonly ctx: ViewContext) {
+  constructor(ctx: ViewContext) {
     this.card.dataset.testid = "spectrum-card";
     const head = el("div", "ds-card-head");
     const titles = el("div");
@@ -140,10 +140,11 @@ export class SpectrumView implements KindView {
     this.chart.element.hidden = true;
     this.resizeObserver.observe(this.right);
     this.resizeObserver.observe(this.card);
-    ctx.visibility.observe(this.card, (visible) => {
-      this.visible = visible;
-      if (visible) this.maybeLoad();
+    this.reload = new ReloadWhenVisible({
+      generation: ctx.generation,
+      reload: () => this.loadMetrics(),
     });
+    this.reload.watch(ctx.visibility, this.card);
   }
 
   update(entries: readonly ViewEntry[]): void {
@@ -177,14 +178,13 @@ export class SpectrumView implements KindView {
       for (const run of [...this.metrics.keys()]) {
         if (!byRun.has(run)) this.metrics.delete(run);
       }
-      this.loadedGen = -1;
-      this.maybeLoad();
+      this.reload.invalidate();
       this.render();
     }
   }
 
   refresh(): void {
-    this.maybeLoad();
+    this.reload.refresh();
   }
 
   resize(): void {
@@ -194,17 +194,16 @@ export class SpectrumView implements KindView {
   }
 
   dispose(): void {
-    this.ctx.visibility.unobserve(this.card);
+    this.reload.dispose();
     this.resizeObserver.disconnect();
     this.element.replaceChildren();
   }
 
   // ---------------------------------------------------------------- loading
 
-  private maybeLoad(): void {
-    const gen = this.ctx.generation();
-    if (!this.visible || this.loadedGen === gen || this.runs.length === 0) return;
-    this.loadedGen = gen;
+  /** Every run's metrics (called by `reload` while the card is visible and stale). */
+  private loadMetrics(): void {
+    if (this.runs.length === 0) return;
     const runs = this.runs;
     // Nothing new (every run's metrics the very objects drawn, after 304s): nothing to redraw.
     let changed = this.drawnRuns !== runs;
