@@ -13,8 +13,8 @@ PROTO_VENV := .cache/proto-venv
 DEMO_LOGDIR ?= runs/demo
 PORT ?= 6006
 
-.PHONY: demo test setup-demo setup-test chromium frontend-deps frontend-check lint proto \
-	proto-venv clean
+.PHONY: demo test setup-demo setup-test chromium frontend-deps frontend-check frontend-test \
+	lint proto proto-venv clean
 
 # ---------------------------------------------------------------- set-up
 
@@ -62,7 +62,7 @@ demo: setup-demo
 	@echo "deepscope demo: open http://127.0.0.1:$(PORT)/#deepscope (Ctrl-C stops TensorBoard)"
 	$(VENV)/bin/tensorboard --logdir $(DEMO_LOGDIR) --host 127.0.0.1 --port $(PORT)
 
-test: setup-test lint frontend-check
+test: setup-test lint frontend-check frontend-test
 	$(PY) -m pytest -q -p no:cacheprovider
 
 # ---------------------------------------------------------------- parts of test
@@ -77,6 +77,10 @@ frontend-check: frontend-deps
 	git diff --exit-code --stat -- deepscope/tb_plugin/static || { \
 		echo "the committed frontend bundle is stale: run 'cd frontend && npm run build' and commit it"; \
 		exit 1; }
+
+# The tab's pure functions (binary decoding, saliency rendering, ...) under `node --test`.
+frontend-test: frontend-deps
+	cd frontend && npm test --silent
 
 # Regenerate deepscope/proto/deepscope_pb2.py from deepscope.proto.
 proto: proto-venv
