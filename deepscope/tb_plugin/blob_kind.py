@@ -84,7 +84,7 @@ class Step:
 
     step: int
     wall_time: float
-    key: str  # its first blob's key: what caches of this step are keyed by
+    key: str  # its first blob's key: what caches of this step are keyed by ("": none)
     decoded: Any
 
 
@@ -194,6 +194,9 @@ class BlobKindRoutes:
         """Route name → handler of a route reading one step (`?run&tag[&step]`)."""
         return {}
 
+    def check_series(self, route: str, series: Series) -> None:
+        """Raise a 400 when one-step route `route` does not serve `series` (before any read)."""
+
     def series_routes(self) -> dict[str, Callable[[Query], Any]]:
         """Route name → handler of the kind's other routes."""
         return {}
@@ -252,6 +255,7 @@ class BlobKindRoutes:
         def serve(query: Query):
             series = self.series(query, self.example(name))
             wanted = responses.int_arg(query, "step")
+            self.check_series(name, series)
             blob_step, decoded = self.read_one(series, wanted)
             head = {
                 "run": series.run,
@@ -261,7 +265,7 @@ class BlobKindRoutes:
             }
             if isinstance(decoded, Damaged):
                 return {**head, **self.series_facts(series), "error": decoded.error}
-            key = blob_step.blob_keys[0]
+            key = blob_step.blob_keys[0] if blob_step.blob_keys else ""
             result = handler(series, Step(blob_step.step, blob_step.wall_time, key, decoded), query)
             if isinstance(result, Base64Json):
                 body = {**head, **result.body}

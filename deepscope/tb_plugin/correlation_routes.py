@@ -309,6 +309,14 @@ class CorrelationRoutes(blob_kind.BlobKindRoutes):
             "correlation_channels": self.channels,
         }
 
+    def check_series(self, route: str, series: Series) -> None:
+        if route == "correlation_matching" and not series.info.cross:
+            raise errors.InvalidArgumentError(
+                f"tag {responses.echo(series.tag)} of run {responses.echo(series.run)} holds "
+                "correlations within one layer; matchings exist for cross-network series only "
+                "(deepscope.compare's tags)"
+            )
+
     # ------------------------------------------------------------------ orders
 
     def _order(self, step: Step, info: pb.CorrelationInfo, order: str):
@@ -400,12 +408,6 @@ class CorrelationRoutes(blob_kind.BlobKindRoutes):
     def matching(self, series: Series, step: Step, query: Query) -> dict:
         """The semi- and bipartite matchings of a cross step (`correlation_matching`)."""
         info, decoded = series.info, step.decoded
-        if not info.cross:
-            raise errors.InvalidArgumentError(
-                f"tag {responses.echo(series.tag)} of run {responses.echo(series.run)} holds "
-                "correlations within one layer; matchings exist for cross-network series only "
-                "(deepscope.compare's tags)"
-            )
         matching = decoded.matching
         if matching is None:
             raise errors.NotFoundError(

@@ -297,12 +297,12 @@ class SpectrumRoutes(blob_kind.BlobKindRoutes):
 
     def spectrum(self, series: Series, step: Step, query: Query) -> Base64Json:
         """One step's singular values, metrics and error (`spectrum?run&tag[&step]`)."""
-        steps = self.list_steps(series)
-        chosen = next((s for s in steps if s.step == step.step), None)
-        if chosen is None or chosen.blob_keys[:1] != (step.key,):  # not in the listing
-            chosen = blob_steps.BlobStep(step.step, step.wall_time, (step.key,))
-            steps = [*steps, chosen]
-        ((item,),) = self._resolved({series.tag: (series, [chosen])}, {series.tag: steps}).values()
+        item: DecodedSpectrum = step.decoded
+        if item.unchanged_since is not None:  # served as the step it repeats, when kept
+            kept = {s.step: s for s in self.list_steps(series)}
+            reference = kept.get(item.unchanged_since)
+            since = self.read_many([(series, reference)])[0] if reference is not None else None
+            item = repeated_step(item, since)
         values = item.singular_values
         body = {
             "info": info_json(series.plugin_data),

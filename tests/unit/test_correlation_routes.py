@@ -349,18 +349,11 @@ def test_non_finite_numbers_are_null_in_strict_json(client):
 @pytest.mark.parametrize(
     "route, query, status, words",
     [
-        ("matrix", {"tag": "within"}, 400, "run"),
-        ("matrix", {"run": "alpha", "tag": "within", "step": 7}, 404, "nearest kept steps: 5, 10"),
-        ("matrix", {"run": "alpha", "tag": "nope"}, 404, "'within'"),
-        ("matrix", {"run": "nope", "tag": "within"}, 404, "'alpha'"),
-        ("matrix", {"run": "alpha", "tag": "ratios"}, 400, "update_ratios"),
         ("matrix", {"run": "alpha", "tag": "within", "order": "x"}, 400, "clustered"),
         ("matrix", {"run": "alpha", "tag": "within", "size": 5000}, 400, "at most 1024"),
         ("matrix", {"run": "alpha", "tag": "within", "size": "big"}, 400, "integer"),
         ("matrix", {"run": "alpha", "tag": "within", "row_end": 301}, 400, "row_end <= 300"),
         ("matrix", {"run": "alpha", "tag": "within", "col_start": 9, "col_end": 9}, 400, "col"),
-        ("steps", {"run": "alpha"}, 400, "tag"),
-        ("channels", {"run": "alpha", "tag": "within", "step": 99}, 404, "nearest"),
     ],
 )
 def test_bad_requests_say_what_to_do(client, route, query, status, words):

@@ -301,14 +301,6 @@ def test_token_texts_that_do_not_match_the_ids_are_that_steps_error(client):
 @pytest.mark.parametrize(
     ("route", "query", "status", "words"),
     [
-        ("saliency_steps", {"tag": "captum"}, 400, "missing query parameter 'run'"),
-        ("saliency", {"run": "probe"}, 400, "missing query parameter 'tag'"),
-        ("saliency", {"run": "nope", "tag": "captum"}, 404, "'probe'"),
-        ("saliency", {"run": "probe", "tag": "nope"}, 404, "saliency/gradient"),
-        ("saliency", {"run": "probe", "tag": "ratios"}, 400, "holds update_ratios data"),
-        ("saliency_steps", {"run": "probe", "tag": "ratios"}, 400, "holds update_ratios data"),
-        ("saliency", {"run": "probe", "tag": "captum", "step": "x"}, 400, "integer"),
-        ("saliency", {"run": "probe", "tag": "saliency/gradient", "step": 15}, 404, "10, 20"),
         ("saliency", {"run": "probe", "tag": "captum", "samples": "4"}, 400, "has 4 samples"),
         ("saliency", {"run": "probe", "tag": "captum", "samples": "a"}, 400, "like 0,3,5-9"),
         ("saliency", {"run": "probe", "tag": "captum", "samples": "3-1"}, 400, "like 0,3,5-9"),

@@ -13,13 +13,11 @@ import json
 
 import numpy as np
 import pytest
-from tensorboard import context
 from tensorboard.backend.event_processing import data_ingester, plugin_event_multiplexer
 from tensorboard.backend.event_processing import data_provider as tb_data_provider
 
 from deepscope.proto import deepscope_pb2 as pb
-from deepscope.tb_plugin import blob_steps, series, spectrum_routes
-from deepscope.tb_plugin.route_context import RouteContext
+from deepscope.tb_plugin import spectrum_routes
 from tests.route_helpers import CountingProvider, decode, number
 from tests.spectrum_data import (
     BROKEN_STEP,
@@ -191,46 +189,6 @@ def test_decoded_steps_are_cached_by_blob_key(spectrum_logdir):
     assert provider.blob_reads == first  # all served from the cache
 
 
-def test_cache_drops_least_recently_used_beyond_its_budget():
-    item = spectrum_routes.DecodedSpectrum(np.zeros((1, 100), np.float32), {}, "", 0.0)
-    cache = blob_steps.LRUCache(3 * item.nbytes, weigh=lambda value: value.nbytes)
-    for key in "abc":
-        cache.put(key, item)
-    assert cache.get("a") is item  # now most recently used
-    cache.put("d", item)
-    assert cache.get("b") is None and cache.get("a") is item and len(cache) == 3
-    big = spectrum_routes.DecodedSpectrum(np.zeros((1, 1000), np.float32), {}, "", 0.0)
-    cache.put("e", big)  # heavier than the budget alone: kept, everything else dropped
-    assert cache.get("e") is big and len(cache) == 1
-    counted = blob_steps.LRUCache(2)  # bounded by count
-    for key in "xyz":
-        counted.put(key, key)
-    assert counted.get("x") is None and (counted.get("y"), counted.get("z")) == ("y", "z")
-
-
-def test_a_listing_is_remembered_a_few_seconds_and_a_step_it_lacks_lists_again(spectrum_logdir):
-    provider = _provider(spectrum_logdir)
-    now = [100.0]
-    catalog = series.SeriesCatalog(provider)
-    listings = blob_steps.StepListings(RouteContext(provider, catalog, 0), clock=lambda: now[0])
-    ctx, tag = context.RequestContext(), "spectra/fc1"
-    assert [s.step for s in listings.list(ctx, "", "seed0", tag)] == MEASURED_STEPS
-    assert provider.listings == 1
-    listings.list(ctx, "", "seed0", tag, want=MEASURED_STEPS[1])
-    now[0] += blob_steps.LISTING_SECONDS / 2
-    listings.list(ctx, "", "seed0", tag)
-    assert provider.listings == 1  # remembered, and it holds the step asked for
-    listings.list(ctx, "", "seed0", tag, want=7)
-    assert provider.listings == 2  # step 7 is not in it: listed again
-    now[0] += blob_steps.LISTING_SECONDS
-    listings.list(ctx, "", "seed0", tag)
-    assert provider.listings == 3  # too old: listed again
-    listing = listings.list_tags(ctx, "", "seed0", TAGS)  # several tags: one RPC
-    assert provider.listings == 4 and all(
-        [s.step for s in listing[t]] == MEASURED_STEPS for t in TAGS
-    )
-
-
 # --- evolution ------------------------------------------------------------------------------------
 
 
@@ -281,16 +239,8 @@ def test_even_indices_spread_and_keep_the_ends():
 @pytest.mark.parametrize(
     "route, query, status, words",
     [
-        ("spectrum", {"tag": "spectra/fc1"}, 400, "run"),
-        ("spectrum", {"run": "seed0"}, 400, "tag"),
-        ("spectrum_metrics", {}, 400, "run"),
         ("spectrum_evolution", {"run": "seed0"}, 400, "tag"),
-        ("spectrum", {"run": "nope", "tag": "spectra/fc1"}, 404, "seed0"),
         ("spectrum_metrics", {"run": "nope"}, 404, "seed0"),
-        ("spectrum", {"run": "seed0", "tag": "spectra/nope"}, 404, "spectra/fc1"),
-        ("spectrum", {"run": "seed0", "tag": "update_ratios"}, 400, "update_ratios"),
-        ("spectrum", {"run": "seed0", "tag": "spectra/fc1", "step": "x"}, 400, "integer"),
-        ("spectrum", {"run": "seed0", "tag": "spectra/fc1", "step": 7}, 404, "5, 10"),
         ("spectrum_evolution", {"run": "seed0", "tag": "spectra/fc1", "max_values": 0}, 400, "1"),
         ("spectrum_metrics", {"run": "seed0", "max_steps": -1}, 400, "0"),
     ],
