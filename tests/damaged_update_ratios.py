@@ -108,6 +108,21 @@ CASES = {
         ),
         "wall time nan is not a number of seconds",
     ),
+    "negative": (
+        string_tensor(ratios_step([0.1, -0.2, 0.3, 0.4], crc_names=NAMES).SerializeToString()),
+        "ratio -0.2 of parameter 'b' is negative",
+    ),
+    "negative_in_a_block": (  # the whole block goes: its rows are one event
+        string_tensor(
+            ratios_step(
+                [[0.1, 0.2, 0.3, 0.4], [0.1, 0.2, -3e-3, 0.4]],
+                crc_names=NAMES,
+                steps=[39, 40],
+                wall_times=[139.0, 140.0],
+            ).SerializeToString()
+        ),
+        "ratio -0.003 of parameter 'c' is negative",
+    ),
     "names_twice": (
         string_tensor(ratios_step([0.1, 0.2], names=["x", "x"]).SerializeToString()),
         "parameter name 'x' appears twice",

@@ -253,6 +253,7 @@ def read_update_ratios(
     zero_weight_marks: list[tuple[int, int]] = []
     unknown_names_steps: list[int] = []
     malformed: list[tuple[int, str]] = []  # (event's step, what is wrong)
+    row_events: list[int] = []  # the step of the event each row came from
     for datum in datums:
         try:
             event = _decode(datum, series_names, series_crc)
@@ -280,7 +281,7 @@ def read_update_ratios(
             zero_weight_marks.extend((row + i // width, i % width) for i in event.zero_weight)
         steps.extend(event.steps)
         wall_times.extend(event.wall_times)
-    warnings = _warnings(malformed, unknown_names_steps)
+        row_events.extend([int(datum.step)] * rows)
     values = np.full((len(steps), len(columns)), np.nan, dtype=np.float32)
     # Not measured unless a row says otherwise.
     no_update = np.ones(values.shape, dtype=bool)
@@ -302,6 +303,13 @@ def read_update_ratios(
             marked[row, j] = True
     steps_array = np.asarray(steps, dtype=np.int64)
     wall_times_array = np.asarray(wall_times, dtype=np.float64)
+    negative = _negative_events(values, np.asarray(row_events, dtype=np.int64), list(columns))
+    if negative:
+        keep = ~np.isin(row_events, list(negative))
+        steps_array, wall_times_array = steps_array[keep], wall_times_array[keep]
+        values, no_update, zero_weight = values[keep], no_update[keep], zero_weight[keep]
+        malformed = sorted(malformed + list(negative.items()))
+    warnings = _warnings(malformed, unknown_names_steps)
     if np.any(np.diff(steps_array) < 0):  # blocks of a restarted run may interleave
         order = np.argsort(steps_array, kind="stable")
         steps_array, wall_times_array = steps_array[order], wall_times_array[order]
@@ -315,6 +323,28 @@ def read_update_ratios(
         zero_weight=zero_weight,
         warnings=warnings,
     )
+
+
+def _negative_events(values: np.ndarray, row_events: np.ndarray, names: list[str]) -> dict:
+    """Event step → what is wrong, for each event with a finite negative ratio.
+
+    ‖ΔW‖/‖W‖ is never negative: a finite negative value is damage (a flipped sign
+    bit, which the fast data server, not checking record checksums, serves as
+    data). Non-finite values are kept as measured (a NaN or infinite weight).
+    """
+    negative = values < 0  # NaN compares False
+    if not negative.any():
+        return {}
+    negative &= values > -np.inf
+    found: dict[int, str] = {}
+    for i, j in np.argwhere(negative).tolist():
+        event = int(row_events[i])
+        if event not in found:
+            found[event] = (
+                f"ratio {float(values[i, j]):.6g} of parameter {responses.echo(names[j])} is "
+                "negative; ‖ΔW‖/‖W‖ cannot be (damaged bytes?)"
+            )
+    return found
 
 
 def _warnings(malformed: list[tuple[int, str]], unknown_names_steps: list[int]) -> list[str]:
