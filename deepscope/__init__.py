@@ -12,45 +12,74 @@ from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
 
-# Public name → the module that defines it.
+# Public name → the module that defines it: the one list of the exports. The
+# TYPE_CHECKING imports below name the same (for type checkers and editors);
+# tests/unit/test_public_api.py checks that the two agree.
 _LAZY = {
     "SummaryWriter": "deepscope.writer.summary_writer",
+    # watch(): the scheduler, its stats, and the measurers it runs.
     "watch": "deepscope.writer.watch",
     "Monitor": "deepscope.writer.watch",
+    "MonitorStats": "deepscope.writer.watch",
+    "Measurer": "deepscope.writer.measurer",
+    "MeasurerStats": "deepscope.writer.measurer",
+    "UpdateRatios": "deepscope.writer.watch_update_ratios",
+    "Spectra": "deepscope.writer.watch_spectra",
+    "Correlations": "deepscope.writer.watch_correlation",
+    "Saliency": "deepscope.writer.watch_saliency",
     "compare": "deepscope.writer.compare",
-    # Analysis: pure functions on tensors.
+    "LayerComparison": "deepscope.writer.compare",
+    # Analysis: pure functions on tensors, and the types they return.
     "singular_values": "deepscope.analysis.spectrum",
     "spectrum_metrics": "deepscope.analysis.spectrum",
     "Spectrum": "deepscope.analysis.spectrum",
+    "SpectrumMetrics": "deepscope.analysis.spectrum",
     "CorrelationAccumulator": "deepscope.analysis.correlation",
+    "ChannelCorrelation": "deepscope.analysis.correlation",
+    "ChannelMatching": "deepscope.analysis.matching",
     "saliency": "deepscope.analysis.saliency",
+    "attribute": "deepscope.analysis.saliency",
     "Attribution": "deepscope.analysis.saliency",
     # Summary builders, for people who write events with another writer.
-    "update_ratios_pb": "deepscope.writer.summary",
-    "ZERO_WEIGHT": "deepscope.writer.summary",
+    "update_ratios_pb": "deepscope.writer.update_ratios",
+    "ZERO_WEIGHT": "deepscope.writer.update_ratios",
     "spectrum_pb": "deepscope.writer.spectrum",
     "channel_correlation_pb": "deepscope.writer.correlation",
     "saliency_pb": "deepscope.writer.saliency",
+    "layer_values_pb": "deepscope.writer.layer_values",
 }
 
 __all__ = ["__version__", *_LAZY]
 
 if TYPE_CHECKING:
+    from deepscope.analysis.correlation import ChannelCorrelation as ChannelCorrelation
     from deepscope.analysis.correlation import CorrelationAccumulator as CorrelationAccumulator
+    from deepscope.analysis.matching import ChannelMatching as ChannelMatching
     from deepscope.analysis.saliency import Attribution as Attribution
+    from deepscope.analysis.saliency import attribute as attribute
     from deepscope.analysis.saliency import saliency as saliency
     from deepscope.analysis.spectrum import Spectrum as Spectrum
+    from deepscope.analysis.spectrum import SpectrumMetrics as SpectrumMetrics
     from deepscope.analysis.spectrum import singular_values as singular_values
     from deepscope.analysis.spectrum import spectrum_metrics as spectrum_metrics
+    from deepscope.writer.compare import LayerComparison as LayerComparison
     from deepscope.writer.compare import compare as compare
     from deepscope.writer.correlation import channel_correlation_pb as channel_correlation_pb
+    from deepscope.writer.layer_values import layer_values_pb as layer_values_pb
+    from deepscope.writer.measurer import Measurer as Measurer
+    from deepscope.writer.measurer import MeasurerStats as MeasurerStats
     from deepscope.writer.saliency import saliency_pb as saliency_pb
     from deepscope.writer.spectrum import spectrum_pb as spectrum_pb
-    from deepscope.writer.summary import ZERO_WEIGHT as ZERO_WEIGHT
-    from deepscope.writer.summary import update_ratios_pb as update_ratios_pb
     from deepscope.writer.summary_writer import SummaryWriter as SummaryWriter
+    from deepscope.writer.update_ratios import ZERO_WEIGHT as ZERO_WEIGHT
+    from deepscope.writer.update_ratios import update_ratios_pb as update_ratios_pb
     from deepscope.writer.watch import Monitor as Monitor
+    from deepscope.writer.watch import MonitorStats as MonitorStats
     from deepscope.writer.watch import watch as watch
+    from deepscope.writer.watch_correlation import Correlations as Correlations
+    from deepscope.writer.watch_saliency import Saliency as Saliency
+    from deepscope.writer.watch_spectra import Spectra as Spectra
+    from deepscope.writer.watch_update_ratios import UpdateRatios as UpdateRatios
 
 
 def __getattr__(name: str):

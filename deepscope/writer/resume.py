@@ -90,17 +90,19 @@ def last_logged_step(log_dir: str, tag: str) -> int | None:
 
 
 def resolve_start_step(
-    optimizer: torch.optim.Optimizer, writer, tag: str, start_step: int | None
+    optimizer: torch.optim.Optimizer, writer, tag: str | None, start_step: int | None
 ) -> int:
     """The global step of the next optimizer step, warning where logged steps would repeat.
 
     Args:
       writer: the monitor's SummaryWriter; its log dir is read for `tag`.
+      tag: the update ratios' tag (the series logged at every cadence step);
+        None (no update ratios measured): the log dir is not read.
       start_step: the caller's choice, or None to find it (see the module doc).
     """
     log_dir = getattr(writer, "log_dir", None)
     last = None
-    if log_dir:
+    if log_dir and tag is not None:
         try:
             writer.flush()  # this writer's own earlier events count too
             last = last_logged_step(str(log_dir), tag)

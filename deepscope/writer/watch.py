@@ -1,64 +1,67 @@
 """`watch()`: measure a model while it trains, through the optimizer's step hooks.
 
-On every `every`-th optimizer step the monitor copies every watched weight
-just before `optimizer.step()` and measures ‖W_after − W_before‖₂ / ‖W_before‖₂
-just after it: the true update, whatever the optimizer (momentum, Adam, weight
-decay, LBFGS's closure). Whether a parameter got an update is decided from what
-changed, after the step: "no update" means the weight is bit for bit unchanged.
-A weight that was exactly zero before the step (a fresh bias) has no defined
-ratio; it is logged as `zero_weight`, not as a fault. The hooks never
-synchronise with the device: results are copied to the host asynchronously and
-written once they have arrived.
+The `Monitor` that `watch()` returns is the scheduler only: it counts the
+optimizer's steps (the global step, found for a resumed run by `resume`),
+runs each measurer (`deepscope.Measurer`: update ratios, spectra, channel
+correlations, saliency, or a user's own) on its cadence around the optimizer
+step, records their failures (training always goes on), times them, and
+writes what they hold when asked to, when the writer flushes or closes, at
+interpreter exit and, opted in, on SIGTERM.
 """
 
 from __future__ import annotations
 
+import atexit
 import operator
+import os
+import signal
+import threading
 import time
 import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
-import numpy as np
 import torch
 
-from deepscope import module_names
-from deepscope.analysis import update_ratios as ratios_math
 from deepscope.writer import resume
 from deepscope.writer.hook_warnings import warn_from_hook
+from deepscope.writer.measurer import (
+    MAX_ERRORS_KEPT,
+    Measurer,
+    MeasurerStats,
+    check_every,
+    check_measurers,
+)
 from deepscope.writer.summary_writer import SummaryWriter
-from deepscope.writer.watch_correlation import DEFAULT_CORRELATION_EVERY, CorrelationWatcher
-from deepscope.writer.watch_saliency import DEFAULT_SALIENCY_EVERY, SaliencyWatcher
-from deepscope.writer.watch_spectra import DEFAULT_SPECTRA_EVERY, SpectraWatcher
+from deepscope.writer.watch_correlation import DEFAULT_CORRELATION_EVERY, Correlations
+from deepscope.writer.watch_saliency import DEFAULT_SALIENCY_EVERY, Saliency
+from deepscope.writer.watch_spectra import DEFAULT_SPECTRA_EVERY, Spectra
+from deepscope.writer.watch_update_ratios import (
+    DEFAULT_EVERY,
+    DEFAULT_MAX_EVENT_DELAY,
+    DEFAULT_MEASUREMENTS_PER_EVENT,
+    UpdateRatios,
+)
 
-DEFAULT_EVERY = 50
-# Measurements written together as one event, unless the oldest has waited
-# DEFAULT_MAX_EVENT_DELAY seconds: fewer events keep TensorBoard's reads fast.
-DEFAULT_MEASUREMENTS_PER_EVENT = 10
-DEFAULT_MAX_EVENT_DELAY = 10.0
-MAX_ERRORS_KEPT = 20
-# A measured value's mark, sent to the host with the ratios.
-_ORDINARY, _NO_UPDATE, _ZERO_WEIGHT = 0.0, 1.0, 2.0
-
-
-@dataclass
-class _Measurement:
-    """A measurement whose numbers may still be on their way from the device."""
-
-    step: int
-    walltime: float
-    # float32 [2, P] host tensor, filled asynchronously when `ready` is set:
-    # row 0 the ratios, row 1 each value's mark (_ORDINARY, _NO_UPDATE or _ZERO_WEIGHT).
-    values: torch.Tensor
-    ready: torch.cuda.Event | None = None
-
-    def arrived(self) -> bool:
-        return self.ready is None or self.ready.query()
-
+__all__ = ["Monitor", "MonitorStats", "watch"]
 
 # The open monitor of each watched optimizer (an optimizer is watched once at a time).
 _MONITORS: weakref.WeakKeyDictionary[torch.optim.Optimizer, Monitor] = weakref.WeakKeyDictionary()
+# Every open monitor, written out at interpreter exit (weakly held: never kept alive by this).
+_OPEN: weakref.WeakSet[Monitor] = weakref.WeakSet()
+
+
+def _flush_open_monitors() -> None:
+    """At interpreter exit: write what every open monitor holds (a script may never close())."""
+    for monitor in list(_OPEN):
+        try:
+            monitor.flush()
+        except Exception:  # nothing can be reported any more; the others still flush
+            pass
+
+
+atexit.register(_flush_open_monitors)
 
 
 def _refuse_if_watched(optimizer: torch.optim.Optimizer) -> None:
@@ -67,59 +70,70 @@ def _refuse_if_watched(optimizer: torch.optim.Optimizer) -> None:
     if monitor is None:
         return
     log_dir = getattr(monitor.writer, "log_dir", None)
+    where = [f"tag {monitor.tag!r}"] if monitor.tag else []
+    where += [f"log dir {log_dir!r}"] if log_dir else []
     raise ValueError(
-        f"this optimizer is already watched by a deepscope monitor (tag {monitor.tag!r}"
-        + (f", log dir {log_dir!r}" if log_dir else "")
-        + "): a second one would log every step twice. Call close() on the first "
+        "this optimizer is already watched by a deepscope monitor"
+        + (f" ({', '.join(where)})" if where else "")
+        + ": a second one would log every step twice. Call close() on the first "
         "monitor before watching again (or use `with deepscope.watch(...) as monitor:`)"
     )
 
 
-class PeriodicMeasurer(Protocol):
-    """A measurement the monitor runs after every `every`-th optimizer step.
-
-    `measure(step)` runs inside the optimizer's post-step hook, after the
-    update, with `step` the global step; it raises on failure (the monitor
-    records the error and training goes on). Spectra, channel correlations
-    and saliency are measured this way.
-    """
-
-    name: str  # e.g. "spectra": the key of its cost in MonitorStats
-    every: int
-
-    def measure(self, step: int) -> None: ...
-
-    def flush(self) -> None: ...
-
-    def close(self) -> None: ...
-
-
 @dataclass
 class MonitorStats:
-    """What the monitor did: counts, and the seconds its hooks took (host time)."""
+    """What the monitor did: counts, and the seconds its hooks took (host time).
+
+    measurers: per measurer name, its `MeasurerStats` (runs, seconds, errors, non_finite).
+    steps_seen: optimizer steps the hooks saw. hook_seconds: host seconds in the
+    hooks, every measurer included. error_count, errors: all measurers' failures
+    (the first MAX_ERRORS_KEPT messages). measurer_runs, measurer_seconds: the
+    runs and seconds per measurer name. measurements, non_finite, zero_weight:
+    the update ratios' (steps measured; non-finite ratios logged, kept as
+    measured; ratios undefined because the weight was exactly zero before the
+    step, e.g. zero-initialised biases at step 0); 0 without an UpdateRatios.
+    """
 
     steps_seen: int = 0
-    measurements: int = 0
     hook_seconds: float = 0.0
-    # Per periodic measurer (e.g. "spectra"): how many times it ran and the
-    # seconds it took (host time; included in hook_seconds).
-    measurer_runs: dict[str, int] = field(default_factory=dict)
-    measurer_seconds: dict[str, float] = field(default_factory=dict)
     error_count: int = 0
-    # Non-finite ratios logged (kept as measured, shown as such); zero weights
-    # (undefined ratios, see `zero_weight`) are not among them.
-    non_finite: int = 0
-    # Ratios logged as undefined because the weight was exactly zero before
-    # the step (zero-initialised biases at step 0).
-    zero_weight: int = 0
-    errors: list[str] = field(default_factory=list)  # the first MAX_ERRORS_KEPT messages
+    errors: list[str] = field(default_factory=list)
+    measurers: dict[str, MeasurerStats] = field(default_factory=dict)
+    _update_ratios: UpdateRatios | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def measurer_runs(self) -> dict[str, int]:
+        return {name: stats.runs for name, stats in self.measurers.items()}
+
+    @property
+    def measurer_seconds(self) -> dict[str, float]:
+        return {name: stats.seconds for name, stats in self.measurers.items()}
+
+    @property
+    def measurements(self) -> int:
+        return self._update_ratios.measurements if self._update_ratios else 0
+
+    @property
+    def non_finite(self) -> int:
+        return self._update_ratios.non_finite if self._update_ratios else 0
+
+    @property
+    def zero_weight(self) -> int:
+        return self._update_ratios.zero_weight if self._update_ratios else 0
 
 
 class Monitor:
-    """Hooks that measure a model on a cadence; made by `deepscope.watch`.
+    """Runs measurers on a cadence through the optimizer's step hooks; made by `deepscope.watch`.
 
     Use `close()` (or a `with` block) to remove every hook and write what is
-    still pending.
+    still held.
+
+    Args:
+      model, optimizer, writer: as for `watch()`.
+      measurers: the `deepscope.Measurer`s to run (unique names).
+      start_step: the global step of the first optimizer step; None: found (see `watch`).
+      flush_on_sigterm: write what is held on SIGTERM, then chain to the
+        previous handler (see `watch`).
     """
 
     def __init__(
@@ -127,12 +141,9 @@ class Monitor:
         model: torch.nn.Module,
         optimizer: torch.optim.Optimizer,
         writer: SummaryWriter,
-        every: int = DEFAULT_EVERY,
-        tag: str = "update_ratios",
+        measurers: Sequence[Measurer],
         start_step: int | None = None,
-        measurements_per_event: int = DEFAULT_MEASUREMENTS_PER_EVENT,
-        max_event_delay: float = DEFAULT_MAX_EVENT_DELAY,
-        measurers: Sequence[PeriodicMeasurer] = (),
+        flush_on_sigterm: bool = False,
     ):
         if not isinstance(model, torch.nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -141,70 +152,108 @@ class Monitor:
                 f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}"
             )
         _refuse_if_watched(optimizer)
-        if not hasattr(writer, "add_update_ratio_block"):
+        if not isinstance(writer, SummaryWriter):
             raise TypeError(
                 "writer must be a deepscope.SummaryWriter "
                 "(deepscope.SummaryWriter(log_dir) is a drop-in torch SummaryWriter)"
             )
-        if not hasattr(every, "__index__") or operator.index(every) < 1:
-            raise ValueError(f"every must be a positive number of optimizer steps, got {every!r}")
-        every = operator.index(every)
+        measurers = check_measurers(measurers)
         if start_step is not None and (
-            not hasattr(start_step, "__index__") or operator.index(start_step) < 0
+            isinstance(start_step, bool)
+            or not hasattr(start_step, "__index__")
+            or operator.index(start_step) < 0
         ):
             raise ValueError(
                 f"start_step must be a global step (an int >= 0) or None to find it, "
                 f"got {start_step!r}"
             )
-        if operator.index(measurements_per_event) < 1:
+        if flush_on_sigterm and threading.current_thread() is not threading.main_thread():
             raise ValueError(
-                f"measurements_per_event must be at least 1, got {measurements_per_event!r}"
+                "flush_on_sigterm=True needs watch() to be called from the main thread "
+                "(Python runs signal handlers there only)"
             )
         self.writer = writer
-        self.every = every
-        self.measurements_per_event = measurements_per_event
-        self.max_event_delay = float(max_event_delay)
-        self.tag = tag
-        self.stats = MonitorStats()
-        self._names, self._params = _named_optimizer_params(model, optimizer)
+        self.model = model
+        self.measurers: dict[str, Measurer] = {m.name: m for m in measurers}
+        update_ratios = next((m for m in measurers if isinstance(m, UpdateRatios)), None)
+        self.stats = MonitorStats(
+            measurers={name: MeasurerStats() for name in self.measurers},
+            _update_ratios=update_ratios,
+        )
+        started: list[Measurer] = []
+        try:
+            for measurer in measurers:
+                measurer.start(model, optimizer, writer)
+                started.append(measurer)
+        except BaseException:
+            for measurer in started:  # leave nothing of a monitor that never started
+                try:
+                    measurer.close()
+                except Exception:
+                    pass  # the first error is the one to see
+            raise
+        self._update_ratios = update_ratios
         # The global step of the next optimizer step.
         self.step = resume.resolve_start_step(
-            optimizer, writer, tag, None if start_step is None else operator.index(start_step)
+            optimizer,
+            writer,
+            update_ratios.tag if update_ratios else None,
+            None if start_step is None else operator.index(start_step),
         )
-        self._pending: list[_Measurement] = []  # still on their way from the device
-        self._block: list[_Measurement] = []  # arrived, to be written as one event
-        self._before: list[torch.Tensor] | None = None
-        self._before_norms: torch.Tensor | None = None
-        self.measurers: dict[str, PeriodicMeasurer] = {m.name: m for m in measurers}
-        for name in self.measurers:
-            self.stats.measurer_runs[name] = 0
-            self.stats.measurer_seconds[name] = 0.0
+        self._due: list[Measurer] = []  # due at the step in progress, before_step done
+        self._flushing = False
+        self._closed = False
         self._handles = [
             optimizer.register_step_pre_hook(self._before_step),
             optimizer.register_step_post_hook(self._after_step),
         ]
         self._optimizer = weakref.ref(optimizer)
         _MONITORS[optimizer] = self
+        _OPEN.add(self)
+        self._flush_hook = None
+        if hasattr(writer, "register_flush_hook"):
+            self._flush_hook = writer.register_flush_hook(_WeakFlush(self))
+        self._sigterm: tuple[Any, Any] | None = None
+        if flush_on_sigterm:
+            self._install_sigterm_handler()
+
+    # -- what the update ratios used to expose on the monitor ---------------------
+
+    @property
+    def tag(self) -> str | None:
+        """The update ratios' tag (None without an UpdateRatios measurer)."""
+        return self._update_ratios.tag if self._update_ratios else None
+
+    @property
+    def every(self) -> int | None:
+        """The update ratios' cadence (None without an UpdateRatios measurer)."""
+        return self._update_ratios.every if self._update_ratios else None
 
     @property
     def names(self) -> list[str]:
-        """Names of the monitored parameters, in the order they are logged."""
-        return list(self._names)
+        """Names of the parameters whose update ratios are logged, in order."""
+        return self._update_ratios.names if self._update_ratios else []
+
+    # -- the hooks ----------------------------------------------------------------
 
     def _before_step(self, optimizer, args, kwargs) -> None:
         start = time.perf_counter()
+        self._due = []
         try:
-            self._write_arrived()
-            if self.step % self.every != 0:
-                return
-            # Every watched parameter, with a gradient or not: whether it got an
-            # update is known only after the step (LBFGS computes its gradients
-            # inside step(), in the closure).
-            self._before = ratios_math.snapshot(self._params)
-            self._before_norms = ratios_math.frobenius_norms(self._before)
-        except Exception as error:  # never crash the training we watch
-            self._record_error("before the optimizer step", error)
-            self._before = None
+            for name, measurer in self.measurers.items():
+                stats = self.stats.measurers[name]
+                began = time.perf_counter()
+                due = False
+                try:
+                    due = bool(measurer.due(self.step))
+                    if due:
+                        stats.runs += 1
+                        measurer.before_step(self.step, self.model, optimizer, self.writer)
+                        self._due.append(measurer)
+                except Exception as error:  # never crash the training we watch
+                    self._record_error(name, "before the optimizer step", error)
+                finally:
+                    stats.seconds += time.perf_counter() - began
         finally:
             self.stats.hook_seconds += time.perf_counter() - start
 
@@ -212,124 +261,122 @@ class Monitor:
         start = time.perf_counter()
         try:
             self.stats.steps_seen += 1
-            if self._before is not None:
-                self._measure()
-        except Exception as error:
-            self._record_error("after the optimizer step", error)
-        try:
-            self._run_measurers()
+            for measurer in self._due:
+                stats = self.stats.measurers[measurer.name]
+                began = time.perf_counter()
+                try:
+                    measurer.measure(self.step, self.model, optimizer, self.writer)
+                except Exception as error:  # never crash the training we watch
+                    self._record_error(measurer.name, "after the optimizer step", error)
+                finally:
+                    stats.seconds += time.perf_counter() - began
+                    stats.non_finite = _non_finite(measurer)
         finally:
-            self._before = None
-            self._before_norms = None
+            self._due = []
             self.step += 1
             self.stats.hook_seconds += time.perf_counter() - start
 
-    def _measure(self) -> None:
-        update = ratios_math.measure_update(self._before, self._params, self._before_norms)
-        marks = torch.where(update.unchanged, _NO_UPDATE, _ORDINARY)
-        marks = torch.where(update.zero_weight, _ZERO_WEIGHT, marks)
-        full = torch.stack([update.ratios, marks.to(update.ratios.dtype)])
-        measurement = _Measurement(self.step, time.time(), full)
-        if full.is_cuda:
-            host = torch.empty(full.shape, dtype=full.dtype, pin_memory=True)
-            host.copy_(full, non_blocking=True)
-            measurement.values = host
-            measurement.ready = torch.cuda.Event()
-            measurement.ready.record()
-        self._pending.append(measurement)
-        self.stats.measurements += 1
-        self._write_arrived()
-
-    def _run_measurers(self) -> None:
-        for name, measurer in self.measurers.items():
-            if self.step % measurer.every != 0:
-                continue
-            start = time.perf_counter()
-            try:
-                measurer.measure(self.step)
-            except Exception as error:  # never crash the training we watch
-                self._record_error(f"{name} after the optimizer step", error)
-            finally:
-                self.stats.measurer_runs[name] += 1
-                self.stats.measurer_seconds[name] += time.perf_counter() - start
-
-    def _write_arrived(self, wait: bool = False) -> None:
-        """Move arrived measurements into the block; write it when full, old, or asked to."""
-        while self._pending and (wait or self._pending[0].arrived()):
-            measurement = self._pending.pop(0)
-            if measurement.ready is not None:
-                measurement.ready.synchronize()
-            self._block.append(measurement)
-        if self._block and (
-            wait
-            or len(self._block) >= self.measurements_per_event
-            or time.time() - self._block[0].walltime >= self.max_event_delay
-        ):
-            block, self._block = self._block, []
-            packed = np.stack([m.values.numpy() for m in block])
-            values, marks = packed[:, 0], packed[:, 1]
-            no_update, zero_weight = marks == _NO_UPDATE, marks == _ZERO_WEIGHT
-            self._count_non_finite(values, no_update | zero_weight, block)
-            self.stats.zero_weight += int(np.count_nonzero(zero_weight))
-            self.writer.add_update_ratio_block(
-                self.tag,
-                self._names,
-                values,
-                steps=[m.step for m in block],
-                wall_times=[m.walltime for m in block],
-                no_update=no_update,
-                zero_weight=zero_weight,
-            )
-
-    def _count_non_finite(self, values: np.ndarray, not_measured: np.ndarray, block) -> None:
-        bad = ~np.isfinite(values) & ~not_measured
-        count = int(np.count_nonzero(bad))
-        if count and not self.stats.non_finite:
-            k, j = np.argwhere(bad)[0]
-            warn_from_hook(
-                f"deepscope: non-finite update ratio for {self._names[j]} at step "
-                f"{block[k].step} (an infinite or NaN weight or update?); it is logged as "
-                "measured and counted in monitor.stats.non_finite",
-                stacklevel=4,
-            )
-        self.stats.non_finite += count
-
-    def _record_error(self, where: str, error: Exception) -> None:
-        message = f"deepscope: measuring {where} failed at step {self.step}: {error!r}"
+    def _record_error(self, name: str, where: str, error: Exception) -> None:
+        message = f"deepscope: measuring {name} {where} failed at step {self.step}: {error!r}"
+        stats = self.stats.measurers.get(name)
+        if stats is not None:
+            stats.error_count += 1
+            if len(stats.errors) < MAX_ERRORS_KEPT:
+                stats.errors.append(message)
         self.stats.error_count += 1
         if len(self.stats.errors) < MAX_ERRORS_KEPT:
             self.stats.errors.append(message)
-        if self.stats.error_count == 1:
+        if stats is None or stats.error_count == 1:
             warn_from_hook(
-                message + " (training goes on; failures are counted in monitor.stats.error_count,"
-                " the first ones kept in monitor.stats.errors)",
+                message + " (training goes on; failures are counted in "
+                f"monitor.stats.measurers[{name!r}].error_count, the first ones kept in its "
+                "errors and in monitor.stats.errors)",
                 stacklevel=2,
             )
 
+    # -- writing what is held -------------------------------------------------------
+
+    def _flush_measurers(self) -> None:
+        if self._flushing:
+            return
+        self._flushing = True
+        try:
+            for name, measurer in self.measurers.items():
+                stats = self.stats.measurers[name]
+                began = time.perf_counter()
+                try:
+                    measurer.flush()
+                except Exception as error:
+                    self._record_error(name, "while flushing", error)
+                finally:
+                    stats.seconds += time.perf_counter() - began
+                    stats.non_finite = _non_finite(measurer)
+        finally:
+            self._flushing = False
+
     def flush(self) -> None:
-        """Write every pending measurement (waits for the device) and flush the writer."""
-        self._write_arrived(wait=True)
-        for name, measurer in self.measurers.items():
-            try:
-                measurer.flush()
-            except Exception as error:
-                self._record_error(f"{name} while flushing", error)
-        self.writer.flush()
+        """Write every held measurement (waits for the device) and flush the writer."""
+        self._flush_measurers()
+        self._flushing = True  # the writer's flush hook: done just now
+        try:
+            self.writer.flush()
+        finally:
+            self._flushing = False
+
+    def _install_sigterm_handler(self) -> None:
+        previous = signal.getsignal(signal.SIGTERM)
+        monitor = weakref.ref(self)
+
+        def flush_then_chain(signum, frame):
+            watched = monitor()
+            if watched is not None:
+                try:
+                    watched.flush()
+                except Exception:  # the process is being stopped: still chain
+                    pass
+            if callable(previous):
+                previous(signum, frame)
+            elif previous == signal.SIG_IGN:
+                return
+            else:  # SIG_DFL, or a handler not installed from Python: the default action
+                signal.signal(signum, signal.SIG_DFL)
+                os.kill(os.getpid(), signum)
+
+        signal.signal(signal.SIGTERM, flush_then_chain)
+        self._sigterm = (flush_then_chain, previous)
+
+    def _remove_sigterm_handler(self) -> None:
+        if self._sigterm is None:
+            return
+        handler, previous = self._sigterm
+        self._sigterm = None
+        if threading.current_thread() is not threading.main_thread():
+            return  # left installed; it flushes nothing once the monitor is gone
+        if signal.getsignal(signal.SIGTERM) is handler:
+            signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
     def close(self) -> None:
-        """Remove every hook and write what is pending. The writer stays open."""
+        """Remove every hook and write what is held. The writer stays open."""
+        if self._closed:
+            return
+        self._closed = True
         for handle in self._handles:
             handle.remove()
         self._handles = []
         optimizer = self._optimizer()
         if optimizer is not None and _MONITORS.get(optimizer) is self:
             del _MONITORS[optimizer]
+        _OPEN.discard(self)
+        self._remove_sigterm_handler()
         self.flush()
+        if self._flush_hook is not None:
+            self._flush_hook.remove()
+            self._flush_hook = None
         for name, measurer in self.measurers.items():
             try:
                 measurer.close()
             except Exception as error:
-                self._record_error(f"{name} while closing", error)
+                self._record_error(name, "while closing", error)
 
     def __enter__(self) -> Monitor:
         return self
@@ -338,73 +385,103 @@ class Monitor:
         self.close()
 
 
-def _named_optimizer_params(
-    model: torch.nn.Module, optimizer: torch.optim.Optimizer
-) -> tuple[list[str], list[torch.Tensor]]:
-    """The optimizer's trainable parameters, named as in `model.named_parameters()`.
+class _WeakFlush:
+    """The writer's flush hook: writes what the monitor holds, without keeping it alive."""
 
-    Names never carry `torch.compile`'s `_orig_mod.`: they are those of the
-    eager model, whichever of the two was passed.
-    """
-    names_by_id = {id(p): name for name, p in module_names.named_parameters(model)}
-    names, params, seen = [], [], set()
-    for g, group in enumerate(optimizer.param_groups):
-        for k, param in enumerate(group["params"]):
-            if id(param) in seen or not param.requires_grad:
-                continue
-            seen.add(id(param))
-            names.append(names_by_id.get(id(param), f"param_groups[{g}][{k}]"))
-            params.append(param)
-    if not params:
-        raise ValueError("the optimizer holds no trainable parameters to watch")
-    return names, params
+    def __init__(self, monitor: Monitor):
+        self._monitor = weakref.ref(monitor)
+
+    def __call__(self) -> None:
+        monitor = self._monitor()
+        if monitor is not None:
+            monitor._flush_measurers()
+
+    def __repr__(self) -> str:
+        return "<deepscope monitor: write held measurements>"
+
+
+def _non_finite(measurer: Measurer) -> int:
+    try:
+        return int(getattr(measurer, "non_finite", 0) or 0)
+    except Exception:
+        return 0
+
+
+class _Default:
+    """A keyword's default that says it was not given (shown as the default itself)."""
+
+    def __init__(self, value: Any):
+        self.value = value
+
+    def __repr__(self) -> str:
+        return repr(self.value)
+
+
+_NOT_GIVEN = _Default(None)
+
+
+def _given(value: Any) -> bool:
+    return not isinstance(value, _Default)
+
+
+def _value(value: Any) -> Any:
+    return value.value if isinstance(value, _Default) else value
 
 
 def watch(
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
     writer: SummaryWriter,
-    every: int = DEFAULT_EVERY,
-    tag: str = "update_ratios",
+    measure: Sequence[Measurer] | None = None,
+    every: int = _Default(DEFAULT_EVERY),
+    tag: str = _Default("update_ratios"),
     start_step: int | None = None,
-    measurements_per_event: int = DEFAULT_MEASUREMENTS_PER_EVENT,
-    max_event_delay: float = DEFAULT_MAX_EVENT_DELAY,
-    spectra_every: int | None = DEFAULT_SPECTRA_EVERY,
-    correlation_layers: Sequence[str] | None = None,
-    probe: torch.Tensor | Sequence[torch.Tensor] | None = None,
-    correlation_every: int = DEFAULT_CORRELATION_EVERY,
-    saliency_probe: tuple[torch.Tensor, torch.Tensor | None] | torch.Tensor | None = None,
-    saliency_every: int = DEFAULT_SALIENCY_EVERY,
-    saliency_methods: Sequence[str] = ("gradient",),
-    saliency_options: Mapping[str, Mapping[str, Any]] | None = None,
-    spectra_options: Mapping[str, Any] | None = None,
-    correlation_channel_dims: Mapping[str, int] | None = None,
-    correlation_options: Mapping[str, Any] | None = None,
-    saliency_embeddings: torch.nn.Module | str | None = None,
-    saliency_tokens: Sequence[Sequence[str]] | None = None,
+    measurements_per_event: int = _Default(DEFAULT_MEASUREMENTS_PER_EVENT),
+    max_event_delay: float = _Default(DEFAULT_MAX_EVENT_DELAY),
+    spectra_every: int | None = _Default(DEFAULT_SPECTRA_EVERY),
+    correlation_layers: Sequence[str] | None = _NOT_GIVEN,
+    probe: torch.Tensor | Sequence[torch.Tensor] | None = _NOT_GIVEN,
+    correlation_every: int = _Default(DEFAULT_CORRELATION_EVERY),
+    saliency_probe: tuple[torch.Tensor, torch.Tensor | None] | torch.Tensor | None = _NOT_GIVEN,
+    saliency_every: int = _Default(DEFAULT_SALIENCY_EVERY),
+    saliency_methods: Sequence[str] = _Default(("gradient",)),
+    saliency_options: Mapping[str, Mapping[str, Any]] | None = _NOT_GIVEN,
+    spectra_options: Mapping[str, Any] | None = _NOT_GIVEN,
+    correlation_channel_dims: Mapping[str, int] | None = _NOT_GIVEN,
+    correlation_options: Mapping[str, Any] | None = _NOT_GIVEN,
+    saliency_embeddings: torch.nn.Module | str | None = _NOT_GIVEN,
+    saliency_tokens: Sequence[Sequence[str]] | None = _NOT_GIVEN,
+    flush_on_sigterm: bool = False,
 ) -> Monitor:
     """Measure `model` while `optimizer` trains it, logging to `writer`.
 
-    Every `every`-th optimizer step (counting from `start_step`, which is the
-    `global_step` the first step is logged at) logs ‖ΔW‖₂/‖W‖₂ of every
-    trainable parameter the optimizer holds, under `tag`. Returns a `Monitor`;
-    `monitor.close()` (or `with deepscope.watch(...)`) removes every hook. An
-    optimizer is watched by one open monitor at a time (a second `watch()`
-    raises ValueError until the first is closed).
+    measure: the complete list of measurers to run (`deepscope.UpdateRatios`,
+    `Spectra`, `Correlations`, `Saliency`, or your own `deepscope.Measurer`),
+    e.g. `measure=[deepscope.UpdateRatios(every=50), deepscope.Spectra(every=200)]`.
+    Without it, the keyword arguments below say what to measure (by default:
+    update ratios every 50 steps and spectra every 200); giving `measure`
+    together with any of them raises ValueError (say it in the measurer instead).
+    Returns a `Monitor`; `monitor.close()` (or `with deepscope.watch(...)`)
+    removes every hook. An optimizer is watched by one open monitor at a time (a
+    second `watch()` raises ValueError until the first is closed). Cadences
+    count optimizer steps from `start_step`, the `global_step` the first step
+    is logged at.
 
     start_step None (the default) finds it, so that a resumed run continues
     its steps: the optimizer's own step count when it keeps one (Adam, AdamW,
     RMSprop, ...: `state[p]["step"]`, restored by `load_state_dict`), else,
-    if the writer's log dir already holds `tag`, the step after the last one
-    logged there (with a warning: the exact step is unknown, pass it), else 0.
-    A given `start_step` that would log steps already in the log dir warns.
-    Steps the optimizer does not take (a step GradScaler skips for inf/NaN
-    gradients) are not counted, as the optimizer does not count them.
+    if the writer's log dir already holds the update ratios' tag, the step after
+    the last one logged there (with a warning: the exact step is unknown, pass
+    it), else 0. A given `start_step` that would log steps already in the log
+    dir warns. Steps the optimizer does not take (a step GradScaler skips for
+    inf/NaN gradients) are not counted, as the optimizer does not count them.
 
-    What a step did is read from the weights themselves: a parameter whose
-    weight is bit for bit unchanged got no update (no gradient, or a zero
-    step); one whose weight was exactly zero before the step and moved (a
-    fresh bias) is logged as zero weight, its ratio undefined (counted in
+    Update ratios (`deepscope.UpdateRatios`): every `every`-th optimizer step
+    logs ‖ΔW‖₂/‖W‖₂ of every trainable parameter the optimizer holds, under
+    `tag`. What a step did is read from the weights themselves: a parameter
+    whose weight is bit for bit unchanged got no update (no gradient, or a zero
+    step); one whose weight was exactly zero before the step and moved (a fresh
+    bias) is logged as zero weight, its ratio undefined (counted in
     `monitor.stats.zero_weight`, never warned about). Any optimizer works,
     LBFGS's closure included. Memory: on a measured step every watched
     parameter is copied once before the step, also those without a gradient
@@ -413,8 +490,15 @@ def watch(
 
     Measurements are written `measurements_per_event` at a time as one event
     (fewer events keep TensorBoard's reads fast), or sooner once the oldest
-    has waited `max_event_delay` seconds; `monitor.flush()` and `close()`
-    write what is held.
+    has waited `max_event_delay` seconds (default 2 s; the event file is then
+    flushed). So a `kill -9` loses at most the last `max_event_delay` seconds
+    of update ratios (or the last optimizer step's, when a step takes longer).
+    What is held is also written by `monitor.flush()` and `close()`, whenever
+    the writer flushes or closes, and at interpreter exit (a script that never
+    calls close() loses nothing). flush_on_sigterm=True (main thread only)
+    also writes it on SIGTERM, the usual preemption signal, then chains to the
+    handler that was installed before (or, if none, restores the default
+    action and re-sends the signal, so the process still ends).
 
     Also, each on its own cadence (counted in optimizer steps, like `every`):
       spectra_every: singular value spectra of every eligible weight (None or 0: off).
@@ -438,7 +522,67 @@ def watch(
     Options given for a kind that is off raise ValueError.
     """
     if isinstance(optimizer, torch.optim.Optimizer):
-        _refuse_if_watched(optimizer)  # before any measurer hooks the model
+        _refuse_if_watched(optimizer)  # before any measurer is made
+    shortcuts = {
+        "every": every,
+        "tag": tag,
+        "measurements_per_event": measurements_per_event,
+        "max_event_delay": max_event_delay,
+        "spectra_every": spectra_every,
+        "correlation_layers": correlation_layers,
+        "probe": probe,
+        "correlation_every": correlation_every,
+        "saliency_probe": saliency_probe,
+        "saliency_every": saliency_every,
+        "saliency_methods": saliency_methods,
+        "saliency_options": saliency_options,
+        "spectra_options": spectra_options,
+        "correlation_channel_dims": correlation_channel_dims,
+        "correlation_options": correlation_options,
+        "saliency_embeddings": saliency_embeddings,
+        "saliency_tokens": saliency_tokens,
+    }
+    if measure is not None:
+        given = [name for name, value in shortcuts.items() if _given(value)]
+        if given:
+            raise ValueError(
+                f"watch() got measure=[...] and {', '.join(f'{n}=' for n in given)}: measure "
+                "is the complete list of measurers, so give those settings to the measurers "
+                "themselves (e.g. deepscope.UpdateRatios(every=10), deepscope.Spectra(every=200))"
+            )
+        measurers = check_measurers(measure)
+    else:
+        measurers = _shortcut_measurers(**{name: _value(v) for name, v in shortcuts.items()})
+    return Monitor(
+        model,
+        optimizer,
+        writer,
+        measurers,
+        start_step=start_step,
+        flush_on_sigterm=flush_on_sigterm,
+    )
+
+
+def _shortcut_measurers(
+    every,
+    tag,
+    measurements_per_event,
+    max_event_delay,
+    spectra_every,
+    correlation_layers,
+    probe,
+    correlation_every,
+    saliency_probe,
+    saliency_every,
+    saliency_methods,
+    saliency_options,
+    spectra_options,
+    correlation_channel_dims,
+    correlation_options,
+    saliency_embeddings,
+    saliency_tokens,
+) -> list[Measurer]:
+    """The measurers today's keyword arguments of watch() stand for."""
     _check_options_have_a_kind(
         spectra_on=bool(spectra_every),
         correlations_on=correlation_layers is not None or probe is not None,
@@ -449,16 +593,25 @@ def watch(
         saliency_embeddings=saliency_embeddings,
         saliency_tokens=saliency_tokens,
     )
-    measurers: list[PeriodicMeasurer] = []
+    measurers: list[Measurer] = [
+        UpdateRatios(
+            every=check_every(every, "every"),
+            tag=tag,
+            measurements_per_event=measurements_per_event,
+            max_event_delay=max_event_delay,
+        )
+    ]
     if spectra_every:
+        check_every(spectra_every, "spectra_every")
         options = _options(spectra_options, "spectra_options", {"every": "spectra_every"})
-        measurers.append(SpectraWatcher(model, writer, every=spectra_every, **options))
+        measurers.append(Spectra(every=spectra_every, **options))
     if correlation_layers is not None or probe is not None:
         if correlation_layers is None or probe is None:
             raise ValueError(
                 "channel correlations need both correlation_layers (module names, as in "
                 "model.named_modules()) and probe (a fixed batch of inputs)"
             )
+        check_every(correlation_every, "correlation_every")
         options = _options(
             correlation_options,
             "correlation_options",
@@ -472,25 +625,17 @@ def watch(
         if correlation_channel_dims is not None:
             options["channel_dims"] = correlation_channel_dims
         measurers.append(
-            CorrelationWatcher(
-                model,
-                writer,
-                layers=correlation_layers,
-                probe=probe,
-                every=correlation_every,
-                **options,
-            )
+            Correlations(layers=correlation_layers, probe=probe, every=correlation_every, **options)
         )
     if saliency_probe is not None:
+        check_every(saliency_every, "saliency_every")
         options = {
             key: value
             for key, value in (("embeddings", saliency_embeddings), ("tokens", saliency_tokens))
             if value is not None
         }
         measurers.append(
-            SaliencyWatcher(
-                model,
-                writer,
+            Saliency(
                 probe=saliency_probe,
                 every=saliency_every,
                 methods=saliency_methods,
@@ -498,25 +643,7 @@ def watch(
                 **options,
             )
         )
-    try:
-        return Monitor(
-            model,
-            optimizer,
-            writer,
-            every=every,
-            tag=tag,
-            start_step=start_step,
-            measurements_per_event=measurements_per_event,
-            max_event_delay=max_event_delay,
-            measurers=measurers,
-        )
-    except Exception:
-        for measurer in measurers:  # leave no hook of a monitor that never started
-            try:
-                measurer.close()
-            except Exception:
-                pass  # the first error is the one to see
-        raise
+    return measurers
 
 
 def _options(

@@ -14,7 +14,6 @@ layers are named and tagged without `_orig_mod.`.
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Mapping, Sequence
 
 import torch
@@ -23,6 +22,7 @@ from deepscope.analysis.correlation import CorrelationAccumulator
 from deepscope.module_names import eager_module, find_modules, strip_compile_prefix
 from deepscope.writer.correlation import MATRIX_DTYPES, PACKINGS
 from deepscope.writer.hook_warnings import warn_from_hook
+from deepscope.writer.measurer import Measurer
 from deepscope.writer.probe import (
     batch_to,
     checked_channel_dims,
@@ -39,20 +39,18 @@ from deepscope.writer.probe import (
 DEFAULT_CORRELATION_EVERY = 500
 
 
-class CorrelationWatcher:
+class Correlations(Measurer):
     """Logs the named layers' channel correlations on `probe` every `every` optimizer steps.
 
-    A `watch.PeriodicMeasurer` (name "correlation"). `non_finite` counts the
+    A `deepscope.Measurer` (name "correlation"). `non_finite` counts the
     NaN/Inf activation values met (left out of the statistics), `overflow` the
     channels whose sums overflowed (correlation 0); the first trouble warns
     once. `measurements` counts the steps measured.
 
     Args:
-      model: the network being trained.
-      writer: a `deepscope.SummaryWriter`.
       layers: module names as in `model.named_modules()`, with or without
-        torch.compile's `_orig_mod.`; checked here. Tags carry the name
-        without it.
+        torch.compile's `_orig_mod.`; checked against the model by `start()`
+        (done by `watch()`). Tags carry the name without it.
       probe: fixed inputs: a tensor, an (inputs, labels) tuple, a mapping of
         input tensors (`model(**batch)`), or a list of batches; moved to the
         model's device when measured (the moved copy is kept).
@@ -64,14 +62,13 @@ class CorrelationWatcher:
       tag_prefix: tags are `tag_prefix + layer`.
       matrix_dtype: "float16" (default) or "uint8".
       packing: "full" (default) or "upper_triangle" (half the bytes).
+      name: the measurer's name (default "correlation").
     """
 
     name = "correlation"
 
     def __init__(
         self,
-        model: torch.nn.Module,
-        writer,
         layers: Sequence[str],
         probe,
         every: int = DEFAULT_CORRELATION_EVERY,
@@ -80,26 +77,20 @@ class CorrelationWatcher:
         matrix_dtype: str = "float16",
         channel_dims: Mapping[str, int] | None = None,
         packing: str = "full",
+        *,
+        name: str | None = None,
     ):
-        if not isinstance(model, torch.nn.Module):
-            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-        if not hasattr(writer, "add_channel_correlation"):
-            raise TypeError(
-                "writer must be a deepscope.SummaryWriter "
-                "(deepscope.SummaryWriter(log_dir) is a drop-in torch SummaryWriter)"
-            )
-        if isinstance(every, bool) or not hasattr(every, "__index__") or operator.index(every) < 1:
-            raise ValueError(f"every must be a positive number of optimizer steps, got {every!r}")
+        super().__init__(every, name=name)
         if isinstance(layers, str):
             layers = [layers]
         layers = list(layers)
-        if not layers or not all(isinstance(name, str) for name in layers):
+        if not layers or not all(isinstance(layer, str) for layer in layers):
             raise ValueError(
                 "correlation_layers must be a non-empty list of module names, as in "
                 f"model.named_modules(), got {layers!r}"
             )
-        self.modules = find_modules(model, layers, "correlation_layers")
-        layers = [strip_compile_prefix(name) for name in layers]
+        self._given_layers = layers
+        layers = [strip_compile_prefix(layer) for layer in layers]
         if len(set(layers)) != len(layers):
             raise ValueError(f"correlation_layers names a layer twice: {layers}")
         if channel_dim is not None and (
@@ -114,10 +105,10 @@ class CorrelationWatcher:
         self.batches = list(probe_batches(probe))
         if not self.batches:
             raise ValueError("probe holds no batches: give a tensor of inputs")
-        self.model = model
-        self.writer = writer
+        self.model: torch.nn.Module | None = None
+        self.writer = None
+        self.modules: list[torch.nn.Module] = []
         self.layers = layers
-        self.every = operator.index(every)
         self.channel_dim = channel_dim
         self.tag_prefix = tag_prefix
         self.matrix_dtype = matrix_dtype
@@ -127,6 +118,20 @@ class CorrelationWatcher:
         self.measurements = 0
         self._on_device: tuple[torch.device | None, list[torch.Tensor]] | None = None
 
+    def start(self, model: torch.nn.Module, optimizer, writer) -> None:
+        """Find the layers in `model` (ValueError naming the ones it lacks); write to `writer`."""
+        if not isinstance(model, torch.nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        if not hasattr(writer, "add_channel_correlation"):
+            raise TypeError(
+                "writer must be a deepscope.SummaryWriter "
+                "(deepscope.SummaryWriter(log_dir) is a drop-in torch SummaryWriter)"
+            )
+        self.modules = find_modules(model, self._given_layers, "correlation_layers")
+        self.model = model
+        self.writer = writer
+        self._on_device = None
+
     def _device_batches(self) -> list:
         device = model_device(self.model)
         if device is None:
@@ -135,12 +140,14 @@ class CorrelationWatcher:
             self._on_device = (device, [batch_to(batch, device) for batch in self.batches])
         return self._on_device[1]
 
-    def measure(self, step: int) -> None:
+    def measure(self, step: int, model=None, optimizer=None, writer=None) -> None:
         """Run the probe, log each layer's correlations at `step`; raises on failure.
 
         A layer whose hook was not called on the probe gets no step; the
         measurement then raises (watch() records the error) naming it.
         """
+        if self.model is None:
+            raise RuntimeError("Correlations.measure before start(model, optimizer, writer)")
         accumulators: list[CorrelationAccumulator | None] = [None] * len(self.layers)
 
         calls: set[int] = set()  # layers that ran in the current forward pass
@@ -204,8 +211,8 @@ class CorrelationWatcher:
                 f"deepscope: {non_finite} non-finite activations and {overflow} channels too "
                 f"large to square (overflow) in {layer!r} on the probe at step {step}; "
                 "non-finite sample positions are left out, overflowing channels get "
-                "correlation 0; counted in the watcher's non_finite and overflow "
-                "(monitor.measurers['correlation'])",
+                "correlation 0; counted in the measurer's non_finite and overflow "
+                f"(monitor.measurers[{self.name!r}])",
                 stacklevel=2,
             )
         self.non_finite += non_finite
@@ -216,3 +223,17 @@ class CorrelationWatcher:
 
     def close(self) -> None:
         """Nothing to release: hooks live only during a measurement."""
+
+
+class CorrelationWatcher(Correlations):
+    """`Correlations` already started on `model` and `writer` (the older spelling, for scripts).
+
+    `CorrelationWatcher(model, writer, layers, probe, ...)` is
+    `Correlations(layers, probe, ...)` followed by `start(model, None, writer)`.
+    """
+
+    def __init__(self, model: torch.nn.Module, writer, layers: Sequence[str], probe, *args, **kw):
+        if not isinstance(model, torch.nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        super().__init__(layers, probe, *args, **kw)
+        self.start(model, None, writer)

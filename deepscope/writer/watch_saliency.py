@@ -9,7 +9,6 @@ gradients with respect to the inputs only), so training goes on unchanged.
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -25,6 +24,7 @@ from deepscope.analysis.saliency.token_embeddings import (
     resolve_embedding_module,
 )
 from deepscope.writer.hook_warnings import warn_from_hook
+from deepscope.writer.measurer import Measurer
 
 DEFAULT_SALIENCY_EVERY = 500
 
@@ -62,16 +62,14 @@ def _split_probe(
     return inputs, labels
 
 
-class SaliencyWatcher:
-    """Measures saliency every `every` optimizer steps; a `watch.PeriodicMeasurer`.
+class Saliency(Measurer):
+    """Measures saliency every `every` optimizer steps; a `deepscope.Measurer` named "saliency".
 
     Args:
-      model: the network being trained.
-      writer: a `deepscope.SummaryWriter`.
       probe: fixed inputs [N, ...], or (inputs, labels); the maps attribute
         the labels when given, else each sample's predicted class.
-      every: optimizer steps between measurements.
       methods: names from `deepscope.analysis.saliency.METHODS`.
+      every: optimizer steps between measurements.
       method_options: method name → its options, e.g.
         {"integrated_gradients": {"n_steps": 32}}.
       eval_mode: measure in eval mode (the model's mode is restored after).
@@ -80,10 +78,12 @@ class SaliencyWatcher:
         [N, L] and the maps one value per token, attributed over the embeddings.
       tokens: with embeddings, the probe's token texts (N lists of L strings),
         shown in the tab instead of the ids.
+      name: the measurer's name (default "saliency").
 
-    The probe is checked once here: one forward pass (in the measuring mode,
-    restored after) must give class scores the labels fit, or a ValueError
-    says why. A `torch.compile`d model is measured through the module it wraps.
+    The arguments are checked here; the probe against the model by `start()`
+    (done by `watch()`): one forward pass (in the measuring mode, restored
+    after) must give class scores the labels fit, or a ValueError says why. A
+    `torch.compile`d model is measured through the module it wraps.
 
     Attributes:
       runs: measurements made; non_finite: non-finite map values seen (warned once).
@@ -93,21 +93,17 @@ class SaliencyWatcher:
 
     def __init__(
         self,
-        model: torch.nn.Module,
-        writer,
         probe: torch.Tensor | tuple[torch.Tensor, torch.Tensor | None],
-        every: int = DEFAULT_SALIENCY_EVERY,
         methods: Sequence[str] = ("gradient",),
+        every: int = DEFAULT_SALIENCY_EVERY,
         method_options: Mapping[str, Mapping[str, Any]] | None = None,
         eval_mode: bool = True,
         embeddings: torch.nn.Module | str | None = None,
         tokens: Sequence[Sequence[str]] | None = None,
+        *,
+        name: str | None = None,
     ):
-        if not isinstance(model, torch.nn.Module):
-            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-        if isinstance(every, bool) or not hasattr(every, "__index__") or operator.index(every) < 1:
-            raise ValueError(f"saliency every must be a positive number of steps, got {every!r}")
-        every = operator.index(every)
+        super().__init__(every, name=name)
         if isinstance(methods, str):
             methods = (methods,)
         methods = list(dict.fromkeys(methods))
@@ -119,26 +115,15 @@ class SaliencyWatcher:
         stray = sorted(set(method_options) - set(methods))
         if stray:
             raise ValueError(f"saliency method_options for methods not measured: {stray}")
-        # Probe passes run the eager module: hooks on a compiled graph's
-        # submodules are not always called, and the probe's cost is small.
-        self.model = module_names.eager_module(model)
-        self.writer = writer
-        self.every = every
-        self.methods = methods
-        self.method_options = {m: dict(method_options.get(m, {})) for m in methods}
-        self.eval_mode = eval_mode
-        self.embeddings = None
-        if embeddings is not None:
-            if isinstance(embeddings, str):
-                (embeddings,) = module_names.find_modules(
-                    model, [embeddings], "saliency embeddings"
-                )
-            self.embeddings = resolve_embedding_module(self.model, embeddings)
-        elif tokens is not None:
+        if embeddings is None and tokens is not None:
             raise ValueError(
                 "saliency tokens= names the tokens of a token probe: give embeddings= too"
             )
-        self._inputs, self._labels = _split_probe(probe, token_ids=self.embeddings is not None)
+        self.methods = methods
+        self.method_options = {m: dict(method_options.get(m, {})) for m in methods}
+        self.eval_mode = eval_mode
+        self._given_embeddings = embeddings
+        self._inputs, self._labels = _split_probe(probe, token_ids=embeddings is not None)
         self.tokens = [list(row) for row in tokens] if tokens is not None else None
         if self.tokens is not None:
             count, length = self._inputs.shape
@@ -147,10 +132,29 @@ class SaliencyWatcher:
                     f"saliency tokens must be {count} lists of {length} strings, one per token "
                     "of the probe"
                 )
-        self._check_probe()
+        self.model: torch.nn.Module | None = None
+        self.writer = None
+        self.embeddings = None
         self.runs = 0
         self.non_finite = 0
         self._warned_non_finite = False
+
+    def start(self, model: torch.nn.Module, optimizer, writer) -> None:
+        """Resolve the embeddings in `model` and check the probe on it (ValueError saying why)."""
+        if not isinstance(model, torch.nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        # Probe passes run the eager module: hooks on a compiled graph's
+        # submodules are not always called, and the probe's cost is small.
+        eager = module_names.eager_module(model)
+        embeddings = self._given_embeddings
+        if embeddings is not None:
+            if isinstance(embeddings, str):
+                (embeddings,) = module_names.find_modules(
+                    model, [embeddings], "saliency embeddings"
+                )
+            embeddings = resolve_embedding_module(eager, embeddings)
+        self.model, self.embeddings, self.writer = eager, embeddings, writer
+        self._check_probe()
 
     def _check_probe(self) -> None:
         """One forward pass on the probe: scores found, labels in range, or a ValueError."""
@@ -179,8 +183,10 @@ class SaliencyWatcher:
                 self._labels = self._labels.to(parameter.device)
         return self._inputs, self._labels
 
-    def measure(self, step: int) -> None:
+    def measure(self, step: int, model=None, optimizer=None, writer=None) -> None:
         """Log each method's maps of the probe; after all ran, raise the first failure."""
+        if self.model is None:
+            raise RuntimeError("Saliency.measure before start(model, optimizer, writer)")
         inputs, labels = self._probe_on_model_device()
         failures: list[tuple[str, Exception]] = []
         for method in self.methods:
@@ -225,8 +231,8 @@ class SaliencyWatcher:
             self._warned_non_finite = True
             warn_from_hook(
                 f"saliency {method} at step {step}: {count} map value(s) are NaN or infinite; "
-                "they are logged as computed and counted in the watcher's non_finite "
-                "(warned once)",
+                "they are logged as computed and counted in the measurer's non_finite "
+                f"(monitor.measurers[{self.name!r}].non_finite; warned once)",
                 stacklevel=2,
             )
 
@@ -235,3 +241,25 @@ class SaliencyWatcher:
 
     def close(self) -> None:
         """Nothing to release."""
+
+
+class SaliencyWatcher(Saliency):
+    """`Saliency` already started on `model` and `writer` (the older spelling, kept for scripts).
+
+    `SaliencyWatcher(model, writer, probe, every, methods, ...)` is
+    `Saliency(probe, methods, every, ...)` followed by `start(model, None, writer)`.
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        writer,
+        probe: torch.Tensor | tuple[torch.Tensor, torch.Tensor | None],
+        every: int = DEFAULT_SALIENCY_EVERY,
+        methods: Sequence[str] = ("gradient",),
+        **kw,
+    ):
+        if not isinstance(model, torch.nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        super().__init__(probe, methods, every, **kw)
+        self.start(model, None, writer)

@@ -14,13 +14,12 @@ token embedding among them) one measurement of everything took 20 s on 2 quiet
 cores (about 3 training steps) and 100-350 s when other processes competed for
 the cores. So each call has a time budget (`time_budget`, DEFAULT_TIME_BUDGET
 seconds): layers are measured largest first until the budget is spent and the
-rest are carried over to the following optimizer steps (see `SpectraWatcher`).
+rest are carried over to the following optimizer steps (see `Spectra`).
 """
 
 from __future__ import annotations
 
 import math
-import operator
 import os
 import time
 from collections.abc import Iterator
@@ -32,6 +31,7 @@ from deepscope import module_names
 from deepscope.analysis import spectrum as spectrum_math
 from deepscope.proto import deepscope_pb2 as pb
 from deepscope.writer.hook_warnings import warn_from_hook
+from deepscope.writer.measurer import Measurer, check_every
 from deepscope.writer.spectrum import spectrum_info
 
 DEFAULT_SPECTRA_EVERY = 200
@@ -192,10 +192,10 @@ def choose_threads(configured: int = 0) -> int:
     return max(1, min(current, free))
 
 
-class SpectraWatcher:
+class Spectra(Measurer):
     """Logs the spectrum of every eligible weight every `every` optimizer steps.
 
-    A `watch.PeriodicMeasurer` named "spectra". Eligible: every module whose
+    A `deepscope.Measurer` named "spectra". Eligible: every module whose
     `weight` has 2 or more dimensions (`deepscope.analysis.spectrum.module_weight`:
     Linear, ConvNd, ConvTransposeNd, Embedding, EmbeddingBag, Bilinear, and
     custom modules with such a weight), found anew at each cadence step (lazy
@@ -237,22 +237,22 @@ class SpectraWatcher:
     with its error, counted in `stats` and warned about once; training goes on.
 
     Args:
-      model: the module to watch.
-      writer: a deepscope.SummaryWriter.
       every: cadence in optimizer steps.
       prefix: tag prefix.
       dtype: torch.float32 (default) or torch.float64 for the SVDs.
       time_budget: seconds per call (DEFAULT_TIME_BUDGET); None: everything at once.
       include_frozen: also measure weights with requires_grad=False.
       threads: torch threads for the SVDs; None: decide from the machine's load.
+      name: the measurer's name (default "spectra").
+
+    `start(model, optimizer, writer)` (done by `watch()`) says what to measure
+    and where to write; `measure(step)` then measures at global step `step`.
     """
 
     name = "spectra"
 
     def __init__(
         self,
-        model: torch.nn.Module,
-        writer,
         every: int = DEFAULT_SPECTRA_EVERY,
         *,
         prefix: str = "spectra",
@@ -260,18 +260,9 @@ class SpectraWatcher:
         time_budget: float | None = DEFAULT_TIME_BUDGET,
         include_frozen: bool = False,
         threads: int | None = None,
+        name: str | None = None,
     ):
-        if not isinstance(model, torch.nn.Module):
-            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-        if not hasattr(writer, "add_spectrum"):
-            raise TypeError(
-                "writer must be a deepscope.SummaryWriter "
-                "(deepscope.SummaryWriter(log_dir) is a drop-in torch SummaryWriter)"
-            )
-        if isinstance(every, bool) or not hasattr(every, "__index__") or operator.index(every) < 1:
-            raise ValueError(
-                f"spectra_every must be a positive number of optimizer steps, got {every!r}"
-            )
+        super().__init__(every, name=name)
         if dtype not in (torch.float32, torch.float64):
             raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
         if time_budget is not None and (
@@ -290,9 +281,8 @@ class SpectraWatcher:
                 f"threads must be a positive integer or None (decide from the load), "
                 f"got {threads!r}"
             )
-        self.model = model
-        self.writer = writer
-        self.cadence = operator.index(every)
+        self.model: torch.nn.Module | None = None
+        self.writer = None
         self.prefix = prefix
         self.dtype = dtype
         self.time_budget = None if time_budget is None else float(time_budget)
@@ -306,10 +296,31 @@ class SpectraWatcher:
         self._warned_deferred = False
         self._clock = time.perf_counter  # seconds; tests replace it
 
+    def start(self, model: torch.nn.Module, optimizer, writer) -> None:
+        """Measure `model`'s weights, written to `writer` (a deepscope.SummaryWriter)."""
+        if not isinstance(model, torch.nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        if not hasattr(writer, "_add_spectrum"):
+            raise TypeError(
+                "writer must be a deepscope.SummaryWriter "
+                "(deepscope.SummaryWriter(log_dir) is a drop-in torch SummaryWriter)"
+            )
+        self.model = model
+        self.writer = writer
+
+    @property
+    def non_finite(self) -> int:
+        """Spectra not measured because the weight was not finite (`stats.non_finite`)."""
+        return self.stats.non_finite
+
     @property
     def every(self) -> int:
         """The monitor's cadence for this measurer: 1 while layers are carried over."""
         return 1 if self._pending else self.cadence
+
+    @every.setter
+    def every(self, value: int) -> None:
+        self.cadence = check_every(value, "every")
 
     def layers(self) -> list[tuple[str, spectrum_math.LayerWeight]]:
         """(tag, LayerWeight) of every eligible weight now, in `named_modules()` order.
@@ -358,13 +369,15 @@ class SpectraWatcher:
         )
         self._pending = due
 
-    def measure(self, step: int) -> None:
+    def measure(self, step: int, model=None, optimizer=None, writer=None) -> None:
         """Measure due layers at global step `step`, within the time budget.
 
         A call at a cadence step (or with nothing pending: a direct call) starts a
         new period in which every eligible layer is due; a call with layers pending
         continues with them.
         """
+        if self.model is None:
+            raise RuntimeError("Spectra.measure before start(model, optimizer, writer)")
         start = self._clock()
         previous_threads = torch.get_num_threads()
         new_period = step % self.cadence == 0 or not self._pending
@@ -452,7 +465,7 @@ class SpectraWatcher:
             [layer.weight for layer, _ in taken], dtype=self.dtype
         )
         for (layer, fingerprint), spectrum in zip(taken, spectra):
-            written = self.writer.add_spectrum(layer.tag, spectrum, global_step=step)
+            written = self.writer._add_spectrum(layer.tag, spectrum, global_step=step)
             self.stats.spectra += 1
             self._last_measured_step[layer.tag] = step
             if written.error:
@@ -473,7 +486,7 @@ class SpectraWatcher:
             f"deepscope: spectra at step {step}: {len(self._pending)} layer(s) did not fit the "
             f"time budget of {self.time_budget} s and are carried over to the next optimizer "
             f"steps, largest first (each logged at the step it is measured at), e.g. "
-            f"{self._pending[0].tag}; see monitor.measurers['spectra'].stats (deferred, "
+            f"{self._pending[0].tag}; see monitor.measurers[{self.name!r}].stats (deferred, "
             "pending); raise spectra_options={'time_budget': ...} or set it to None to "
             "measure everything at once. Warned once.",
             stacklevel=2,
@@ -499,3 +512,15 @@ class SpectraWatcher:
 
     def close(self) -> None:
         """Nothing to release; layers still pending stay unmeasured (`stats.pending`)."""
+
+
+class SpectraWatcher(Spectra):
+    """`Spectra` already started on `model` and `writer` (the older spelling, kept for scripts).
+
+    `SpectraWatcher(model, writer, every, ...)` is
+    `Spectra(every, ...)` followed by `start(model, None, writer)`.
+    """
+
+    def __init__(self, model: torch.nn.Module, writer, every: int = DEFAULT_SPECTRA_EVERY, **kw):
+        super().__init__(every, **kw)
+        self.start(model, None, writer)

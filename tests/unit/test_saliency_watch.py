@@ -213,7 +213,7 @@ def test_watcher_arguments_are_checked_up_front(tmp_path):
         SaliencyWatcher(model, None, probe=(PROBE[0], torch.tensor([0, 1])))
     with pytest.raises(TypeError, match="floating-point inputs"):
         SaliencyWatcher(model, None, probe=torch.zeros(2, 1, 6, 6, dtype=torch.long))
-    with pytest.raises(ValueError, match="positive number of steps"):
+    with pytest.raises(ValueError, match="every must be a positive number of optimizer steps"):
         SaliencyWatcher(model, None, probe=PROBE, every=0)
     with pytest.raises(ValueError, match="not measured"):
         SaliencyWatcher(model, None, probe=PROBE, method_options={"occlusion": {"window": 2}})

@@ -18,7 +18,7 @@ import deepscope
 from deepscope import metadata
 from deepscope.analysis import update_ratios as ratios_math
 from deepscope.proto import arrays
-from deepscope.writer.summary import ZERO_WEIGHT
+from deepscope.writer.update_ratios import ZERO_WEIGHT
 from tests.update_ratio_logs import read_update_ratios
 
 
@@ -414,15 +414,53 @@ def test_a_block_is_written_once_its_oldest_measurement_is_old_enough(
     assert [step for step, _ in logged(read_values, None, tmp_path)] == [0, 1, 2]
 
 
-def test_flush_writes_a_partial_block(writer, tmp_path, read_values):
+def _flush_event_files_only(writer):
+    """Put what the writer has on disk without running its flush hooks (the monitor's)."""
+    for file_writer in writer.all_writers.values():
+        file_writer.flush()
+
+
+@pytest.mark.parametrize("flush", ["monitor", "writer"])
+def test_flush_writes_a_partial_block(flush, writer, tmp_path, read_values):
     model, optimizer = _make("adam")
-    monitor = deepscope.watch(model, optimizer, writer, every=1)
+    monitor = deepscope.watch(model, optimizer, writer, every=1, max_event_delay=60.0)
     train(model, optimizer, 3)
-    writer.flush()
+    _flush_event_files_only(writer)
     assert read_values(tmp_path, "update_ratios") == []  # held for a block of 10
-    monitor.flush()
+    (monitor if flush == "monitor" else writer).flush()
     assert [step for step, _ in logged(read_values, None, tmp_path)] == [0, 1, 2]
     monitor.close()
+
+
+def test_closing_the_writer_writes_the_held_block(tmp_path, read_values):
+    model, optimizer = _make("adam")
+    writer = deepscope.SummaryWriter(str(tmp_path))
+    monitor = deepscope.watch(model, optimizer, writer, every=1, max_event_delay=60.0)
+    train(model, optimizer, 4)
+    writer.close()
+    assert [step for step, _ in logged(read_values, None, tmp_path)] == [0, 1, 2, 3]
+    monitor.close()  # nothing left to write, and nothing raises
+
+
+def test_a_block_written_for_its_age_is_on_disk_at_once(writer, tmp_path, read_values):
+    """What bounds a kill -9's loss: an old block is written and its event file flushed."""
+    model, optimizer = _make("adam")
+    monitor = deepscope.watch(model, optimizer, writer, every=1, max_event_delay=0.0)
+    train(model, optimizer, 2)  # step 1's hook writes step 0 (old enough), then step 1
+    # No flush of any kind here: what was written is read from disk as it is.
+    assert [step for step, _ in logged(read_values, None, tmp_path)] == [0, 1]
+    monitor.close()
+
+
+def test_default_max_event_delay_is_a_few_seconds():
+    import inspect
+
+    from deepscope.writer import watch_update_ratios
+
+    assert watch_update_ratios.DEFAULT_MAX_EVENT_DELAY == 2.0
+    default = inspect.signature(deepscope.watch).parameters["max_event_delay"].default
+    assert repr(default) == "2.0"
+    assert deepscope.UpdateRatios().max_event_delay == 2.0
 
 
 def test_warnings_turned_into_errors_do_not_stop_training(writer):
@@ -547,7 +585,7 @@ def test_watching_an_optimizer_twice_is_refused_until_the_first_monitor_is_close
     with pytest.raises(ValueError, match=r"already watched.*close\(\) on the first monitor"):
         deepscope.watch(model, optimizer, writer, every=1, spectra_every=None)
     with pytest.raises(ValueError, match="already watched"):
-        deepscope.Monitor(model, optimizer, writer, every=1)
+        deepscope.Monitor(model, optimizer, writer, [deepscope.UpdateRatios(every=1)])
     assert _hook_counts(optimizer) == (1, 1)  # the refused ones left nothing behind
     train(model, optimizer, 2)
     first.close()

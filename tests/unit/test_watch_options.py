@@ -17,21 +17,18 @@ class Recorder:
     def __init__(self, name):
         self.name = name
 
-    def __call__(self, model, writer, **kwargs):
+    def __call__(self, **kwargs):
         Recorder.calls.append((self.name, kwargs))
-        measurer = type("Measurer", (), {})()
-        measurer.name, measurer.every = self.name, kwargs.get("every", 1)
-        measurer.measure = measurer.flush = measurer.close = lambda *args: None
-        return measurer
+        return deepscope.Measurer(kwargs.get("every", 1), name=self.name)
 
 
 @pytest.fixture
 def recorded(monkeypatch):
     Recorder.calls = []
     for name, cls in (
-        ("spectra", "SpectraWatcher"),
-        ("correlation", "CorrelationWatcher"),
-        ("saliency", "SaliencyWatcher"),
+        ("spectra", "Spectra"),
+        ("correlation", "Correlations"),
+        ("saliency", "Saliency"),
     ):
         monkeypatch.setattr(watch_module, cls, Recorder(name))
     return Recorder.calls
@@ -120,5 +117,5 @@ def test_real_measurers_accept_the_options(setup):
         correlation_channel_dims={"0": -1},
         correlation_options={"matrix_dtype": "float16"},
     )
-    assert set(monitor.measurers) == {"spectra", "correlation"}
+    assert set(monitor.measurers) == {"update_ratios", "spectra", "correlation"}
     monitor.close()

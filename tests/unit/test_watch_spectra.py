@@ -185,9 +185,15 @@ def test_default_cadence_and_turning_spectra_off(writer):
 
 
 @pytest.mark.parametrize("every", [-1, 1.5, "3", True])
-def test_bad_cadence_raises(writer, every):
-    with pytest.raises(ValueError, match="spectra_every must be a positive"):
+def test_bad_cadence_raises_naming_the_argument_given(writer, every):
+    with pytest.raises(ValueError, match="^every must be a positive"):
+        deepscope.Spectra(every=every)
+    with pytest.raises(ValueError, match="^every must be a positive"):
         SpectraWatcher(Net(), writer, every=every)
+    model = Net()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(ValueError, match="^spectra_every must be a positive"):
+        deepscope.watch(model, optimizer, writer, spectra_every=every)
 
 
 def test_plain_torch_writer_raises(tmp_path):
@@ -401,7 +407,7 @@ def _monitor_run(model, watcher, steps):
 
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
     tokens = torch.randint(0, 100, (8, 3))
-    with Monitor(model, optimizer, watcher.writer, every=10_000, measurers=[watcher]) as monitor:
+    with Monitor(model, optimizer, watcher.writer, [watcher]) as monitor:
         for _ in range(steps):
             optimizer.zero_grad()
             model(tokens).square().mean().backward()
@@ -518,7 +524,7 @@ def test_a_failing_measurement_does_not_retry_its_layers_at_every_step(writer, m
         calls.append(tag)
         raise OSError("disk full")
 
-    monkeypatch.setattr(writer, "add_spectrum", fails)
+    monkeypatch.setattr(writer, "_add_spectrum", fails)
     with pytest.raises(OSError):
         watcher.measure(0)
     assert watcher.every == 10 and watcher.stats.pending == []  # back to the cadence
