@@ -364,7 +364,8 @@ class BlobKindRoutes:
             except errors.InvalidArgumentError as error:
                 if unreadable_name_character(series.run + series.tag) is None:
                     raise
-                return self._damaged(blob_step, str(error), damaged=False)
+                message = str(error).removeprefix("Invalid argument: ")
+                return self._damaged(blob_step, message, damaged=False)
 
         if len(missing) <= 2:
             for i in missing:

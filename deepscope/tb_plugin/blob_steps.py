@@ -2,8 +2,9 @@
 
 Each step of such a series is a blob sequence whose first blob is the kind's
 serialized `*Step` message. Listing the steps reads only blob keys; a step's
-payload is fetched on its own, so a route can serve one step of a long run
-without loading them all. Reads only through `context.data_provider`.
+payload is fetched on its own (`blob_kind.BlobKindRoutes.read`), so a route
+can serve one step of a long run without loading them all. Reads only through
+`context.data_provider`.
 
 Two things spare the routes round trips (each tens of milliseconds on the Rust
 data server), shared by every kind:
@@ -27,6 +28,7 @@ from tensorboard import errors
 from tensorboard.data import provider
 
 from deepscope import metadata
+from deepscope.tb_plugin import responses
 
 if TYPE_CHECKING:
     from deepscope.tb_plugin.route_context import RouteContext
@@ -181,8 +183,9 @@ class LRUCache:
 
 def find_step(steps: list[BlobStep], step: int | None, run: str, tag: str) -> BlobStep:
     """The kept step `step` (the last one when None); a 404 naming the nearest kept steps."""
+    tag, run = responses.echo(tag), responses.echo(run)
     if not steps:
-        raise errors.NotFoundError(f"tag {tag!r} of run {run!r} has no steps yet")
+        raise errors.NotFoundError(f"tag {tag} of run {run} has no steps yet")
     if step is None:
         return steps[-1]
     for candidate in steps:
@@ -193,15 +196,6 @@ def find_step(steps: list[BlobStep], step: int | None, run: str, tag: str) -> Bl
     above = [s for s in kept if s > step][:1]
     nearest = ", ".join(str(s) for s in below + above)
     raise errors.NotFoundError(
-        f"tag {tag!r} of run {run!r} has no step {step}; nearest kept steps: {nearest} "
+        f"tag {tag} of run {run} has no step {step}; nearest kept steps: {nearest} "
         f"({len(kept)} kept, from {kept[0]} to {kept[-1]}; the steps route lists them all)"
     )
-
-
-def read_blob(data_provider, ctx, blob_step: BlobStep, index: int = 0) -> bytes:
-    """The bytes of one blob of a step; a 404 if the step has no such blob."""
-    if index >= len(blob_step.blob_keys):
-        raise errors.NotFoundError(
-            f"step {blob_step.step} holds {len(blob_step.blob_keys)} blob(s), not {index + 1}"
-        )
-    return data_provider.read_blob(ctx, blob_key=blob_step.blob_keys[index])

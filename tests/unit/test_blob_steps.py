@@ -72,13 +72,14 @@ def _plugin_data(kind: kinds.Kind, info) -> pb.PluginData:
     return plugin_data
 
 
-@pytest.fixture(scope="module")
-def logdir(tmp_path_factory):
+def write_blob_log(logdir):
+    """Run "alpha": each blob kind's good, damaged and blob-less steps (see the module
+    docstring), the same under a tag the fast data server cannot read, and an update-ratio
+    tag; run "flip": a correlation step whose ρ[0, 1] has a flipped exponent bit (32768)."""
     from torch.utils.tensorboard import SummaryWriter as TorchWriter
 
     from deepscope.writer import summary
 
-    logdir = tmp_path_factory.mktemp("blob-steps")
     writer = TorchWriter(str(logdir / "alpha"))
     for kind in BLOB_KINDS:
         assert kind.name in EXAMPLES, f"add an example step of kind {kind.name!r} to EXAMPLES"
@@ -92,6 +93,24 @@ def logdir(tmp_path_factory):
                 writer.file_writer.add_summary(event, number, 1000.0 + number)
     writer.file_writer.add_summary(summary.update_ratios_pb("ratios", {"w": 1e-3}), 0, 1.0)
     writer.close()
+    writer = TorchWriter(str(logdir / "flip"))
+    info, step = _correlation()
+    flipped = pb.CorrelationStep()
+    flipped.CopyFrom(step)
+    data = bytearray(flipped.matrix.data)
+    data[3] ^= 0x40  # ρ[0, 1] = 0.5 is float16 0x3800: now 0x7800 = 32768
+    flipped.matrix.data = bytes(data)
+    for number, message in ((0, step), (1, flipped)):
+        plugin_data = _plugin_data(kinds.by_name("correlation"), info) if number == 0 else None
+        event = summary.blob_sequence_summary("c", [message.SerializeToString()], plugin_data)
+        writer.file_writer.add_summary(event, number, 1000.0 + number)
+    writer.close()
+
+
+@pytest.fixture(scope="module")
+def logdir(tmp_path_factory):
+    logdir = tmp_path_factory.mktemp("blob-steps")
+    write_blob_log(logdir)
     return logdir
 
 
@@ -147,7 +166,7 @@ def test_common_errors_say_what_to_do(client, kind, route):
     cases = [
         ({"tag": tag}, 400, "missing query parameter 'run'"),
         ({"run": "alpha"}, 400, "missing query parameter 'tag'"),
-        ({"run": "nope", "tag": tag}, 404, "runs with deepscope data: 'alpha'"),
+        ({"run": "nope", "tag": tag}, 404, "runs with deepscope data: 'alpha', 'flip'"),
         ({"run": "alpha", "tag": "nope"}, 404, "has no deepscope tag 'nope'; its tags: "),
         ({"run": "alpha", "tag": "nope"}, 404, f"{tag!r}, "),
         ({"run": "alpha", "tag": "ratios"}, 400, f"holds update_ratios data, not {kind.name}"),
@@ -358,5 +377,14 @@ def test_spectrum_metrics_mark_each_step_of_a_name_the_fast_loader_cannot_read(l
     layers = plugin_routes.get_json(client, "spectrum_metrics", run="alpha")["layers"]
     unreadable = layers[f"spectrum/{FAST_LOADER_TAG}"]
     assert [step for step, _ in unreadable["errors"]] == ALL_STEPS  # each step says why
-    assert all("--load_fast=false" in e for s, e in unreadable["errors"] if s != EMPTY_STEP)
+    for step, error in unreadable["errors"]:
+        if step != EMPTY_STEP:
+            assert error.startswith("cannot read the steps of tag") and "--load_fast=false" in error
     assert [step for step, _ in layers["spectrum"]["errors"]] == [DAMAGED_STEP, EMPTY_STEP]
+
+
+def test_a_flipped_byte_in_a_correlation_matrix_is_that_steps_error(client):
+    body = plugin_routes.get_json(client, "correlation_matrix", run="flip", tag="c", step=1)
+    assert "|ρ| = 32768, beyond 1" in body["error"] and "values" not in body
+    good = plugin_routes.get_json(client, "correlation_matrix", run="flip", tag="c", step=0)
+    assert good["error"] is None
