@@ -49,6 +49,9 @@ WALL_TIME = 1_750_000_000.0  # seconds since the epoch of step 0
 PARAMETER_NAMES = ("encoder.weight", "encoder.bias", "head.weight")
 LAYER_NAMES = ("conv1", "conv2", "fc")
 NO_NAMES_TAG = "update_ratios/no_names"
+# The last series of every run's file (see `_Events`).
+SENTINEL_TAG = "written_last"
+CRC_RUN = "crc_flipped"
 # Characters of run and tag names that tensorboard-data-server 0.7.2 cannot parse back
 # from its own blob keys.
 ODD_CHARACTERS = {"quote": '"', "backslash": "\\", "newline": "\n", "tab": "\t", "control": "\x01"}
@@ -605,7 +608,11 @@ def _metadata_damages(kind: str) -> dict[str, Callable[[summary_pb2.Summary], No
 
 
 class _Events:
-    """Events of one run, written with TensorBoard's tf-free writer."""
+    """Events of one run, written with TensorBoard's tf-free writer.
+
+    `close()` ends the file with a good update-ratio series, `SENTINEL_TAG`: a
+    loader that serves its steps has read the whole file.
+    """
 
     def __init__(self, logdir: Path):
         self._writer = EventFileWriter(str(logdir))
@@ -616,6 +623,7 @@ class _Events:
         )
 
     def close(self) -> None:
+        _write_series(self, "update_ratios", SENTINEL_TAG, None, GOOD_STEPS, ())
         self._writer.close()
 
 
@@ -744,6 +752,47 @@ def _write_no_names(events: _Events) -> DamagedSeries:
             tensor_summary(tag, payload.SerializeToString(), plugin_data if i == 0 else None), step
         )
     return DamagedSeries("update_ratios", tag, "no_names", {}, GOOD_STEPS, (), whole_series=True)
+
+
+def write_crc_flipped_log(root: Path) -> DamagedSeries:
+    """Run `CRC_RUN`: a cross correlation series whose step 20 has a byte flipped on disk.
+
+    The flipped byte is the exponent of ρ[0, 1] in the record's payload, and the
+    record's checksum is left as written: TensorBoard's Python loader stops
+    reading the file at that record (its CRC check fails), the Rust data server
+    (which checks no record checksums) serves |ρ| > 1. The run's sentinel is
+    written first, so that it does not wait behind the damaged record.
+    """
+    tag = "correlation/record_flipped_byte"
+    events = _Events(root / CRC_RUN)
+    _write_series(events, "update_ratios", SENTINEL_TAG, None, GOOD_STEPS, ())
+    steps = tuple(sorted((*GOOD_STEPS, DAMAGED_STEP)))
+    payloads = {}
+    good = {}
+    for i, step in enumerate(steps):
+        written = _GOOD["correlation"](tag, step, True)
+        payloads[step] = _payload(written.summary)
+        good[step] = written.values
+        events.add(written.summary if i == 0 else _without_metadata(written.summary), step)
+    events._writer.close()  # no sentinel after the damage
+    (path,) = (root / CRC_RUN).glob("events.out.tfevents.*")
+    data = bytearray(path.read_bytes())
+    matrix = pb.CorrelationStep.FromString(payloads[DAMAGED_STEP]).matrix
+    offset = bytes(data).index(matrix.data) + 2 * 1 + 1  # the high byte of ρ[0, 1] (float16)
+    assert bytes(data).count(matrix.data) == 1
+    for mask in (0x20, 0x10, 0x40, 0x08):
+        flipped = bytes([data[offset - 1], data[offset] ^ mask])
+        rho = float(np.frombuffer(flipped, "<f2")[0])
+        if np.isfinite(rho) and abs(rho) > 1.5:
+            data[offset] ^= mask
+            break
+    else:
+        raise AssertionError("no flip of ρ's exponent makes |ρ| > 1.5")
+    path.write_bytes(bytes(data))
+    del good[DAMAGED_STEP]
+    return DamagedSeries(
+        "correlation", tag, "record_flipped_byte", good, (DAMAGED_STEP,), cross=True
+    )
 
 
 def write_odd_name_log(root: Path) -> list[OddNamedSeries]:
