@@ -4,7 +4,8 @@ Each tag of `write_damaged_update_ratios(run_dir)` holds a good event at step 0,
 a damaged one at `BAD_STEP`, a good one at step 80 (`GOOD`); `CASES` says, per
 tag, what the warning must say about the damaged one. Also: a restarted run with
 other names (`restarted`, `restarted_longer`), metadata with no names
-(`nameless`), and seven damaged events in a row (`many`).
+(`nameless`), a good and a damaged event at one step (`twice_at_one_step`), and
+seven damaged events in a row (`many`).
 """
 
 from __future__ import annotations
@@ -154,6 +155,13 @@ def write_damaged_update_ratios(run_dir: Path) -> None:
         ("nameless", 0, 100.0, string_tensor(named), update_ratios_metadata([])),
         ("nameless", BAD_STEP, 140.0, string_tensor(ratios_step([]).SerializeToString()), None),
         ("nameless", 80, 180.0, string_tensor(named), None),
+    ]
+    # Two events at step 40 (a restarted writer's), one with a negative ratio: only it goes.
+    tag = "twice_at_one_step"
+    events += [
+        (tag, 0, 100.0, string_tensor(_good(0)), update_ratios_metadata(NAMES)),
+        (tag, BAD_STEP, 140.0, string_tensor(_good(80)), None),
+        (tag, BAD_STEP, 141.0, CASES["negative"][0], None),
     ]
     # Seven damaged events in a row: the warning spells out five and counts the rest.
     events.append(("many", 0, 100.0, string_tensor(_good(0)), update_ratios_metadata(NAMES)))

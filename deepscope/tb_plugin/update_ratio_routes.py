@@ -253,7 +253,8 @@ def read_update_ratios(
     zero_weight_marks: list[tuple[int, int]] = []
     unknown_names_steps: list[int] = []
     malformed: list[tuple[int, str]] = []  # (event's step, what is wrong)
-    row_events: list[int] = []  # the step of the event each row came from
+    event_steps: list[int] = []  # the step of each placed event
+    row_events: list[int] = []  # the index (into event_steps) of the event each row came from
     for datum in datums:
         try:
             event = _decode(datum, series_names, series_crc)
@@ -281,7 +282,8 @@ def read_update_ratios(
             zero_weight_marks.extend((row + i // width, i % width) for i in event.zero_weight)
         steps.extend(event.steps)
         wall_times.extend(event.wall_times)
-        row_events.extend([int(datum.step)] * rows)
+        row_events.extend([len(event_steps)] * rows)
+        event_steps.append(int(datum.step))
     values = np.full((len(steps), len(columns)), np.nan, dtype=np.float32)
     # Not measured unless a row says otherwise.
     no_update = np.ones(values.shape, dtype=bool)
@@ -308,7 +310,7 @@ def read_update_ratios(
         keep = ~np.isin(row_events, list(negative))
         steps_array, wall_times_array = steps_array[keep], wall_times_array[keep]
         values, no_update, zero_weight = values[keep], no_update[keep], zero_weight[keep]
-        malformed = sorted(malformed + list(negative.items()))
+        malformed = sorted(malformed + [(event_steps[e], why) for e, why in negative.items()])
     warnings = _warnings(malformed, unknown_names_steps)
     if np.any(np.diff(steps_array) < 0):  # blocks of a restarted run may interleave
         order = np.argsort(steps_array, kind="stable")
@@ -326,7 +328,7 @@ def read_update_ratios(
 
 
 def _negative_events(values: np.ndarray, row_events: np.ndarray, names: list[str]) -> dict:
-    """Event step → what is wrong, for each event with a finite negative ratio.
+    """Event (its index in `row_events`) → what is wrong, for each with a finite negative ratio.
 
     ‖ΔW‖/‖W‖ is never negative: a finite negative value is damage (a flipped sign
     bit, which the fast data server, not checking record checksums, serves as

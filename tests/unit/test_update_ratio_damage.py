@@ -119,3 +119,12 @@ def test_many_damaged_events_spell_out_five_and_count_the_rest(routes):
     for step in range(10, 15):
         assert f"step {step}: " in warning
     assert "step 15: " not in warning and warning.endswith("; and 2 more")
+
+
+def test_a_damaged_event_at_the_step_of_a_good_one_drops_only_itself(routes):
+    ratios = routes.update_ratios(RequestContext(), "", "damaged", "twice_at_one_step")
+    assert list(ratios.steps) == [0, BAD_STEP]
+    np.testing.assert_allclose(ratios.values, np.float32([GOOD[0], GOOD[80]]), rtol=EPS, atol=0)
+    assert list(ratios.wall_times) == [100.0, 140.0]
+    (warning,) = ratios.warnings
+    assert f"step {BAD_STEP}: ratio -0.2 of parameter 'b' is negative" in warning
