@@ -19,6 +19,7 @@ Works with plain floats; torch is imported only when a value is a tensor
 
 from __future__ import annotations
 
+import math
 import numbers
 import sys
 import warnings
@@ -118,7 +119,8 @@ def values_from_mapping(
             '{"fc1": 0.12, "fc2": 0.03} (None marks a layer not measured at this step)'
         )
     names: list[str] = []
-    result = np.full(len(values), np.nan, dtype=np.float32)
+    # Python floats (float64), made float32 at once below; NaN where not measured.
+    floats = [math.nan] * len(values)
     not_measured: list[int] = []
     # (index, tensor) of torch tensors, copied to the host together below.
     tensors: list[tuple[int, object]] = []
@@ -129,7 +131,10 @@ def values_from_mapping(
         if not name:
             raise ValueError("layer names must be non-empty strings, got ''")
         names.append(name)
-        if value is None:
+        kind = type(value)
+        if kind is float or kind is int:  # the common case, checked first
+            floats[i] = _float(value)
+        elif value is None:
             not_measured.append(i)
         elif torch is not None and isinstance(value, torch.Tensor):
             if value.numel() != 1 or value.is_complex() or value.dtype == torch.bool:
@@ -138,11 +143,13 @@ def values_from_mapping(
         elif isinstance(value, np.ndarray):
             if value.size != 1 or not _real_dtype(value.dtype):
                 raise TypeError(_not_a_number(name, value))
-            result[i] = _float32(value.reshape(()))
+            floats[i] = float(value.reshape(()))
         elif isinstance(value, numbers.Real) and not isinstance(value, bool | np.bool_):
-            result[i] = _float32(value)
+            floats[i] = _float(value)
         else:
             raise TypeError(_not_a_number(name, value))
+    with np.errstate(over="ignore"):  # beyond float32 is stored as ±inf, as measured
+        result = np.asarray(floats, dtype=np.float64).astype(np.float32)
     if tensors:
         _copy_tensors(torch, tensors, result)
     return names, result, not_measured
@@ -152,9 +159,12 @@ def _real_dtype(dtype: np.dtype) -> bool:
     return np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating)
 
 
-def _float32(value) -> np.float32:
-    with np.errstate(over="ignore"):  # beyond float32 is stored as inf, as measured
-        return np.float32(value)
+def _float(value) -> float:
+    """A real number as a float; an int beyond float64's range as ±inf (as measured)."""
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
 
 
 def _not_a_number(name: str, value) -> str:

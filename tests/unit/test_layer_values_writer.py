@@ -111,8 +111,10 @@ def test_tensors_and_numpy_values_of_any_real_dtype_are_read_as_float32():
 
 def test_values_beyond_float32_are_stored_as_infinities_as_measured():
     big = torch.tensor(1e300, dtype=torch.float64)
-    _, values, _ = _step(layer_values_pb("x", {"a": 1e300, "b": -1e300, "c": big}).value[0])
-    assert np.isposinf(values[0]) and np.isneginf(values[1]) and np.isposinf(values[2])
+    given = {"a": 1e300, "b": -1e300, "c": big, "d": 10**400, "e": -(10**400), "f": 3e38}
+    _, values, _ = _step(layer_values_pb("x", given).value[0])
+    assert np.isposinf(values[[0, 2, 3]]).all() and np.isneginf(values[[1, 4]]).all()
+    assert math.isclose(values[5], 3e38, rel_tol=EPS32)  # within float32: kept
 
 
 def test_tensors_are_copied_to_the_host_together_not_one_item_each(monkeypatch):
