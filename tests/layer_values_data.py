@@ -54,6 +54,12 @@ def _bad_bytes_step() -> bytes:
     return step.SerializeToString()
 
 
+def _float64_bad_bytes_step() -> bytes:
+    step = pb.LayerValuesStep(names=["a", "b"])
+    step.values.CopyFrom(pb.Array(shape=[2], dtype=pb.FLOAT64, data=b"\0" * 8))
+    return step.SerializeToString()
+
+
 def _int_step() -> bytes:
     step = pb.LayerValuesStep(names=["a", "b"])
     step.values.CopyFrom(arrays.encode_array(np.array([1, 2], dtype=np.int32)))
@@ -79,6 +85,10 @@ DAMAGED = {
     ),
     "empty name": (lambda t: _payload(t, _step_bytes(["a", ""], [1, 2])), "name is empty"),
     "no names": (lambda t: _payload(t, b""), "names no layers"),
-    "byte count": (lambda t: _payload(t, _bad_bytes_step()), "needs 8 bytes, found 7"),
+    "byte count": (lambda t: _payload(t, _bad_bytes_step()), "7 bytes for 2 float32 values"),
+    "float64 byte count": (
+        lambda t: _payload(t, _float64_bad_bytes_step()),
+        "needs 16 bytes, found 8",
+    ),
     "int values": (lambda t: _payload(t, _int_step()), "dtype INT32, not FLOAT32"),
 }

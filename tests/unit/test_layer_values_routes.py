@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -20,9 +21,11 @@ from tensorboard.plugins import base_plugin
 from werkzeug import test as werkzeug_test
 
 import deepscope
+from deepscope.proto import arrays
+from deepscope.proto import deepscope_pb2 as pb
 from deepscope.tb_plugin import series
 from deepscope.tb_plugin.deepscope_plugin import DeepscopePlugin
-from deepscope.tb_plugin.layer_values_routes import LayerValuesRoutes
+from deepscope.tb_plugin.layer_values_routes import LayerValuesRoutes, StepDecoder, decode_payload
 from deepscope.tb_plugin.route_context import RouteContext
 from deepscope.writer.summary import tensor_summary
 from tests.layer_values_data import DAMAGED, GOOD
@@ -181,6 +184,23 @@ def test_a_damaged_event_drops_its_own_step_with_a_warning_naming_it(client, dam
     ]
 
 
+def test_values_stored_in_another_float_dtype_are_served_as_float32(tmp_path):
+    writer = deepscope.SummaryWriter(str(tmp_path / "run"))
+    writer.add_layer_values("x", {"a": 1.0, "b": 2.0}, 0)
+    for step, dtype in ((1, np.float64), (2, np.float16)):
+        payload = pb.LayerValuesStep(names=["a", "b"])
+        payload.values.CopyFrom(arrays.encode_array(np.array([0.1, 3e-3], dtype=dtype)))
+        summary = tensor_summary("x", payload.SerializeToString(), None)
+        writer.file_writer.add_summary(summary, step, 1.0)
+    writer.close()
+    body = get_json(_client(multiplexer_provider(tmp_path)[1]), run="run", tag="x")
+    assert body["steps"] == [0, 1, 2] and body["warnings"] == []
+    expected = [[1.0, 2.0], [0.1, 3e-3], [np.float16(0.1), np.float16(3e-3)]]
+    np.testing.assert_allclose(
+        np.array(body["values"]), np.array(expected, dtype=np.float32), rtol=EPS32
+    )
+
+
 def test_many_damaged_events_are_counted_and_the_first_five_explained(client):
     body = get_json(client, run="many-damaged", tag="dead")
     assert body["steps"] == [0, 8]
@@ -238,3 +258,41 @@ def test_the_handlers_return_data_without_http(logdir):
     assert decoded.steps.tolist() == [0, 5, 10, 15]
     np.testing.assert_array_equal(decoded.measured, measured)
     np.testing.assert_allclose(decoded.values, values, rtol=EPS32, equal_nan=True)
+
+
+def test_the_decoder_reusing_the_previous_names_decodes_as_a_fresh_parse():
+    def payload(names, values, not_measured=()) -> np.ndarray:
+        step = pb.LayerValuesStep(names=names, not_measured=list(not_measured))
+        step.values.CopyFrom(arrays.encode_array(np.asarray(values, dtype=np.float32)))
+        return np.array(step.SerializeToString(), dtype=object)
+
+    def concatenated(*parts: pb.LayerValuesStep) -> np.ndarray:
+        # A message is the merge of its parts: names after the values, as no writer orders them.
+        return np.array(b"".join(p.SerializeToString() for p in parts), dtype=object)
+
+    values_ab = pb.LayerValuesStep(values=arrays.encode_array(np.array([1, 2, 3], np.float32)))
+    payloads = [
+        payload(["a", "b"], [1.0, 2.0]),
+        payload(["a", "b"], [3.0, 4.0], not_measured=[0]),  # the same names: reused
+        concatenated(
+            pb.LayerValuesStep(names=["a", "b"]), values_ab, pb.LayerValuesStep(names=["c"])
+        ),
+        payload(["a", "b"], [5.0, 6.0]),
+        payload(["a", "bb"], [7.0, 8.0]),  # a name that begins like the previous one
+        payload(["a", "b", "a"], [1.0, 2.0, 3.0]),  # damaged: a repeated name
+        payload(["a", "b"], [9.0]),  # damaged: too few values
+        payload(["a", "b"], [10.0, 11.0]),
+    ]
+    decoder = StepDecoder()
+    for i, one in enumerate(payloads):
+        try:
+            fresh = decode_payload(one)
+        except ValueError as error:
+            with pytest.raises(ValueError, match=re.escape(str(error))):
+                decoder.decode(one)
+            continue
+        names, values, not_measured = decoder.decode(one)
+        assert names == fresh[0], i
+        np.testing.assert_allclose(values, fresh[1], rtol=EPS32, equal_nan=True)
+        assert not_measured == fresh[2], i
+    assert decode_payload(payloads[2])[0] == ("a", "b", "c")
