@@ -17,6 +17,7 @@ import pytest
 from tests.browser.tab_page import (
     TIMEOUT_MS,
     NetworkMeter,
+    css_rgb,
     long_tasks_ms,
     record_long_tasks,
     screenshot,
@@ -237,9 +238,18 @@ def test_fifty_runs_fit_the_viewport_with_fifty_colours(tab, server_50, log_50_r
     assert max(widths) <= 0, widths
     frame.evaluate("() => window.scrollTo(0, 0)")
     tab.page.wait_for_timeout(500)
-    screenshot(
-        tab.page.locator("iframe[src*='name=deepscope']"),
-        tmp_path,
-        "tab_50_runs.png",
-        min_bytes=20_000,
+    picture = screenshot(
+        tab.page.locator("iframe[src*='name=deepscope']"), tmp_path, "tab_50_runs.png"
     )
+    # The picture shows each run's swatch in its colour (those the run list shows).
+    width, height = picture.image.size
+    shown = 0
+    for k in range(50):
+        box = labels.nth(k).locator(".ds-swatch").bounding_box()
+        x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+        if not (0 <= x - picture.origin[0] < width and 0 <= y - picture.origin[1] < height):
+            continue
+        expected = css_rgb(colours[k])
+        assert max(abs(a - b) for a, b in zip(picture.rgb(x, y), expected)) <= 2, (k, colours[k])
+        shown += 1
+    assert shown >= 20, f"only {shown} of the 50 swatches are in the picture"

@@ -16,7 +16,7 @@ import re
 import numpy as np
 import pytest
 
-from tests.browser.tab_page import TIMEOUT_MS, VIEWPORT, screenshot, tooltip_fields
+from tests.browser.tab_page import TIMEOUT_MS, VIEWPORT, canvas_rgb, screenshot, tooltip_fields
 from tests.conftest import get, wait_until
 from tests.scale_logs import scale_parameters, update_ratio_values, write_update_ratios
 
@@ -543,7 +543,20 @@ def test_long_tasks_stay_short_and_screenshot(tab, scale_server, tmp_path):
     tab.page.set_viewport_size({"width": VIEWPORT["width"], "height": min(height + 80, 2400)})
     tab.page.mouse.move(1, 1)
     tab.page.wait_for_timeout(400)
-    screenshot(card(frame2), tmp_path, "update_ratios_grouped.png", 30_000)
+    picture = screenshot(card(frame2), tmp_path, "update_ratios_grouped.png")
+    # It shows the rows grouped (group rows with their counts), the legend, and the
+    # heatmap's cells in the colours its canvas painted.
+    groups = card(frame2).locator(f'.ds-runblock[data-run="{RUN}"] .ds-ur-row[data-kind=group]')
+    assert groups.count() > 0 and groups.first.is_visible()
+    assert card(frame2).locator("[data-testid=legend]").is_visible()
+    canvas = heatmap(frame2, RUN)
+    box = canvas.bounding_box()
+    for r in range(min(8, int(canvas.get_attribute("data-rows")))):
+        for fraction in (0.25, 0.75):
+            x, y = box["x"] + box["width"] * fraction, box["y"] + (r + 0.5) * ROW_H
+            painted = canvas_rgb(canvas, x, y)
+            shown = picture.rgb(x, y)
+            assert max(abs(a - b) for a, b in zip(shown, painted)) <= 2, (r, shown, painted)
 
 
 def test_a_fresh_bias_written_by_the_writer_reads_as_zero_weight(tab, odd_names_server):
