@@ -13,6 +13,7 @@ route, run, tag and step, never with TensorBoard's opaque HTML 500.
 from __future__ import annotations
 
 import logging
+import traceback
 from pathlib import Path
 
 import werkzeug
@@ -134,11 +135,15 @@ def _safety_net(route: str, app):
 
 
 def unexpected_error_message(route: str, args, error: BaseException) -> str:
-    """What went wrong, for the person who asked: route, run, tag and step, the exception."""
+    """What went wrong, for the person who asked: route, run, tag and step, the exception
+    and where it was raised (for a bug report)."""
     asked = [f"{name} {responses.echo(args.get(name))}" for name in _NAMED_ARGS if name in args]
     where = f" ({', '.join(asked)})" if asked else ""
+    frames = traceback.extract_tb(error.__traceback__)
+    raised = f" (raised at {Path(frames[-1].filename).name}:{frames[-1].lineno})" if frames else ""
     return (
         f"deepscope could not answer {route.lstrip('/')}{where}: "
-        f"{type(error).__name__}: {responses.cap(str(error))}. The data may be damaged, or "
-        "this is a bug in deepscope: TensorBoard's log has the traceback; please report it."
+        f"{type(error).__name__}: {responses.cap(str(error))}{raised}. The data may be "
+        "damaged, or this is a bug in deepscope: TensorBoard's log has the traceback; "
+        "please report it."
     )

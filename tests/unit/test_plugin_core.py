@@ -161,6 +161,7 @@ def test_an_unexpected_exception_is_a_422_in_plain_text_naming_run_tag_and_step(
     assert "update_ratios" in text
     assert "run 'alpha'" in text and "tag 'model'" in text and "step '7'" in text
     assert "RuntimeError: disk on fire" in text
+    assert "(raised at test_plugin_core.py:" in text  # where, for a bug report
     assert any("disk on fire" in record.getMessage() for record in caplog.records)
 
 
