@@ -107,18 +107,25 @@ def _unpack_upper_triangle(packed: np.ndarray) -> np.ndarray:
     return matrix
 
 
-def _rho_tolerance(values: np.ndarray) -> float:
-    """How far beyond 1 a stored |ρ| may be by rounding: a few epsilons of its dtype."""
-    dtype = values.dtype if np.issubdtype(values.dtype, np.floating) else np.dtype(np.float32)
-    return _RHO_EPSILONS * float(np.finfo(dtype).eps)
+def _check_rho(values: np.ndarray, what: str, stored: np.dtype | None = None) -> None:
+    """Correlations must lie in [-1, 1] within rounding (NaN allowed: undefined).
 
-
-def _check_rho(values: np.ndarray, what: str) -> None:
-    """Correlations must lie in [-1, 1] within rounding (NaN allowed: undefined)."""
+    `values` as float32 (or wider); `stored`: the dtype they were stored in,
+    whose epsilon sets the tolerance (UINT8_LINEAR decodes to float32).
+    """
     if not values.size:
         return
-    largest = float(np.fmax.reduce(np.abs(values), axis=None))  # fmax skips NaN
-    if largest > 1.0 + _rho_tolerance(values):
+    dtype = np.dtype(stored if stored is not None else values.dtype)
+    if not np.issubdtype(dtype, np.floating):
+        dtype = np.dtype(np.float32)
+    high, low = values.max(), values.min()  # one pass each; NaN propagates
+    if np.isnan(high) or np.isnan(low):
+        finite = values[~np.isnan(values)]
+        if not finite.size:
+            return
+        high, low = finite.max(), finite.min()
+    largest = float(max(high, -low))
+    if largest > 1.0 + _RHO_EPSILONS * float(np.finfo(dtype).eps):
         raise StepError(
             f"{what} holds |ρ| = {largest:.6g}, beyond 1: the log is damaged (a flipped byte?)"
         )
@@ -141,12 +148,12 @@ def decode_matrix(message: pb.CorrelationStep, info: pb.CorrelationInfo) -> np.n
     if not message.matrix.shape:
         raise StepError("the step holds no matrix")
     stored = _decode(message.matrix, "matrix")
-    _check_rho(stored, "the matrix")
-    matrix = stored
+    matrix = np.asarray(stored, dtype=np.float32)
+    _check_rho(matrix, "the matrix", stored.dtype)
     if message.packing == pb.UPPER_TRIANGLE:
         if info.cross:
             raise StepError("a cross-network matrix cannot be packed as an upper triangle")
-        matrix = _unpack_upper_triangle(np.asarray(matrix, dtype=np.float32))
+        matrix = _unpack_upper_triangle(matrix)
     elif message.packing != pb.FULL:
         raise StepError(
             f"unknown matrix packing {int(message.packing)} (written by a newer deepscope?)"
@@ -214,7 +221,7 @@ def decode_matching(matching: pb.Matching, shape: tuple[int, int]) -> DecodedMat
 
     def floats(array: pb.Array, what: str) -> np.ndarray:
         values = np.asarray(_decode(array, f"matching.{what}"), dtype=np.float64).reshape(-1)
-        _check_rho(np.asarray(values, dtype=np.float32), f"matching.{what}")
+        _check_rho(values, f"matching.{what}", np.dtype(np.float32))
         return values
 
     semi_cols, semi_corr = (
