@@ -127,3 +127,28 @@ def test_damaged_metadata(served, tag, route):
         problems += fuzz.check_general(request, answer, _safety_net_status())
         problems += fuzz.check_broken_metadata(case, request, answer)
     assert not problems, f"{case.kind} metadata {case.damage}:\n" + "\n".join(problems)
+
+
+# Long enough that echoing it whole would be unmistakable (letters, or an integer of
+# 60,000 digits); how much of it an error may echo.
+_LONG = {"letters": "x" * 60_000, "digits": "9" * 60_000}
+_ECHO_LIMIT = 4_000
+
+
+@pytest.mark.parametrize("route", [r for r in _ROUTES if fuzz.kind_of_route(r, _KIND_NAMES)])
+@pytest.mark.parametrize("argument", ["run", "tag", "step", "order", "samples", "format", "name"])
+@pytest.mark.parametrize("value", sorted(_LONG))
+def test_errors_do_not_echo_a_long_argument_whole(served, route, argument, value):
+    log, _, fetch = served
+    (series,) = [s for s in log.series if s.kind == fuzz.kind_of_route(route, _KIND_NAMES)][:1]
+    params = {"run": log.run, "tag": series.tag, argument: _LONG[value]}
+    answer = fetch(route, params)
+    problems = fuzz.check_general(
+        fuzz.Request(route, {argument: "x" * 20 + "…"}, None, ""), answer, _safety_net_status()
+    )
+    assert not problems, "\n".join(problems)
+    if answer.status != 200:
+        assert len(answer.body) < _ECHO_LIMIT, (
+            f"{route} with a 60 kB {argument} answers {answer.status} with {len(answer.body):,} "
+            f"bytes: {answer.head(200)}"
+        )
