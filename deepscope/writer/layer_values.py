@@ -187,10 +187,10 @@ def _copy_tensors(torch, tensors: list[tuple[int, object]], result: np.ndarray) 
     for i, tensor in tensors:
         by_device.setdefault(tensor.device, []).append((i, tensor))
     for group in by_device.values():
-        with torch.no_grad():
-            # float32 on the device (values beyond its range become ±inf, as measured).
-            stacked = torch.stack([t.detach().reshape(()).to(torch.float32) for _, t in group])
-            host = stacked.cpu().numpy()
+        with torch.no_grad():  # stack promotes mixed dtypes; one conversion, on the device
+            stacked = torch.stack([t if t.dim() == 0 else t.reshape(()) for _, t in group])
+            # float32 (values beyond its range become ±inf, as measured), then one host copy.
+            host = stacked.to(torch.float32).cpu().numpy()
         result[[i for i, _ in group]] = host
 
 
