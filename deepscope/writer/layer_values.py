@@ -11,7 +11,10 @@ A series is a tensor series (small per-step payloads): its metadata
 step, a DT_STRING scalar tensor holding a `LayerValuesStep` (the layer names,
 their values as float32 [P], the indices of layers named but not measured).
 Each step names its own layers, so a measurer may measure different layers on
-different steps; the reader takes the union.
+different steps (the reader takes the union), and every kept step reads alone
+whatever TensorBoard's sampling dropped. The names are most of a step's bytes:
+4 per value plus each name's length and 2 (200 layers named like
+"layer12.block.conv1.weight": about 6.4 kB a step, 6.4 MB per 1,000 steps).
 
 Works with plain floats; torch is imported only when a value is a tensor
 (torch is then imported already).
