@@ -388,3 +388,16 @@ def test_a_flipped_byte_in_a_correlation_matrix_is_that_steps_error(client):
     assert "|ρ| = 32768, beyond 1" in body["error"] and "values" not in body
     good = plugin_routes.get_json(client, "correlation_matrix", run="flip", tag="c", step=0)
     assert good["error"] is None
+
+
+def test_saliency_steps_say_when_the_newest_step_is_damaged(provider):
+    routes = _routes(kinds.by_name("saliency"), provider)
+    query = blob_kind.Query.of({})
+    series_ = routes.find(query, "alpha", "saliency")
+    steps = routes.list_steps(series_)
+    newest_damaged = [s for s in steps if s.step <= DAMAGED_STEP]
+    extra = routes.steps_extra(series_, newest_damaged)
+    assert extra["num_samples"] == 0 and extra["labels"] is None
+    assert [step for step, _ in extra["errors"]] == [DAMAGED_STEP]
+    good = routes.steps_extra(series_, steps)
+    assert good == {"num_samples": 2, "labels": [1, 0], "errors": []}
