@@ -296,3 +296,46 @@ def test_the_decoder_reusing_the_previous_names_decodes_as_a_fresh_parse():
         np.testing.assert_allclose(values, fresh[1], rtol=EPS32, equal_nan=True)
         assert not_measured == fresh[2], i
     assert decode_payload(payloads[2])[0] == ("a", "b", "c")
+
+
+class GradNorms(deepscope.Measurer):
+    """A user's own measurer, as the README shows one: each parameter's gradient norm."""
+
+    name = "grad_norms"
+
+    def before_step(self, step, model, optimizer, writer):  # this step's gradients are there
+        norms = {n: p.grad.norm() for n, p in model.named_parameters() if p.grad is not None}
+        writer.add_layer_values("grad_norm", norms, global_step=step, quantity="‖∇W‖₂")
+
+
+def test_a_users_measurer_under_watch_is_served_with_its_numbers(tmp_path):
+    import torch
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.Tanh(), torch.nn.Linear(6, 2))
+    model[2].bias.requires_grad_(False)  # no gradient: not in the measurer's mapping
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
+    writer = deepscope.SummaryWriter(str(tmp_path / "run"))
+    monitor = deepscope.watch(model, optimizer, writer, measure=[GradNorms(every=2)])
+    reference = []  # per optimizer step: name → numpy norm of the gradient
+    for _ in range(6):
+        optimizer.zero_grad()
+        model(torch.randn(8, 4)).square().mean().backward()
+        reference.append(
+            {
+                n: np.linalg.norm(p.grad.numpy().astype(np.float64))
+                for n, p in model.named_parameters()
+                if p.grad is not None
+            }
+        )
+        optimizer.step()
+    stats = monitor.stats.measurers["grad_norms"]
+    monitor.close()
+    writer.close()
+    assert stats.runs == 3 and stats.error_count == 0, stats
+    body = get_json(_client(multiplexer_provider(tmp_path)[1]), run="run", tag="grad_norm")
+    assert body["quantity"] == "‖∇W‖₂" and body["warnings"] == []
+    assert body["names"] == ["0.weight", "0.bias", "2.weight"]
+    assert body["steps"] == [0, 2, 4]  # every=2 from global step 0
+    expected = [[reference[step][n] for n in body["names"]] for step in body["steps"]]
+    np.testing.assert_allclose(np.array(body["values"]), np.array(expected), rtol=8 * EPS32)
