@@ -55,7 +55,7 @@ from resnet import resnet18  # noqa: E402
 
 import deepscope  # noqa: E402
 from deepscope.analysis import update_ratios as ratios_math  # noqa: E402
-from deepscope.writer.watch import DEFAULT_EVERY  # noqa: E402
+from deepscope.writer.watch_update_ratios import DEFAULT_EVERY  # noqa: E402
 
 QUIET = 1.3  # a "quiet" window ran within 1.3x its configuration's fastest window
 
@@ -139,9 +139,8 @@ def run_optimizer(opt_name: str, args, tmp: Path) -> dict:
                     model,
                     optimizer,
                     writers[name],
-                    every=every,
+                    measure=[deepscope.UpdateRatios(every=every)],
                     start_step=done[name],
-                    spectra_every=None,
                 )
             for _ in range(args.window):
                 x, y = next_batch()
@@ -284,7 +283,7 @@ def run_optimizer(opt_name: str, args, tmp: Path) -> dict:
         "snapshot (copy weights)": [],
         "frobenius_norms(before)": [],
         "measure_update (sub + norms + sum|dW| + divide)": [],
-        "writer.add_update_ratio_values": [],
+        "writer._add_update_ratio_values": [],
         "optimizer.step() itself": [],
     }
     names = [f"p{i}" for i in range(len(params))]
@@ -298,7 +297,7 @@ def run_optimizer(opt_name: str, args, tmp: Path) -> dict:
             t2 = time.perf_counter()
             ratios_math.measure_update(before, params, norms)
             t3 = time.perf_counter()
-            w.add_update_ratio_values("update_ratios", names, values, (), global_step=k)
+            w._add_update_ratio_values("update_ratios", names, values, (), global_step=k)
             t4 = time.perf_counter()
             optimizer.step()  # the gradients of the last timed step are still there
             t5 = time.perf_counter()

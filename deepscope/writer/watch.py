@@ -475,6 +475,7 @@ def watch(
     it), else 0. A given `start_step` that would log steps already in the log
     dir warns. Steps the optimizer does not take (a step GradScaler skips for
     inf/NaN gradients) are not counted, as the optimizer does not count them.
+    Without an UpdateRatios measurer the log dir is not read.
 
     Update ratios (`deepscope.UpdateRatios`): every `every`-th optimizer step
     logs ‖ΔW‖₂/‖W‖₂ of every trainable parameter the optimizer holds, under
@@ -542,6 +543,11 @@ def watch(
         "saliency_embeddings": saliency_embeddings,
         "saliency_tokens": saliency_tokens,
     }
+    if isinstance(measure, int) and not isinstance(measure, bool):
+        raise TypeError(
+            f"watch()'s fourth argument is measure=[...], a list of measurers, got {measure!r}: "
+            f"for the update ratios' cadence pass every={measure!r}"
+        )
     if measure is not None:
         given = [name for name, value in shortcuts.items() if _given(value)]
         if given:

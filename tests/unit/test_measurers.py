@@ -505,3 +505,20 @@ def test_a_measurer_that_fails_to_start_leaves_nothing_attached(writer):
     assert first.closed  # started, then closed again
     assert not optimizer._optimizer_step_pre_hooks and not writer._flush_hooks
     deepscope.watch(model, optimizer, writer, measure=[deepscope.UpdateRatios()]).close()
+
+
+def test_a_cadence_in_the_old_fourth_position_says_to_name_it(writer):
+    model, optimizer = _made()
+    with pytest.raises(TypeError, match="fourth argument is measure=.*pass every=10"):
+        deepscope.watch(model, optimizer, writer, 10)
+
+
+def test_the_kind_registry_names_the_built_in_measurers():
+    from deepscope import kinds
+
+    measurers = {kind.name: kind.load_measurer() for kind in kinds.KINDS if kind.measurer}
+    assert measurers["update_ratios"] is deepscope.UpdateRatios
+    assert measurers["spectrum"] is deepscope.Spectra
+    assert measurers["correlation"] is deepscope.Correlations
+    assert measurers["saliency"] is deepscope.Saliency
+    assert all(issubclass(cls, deepscope.Measurer) for cls in measurers.values())
