@@ -155,7 +155,9 @@ def _values(step: pb.LayerValuesStep, count: int) -> tuple[np.ndarray, list[int]
     """The step's float32 values [count] and not-measured indices, checked."""
     stored = step.values
     if stored.dtype not in _FLOAT_DTYPES:
-        raise _Malformed(f"values of dtype {_dtype_name(stored.dtype)}, not FLOAT32")
+        raise _Malformed(
+            f"values of dtype {_dtype_name(stored.dtype)}, not FLOAT32 (or FLOAT16, FLOAT64)"
+        )
     if stored.dtype == pb.FLOAT32 and len(stored.shape) == 1 and stored.shape[0] == count:
         # What the writer writes: checked here, read without decode_array's general checks.
         if len(stored.data) != 4 * count:
