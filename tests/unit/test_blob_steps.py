@@ -105,6 +105,38 @@ def write_blob_log(logdir):
         event = summary.blob_sequence_summary("c", [message.SerializeToString()], plugin_data)
         writer.file_writer.add_summary(event, number, 1000.0 + number)
     writer.close()
+    writer = TorchWriter(str(logdir / "fuzz"))
+    for kind in BLOB_KINDS:
+        info, _ = EXAMPLES[kind.name]()
+        for number, payload in enumerate(fuzzed_payloads(kind)):
+            plugin_data = _plugin_data(kind, info) if number == 0 else None
+            event = summary.blob_sequence_summary(kind.name, [payload], plugin_data)
+            writer.file_writer.add_summary(event, number, 1000.0 + number)
+    writer.close()
+
+
+FUZZ_SEED, FUZZ_MUTATIONS = 10, 40
+
+
+def fuzzed_payloads(kind: kinds.Kind) -> list[bytes]:
+    """Damaged versions of a good step of `kind`: random byte flips, truncations, a tail of
+    garbage, and the other kinds' good steps (a payload of the wrong message). Seeded."""
+    rng = np.random.default_rng(FUZZ_SEED + kind.enum)
+    good = EXAMPLES[kind.name]()[1].SerializeToString()
+    payloads = [good]
+    for _ in range(FUZZ_MUTATIONS):
+        data = bytearray(good)
+        how = rng.integers(3)
+        if how == 0:  # flip 1 to 3 random bits
+            for position in rng.integers(len(data), size=rng.integers(1, 4)):
+                data[position] ^= 1 << int(rng.integers(8))
+        elif how == 1:
+            data = data[: rng.integers(len(data))]
+        else:
+            data += rng.integers(256, size=rng.integers(1, 16)).astype(np.uint8).tobytes()
+        payloads.append(bytes(data))
+    others = [EXAMPLES[k.name]()[1].SerializeToString() for k in BLOB_KINDS if k is not kind]
+    return payloads + others
 
 
 @pytest.fixture(scope="module")
@@ -166,7 +198,7 @@ def test_common_errors_say_what_to_do(client, kind, route):
     cases = [
         ({"tag": tag}, 400, "missing query parameter 'run'"),
         ({"run": "alpha"}, 400, "missing query parameter 'tag'"),
-        ({"run": "nope", "tag": tag}, 404, "runs with deepscope data: 'alpha', 'flip'"),
+        ({"run": "nope", "tag": tag}, 404, "runs with deepscope data: 'alpha', 'flip', 'fuzz'"),
         ({"run": "alpha", "tag": "nope"}, 404, "has no deepscope tag 'nope'; its tags: "),
         ({"run": "alpha", "tag": "nope"}, 404, f"{tag!r}, "),
         ({"run": "alpha", "tag": "ratios"}, 400, f"holds update_ratios data, not {kind.name}"),
@@ -401,3 +433,25 @@ def test_saliency_steps_say_when_the_newest_step_is_damaged(provider):
     assert [step for step, _ in extra["errors"]] == [DAMAGED_STEP]
     good = routes.steps_extra(series_, steps)
     assert good == {"num_samples": 2, "labels": [1, 0], "errors": []}
+
+
+@pytest.mark.parametrize("kind", _params(False))
+def test_fuzzed_payloads_never_answer_5xx(client, kind):
+    """Every one-step route over every fuzzed step: a 200 (the step or its error) or a 4xx
+    about the request, never a 5xx; the multi-step routes serve the whole series."""
+    count = len(fuzzed_payloads(kind))
+    routes = [*_one_step_routes(kind), f"{kind.name}_steps"]
+    for route in routes:
+        for step in range(count):
+            status, text = _error(client, route, run="fuzz", tag=kind.name, step=step)
+            assert status < 500, (route, step, text)
+            if status == 200 and not route.endswith("_steps"):
+                error = json.loads(text)["error"]
+                assert error is None or isinstance(error, str)
+            elif status != 200:
+                assert "cross-network series only" in text, (route, step, text)
+    if kind.name == "spectrum":
+        layer = plugin_routes.get_json(client, "spectrum_metrics", run="fuzz")["layers"]["spectrum"]
+        assert len(layer["steps"]) == count and layer["errors"]
+        evolution = plugin_routes.get_json(client, "spectrum_evolution", run="fuzz", tag="spectrum")
+        assert len(evolution["steps"]) == count
