@@ -19,9 +19,14 @@
   payloads: garbage, empty, an unknown kind, a newer schema version, another
   kind's details, the other data class.
 
+`write_crc_flipped_log(root)` writes run `CRC_RUN`: a correlation series with
+a byte flipped on disk, its record's checksum left as written.
 `write_odd_name_log(root)` writes good series of every kind whose run or tag
 name holds `"`, `\\`, a newline, a tab or a control character (the Rust data
-server cannot read blob series of such names).
+server cannot read blob series of such names). Every run's file ends with a
+good update-ratio series, `SENTINEL_TAG`: once a loader serves it, it has read
+the whole file. `series_plan()` and `metadata_plan()` name what
+`write_damaged_log` writes without writing it (for test ids).
 
 The expected values of the good steps are computed independently of the
 writer (numpy's SVD and corrcoef, the arrays passed in). Writes with
@@ -463,6 +468,9 @@ def _correlation_damages() -> dict[str, Callable]:
         mean = np.array(arrays.decode_array(step.row_stats.mean), dtype=np.float32)
         step.row_stats.mean.CopyFrom(arrays.encode_array(mean[:-1]))
 
+    def dead_beyond(step):
+        step.row_stats.dead[:] = [5 + 5]  # the rows have 5 channels
+
     def packed_length(step):
         packed = np.array(arrays.decode_array(step.matrix))
         step.matrix.CopyFrom(arrays.encode_array(packed[:-1]))
@@ -470,15 +478,11 @@ def _correlation_damages() -> dict[str, Callable]:
     return {
         "rho_out_of_range": _mutated("correlation", rho_beyond_one),
         "matching_rho_out_of_range": _mutated("correlation", matching_rho),
-        "dead_out_of_range": _mutated("correlation", _set_dead),
+        "dead_out_of_range": _mutated("correlation", dead_beyond),
         "matching_index_out_of_range": _mutated("correlation", matching_index),
         "stats_size_mismatch": _mutated("correlation", stats_size),
         "packed_wrong_length": _mutated("correlation", packed_length),
     }
-
-
-def _set_dead(step):
-    step.row_stats.dead[:] = [5 + 5]  # the rows have 5 channels
 
 
 def _saliency_damages() -> dict[str, Callable]:

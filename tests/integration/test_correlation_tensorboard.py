@@ -15,7 +15,6 @@ import numpy as np
 import pytest
 from scipy.optimize import linear_sum_assignment
 
-from tests.conftest import get, wait_until
 from tests.correlation_data import (
     CROSS_TAG,
     DEAD_CHANNEL,
@@ -29,6 +28,7 @@ from tests.correlation_data import (
     numpy_correlation,
 )
 from tests.route_helpers import LOADERS, decode, route
+from tests.tensorboard_process import get, wait_until
 
 ROUTE = "/data/plugin/deepscope"
 STEPS = list(range(0, TRAIN_STEPS, LOG_EVERY))

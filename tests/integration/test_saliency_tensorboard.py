@@ -12,9 +12,10 @@ import json
 import numpy as np
 import pytest
 
-from tests.conftest import SmallCNN, get, wait_until
+from tests.conftest import SmallCNN
 from tests.route_helpers import LOADERS, decode, route
 from tests.saliency_data import BROKEN_TAG, METHODS, PROBE, RGB_TAG, SALIENCY_EVERY, TRAIN_STEPS
+from tests.tensorboard_process import get, wait_until
 
 ROUTE = "/data/plugin/deepscope"
 LOGGED = list(range(0, TRAIN_STEPS, SALIENCY_EVERY))

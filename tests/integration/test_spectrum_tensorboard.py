@@ -12,9 +12,9 @@ import json
 import numpy as np
 import pytest
 
-from tests.conftest import get, wait_until
 from tests.route_helpers import LOADERS, decode, route
 from tests.spectrum_data import BROKEN_STEP, BROKEN_TAG, LAYERS, MEASURED_STEPS, spectrum_tag
+from tests.tensorboard_process import get, wait_until
 
 ROUTE = "/data/plugin/deepscope"
 TAGS = sorted(spectrum_tag(name) for name in LAYERS)

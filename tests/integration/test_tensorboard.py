@@ -15,9 +15,10 @@ from urllib.parse import urlencode
 import numpy as np
 import pytest
 
-from tests.conftest import TRAIN_STEPS, get, wait_until
+from tests.conftest import TRAIN_STEPS
+from tests.route_helpers import LOADERS
+from tests.tensorboard_process import get, wait_until
 
-LOADERS = [pytest.param(False, id="load_fast=false"), pytest.param(True, id="load_fast=true")]
 ROUTE = "/data/plugin/deepscope"
 
 
