@@ -6,6 +6,7 @@ Also the tab's `tooltip_fields`, `screenshot` (a `Picture` to assert what it sho
 
 from __future__ import annotations
 
+import base64
 import os
 import shutil
 import time
@@ -72,36 +73,71 @@ def tooltip_fields(frame) -> dict[str, str]:
     }
 
 
+# Decodes a PNG in the page (createImageBitmap: no imaging library needed) and reads it:
+# the RGB at each point, and how many pixels are within a tolerance of each colour.
+_PICTURE_SCRIPT = """
+async ([b64, points, colours]) => {
+  const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+  const bitmap = await createImageBitmap(new Blob([bytes], { type: "image/png" }));
+  const canvas = new OffscreenCanvas(bitmap.width, bitmap.height);
+  const ctx = canvas.getContext("2d");
+  ctx.drawImage(bitmap, 0, 0);
+  const data = ctx.getImageData(0, 0, bitmap.width, bitmap.height).data;
+  const at = points.map(([x, y]) => {
+    const k = 4 * (y * bitmap.width + x);
+    return [data[k], data[k + 1], data[k + 2]];
+  });
+  const counts = colours.map(([r, g, b, tol]) => {
+    let n = 0;
+    for (let k = 0; k < data.length; k += 4) {
+      if (Math.abs(data[k] - r) <= tol && Math.abs(data[k + 1] - g) <= tol &&
+          Math.abs(data[k + 2] - b) <= tol) n++;
+    }
+    return n;
+  });
+  return { size: [bitmap.width, bitmap.height], at, counts };
+}
+"""
+
+
 class Picture:
     """A screenshot's pixels, addressed in page coordinates (CSS px; device scale 1).
 
     `origin` is where the picture's top-left pixel sits on the page, so a locator's
     `bounding_box()` (taken after the screenshot, which scrolls it into view) finds its
-    pixels: `picture.rgb(x, y)`.
+    pixels: `picture.rgb(x, y)`. The PNG is decoded by `page` (any page of the browser).
     """
 
-    def __init__(self, path: Path, origin: tuple[float, float] = (0.0, 0.0)):
-        from PIL import Image
-
+    def __init__(self, page, path: Path, origin: tuple[float, float] = (0.0, 0.0)):
+        self.page = page
         self.path = path
-        self.image = Image.open(path).convert("RGB")
         self.origin = origin
+        self._b64 = base64.b64encode(path.read_bytes()).decode("ascii")
+        self.size: tuple[int, int] = tuple(self._read([], [])["size"])
+
+    def _read(self, points, colours) -> dict:
+        return self.page.evaluate(_PICTURE_SCRIPT, [self._b64, points, colours])
+
+    def inside(self, x: float, y: float) -> bool:
+        """Whether page point (x, y) is in the picture."""
+        px, py = x - self.origin[0], y - self.origin[1]
+        return 0 <= px < self.size[0] and 0 <= py < self.size[1]
+
+    def rgbs(self, points: list[tuple[float, float]]) -> list[tuple[int, int, int]]:
+        """The colour at each page point (x, y)."""
+        pixels = []
+        for x, y in points:
+            assert self.inside(x, y), f"({x}, {y}) is outside the picture"
+            pixels.append([int(x - self.origin[0]), int(y - self.origin[1])])
+        return [tuple(rgb) for rgb in self._read(pixels, [])["at"]]
 
     def rgb(self, x: float, y: float) -> tuple[int, int, int]:
         """The colour at page point (x, y)."""
-        px = int(x - self.origin[0])
-        py = int(y - self.origin[1])
-        width, height = self.image.size
-        assert 0 <= px < width and 0 <= py < height, f"({x}, {y}) is outside the picture"
-        return self.image.getpixel((px, py))
+        return self.rgbs([(x, y)])[0]
 
     def count(self, rgb: tuple[int, int, int], tolerance: int = 0) -> int:
         """How many pixels are `rgb`, each channel within `tolerance`."""
-        import numpy as np
-
-        pixels = np.asarray(self.image, dtype=np.int16)
-        near = np.abs(pixels - np.asarray(rgb, dtype=np.int16)) <= tolerance
-        return int(near.all(axis=-1).sum())
+        return int(self._read([], [[*rgb, tolerance]])["counts"][0])
 
 
 def css_rgb(color: str) -> tuple[int, int, int]:
@@ -128,7 +164,7 @@ def screenshot(locator, tmp_path: Path, name: str, min_bytes: int | None = None)
         IMAGES.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(out, IMAGES / name)
     box = locator.bounding_box()
-    return Picture(out, (box["x"], box["y"]) if box else (0.0, 0.0))
+    return Picture(locator.page, out, (box["x"], box["y"]) if box else (0.0, 0.0))
 
 
 def canvas_rgb(canvas, x: float, y: float) -> tuple[int, int, int]:

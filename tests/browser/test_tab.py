@@ -221,6 +221,9 @@ def test_reloads_every_30_s_and_with_tensorboard_keeping_selections(tab, python_
     assert not frame.locator('label.ds-run[data-run="seed1"] input').is_checked()
     assert frame.locator('[data-testid=heatmap][data-run="seed1"]').count() == 0
     assert frame.locator("[data-testid=tag-filter]").input_value() == "update"
+    # The card keeps its colour legend through the reload (once the reload has ended).
+    frame.locator("[data-testid=refresh]:not([disabled])").wait_for(timeout=TIMEOUT_MS)
+    assert frame.locator('.ds-card[data-tag="update_ratios"] [data-testid=legend]').is_visible()
 
     # TensorBoard's own reload button reaches the tab too.
     before = len(tag_requests)
@@ -372,7 +375,7 @@ def test_screenshot(tab, python_loader_server, tmp_path):
     tab.page.wait_for_timeout(500)  # let the redraw after the resize settle
     out = tmp_path / "update_ratios.png"
     tab.page.screenshot(path=str(out), full_page=True)
-    picture = Picture(out)
+    picture = Picture(tab.page, out)
     hatch = {(0xE6, 0xE6, 0xE6), (0xA8, 0xA8, 0xA8), (0xFF, 0xFF, 0xFF)}
     for run in ("seed0", "seed1"):
         expected = route(python_loader_server, "update_ratios", run=run, tag="update_ratios")

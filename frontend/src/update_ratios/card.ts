@@ -285,7 +285,8 @@ export class GridCard implements BlockHost {
     }
     const quantity = this.quantity(loaded);
     const legendFor = JSON.stringify(quantity);
-    if (this.runs.length > 0 && (scaleChanged || this.legendSlot.dataset.quantity !== legendFor)) {
+    const legendStale = !this.legendSlot.firstChild || this.legendSlot.dataset.quantity !== legendFor;
+    if (this.runs.length > 0 && (scaleChanged || legendStale)) {
       this.legendSlot.replaceChildren(colorLegend(this.color ?? color, quantity, this.ctx.kind.zeroWeightLegend));
       this.legendSlot.dataset.quantity = legendFor;
     }
