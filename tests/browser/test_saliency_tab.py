@@ -11,12 +11,16 @@ Set DEEPSCOPE_SCREENSHOTS=1 to refresh the README's picture, docs/images/salienc
 
 from __future__ import annotations
 
+import urllib.error
+import urllib.parse
+import urllib.request
 from decimal import ROUND_HALF_UP, Decimal
 
 import numpy as np
 import pytest
 
 from tests import route_helpers
+from tests.browser.png_pixels import close_to, hex_rgb, point_in, screenshot_rgb
 from tests.browser.tab_page import TIMEOUT_MS, screenshot, tooltip_fields
 from tests.route_helpers import route
 from tests.saliency_data import BROKEN_TAG, RGB_TAG
@@ -303,14 +307,154 @@ def test_non_finite_maps_are_reported_and_not_drawn(tab, server):
 
 
 def test_screenshot(tab, server, tmp_path):
-    """seed0's card in compare mode; DEEPSCOPE_SCREENSHOTS=1 makes it the README's picture."""
+    """seed0's card in compare mode, signed; DEEPSCOPE_SCREENSHOTS=1 makes it the README's picture.
+
+    The picture must show the grid's columns (both steps' maps and overlays), the row's
+    strongest pixel in the saturated end colour of its sign (RdBu's #67001f red, #053061
+    blue: it is beyond the row's 99th-percentile clip), every sampled pixel as its canvas
+    holds it, and a legend bar from blue to red.
+    """
+    tag = "saliency/integrated_gradients"
     tab.page.set_viewport_size({"width": 1400, "height": 1700})
+    steps = route(server, "saliency_steps", run="seed0", tag=tag)["steps"]
     frame = tab.open(server)
-    c = card(frame, "seed0", "saliency/integrated_gradients")
+    c = card(frame, "seed0", tag)
     set_control(c, "saliency-sign", "signed")
     c.locator("[data-testid=saliency-compare]").check()
     c.locator("[data-testid=saliency-grid][data-drawn=true][data-compare-step='0']").wait_for(
         timeout=TIMEOUT_MS
     )
     tab.page.mouse.move(1, 1)
-    screenshot(c, tmp_path, "saliency.png", min_bytes=10_000)
+    heads = c.locator(".ds-sal-colhead")
+    columns = [heads.nth(k).inner_text() for k in range(heads.count())]
+    assert columns == [
+        "sample",
+        "source",
+        f"map · step {steps[-1]}",
+        f"overlay · step {steps[-1]}",
+        "map · step 0",
+        "overlay · step 0",
+    ]
+    png = screenshot(c, tmp_path, "saliency.png", min_bytes=0).read_bytes()
+    origin = c.bounding_box()
+    points, expected, extremes = [], [], []
+    for step in (steps[-1], 0):
+        body = route(server, "saliency", run="seed0", tag=tag, step=step, samples="0-1")
+        signed = reduce(decode(body["maps"]), "signed")[0]
+        height, width = signed.shape
+        canvas = panel(c, "map", 0, step)
+        box = canvas.bounding_box()
+        inner = {"x": box["x"] + 1, "y": box["y"] + 1}  # inside the 1 px border
+        inner |= {"width": box["width"] - 2, "height": box["height"] - 2}
+        y, x = np.unravel_index(np.abs(signed).argmax(), signed.shape)
+        if abs(signed[y, x]) >= float(canvas.get_attribute("data-clip-value")):
+            extremes.append((len(points), signed[y, x] > 0))
+        for px, py in [(x, y), (0, 0), (width - 1, height - 1), (width // 2, height // 3)]:
+            points.append(point_in(inner, origin, (px + 0.5) / width, (py + 0.5) / height))
+            expected.append(pixel_rgb(canvas, px, py, width))
+    bar = c.locator("[data-testid=saliency-legend] .ds-sal-bar").bounding_box()
+    points += [point_in(bar, origin, 0.02, 0.5), point_in(bar, origin, 0.98, 0.5)]
+    got = screenshot_rgb(tab.page, png, points)
+    for k, want in enumerate(expected):
+        assert close_to(got[k], want, 2), (k, got[k], want)  # the picture shows the canvas
+    assert extremes  # the row's strongest pixel is at or beyond its clip value
+    for k, positive in extremes:
+        end = hex_rgb("#67001f") if positive else hex_rgb("#053061")
+        assert close_to(got[k], end, 3), (got[k], end)
+    left, right = got[-2], got[-1]
+    assert left[2] > left[0] + 40 and right[0] > right[2] + 40, (left, right)
+
+
+# ---------------------------------------------------------------- damaged data, odd names
+
+
+@pytest.fixture(scope="module")
+def damaged_server(tmp_path_factory, tensorboard_server) -> str:
+    """tests/damaged_logs.py's run: good steps 10 and 30 around a damaged step 20, per damage."""
+    from tests.damaged_logs import write_damaged_log
+
+    return tensorboard_server(write_damaged_log(tmp_path_factory.mktemp("damaged")).logdir, False)
+
+
+@pytest.mark.parametrize("tag", ["saliency/garbage", "saliency/maps_shape_mismatch"])
+def test_a_damaged_step_shows_its_error_at_its_step_and_the_others_still_draw(
+    tab, damaged_server, tag
+):
+    from tests.damaged_logs import DAMAGED_STEP, GOOD_STEPS, RUN
+
+    error = route(damaged_server, "saliency", run=RUN, tag=tag, step=DAMAGED_STEP)["error"]
+    assert error
+    frame = tab.open(damaged_server)
+    frame.locator("[data-testid=tag-filter]").fill(f"^{tag}$")  # this series' section alone
+    c = card(frame, RUN, tag)
+    drawn(c, GOOD_STEPS[-1])
+    assert panel(c, "map", 0, GOOD_STEPS[-1]).count() == 1
+    slider = c.locator("[data-testid=saliency-slider-a] input[type=range]")
+    slider.focus()
+    tab.page.keyboard.press("ArrowLeft")
+    drawn(c, DAMAGED_STEP)
+    note = c.locator(f'[data-testid=saliency-step-error][data-step="{DAMAGED_STEP}"]')
+    assert note.inner_text() == f"step {DAMAGED_STEP} cannot be shown: {error}"
+    assert c.locator("[data-testid=saliency-panel]").count() == 0  # no picture of it
+
+    # Compared with the damaged step, a good step draws, the damaged one's cells say why.
+    tab.page.keyboard.press("ArrowRight")
+    drawn(c, GOOD_STEPS[-1])
+    c.locator("[data-testid=saliency-compare]").check()
+    c.locator("[data-testid=saliency-slider-b] input[type=range]").focus()
+    tab.page.keyboard.press("ArrowRight")  # B: from the first step to the damaged one
+    c.locator(
+        f'[data-testid=saliency-grid][data-drawn=true][data-compare-step="{DAMAGED_STEP}"]'
+    ).wait_for(timeout=TIMEOUT_MS)
+    assert panel(c, "map", 0, GOOD_STEPS[-1]).count() == 1
+    cells = c.locator("[data-testid=saliency-grid] [data-testid=saliency-step-error]")
+    assert cells.count() == 2 * c.locator("[data-testid=saliency-rowhead]").count()
+    assert f"step {DAMAGED_STEP} cannot be shown" in cells.first.inner_text()
+    assert c.locator(f'[data-testid=saliency-step-error][data-step="{DAMAGED_STEP}"]').count() == 1
+
+    tab.page.keyboard.press("Home")  # B back to the first, good step
+    c.locator(
+        f'[data-testid=saliency-grid][data-drawn=true][data-compare-step="{GOOD_STEPS[0]}"]'
+    ).wait_for(timeout=TIMEOUT_MS)
+    assert panel(c, "map", 0, GOOD_STEPS[0]).count() == 1
+    assert c.locator("[data-testid=saliency-step-error]").count() == 0
+
+
+@pytest.fixture(scope="module")
+def odd_name_server(tmp_path_factory, tensorboard_server) -> str:
+    """Good series whose run or tag holds '"', '\\', a newline, a tab or a control character,
+    served by the fast data server, which cannot read their blobs."""
+    from tests.damaged_logs import write_odd_name_log
+
+    logdir = tmp_path_factory.mktemp("odd-names")
+    write_odd_name_log(logdir)
+    return tensorboard_server(logdir, load_fast=True)
+
+
+def plain_get(base_url: str, path: str, **params) -> tuple[int, str]:
+    """GET a route: its status and body as text, whatever the status."""
+    url = f"{base_url}/data/plugin/deepscope/{path}?{urllib.parse.urlencode(params)}"
+    try:
+        with urllib.request.urlopen(url, timeout=30) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+def test_fast_loader_and_an_odd_run_name_the_card_explains_cause_and_workaround(
+    tab, odd_name_server
+):
+    run = 'run"quote'
+    status, answer = plain_get(odd_name_server, "saliency_steps", run=run, tag="saliency/odd_run")
+    assert 400 <= status < 500
+    frame = tab.open(odd_name_server)
+    frame.locator("[data-testid=tag-filter]").fill("^saliency/odd_run$")
+    c = frame.locator("[data-testid=saliency-card]").filter(has_text=run).first
+    c.wait_for(timeout=TIMEOUT_MS)
+    c.scroll_into_view_if_needed()
+    message = c.locator("[data-testid=saliency-error]")
+    message.wait_for(timeout=TIMEOUT_MS)
+    text = message.inner_text()
+    assert text == f"HTTP {status}: {answer.strip()}"  # the route's explanation, as it wrote it
+    assert "--load_fast=false" in text and "Rename" in text
+    assert "<" not in text and "Traceback" not in text

@@ -82,6 +82,11 @@ export class SaliencyGrid {
     return this.element.childElementCount > 0;
   }
 
+  /** Step A cannot be read: nothing drawn, and the grid says which step that is (its error is above). */
+  drawNothing(A: SaliencyMaps, B: SaliencyMaps | null, mode: SignMode, p: number): void {
+    this.show(1, [], A, B, mode, p);
+  }
+
   /** Images of geometry `g`: step A's maps, and step B's beside them when comparing. */
   drawImages(A: SaliencyMaps, B: SaliencyMaps | null, g: Geometry, mode: SignMode, p: number): void {
     const f: Frame = { g, mode, ...panelScale(g) };

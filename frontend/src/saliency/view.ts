@@ -195,8 +195,7 @@ class RunCard {
       // Step A cannot be read: its error in place of the picture; the other steps still show.
       this.messages.replaceChildren(...notes);
       this.legend.replaceChildren();
-      this.grid.clear();
-      this.grid.keep();
+      this.grid.drawNothing(A, B, mode, p);
       return;
     }
     if (A.inputKind === "tokens") {
