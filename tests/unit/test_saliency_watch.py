@@ -17,6 +17,12 @@ from deepscope.writer.watch_saliency import SaliencyWatcher
 from tests.hf_models import tiny_vit
 
 
+def started(measurer, model, writer):
+    """`measurer` attached to `model` and `writer` as watch() attaches it (no optimizer needed)."""
+    measurer.start(model, None, writer)
+    return measurer
+
+
 class Net(torch.nn.Module):
     """Conv net with batch norm and dropout: training would notice any state or RNG disturbed."""
 
@@ -138,7 +144,9 @@ def test_a_bad_probe_is_refused_once_when_watching(tmp_path):
     with pytest.raises(ValueError, match="saliency probe .*out of range for a model with 3"):
         deepscope.watch(model, optimizer, writer, saliency_probe=bad_labels)
     with pytest.raises(ValueError, match=r"saliency probe of shape \[4, 2, 6, 6\]"):
-        SaliencyWatcher(model, writer, probe=torch.zeros(4, 2, 6, 6))  # 2 channels, not 1
+        started(
+            deepscope.Saliency(probe=torch.zeros(4, 2, 6, 6)), model, writer
+        )  # 2 channels, not 1
     assert model.training and all(m.training for m in model.modules())  # mode restored
     for key, value in model.state_dict().items():  # batch-norm statistics untouched
         assert torch.equal(value, state[key]), key
@@ -148,14 +156,14 @@ def test_a_bad_probe_is_refused_once_when_watching(tmp_path):
             return {"text": "no scores here"}
 
     with pytest.raises(ValueError, match="saliency probe .*keys \\['text'\\]"):
-        SaliencyWatcher(Talks(), writer, probe=PROBE[0])
+        started(deepscope.Saliency(probe=PROBE[0]), Talks(), writer)
 
     class OneRow(torch.nn.Module):
         def forward(self, x):
             return x.sum(dim=0, keepdim=True).flatten(1)
 
     with pytest.raises(ValueError, match="1 rows for 4 probe inputs"):
-        SaliencyWatcher(OneRow(), writer, probe=PROBE[0])
+        started(deepscope.Saliency(probe=PROBE[0]), OneRow(), writer)
     writer.close()
 
 
@@ -163,7 +171,9 @@ def test_watch_measures_a_hugging_face_vit(tmp_path, read_values):
     model = tiny_vit(image=16, channels=1, layers=1, intermediate=32)
     writer = deepscope.SummaryWriter(str(tmp_path))
     probe = torch.rand(2, 1, 16, 16, generator=torch.Generator().manual_seed(1))
-    watcher = SaliencyWatcher(model, writer, probe=probe, methods=["gradient", "occlusion"])
+    watcher = started(
+        deepscope.Saliency(probe=probe, methods=["gradient", "occlusion"]), model, writer
+    )
     watcher.measure(0)
     writer.close()
     step = pb.SaliencyStep.FromString(
@@ -190,7 +200,7 @@ def test_non_finite_maps_warned_once_and_counted(tmp_path, read_values):
 
     model = Sqrt()
     writer = deepscope.SummaryWriter(str(tmp_path))
-    watcher = SaliencyWatcher(model, writer, probe=torch.tensor([[0.0, 1.0]]), every=1)
+    watcher = started(deepscope.Saliency(probe=torch.tensor([[0.0, 1.0]]), every=1), model, writer)
     with pytest.warns(RuntimeWarning, match="NaN or infinite.*warned once"):
         watcher.measure(0)
     with warnings.catch_warnings():
@@ -208,26 +218,32 @@ def test_non_finite_maps_warned_once_and_counted(tmp_path, read_values):
 def test_watcher_arguments_are_checked_up_front(tmp_path):
     model = Net()
     with pytest.raises(ValueError, match="unknown saliency method 'gradcam'"):
-        SaliencyWatcher(model, None, probe=PROBE, methods=["gradcam"])
+        started(deepscope.Saliency(probe=PROBE, methods=["gradcam"]), model, None)
     with pytest.raises(ValueError, match="4 inputs but labels of shape"):
-        SaliencyWatcher(model, None, probe=(PROBE[0], torch.tensor([0, 1])))
+        started(deepscope.Saliency(probe=(PROBE[0], torch.tensor([0, 1]))), model, None)
     with pytest.raises(TypeError, match="floating-point inputs"):
-        SaliencyWatcher(model, None, probe=torch.zeros(2, 1, 6, 6, dtype=torch.long))
+        started(deepscope.Saliency(probe=torch.zeros(2, 1, 6, 6, dtype=torch.long)), model, None)
     with pytest.raises(ValueError, match="every must be a positive number of optimizer steps"):
-        SaliencyWatcher(model, None, probe=PROBE, every=0)
+        started(deepscope.Saliency(probe=PROBE, every=0), model, None)
     with pytest.raises(ValueError, match="not measured"):
-        SaliencyWatcher(model, None, probe=PROBE, method_options={"occlusion": {"window": 2}})
+        started(
+            deepscope.Saliency(probe=PROBE, method_options={"occlusion": {"window": 2}}),
+            model,
+            None,
+        )
 
 
 def test_method_options_reach_the_method(tmp_path, read_values):
     model = Net()
     writer = deepscope.SummaryWriter(str(tmp_path))
-    watcher = SaliencyWatcher(
+    watcher = started(
+        deepscope.Saliency(
+            probe=PROBE[0],
+            methods=["occlusion"],
+            method_options={"occlusion": {"window": 6, "baseline_value": 0.0}},
+        ),
         model,
         writer,
-        probe=PROBE[0],
-        methods=["occlusion"],
-        method_options={"occlusion": {"window": 6, "baseline_value": 0.0}},
     )
     watcher.measure(0)
     writer.close()
@@ -240,3 +256,16 @@ def test_method_options_reach_the_method(tmp_path, read_values):
         targets = scores.argmax(dim=1)
         drop = scores[torch.arange(4), targets] - model(torch.zeros(4, 1, 6, 6))[0, targets]
     np.testing.assert_allclose(maps, drop[:, None, None, None].expand(4, 1, 6, 6), rtol=2**-10)
+
+
+def test_the_older_spelling_is_a_started_saliency(tmp_path, read_values):
+    torch.manual_seed(0)
+    model = Net()
+    writer = deepscope.SummaryWriter(str(tmp_path))
+    watcher = SaliencyWatcher(model, writer, probe=PROBE, every=3, methods=["gradient"])
+    assert isinstance(watcher, deepscope.Saliency) and watcher.every == 3
+    watcher.measure(0)
+    writer.close()
+    new = started(deepscope.Saliency(probe=PROBE, every=3), model, None)
+    assert new.model is watcher.model and new.methods == watcher.methods
+    assert [v.step for v in read_values(tmp_path, "saliency/gradient")] == [0]

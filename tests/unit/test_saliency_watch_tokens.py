@@ -13,12 +13,17 @@ from deepscope import metadata
 from deepscope.analysis import saliency as sal
 from deepscope.proto import arrays
 from deepscope.proto import deepscope_pb2 as pb
-from deepscope.writer.watch_saliency import SaliencyWatcher
 from tests.hf_models import tiny_gpt2
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 VOCAB, LENGTH = 30, 5
+
+
+def started(measurer, model, writer):
+    """`measurer` attached to `model` and `writer` as watch() attaches it (no optimizer needed)."""
+    measurer.start(model, None, writer)
+    return measurer
 
 
 IDS = torch.tensor([[1, 4, 9, 16, 25], [2, 3, 5, 7, 11]])
@@ -44,14 +49,16 @@ def _reference_gradient_norm(model, ids, target=None):
 def test_watcher_logs_per_token_maps_with_ids_and_texts(tmp_path, read_values):
     model = tiny_gpt2(vocab=VOCAB)
     writer = deepscope.SummaryWriter(str(tmp_path))
-    watcher = SaliencyWatcher(
+    watcher = started(
+        deepscope.Saliency(
+            probe=IDS,
+            methods=["gradient", "integrated_gradients"],
+            embeddings="transformer.wte",
+            tokens=TEXTS,
+            method_options={"integrated_gradients": {"n_steps": 16}},
+        ),
         model,
         writer,
-        probe=IDS,
-        methods=["gradient", "integrated_gradients"],
-        embeddings="transformer.wte",
-        tokens=TEXTS,
-        method_options={"integrated_gradients": {"n_steps": 16}},
     )
     assert model.training  # the check at construction restored the mode
     watcher.measure(0)
@@ -74,20 +81,26 @@ def test_watcher_logs_per_token_maps_with_ids_and_texts(tmp_path, read_values):
 def test_token_probe_is_checked_when_watching():
     model = tiny_gpt2(vocab=VOCAB)
     with pytest.raises(TypeError, match="token ids"):
-        SaliencyWatcher(model, None, probe=IDS.float(), embeddings="transformer.wte")
+        started(deepscope.Saliency(probe=IDS.float(), embeddings="transformer.wte"), model, None)
     with pytest.raises(ValueError, match="no module named 'wte'"):
-        SaliencyWatcher(model, None, probe=IDS, embeddings="wte")
+        started(deepscope.Saliency(probe=IDS, embeddings="wte"), model, None)
     with pytest.raises(ValueError, match="2 lists of 5 strings"):
-        SaliencyWatcher(model, None, probe=IDS, embeddings="transformer.wte", tokens=[["a"] * 5])
+        started(
+            deepscope.Saliency(probe=IDS, embeddings="transformer.wte", tokens=[["a"] * 5]),
+            model,
+            None,
+        )
     with pytest.raises(ValueError, match="give embeddings= too"):
-        SaliencyWatcher(model, None, probe=IDS.float(), tokens=TEXTS)
+        started(deepscope.Saliency(probe=IDS.float(), tokens=TEXTS), model, None)
     with pytest.raises(ValueError, match="saliency probe .*out of range for a model with 30"):
-        SaliencyWatcher(
-            model, None, probe=(IDS, torch.tensor([3, 30])), embeddings="transformer.wte"
+        started(
+            deepscope.Saliency(probe=(IDS, torch.tensor([3, 30])), embeddings="transformer.wte"),
+            model,
+            None,
         )
     model.unused = torch.nn.Embedding(VOCAB, 32)  # a submodule the forward never calls
     with pytest.raises(ValueError, match="saliency probe .*embedding module ran 0 times"):
-        SaliencyWatcher(model, None, probe=IDS, embeddings="unused")
+        started(deepscope.Saliency(probe=IDS, embeddings="unused"), model, None)
 
 
 # ---------------------------------------------------------------- torch.compile
@@ -122,7 +135,7 @@ def test_watcher_on_a_compiled_model_measures_every_method(tmp_path, read_values
     model = Net()
     compiled = torch.compile(model, backend="eager")
     writer = deepscope.SummaryWriter(str(tmp_path))
-    watcher = SaliencyWatcher(compiled, writer, probe=X, methods=list(sal.METHODS))
+    watcher = started(deepscope.Saliency(probe=X, methods=list(sal.METHODS)), compiled, writer)
     watcher.measure(0)
     writer.close()
     for method in sal.METHODS:
@@ -137,7 +150,7 @@ def test_watcher_on_a_compiled_text_model_takes_the_user_name(tmp_path, read_val
     compiled = torch.compile(model, backend="eager")
     writer = deepscope.SummaryWriter(str(tmp_path))
     for name in ("transformer.wte", "_orig_mod.transformer.wte"):
-        watcher = SaliencyWatcher(compiled, writer, probe=IDS, embeddings=name)
+        watcher = started(deepscope.Saliency(probe=IDS, embeddings=name), compiled, writer)
         assert watcher.embeddings is model.transformer.wte
     watcher.measure(0)
     writer.close()

@@ -21,6 +21,12 @@ from deepscope.proto import deepscope_pb2 as pb
 from deepscope.writer.watch_spectra import DEFAULT_SPECTRA_EVERY, SpectraWatcher
 
 
+def started(measurer, model, writer):
+    """`measurer` attached to `model` and `writer` as watch() attaches it (no optimizer needed)."""
+    measurer.start(model, None, writer)
+    return measurer
+
+
 class Net(torch.nn.Module):
     def __init__(self):
         super().__init__()
@@ -120,7 +126,7 @@ def test_measuring_leaves_grads_modes_and_weights_alone(writer):
     weights = {n: p.detach().clone() for n, p in model.named_parameters()}
     modes = {n: m.training for n, m in model.named_modules()}
     buffers = {n: b.clone() for n, b in model.named_buffers()}
-    SpectraWatcher(model, writer, every=1).measure(0)
+    started(deepscope.Spectra(every=1), model, writer).measure(0)
     for n, p in model.named_parameters():
         assert p.grad is grads[n] and torch.equal(p.grad, grad_copies[n])
         assert torch.equal(p.detach(), weights[n]) and p.requires_grad
@@ -164,7 +170,7 @@ def test_a_failing_svd_is_recorded_and_counted(writer, tmp_path, read_values, mo
 
     monkeypatch.setattr(torch.linalg, "svdvals", fails)
     model = Net()
-    watcher = SpectraWatcher(model, writer, every=1)
+    watcher = started(deepscope.Spectra(every=1), model, writer)
     with pytest.warns(RuntimeWarning, match="did not converge"):
         watcher.measure(4)
     assert watcher.stats.failed == 4 and watcher.stats.non_finite == 0
@@ -189,7 +195,7 @@ def test_bad_cadence_raises_naming_the_argument_given(writer, every):
     with pytest.raises(ValueError, match="^every must be a positive"):
         deepscope.Spectra(every=every)
     with pytest.raises(ValueError, match="^every must be a positive"):
-        SpectraWatcher(Net(), writer, every=every)
+        SpectraWatcher(Net(), writer, every=every)  # the older spelling
     model = Net()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     with pytest.raises(ValueError, match="^spectra_every must be a positive"):
@@ -200,7 +206,7 @@ def test_plain_torch_writer_raises(tmp_path):
     plain = torch.utils.tensorboard.SummaryWriter(str(tmp_path))
     try:
         with pytest.raises(TypeError, match=r"deepscope\.SummaryWriter"):
-            SpectraWatcher(Net(), plain)
+            started(deepscope.Spectra(), Net(), plain)
     finally:
         plain.close()
 
@@ -211,8 +217,10 @@ def test_shared_weights_are_measured_once_and_the_root_module_is_named_model(
     embed = torch.nn.Embedding(7, 5)
     decoder = torch.nn.Linear(5, 7, bias=False)
     decoder.weight = embed.weight  # tied
-    SpectraWatcher(torch.nn.ModuleDict({"embed": embed, "decoder": decoder}), writer).measure(0)
-    SpectraWatcher(torch.nn.Linear(3, 4), writer, prefix="root").measure(0)
+    started(
+        deepscope.Spectra(), torch.nn.ModuleDict({"embed": embed, "decoder": decoder}), writer
+    ).measure(0)
+    started(deepscope.Spectra(prefix="root"), torch.nn.Linear(3, 4), writer).measure(0)
     writer.flush()
     tags = sorted({v.tag for v in read_values(tmp_path)})
     assert tags == ["root/model", "spectra/embed"]
@@ -220,7 +228,7 @@ def test_shared_weights_are_measured_once_and_the_root_module_is_named_model(
 
 def test_lazy_modules_join_once_initialised(writer):
     model = torch.nn.Sequential(torch.nn.LazyLinear(4), torch.nn.ReLU(), torch.nn.Linear(4, 2))
-    watcher = SpectraWatcher(model, writer, every=1)
+    watcher = started(deepscope.Spectra(every=1), model, writer)
     assert [tag for tag, _ in watcher.layers()] == ["spectra/2"]
     model(torch.randn(3, 6))
     assert [tag for tag, _ in watcher.layers()] == ["spectra/0", "spectra/2"]
@@ -233,7 +241,7 @@ def test_a_compiled_model_logs_the_eager_tags_without_orig_mod(writer, tmp_path,
     compiled = torch.compile(model, backend="eager")
     compiled.head = torch.compile(model.head, backend="eager")  # a compiled submodule too
     assert any("_orig_mod" in name for name, _ in compiled.named_modules())
-    watcher = SpectraWatcher(compiled, writer, every=1)
+    watcher = started(deepscope.Spectra(every=1), compiled, writer)
     assert [tag for tag, _ in watcher.layers()] == list(EXPECTED)
     watcher.measure(0)
     writer.flush()
@@ -294,7 +302,7 @@ def test_frozen_backbone_is_left_out_and_unchanged_weights_are_not_measured_agai
     optimizer = torch.optim.AdamW(
         [p for p in model.parameters() if p.requires_grad], lr=1e-2, fused=fused
     )
-    watcher = SpectraWatcher(model, writer, every=2)
+    watcher = started(deepscope.Spectra(every=2), model, writer)
     weights = _train_and_measure(model, optimizer, watcher, 5)
     writer.flush()
     found = spectra_by_tag(read_values, tmp_path)
@@ -321,7 +329,7 @@ def test_frozen_backbone_is_left_out_and_unchanged_weights_are_not_measured_agai
 def test_include_frozen_measures_the_backbone_once_then_unchanged(writer, tmp_path, read_values):
     model = FrozenBackbone()
     optimizer = torch.optim.SGD(model.head.parameters(), lr=0.1)
-    watcher = SpectraWatcher(model, writer, every=1, include_frozen=True)
+    watcher = started(deepscope.Spectra(every=1, include_frozen=True), model, writer)
     _train_and_measure(model, optimizer, watcher, 3)
     writer.flush()
     found = spectra_by_tag(read_values, tmp_path)
@@ -336,7 +344,7 @@ def test_include_frozen_measures_the_backbone_once_then_unchanged(writer, tmp_pa
 
 def test_a_write_through_param_data_counts_as_a_change(writer, tmp_path, read_values):
     model = torch.nn.Linear(6, 4)
-    watcher = SpectraWatcher(model, writer, every=1)
+    watcher = started(deepscope.Spectra(every=1), model, writer)
     watcher.measure(0)
     version = model.weight._version
     model.weight.data[1, 2] += 0.5  # no _version bump: only the checksum sees it
@@ -420,7 +428,7 @@ def test_a_time_budget_measures_largest_first_and_carries_the_rest_over(
 ):
     torch.manual_seed(6)
     model = Sizes()
-    watcher = SpectraWatcher(model, writer, every=10, time_budget=1.0)
+    watcher = started(deepscope.Spectra(every=10, time_budget=1.0), model, writer)
     cost = FakeCost(monkeypatch)
     watcher._clock = cost
     with warnings.catch_warnings(record=True) as caught:
@@ -449,7 +457,7 @@ def test_with_a_tiny_budget_every_layer_is_still_measured_in_turn(
 ):
     torch.manual_seed(7)
     model = Sizes()
-    watcher = SpectraWatcher(model, writer, every=2, time_budget=1e-3)
+    watcher = started(deepscope.Spectra(every=2, time_budget=1e-3), model, writer)
     watcher._clock = FakeCost(monkeypatch)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -466,7 +474,7 @@ def test_with_a_tiny_budget_every_layer_is_still_measured_in_turn(
 
 def test_no_budget_measures_everything_at_once(writer, tmp_path, read_values, monkeypatch):
     model = Sizes()
-    watcher = SpectraWatcher(model, writer, every=1, time_budget=None)
+    watcher = started(deepscope.Spectra(every=1, time_budget=None), model, writer)
     cost = FakeCost(monkeypatch)
     watcher._clock = cost
     watcher.measure(0)
@@ -491,7 +499,9 @@ def test_threads_follow_the_load_and_are_restored(
     previous = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
-        watcher = SpectraWatcher(torch.nn.Linear(8, 8), writer, every=1, threads=configured)
+        watcher = started(
+            deepscope.Spectra(every=1, threads=configured), torch.nn.Linear(8, 8), writer
+        )
         cost = FakeCost(monkeypatch)
         watcher.measure(0)
         assert cost.threads == [want] and watcher.stats.threads == want
@@ -511,12 +521,12 @@ def test_threads_follow_the_load_and_are_restored(
 )
 def test_bad_budget_or_threads_raise(writer, kwargs, words):
     with pytest.raises(ValueError, match=words):
-        SpectraWatcher(Net(), writer, **kwargs)
+        started(deepscope.Spectra(**kwargs), Net(), writer)
 
 
 def test_a_failing_measurement_does_not_retry_its_layers_at_every_step(writer, monkeypatch):
     model = Sizes()
-    watcher = SpectraWatcher(model, writer, every=10, time_budget=1.0)
+    watcher = started(deepscope.Spectra(every=10, time_budget=1.0), model, writer)
     watcher._clock = FakeCost(monkeypatch)
     calls = []
 
@@ -551,3 +561,14 @@ def test_watch_forwards_spectra_options(writer, tmp_path, read_values):
         (2, True),
     ]
     assert [(s, step.unchanged) for s, _, step in found["spectra/head"]] == [(0, False), (2, False)]
+
+
+def test_the_older_spelling_is_a_started_spectra(writer, tmp_path, read_values):
+    model = Net()
+    watcher = SpectraWatcher(model, writer, every=3, time_budget=None)
+    assert isinstance(watcher, deepscope.Spectra) and watcher.model is model
+    assert watcher.every == 3 and watcher.writer is writer
+    watcher.measure(0)
+    writer.flush()
+    tags = {v.tag for v in read_values(tmp_path) if v.tag.startswith("spectra/")}
+    assert tags == {tag for tag, _ in watcher.layers()} and tags
