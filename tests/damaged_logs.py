@@ -292,6 +292,21 @@ def _zero_d(kind: str):
     return _mutated(kind, mutate)
 
 
+def _empty_payload(kind: str):
+    """An empty payload: it parses, as a message with nothing set."""
+    return lambda good: _with_payload(good.summary, b"")
+
+
+def _shape(kind: str, dims: list[int]):
+    """The main array's shape replaced by `dims` (its data unchanged)."""
+
+    def mutate(step):
+        array = _main_array(kind, step)
+        array.shape[:] = dims
+
+    return _mutated(kind, mutate)
+
+
 def _foreign_payload(kind: str) -> bytes:
     """Another kind's step message, whose main array cannot be `kind`'s."""
     if kind == "saliency":
@@ -545,6 +560,10 @@ def damages(kind: str) -> dict[str, Callable]:
         "size_mismatch": _size_mismatch(kind),
         "zero_d": _zero_d(kind),
         "wrong_message": _wrong_message(kind),
+        "empty_payload": _empty_payload(kind),
+        # 2^62 elements: a product of dims that overflows int64 must not pass for a small one.
+        "huge_shape": _shape(kind, [2**31, 2**31]),
+        "negative_shape": _shape(kind, [-1, 3]),
     }
     if _is_blob(kind):
         found["no_blobs"] = _no_blobs(kind)
