@@ -224,3 +224,25 @@ def test_bad_start_step_raises(tmp_path, bad):
     with pytest.raises(ValueError, match="start_step must be a global step"):
         deepscope.watch(model, plain_sgd(model.parameters()), writer, start_step=bad)
     writer.close()
+
+
+def test_without_update_ratios_the_step_comes_from_the_optimizer_alone(tmp_path, monkeypatch):
+    batches = _batches()
+    checkpoint, _ = _run_and_save(tmp_path, adamw, 4, batches, every=1, spectra_every=None)
+    model, optimizer, writer = _resume(tmp_path, adamw, checkpoint)
+    measure = [deepscope.Spectra(every=2, time_budget=None)]
+    with deepscope.watch(model, optimizer, writer, measure=measure) as monitor:
+        assert monitor.step == 4  # AdamW's own count
+    writer.close()
+    # A counter-less optimizer: 0, and the log dir (which holds update ratios) is not read.
+    read = []
+    monkeypatch.setattr(resume, "last_logged_step", lambda *args: read.append(args))
+    model = _model()
+    writer = deepscope.SummaryWriter(str(tmp_path))
+    measure = [deepscope.Spectra(every=2, time_budget=None)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with deepscope.watch(model, plain_sgd(model.parameters()), writer, measure=measure) as m:
+            assert m.step == 0
+    assert read == []
+    writer.close()
