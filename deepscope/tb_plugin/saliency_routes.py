@@ -72,7 +72,8 @@ def decode_saliency_step(data: bytes, info: pb.SaliencyInfo) -> DecodedSaliency:
       StepError: not a SaliencyStep; no maps or inputs, 0-d ones, or shapes that
         differ from each other or from the series' `input_shape`; token ids not
         [N, L], token texts that do not match them; labels, predictions or
-        completeness errors not one per sample; a baseline that does not fit.
+        completeness errors not one per sample, negative class indices; a
+        baseline that does not fit.
     """
     try:
         message = pb.SaliencyStep.FromString(data)
@@ -125,6 +126,8 @@ def decode_saliency_step(data: bytes, info: pb.SaliencyInfo) -> DecodedSaliency:
             if not np.issubdtype(values.dtype, np.integer):
                 raise StepError(f"{name} are {values.dtype}, not class indices")
             values = values.reshape(-1).astype(np.int64)
+            if values.size and values.min() < 0:
+                raise StepError(f"{name} hold negative class indices ({int(values.min())})")
         per_sample[name] = None if values is None else values.reshape(-1)
     extras = {}
     for name in ("baseline", "baseline_maps"):
@@ -224,20 +227,21 @@ def parse_samples(text: str | None, count: int) -> list[int]:
                     raise ValueError
                 if hi - lo >= MAX_SAMPLES:
                     raise errors.InvalidArgumentError(
-                        f"samples {part} asks for more than {MAX_SAMPLES} samples; ask for fewer"
+                        f"samples {responses.cap(part)} asks for more than {MAX_SAMPLES} "
+                        "samples; ask for fewer"
                     )
                 indices = range(lo, hi + 1)
             else:
                 indices = range(int(part), int(part) + 1)
         except ValueError:
             raise errors.InvalidArgumentError(
-                f"samples must be indices and ranges like 0,3,5-9, got {text!r}"
+                f"samples must be indices and ranges like 0,3,5-9, got {responses.echo(text)}"
             ) from None
         for index in indices:
             if not 0 <= index < count:
                 raise errors.InvalidArgumentError(
-                    f"sample {index} is out of range: this step has {count} samples "
-                    f"(0 to {count - 1})"
+                    f"sample {responses.cap(str(index))} is out of range: this step has "
+                    f"{count} samples (0 to {count - 1})"
                 )
             if index not in chosen:
                 chosen.append(index)

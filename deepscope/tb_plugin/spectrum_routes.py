@@ -121,6 +121,8 @@ def decode_spectrum_step(data: bytes, info: pb.SpectrumInfo | None = None) -> De
     elif values.ndim != 2:
         raise StepError(f"singular values of shape {list(values.shape)}, expected [groups, k]")
     _check_values(values, info)
+    if not values.size and not step.error and not step.unchanged:
+        raise StepError("the step holds no singular values and no error (an empty payload?)")
     if step.unchanged:
         return DecodedSpectrum(
             values,

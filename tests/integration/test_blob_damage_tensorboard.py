@@ -3,8 +3,9 @@
 The log dir is tests/unit/test_blob_steps.py's: every blob kind with good,
 damaged (bytes that are no `*Step`) and blob-less steps, the same under a tag
 holding '"' (which tensorboard-data-server 0.7.2 cannot parse back from its own
-blob keys), and a correlation step with a flipped exponent bit (ρ = 32768: the
-data server does not check record checksums). No route may answer 5xx; a
+blob keys), a correlation step with a flipped exponent bit (ρ = 32768: the
+data server does not check record checksums), and a seeded fuzz of each kind's
+payload (run "fuzz"). No route may answer 5xx; a
 damaged step is that step's error; the unreadable name is a 400 saying why
 and what to do under `--load_fast=true`, and is served under `--load_fast=false`.
 """
@@ -25,6 +26,7 @@ from tests.unit.test_blob_steps import (
     EMPTY_STEP,
     FAST_LOADER_TAG,
     GOOD_STEPS,
+    fuzzed_payloads,
     write_blob_log,
 )
 
@@ -43,7 +45,8 @@ def served(request, blob_log, tensorboard_server):
     def loaded():
         status, body = get(base + "tags")
         tags = json.loads(body) if status == 200 else {}
-        return "flip" in tags and len(tags.get("alpha", {})) == 2 * len(BLOB_KINDS) + 1
+        complete = len(tags.get("alpha", {})) == 2 * len(BLOB_KINDS) + 1
+        return complete and "flip" in tags and len(tags.get("fuzz", {})) == len(BLOB_KINDS)
 
     wait_until(loaded, timeout=60, what="every series listed")
     return base, request.param
@@ -99,3 +102,19 @@ def test_a_name_the_fast_data_server_cannot_read(served, kind):
             assert status == 400 and "--load_fast=false" in text and "Rename" in text, text
         else:  # the Python loader reads it
             assert status == 200 and json.loads(body)["error"] is None, body
+
+
+@pytest.mark.parametrize("kind", [pytest.param(k, id=k.name) for k in BLOB_KINDS])
+def test_fuzzed_payloads_never_answer_5xx(served, kind):
+    base, _ = served
+    count = len(fuzzed_payloads(kind))
+    status, body = _get(base, f"{kind.name}_steps", run="fuzz", tag=kind.name)
+    assert status == 200 and len(json.loads(body)["steps"]) == count, body
+    for route in _routes(kind)[1:]:
+        for step in range(count):
+            status, body = _get(base, route, run="fuzz", tag=kind.name, step=step)
+            assert status < 500, (route, step, body)
+    if kind.name == "spectrum":
+        for route in ("spectrum_metrics", "spectrum_evolution"):
+            status, body = _get(base, route, run="fuzz", tag=kind.name)
+            assert status == 200, (route, body)

@@ -60,6 +60,8 @@ def test_a_good_saliency_step_decodes():
         ),
         ({"labels": np.array([0, 1], np.int64)}, "labels holds 2 values for 3 samples"),
         ({"labels": np.array([0.5, 1, 2], np.float32)}, "not class indices"),
+        ({"labels": np.array([-3, 0, 1], np.int64)}, "labels hold negative class indices (-3)"),
+        ({"predictions": np.array([0, -1, 1], np.int64)}, "negative class indices (-1)"),
         ({"predictions": np.arange(4, dtype=np.int64)}, "predictions holds 4 values"),
         ({"completeness_error": np.zeros(2, np.float32)}, "completeness_error holds 2"),
         ({"baseline": np.zeros((2, 1, 2, 2), np.float16)}, "expected [1 or 3, ...]"),
@@ -306,8 +308,9 @@ def test_good_spectrum_steps_decode():
         (_spectrum(np.ones((1, 1, 3))), "expected [groups, k]"),
         (_spectrum([[3.0, 2.0, 0.5]], num_above_mp_edge=2**40), "num_above_mp_edge"),
         (b"\x0a\xff\xff", "not a readable SpectrumStep"),
+        (b"", "no singular values and no error"),
     ],
-    ids=["shape", "negative", "unsorted", "nan-inside", "3d", "count", "garbage"],
+    ids=["shape", "negative", "unsorted", "nan-inside", "3d", "count", "garbage", "empty"],
 )
 def test_damaged_spectrum_steps_say_what_is_wrong(data, words):
     with pytest.raises(StepError) as caught:
