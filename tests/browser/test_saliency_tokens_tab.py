@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from tests import route_helpers
+from tests.browser.png_pixels import close_to, hex_rgb, screenshot_rgb
 from tests.browser.tab_page import TIMEOUT_MS, screenshot, tooltip_fields
 from tests.route_helpers import route
 
@@ -173,10 +174,41 @@ def test_step_slider_and_compare_mode(tab, server):
 
 
 def test_screenshot(tab, server, tmp_path):
-    """The GPT-2 card in compare mode; DEEPSCOPE_SCREENSHOTS=1 makes it the README's picture."""
+    """The GPT-2 card in compare mode; DEEPSCOPE_SCREENSHOTS=1 makes it the README's picture.
+
+    The picture must show every token of both steps on its background colour (read in
+    the token's left padding, where no glyph is): each row's strongest value at its clip
+    in the saturated red end of the diverging map (#67001f), values near zero near white.
+    """
     tab.page.set_viewport_size({"width": 1200, "height": 900})
     frame = tab.open(server)
     c = _card(frame, IG_TAG)
     _compare(c)
     tab.page.mouse.move(1, 1)
-    screenshot(c, tmp_path, "saliency_tokens.png", min_bytes=8_000)
+    png = screenshot(c, tmp_path, "saliency_tokens.png", min_bytes=0).read_bytes()
+    origin = c.bounding_box()
+    rows = c.locator("[data-testid=saliency-token-row]")
+    assert rows.count() == 2 * len(IDS)
+    points, colours, values, clips = [], [], [], []
+    for r in range(rows.count()):
+        tokens = rows.nth(r).locator("[data-testid=saliency-token]")
+        clip = float(rows.nth(r).get_attribute("data-clip-value"))
+        for k in range(tokens.count()):
+            box = tokens.nth(k).bounding_box()
+            x, y = box["x"] - origin["x"] + 2, box["y"] - origin["y"] + box["height"] / 2
+            points.append((int(x), int(y)))
+            style = tokens.nth(k).evaluate("t => getComputedStyle(t).backgroundColor")
+            colours.append(_rgb(style))
+            values.append(float(tokens.nth(k).get_attribute("data-value")))
+            clips.append(clip)
+    assert len(points) == 2 * sum(len(row) for row in IDS)
+    got = screenshot_rgb(tab.page, png, points)
+    saturated = 0
+    for k, (seen, want) in enumerate(zip(got, colours, strict=True)):
+        assert close_to(seen, want, 3), (k, seen, want)  # the picture shows the token's colour
+        if values[k] >= clips[k]:
+            saturated += 1
+            assert close_to(seen, hex_rgb("#67001f"), 3), (k, values[k], seen)
+        elif abs(values[k]) < 0.02 * clips[k]:
+            assert min(seen) > 225, (k, values[k], seen)
+    assert saturated >= 2  # every row's strongest (positive) token at least once
