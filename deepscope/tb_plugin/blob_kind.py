@@ -13,7 +13,10 @@ derive from `BlobKindRoutes` and declare only what is their own:
   in a damaged step's body;
 - `step_routes()`: routes that read one step (`?run&tag[&step]`), each a
   handler `(series, step, query) -> body` called with a step that decoded;
-- `series_routes()`: other routes, each a handler `(query) -> body`.
+- `series_routes()`: other routes, each a handler `(query) -> body`;
+- optionally `steps_extra` (more fields of the steps listing), `check_series`
+  (a one-step route refusing a series before any read), `weigh` and
+  `CACHE_CAPACITY` (the decoded-step cache's budget), `as_damaged`.
 
 Handlers return data: a dict (sent as JSON), a `Base64Json` (JSON with array
 slots sent as base64) or a prepared `responses.PreparedJson`; the base turns
