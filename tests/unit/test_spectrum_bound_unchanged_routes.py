@@ -26,9 +26,9 @@ def test_a_condition_number_beyond_float32_resolution_is_served_as_a_flagged_bou
     writer = deepscope.SummaryWriter(str(tmp_path / "run"))
     # float32 singular values 2, 1, 1e-9 of a 3 x 3 matrix: 1e-9 < 2 * 3 * eps32 = 7.2e-7.
     values = torch.tensor([[2.0, 1.0, 1e-9]], dtype=torch.float32)
-    writer.add_spectrum("tiny", sp.Spectrum(values, (1, 3, 3)), global_step=0)
+    writer.add_singular_values("tiny", sp.Spectrum(values, (1, 3, 3)), global_step=0)
     healthy = torch.tensor([[2.0, 1.0, 0.5]], dtype=torch.float32)
-    writer.add_spectrum("healthy", sp.Spectrum(healthy, (1, 3, 3)), global_step=0)
+    writer.add_singular_values("healthy", sp.Spectrum(healthy, (1, 3, 3)), global_step=0)
     writer.close()
     client = _serve(tmp_path)
     eps32 = float(np.finfo(np.float32).eps)
