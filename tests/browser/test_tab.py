@@ -171,6 +171,11 @@ def test_line_chart_plots_the_chosen_parameters_on_a_log_axis(tab, python_loader
     assert "rule of thumb ≈ 1e-3" in axes
     before = int(chart.get_attribute("data-series"))
     assert before == 2  # the default parameter, in both runs
+    # Its row is marked in both runs' heatmaps (also one drawn before the default was chosen).
+    (default,) = json.loads(chart.get_attribute("data-params"))
+    for run in ("seed0", "seed1"):
+        row = frame.locator(f'.ds-runblock[data-run="{run}"] .ds-ur-row[data-name="{default}"]')
+        assert "ds-selected" in row.get_attribute("class").split(), run
     # Clicking a row label adds that parameter, overlaid for both runs.
     frame.locator('.ds-runblock[data-run="seed0"] .ds-ur-row[data-name="fc.weight"]').click()
     frame.wait_for_function(

@@ -296,6 +296,8 @@ export class GridCard implements BlockHost {
       const pick = mostExtreme(loaded);
       this.selected = pick ? [pick] : [];
       this.autoPick = pick ?? null;
+      // Heatmaps drawn before the pick mark it too.
+      for (const block of this.blocks.values()) block.heatmap.updateSelection();
     }
     this.tools.render(rowSet, this.model.filterText, this.model.sidebarFilter);
     this.chart.setChoices(rowSet.shown);
