@@ -10,9 +10,15 @@ Set DEEPSCOPE_SCREENSHOTS=1 to refresh the README's picture, docs/images/correla
 
 from __future__ import annotations
 
+import urllib.error
+import urllib.parse
+import urllib.request
+import warnings
+
 import numpy as np
 import pytest
 
+from tests.browser.png_pixels import close_to, point_in, screenshot_rgb
 from tests.browser.tab_page import TIMEOUT_MS, VIEWPORT, screenshot, tooltip_fields
 from tests.correlation_data import (
     CROSS_TAG,
@@ -168,7 +174,13 @@ def test_drag_zooms_to_a_full_resolution_window_and_reset_returns(tab, correlati
 
 
 def test_screenshot(tab, correlation_server, tmp_path):
-    """The compare card in matched order; with DEEPSCOPE_SCREENSHOTS=1 the README's picture."""
+    """The compare card in matched order; with DEEPSCOPE_SCREENSHOTS=1 the README's picture.
+
+    The picture must show both runs' heatmaps cell by cell as the route's ρ: every cell
+    of the picture is its canvas's colour, cells with ρ > 0.5 red, below -0.5 blue, near
+    0 near white, a dead channel's grey; the legend bar runs from blue (-1) to red (+1);
+    both runs' matching curves.
+    """
     frame = tab.open(correlation_server)
     target = card(frame, CROSS_TAG)
     target.locator("button[data-order=matched]").click()
@@ -180,7 +192,60 @@ def test_screenshot(tab, correlation_server, tmp_path):
     target.scroll_into_view_if_needed()
     canvas = heatmap(frame, CROSS_TAG, "seed0", order="matched")
     hover_cell(tab, canvas, 16, 16, 2, 2)
-    screenshot(target, tmp_path, "correlation.png", min_bytes=20_000)
+    png = screenshot(target, tmp_path, "correlation.png", min_bytes=0).read_bytes()
+    origin = target.bounding_box()
+    tip = frame.locator("[data-testid=tooltip]").bounding_box()  # the hover's, over some cells
+
+    def covered(x: float, y: float) -> bool:
+        return tip["x"] - 2 <= x <= tip["x"] + tip["width"] + 2 and (
+            tip["y"] - 2 <= y <= tip["y"] + tip["height"] + 2
+        )
+
+    points, expected, rhos = [], [], []
+    for run in ("seed0", "seed1"):
+        body = route(
+            correlation_server, "correlation_matrix", run=run, tag=CROSS_TAG, order="matched"
+        )
+        rho = matrix_of(body)
+        dead_rows = {p for p, ch in enumerate(body["row_order"]) if ch in body["row_dead"]}
+        dead_cols = {p for p, ch in enumerate(body["col_order"]) if ch in body["col_dead"]}
+        canvas = heatmap(frame, CROSS_TAG, run, order="matched")
+        box = canvas.bounding_box()
+        held = canvas.evaluate(
+            "c => Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data)"
+        )
+        for i in range(0, 16, 3):
+            for j in range(1, 16, 3):
+                cell_x = box["x"] + (j + 0.5) * box["width"] / 16
+                cell_y = box["y"] + (i + 0.5) * box["height"] / 16
+                if (run, i, j) == ("seed0", 2, 2) or covered(cell_x, cell_y):
+                    continue  # under the hover box or the tooltip
+                points.append(point_in(box, origin, (j + 0.5) / 16, (i + 0.5) / 16))
+                expected.append(tuple(held[4 * (i * 16 + j) : 4 * (i * 16 + j) + 3]))
+                rhos.append(None if i in dead_rows or j in dead_cols else rho[i, j])
+    bar = target.locator("[data-testid=correlation-legend] .ds-colorbar-bar").bounding_box()
+    points += [point_in(bar, origin, 0.02, 0.5), point_in(bar, origin, 0.98, 0.5)]
+    got = screenshot_rgb(tab.page, png, points)
+    for k, rho in enumerate(rhos):
+        r, g, b = got[k]
+        assert close_to(got[k], expected[k], 2), (k, got[k], expected[k])
+        if rho is None:
+            assert close_to(got[k], (0xD0, 0xD0, 0xD0), 2), got[k]  # a dead channel: grey
+        elif rho > 0.5:
+            assert r > b + 40, (rho, got[k])
+        elif rho < -0.5:
+            assert b > r + 40, (rho, got[k])
+        elif abs(rho) < 0.05:
+            assert min(r, g, b) > 220, (rho, got[k])
+    assert any(rho is not None and rho > 0.5 for rho in rhos)  # red cells are shown
+    left, right = got[-2], got[-1]
+    assert left[2] > left[0] + 40 and right[0] > right[2] + 40, (left, right)
+    for method in ("semi", "bipartite"):
+        for run in ("seed0", "seed1"):
+            path = target.locator(f'[data-method={method}] path[data-run="{run}"]')
+            inside = path.bounding_box()
+            assert inside["width"] > 50 and inside["y"] >= origin["y"], (method, run)
+            assert inside["y"] + inside["height"] <= origin["y"] + origin["height"]
 
 
 SEQ_TAG = "correlation/seq"
@@ -233,3 +298,140 @@ def test_a_sequence_layer_with_few_samples_warns_and_max_abs_keeps_its_strong_pa
     fields = hover_cell(tab, canvas, 150, 150, 1, 75)  # channels 2-3 x 150-151
     assert fields["rho"] == format_rho(values[1, 75])
     assert float(fields["rho"]) == pytest.approx(-1.0, abs=1e-3)  # rho(3, 150) = -1
+
+
+# ---------------------------------------------------------------- non-finite, damaged, odd names
+
+ALL_NAN_TAG = "correlation/all_nan"
+SOME_NAN_TAG = "correlation/some_nan"
+NAN_SHAPE = (8, 16, 4, 4)  # (N, C, H, W): 128 sample positions for 16 channels
+
+
+def _nan_activations() -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(0)
+    some = rng.standard_normal(NAN_SHAPE).astype(np.float32)
+    some[0, 5, 0, 0] = np.nan  # two positions lose their sample, in all channels
+    some[3, 0, 2, 1] = np.inf
+    return {ALL_NAN_TAG: np.full(NAN_SHAPE, np.nan, dtype=np.float32), SOME_NAN_TAG: some}
+
+
+@pytest.fixture(scope="module")
+def nan_server(tmp_path_factory, tensorboard_server) -> str:
+    import torch
+
+    import deepscope
+
+    logdir = tmp_path_factory.mktemp("correlation-nan")
+    with deepscope.SummaryWriter(str(logdir / "run")) as writer:
+        for tag, x in _nan_activations().items():
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # the writer warns of NaN
+                writer.add_channel_correlation(tag, torch.from_numpy(x), global_step=0)
+    return tensorboard_server(logdir, load_fast=False)
+
+
+def _panel(frame, tag: str, run: str = "run"):
+    frame.locator("[data-testid=tag-filter]").fill(f"^{tag}$")
+    heatmap(frame, tag, run)
+    return card(frame, tag).locator(f'.ds-corr-panel[data-run="{run}"]')
+
+
+def test_all_nan_activations_are_not_dead_the_card_counts_the_non_finite_values(tab, nan_server):
+    x = _nan_activations()[ALL_NAN_TAG]
+    channels = route(nan_server, "correlation_channels", run="run", tag=ALL_NAN_TAG)
+    assert channels["samples"] == 0 and channels["rows"]["non_finite"] == x.size
+    frame = tab.open(nan_server)
+    panel = _panel(frame, ALL_NAN_TAG)
+    assert panel.locator("[data-testid=dead-count]").is_hidden()  # not "16 dead channels"
+    assert panel.locator("[data-testid=dead-ticks] rect").count() == 0
+    badge = panel.locator("[data-testid=non-finite-count]")
+    assert badge.is_visible()
+    assert badge.get_attribute("data-count") == str(x.size)
+    assert badge.get_attribute("data-unknown") == "16"
+    assert badge.inner_text() == (
+        f"{x.size:,} non-finite values (NaN/±Inf) left out · "
+        "16 channels without statistics (no finite sample)"
+    )
+    facts = panel.locator("[data-testid=channel-facts]").inner_text()
+    assert facts.endswith("· 0 samples")
+    assert panel.locator("[data-testid=few-samples]").is_hidden()  # too few is not the cause
+
+
+def test_some_non_finite_values_are_counted_and_the_samples_left_out(tab, nan_server):
+    x = _nan_activations()[SOME_NAN_TAG]
+    n, c, h, w = x.shape
+    positions = np.moveaxis(x, 1, -1).reshape(-1, c)  # [N*H*W, C]
+    finite_positions = int(np.isfinite(positions).all(axis=1).sum())
+    assert finite_positions == n * h * w - 2
+    frame = tab.open(nan_server)
+    panel = _panel(frame, SOME_NAN_TAG)
+    badge = panel.locator("[data-testid=non-finite-count]")
+    assert badge.get_attribute("data-count") == "2"
+    assert badge.get_attribute("data-unknown") == "0"
+    assert badge.inner_text() == "2 non-finite values (NaN/±Inf) left out"
+    assert panel.locator("[data-testid=dead-count]").is_hidden()
+    facts = panel.locator("[data-testid=channel-facts]")
+    assert facts.get_attribute("data-samples") == str(finite_positions)
+
+
+@pytest.fixture(scope="module")
+def damaged_server(tmp_path_factory, tensorboard_server) -> str:
+    """tests/damaged_logs.py's run: good steps 10 and 30 around a damaged step 20, per damage."""
+    from tests.damaged_logs import write_damaged_log
+
+    return tensorboard_server(write_damaged_log(tmp_path_factory.mktemp("damaged")).logdir, False)
+
+
+@pytest.mark.parametrize("tag", ["correlation/garbage", "correlation/rho_out_of_range"])
+def test_a_damaged_step_shows_its_error_in_place_of_its_heatmap(tab, damaged_server, tag):
+    from tests.damaged_logs import DAMAGED_STEP, GOOD_STEPS, RUN
+
+    body = route(damaged_server, "correlation_matrix", run=RUN, tag=tag, step=DAMAGED_STEP)
+    assert body["error"]
+    frame = tab.open(damaged_server)
+    panel = _panel(frame, tag, RUN)
+    heatmap(frame, tag, RUN, step=GOOD_STEPS[-1])
+    slider = card(frame, tag).locator("[data-testid=step-slider] input[type=range]")
+    slider.focus()
+    tab.page.keyboard.press("ArrowLeft")
+    error = panel.locator(f'[data-testid=step-error][data-step="{DAMAGED_STEP}"]')
+    error.wait_for(timeout=TIMEOUT_MS)
+    assert error.inner_text() == f"step {DAMAGED_STEP} cannot be shown: {body['error']}"
+    assert panel.locator("[data-testid=correlation-heatmap]").is_hidden()
+    tab.page.keyboard.press("ArrowLeft")
+    heatmap(frame, tag, RUN, step=GOOD_STEPS[0])  # the good steps still show
+    assert error.is_hidden()
+
+
+@pytest.fixture(scope="module")
+def odd_name_server(tmp_path_factory, tensorboard_server) -> str:
+    """Good series whose run or tag holds '"', '\\', a newline, a tab or a control character,
+    served by the fast data server, which cannot read their blobs."""
+    from tests.damaged_logs import write_odd_name_log
+
+    logdir = tmp_path_factory.mktemp("odd-names")
+    write_odd_name_log(logdir)
+    return tensorboard_server(logdir, load_fast=True)
+
+
+def test_fast_loader_and_an_odd_tag_name_the_card_explains_cause_and_workaround(
+    tab, odd_name_server
+):
+    tag = 'correlation/tag"quote'
+    step = route(odd_name_server, "correlation_steps", run="plain", tag=tag)["steps"][-1]
+    query = urllib.parse.urlencode({"run": "plain", "tag": tag, "step": step})
+    url = f"{odd_name_server}/data/plugin/deepscope/correlation_matrix?{query}"
+    with pytest.raises(urllib.error.HTTPError) as answer:
+        urllib.request.urlopen(url, timeout=30)
+    status, explanation = answer.value.code, answer.value.read().decode().strip()
+    assert 400 <= status < 500
+    frame = tab.open(odd_name_server)
+    frame.locator("[data-testid=tag-filter]").fill("^correlation/tag.quote$")
+    escaped = tag.replace("\\", "\\\\").replace('"', '\\"')  # a CSS string
+    target = frame.locator(f'[data-testid=correlation-card][data-tag="{escaped}"]')
+    target.scroll_into_view_if_needed(timeout=TIMEOUT_MS)
+    message = target.locator('.ds-corr-panel[data-run="plain"] [data-testid=panel-error]')
+    message.wait_for(timeout=TIMEOUT_MS)
+    text = message.inner_text()
+    assert text == f"HTTP {status}: {explanation}"  # as the route wrote it
+    assert "--load_fast=false" in text and "Rename" in text and "<" not in text
