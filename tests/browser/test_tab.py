@@ -176,6 +176,7 @@ def test_line_chart_plots_the_chosen_parameters_on_a_log_axis(tab, python_loader
     for run in ("seed0", "seed1"):
         row = frame.locator(f'.ds-runblock[data-run="{run}"] .ds-ur-row[data-name="{default}"]')
         assert "ds-selected" in row.get_attribute("class").split(), run
+        assert row.evaluate("e => e.scrollWidth <= e.clientWidth"), f"{run}: bold label cut"
     # Clicking a row label adds that parameter, overlaid for both runs.
     frame.locator('.ds-runblock[data-run="seed0"] .ds-ur-row[data-name="fc.weight"]').click()
     frame.wait_for_function(

@@ -94,13 +94,13 @@ export interface PlotFrame {
 }
 
 let measureCtx: CanvasRenderingContext2D | null = null;
-/** Width in px of `text` in the row labels' font. */
-export function textWidth(text: string): number {
+/** Width in px of `text` in the row labels' font (`bold`: as a selected row shows it). */
+export function textWidth(text: string, bold = false): number {
   if (!measureCtx) {
     measureCtx = document.createElement("canvas").getContext("2d");
-    if (!measureCtx) return text.length * 6.5;
+    if (!measureCtx) return text.length * (bold ? 7 : 6.5);
   }
-  measureCtx.font = LABEL_FONT;
+  measureCtx.font = bold ? `700 ${LABEL_FONT}` : LABEL_FONT;
   return measureCtx.measureText(text).width;
 }
 
@@ -113,9 +113,10 @@ export function fitLabel(candidates: readonly string[], maxWidth: number): strin
   return `…${last.slice(last.length - n)}`;
 }
 
-/** px a row's label takes: its text, indent and (for groups) toggle and count. */
+/** px a row's label takes: its text (a parameter's in bold), indent and (for groups) toggle and count. */
 export function rowLabelWidth(row: Pick<HeatRow, "kind" | "label" | "depth" | "names">): number {
-  let w = row.depth * INDENT + TOGGLE_W + 2 + textWidth(row.label);
+  // A parameter's label is bold while it is in the chart: room for that.
+  let w = row.depth * INDENT + TOGGLE_W + 2 + textWidth(row.label, row.kind === "param");
   if (row.kind === "group") w += 4 + textWidth(` ${row.names.length}`);
   return Math.ceil(w);
 }
