@@ -117,6 +117,11 @@ export function errorMessage(
   return `HTTP ${status}: ${shown}`;
 }
 
+/** What the tab shows of a failed request or a decoding error: its message, no "Error:". */
+export function errorText(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
 /** Whether a body is markup (an error page), by its start: the plugin's text never starts so. */
 function looksLikeHtml(text: string): boolean {
   return /^\s*<[!?a-z]/i.test(text);

@@ -11,10 +11,14 @@ from __future__ import annotations
 
 import json
 import math
+import urllib.error
+import urllib.parse
+import urllib.request
 
 import numpy as np
 import pytest
 
+from tests.browser.png_pixels import close_to, hex_rgb, point_in, screenshot_rgb
 from tests.browser.tab_page import TIMEOUT_MS, screenshot, tooltip_fields
 from tests.route_helpers import decode, number, route
 from tests.spectrum_data import BROKEN_STEP, BROKEN_TAG, MEASURED_STEPS
@@ -251,7 +255,12 @@ def test_a_step_that_could_not_be_measured_is_shown_as_an_error(tab, spectrum_py
 
 
 def test_screenshot(tab, spectrum_python_server, tmp_path):
-    """The spectrum card; with DEEPSCOPE_SCREENSHOTS=1 it becomes the README's picture."""
+    """The spectrum card; with DEEPSCOPE_SCREENSHOTS=1 it becomes the README's picture.
+
+    The picture must show each run's evolution heatmap as its canvas holds it (log10 σ in
+    viridis), the colour bar from viridis' #440154 to #fde725, and each run's spectrum
+    markers in the run's colour.
+    """
     tab.page.set_viewport_size({"width": 1400, "height": 1600})  # the whole card in view
     frame = open_spectra(tab, spectrum_python_server)
     frame.locator("[data-testid=spectrum-evolution][data-drawn=true]").first.wait_for(
@@ -262,7 +271,51 @@ def test_screenshot(tab, spectrum_python_server, tmp_path):
     card.evaluate("node => node.scrollIntoView({block: 'start'})")
     tab.page.mouse.move(1, 1)
     tab.page.wait_for_timeout(500)  # let the redraw after the resize settle
-    screenshot(card, tmp_path, "spectrum.png", min_bytes=20_000)
+    png = screenshot(card, tmp_path, "spectrum.png", min_bytes=0).read_bytes()
+    origin = card.bounding_box()
+    points, expected = [], []
+    heatmaps = frame.locator("[data-testid=spectrum-evolution][data-drawn=true]")
+    assert heatmaps.count() == len(RUNS)
+    for k in range(heatmaps.count()):
+        canvas = heatmaps.nth(k)
+        box = canvas.bounding_box()
+        steps, values = (
+            int(canvas.get_attribute("data-steps")),
+            int(canvas.get_attribute("data-values")),
+        )
+        held = canvas.evaluate(
+            "c => Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data)"
+        )
+        for i in range(0, max(1, steps - 1), max(1, steps // 5)):  # not the marked last step
+            for j in range(0, values, max(1, values // 4)):
+                points.append(point_in(box, origin, (i + 0.5) / steps, (j + 0.5) / values))
+                expected.append(tuple(held[4 * (j * steps + i) : 4 * (j * steps + i) + 3]))
+    bar = frame.locator("[data-testid=spectrum-legend] .ds-colorbar-bar").bounding_box()
+    ends = [point_in(bar, origin, 0.01, 0.5), point_in(bar, origin, 0.99, 0.5)]
+    # Each run's markers (circles filled with its line's colour) and where they are.
+    dots = frame.locator("[data-testid=spectrum-chart] circle[fill]")
+    fills = [dots.nth(i).get_attribute("fill") for i in range(dots.count())]
+    markers: dict[str, tuple[str, list[int]]] = {}
+    for run in RUNS:
+        line = frame.locator(f'[data-testid=spectrum-chart] path.ds-sp-line[data-run="{run}"]')
+        stroke = line.get_attribute("stroke")
+        assert stroke.startswith("#"), stroke
+        at = []
+        for i, fill in enumerate(fills):
+            if fill == stroke:
+                at.append(len(points) + len(ends))
+                ends.append(point_in(dots.nth(i).bounding_box(), origin, 0.5, 0.5))
+        markers[run] = (stroke, at)
+    got = screenshot_rgb(tab.page, png, points + ends)
+    for k, want in enumerate(expected):
+        assert close_to(got[k], want, 2), (k, got[k], want)  # the picture shows the canvas
+    left, right = got[len(points)], got[len(points) + 1]
+    assert close_to(left, hex_rgb("#440154"), 12), left
+    assert close_to(right, hex_rgb("#fde725"), 12), right
+    for run, (stroke, at) in markers.items():
+        assert at, f"no markers of {run}"
+        seen = [got[k] for k in at]
+        assert any(close_to(rgb, hex_rgb(stroke), 10) for rgb in seen), (run, stroke, seen[:5])
 
 
 # ---------------------------------------------------------------- 50 runs
@@ -381,3 +434,85 @@ def test_fifty_runs_one_row_per_layer_worst_first_and_nothing_wider_than_the_pag
     chart_box = chart(frame).bounding_box()
     assert chart_box["x"] >= table_box["x"] + table_box["width"] - 1
     assert chart_box["y"] < table_box["y"] + table_box["height"]
+
+
+# ---------------------------------------------------------------- damaged data, odd names
+
+
+@pytest.fixture(scope="module")
+def damaged_server(tmp_path_factory, tensorboard_server) -> str:
+    """tests/damaged_logs.py's run: good steps 10 and 30 around a damaged step 20, per damage."""
+    from tests.damaged_logs import write_damaged_log
+
+    return tensorboard_server(write_damaged_log(tmp_path_factory.mktemp("damaged")).logdir, False)
+
+
+def open_filtered(tab, base_url: str, regex: str):
+    """The tab with the sidebar's tag filter set to `regex`, the spectrum card in view."""
+    frame = tab.open(base_url)
+    frame.locator("[data-testid=tag-filter]").fill(regex)
+    card = frame.locator("[data-testid=spectrum-card]")
+    card.wait_for(state="attached", timeout=TIMEOUT_MS)
+    card.scroll_into_view_if_needed()
+    table_built(frame)
+    return frame
+
+
+@pytest.mark.parametrize("tag", ["spectrum/garbage", "spectrum/flipped_byte"])
+def test_a_damaged_step_is_shown_at_its_step_and_the_others_still_draw(tab, damaged_server, tag):
+    from tests.damaged_logs import DAMAGED_STEP, GOOD_STEPS, RUN
+
+    body = route(damaged_server, "spectrum", run=RUN, tag=tag, step=DAMAGED_STEP)
+    assert body["error"]
+    frame = open_filtered(tab, damaged_server, f"^{tag}$")
+    wait_for_drawn_steps(frame, {RUN: GOOD_STEPS[-1]})
+    slider = frame.locator("[data-testid=step-slider] input")
+    slider.focus()
+    slider.press("ArrowLeft")
+    assert slider_step(frame) == DAMAGED_STEP
+    error = frame.locator(f'[data-testid=spectrum-error][data-run="{RUN}"]')
+    error.wait_for(timeout=TIMEOUT_MS)
+    assert f"step {DAMAGED_STEP}: {body['error']}" in error.inner_text()
+    cell = frame.locator(
+        f'[data-testid=spectrum-table] tr[data-tag="{tag}"] '
+        f'td[data-metric="condition_number"] .ds-sp-value[data-run="{RUN}"]'
+    )
+    assert cell.get_attribute("data-error") == "true"  # the table marks it at its step
+    slider.press("ArrowLeft")
+    wait_for_drawn_steps(frame, {RUN: GOOD_STEPS[0]})
+    assert error.count() == 0
+    assert frame.locator(f'path.ds-sp-line[data-run="{RUN}"]').get_attribute("data-step") == str(
+        GOOD_STEPS[0]
+    )
+
+
+@pytest.fixture(scope="module")
+def odd_name_server(tmp_path_factory, tensorboard_server) -> str:
+    """Good series whose run or tag holds '"', '\\', a newline, a tab or a control character,
+    served by the fast data server, which cannot read their blobs."""
+    from tests.damaged_logs import write_odd_name_log
+
+    logdir = tmp_path_factory.mktemp("odd-names")
+    write_odd_name_log(logdir)
+    return tensorboard_server(logdir, load_fast=True)
+
+
+def test_fast_loader_and_an_odd_run_name_the_card_explains_cause_and_workaround(
+    tab, odd_name_server
+):
+    run, tag = 'run"quote', "spectrum/odd_run"
+    steps = route(odd_name_server, "spectrum_steps", run=run, tag=tag)["steps"]
+    query = urllib.parse.urlencode({"run": run, "tag": tag, "step": steps[-1]})
+    with pytest.raises(urllib.error.HTTPError) as answer:
+        urllib.request.urlopen(
+            f"{odd_name_server}/data/plugin/deepscope/spectrum?{query}", timeout=30
+        )
+    status, explanation = answer.value.code, answer.value.read().decode().strip()
+    assert 400 <= status < 500 and "--load_fast=false" in explanation
+    frame = open_filtered(tab, odd_name_server, f"^{tag}$")
+    escaped = run.replace('"', '\\"')  # a CSS string
+    error = frame.locator(f'[data-testid=spectrum-error][data-run="{escaped}"]')
+    error.wait_for(timeout=TIMEOUT_MS)
+    text = error.inner_text()
+    assert f"HTTP {status}: {explanation}" in text  # as the route wrote it
+    assert "<" not in text and "Traceback" not in text

@@ -6,6 +6,7 @@
 
 import { cssGradient } from "../colormap";
 import { el, swatch } from "../dom";
+import { errorText } from "../json";
 import { dashFor } from "../palette";
 import { StepSlider } from "../slider";
 import { addStyles } from "../style";
@@ -412,7 +413,7 @@ class RunPanel {
 
   /** An error of this run's panel, as plain text; a step's own error replaces its picture. */
   showError(error: unknown): void {
-    const message = error instanceof Error ? error.message : String(error);
+    const message = errorText(error);
     this.error.hidden = false;
     this.error.textContent = message;
     this.error.dataset.testid = error instanceof StepError ? "step-error" : "panel-error";

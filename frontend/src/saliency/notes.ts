@@ -1,6 +1,7 @@
 // The notes above the saliency grid: a step's error, non-finite maps, any other error.
 
 import { el } from "../dom";
+import { errorText } from "../json";
 import type { SaliencyMaps } from "./api";
 
 /** How many of a step's shown maps hold NaN/±Inf, and in how many samples. */
@@ -39,7 +40,7 @@ export function stepErrorNote(m: SaliencyMaps): HTMLElement {
 
 /** Any other error (a request that failed): its message as plain text. */
 export function errorNote(error: unknown): HTMLElement {
-  const box = el("div", "ds-error", error instanceof Error ? error.message : String(error));
+  const box = el("div", "ds-error", errorText(error));
   box.dataset.testid = "saliency-error";
   return box;
 }

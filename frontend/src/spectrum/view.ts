@@ -8,6 +8,7 @@
 
 import { ColorScale } from "../colormap";
 import { el, runError, swatch } from "../dom";
+import { errorText } from "../json";
 import { boxItem, colorBarItem } from "../legend";
 import { NON_FINITE_COLOR } from "../palette";
 import { ReloadWhenVisible } from "../reload_when_visible";
@@ -216,8 +217,8 @@ export class SpectrumView implements KindView {
             this.metricErrors.delete(r.run);
           },
           (error: unknown) => {
-            if (this.metricErrors.get(r.run) !== String(error)) changed = true;
-            this.metricErrors.set(r.run, String(error));
+            if (this.metricErrors.get(r.run) !== errorText(error)) changed = true;
+            this.metricErrors.set(r.run, errorText(error));
           },
         ),
       ),
@@ -338,7 +339,7 @@ export class SpectrumView implements KindView {
           (error: unknown) => {
             if (token !== this.spectraToken) return;
             this.spectra.delete(r.run);
-            this.spectrumErrors.set(r.run, String(error));
+            this.spectrumErrors.set(r.run, errorText(error));
           },
         );
       }),
@@ -359,7 +360,7 @@ export class SpectrumView implements KindView {
       runs.map((r) =>
         fetchEvolution(r.run, tag, maxSteps, EVOLUTION_VALUES).then(
           (e): [string, Evolution | string] => [r.run, e],
-          (error: unknown): [string, Evolution | string] => [r.run, String(error)],
+          (error: unknown): [string, Evolution | string] => [r.run, errorText(error)],
         ),
       ),
     ).then((results) => {
@@ -435,7 +436,9 @@ export class SpectrumView implements KindView {
       const s = this.spectra.get(r.run);
       const failed = this.spectrumErrors.get(r.run);
       if (failed) {
-        boxes.push(errorBox(r, failed));
+        const box = errorBox(r, failed); // the request failed: the route's message
+        box.dataset.testid = "spectrum-error";
+        boxes.push(box);
         continue;
       }
       if (!s || s.tag !== tag) continue;
