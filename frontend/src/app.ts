@@ -41,7 +41,8 @@ interface SectionSpec {
  * comes near the viewport; until then a placeholder keeps its place.
  */
 interface Section {
-  readonly kind: string;
+  /** Its SectionSpec's key: a kind's name, or UNREADABLE. */
+  readonly key: string;
   readonly factory: KindViewFactory;
   readonly element: HTMLDetailsElement;
   readonly placeholder: HTMLElement;
@@ -351,7 +352,7 @@ export class App {
   }
 
   private createSection(spec: SectionSpec): Section {
-    const { key: kind, factory } = spec;
+    const { key, factory } = spec;
     const element = el("details", "ds-kind");
     element.open = true;
     element.dataset.kind = spec.name;
@@ -361,11 +362,11 @@ export class App {
     const placeholder = el("div", "ds-kind-pending", "Loading…");
     placeholder.style.minHeight = `${SECTION_PLACEHOLDER_PX}px`;
     element.append(head, placeholder);
-    const section: Section = { kind, factory, element, placeholder, view: null, entries: [], waiting: false };
+    const section: Section = { key, factory, element, placeholder, view: null, entries: [], waiting: false };
     element.addEventListener("toggle", () => {
       if (element.open) section.view?.resize();
     });
-    this.sections.set(kind, section);
+    this.sections.set(key, section);
     this.visibility.observe(element, (visible) => {
       if (!visible || section.view !== null || section.waiting) return;
       const built = [...this.sections.values()].some((s) => s.view !== null);
@@ -378,7 +379,7 @@ export class App {
       section.waiting = true;
       void requestsSettled(SECTION_WAIT_MS).then(() => {
         section.waiting = false;
-        if (section.view === null && this.sections.get(kind) === section) this.buildView(section);
+        if (section.view === null && this.sections.get(key) === section) this.buildView(section);
       });
     });
     return section;
@@ -402,7 +403,7 @@ export class App {
     this.visibility.unobserve(section.element);
     section.view?.dispose();
     section.element.remove();
-    this.sections.delete(section.kind);
+    this.sections.delete(section.key);
   }
 
   /** The tag filter as TensorBoard reads it: a case-insensitive regex; null if invalid. */
