@@ -1,4 +1,4 @@
-// The saliency card's CSS (controls, legend, grid, panels, pager).
+// The saliency card's CSS (controls, legend, grid, panels, pager, token rows).
 
 import { addStyles } from "../style";
 
@@ -21,5 +21,8 @@ addStyles(`
 .ds-sal-pager[hidden] { display: none; }
 .ds-sal-pager button { border: 1px solid #c6c6c6; background: #fff; border-radius: 3px; cursor: pointer; padding: 0 6px; }
 .ds-sal-pager button:disabled { opacity: .4; cursor: default; }
+.ds-sal-tokens { display: flex; flex-wrap: wrap; gap: 2px; max-width: 720px; font: 13px/1.6 ui-monospace, SFMono-Regular, Menlo, monospace; }
+.ds-sal-token { white-space: pre; padding: 0 3px; border-radius: 2px; border: 1px solid rgba(0,0,0,.08); cursor: default; }
+.ds-sal-token-bad { outline: 1px dashed #c62828; }
 .ds-sal-messages .ds-error, .ds-sal-messages .ds-warn { white-space: pre-wrap; overflow-wrap: anywhere; }
 `);

@@ -3,15 +3,10 @@
 // the diverging map, white at zero; non-negative ones (L2 norms) the sequential map faded
 // from white, so that text stays readable on weak tokens.
 
-import { el } from "../dom";
-import { addStyles } from "../style";
-import { mapColor, type SignMode } from "./render";
+// Its CSS is in ./styles.
 
-addStyles(`
-.ds-sal-tokens { display: flex; flex-wrap: wrap; gap: 2px; max-width: 720px; font: 13px/1.6 ui-monospace, SFMono-Regular, Menlo, monospace; }
-.ds-sal-token { white-space: pre; padding: 0 3px; border-radius: 2px; border: 1px solid rgba(0,0,0,.08); cursor: default; }
-.ds-sal-token-bad { outline: 1px dashed #c62828; }
-`);
+import { el } from "../dom";
+import { mapColor, type SignMode } from "./render";
 
 /** Whether a token series' maps are signed, by the reduction the writer recorded. */
 export function signedReduction(tokenReduction: string): boolean {
