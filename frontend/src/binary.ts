@@ -16,8 +16,16 @@ export function base64Bytes(b64: string): Uint8Array {
   return bytes;
 }
 
+/** An error unless `count` (a product of a route's shape) is a whole number of elements. */
+function checkCount(count: number, what: string): void {
+  if (!Number.isSafeInteger(count) || count < 0) {
+    throw new Error(`${what}: its shape gives ${count} elements, not a count`);
+  }
+}
+
 /** `count` little-endian float32 values; `what` names the array in the error. */
 export function decodeFloat32(bytes: Uint8Array, count: number, what: string): Float32Array {
+  checkCount(count, what);
   if (bytes.length !== count * 4) {
     throw new Error(`${what}: expected ${count * 4} bytes of float32, got ${bytes.length}`);
   }
@@ -58,6 +66,7 @@ function float16Values(): Float32Array {
 
 /** `count` little-endian float16 values, widened to float32. */
 export function decodeFloat16(bytes: Uint8Array, count: number, what: string): Float32Array {
+  checkCount(count, what);
   if (bytes.length !== count * 2) {
     throw new Error(`${what}: expected ${count * 2} bytes of float16, got ${bytes.length}`);
   }

@@ -77,3 +77,11 @@ test("float16: a wrong byte count is an error naming the array", () => {
     /inputs: expected 4 bytes of float16, got 3/,
   );
 });
+
+test("a shape that is no count of elements (negative, fractional, NaN) is an error", () => {
+  for (const count of [-1, 1.5, NaN, Infinity]) {
+    assert.throws(() => decodeFloat32(new Uint8Array(0), count, "maps"), /maps: its shape gives/);
+    assert.throws(() => decodeFloat16(new Uint8Array(0), count, "maps"), /maps: its shape gives/);
+  }
+  assert.equal(decodeFloat32(new Uint8Array(0), 0, "empty").length, 0);
+});
