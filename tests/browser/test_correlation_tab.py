@@ -18,7 +18,6 @@ import warnings
 import numpy as np
 import pytest
 
-from tests.browser.png_pixels import close_to, point_in, screenshot_rgb
 from tests.browser.tab_page import TIMEOUT_MS, VIEWPORT, screenshot, tooltip_fields
 from tests.correlation_data import (
     CROSS_TAG,
@@ -69,6 +68,11 @@ def hover_cell(tab, canvas, rows: int, cols: int, i: int, j: int) -> dict[str, s
     y = box["y"] + (i + 0.5) * box["height"] / rows
     tab.page.mouse.move(x, y)
     return tooltip_fields(tab.frame)
+
+
+def near(rgb: tuple[int, int, int], expected: tuple[int, int, int], tolerance: int) -> bool:
+    """Whether every channel of `rgb` is within `tolerance` levels of `expected`."""
+    return all(abs(a - b) <= tolerance for a, b in zip(rgb, expected, strict=True))
 
 
 def test_hover_shows_the_routes_rho_which_is_numpys_and_dead_channels_are_marked(
@@ -192,7 +196,7 @@ def test_screenshot(tab, correlation_server, tmp_path):
     target.scroll_into_view_if_needed()
     canvas = heatmap(frame, CROSS_TAG, "seed0", order="matched")
     hover_cell(tab, canvas, 16, 16, 2, 2)
-    png = screenshot(target, tmp_path, "correlation.png", min_bytes=0).read_bytes()
+    picture = screenshot(target, tmp_path, "correlation.png")
     origin = target.bounding_box()
     tip = frame.locator("[data-testid=tooltip]").bounding_box()  # the hover's, over some cells
 
@@ -220,17 +224,18 @@ def test_screenshot(tab, correlation_server, tmp_path):
                 cell_y = box["y"] + (i + 0.5) * box["height"] / 16
                 if (run, i, j) == ("seed0", 2, 2) or covered(cell_x, cell_y):
                     continue  # under the hover box or the tooltip
-                points.append(point_in(box, origin, (j + 0.5) / 16, (i + 0.5) / 16))
+                points.append((cell_x, cell_y))
                 expected.append(tuple(held[4 * (i * 16 + j) : 4 * (i * 16 + j) + 3]))
                 rhos.append(None if i in dead_rows or j in dead_cols else rho[i, j])
     bar = target.locator("[data-testid=correlation-legend] .ds-colorbar-bar").bounding_box()
-    points += [point_in(bar, origin, 0.02, 0.5), point_in(bar, origin, 0.98, 0.5)]
-    got = screenshot_rgb(tab.page, png, points)
+    points += [(bar["x"] + 0.02 * bar["width"], bar["y"] + bar["height"] / 2)]
+    points += [(bar["x"] + 0.98 * bar["width"], bar["y"] + bar["height"] / 2)]
+    got = picture.rgbs(points)
     for k, rho in enumerate(rhos):
         r, g, b = got[k]
-        assert close_to(got[k], expected[k], 2), (k, got[k], expected[k])
+        assert near(got[k], expected[k], 2), (k, got[k], expected[k])
         if rho is None:
-            assert close_to(got[k], (0xD0, 0xD0, 0xD0), 2), got[k]  # a dead channel: grey
+            assert near(got[k], (0xD0, 0xD0, 0xD0), 2), got[k]  # a dead channel: grey
         elif rho > 0.5:
             assert r > b + 40, (rho, got[k])
         elif rho < -0.5:

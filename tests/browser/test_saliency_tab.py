@@ -20,8 +20,7 @@ import numpy as np
 import pytest
 
 from tests import route_helpers
-from tests.browser.png_pixels import close_to, hex_rgb, point_in, screenshot_rgb
-from tests.browser.tab_page import TIMEOUT_MS, screenshot, tooltip_fields
+from tests.browser.tab_page import TIMEOUT_MS, css_rgb, screenshot, tooltip_fields
 from tests.route_helpers import route
 from tests.saliency_data import BROKEN_TAG, RGB_TAG
 
@@ -107,6 +106,16 @@ def pixel_rgb(canvas, x: int, y: int, width: int) -> tuple[int, int, int]:
             [int(x), int(y), int(width)],
         )
     )
+
+
+def at(box: dict, fx: float, fy: float) -> tuple[float, float]:
+    """The page point at fraction (fx, fy) of a bounding box."""
+    return box["x"] + fx * box["width"], box["y"] + fy * box["height"]
+
+
+def near(rgb: tuple[int, int, int], expected: tuple[int, int, int], tolerance: int) -> bool:
+    """Whether every channel of `rgb` is within `tolerance` levels of `expected`."""
+    return all(abs(a - b) <= tolerance for a, b in zip(rgb, expected, strict=True))
 
 
 def set_control(card_locator, testid: str, value: str):
@@ -335,8 +344,7 @@ def test_screenshot(tab, server, tmp_path):
         "map · step 0",
         "overlay · step 0",
     ]
-    png = screenshot(c, tmp_path, "saliency.png", min_bytes=0).read_bytes()
-    origin = c.bounding_box()
+    picture = screenshot(c, tmp_path, "saliency.png")
     points, expected, extremes = [], [], []
     for step in (steps[-1], 0):
         body = route(server, "saliency", run="seed0", tag=tag, step=step, samples="0-1")
@@ -350,17 +358,17 @@ def test_screenshot(tab, server, tmp_path):
         if abs(signed[y, x]) >= float(canvas.get_attribute("data-clip-value")):
             extremes.append((len(points), signed[y, x] > 0))
         for px, py in [(x, y), (0, 0), (width - 1, height - 1), (width // 2, height // 3)]:
-            points.append(point_in(inner, origin, (px + 0.5) / width, (py + 0.5) / height))
+            points.append(at(inner, (px + 0.5) / width, (py + 0.5) / height))
             expected.append(pixel_rgb(canvas, px, py, width))
     bar = c.locator("[data-testid=saliency-legend] .ds-sal-bar").bounding_box()
-    points += [point_in(bar, origin, 0.02, 0.5), point_in(bar, origin, 0.98, 0.5)]
-    got = screenshot_rgb(tab.page, png, points)
+    points += [at(bar, 0.02, 0.5), at(bar, 0.98, 0.5)]
+    got = picture.rgbs(points)
     for k, want in enumerate(expected):
-        assert close_to(got[k], want, 2), (k, got[k], want)  # the picture shows the canvas
+        assert near(got[k], want, 2), (k, got[k], want)  # the picture shows the canvas
     assert extremes  # the row's strongest pixel is at or beyond its clip value
     for k, positive in extremes:
-        end = hex_rgb("#67001f") if positive else hex_rgb("#053061")
-        assert close_to(got[k], end, 3), (got[k], end)
+        end = css_rgb("#67001f") if positive else css_rgb("#053061")
+        assert near(got[k], end, 3), (got[k], end)
     left, right = got[-2], got[-1]
     assert left[2] > left[0] + 40 and right[0] > right[2] + 40, (left, right)
 

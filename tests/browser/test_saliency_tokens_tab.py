@@ -16,8 +16,7 @@ import numpy as np
 import pytest
 
 from tests import route_helpers
-from tests.browser.png_pixels import close_to, hex_rgb, screenshot_rgb
-from tests.browser.tab_page import TIMEOUT_MS, screenshot, tooltip_fields
+from tests.browser.tab_page import TIMEOUT_MS, css_rgb, screenshot, tooltip_fields
 from tests.route_helpers import route
 
 sync_api = pytest.importorskip("playwright.sync_api")
@@ -86,6 +85,11 @@ def _compare(c) -> None:
 
 def _rgb(style: str) -> tuple[int, ...]:
     return tuple(int(v) for v in style[style.index("(") + 1 : style.index(")")].split(","))
+
+
+def near(rgb: tuple[int, int, int], expected: tuple[int, int, int], tolerance: int) -> bool:
+    """Whether every channel of `rgb` is within `tolerance` levels of `expected`."""
+    return all(abs(a - b) <= tolerance for a, b in zip(rgb, expected, strict=True))
 
 
 def _row_values(c, sample: int, step: int) -> tuple[list[float], list[str], float, list]:
@@ -185,8 +189,7 @@ def test_screenshot(tab, server, tmp_path):
     c = _card(frame, IG_TAG)
     _compare(c)
     tab.page.mouse.move(1, 1)
-    png = screenshot(c, tmp_path, "saliency_tokens.png", min_bytes=0).read_bytes()
-    origin = c.bounding_box()
+    picture = screenshot(c, tmp_path, "saliency_tokens.png")
     rows = c.locator("[data-testid=saliency-token-row]")
     assert rows.count() == 2 * len(IDS)
     points, colours, values, clips = [], [], [], []
@@ -195,20 +198,19 @@ def test_screenshot(tab, server, tmp_path):
         clip = float(rows.nth(r).get_attribute("data-clip-value"))
         for k in range(tokens.count()):
             box = tokens.nth(k).bounding_box()
-            x, y = box["x"] - origin["x"] + 2, box["y"] - origin["y"] + box["height"] / 2
-            points.append((int(x), int(y)))
+            points.append((box["x"] + 2, box["y"] + box["height"] / 2))
             style = tokens.nth(k).evaluate("t => getComputedStyle(t).backgroundColor")
             colours.append(_rgb(style))
             values.append(float(tokens.nth(k).get_attribute("data-value")))
             clips.append(clip)
     assert len(points) == 2 * sum(len(row) for row in IDS)
-    got = screenshot_rgb(tab.page, png, points)
+    got = picture.rgbs(points)
     saturated = 0
     for k, (seen, want) in enumerate(zip(got, colours, strict=True)):
-        assert close_to(seen, want, 3), (k, seen, want)  # the picture shows the token's colour
+        assert near(seen, want, 3), (k, seen, want)  # the picture shows the token's colour
         if values[k] >= clips[k]:
             saturated += 1
-            assert close_to(seen, hex_rgb("#67001f"), 3), (k, values[k], seen)
+            assert near(seen, css_rgb("#67001f"), 3), (k, values[k], seen)
         elif abs(values[k]) < 0.02 * clips[k]:
             assert min(seen) > 225, (k, values[k], seen)
     assert saturated >= 2  # every row's strongest (positive) token at least once

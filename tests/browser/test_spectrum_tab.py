@@ -18,8 +18,7 @@ import urllib.request
 import numpy as np
 import pytest
 
-from tests.browser.png_pixels import close_to, hex_rgb, point_in, screenshot_rgb
-from tests.browser.tab_page import TIMEOUT_MS, screenshot, tooltip_fields
+from tests.browser.tab_page import TIMEOUT_MS, css_rgb, screenshot, tooltip_fields
 from tests.route_helpers import decode, number, route
 from tests.spectrum_data import BROKEN_STEP, BROKEN_TAG, MEASURED_STEPS
 
@@ -100,6 +99,16 @@ def hover_rank(tab, frame, rank: int, n: int) -> dict[str, str]:
     fields = tooltip_fields(frame)
     assert fields["rank"] == str(rank)
     return fields
+
+
+def at(box: dict, fx: float, fy: float) -> tuple[float, float]:
+    """The page point at fraction (fx, fy) of a bounding box."""
+    return box["x"] + fx * box["width"], box["y"] + fy * box["height"]
+
+
+def near(rgb: tuple[int, int, int], expected: tuple[int, int, int], tolerance: int) -> bool:
+    """Whether every channel of `rgb` is within `tolerance` levels of `expected`."""
+    return all(abs(a - b) <= tolerance for a, b in zip(rgb, expected, strict=True))
 
 
 def wait_for_drawn_steps(frame, want: dict[str, int]) -> None:
@@ -271,8 +280,7 @@ def test_screenshot(tab, spectrum_python_server, tmp_path):
     card.evaluate("node => node.scrollIntoView({block: 'start'})")
     tab.page.mouse.move(1, 1)
     tab.page.wait_for_timeout(500)  # let the redraw after the resize settle
-    png = screenshot(card, tmp_path, "spectrum.png", min_bytes=0).read_bytes()
-    origin = card.bounding_box()
+    picture = screenshot(card, tmp_path, "spectrum.png")
     points, expected = [], []
     heatmaps = frame.locator("[data-testid=spectrum-evolution][data-drawn=true]")
     assert heatmaps.count() == len(RUNS)
@@ -288,10 +296,10 @@ def test_screenshot(tab, spectrum_python_server, tmp_path):
         )
         for i in range(0, max(1, steps - 1), max(1, steps // 5)):  # not the marked last step
             for j in range(0, values, max(1, values // 4)):
-                points.append(point_in(box, origin, (i + 0.5) / steps, (j + 0.5) / values))
+                points.append(at(box, (i + 0.5) / steps, (j + 0.5) / values))
                 expected.append(tuple(held[4 * (j * steps + i) : 4 * (j * steps + i) + 3]))
     bar = frame.locator("[data-testid=spectrum-legend] .ds-colorbar-bar").bounding_box()
-    ends = [point_in(bar, origin, 0.01, 0.5), point_in(bar, origin, 0.99, 0.5)]
+    ends = [at(bar, 0.01, 0.5), at(bar, 0.99, 0.5)]
     # Each run's markers (circles filled with its line's colour) and where they are.
     dots = frame.locator("[data-testid=spectrum-chart] circle[fill]")
     fills = [dots.nth(i).get_attribute("fill") for i in range(dots.count())]
@@ -300,22 +308,22 @@ def test_screenshot(tab, spectrum_python_server, tmp_path):
         line = frame.locator(f'[data-testid=spectrum-chart] path.ds-sp-line[data-run="{run}"]')
         stroke = line.get_attribute("stroke")
         assert stroke.startswith("#"), stroke
-        at = []
+        where = []
         for i, fill in enumerate(fills):
             if fill == stroke:
-                at.append(len(points) + len(ends))
-                ends.append(point_in(dots.nth(i).bounding_box(), origin, 0.5, 0.5))
-        markers[run] = (stroke, at)
-    got = screenshot_rgb(tab.page, png, points + ends)
+                where.append(len(points) + len(ends))
+                ends.append(at(dots.nth(i).bounding_box(), 0.5, 0.5))
+        markers[run] = (stroke, where)
+    got = picture.rgbs(points + ends)
     for k, want in enumerate(expected):
-        assert close_to(got[k], want, 2), (k, got[k], want)  # the picture shows the canvas
+        assert near(got[k], want, 2), (k, got[k], want)  # the picture shows the canvas
     left, right = got[len(points)], got[len(points) + 1]
-    assert close_to(left, hex_rgb("#440154"), 12), left
-    assert close_to(right, hex_rgb("#fde725"), 12), right
-    for run, (stroke, at) in markers.items():
-        assert at, f"no markers of {run}"
-        seen = [got[k] for k in at]
-        assert any(close_to(rgb, hex_rgb(stroke), 10) for rgb in seen), (run, stroke, seen[:5])
+    assert near(left, css_rgb("#440154"), 12), left
+    assert near(right, css_rgb("#fde725"), 12), right
+    for run, (stroke, where) in markers.items():
+        assert where, f"no markers of {run}"
+        seen = [got[k] for k in where]
+        assert any(near(rgb, css_rgb(stroke), 10) for rgb in seen), (run, stroke, seen[:5])
 
 
 # ---------------------------------------------------------------- 50 runs
