@@ -5,7 +5,7 @@
 import { fetchKinds, fetchTagMap, type KindInfo, type TagMap } from "./api";
 import { Visibility, el, swatch } from "./dom";
 import { formatTime } from "./format";
-import { requestsSettled } from "./json";
+import { errorText, requestsSettled } from "./json";
 import { runColor } from "./palette";
 import { ReloadWhenVisible } from "./reload_when_visible";
 import { listenToTensorBoard } from "./tbhost";
@@ -179,13 +179,13 @@ export class App {
         this.tagsLoaded = true;
         this.tagsError = null;
       } catch (e) {
-        this.tagsError = e instanceof Error ? e.message : String(e);
+        this.tagsError = errorText(e);
       }
       try {
         this.kinds = await kinds;
         this.kindsError = null;
       } catch (e) {
-        this.kindsError = e instanceof Error ? e.message : String(e);
+        this.kindsError = errorText(e);
       }
       this.generation++;
       this.lastRefresh = new Date();
@@ -417,7 +417,7 @@ export class App {
     } catch (e) {
       this.filterInput.classList.add("ds-invalid");
       this.filterError.hidden = false;
-      this.filterError.textContent = `Invalid regular expression: ${e instanceof Error ? e.message : e}`;
+      this.filterError.textContent = `Invalid regular expression: ${errorText(e)}`;
       this.tagRegex = null;
       return null;
     }

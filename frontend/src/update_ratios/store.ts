@@ -1,5 +1,6 @@
 // Fetched grids (update ratios, layer values) by (run, tag), reloaded per refresh generation.
 
+import { errorText } from "../json";
 import type { LayerGrid } from "./grid";
 import { scaledExtent, scaledValuesInSlices } from "./stats";
 
@@ -60,7 +61,7 @@ export class DataStore {
         await nextTask();
         return { data, gen };
       } catch (e) {
-        return { error: e instanceof Error ? e.message : String(e), gen };
+        return { error: errorText(e), gen };
       }
     }).then((result) => {
       const current = this.done.get(key);
