@@ -116,6 +116,7 @@ class RunCard {
   private selectTag(tag: string): void {
     this.tag = tag;
     this.controls.method = tag;
+    this.token++; // maps still on their way are of the tag before: never drawn
     this.steps = null;
     this.mapsA = this.mapsB = null;
     this.controls.pager.reset();
