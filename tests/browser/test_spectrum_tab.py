@@ -357,11 +357,11 @@ def many_runs_server(tmp_path_factory, tensorboard_server) -> tuple[str, list[st
                     writer.add_unchanged_spectrum(tag, UNCHANGED[2], global_step=step)
                     continue
                 spectrum = scale_logs.layer_spectrum(parameter, step / 20, rng)
-                writer.add_spectrum(tag, spectrum, global_step=step)
+                writer.add_singular_values(tag, spectrum, global_step=step)
             values = np.linspace(2.0, 1.0, 64, dtype=np.float32)
             values[-1] = 1e-9  # below 2 * 64 * eps32: a bound of 1 / (64 eps32) = 1.3e5
             square = sp.Spectrum(torch.from_numpy(values)[None, :], (1, 64, 64))
-            writer.add_spectrum(BOUND_TAG, square, global_step=step)
+            writer.add_singular_values(BOUND_TAG, square, global_step=step)
         writer.close()
     return tensorboard_server(logdir, load_fast=False), runs
 
