@@ -291,7 +291,6 @@ class Monitor:
                 message + " (training goes on; failures are counted in "
                 f"monitor.stats.measurers[{name!r}].error_count, the first ones kept in its "
                 "errors and in monitor.stats.errors)",
-                stacklevel=2,
             )
 
     # -- writing what is held -------------------------------------------------------

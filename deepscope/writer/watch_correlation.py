@@ -213,7 +213,6 @@ class Correlations(Measurer):
                 "non-finite sample positions are left out, overflowing channels get "
                 "correlation 0; counted in the measurer's non_finite and overflow "
                 f"(monitor.measurers[{self.name!r}])",
-                stacklevel=2,
             )
         self.non_finite += non_finite
         self.overflow += overflow

@@ -233,7 +233,6 @@ class Saliency(Measurer):
                 f"saliency {method} at step {step}: {count} map value(s) are NaN or infinite; "
                 "they are logged as computed and counted in the measurer's non_finite "
                 f"(monitor.measurers[{self.name!r}].non_finite; warned once)",
-                stacklevel=2,
             )
 
     def flush(self) -> None:

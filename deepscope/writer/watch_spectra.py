@@ -489,7 +489,6 @@ class Spectra(Measurer):
             f"{self._pending[0].tag}; see monitor.measurers[{self.name!r}].stats (deferred, "
             "pending); raise spectra_options={'time_budget': ...} or set it to None to "
             "measure everything at once. Warned once.",
-            stacklevel=2,
         )
 
     def _count_error(self, tag: str, step: int, spectrum, error: str) -> None:
@@ -504,7 +503,6 @@ class Spectra(Measurer):
             warn_from_hook(
                 message + " (recorded with its error; training goes on; such spectra are "
                 "counted in monitor.measurers['spectra'].stats, warned about once)",
-                stacklevel=2,
             )
 
     def flush(self) -> None:

@@ -209,7 +209,6 @@ class UpdateRatios(Measurer):
                 f"deepscope: non-finite update ratio for {self._names[j]} at step "
                 f"{block[k].step} (an infinite or NaN weight or update?); it is logged as "
                 "measured and counted in monitor.stats.non_finite",
-                stacklevel=5,
             )
         self.non_finite += count
 

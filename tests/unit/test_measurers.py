@@ -522,3 +522,17 @@ def test_the_kind_registry_names_the_built_in_measurers():
     assert measurers["correlation"] is deepscope.Correlations
     assert measurers["saliency"] is deepscope.Saliency
     assert all(issubclass(cls, deepscope.Measurer) for cls in measurers.values())
+
+
+def test_a_measurers_warning_points_at_the_users_optimizer_step(writer):
+    import inspect
+
+    model, optimizer = _made()
+    monitor = deepscope.watch(model, optimizer, writer, measure=[Fails(1, where="measure")])
+    x, y = _data()
+    torch.nn.functional.cross_entropy(model(x), y).backward()
+    with pytest.warns(RuntimeWarning, match="measure exploded") as caught:
+        line = inspect.currentframe().f_lineno + 1
+        optimizer.step()
+    monitor.close()
+    assert caught[0].filename == __file__ and caught[0].lineno == line
