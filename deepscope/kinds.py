@@ -108,6 +108,17 @@ KINDS: tuple[Kind, ...] = (
         routes="deepscope.tb_plugin.saliency_routes:SaliencyRoutes",
         measurer="deepscope.writer.watch_saliency:Saliency",
     ),
+    Kind(
+        name="layer_values",
+        enum=pb.LAYER_VALUES,
+        data_class=summary_pb2.DATA_CLASS_TENSOR,
+        details="layer_values",
+        step_message=pb.LayerValuesStep,
+        title="Layer values",
+        subtitle="Your own per-layer measurements (writer.add_layer_values), layer by step",
+        routes="deepscope.tb_plugin.layer_values_routes:LayerValuesRoutes",
+        measurer=None,  # a carrier: users' own measurers log into it
+    ),
 )
 
 BY_NAME: dict[str, Kind] = {kind.name: kind for kind in KINDS}
