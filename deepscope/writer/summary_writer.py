@@ -23,6 +23,7 @@ from torch.utils.tensorboard import SummaryWriter as _TorchSummaryWriter
 from deepscope.proto import deepscope_pb2 as pb
 from deepscope.writer import fast_loader_names
 from deepscope.writer.correlation import CorrelationSummaries
+from deepscope.writer.layer_values import LayerValueSummaries
 from deepscope.writer.saliency import SaliencySummaries
 from deepscope.writer.spectrum import SpectrumSummaries
 from deepscope.writer.summary import FirstEventMetadata
@@ -35,6 +36,7 @@ class SummaryWriter(
     SpectrumSummaries,
     CorrelationSummaries,
     SaliencySummaries,
+    LayerValueSummaries,
     _TorchSummaryWriter,
 ):
     """A `torch.utils.tensorboard.SummaryWriter` with deepscope's summaries.
