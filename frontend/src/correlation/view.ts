@@ -5,7 +5,7 @@
 // matching side by side, runs overlaid in their colours. Each run's panel: ./run_panel.
 
 import { cssGradient } from "../colormap";
-import { el, swatch } from "../dom";
+import { el } from "../dom";
 import { dashFor } from "../palette";
 import { StepSlider } from "../slider";
 import { addStyles } from "../style";
@@ -77,7 +77,6 @@ class CorrelationCard implements PanelHost {
   private readonly reduceButtons = new Map<BlockReduction, HTMLButtonElement>();
   private reduce: BlockReduction = "mean";
   private readonly slider: StepSlider;
-  private readonly messages = el("div");
   private readonly panelsEl = el("div", "ds-corr-panels");
   private readonly curvesEl = el("div", "ds-corr-curves");
   private readonly semi = new MatchingChart(
@@ -156,7 +155,7 @@ class CorrelationCard implements PanelHost {
     this.curvesEl.dataset.testid = "matching-curves";
     this.curvesEl.append(this.semi.element, this.bipartite.element);
     this.curvesEl.hidden = true;
-    this.element.append(head, controls, this.messages, this.panelsEl, this.curvesEl);
+    this.element.append(head, controls, this.panelsEl, this.curvesEl);
     this.reload = new ReloadWhenVisible({
       generation: ctx.generation,
       reload: () => void this.loadSteps(),
@@ -167,15 +166,8 @@ class CorrelationCard implements PanelHost {
   update(entries: readonly ViewEntry[]): void {
     const changed = entries.map((e) => `${e.run}:${e.color}`).join("|") !==
       this.entries.map((e) => `${e.run}:${e.color}`).join("|");
+    // Series whose metadata cannot be read are not here: the app gives them their section.
     this.entries = entries.filter((e) => e.info.error === undefined);
-    this.messages.replaceChildren();
-    for (const e of entries) {
-      if (e.info.error === undefined) continue;
-      const box = el("div", "ds-error");
-      box.dataset.testid = "tag-error";
-      box.append(swatch(e.color), ` ${e.run} — cannot show this tag: ${e.info.error}`);
-      this.messages.appendChild(box);
-    }
     const keep = new Set(this.entries.map((e) => e.run));
     for (const [run, panel] of this.panels) {
       if (!keep.has(run)) {

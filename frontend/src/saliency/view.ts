@@ -92,16 +92,10 @@ class RunCard {
   }
 
   update(entries: readonly ViewEntry[]): void {
+    // Series whose metadata cannot be read are not here: the app gives them their section.
     this.entries = [...entries];
     const readable = this.entries.filter((e) => e.info.error === undefined);
     this.controls.setMethods(readable.map((e) => e.tag));
-    const errors = this.entries.filter((e) => e.info.error !== undefined);
-    this.element.querySelectorAll("[data-testid=tag-error]").forEach((n) => n.remove());
-    for (const e of errors) {
-      const box = el("div", "ds-error", `cannot show ${e.tag}: ${e.info.error}`);
-      box.dataset.testid = "tag-error";
-      this.messages.before(box);
-    }
     if (!readable.some((e) => e.tag === this.tag)) {
       this.selectTag(readable.length ? readable[0].tag : "");
     } else {

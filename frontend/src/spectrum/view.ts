@@ -7,7 +7,7 @@
 //   - its evolution over training: a steps × rank heatmap of log10 σ per run.
 
 import { ColorScale } from "../colormap";
-import { el, runError, swatch } from "../dom";
+import { el, runError } from "../dom";
 import { errorText } from "../json";
 import { boxItem, colorBarItem } from "../legend";
 import { NON_FINITE_COLOR } from "../palette";
@@ -73,7 +73,6 @@ export class SpectrumView implements KindView {
   readonly element = el("div", "ds-kind-body");
   private readonly card = el("section", "ds-card");
   private readonly sub = el("div", "ds-card-sub");
-  private readonly messages = el("div");
   private readonly tableStatus = el("div", "ds-placeholder", "Loading…");
   private readonly slider = new StepSlider((step) => this.onStep(step));
   private readonly table = new MetricsTable((tag) => this.select(tag));
@@ -136,7 +135,7 @@ export class SpectrumView implements KindView {
     const split = el("div", "ds-sp-split");
     split.dataset.testid = "spectrum-split";
     split.append(left, this.right);
-    this.card.append(head, toolbar, this.messages, split);
+    this.card.append(head, toolbar, split);
     this.element.appendChild(this.card);
     this.chart.element.hidden = true;
     this.resizeObserver.observe(this.right);
@@ -149,28 +148,16 @@ export class SpectrumView implements KindView {
   }
 
   update(entries: readonly ViewEntry[]): void {
+    // Series whose metadata cannot be read are not here: the app gives them their section.
     const byRun = new Map<string, RunEntry>();
-    const unreadable: ViewEntry[] = [];
     for (const e of entries) {
-      if (e.info.error !== undefined) {
-        unreadable.push(e);
-        continue;
-      }
-      if (e.info.kind !== "spectrum") continue;
+      if (e.info.error !== undefined || e.info.kind !== "spectrum") continue;
       const entry = byRun.get(e.run) ?? { run: e.run, color: e.color, tags: [] };
       entry.tags.push(e.tag);
       byRun.set(e.run, entry);
     }
     const runs = [...byRun.values()].sort((a, b) =>
       a.run.localeCompare(b.run, undefined, { numeric: true }),
-    );
-    this.messages.replaceChildren(
-      ...unreadable.map((e) => {
-        const box = el("div", "ds-error");
-        box.dataset.testid = "tag-error";
-        box.append(swatch(e.color), ` ${e.run} · ${e.tag} — cannot show this tag: ${e.info.error}`);
-        return box;
-      }),
     );
     const signature = JSON.stringify(runs);
     if (signature !== this.signature) {
