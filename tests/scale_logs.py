@@ -159,7 +159,7 @@ def write_update_ratios(
     steps = values.shape[0]
     for start in range(0, steps, block):
         rows = np.arange(start, min(start + block, steps))
-        writer.add_update_ratio_block(
+        writer._add_update_ratio_block(
             tag,
             list(names),
             values[rows],
@@ -231,7 +231,7 @@ def write_spectra(
     for step in spectrum_steps:
         progress = step / max(1, total_steps - 1)
         for parameter in layers:
-            writer.add_spectrum(
+            writer.add_singular_values(
                 f"{prefix}/{parameter.module}",
                 layer_spectrum(parameter, progress, rng),
                 global_step=int(step),

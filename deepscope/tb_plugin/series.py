@@ -51,12 +51,37 @@ class SeriesInfo:
 
 
 def _scalar_fields(message) -> dict:
-    """A message of scalar and repeated scalar fields as JSON values (int64 as numbers)."""
+    """A message of scalar and repeated scalar fields as JSON values.
+
+    int64 as numbers; an enum as its value's name, lower case without the enum's
+    prefix (`LayerValuesScale.LINEAR` → "linear"), a number it does not know as is.
+    """
     result = {}
     for field in message.DESCRIPTOR.fields:
         value = getattr(message, field.name)
+        if field.enum_type is not None:
+            value = (
+                [_enum_name(field, v) for v in value]
+                if _is_repeated(field)
+                else (_enum_name(field, value))
+            )
         result[field.name] = list(value) if _is_repeated(field) else value
     return result
+
+
+def _enum_name(field, number: int) -> str | int:
+    value = field.enum_type.values_by_number.get(number)
+    if value is None:
+        return number
+    prefix = _enum_prefix(field.enum_type.name)
+    name = value.name
+    return (name[len(prefix) :] if name.startswith(prefix) else name).lower()
+
+
+def _enum_prefix(enum_name: str) -> str:
+    """ "LayerValuesScale" → "LAYER_VALUES_SCALE_" (proto3's prefix for an enum's values)."""
+    snake = "".join("_" + c if c.isupper() and i else c for i, c in enumerate(enum_name))
+    return snake.upper() + "_"
 
 
 def _is_repeated(field) -> bool:

@@ -148,27 +148,3 @@ class FirstEventMetadata:
             content = value.metadata.plugin_data.content
             self._written[value.tag] = (content, metadata.parse_plugin_data(content))
         return summary
-
-
-# Transitional: the update-ratio builders moved to deepscope.writer.update_ratios.
-# Callers outside the writer (deepscope/__init__.py, tests) still import them from
-# here; remove this once they import from update_ratios.
-_MOVED_TO_UPDATE_RATIOS = frozenset(
-    {
-        "update_ratios_step",
-        "update_ratios_pb",
-        "update_ratios_summary",
-        "ratios_from_mapping",
-        "ZERO_WEIGHT",
-        "RatioValue",
-        "RatioMark",
-    }
-)
-
-
-def __getattr__(name: str):
-    if name in _MOVED_TO_UPDATE_RATIOS:
-        from deepscope.writer import update_ratios
-
-        return getattr(update_ratios, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -78,7 +78,7 @@ def write_blob_log(logdir):
     tag; run "flip": a correlation step whose ρ[0, 1] has a flipped exponent bit (32768)."""
     from torch.utils.tensorboard import SummaryWriter as TorchWriter
 
-    from deepscope.writer import summary
+    from deepscope.writer import summary, update_ratios
 
     writer = TorchWriter(str(logdir / "alpha"))
     for kind in BLOB_KINDS:
@@ -91,7 +91,7 @@ def write_blob_log(logdir):
                 plugin_data = _plugin_data(kind, info) if number == 0 else None
                 event = summary.blob_sequence_summary(tag, blobs, plugin_data)
                 writer.file_writer.add_summary(event, number, 1000.0 + number)
-    writer.file_writer.add_summary(summary.update_ratios_pb("ratios", {"w": 1e-3}), 0, 1.0)
+    writer.file_writer.add_summary(update_ratios.update_ratios_pb("ratios", {"w": 1e-3}), 0, 1.0)
     writer.close()
     writer = TorchWriter(str(logdir / "flip"))
     info, step = _correlation()

@@ -167,6 +167,14 @@ def test_a_linear_series_says_so(client):
     assert body["names"] == ["fc", "conv"] and body["values"] == [[0.0, 0.5]]
 
 
+def test_tags_name_the_scale_as_the_route_does(client):
+    response = client.get("/data/plugin/deepscope/tags")
+    assert response.status_code == 200
+    tags = json.loads(response.get_data(as_text=True))["grads"]
+    assert (tags["dead"]["kind"], tags["dead"]["scale"]) == ("layer_values", "linear")
+    assert (tags["grad_norm"]["quantity"], tags["grad_norm"]["scale"]) == ("gradient norm", "log")
+
+
 @pytest.mark.parametrize("damage", list(DAMAGED))
 def test_a_damaged_event_drops_its_own_step_with_a_warning_naming_it(client, damage):
     _, reason = DAMAGED[damage]

@@ -19,7 +19,7 @@ from werkzeug import test as werkzeug_test
 from deepscope.proto import arrays
 from deepscope.proto import deepscope_pb2 as pb
 from deepscope.tb_plugin import blob_steps, saliency_routes
-from deepscope.writer import summary
+from deepscope.writer import summary, update_ratios
 from tests.route_helpers import CountingProvider, decode
 from tests.unit import test_plugin_routes as plugin_routes
 from tests.unit.test_plugin_routes import get, get_json
@@ -109,7 +109,7 @@ def _write(logdir: Path) -> dict:
         )
         event = summary.blob_sequence_summary(tag, [message.SerializeToString()], info)
         writer.file_writer.add_summary(event, 2, 1002.0)
-    writer.file_writer.add_summary(summary.update_ratios_pb("ratios", {"w": 1e-3}), 0, 1.0)
+    writer.file_writer.add_summary(update_ratios.update_ratios_pb("ratios", {"w": 1e-3}), 0, 1.0)
     writer.close()
     return truth
 

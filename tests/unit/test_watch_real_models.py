@@ -21,7 +21,7 @@ import torch
 
 import deepscope
 from deepscope.writer import resume
-from deepscope.writer.summary import ZERO_WEIGHT
+from deepscope.writer.update_ratios import ZERO_WEIGHT
 from tests.hf_models import tiny_bert, tiny_gpt2  # the "hf" test extra (transformers)
 from tests.update_ratio_logs import read_update_ratios
 
