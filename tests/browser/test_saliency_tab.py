@@ -428,6 +428,28 @@ def test_a_damaged_step_shows_its_error_at_its_step_and_the_others_still_draw(
     assert c.locator("[data-testid=saliency-step-error]").count() == 0
 
 
+def test_a_damaged_newest_step_shows_its_error_and_the_earlier_step_draws(tab, damaged_server):
+    from tests.damaged_logs import DAMAGED_STEP, GOOD_STEPS, RUN
+
+    tag = "saliency/newest_damaged"
+    listing = route(damaged_server, "saliency_steps", run=RUN, tag=tag)
+    assert listing["steps"] == [GOOD_STEPS[0], DAMAGED_STEP] and listing["num_samples"] == 0
+    good = route(damaged_server, "saliency", run=RUN, tag=tag, step=GOOD_STEPS[0])
+    frame = tab.open(damaged_server)
+    frame.locator("[data-testid=tag-filter]").fill(f"^{tag}$")
+    c = card(frame, RUN, tag)
+    drawn(c, DAMAGED_STEP)  # the newest, damaged: its error, no picture
+    assert c.locator(f'[data-testid=saliency-step-error][data-step="{DAMAGED_STEP}"]').count() == 1
+    assert c.locator("[data-testid=saliency-panel]").count() == 0
+    c.locator("[data-testid=saliency-slider-a] input[type=range]").focus()
+    tab.page.keyboard.press("ArrowLeft")
+    drawn(c, GOOD_STEPS[0])
+    n = good["num_samples"]
+    assert c.locator("[data-testid=saliency-rowhead]").count() == n
+    # The probe's size comes from the good step's maps (the listing could not say it).
+    assert c.locator("[data-testid=saliency-pager]").text_content() == f"samples 1–{n} of {n}"
+
+
 @pytest.fixture(scope="module")
 def odd_name_server(tmp_path_factory, tensorboard_server) -> str:
     """Good series whose run or tag holds '"', '\\', a newline, a tab or a control character,

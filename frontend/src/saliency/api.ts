@@ -91,7 +91,8 @@ export async function fetchSaliencyMaps(
   step: number,
   samples: string,
 ): Promise<SaliencyMaps> {
-  const params = new URLSearchParams({ run, tag, step: String(step), samples });
+  const params = new URLSearchParams({ run, tag, step: String(step) });
+  if (samples !== "") params.set("samples", samples); // "": the route's first samples
   return parseSaliencyMaps(await getJson(`./saliency?${params.toString()}`));
 }
 

@@ -38,6 +38,16 @@ export class Pager {
     this.render();
   }
 
+  /**
+   * The number of probe samples as a step's maps tell it, when the steps route could not
+   * (its newest step is damaged, so it said 0). Whether it learned them now.
+   */
+  learnSamples(numSamples: number): boolean {
+    if (this.numSamples !== 0 || numSamples <= 0) return false;
+    this.setSamples(numSamples);
+    return true;
+  }
+
   /** Back to the first page (a new series). */
   reset(): void {
     this.offset = 0;
@@ -45,9 +55,12 @@ export class Pager {
     this.render();
   }
 
-  /** The route's `samples` argument for this page. */
+  /**
+   * The route's `samples` argument for this page; "" (the route's default samples) while
+   * the number of samples is unknown.
+   */
   samples(): string {
-    return samplesRange(this.offset, this.numSamples || PAGE);
+    return this.numSamples > 0 ? samplesRange(this.offset, this.numSamples) : "";
   }
 
   private page(direction: number): void {

@@ -16,6 +16,7 @@ import { SaliencyControls } from "./controls";
 import { SaliencyGrid } from "./grid";
 import { legendItems } from "./legend";
 import { MapsCache } from "./maps_cache";
+import { PAGE } from "./paging";
 import { errorNote, nonFiniteNotes, stepErrorNote } from "./notes";
 import { geometry, type Geometry } from "./render";
 import { signedReduction } from "./tokens";
@@ -160,6 +161,10 @@ class RunCard {
     ])
       .then(([mapsA, mapsB]) => {
         if (token !== this.token) return;
+        const pager = this.controls.pager;
+        if (mapsA.error === null && pager.learnSamples(mapsA.numSamples)) {
+          if (mapsA.samples.length > PAGE) return this.loadMaps(); // now one page of them
+        }
         const same = mapsA === this.mapsA && mapsB === this.mapsB && this.grid.hasDrawing;
         this.mapsA = mapsA;
         this.mapsB = mapsB;
