@@ -42,6 +42,11 @@ def test_demo_logs_every_kind_for_every_run(tmp_path):
         "compare-seed0-vs-seed1": {"correlation"},
     }
     methods = {tag for tag in listing["adamw-lr1e-3"] if tag.startswith("saliency/")}
-    assert len(methods) == 7
+    sys.path.insert(0, str(Path(__file__).parents[1] / "examples"))
+    try:
+        from train_digits import SALIENCY_METHODS
+    finally:
+        sys.path.pop(0)
+    assert methods == {f"saliency/{method}" for method in SALIENCY_METHODS}
     compare = listing["compare-seed0-vs-seed1"]["compare/relu2"].plugin_data.correlation
     assert compare.cross and compare.row_name == "adamw-lr1e-3/relu2"

@@ -25,6 +25,7 @@ from deepscope.analysis.saliency.token_embeddings import (
 )
 from deepscope.writer.hook_warnings import warn_from_hook
 from deepscope.writer.measurer import Measurer
+from deepscope.writer.probe import model_device
 
 DEFAULT_SALIENCY_EVERY = 500
 
@@ -176,11 +177,11 @@ class Saliency(Measurer):
             raise ValueError(f"saliency probe of shape {list(inputs.shape)}: {error}") from error
 
     def _probe_on_model_device(self) -> tuple[torch.Tensor, torch.Tensor | None]:
-        parameter = next(self.model.parameters(), None)
-        if parameter is not None and self._inputs.device != parameter.device:
-            self._inputs = self._inputs.to(parameter.device)
+        device = model_device(self.model)
+        if device is not None and self._inputs.device != device:
+            self._inputs = self._inputs.to(device)
             if self._labels is not None:
-                self._labels = self._labels.to(parameter.device)
+                self._labels = self._labels.to(device)
         return self._inputs, self._labels
 
     def measure(self, step: int, model=None, optimizer=None, writer=None) -> None:
