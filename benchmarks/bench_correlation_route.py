@@ -21,12 +21,8 @@
 from __future__ import annotations
 
 import argparse
-import gzip
 import http.client
 import json
-import os
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,16 +31,16 @@ from urllib.parse import urlencode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import free_port, http_get, machine, median, table, write_json  # noqa: E402
+from _common import machine, median, table, write_json  # noqa: E402
 
 from deepscope import metadata  # noqa: E402
+from tests.tensorboard_process import TensorBoard, decode_body, http_get  # noqa: E402
 
 CHANNELS = 2048
 WITHIN, CROSS = "correlation/layer4", "compare/layer4"
 RUN = "run"
 TARGET_MS = 200.0
 TARGET_BYTES = 1_000_000
-TENSORBOARD = str(Path(sys.executable).with_name("tensorboard"))
 
 
 # --------------------------------------------------------------------------- writing
@@ -175,30 +171,15 @@ def timed(port: int, path: str) -> float:
 
 
 def with_tensorboard(logdir: Path, load_fast: bool, steps: int, requests: int, tmp: Path):
-    port = free_port()
-    log = open(tmp / f"tb-{load_fast}.log", "wb")
-    cmd = [
-        TENSORBOARD,
-        "--logdir",
-        str(logdir),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        f"--load_fast={'true' if load_fast else 'false'}",
-    ]
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    started = time.perf_counter()
     base = "/data/plugin/deepscope/correlation"
-    try:
+    with TensorBoard(logdir, load_fast, None, tmp / f"tb-{load_fast}.log") as tb:
+        port = tb.port
 
         def listed(tag: str) -> int:
             status, body, headers, _ = http_get(
                 port, f"{base}_steps?{urlencode({'run': RUN, 'tag': tag})}"
             )
-            if headers.get("content-encoding") == "gzip":
-                body = gzip.decompress(body)
-            return len(json.loads(body)["steps"]) if status == 200 else 0
+            return len(decode_body(body, headers)["steps"]) if status == 200 else 0
 
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
@@ -209,10 +190,10 @@ def with_tensorboard(logdir: Path, load_fast: bool, steps: int, requests: int, t
                 pass
             time.sleep(0.5)
         else:
-            log.flush()
-            tail = (tmp / f"tb-{load_fast}.log").read_text()[-2000:]
-            raise TimeoutError(f"tensorboard never served every step; its log ends:\n{tail}")
-        loaded_s = time.perf_counter() - started
+            raise TimeoutError(
+                f"tensorboard never served every step; its log ends:\n{tb.log_tail()}"
+            )
+        loaded_s = time.perf_counter() - tb.started
 
         def path(step: int, tag: str = WITHIN, order: str = "original") -> str:
             query = {"run": RUN, "tag": tag, "step": step, "size": 256, "order": order}
@@ -241,13 +222,6 @@ def with_tensorboard(logdir: Path, load_fast: bool, steps: int, requests: int, t
             "cross overview matched: warm ms (median)": round(median(cross_warm) * 1e3, 1),
             "wire_bytes": wire,
         }
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-        log.close()
 
 
 # --------------------------------------------------------------------------- main

@@ -20,23 +20,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import free_port, machine, median, table, write_json  # noqa: E402
+from _common import machine, median, table, write_json  # noqa: E402
 
 import deepscope  # noqa: E402
+from tests.tensorboard_process import TensorBoard  # noqa: E402
 
-TENSORBOARD = str(Path(sys.executable).with_name("tensorboard"))
 TAG = "saliency/gradient"
 RUNS = {"mnist": (16, (1, 28, 28)), "cifar": (32, (3, 32, 32))}
 
@@ -65,42 +62,28 @@ def write_logdir(root: Path, steps: int) -> dict:
     return out
 
 
-def _get(url: str) -> bytes:
-    with urllib.request.urlopen(url, timeout=60) as response:
-        return response.read()
+def _get(tb: TensorBoard, path: str) -> bytes:
+    """The body of a deepscope route that must answer 200 (no Accept-Encoding: not gzipped)."""
+    status, body = tb.get(path, timeout=60)
+    if status != 200:
+        raise RuntimeError(f"{path} -> {status}: {body[:300]!r}")
+    return body
 
 
-def _time(url: str) -> tuple[float, int]:
+def _time(tb: TensorBoard, path: str) -> tuple[float, int]:
     t0 = time.perf_counter()
-    body = _get(url)
+    body = _get(tb, path)
     return (time.perf_counter() - t0) * 1e3, len(body)
 
 
 def serve(logdir: Path, load_fast: bool, steps: int, requests: int) -> dict:
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            TENSORBOARD,
-            "--logdir",
-            str(logdir),
-            "--port",
-            str(port),
-            "--host",
-            "127.0.0.1",
-            f"--load_fast={'true' if load_fast else 'false'}",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=dict(os.environ, PYTHONUNBUFFERED="1"),
-    )
-    base = f"http://127.0.0.1:{port}/data/plugin/deepscope"
-    try:
+    with TensorBoard(logdir, load_fast) as tb:
         deadline = time.monotonic() + 180
         for run in RUNS:
             while True:
                 try:
-                    body = json.loads(_get(f"{base}/saliency_steps?run={run}&tag={TAG}"))
-                    if len(body["steps"]) == steps:
+                    status, body = tb.get(f"saliency_steps?run={run}&tag={TAG}", timeout=60)
+                    if status == 200 and len(json.loads(body)["steps"]) == steps:
                         break
                 except OSError:
                     pass
@@ -110,13 +93,13 @@ def serve(logdir: Path, load_fast: bool, steps: int, requests: int) -> dict:
         out = {}
         for run in RUNS:
             q = f"run={run}&tag={TAG}"
-            listing = [_time(f"{base}/saliency_steps?{q}") for _ in range(requests)]
+            listing = [_time(tb, f"saliency_steps?{q}") for _ in range(requests)]
             cold_steps = [100 * s for s in range(min(steps, requests))]
-            cold = [_time(f"{base}/saliency?{q}&step={s}&samples=0-7") for s in cold_steps]
-            warm = [_time(f"{base}/saliency?{q}&step=0&samples=0-7") for _ in range(requests)]
+            cold = [_time(tb, f"saliency?{q}&step={s}&samples=0-7") for s in cold_steps]
+            warm = [_time(tb, f"saliency?{q}&step=0&samples=0-7") for _ in range(requests)]
             # Other steps than the ones read above: cold again.
             full_steps = [100 * (steps - 1 - s) for s in range(min(steps // 2, requests))]
-            full = [_time(f"{base}/saliency?{q}&step={s}") for s in full_steps]
+            full = [_time(tb, f"saliency?{q}&step={s}") for s in full_steps]
             out[run] = {
                 "steps_ms": round(median(t for t, _ in listing), 1),
                 "maps_8_samples_cold_ms": round(median(t for t, _ in cold), 1),
@@ -126,9 +109,6 @@ def serve(logdir: Path, load_fast: bool, steps: int, requests: int) -> dict:
                 "maps_16_samples_bytes": full[0][1],
             }
         return out
-    finally:
-        process.terminate()
-        process.wait(timeout=20)
 
 
 def main() -> None:
