@@ -4,8 +4,12 @@ and the one through real tensorboard processes (tests/integration/test_damaged_d
 
 Every route of every kind is asked, with a table of query arguments per route
 (`STEP_ROUTES`: routes reading one step, asked at each step and at the newest;
-`SERIES_ROUTES`: the others). A route the plugin serves that neither table
-lists fails `unlisted_routes`, so a new route joins the fuzz.
+`SERIES_ROUTES`: the others), the union of the kinds' own tables in their
+tests/kind_cases/<kind>.py, found by the kind's name. A route the plugin
+serves that neither table lists fails `unlisted_routes`, so a new route joins
+the fuzz. The checks every route gets are here; a kind's module adds its own
+(`possible_numbers`, `good_values`, `check_series`; a tensor kind's table of
+rows is `check_rows`).
 
 What every answer must be (`check_answer`): no status ≥ 500 and no answer of the
 plugin's safety net (an unexpected exception, `UNEXPECTED_ERROR_STATUS`); JSON
@@ -31,6 +35,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from tests import kind_cases
 from tests.damaged_logs import (
     GOOD_STEPS,
     DamagedLog,
@@ -41,44 +46,21 @@ from tests.damaged_logs import (
 # Routes that are not a kind's.
 GENERAL_ROUTES = frozenset({"index.js", "tags", "kinds"})
 
+
+def _union(name: str) -> dict:
+    """The union of the `name` tables of the kinds' tests/kind_cases/<kind>.py modules."""
+    found: dict = {}
+    for kind in kind_cases.covered():
+        found.update(kind_cases.attribute(kind, name))
+    return found
+
+
 # Route → variant label → extra query arguments. Asked at each kept step and without `step`.
-STEP_ROUTES: dict[str, dict[str, dict]] = {
-    "spectrum": {"": {}},
-    "correlation_matrix": {
-        "": {"size": 256},
-        "clustered": {"order": "clustered"},
-        "matched": {"order": "matched"},
-        "max_abs": {"reduce": "max_abs", "size": 2},
-        "window": {"row_start": 1, "row_end": 3, "col_start": 0, "col_end": 2},
-    },
-    "correlation_matching": {"": {}},
-    "correlation_channels": {"": {}},
-    "saliency": {"": {}, "two": {"samples": "0-1"}, "last": {"samples": "2"}},
-}
+# Each kind's `STEP_ROUTES` (tests/kind_cases/<kind>.py).
+STEP_ROUTES: dict[str, dict[str, dict]] = _union("STEP_ROUTES")
 # Route → variant label → function(series) → query arguments besides run (tag included).
-SERIES_ROUTES: dict[str, dict[str, Callable[[DamagedSeries], dict]]] = {
-    "update_ratios": {
-        "": lambda s: {"tag": s.tag},
-        "base64": lambda s: {"tag": s.tag, "format": "base64"},
-        "name": lambda s: {"tag": s.tag, "name": s.names[0] if s.names else "x"},
-    },
-    "layer_values": {
-        "": lambda s: {"tag": s.tag},
-        "base64": lambda s: {"tag": s.tag, "format": "base64"},
-    },
-    "spectrum_steps": {"": lambda s: {"tag": s.tag}},
-    "spectrum_metrics": {
-        "": lambda s: {"tag": s.tag},
-        "max_steps": lambda s: {"tag": s.tag, "max_steps": 2},
-        "whole_run": lambda s: {},
-    },
-    "spectrum_evolution": {
-        "": lambda s: {"tag": s.tag},
-        "small": lambda s: {"tag": s.tag, "max_steps": 2, "max_values": 2},
-    },
-    "correlation_steps": {"": lambda s: {"tag": s.tag}},
-    "saliency_steps": {"": lambda s: {"tag": s.tag}},
-}
+# Each kind's `SERIES_ROUTES`.
+SERIES_ROUTES: dict[str, dict[str, Callable[[DamagedSeries], dict]]] = _union("SERIES_ROUTES")
 
 FLOAT16_EPS = float(np.finfo(np.float16).eps)
 FLOAT32_EPS = float(np.finfo(np.float32).eps)
@@ -217,19 +199,19 @@ def check_general(request: Request, answer: Answer, safety_net_status: int) -> l
     return problems
 
 
-def _slot(slot: dict) -> np.ndarray:
+def slot(value: dict) -> np.ndarray:
     """An array slot of a response ({"dtype", "shape", "base64"}), decoded with numpy alone."""
-    dtype = {"float16": "<f2", "float32": "<f4"}[slot["dtype"]]
-    return np.frombuffer(base64.b64decode(slot["base64"]), dtype=dtype).reshape(slot["shape"])
+    dtype = {"float16": "<f2", "float32": "<f4"}[value["dtype"]]
+    return np.frombuffer(base64.b64decode(value["base64"]), dtype=dtype).reshape(value["shape"])
 
 
-def _number(value) -> float:
+def number(value) -> float:
     if value is None:
         return math.nan
     return {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}.get(value, value)
 
 
-def _close(got, want, atol: float) -> str | None:
+def close(got, want, atol: float) -> str | None:
     got = np.asarray(got, dtype=np.float64)
     want = np.asarray(want, dtype=np.float64)
     if got.shape != want.shape:
@@ -245,61 +227,10 @@ def _names_step(text: str, step: int) -> bool:
 
 
 def _possible_numbers(kind: str, route: str, body: dict) -> list[str]:
-    """Numbers served without an error that cannot be right (|ρ| > 1, σ < 0, ...)."""
-    problems = []
-    tol = 4 * FLOAT16_EPS
-    if route == "correlation_matrix" and "values" in body:
-        values = _slot(body["values"]).astype(np.float64)
-        if np.any(np.abs(values[np.isfinite(values)]) > 1 + tol):
-            problems.append(f"|ρ| up to {np.nanmax(np.abs(values)):.4g} served without an error")
-        rows, cols = body.get("shape", [0, 0])
-        bad = [i for i in body.get("row_dead", []) if not 0 <= i < rows]
-        bad += [i for i in body.get("col_dead", []) if not 0 <= i < cols]
-        if bad:
-            problems.append(f"dead channels {bad} outside the matrix {rows} x {cols}")
-    if route == "correlation_matching" and "semi" in body:
-        rows, cols = body.get("shape", [0, 0])
-        for side in ("semi", "bipartite"):
-            corr = np.array([_number(v) for v in body[side]["corr"]], dtype=np.float64)
-            if np.any(np.abs(corr[np.isfinite(corr)]) > 1 + tol):
-                problems.append(f"{side} matching |ρ| up to {np.nanmax(np.abs(corr)):.4g}")
-            if any(not 0 <= c < cols for c in body[side]["cols"]):
-                problems.append(f"{side} matching columns {body[side]['cols']} beyond {cols}")
-            if any(not 0 <= r < rows for r in body[side]["rows"]):
-                problems.append(f"{side} matching rows {body[side]['rows']} beyond {rows}")
-    if route == "correlation_channels" and "rows" in body:
-        for side in ("rows", "cols"):
-            stats = body.get(side)
-            if not stats:
-                continue
-            channels = stats["channels"]
-            if any(not 0 <= i < channels for i in stats["dead"]):
-                problems.append(f"{side} dead channels {stats['dead']} beyond {channels}")
-            for name in ("mean", "std", "positive_fraction"):
-                if stats[name] and len(stats[name]) != channels:
-                    problems.append(f"{side} {name} of {len(stats[name])} values for {channels}")
-    if route == "spectrum" and "singular_values" in body:
-        values = _slot(body["singular_values"]).astype(np.float64)
-        finite = values[np.isfinite(values)]
-        if np.any(finite < 0):
-            problems.append(f"a negative singular value {finite.min():.4g} served without an error")
-        if values.ndim == 2 and np.any(np.diff(values, axis=1) > 0):
-            problems.append("singular values served without an error are not descending")
-    if route in ("update_ratios",) and "values" in body:
-        values = body["values"]
-        values = (
-            _slot(values).astype(np.float64)
-            if isinstance(values, dict)
-            else np.array([[_number(v) for v in row] for row in values], dtype=np.float64)
-        )
-        if np.any(values[np.isfinite(values)] < 0):
-            problems.append("a negative update ratio ‖ΔW‖/‖W‖ served without a warning")
-    if route == "saliency" and "labels" in body and body["labels"] is not None:
-        if any(label < 0 for label in body["labels"]):
-            problems.append(f"negative class labels {body['labels']} served without an error")
-        if len(body["labels"]) != len(body.get("samples", body["labels"])):
-            problems.append("labels of another count than the samples served")
-    return problems
+    """Numbers served without an error that cannot be right (|ρ| > 1, σ < 0, ...): the
+    kind's `possible_numbers` (tests/kind_cases/<kind>.py), if it has one."""
+    check = kind_cases.optional(kind, "possible_numbers")
+    return [] if check is None else check(route, body)
 
 
 def check_step_answer(series: DamagedSeries, request: Request, answer: Answer) -> list[str]:
@@ -339,26 +270,10 @@ def check_step_answer(series: DamagedSeries, request: Request, answer: Answer) -
 
 
 def _good_values(series: DamagedSeries, route: str, step: int, body: dict) -> list[str]:
-    """A good step's values against the reference written (base variants only)."""
-    want = series.good[step]
-    found = None
-    if route == "spectrum":
-        found = _close(_slot(body["singular_values"]), want, 64 * FLOAT32_EPS * float(want.max()))
-    elif route == "correlation_matrix":
-        found = _close(_slot(body["values"]), want, 2 * FLOAT16_EPS)
-    elif route == "correlation_matching":
-        semi = [_number(v) for v in body["semi"]["corr"]]
-        found = _close(semi, want.max(axis=1), 2 * FLOAT16_EPS)
-    elif route == "correlation_channels":
-        if body["rows"]["channels"] != want.shape[0]:
-            found = f"{body['rows']['channels']} row channels, written {want.shape[0]}"
-    elif route == "saliency":
-        found = _close(
-            _slot(body["maps"]),
-            want[: len(body["samples"])],
-            FLOAT16_EPS * float(np.abs(want).max()),
-        )
-    return [] if found is None else [found]
+    """A good step's values against the reference written (base variants only): the
+    kind's `good_values` (tests/kind_cases/<kind>.py), if it has one."""
+    check = kind_cases.optional(series.kind, "good_values")
+    return [] if check is None else check(series, route, step, body)
 
 
 def check_series_answer(series: DamagedSeries, request: Request, answer: Answer) -> list[str]:
@@ -366,108 +281,66 @@ def check_series_answer(series: DamagedSeries, request: Request, answer: Answer)
     where = f"{request.describe()} → {answer.status}"
     if series.whole_series:
         return []  # no step is good: the general checks are all there is
-    if request.route == "update_ratios" and request.variant == "name" and not series.names:
-        return []
+    if request.variant == "name" and not series.names:
+        return []  # update ratios' one-name request of a series without names
     if answer.status != 200:
         return [
             f"{where}: expected 200 (the good steps, the damaged ones named); body {answer.head()}"
         ]
     body = answer.json()
     route = request.route
-    good = sorted(series.good)
     written = sorted({*series.good, *series.damaged})
     problems: list[str] = []
 
     def problem(text: str) -> None:
         problems.append(f"{where}: {text}")
 
-    if route in ("update_ratios", "layer_values"):
-        if body["steps"] != good:
-            problem(
-                f"steps {body['steps']}, the good ones are {good} (damaged: {list(series.damaged)})"
-            )
-        said = " ".join(body.get("warnings", []))
-        for step in series.damaged:
-            if not _names_step(said, step):
-                problem(
-                    f"no warning names the damaged step {step}: warnings {body.get('warnings')}"
-                )
-        problems += [f"{where}: {p}" for p in _possible_numbers(series.kind, route, body)]
-        if body["steps"] == good:
-            values = body["values"]
-            if isinstance(values, dict):
-                matrix = _slot(values)
-            else:
-                matrix = np.array([[_number(v) for v in row] for row in values], dtype=np.float64)
-            names = list(series.names)
-            want = np.array([series.good[s] for s in good], dtype=np.float64)
-            if request.variant == "name":
-                want, names = want[:, :1], names[:1]
-            if body["names"] != names:
-                problem(f"names {body['names']}, written {names}")
-            else:
-                found = _close(matrix, want, 4 * FLOAT32_EPS * float(np.max(want)))
-                if found:
-                    problem(found)
-    elif route.endswith("_steps"):
+    if route.endswith("_steps"):
         if body.get("steps") != written:
             problem(f"lists steps {body.get('steps')}, written {written}")
-    elif route == "spectrum_evolution":
-        problems += _evolution(series, body, problem)
-    elif route == "spectrum_metrics":
-        layer = body.get("layers", {}).get(series.tag)
-        if layer is None:
-            problem(f"the layer {series.tag!r} is missing from the metrics")
-        else:
-            _metrics(series, layer, request, problem)
+    else:
+        check = kind_cases.optional(series.kind, "check_series")
+        if check is not None:  # the kind's own check (tests/kind_cases/<kind>.py)
+            check(series, request, body, problem)
     return problems
 
 
-def _errors_by_step(entries) -> dict[int, str]:
-    return {int(step): message for step, message in entries}
-
-
-def _evolution(series: DamagedSeries, body: dict, problem) -> list[str]:
-    steps = body["steps"]
-    errors = _errors_by_step(body.get("errors", []))
+def check_rows(series: DamagedSeries, request: Request, body: dict, problem) -> None:
+    """A tensor kind's layers × steps table (`steps`, `names`, `values`, `warnings`): the
+    good steps served with their values, each damaged step named by a warning."""
+    route = request.route
+    good = sorted(series.good)
+    if body["steps"] != good:
+        problem(
+            f"steps {body['steps']}, the good ones are {good} (damaged: {list(series.damaged)})"
+        )
+    said = " ".join(body.get("warnings", []))
     for step in series.damaged:
-        if step in steps and not errors.get(step):
-            problem(f"the damaged step {step} carries no error: errors {body.get('errors')}")
-    values = _slot(body["values"]).astype(np.float64)
-    index = body["index"]
-    for row, step in enumerate(steps):
-        if step in series.damaged:
-            if np.any(np.isfinite(values[row])):
-                problem(f"the damaged step {step} is drawn with values {values[row].tolist()}")
-        elif step in series.good:
-            if errors.get(step):
-                problem(f"the good step {step} carries the error {errors[step]!r}")
-            want = np.sort(series.good[step].reshape(-1))[::-1][index]
-            found = _close(values[row], want, 64 * FLOAT32_EPS * float(want.max()))
+        if not _names_step(said, step):
+            problem(f"no warning names the damaged step {step}: warnings {body.get('warnings')}")
+    for found in _possible_numbers(series.kind, route, body):
+        problem(found)
+    if body["steps"] == good:
+        values = body["values"]
+        if isinstance(values, dict):
+            matrix = slot(values)
+        else:
+            matrix = np.array([[number(v) for v in row] for row in values], dtype=np.float64)
+        names = list(series.names)
+        want = np.array([series.good[s] for s in good], dtype=np.float64)
+        if request.variant == "name":
+            want, names = want[:, :1], names[:1]
+        if body["names"] != names:
+            problem(f"names {body['names']}, written {names}")
+        else:
+            found = close(matrix, want, 4 * FLOAT32_EPS * float(np.max(want)))
             if found:
-                problem(f"step {step}: {found}")
-    return []
+                problem(found)
 
 
-def _metrics(series: DamagedSeries, layer: dict, request: Request, problem) -> None:
-    steps = layer["steps"]
-    errors = _errors_by_step(layer.get("errors", []))
-    norms = layer["metrics"]["spectral_norm"]
-    for k, step in enumerate(steps):
-        if step in series.damaged:
-            if not errors.get(step):
-                problem(f"the damaged step {step} carries no error: errors {layer.get('errors')}")
-            if math.isfinite(_number(norms[k])):
-                problem(f"the damaged step {step} has a spectral norm {norms[k]}")
-        elif step in series.good:
-            if errors.get(step):
-                problem(f"the good step {step} carries the error {errors[step]!r}")
-            want = float(series.good[step].max())
-            found = _close([_number(norms[k])], [want], 64 * FLOAT32_EPS * want)
-            if found:
-                problem(f"spectral norm of step {step}: {found}")
-    if request.variant == "" and steps != sorted({*series.good, *series.damaged}):
-        problem(f"metrics of steps {steps}, written {sorted({*series.good, *series.damaged})}")
+def errors_by_step(entries) -> dict[int, str]:
+    """A route's `errors` ([step, message] pairs) by step."""
+    return {int(step): message for step, message in entries}
 
 
 def check_broken_metadata(case: DamagedMetadata, request: Request, answer: Answer) -> list[str]:

@@ -14,7 +14,9 @@
   with no blobs, a payload of another kind's message, and per kind more (a
   float tensor, a [2] string vector, no names for update ratios, ...).
   Each damage is checked here to be what it says (a garbage payload does not
-  parse, a flipped ρ is beyond 1, ...);
+  parse, a flipped ρ is beyond 1, ...). The damages every kind gets are here;
+  each kind's good payload (`good`), main array (`MAIN_ARRAY`) and own damages
+  (`damages`) are its module's, tests/kind_cases/<kind>.py, found by its name;
 - one series per metadata damage (tag `meta/<kind>/<damage>`) with good
   payloads: garbage, empty, an unknown kind, a newer schema version, another
   kind's details, the other data class.
@@ -46,6 +48,7 @@ from tensorboard.summary.writer.event_file_writer import EventFileWriter
 from deepscope import kinds, metadata
 from deepscope.proto import arrays
 from deepscope.proto import deepscope_pb2 as pb
+from tests import kind_cases
 
 RUN = "damaged"
 GOOD_STEPS = (10, 30)
@@ -117,92 +120,19 @@ class OddNamedSeries:
 
 
 @dataclasses.dataclass(frozen=True)
-class _Good:
+class Good:
     summary: summary_pb2.Summary  # the builder's, metadata included
     values: np.ndarray  # what a reader must serve for it
 
 
-def _rng(tag: str, step: int) -> np.random.Generator:
+def rng(tag: str, step: int) -> np.random.Generator:
+    """The seeded generator of a good step's data."""
     return np.random.default_rng([sum(tag.encode()), len(tag), step])
 
 
-def _good_update_ratios(tag: str, step: int, cross: bool = False) -> _Good:
-    from deepscope.writer.update_ratios import update_ratios_pb
-
-    values = _rng(tag, step).lognormal(np.log(1e-3), 0.5, size=len(PARAMETER_NAMES))
-    values = values.astype(np.float32)
-    summary = update_ratios_pb(tag, dict(zip(PARAMETER_NAMES, values.tolist())))
-    return _Good(summary, values)
-
-
-def _good_spectrum(tag: str, step: int, cross: bool = False) -> _Good:
-    from deepscope.writer.spectrum import spectrum_pb
-
-    weight = _rng(tag, step).standard_normal((6, 4)).astype(np.float32)
-    reference = np.linalg.svd(weight.astype(np.float64), compute_uv=False)[None, :]
-    return _Good(spectrum_pb(tag, weight), reference)
-
-
-def _good_correlation(tag: str, step: int, cross: bool = False) -> _Good:
-    import torch
-
-    from deepscope.writer.correlation import channel_correlation_pb
-
-    rng = _rng(tag, step)
-    a = rng.standard_normal((64, 5))
-    a[:, 1] += 0.8 * a[:, 0]  # one strongly correlated pair
-    if cross:
-        b = np.concatenate(
-            [a[:, :3] + 0.3 * rng.standard_normal((64, 3)), rng.standard_normal((64, 1))], 1
-        )
-        summary = channel_correlation_pb(
-            tag, torch.from_numpy(a.astype(np.float32)), torch.from_numpy(b.astype(np.float32))
-        )
-        reference = np.corrcoef(a.T, b.T)[:5, 5:]
-    else:
-        packing = "upper_triangle" if "packed" in tag else "full"
-        summary = channel_correlation_pb(
-            tag, torch.from_numpy(a.astype(np.float32)), packing=packing
-        )
-        reference = np.corrcoef(a.T)
-    return _Good(summary, reference)
-
-
-def _good_saliency(tag: str, step: int, cross: bool = False) -> _Good:
-    from deepscope.writer.saliency import saliency_pb
-
-    rng = _rng(tag, step)
-    inputs = rng.standard_normal((3, 1, 4, 4)).astype(np.float32)
-    maps = rng.standard_normal((3, 1, 4, 4)).astype(np.float32)
-    summary = saliency_pb(
-        tag, inputs, maps, labels=[0, 2, 1], predictions=[0, 1, 1], method="gradient"
-    )
-    return _Good(summary, maps)
-
-
-def _good_layer_values(tag: str, step: int, cross: bool = False) -> _Good:
-    from deepscope.writer.layer_values import layer_values_pb
-
-    values = _rng(tag, step).lognormal(0.0, 1.0, size=len(LAYER_NAMES)).astype(np.float32)
-    summary = layer_values_pb(tag, dict(zip(LAYER_NAMES, values.tolist())), quantity="norm")
-    return _Good(summary, values)
-
-
-_GOOD: dict[str, Callable[..., _Good]] = {
-    "update_ratios": _good_update_ratios,
-    "spectrum": _good_spectrum,
-    "correlation": _good_correlation,
-    "saliency": _good_saliency,
-    "layer_values": _good_layer_values,
-}
-# The field of each kind's *Step holding its main array.
-_MAIN_ARRAY = {
-    "update_ratios": "ratios",
-    "spectrum": "singular_values",
-    "correlation": "matrix",
-    "saliency": "maps",
-    "layer_values": "values",
-}
+def _good(kind: str, tag: str, step: int, cross: bool = False) -> Good:
+    """A good step of `kind`, from its tests/kind_cases/<kind>.py `good`."""
+    return kind_cases.attribute(kind, "good")(tag, step, cross)
 
 
 # --------------------------------------------------------------------------- damage by hand
@@ -232,10 +162,10 @@ def _parses(kind: str, payload: bytes) -> bool:
     return True
 
 
-def _mutated(kind: str, mutate: Callable) -> Callable:
+def mutated(kind: str, mutate: Callable) -> Callable:
     """A damage that parses the good payload's `*Step`, changes it with `mutate(step)`."""
 
-    def damage(good: _Good) -> summary_pb2.Summary:
+    def damage(good: Good) -> summary_pb2.Summary:
         step = kinds.by_name(kind).step_message.FromString(_payload(good.summary))
         mutate(step)
         return _with_payload(good.summary, step.SerializeToString())
@@ -244,7 +174,7 @@ def _mutated(kind: str, mutate: Callable) -> Callable:
 
 
 def _garbage(kind: str):
-    def damage(good: _Good) -> summary_pb2.Summary:
+    def damage(good: Good) -> summary_pb2.Summary:
         payload = b"\xff" * 24  # a varint that never ends
         assert not _parses(kind, payload)
         return _with_payload(good.summary, payload)
@@ -253,7 +183,7 @@ def _garbage(kind: str):
 
 
 def _truncated(kind: str):
-    def damage(good: _Good) -> summary_pb2.Summary:
+    def damage(good: Good) -> summary_pb2.Summary:
         payload = _payload(good.summary)
         for cut in range(len(payload) // 2, len(payload)):
             if not _parses(kind, payload[:cut]):
@@ -264,11 +194,11 @@ def _truncated(kind: str):
 
 
 def _main_array(kind: str, step) -> pb.Array:
-    return getattr(step, _MAIN_ARRAY[kind])
+    return getattr(step, kind_cases.attribute(kind, "MAIN_ARRAY"))
 
 
 def _wrong_dtype(kind: str):
-    return _mutated(kind, lambda step: setattr(_main_array(kind, step), "dtype", 99))
+    return mutated(kind, lambda step: setattr(_main_array(kind, step), "dtype", 99))
 
 
 def _size_mismatch(kind: str):
@@ -277,19 +207,23 @@ def _size_mismatch(kind: str):
         itemsize = arrays.decode_array(array).dtype.itemsize
         array.data = array.data[:-itemsize]  # one element short of the shape
 
-    return _mutated(kind, mutate)
+    return mutated(kind, mutate)
 
 
 def _zero_d(kind: str):
     def mutate(step):
-        names = ("maps", "inputs") if kind == "saliency" else (_MAIN_ARRAY[kind],)
+        names = (
+            ("maps", "inputs")
+            if kind == "saliency"
+            else (kind_cases.attribute(kind, "MAIN_ARRAY"),)
+        )
         for name in names:
             array = getattr(step, name)
             itemsize = arrays.decode_array(array).dtype.itemsize
             del array.shape[:]
             array.data = array.data[:itemsize]  # one element, shape []
 
-    return _mutated(kind, mutate)
+    return mutated(kind, mutate)
 
 
 def _empty_payload(kind: str):
@@ -304,7 +238,7 @@ def _shape(kind: str, dims: list[int]):
         array = _main_array(kind, step)
         array.shape[:] = dims
 
-    return _mutated(kind, mutate)
+    return mutated(kind, mutate)
 
 
 def _foreign_payload(kind: str) -> bytes:
@@ -331,7 +265,7 @@ def _xor_byte(payload: bytes, offset: int, mask: int) -> bytes:
 def _flipped_byte(kind: str):
     """One byte of the payload flipped, the message still parsing, a value now invalid."""
 
-    def damage(good: _Good) -> summary_pb2.Summary:
+    def damage(good: Good) -> summary_pb2.Summary:
         payload = _payload(good.summary)
         message_type = kinds.by_name(kind).step_message
         step = message_type.FromString(payload)
@@ -371,7 +305,7 @@ def _flipped_byte(kind: str):
 
 
 def _no_blobs(kind: str):
-    def damage(good: _Good) -> summary_pb2.Summary:
+    def damage(good: Good) -> summary_pb2.Summary:
         changed = summary_pb2.Summary()
         changed.CopyFrom(good.summary)
         tensor = changed.value[0].tensor
@@ -384,14 +318,14 @@ def _no_blobs(kind: str):
     return damage
 
 
-def _tensor_of(good: _Good, tensor: tensor_pb2.TensorProto) -> summary_pb2.Summary:
+def _tensor_of(good: Good, tensor: tensor_pb2.TensorProto) -> summary_pb2.Summary:
     changed = summary_pb2.Summary()
     changed.CopyFrom(good.summary)
     changed.value[0].tensor.CopyFrom(tensor)
     return changed
 
 
-def _float_tensor(kind: str):
+def float_tensor(kind: str):
     return lambda good: _tensor_of(
         good,
         tensor_pb2.TensorProto(
@@ -402,8 +336,8 @@ def _float_tensor(kind: str):
     )
 
 
-def _string_vector(kind: str):
-    def damage(good: _Good) -> summary_pb2.Summary:
+def string_vector(kind: str):
+    def damage(good: Good) -> summary_pb2.Summary:
         payload = _payload(good.summary)
         return _tensor_of(
             good,
@@ -419,129 +353,13 @@ def _string_vector(kind: str):
     return damage
 
 
-def _set(field: str, value) -> Callable:
+def set_values(field: str, value) -> Callable:
     def mutate(step):
         getattr(step, field)[:] = value
 
     return mutate
 
 
-def _update_ratio_damages() -> dict[str, Callable]:
-    p = len(PARAMETER_NAMES)
-
-    def wrong_width(step):  # one value more than the metadata's names, no names of its own
-        step.ratios.CopyFrom(arrays.encode_array(np.full(p + 1, 1e-3, np.float32)))
-
-    def block_rows(step):  # a block of 2 rows with 1 wall time
-        step.ratios.CopyFrom(arrays.encode_array(np.full((2, p), 1e-3, np.float32)))
-        step.steps[:] = [DAMAGED_STEP - 1, DAMAGED_STEP]
-        step.wall_times[:] = [WALL_TIME + DAMAGED_STEP]
-
-    return {
-        "no_update_out_of_range": _mutated("update_ratios", _set("no_update", [p + 4])),
-        "zero_weight_out_of_range": _mutated("update_ratios", _set("zero_weight", [p])),
-        "float_tensor": _float_tensor("update_ratios"),
-        "string_vector": _string_vector("update_ratios"),
-        "wrong_width": _mutated("update_ratios", wrong_width),
-        "block_rows_mismatch": _mutated("update_ratios", block_rows),
-    }
-
-
-def _spectrum_damages() -> dict[str, Callable]:
-    def other_shape(step):  # 3 singular values where the metadata's [1, 6, 4] matrices have 4
-        step.singular_values.CopyFrom(arrays.encode_array(np.array([[3.0, 2.0, 1.0]], np.float32)))
-
-    def unchanged_self(step):
-        step.Clear()
-        step.unchanged = True
-        step.unchanged_since_step = DAMAGED_STEP
-
-    return {
-        "shape_vs_metadata": _mutated("spectrum", other_shape),
-        "unchanged_since_itself": _mutated("spectrum", unchanged_self),
-    }
-
-
-def _correlation_damages() -> dict[str, Callable]:
-    def rho_beyond_one(step):
-        matrix = np.array(arrays.decode_array(step.matrix), dtype=np.float16)
-        matrix[0, 1] = 1.5
-        step.matrix.CopyFrom(arrays.encode_array(matrix))
-
-    def matching_rho(step):
-        corr = np.array(arrays.decode_array(step.matching.semi_corr), dtype=np.float32)
-        corr[0] = 1.7
-        step.matching.semi_corr.CopyFrom(arrays.encode_array(corr))
-
-    def matching_index(step):
-        for name in ("semi_cols", "bipartite_cols"):
-            cols = np.array(arrays.decode_array(getattr(step.matching, name)), dtype=np.int32)
-            cols[0] = 4 + 3  # the other side has 4 channels
-            getattr(step.matching, name).CopyFrom(arrays.encode_array(cols))
-
-    def stats_size(step):
-        mean = np.array(arrays.decode_array(step.row_stats.mean), dtype=np.float32)
-        step.row_stats.mean.CopyFrom(arrays.encode_array(mean[:-1]))
-
-    def dead_beyond(step):
-        step.row_stats.dead[:] = [5 + 5]  # the rows have 5 channels
-
-    def packed_length(step):
-        packed = np.array(arrays.decode_array(step.matrix))
-        step.matrix.CopyFrom(arrays.encode_array(packed[:-1]))
-
-    return {
-        "rho_out_of_range": _mutated("correlation", rho_beyond_one),
-        "matching_rho_out_of_range": _mutated("correlation", matching_rho),
-        "dead_out_of_range": _mutated("correlation", dead_beyond),
-        "matching_index_out_of_range": _mutated("correlation", matching_index),
-        "stats_size_mismatch": _mutated("correlation", stats_size),
-        "packed_wrong_length": _mutated("correlation", packed_length),
-    }
-
-
-def _saliency_damages() -> dict[str, Callable]:
-    def negative_label(step):
-        step.labels.CopyFrom(arrays.encode_array(np.array([-3, 0, 1], np.int64)))
-
-    def labels_count(step):
-        step.labels.CopyFrom(arrays.encode_array(np.array([0, 1, 2, 1], np.int64)))
-
-    def maps_shape(step):
-        step.maps.CopyFrom(arrays.encode_array(np.zeros((3, 1, 4, 5), np.float16)))
-
-    return {
-        "label_out_of_range": _mutated("saliency", negative_label),
-        "labels_count_mismatch": _mutated("saliency", labels_count),
-        "maps_shape_mismatch": _mutated("saliency", maps_shape),
-    }
-
-
-def _layer_value_damages() -> dict[str, Callable]:
-    def values_count(step):
-        step.values.CopyFrom(arrays.encode_array(np.ones(len(LAYER_NAMES) + 1, np.float32)))
-
-    def duplicate_names(step):
-        step.names[:] = [LAYER_NAMES[0]] * len(LAYER_NAMES)
-
-    return {
-        "not_measured_out_of_range": _mutated(
-            "layer_values", _set("not_measured", [len(LAYER_NAMES) + 2])
-        ),
-        "values_count_mismatch": _mutated("layer_values", values_count),
-        "duplicate_names": _mutated("layer_values", duplicate_names),
-        "float_tensor": _float_tensor("layer_values"),
-        "string_vector": _string_vector("layer_values"),
-    }
-
-
-_KIND_DAMAGES: dict[str, Callable[[], dict[str, Callable]]] = {
-    "update_ratios": _update_ratio_damages,
-    "spectrum": _spectrum_damages,
-    "correlation": _correlation_damages,
-    "saliency": _saliency_damages,
-    "layer_values": _layer_value_damages,
-}
 # Correlation damages written on a within-layer series (the rest: cross-network), and
 # those written on both. A within-layer tag holding "packed" is written as an upper triangle.
 _WITHIN_LAYER = frozenset({"packed_wrong_length"})
@@ -567,13 +385,14 @@ def damages(kind: str) -> dict[str, Callable]:
     }
     if _is_blob(kind):
         found["no_blobs"] = _no_blobs(kind)
-    found.update(_KIND_DAMAGES[kind]())
+    found.update(kind_cases.attribute(kind, "damages")())
     return found
 
 
 def covered_kinds() -> frozenset[str]:
-    """The kinds this module can write damaged data of."""
-    return frozenset(_GOOD)
+    """The kinds this module can write damaged data of: those with complete
+    tests/kind_cases/<kind>.py modules (`kind_cases.problems()` says what the others lack)."""
+    return frozenset(kind_cases.covered())
 
 
 # --------------------------------------------------------------------------- metadata
@@ -669,7 +488,7 @@ def _write_series(
     """Good steps and damaged ones, in step order, metadata on the first; the good values."""
     good_values = {}
     for i, step in enumerate(steps):
-        good = _GOOD[kind](tag, step, cross)
+        good = _good(kind, tag, step, cross)
         summary = damage(good) if step in damaged else good.summary
         if step not in damaged:
             good_values[step] = good.values
@@ -692,7 +511,7 @@ def series_plan() -> list[Planned]:
     """Every damaged-payload series of `write_damaged_log`, in writing order."""
     plan = []
     all_steps = tuple(sorted((*GOOD_STEPS, DAMAGED_STEP)))
-    for kind in (k.name for k in kinds.KINDS if k.name in _GOOD):
+    for kind in kind_cases.covered():
         correlation = kind == "correlation"
         for name in damages(kind):
             plan.append(
@@ -723,7 +542,7 @@ def metadata_plan() -> list[DamagedMetadata]:
     """Every damaged-metadata series of `write_damaged_log`."""
     return [
         DamagedMetadata(kind, f"meta/{kind}/{name}", name)
-        for kind in (k.name for k in kinds.KINDS if k.name in _GOOD)
+        for kind in kind_cases.covered()
         for name in _metadata_damages(kind)
     ]
 
@@ -743,7 +562,7 @@ def write_damaged_log(root: Path) -> DamagedLog:
         good = _write_series(
             events, kind, planned.tag, damage, planned.steps, (DAMAGED_STEP,), planned.cross
         )
-        names = PARAMETER_NAMES if kind == "update_ratios" else LAYER_NAMES
+        names = kind_cases.optional(kind, "NAMES", LAYER_NAMES)
         written.append(
             DamagedSeries(
                 kind, planned.tag, planned.damage, good, (DAMAGED_STEP,), names, cross=planned.cross
@@ -753,7 +572,7 @@ def write_damaged_log(root: Path) -> DamagedLog:
     for case in broken_metadata:
         damage = _metadata_damages(case.kind)[case.damage]
         for i, step in enumerate(GOOD_STEPS):
-            summary = _GOOD[case.kind](case.tag, step, case.kind == "correlation").summary
+            summary = _good(case.kind, case.tag, step, case.kind == "correlation").summary
             if i == 0:
                 damage(summary)
                 events.add(summary, step)
@@ -793,7 +612,7 @@ def write_crc_flipped_log(root: Path) -> DamagedSeries:
     payloads = {}
     good = {}
     for i, step in enumerate(steps):
-        written = _GOOD["correlation"](tag, step, True)
+        written = _good("correlation", tag, step, True)
         payloads[step] = _payload(written.summary)
         good[step] = written.values
         events.add(written.summary if i == 0 else _without_metadata(written.summary), step)
@@ -825,7 +644,7 @@ def write_odd_name_log(root: Path) -> list[OddNamedSeries]:
     for label, char in ODD_CHARACTERS.items():
         run = f"run{char}{label}"
         events = _Events(root / run)
-        for kind in (k.name for k in kinds.KINDS if k.name in _GOOD):
+        for kind in kind_cases.covered():
             cross = kind == "correlation"
             good = _write_series(events, kind, f"{kind}/odd_run", None, GOOD_STEPS, (), cross)
             written.append(OddNamedSeries(run, f"{kind}/odd_run", kind, label, good))

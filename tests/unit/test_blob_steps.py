@@ -3,7 +3,8 @@
 Each blob kind of `deepscope.kinds.KINDS` gets a hand-written series: good
 steps 0, 5, 10, a damaged step 15 (bytes that are no `*Step`), a step 20 with
 no blob at all, and step 25 good again; plus an update-ratio tag (another kind)
-and a series whose tag the fast data server cannot read. The plugin is served
+and a series whose tag the fast data server cannot read. A kind's good step is
+its tests/kind_cases/<kind>.py's `example()`. The plugin is served
 in-process through TensorBoard's own WSGI app with the production sampling.
 Kind-specific behaviour stays in each kind's test file.
 """
@@ -19,10 +20,10 @@ from tensorboard import errors
 from tensorboard.compat.proto import summary_pb2
 
 from deepscope import kinds
-from deepscope.proto import arrays
 from deepscope.proto import deepscope_pb2 as pb
 from deepscope.tb_plugin import blob_kind, blob_steps, series
 from deepscope.tb_plugin.route_context import RouteContext
+from tests import kind_cases
 from tests.route_helpers import CountingProvider
 from tests.unit import test_plugin_routes as plugin_routes
 
@@ -35,35 +36,10 @@ ALL_STEPS = [0, 5, 10, DAMAGED_STEP, EMPTY_STEP, 25]
 FAST_LOADER_TAG = 'say "hi"'
 
 
-def _spectrum() -> tuple[pb.SpectrumInfo, pb.SpectrumStep]:
-    values = np.array([[3.0, 2.0, 0.5]], np.float32)
-    info = pb.SpectrumInfo(weight_shape=[3, 4], matrix_rule="rows x cols", matrix_shape=[1, 3, 4])
-    step = pb.SpectrumStep(
-        singular_values=arrays.encode_array(values),
-        metrics=pb.SpectrumMetrics(spectral_norm=3.0, numerical_rank=3),
-    )
-    return info, step
-
-
-def _correlation() -> tuple[pb.CorrelationInfo, pb.CorrelationStep]:
-    rho = np.array([[1.0, 0.5, -0.25], [0.5, 1.0, 0.0], [-0.25, 0.0, 1.0]], np.float16)
-    info = pb.CorrelationInfo(cross=False, channel_dim=1, row_name="layer")
-    return info, pb.CorrelationStep(matrix=arrays.encode_array(rho), samples=100)
-
-
-def _saliency() -> tuple[pb.SaliencyInfo, pb.SaliencyStep]:
-    shape = (2, 1, 2, 2)
-    info = pb.SaliencyInfo(method="gradient", input_shape=shape[1:])
-    step = pb.SaliencyStep(
-        inputs=arrays.encode_array(np.zeros(shape, np.float16)),
-        maps=arrays.encode_array(np.ones(shape, np.float16)),
-        labels=arrays.encode_array(np.array([1, 0], np.int64)),
-    )
-    return info, step
-
-
-# A good step of each blob kind: (its *Info, its *Step). A new blob kind adds one here.
-EXAMPLES = {"spectrum": _spectrum, "correlation": _correlation, "saliency": _saliency}
+def _example(kind: kinds.Kind):
+    """A good step of a blob kind, (its *Info, its *Step): its tests/kind_cases/<kind>.py's
+    `example()` (`kind_cases.MissingCases` naming the module or attribute when missing)."""
+    return kind_cases.attribute(kind.name, "example")()
 
 
 def _plugin_data(kind: kinds.Kind, info) -> pb.PluginData:
@@ -82,8 +58,7 @@ def write_blob_log(logdir):
 
     writer = TorchWriter(str(logdir / "alpha"))
     for kind in BLOB_KINDS:
-        assert kind.name in EXAMPLES, f"add an example step of kind {kind.name!r} to EXAMPLES"
-        info, step = EXAMPLES[kind.name]()
+        info, step = _example(kind)
         good = step.SerializeToString()
         for tag in (kind.name, f"{kind.name}/{FAST_LOADER_TAG}"):
             for number in ALL_STEPS:
@@ -94,7 +69,7 @@ def write_blob_log(logdir):
     writer.file_writer.add_summary(update_ratios.update_ratios_pb("ratios", {"w": 1e-3}), 0, 1.0)
     writer.close()
     writer = TorchWriter(str(logdir / "flip"))
-    info, step = _correlation()
+    info, step = _example(kinds.by_name("correlation"))
     flipped = pb.CorrelationStep()
     flipped.CopyFrom(step)
     data = bytearray(flipped.matrix.data)
@@ -107,7 +82,7 @@ def write_blob_log(logdir):
     writer.close()
     writer = TorchWriter(str(logdir / "fuzz"))
     for kind in BLOB_KINDS:
-        info, _ = EXAMPLES[kind.name]()
+        info, _ = _example(kind)
         for number, payload in enumerate(fuzzed_payloads(kind)):
             plugin_data = _plugin_data(kind, info) if number == 0 else None
             event = summary.blob_sequence_summary(kind.name, [payload], plugin_data)
@@ -122,7 +97,7 @@ def fuzzed_payloads(kind: kinds.Kind) -> list[bytes]:
     """Damaged versions of a good step of `kind`: random byte flips, truncations, a tail of
     garbage, and the other kinds' good steps (a payload of the wrong message). Seeded."""
     rng = np.random.default_rng(FUZZ_SEED + kind.enum)
-    good = EXAMPLES[kind.name]()[1].SerializeToString()
+    good = _example(kind)[1].SerializeToString()
     payloads = [good]
     for _ in range(FUZZ_MUTATIONS):
         data = bytearray(good)
@@ -135,7 +110,7 @@ def fuzzed_payloads(kind: kinds.Kind) -> list[bytes]:
         else:
             data += rng.integers(256, size=rng.integers(1, 16)).astype(np.uint8).tobytes()
         payloads.append(bytes(data))
-    others = [EXAMPLES[k.name]()[1].SerializeToString() for k in BLOB_KINDS if k is not kind]
+    others = [_example(k)[1].SerializeToString() for k in BLOB_KINDS if k is not kind]
     return payloads + others
 
 

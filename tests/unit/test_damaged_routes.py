@@ -17,6 +17,7 @@ import pytest
 
 from deepscope import kinds
 from tests import damaged_fuzz as fuzz
+from tests import kind_cases
 from tests.damaged_logs import covered_kinds, metadata_plan, series_plan
 
 _KIND_NAMES = [kind.name for kind in kinds.KINDS]
@@ -78,14 +79,18 @@ def _safety_net_status() -> int:
 
 def test_every_kind_has_damaged_data():
     missing = sorted({kind.name for kind in kinds.KINDS} - covered_kinds())
-    assert not missing, f"tests/damaged_logs.py writes no damaged data of the kinds {missing}"
+    assert not missing, (
+        f"tests/damaged_logs.py writes no damaged data of the kinds {missing}: "
+        + "; ".join(kind_cases.problems().values())
+    )
 
 
 def test_every_route_of_the_plugin_is_fuzzed(served):
     _, plugin, _ = served
     routes = [route.lstrip("/") for route in plugin.get_plugin_apps()]
     assert not fuzz.unlisted_routes(routes), (
-        f"routes without query arguments in tests/damaged_fuzz.py: {fuzz.unlisted_routes(routes)}"
+        f"routes without query arguments (STEP_ROUTES or SERIES_ROUTES of their kind's "
+        f"tests/kind_cases/<kind>.py): {fuzz.unlisted_routes(routes)}"
     )
     for route in routes:
         if route not in fuzz.GENERAL_ROUTES:
