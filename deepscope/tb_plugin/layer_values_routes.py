@@ -20,22 +20,16 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
 
 import numpy as np
-import werkzeug
-from tensorboard import errors, plugin_util
 from tensorboard.data import provider
 
 from deepscope import metadata
 from deepscope.proto import arrays
 from deepscope.proto import deepscope_pb2 as pb
-from deepscope.tb_plugin import blob_steps, responses, series
-from deepscope.tb_plugin.route_context import RouteContext
+from deepscope.tb_plugin import blob_steps, responses, tensor_kind
 
 KIND = "layer_values"
-_FORMATS = ("json", "base64")
-_EXAMPLE = "layer_values?run=RUN&tag=TAG"
 # Decoded series and whole responses remembered, by the series' version (its
 # listing's max step and wall time).
 _SERIES_BYTES = 32 * 1024 * 1024
@@ -277,139 +271,56 @@ def _warnings(malformed: list[tuple[int, str]]) -> list[str]:
     ]
 
 
-class LayerValuesRoutes:
-    """The `layer_values` route, with its decoded series and responses remembered.
+class LayerValuesRoutes(tensor_kind.TensorKindRoutes):
+    """The `layer_values` route (the shared parts: `tensor_kind.TensorKindRoutes`)."""
 
-    Both are remembered by the series' version (`series.tensor_series_version`),
-    listed before reading: steps that arrive meanwhile give a newer version, so
-    nothing older is served under it.
-    """
-
-    def __init__(self, context: RouteContext):
-        self._context = context
-        self._series = blob_steps.LRUCache(_SERIES_BYTES, weigh=lambda s: s.nbytes)
-        self._bodies = blob_steps.LRUCache(_BODY_BYTES, weigh=lambda b: b.nbytes)
-
-    def apps(self) -> dict:
-        return {"/layer_values": self._serve_layer_values}
+    KIND = KIND
+    ROUTE = "layer_values"
+    NOUN = "layer"
+    SERIES_BYTES = _SERIES_BYTES
+    BODY_BYTES = _BODY_BYTES
 
     def layer_values(self, ctx, experiment: str, run: str, tag: str) -> LayerValues:
         """The decoded series (run, tag), remembered; 404/400 as `SeriesCatalog.find`."""
-        self._context.catalog.find(ctx, experiment, run, tag, KIND)
-        return self._decoded(ctx, experiment, run, tag, self._version(ctx, experiment, run, tag))
+        return self.decoded(ctx, experiment, run, tag)
 
-    def body(
-        self,
-        ctx,
-        experiment: str,
-        run: str,
-        tag: str,
-        fmt: str = "json",
-        wanted: Sequence[str] = (),
+    def read(self, ctx, experiment: str, run: str, tag: str, plugin_data) -> LayerValues:
+        return read_layer_values(
+            self._context.data_provider, ctx, experiment, run, tag, self._context.downsample
+        )
+
+    def make_body(
+        self, decoded: LayerValues, plugin_data, run: str, tag: str, fmt: str, wanted: list[str]
     ) -> responses.PreparedJson:
-        """The `layer_values` response of (run, tag) in `fmt` (docs/http_api.md), of the
-        `wanted` layers only when any are, in their order; remembered by version."""
-        plugin_data = self._context.catalog.find(ctx, experiment, run, tag, KIND)
-        version = self._version(ctx, experiment, run, tag)
-        body_key = ((experiment, run, tag, version), fmt, tuple(wanted))
-        if version is not None:
-            body = self._bodies.get(body_key)
-            if body is not None:
-                return body
-        decoded = self._decoded(ctx, experiment, run, tag, version)
-        body = _body(decoded, plugin_data.layer_values, run, tag, fmt, list(wanted))
-        if version is not None and len(decoded.steps):
-            self._bodies.put(body_key, body)
-        return body
-
-    def _version(self, ctx, experiment: str, run: str, tag: str):
-        # Listed before reading: steps that arrive meanwhile give a newer version.
-        return series.tensor_series_version(self._context.data_provider, ctx, experiment, run, tag)
-
-    def _decoded(self, ctx, experiment: str, run: str, tag: str, version) -> LayerValues:
-        key = (experiment, run, tag, version)
-        decoded = self._series.get(key) if version is not None else None
-        if decoded is None:
-            decoded = read_layer_values(
-                self._context.data_provider, ctx, experiment, run, tag, self._context.downsample
+        """The `layer_values` response (docs/http_api.md) of a decoded series."""
+        info = plugin_data.layer_values
+        values, measured, names = decoded.values, decoded.measured, decoded.names
+        warnings = list(decoded.warnings)
+        columns = self.select_columns(names, wanted, run, tag)
+        if columns is not None:
+            values, measured, names = values[:, columns], measured[:, columns], list(wanted)
+        scale = _SCALE_NAMES.get(info.scale)
+        if scale is None:
+            warnings.append(
+                f"unknown scale {info.scale} in the series' metadata (written by a newer "
+                "deepscope?): drawn on a log scale"
             )
-            if version is not None and len(decoded.steps):
-                self._series.put(key, decoded)
-        if not len(decoded.steps):  # gone since it was remembered? look again
-            self._context.catalog.forget(experiment, run, tag)
-            self._context.catalog.find(ctx, experiment, run, tag, KIND)
-        return decoded
-
-    @werkzeug.wrappers.Request.application
-    def _serve_layer_values(self, request):
-        run = responses.required_arg(request, "run", _EXAMPLE)
-        tag = responses.required_arg(request, "tag", _EXAMPLE)
-        fmt = responses.choice_arg(request, "format", _FORMATS, "json")
-        wanted = request.args.getlist("name")
-        ctx = plugin_util.context(request.environ)
-        experiment = plugin_util.experiment_id(request.environ)
-        return responses.respond_json_text(
-            request, self.body(ctx, experiment, run, tag, fmt, wanted)
-        )
-
-
-def _body(
-    decoded: LayerValues,
-    info: pb.LayerValuesInfo,
-    run: str,
-    tag: str,
-    fmt: str,
-    wanted: list[str],
-) -> responses.PreparedJson:
-    """The `layer_values` response (docs/http_api.md) of a decoded series."""
-    values, measured, names = decoded.values, decoded.measured, decoded.names
-    warnings = list(decoded.warnings)
-    if wanted:
-        index = {name: j for j, name in enumerate(names)}
-        missing = [name for name in wanted if name not in index]
-        if missing:
-            raise errors.NotFoundError(
-                f"tag {responses.echo(tag)} of run {responses.echo(run)} has no layer "
-                f"{responses.echo(missing[0])}; its layers: "
-                + responses.cap(", ".join(names[:20]))
-                + (f" and {len(names) - 20} more" if len(names) > 20 else "")
-            )
-        columns = [index[name] for name in wanted]
-        values, measured, names = values[:, columns], measured[:, columns], list(wanted)
-    scale = _SCALE_NAMES.get(info.scale)
-    if scale is None:
-        warnings.append(
-            f"unknown scale {info.scale} in the series' metadata (written by a newer "
-            "deepscope?): drawn on a log scale"
-        )
-        scale = "log"
-    head = {
-        "run": run,
-        "tag": tag,
-        "quantity": info.quantity,
-        "unit": info.unit,
-        "scale": scale,
-        "steps": decoded.steps.tolist(),
-        "wall_times": decoded.wall_times.tolist(),
-        "names": names,
-        "non_finite": int((~np.isfinite(values) & measured).sum()),
-        "warnings": warnings,
-    }
-    if fmt == "base64":
-        head["not_measured"] = np.argwhere(~measured).tolist()
-        head["values"] = {"dtype": "float32", "shape": list(values.shape), "base64": ""}
-        return responses.prepare_base64_json(head, values.astype("<f4").tobytes())
-    head["values"] = _json_matrix(values, measured)
-    return responses.prepare_json_text(responses.json_text(head))
-
-
-def _json_matrix(values: np.ndarray, measured: np.ndarray) -> list:
-    """values as nested lists: numbers, null where not measured, "NaN"/"Infinity"/"-Infinity"."""
-    rows = values.tolist()
-    for i, j in np.argwhere(~measured | ~np.isfinite(values)).tolist():
-        if not measured[i, j]:
-            rows[i][j] = None
-        else:
-            value = values[i, j]
-            rows[i][j] = "NaN" if np.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
-    return rows
+            scale = "log"
+        head = {
+            "run": run,
+            "tag": tag,
+            "quantity": info.quantity,
+            "unit": info.unit,
+            "scale": scale,
+            "steps": decoded.steps.tolist(),
+            "wall_times": decoded.wall_times.tolist(),
+            "names": names,
+            "non_finite": int((~np.isfinite(values) & measured).sum()),
+            "warnings": warnings,
+        }
+        if fmt == "base64":
+            head["not_measured"] = np.argwhere(~measured).tolist()
+            head["values"] = {"dtype": "float32", "shape": list(values.shape), "base64": ""}
+            return responses.prepare_base64_json(head, values.astype("<f4").tobytes())
+        head["values"] = tensor_kind.json_matrix(values, ~measured)
+        return responses.prepare_json_text(responses.json_text(head))

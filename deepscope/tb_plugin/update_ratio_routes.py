@@ -20,18 +20,13 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 import numpy as np
-import werkzeug
-from tensorboard import errors, plugin_util
 from tensorboard.data import provider
 
 from deepscope import metadata
 from deepscope.proto import deepscope_pb2 as pb
-from deepscope.tb_plugin import blob_steps, responses, series
-from deepscope.tb_plugin.route_context import RouteContext
+from deepscope.tb_plugin import blob_steps, responses, tensor_kind
 
 KIND = "update_ratios"
-_FORMATS = ("json", "base64")
-_EXAMPLE = "update_ratios?run=RUN&tag=TAG"
 # Decoded update-ratio series and whole update_ratios responses remembered, by the
 # series' version (its listing's max step and wall time): a 10,000-step x 201-parameter
 # series is 8 MB decoded and 11 MB as base64 JSON.
@@ -368,136 +363,53 @@ def _warnings(malformed: list[tuple[int, str]], unknown_names_steps: list[int]) 
     return warnings
 
 
-class UpdateRatioRoutes:
-    """The `update_ratios` route, with its decoded series and responses remembered.
+class UpdateRatioRoutes(tensor_kind.TensorKindRoutes):
+    """The `update_ratios` route (the shared parts: `tensor_kind.TensorKindRoutes`)."""
 
-    Both are remembered by the series' version (`series.tensor_series_version`),
-    listed before reading: steps that arrive meanwhile give a newer version, so
-    nothing older is served under it.
-    """
-
-    def __init__(self, context: RouteContext):
-        self._context = context
-        self._series = blob_steps.LRUCache(_SERIES_BYTES, weigh=lambda r: r.nbytes)
-        self._bodies = blob_steps.LRUCache(_BODY_BYTES, weigh=lambda b: b.nbytes)
-
-    def apps(self) -> dict:
-        return {"/update_ratios": self._serve_update_ratios}
+    KIND = KIND
+    ROUTE = "update_ratios"
+    NOUN = "parameter"
+    SERIES_BYTES = _SERIES_BYTES
+    BODY_BYTES = _BODY_BYTES
 
     def update_ratios(self, ctx, experiment: str, run: str, tag: str) -> UpdateRatios:
         """The decoded series (run, tag), remembered; 404/400 as `SeriesCatalog.find`."""
-        plugin_data = self._context.catalog.find(ctx, experiment, run, tag, KIND)
-        version = self._version(ctx, experiment, run, tag)
-        return self._decoded(ctx, experiment, run, tag, plugin_data, version)
+        return self.decoded(ctx, experiment, run, tag)
 
-    def body(
-        self,
-        ctx,
-        experiment: str,
-        run: str,
-        tag: str,
-        fmt: str = "json",
-        wanted: Sequence[str] = (),
-    ) -> responses.PreparedJson:
-        """The `update_ratios` response of (run, tag) in `fmt` (docs/http_api.md), of the
-        `wanted` parameters only when any are, in their order; remembered by version."""
-        plugin_data = self._context.catalog.find(ctx, experiment, run, tag, KIND)
-        version = self._version(ctx, experiment, run, tag)
-        body_key = ((experiment, run, tag, version), fmt, tuple(wanted))
-        if version is not None:
-            body = self._bodies.get(body_key)
-            if body is not None:
-                return body
-        ratios = self._decoded(ctx, experiment, run, tag, plugin_data, version)
-        body = _body(ratios, run, tag, fmt, list(wanted))
-        if version is not None and len(ratios.steps):
-            self._bodies.put(body_key, body)
-        return body
-
-    def _version(self, ctx, experiment: str, run: str, tag: str):
-        # Listed before reading: steps that arrive meanwhile give a newer version.
-        return series.tensor_series_version(self._context.data_provider, ctx, experiment, run, tag)
-
-    def _decoded(
-        self, ctx, experiment: str, run: str, tag: str, plugin_data, version
-    ) -> UpdateRatios:
-        key = (experiment, run, tag, version)
-        ratios = self._series.get(key) if version is not None else None
-        if ratios is None:
-            ratios = read_update_ratios(
-                self._context.data_provider,
-                ctx,
-                experiment,
-                run,
-                tag,
-                plugin_data,
-                self._context.downsample,
-            )
-            if version is not None and len(ratios.steps):
-                self._series.put(key, ratios)
-        if not len(ratios.steps):  # gone since it was remembered? look again
-            self._context.catalog.forget(experiment, run, tag)
-            self._context.catalog.find(ctx, experiment, run, tag, KIND)
-        return ratios
-
-    @werkzeug.wrappers.Request.application
-    def _serve_update_ratios(self, request):
-        run = responses.required_arg(request, "run", _EXAMPLE)
-        tag = responses.required_arg(request, "tag", _EXAMPLE)
-        fmt = responses.choice_arg(request, "format", _FORMATS, "json")
-        wanted = request.args.getlist("name")
-        ctx = plugin_util.context(request.environ)
-        experiment = plugin_util.experiment_id(request.environ)
-        return responses.respond_json_text(
-            request, self.body(ctx, experiment, run, tag, fmt, wanted)
+    def read(self, ctx, experiment: str, run: str, tag: str, plugin_data) -> UpdateRatios:
+        return read_update_ratios(
+            self._context.data_provider,
+            ctx,
+            experiment,
+            run,
+            tag,
+            plugin_data,
+            self._context.downsample,
         )
 
-
-def _body(
-    ratios: UpdateRatios, run: str, tag: str, fmt: str, wanted: list[str]
-) -> responses.PreparedJson:
-    """The `update_ratios` response (docs/http_api.md) of a decoded series."""
-    values, no_update, names = ratios.values, ratios.no_update, ratios.names
-    zero_weight = ratios.zero_weight
-    if wanted:
-        index = {name: j for j, name in enumerate(names)}
-        missing = [name for name in wanted if name not in index]
-        if missing:
-            raise errors.NotFoundError(
-                f"tag {responses.echo(tag)} of run {responses.echo(run)} has no parameter "
-                f"{responses.echo(missing[0])}; its parameters: "
-                + responses.cap(", ".join(names[:20]))
-                + (f" and {len(names) - 20} more" if len(names) > 20 else "")
-            )
-        columns = [index[name] for name in wanted]
-        values, no_update, names = values[:, columns], no_update[:, columns], wanted
-        zero_weight = zero_weight[:, columns]
-    head = {
-        "run": run,
-        "tag": tag,
-        "steps": ratios.steps.tolist(),
-        "wall_times": ratios.wall_times.tolist(),
-        "names": names,
-        "non_finite": int((~np.isfinite(values) & ~no_update & ~zero_weight).sum()),
-        "zero_weight": np.argwhere(zero_weight).tolist(),
-        "warnings": ratios.warnings,
-    }
-    if fmt == "base64":
-        head["no_update"] = np.argwhere(no_update).tolist()
-        head["values"] = {"dtype": "float32", "shape": list(values.shape), "base64": ""}
-        return responses.prepare_base64_json(head, values.astype("<f4").tobytes())
-    head["values"] = _json_matrix(values, no_update | zero_weight)
-    return responses.prepare_json_text(responses.json_text(head))
-
-
-def _json_matrix(values: np.ndarray, not_measured: np.ndarray) -> list:
-    """values as nested lists: numbers, null where not measured, "NaN"/"Infinity"/"-Infinity"."""
-    rows = values.tolist()
-    bad = np.argwhere(not_measured | ~np.isfinite(values))
-    for i, j in bad.tolist():
-        if not_measured[i, j]:
-            rows[i][j] = None
-        else:
-            value = values[i, j]
-            rows[i][j] = "NaN" if np.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
-    return rows
+    def make_body(
+        self, decoded: UpdateRatios, plugin_data, run: str, tag: str, fmt: str, wanted: list[str]
+    ) -> responses.PreparedJson:
+        """The `update_ratios` response (docs/http_api.md) of a decoded series."""
+        values, no_update, names = decoded.values, decoded.no_update, decoded.names
+        zero_weight = decoded.zero_weight
+        columns = self.select_columns(names, wanted, run, tag)
+        if columns is not None:
+            values, no_update, names = values[:, columns], no_update[:, columns], wanted
+            zero_weight = zero_weight[:, columns]
+        head = {
+            "run": run,
+            "tag": tag,
+            "steps": decoded.steps.tolist(),
+            "wall_times": decoded.wall_times.tolist(),
+            "names": names,
+            "non_finite": int((~np.isfinite(values) & ~no_update & ~zero_weight).sum()),
+            "zero_weight": np.argwhere(zero_weight).tolist(),
+            "warnings": decoded.warnings,
+        }
+        if fmt == "base64":
+            head["no_update"] = np.argwhere(no_update).tolist()
+            head["values"] = {"dtype": "float32", "shape": list(values.shape), "base64": ""}
+            return responses.prepare_base64_json(head, values.astype("<f4").tobytes())
+        head["values"] = tensor_kind.json_matrix(values, no_update | zero_weight)
+        return responses.prepare_json_text(responses.json_text(head))
