@@ -141,14 +141,22 @@ def _one_step_routes(kind: kinds.Kind) -> list[str]:
     return list(_routes(kind, None).step_routes())
 
 
-def _params(with_routes: bool):
-    """(kind, route) pairs of every blob kind's one-step routes, or the kinds alone."""
+# One-step routes that serve cross-network series only (refused before any read for the
+# within-layer examples here; the damaged-data fuzz covers them on cross series).
+# test_cross_only_routes_are_exactly_these keeps the set true.
+CROSS_ONLY_ROUTES = frozenset({"correlation_matching"})
+
+
+def _params(with_routes: bool, within_layer: bool = False):
+    """(kind, route) pairs of every blob kind's one-step routes, or the kinds alone;
+    `within_layer` leaves out the routes that serve cross-network series only."""
     if not with_routes:
         return [pytest.param(kind, id=kind.name) for kind in BLOB_KINDS]
     return [
         pytest.param(kind, route, id=route)
         for kind in BLOB_KINDS
         for route in [f"{kind.name}_steps", *_one_step_routes(kind)]
+        if not (within_layer and route in CROSS_ONLY_ROUTES)
     ]
 
 
@@ -211,10 +219,15 @@ def test_the_steps_listing_lists_every_kept_step_damaged_ones_too(client, kind):
 # --- the damaged-step policy -------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("kind, route", [p for p in _params(True) if "_steps" not in p.id])
+@pytest.mark.parametrize("kind, route", _params(True))
+def test_cross_only_routes_are_exactly_these(client, kind, route):
+    assert _serves(client, route, kind.name) == (route not in CROSS_ONLY_ROUTES)
+
+
+@pytest.mark.parametrize(
+    "kind, route", [p for p in _params(True, within_layer=True) if "_steps" not in p.id]
+)
 def test_a_damaged_step_is_that_steps_error_and_the_rest_is_served(client, kind, route):
-    if not _serves(client, route, kind.name):
-        pytest.skip(f"{route} serves cross-network series only (no read: a 400 for every step)")
     for step, words in ((DAMAGED_STEP, "damaged step"), (EMPTY_STEP, "holds no blob")):
         body = plugin_routes.get_json(client, route, run="alpha", tag=kind.name, step=step)
         assert body["step"] == step and words in body["error"], body
@@ -276,12 +289,10 @@ def test_the_fake_provider_fails_only_the_names_the_data_server_cannot_read(logd
     assert status == 400
 
 
-@pytest.mark.parametrize("kind, route", _params(True))
+@pytest.mark.parametrize("kind, route", _params(True, within_layer=True))
 def test_a_name_the_fast_loader_cannot_read_is_a_400_saying_why_and_what_to_do(logdir, kind, route):
     client = plugin_routes._client(FastLoaderNames(plugin_routes._provider(logdir)), {})
     tag = f"{kind.name}/{FAST_LOADER_TAG}"
-    if not _serves(client, route, kind.name):
-        pytest.skip(f"{route} serves cross-network series only")
     status, body = _error(client, route, run="alpha", tag=tag, step=5)
     if route.endswith("_steps") and status == 200:
         return  # a listing that reads no blob lists the steps
