@@ -22,20 +22,17 @@ import dataclasses
 import math
 
 import numpy as np
-from tensorboard.data import provider
 
-from deepscope import metadata
 from deepscope.proto import arrays
 from deepscope.proto import deepscope_pb2 as pb
-from deepscope.tb_plugin import blob_steps, responses, tensor_kind
+from deepscope.tb_plugin import responses, tensor_kind
+from deepscope.tb_plugin.tensor_kind import MalformedEvent, dtype_name
 
 KIND = "layer_values"
 # Decoded series and whole responses remembered, by the series' version (its
 # listing's max step and wall time).
 _SERIES_BYTES = 32 * 1024 * 1024
 _BODY_BYTES = 32 * 1024 * 1024
-# Damaged events whose reason a warning spells out (the rest are counted).
-_REASONS_SHOWN = 5
 # The scale's name in responses; LAYER_VALUES_SCALE_UNSPECIFIED reads as log.
 _SCALE_NAMES = {
     pb.LAYER_VALUES_SCALE_UNSPECIFIED: "log",
@@ -68,14 +65,6 @@ class LayerValues:
         return arrays_bytes + self.measured.nbytes + sum(len(n) + 50 for n in self.names) + 200
 
 
-class _Malformed(ValueError):
-    """An event that cannot be read; the message says what is wrong with it."""
-
-
-def _count(n: int, word: str) -> str:
-    return f"{n} {word}" if n == 1 else f"{n} {word}s"
-
-
 def decode_payload(payload) -> tuple[tuple[str, ...], np.ndarray, list[int]]:
     """(names, float32 values [P], not-measured indices) of one event's tensor value.
 
@@ -106,7 +95,7 @@ class StepDecoder:
 
     def decode(self, payload) -> tuple[tuple[str, ...], np.ndarray, list[int]]:
         """As `decode_payload`."""
-        content = _content(payload)
+        content = tensor_kind.string_payload(payload, "LayerValuesStep")
         try:
             if self._prefix and content.startswith(self._prefix):
                 step = pb.LayerValuesStep.FromString(content[len(self._prefix) :])
@@ -115,7 +104,9 @@ class StepDecoder:
                 step = pb.LayerValuesStep.FromString(content)
                 names = tuple(step.names)
         except Exception as error:  # protobuf raises DecodeError or RuntimeError
-            raise _Malformed(f"the payload does not parse as a LayerValuesStep ({error})") from None
+            raise MalformedEvent(
+                f"the payload does not parse as a LayerValuesStep ({error})"
+            ) from None
         if names is not self._names:
             _check_names(names)
         values, not_measured = _values(step, len(names))
@@ -126,37 +117,18 @@ class StepDecoder:
         return names, values, not_measured
 
 
-def _content(payload) -> bytes:
-    """The bytes a tensor datum holds; `_Malformed` unless it is one string scalar."""
-    array = np.asarray(payload)
-    if array.dtype.kind not in "OS":
-        raise _Malformed(
-            f"the payload is a {array.dtype} tensor of shape {list(array.shape)}, not a "
-            "serialized LayerValuesStep (a string scalar)"
-        )
-    if array.size != 1:
-        raise _Malformed(
-            f"the payload is a string tensor of shape {list(array.shape)}, not one "
-            "serialized LayerValuesStep (a string scalar)"
-        )
-    content = array.reshape(-1)[0]
-    if not isinstance(content, bytes):
-        raise _Malformed(f"the payload holds a {type(content).__name__}, not bytes")
-    return content
-
-
 def _values(step: pb.LayerValuesStep, count: int) -> tuple[np.ndarray, list[int]]:
     """The step's float32 values [count] and not-measured indices, checked."""
     stored = step.values
     if stored.dtype not in _FLOAT_DTYPES:
-        raise _Malformed(
-            f"values of dtype {_dtype_name(stored.dtype)}, not FLOAT32 (or FLOAT16, FLOAT64)"
+        raise MalformedEvent(
+            f"values of dtype {dtype_name(stored.dtype)}, not FLOAT32 (or FLOAT16, FLOAT64)"
         )
     if stored.dtype == pb.FLOAT32 and len(stored.shape) == 1 and stored.shape[0] == count:
         # What the writer writes: checked here, read without decode_array's general checks.
         if len(stored.data) != 4 * count:
-            raise _Malformed(
-                f"values: {len(stored.data)} bytes for {_count(count, 'float32 value')} "
+            raise MalformedEvent(
+                f"values: {len(stored.data)} bytes for {tensor_kind.count(count, 'float32 value')} "
                 f"(needs {4 * count})"
             )
         values = np.frombuffer(stored.data, dtype="<f4")
@@ -164,35 +136,31 @@ def _values(step: pb.LayerValuesStep, count: int) -> tuple[np.ndarray, list[int]
         try:
             values = np.asarray(arrays.decode_array(stored), dtype=np.float32)
         except ValueError as error:
-            raise _Malformed(f"values: {error}") from None
+            raise MalformedEvent(f"values: {error}") from None
     if values.shape != (count,):
-        raise _Malformed(f"values of shape {list(values.shape)} for {_count(count, 'layer name')}")
+        raise MalformedEvent(
+            f"values of shape {list(values.shape)} for {tensor_kind.count(count, 'layer name')}"
+        )
     not_measured = list(step.not_measured)
     if not_measured and max(not_measured) >= count:
-        raise _Malformed(
-            f"not-measured index {max(not_measured)} outside the step's {_count(count, 'layer')}"
+        raise MalformedEvent(
+            f"not-measured index {max(not_measured)} outside the step's "
+            f"{tensor_kind.count(count, 'layer')}"
         )
     return values, not_measured
 
 
 def _check_names(names: tuple[str, ...]) -> None:
-    """`_Malformed` unless `names` are one or more unique, non-empty names."""
+    """`MalformedEvent` unless `names` are one or more unique, non-empty names."""
     if not names:
-        raise _Malformed("the step names no layers")
+        raise MalformedEvent("the step names no layers")
     unique = set(names)
     if "" in unique:
-        raise _Malformed("a layer name is empty")
+        raise MalformedEvent("a layer name is empty")
     if len(unique) != len(names):
         seen: set[str] = set()
         repeated = next(name for name in names if name in seen or seen.add(name))
-        raise _Malformed(f"layer name {responses.echo(repeated)} appears twice")
-
-
-def _dtype_name(dtype: int) -> str:
-    try:
-        return pb.DType.Name(dtype)
-    except ValueError:
-        return f"unknown dtype {dtype}"
+        raise MalformedEvent(f"layer name {responses.echo(repeated)} appears twice")
 
 
 def read_layer_values(
@@ -207,14 +175,7 @@ def read_layer_values(
 
     Events that cannot be read are left out, each named in `warnings`.
     """
-    data = data_provider.read_tensors(
-        ctx,
-        experiment_id=experiment_id,
-        plugin_name=metadata.PLUGIN_NAME,
-        run_tag_filter=provider.RunTagFilter(runs=[run], tags=[tag]),
-        downsample=downsample or blob_steps.UNBOUNDED,
-    )
-    datums = sorted(data.get(run, {}).get(tag, []), key=lambda d: d.step)
+    datums = tensor_kind.read_events(data_provider, ctx, experiment_id, run, tag, downsample)
     columns: dict[str, int] = {}
     steps: list[int] = []
     wall_times: list[float] = []
@@ -226,9 +187,9 @@ def read_layer_values(
         try:
             wall_time = float(datum.wall_time)
             if not math.isfinite(wall_time):
-                raise _Malformed(f"wall time {wall_time} is not a number of seconds")
+                raise MalformedEvent(f"wall time {wall_time} is not a number of seconds")
             key, values, not_measured = decoder.decode(datum.numpy)
-        except _Malformed as error:
+        except MalformedEvent as error:
             malformed.append((int(datum.step), str(error)))
             continue
         if key not in groups:
@@ -255,20 +216,8 @@ def read_layer_values(
         names=list(columns),
         values=values,
         measured=measured,
-        warnings=_warnings(malformed),
+        warnings=tensor_kind.malformed_warnings(malformed),
     )
-
-
-def _warnings(malformed: list[tuple[int, str]]) -> list[str]:
-    """The response's warnings: damaged events, each step and reason (the first few)."""
-    if not malformed:
-        return []
-    reasons = "; ".join(f"step {s}: {reason}" for s, reason in malformed[:_REASONS_SHOWN])
-    more = len(malformed) - _REASONS_SHOWN
-    return [
-        f"{len(malformed)} event(s) (first at step {malformed[0][0]}) are malformed and "
-        f"left out: {reasons}" + (f"; and {more} more" if more > 0 else "")
-    ]
 
 
 class LayerValuesRoutes(tensor_kind.TensorKindRoutes):

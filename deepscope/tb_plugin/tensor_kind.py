@@ -19,12 +19,82 @@ from typing import Any
 import numpy as np
 import werkzeug
 from tensorboard import errors, plugin_util
+from tensorboard.data import provider
 
+from deepscope import metadata
 from deepscope.proto import deepscope_pb2 as pb
 from deepscope.tb_plugin import blob_steps, responses, series
 from deepscope.tb_plugin.route_context import RouteContext
 
 FORMATS = ("json", "base64")
+# Damaged events whose reason a warning spells out (the rest are counted).
+REASONS_SHOWN = 5
+
+
+class MalformedEvent(ValueError):
+    """An event that cannot be read; the message says what is wrong with it."""
+
+
+def read_events(
+    data_provider, ctx, experiment_id: str, run: str, tag: str, downsample: int | None
+) -> list:
+    """Every kept event (`TensorDatum`) of (run, tag), in step order; 0 or None keeps all."""
+    data = data_provider.read_tensors(
+        ctx,
+        experiment_id=experiment_id,
+        plugin_name=metadata.PLUGIN_NAME,
+        run_tag_filter=provider.RunTagFilter(runs=[run], tags=[tag]),
+        downsample=downsample or blob_steps.UNBOUNDED,
+    )
+    return sorted(data.get(run, {}).get(tag, []), key=lambda d: d.step)
+
+
+def string_payload(array, message: str) -> bytes:
+    """The bytes of an event's tensor value, which must be one string scalar holding a
+    serialized `message` (e.g. "UpdateRatiosStep"); `MalformedEvent` saying what it is else."""
+    try:
+        content = array.item()  # a string scalar's bytes (the cheap test first)
+    except (AttributeError, ValueError):
+        content = None
+    if isinstance(content, bytes):
+        return content
+    array = np.asarray(array)
+    if array.dtype.kind not in "OS":
+        raise MalformedEvent(
+            f"the payload is a {array.dtype} tensor of shape {list(array.shape)}, not a "
+            f"serialized {message} (a string scalar)"
+        )
+    if array.size != 1:
+        raise MalformedEvent(
+            f"the payload is a string tensor of shape {list(array.shape)}, not one "
+            f"serialized {message} (a string scalar)"
+        )
+    raise MalformedEvent(f"the payload holds a {type(array.item()).__name__}, not bytes")
+
+
+def malformed_warnings(malformed: list[tuple[int, str]]) -> list[str]:
+    """A response's warning for damaged events: each (step, reason), the first few spelled out."""
+    if not malformed:
+        return []
+    reasons = "; ".join(f"step {s}: {reason}" for s, reason in malformed[:REASONS_SHOWN])
+    more = len(malformed) - REASONS_SHOWN
+    return [
+        f"{len(malformed)} event(s) (first at step {malformed[0][0]}) are malformed and "
+        f"left out: {reasons}" + (f"; and {more} more" if more > 0 else "")
+    ]
+
+
+def count(n: int, word: str) -> str:
+    """ "1 layer", "3 layers": a count for messages."""
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def dtype_name(dtype: int) -> str:
+    """An `Array` dtype's name in messages (an unknown number said so)."""
+    try:
+        return pb.DType.Name(dtype)
+    except ValueError:
+        return f"unknown dtype {dtype}"
 
 
 class TensorKindRoutes:

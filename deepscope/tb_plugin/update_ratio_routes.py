@@ -20,11 +20,11 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 import numpy as np
-from tensorboard.data import provider
 
 from deepscope import metadata
 from deepscope.proto import deepscope_pb2 as pb
-from deepscope.tb_plugin import blob_steps, responses, tensor_kind
+from deepscope.tb_plugin import responses, tensor_kind
+from deepscope.tb_plugin.tensor_kind import MalformedEvent, dtype_name
 
 KIND = "update_ratios"
 # Decoded update-ratio series and whole update_ratios responses remembered, by the
@@ -32,8 +32,6 @@ KIND = "update_ratios"
 # series is 8 MB decoded and 11 MB as base64 JSON.
 _SERIES_BYTES = 64 * 1024 * 1024
 _BODY_BYTES = 64 * 1024 * 1024
-# Damaged events whose reason a warning spells out (the rest are counted).
-_REASONS_SHOWN = 5
 
 
 @dataclasses.dataclass
@@ -64,66 +62,36 @@ class UpdateRatios:
         return arrays_bytes + sum(len(n) + 50 for n in self.names) + 200
 
 
-class _Malformed(Exception):
-    """An event that cannot be read; the message says what is wrong with it."""
-
-
 class _OtherNames(Exception):
     """An event logged with parameter names the series' metadata does not list."""
 
 
-def _count(n: int, word: str) -> str:
-    return f"{n} {word}" if n == 1 else f"{n} {word}s"
-
-
 def _payload(datum) -> pb.UpdateRatiosStep:
-    """The `UpdateRatiosStep` a tensor datum holds; `_Malformed` says why it holds none."""
-    array = datum.numpy
-    try:
-        content = array.item()  # a string scalar's bytes (the cheap test first)
-    except (AttributeError, ValueError):
-        content = None
-    if not isinstance(content, bytes):
-        array = np.asarray(array)
-        if array.dtype.kind not in "OS":
-            raise _Malformed(
-                f"the payload is a {array.dtype} tensor of shape {list(array.shape)}, not a "
-                "serialized UpdateRatiosStep (a string scalar)"
-            )
-        if array.size != 1:
-            raise _Malformed(
-                f"the payload is a string tensor of shape {list(array.shape)}, not one "
-                "serialized UpdateRatiosStep (a string scalar)"
-            )
-        raise _Malformed(f"the payload holds a {type(array.item()).__name__}, not bytes")
+    """The `UpdateRatiosStep` a tensor datum holds; `MalformedEvent` says why it holds none."""
+    content = tensor_kind.string_payload(datum.numpy, "UpdateRatiosStep")
     try:
         return pb.UpdateRatiosStep.FromString(content)
     except Exception as error:  # protobuf raises DecodeError or RuntimeError
-        raise _Malformed(f"the payload does not parse as an UpdateRatiosStep ({error})") from None
-
-
-def _dtype_name(dtype: int) -> str:
-    try:
-        return pb.DType.Name(dtype)
-    except ValueError:
-        return f"unknown dtype {dtype}"
+        raise MalformedEvent(
+            f"the payload does not parse as an UpdateRatiosStep ({error})"
+        ) from None
 
 
 def _ratios_error(ratios: pb.Array, data: bytes, width: int, rows: int) -> str | None:
     """What is wrong with `ratios` (bytes `data`) as float32 [rows, width], if anything."""
     if ratios.dtype != pb.FLOAT32:
-        return f"ratios of dtype {_dtype_name(ratios.dtype)}, not FLOAT32"
+        return f"ratios of dtype {dtype_name(ratios.dtype)}, not FLOAT32"
     expected = 4 * width * rows
     if len(data) != expected:
         return (
-            f"{len(data)} bytes of ratios for {_count(width, 'parameter')} × "
-            f"{_count(rows, 'step')} (expected {expected})"
+            f"{len(data)} bytes of ratios for {tensor_kind.count(width, 'parameter')} × "
+            f"{tensor_kind.count(rows, 'step')} (expected {expected})"
         )
     shape = ratios.shape
     if shape and math.prod(shape) != width * rows:
         return (
-            f"ratios of shape {list(shape)} for {_count(width, 'parameter')} × "
-            f"{_count(rows, 'step')}"
+            f"ratios of shape {list(shape)} for {tensor_kind.count(width, 'parameter')} × "
+            f"{tensor_kind.count(rows, 'step')}"
         )
     return None
 
@@ -133,7 +101,9 @@ def _marks_error(no_update: Sequence[int], zero_weight: Sequence[int], size: int
     an index into its values, and no value marked both ways."""
     for marks, what in ((no_update, "no-update"), (zero_weight, "zero-weight")):
         if marks and max(marks) >= size:
-            return f"{what} mark {max(marks)} outside the event's {_count(size, 'value')}"
+            return (
+                f"{what} mark {max(marks)} outside the event's {tensor_kind.count(size, 'value')}"
+            )
     if no_update and zero_weight:
         both = set(no_update) & set(zero_weight)
         if both:
@@ -144,7 +114,8 @@ def _marks_error(no_update: Sequence[int], zero_weight: Sequence[int], size: int
 def _rows_error(rows_steps: Sequence[int], rows_times: Sequence[float]) -> str | None:
     """What is wrong with an event's row steps and wall times (seconds), if anything."""
     if len(rows_times) != len(rows_steps):
-        return f"{_count(len(rows_steps), 'step')} but {_count(len(rows_times), 'wall time')}"
+        steps, times = len(rows_steps), len(rows_times)
+        return f"{tensor_kind.count(steps, 'step')} but {tensor_kind.count(times, 'wall time')}"
     for wall_time in rows_times:
         if not math.isfinite(wall_time):
             return f"wall time {wall_time} is not a number of seconds"
@@ -172,7 +143,7 @@ class _Event(NamedTuple):
 
 
 def _decode(datum, series_names: list[str], series_crc: int) -> _Event:
-    """One tensor datum's rows; `_Malformed` or `_OtherNames` when they cannot be placed.
+    """One tensor datum's rows; `MalformedEvent` or `_OtherNames` when they cannot be placed.
 
     Each check is a cheap test first (a series of 10,000 one-step events runs
     it 10,000 times); the message is made only when it fails.
@@ -183,14 +154,16 @@ def _decode(datum, series_names: list[str], series_crc: int) -> _Event:
     rows_times = step.wall_times or [float(datum.wall_time)]
     rows = len(rows_steps)
     if len(rows_times) != rows or not all(map(math.isfinite, rows_times)):
-        raise _Malformed(_rows_error(rows_steps, rows_times))
+        raise MalformedEvent(_rows_error(rows_steps, rows_times))
     names = list(step.names) if step.names else None
     if names is not None:
         if len(set(names)) != len(names):
-            raise _Malformed(_names_error(names))
+            raise MalformedEvent(_names_error(names))
         width = len(names)
     elif not series_names:
-        raise _Malformed("no parameter names: neither the event nor the series' metadata lists any")
+        raise MalformedEvent(
+            "no parameter names: neither the event nor the series' metadata lists any"
+        )
     elif step.names_crc32 not in (series_crc, 0):
         raise _OtherNames
     else:
@@ -204,12 +177,12 @@ def _decode(datum, series_names: list[str], series_crc: int) -> _Event:
         or (len(shape) == 1 and shape[0] != width * rows)
         or (len(shape) > 1 and math.prod(shape) != width * rows)
     ):
-        raise _Malformed(_ratios_error(ratios, data, width, rows))
+        raise MalformedEvent(_ratios_error(ratios, data, width, rows))
     no_update, zero_weight = step.no_update, step.zero_weight
     if no_update or zero_weight:
         error = _marks_error(no_update, zero_weight, width * rows)
         if error:
-            raise _Malformed(error)
+            raise MalformedEvent(error)
     return _Event(rows_steps, rows_times, names, data, no_update, zero_weight)
 
 
@@ -226,14 +199,7 @@ def read_update_ratios(
 
     Events that cannot be read are left out, each named in `warnings`.
     """
-    data = data_provider.read_tensors(
-        ctx,
-        experiment_id=experiment_id,
-        plugin_name=metadata.PLUGIN_NAME,
-        run_tag_filter=provider.RunTagFilter(runs=[run], tags=[tag]),
-        downsample=downsample or blob_steps.UNBOUNDED,
-    )
-    datums = sorted(data.get(run, {}).get(tag, []), key=lambda d: d.step)
+    datums = tensor_kind.read_events(data_provider, ctx, experiment_id, run, tag, downsample)
     series_names = list(plugin_data.update_ratios.names)
     series_crc = metadata.names_crc32(series_names)
     columns = {name: j for j, name in enumerate(series_names)}
@@ -253,7 +219,7 @@ def read_update_ratios(
     for datum in datums:
         try:
             event = _decode(datum, series_names, series_crc)
-        except _Malformed as error:
+        except MalformedEvent as error:
             malformed.append((int(datum.step), str(error)))
             continue
         except _OtherNames:
@@ -346,14 +312,7 @@ def _negative_events(values: np.ndarray, row_events: np.ndarray, names: list[str
 
 def _warnings(malformed: list[tuple[int, str]], unknown_names_steps: list[int]) -> list[str]:
     """The response's warnings: damaged events (each step and reason), then foreign names."""
-    warnings: list[str] = []
-    if malformed:
-        reasons = "; ".join(f"step {s}: {reason}" for s, reason in malformed[:_REASONS_SHOWN])
-        more = len(malformed) - _REASONS_SHOWN
-        warnings.append(
-            f"{len(malformed)} event(s) (first at step {malformed[0][0]}) are malformed "
-            f"and left out: {reasons}" + (f"; and {more} more" if more > 0 else "")
-        )
+    warnings = tensor_kind.malformed_warnings(malformed)
     if unknown_names_steps:
         warnings.append(
             f"{len(unknown_names_steps)} step(s) (first: {unknown_names_steps[0]}) were logged "
