@@ -28,3 +28,15 @@ def tab(browser):
     yield tab
     context.close()
     assert not tab.errors, "\n".join(tab.errors)
+
+
+@pytest.fixture(scope="session")
+def odd_name_server(tmp_path_factory, tensorboard_server) -> str:
+    """Good series whose run or tag holds '"', '\\', a newline, a tab or a control character,
+    served by the fast data server, which cannot read their blobs (one server for every
+    kind's tab tests)."""
+    from tests.damaged_logs import write_odd_name_log
+
+    logdir = tmp_path_factory.mktemp("odd-names")
+    write_odd_name_log(logdir)
+    return tensorboard_server(logdir, load_fast=True)

@@ -450,17 +450,6 @@ def test_a_damaged_newest_step_shows_its_error_and_the_earlier_step_draws(tab, d
     assert c.locator("[data-testid=saliency-pager]").text_content() == f"samples 1–{n} of {n}"
 
 
-@pytest.fixture(scope="module")
-def odd_name_server(tmp_path_factory, tensorboard_server) -> str:
-    """Good series whose run or tag holds '"', '\\', a newline, a tab or a control character,
-    served by the fast data server, which cannot read their blobs."""
-    from tests.damaged_logs import write_odd_name_log
-
-    logdir = tmp_path_factory.mktemp("odd-names")
-    write_odd_name_log(logdir)
-    return tensorboard_server(logdir, load_fast=True)
-
-
 def plain_get(base_url: str, path: str, **params) -> tuple[int, str]:
     """GET a route: its status and body as text, whatever the status."""
     url = f"{base_url}/data/plugin/deepscope/{path}?{urllib.parse.urlencode(params)}"

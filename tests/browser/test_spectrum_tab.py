@@ -494,17 +494,6 @@ def test_a_damaged_step_is_shown_at_its_step_and_the_others_still_draw(tab, dama
     )
 
 
-@pytest.fixture(scope="module")
-def odd_name_server(tmp_path_factory, tensorboard_server) -> str:
-    """Good series whose run or tag holds '"', '\\', a newline, a tab or a control character,
-    served by the fast data server, which cannot read their blobs."""
-    from tests.damaged_logs import write_odd_name_log
-
-    logdir = tmp_path_factory.mktemp("odd-names")
-    write_odd_name_log(logdir)
-    return tensorboard_server(logdir, load_fast=True)
-
-
 def test_fast_loader_and_an_odd_run_name_the_card_explains_cause_and_workaround(
     tab, odd_name_server
 ):
