@@ -107,13 +107,7 @@ export function parseSaliencyMaps(value: unknown): SaliencyMaps {
     throw new Error("saliency: the step holds no inputs or maps");
   }
   return {
-    run: String(raw.run ?? ""),
-    tag: String(raw.tag ?? ""),
-    step: Number(raw.step),
-    method: String(raw.method ?? ""),
-    inputShape: numbers(raw.input_shape),
-    numSamples: Number(raw.num_samples ?? 0),
-    samples: numbers(raw.samples),
+    ...stepFacts(raw, inputKind),
     labels: Array.isArray(raw.labels) ? raw.labels.map(Number) : null,
     predictions: Array.isArray(raw.predictions) ? raw.predictions.map(Number) : null,
     completenessError: numbersOrNull(raw.completeness_error),
@@ -121,8 +115,6 @@ export function parseSaliencyMaps(value: unknown): SaliencyMaps {
     nonFinitePerSample: numbers(raw.non_finite_per_sample),
     inputs,
     maps,
-    inputKind,
-    tokenReduction: String(raw.token_reduction ?? ""),
     tokenIds,
     tokenTexts: nestedOrNull(raw.token_texts, (v) => String(v)),
     baseline: parseArray(raw.baseline, "baseline"),
@@ -131,8 +123,8 @@ export function parseSaliencyMaps(value: unknown): SaliencyMaps {
   };
 }
 
-/** A step the route could not read: what it says of it, and no arrays. */
-function stepWithError(raw: Record<string, unknown>, inputKind: string): SaliencyMaps {
+/** What a step's answer says of the step and its series, good or damaged. */
+function stepFacts(raw: Record<string, unknown>, inputKind: string) {
   return {
     run: String(raw.run ?? ""),
     tag: String(raw.tag ?? ""),
@@ -141,6 +133,15 @@ function stepWithError(raw: Record<string, unknown>, inputKind: string): Salienc
     inputShape: numbers(raw.input_shape),
     numSamples: Number(raw.num_samples ?? 0),
     samples: numbers(raw.samples),
+    inputKind,
+    tokenReduction: String(raw.token_reduction ?? ""),
+  };
+}
+
+/** A step the route could not read: what it says of it, and no arrays. */
+function stepWithError(raw: Record<string, unknown>, inputKind: string): SaliencyMaps {
+  return {
+    ...stepFacts(raw, inputKind),
     labels: null,
     predictions: null,
     completenessError: null,
@@ -148,8 +149,6 @@ function stepWithError(raw: Record<string, unknown>, inputKind: string): Salienc
     nonFinitePerSample: [],
     inputs: null,
     maps: { shape: [0], values: new Float32Array(0) },
-    inputKind,
-    tokenReduction: String(raw.token_reduction ?? ""),
     tokenIds: null,
     tokenTexts: null,
     baseline: null,
