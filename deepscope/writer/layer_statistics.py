@@ -1,0 +1,640 @@
+"""Layer-statistics summaries: activations, gradients and weights of every layer at one step.
+
+One step of a layer-statistics series holds two optional parts (a step may
+carry either or both):
+
+- **activations**, one row per module output tensor ("<module>" or
+  "<module>:<key>"), in forward order: its statistics by column name
+  (`ACTIVATION_STATISTICS`: mean, std, rms, max |a|, the fractions zero,
+  saturated, non-finite and dead, and the covariance metrics effective
+  dimension, delve saturation and effective rank), the elements counted, its
+  channels and dead channels, and optionally its channel-covariance
+  eigenvalues (descending) with the samples the covariance used;
+- **parameters**, one row per parameter, in `named_parameters()` order:
+  `PARAMETER_STATISTICS` (gradient norm, weight norm, their ratio).
+
+A series is a tensor series (a `LayerStatisticsStep` per event, read whole):
+its metadata (`LayerStatisticsInfo`: what the model saw, "train" or "probe";
+delve saturation's variance threshold; the saturation tolerance) is on the
+tag's first event. NaN in a statistic means "not measured for this row at this
+step" (a module that is not a bounded activation has no saturated fraction, a
+row without a covariance no effective dimension); non-finite elements of an
+activation are counted in `non_finite_fraction`, its other statistics are of
+the finite values. Storage: 4 bytes per statistic and 24 per row for counts,
+channels and dead channels, plus the names (each its length and 2 bytes) and
+4 bytes per eigenvalue: 200 rows × 11 statistics with names of ~25 characters
+is about 19 kB a step without eigenvalues.
+
+Two ways in:
+
+- `ActivationRows` and `ParameterRows`, what a measurer fills: arrays (numpy
+  or torch tensors, on any device) of all rows at once. Tensors are copied to
+  the host together, one copy per device, never one `.item()` per value;
+- plain mappings for users: `{"fc1": {"mean": 0.1, "std": 1.0, "count": 4096}}`
+  and `{"fc1.weight": {"grad_norm": 0.02, "weight_norm": 3.1}}`
+  (`activation_rows_from_mapping`, `parameter_rows_from_mapping`).
+
+torch is imported only when a value is a tensor (torch is then imported already).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import numbers
+import sys
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+from tensorboard.compat.proto import summary_pb2
+
+from deepscope.proto import arrays
+from deepscope.proto import deepscope_pb2 as pb
+from deepscope.writer.summary import tensor_summary
+
+# Column names of the activation part, in the order the builder stores them.
+ACTIVATION_STATISTICS: tuple[str, ...] = (
+    "mean",
+    "std",
+    "rms",
+    "max_abs",
+    "zero_fraction",
+    "saturated_fraction",
+    "non_finite_fraction",
+    "dead_fraction",
+    "effective_dimension",
+    "saturation",
+    "effective_rank",
+)
+# Column names of the parameter part.
+PARAMETER_STATISTICS: tuple[str, ...] = ("grad_norm", "weight_norm", "grad_to_weight")
+# What the model saw: the measured training step's own batch, or a fixed probe batch.
+ON = ("train", "probe")
+# delve saturation: the fraction of eigendirections explaining this much of the variance.
+DEFAULT_VARIANCE_THRESHOLD = 0.99
+# A bounded activation's output within this of a bound (e.g. |tanh| >= 1 - 0.01) is saturated.
+DEFAULT_SATURATION_TOLERANCE = 0.01
+# Keys of a layer's mapping that are not statistics (`activation_rows_from_mapping`).
+_ACTIVATION_EXTRAS = ("type", "count", "channels", "dead_channels", "eigenvalues", "samples")
+
+
+@dataclasses.dataclass
+class ActivationRows:
+    """The activation part of one step: L rows (module outputs), A statistics.
+
+    Attributes:
+      names: L unique, non-empty row names, in forward order ("<module>" or
+        "<module>:<key>").
+      values: [L, A] statistics (numpy array or tensor, any float dtype; stored
+        as float32). NaN: not measured for that row at this step.
+      statistics: the A column names, each one of `ACTIVATION_STATISTICS`;
+        all of them, in that order, by default.
+      types: L module class names ("ReLU", "Conv2d"); empty strings by default.
+      counts: [L] elements counted per row (integers ≥ 0); 0 by default.
+      channels: [L] channels per row; 0 (unknown) by default.
+      dead_channels: [L] channels zero on every sample of the batch, ≤ channels.
+      eigenvalues: None, or L entries, each None (no covariance for that row at
+        this step) or a 1-D array of the row's channel-covariance eigenvalues
+        (descending, ≥ 0; stored as float32).
+      covariance_samples: [L] samples (positions) each covariance used; 0 by default.
+    """
+
+    names: Sequence[str]
+    values: object
+    statistics: Sequence[str] = ACTIVATION_STATISTICS
+    types: Sequence[str] | None = None
+    counts: object = None
+    channels: object = None
+    dead_channels: object = None
+    eigenvalues: Sequence[object | None] | None = None
+    covariance_samples: object = None
+
+
+@dataclasses.dataclass
+class ParameterRows:
+    """The parameter part of one step: P rows (parameters), B statistics.
+
+    Attributes:
+      names: P unique, non-empty parameter names, in `named_parameters()` order.
+      values: [P, B] statistics (numpy array or tensor; stored as float32).
+        NaN: not measured (e.g. a parameter without a gradient at this step).
+      statistics: the B column names, each one of `PARAMETER_STATISTICS`; all
+        three by default.
+    """
+
+    names: Sequence[str]
+    values: object
+    statistics: Sequence[str] = PARAMETER_STATISTICS
+
+
+def layer_statistics_info(
+    on: str = "train",
+    variance_threshold: float = DEFAULT_VARIANCE_THRESHOLD,
+    saturation_tolerance: float = DEFAULT_SATURATION_TOLERANCE,
+) -> pb.PluginData:
+    """The series' `PluginData`: what the model saw and the two thresholds.
+
+    Raises:
+      ValueError: `on` is not "train" or "probe"; the threshold is not in
+        (0, 1]; the tolerance is negative or not finite.
+    """
+    if on not in ON:
+        raise ValueError(
+            f"on must be 'train' (the measured training step's batch) or 'probe' (a fixed "
+            f"batch in eval mode), got {on!r}"
+        )
+    threshold = _real(variance_threshold, "variance_threshold")
+    if not 0.0 < threshold <= 1.0:
+        raise ValueError(
+            f"variance_threshold must be in (0, 1] (a fraction of the variance, e.g. 0.99), "
+            f"got {variance_threshold!r}"
+        )
+    tolerance = _real(saturation_tolerance, "saturation_tolerance")
+    if not (math.isfinite(tolerance) and tolerance >= 0.0):
+        raise ValueError(
+            f"saturation_tolerance must be a finite number >= 0 (e.g. 0.01), "
+            f"got {saturation_tolerance!r}"
+        )
+    return pb.PluginData(
+        kind=pb.LAYER_STATISTICS,
+        layer_statistics=pb.LayerStatisticsInfo(
+            on=on, variance_threshold=threshold, saturation_tolerance=tolerance
+        ),
+    )
+
+
+def _real(value, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{what} must be a real number, got {value!r}")
+    return float(value)
+
+
+# --------------------------------------------------------------------------- host copies
+
+
+def _to_host(values: list[object]) -> list[object]:
+    """`values` with every torch tensor replaced by a numpy array: one host copy per device.
+
+    The tensors of one device are flattened to float64 (exact for float32,
+    float16, bfloat16 and integers below 2**53), concatenated and copied
+    together, then split back into their shapes. Other values are unchanged.
+    """
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return values
+    by_device: dict[object, list[int]] = {}
+    for i, value in enumerate(values):
+        if isinstance(value, torch.Tensor):
+            by_device.setdefault(value.device, []).append(i)
+    if not by_device:
+        return values
+    result = list(values)
+    with torch.no_grad():
+        for indices in by_device.values():
+            tensors = [values[i] for i in indices]
+            for tensor in tensors:
+                if tensor.is_complex():
+                    raise TypeError(
+                        f"statistics must be real numbers, got a tensor of dtype {tensor.dtype}"
+                    )
+            flat = torch.cat([t.detach().reshape(-1).to(torch.float64) for t in tensors])
+            host = flat.cpu().numpy()
+            offset = 0
+            for i, tensor in zip(indices, tensors):
+                n = tensor.numel()
+                result[i] = host[offset : offset + n].reshape(tuple(tensor.shape))
+                offset += n
+    return result
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def _check_names(names: Sequence[str], what: str) -> list[str]:
+    if isinstance(names, str):
+        raise TypeError(f"{what} names must be a sequence of strings, got the string {names!r}")
+    names = list(names)
+    for name in names:
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"{what} names must be non-empty strings, got {name!r}")
+    if len(set(names)) != len(names):
+        seen: set[str] = set()
+        repeated = next(name for name in names if name in seen or seen.add(name))
+        raise ValueError(f"{what} name {repeated!r} appears twice; each row needs its own name")
+    return names
+
+
+def _check_statistics(statistics: Sequence[str], known: tuple[str, ...], part: str) -> list[str]:
+    if isinstance(statistics, str):
+        statistics = [statistics]
+    statistics = list(statistics)
+    if not statistics:
+        raise ValueError(f"{part} statistics must name at least one column of {list(known)}")
+    for name in statistics:
+        if name not in known:
+            raise ValueError(
+                f"unknown {part} statistic {name!r}{_did_you_mean(name, known)}; the known "
+                f"ones: {', '.join(known)}"
+            )
+    if len(set(statistics)) != len(statistics):
+        raise ValueError(f"{part} statistics name a column twice: {statistics}")
+    return statistics
+
+
+def _did_you_mean(name: object, known: Sequence[str]) -> str:
+    close = difflib.get_close_matches(str(name), known, n=3)
+    return f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
+
+
+def _float_matrix(values, rows: int, columns: int, what: str) -> np.ndarray:
+    array = np.asarray(values)
+    if array.dtype.kind not in "fiu":
+        raise TypeError(f"{what} must be real numbers, got dtype {array.dtype}")
+    with np.errstate(over="ignore"):  # beyond float32 is stored as ±inf, as measured
+        array = array.astype(np.float32)
+    if array.shape != (rows, columns):
+        raise ValueError(
+            f"{what} must have shape [{rows}, {columns}] (rows × statistics), "
+            f"got {list(array.shape)}"
+        )
+    return array
+
+
+def _count_vector(values, rows: int, what: str) -> np.ndarray:
+    if values is None:
+        return np.zeros(rows, dtype=np.int64)
+    array = np.asarray(values)
+    if array.shape != (rows,):
+        raise ValueError(f"{what} must have shape [{rows}] (one per row), got {list(array.shape)}")
+    if array.dtype.kind == "f":
+        if not np.all(np.isfinite(array)) or np.any(array != np.round(array)):
+            raise ValueError(f"{what} must be whole numbers, got {array.tolist()[:8]}")
+    elif array.dtype.kind not in "iu":
+        raise TypeError(f"{what} must be integers, got dtype {array.dtype}")
+    if np.any(array < 0):
+        raise ValueError(f"{what} must be >= 0, got {array.tolist()[:8]}")
+    return array.astype(np.int64)
+
+
+def _eigenvalue_arrays(eigenvalues, rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """(flat float32 eigenvalues, int64 counts [rows]) of L entries (None or 1-D)."""
+    if eigenvalues is None:
+        return np.zeros(0, dtype=np.float32), np.zeros(rows, dtype=np.int64)
+    entries = list(eigenvalues)
+    if len(entries) != rows:
+        raise ValueError(
+            f"eigenvalues must have one entry per row ({rows}; None for a row without a "
+            f"covariance), got {len(entries)}"
+        )
+    parts = []
+    counts = np.zeros(rows, dtype=np.int64)
+    for i, entry in enumerate(entries):
+        if entry is None:
+            continue
+        array = np.asarray(entry)
+        if array.ndim != 1 or array.dtype.kind not in "fiu":
+            raise ValueError(
+                f"eigenvalues of row {i} must be a 1-D array of real numbers, "
+                f"got shape {list(array.shape)} and dtype {array.dtype}"
+            )
+        array = array.astype(np.float32)
+        finite = array[np.isfinite(array)]
+        if np.any(finite < 0):
+            raise ValueError(
+                f"eigenvalues of row {i} must be >= 0 (a covariance's; clip rounding "
+                f"below 0 first), got {float(finite.min())}"
+            )
+        parts.append(array)
+        counts[i] = array.size
+    flat = np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
+    return flat, counts
+
+
+# --------------------------------------------------------------------------- mappings
+
+
+def _number(value, where: str) -> float:
+    kind = type(value)
+    if kind is float or kind is int:
+        return float(value)
+    if value is None:
+        return math.nan
+    if isinstance(value, np.ndarray) and value.size == 1 and value.dtype.kind in "fiu":
+        return float(value.reshape(()))
+    if isinstance(value, numbers.Real) and not isinstance(value, bool | np.bool_):
+        try:
+            return float(value)
+        except OverflowError:
+            return math.inf if value > 0 else -math.inf
+    shown = repr(value)
+    raise TypeError(
+        f"{where} must be a number, a one-element tensor or None (not measured), got "
+        + (shown if len(shown) <= 80 else shown[:77] + "...")
+    )
+
+
+def _host_mapping(rows: Mapping[str, Mapping[str, object]]) -> dict[str, dict[str, object]]:
+    """`rows` with every tensor value copied to the host (numpy), one copy per device."""
+    torch = sys.modules.get("torch")
+    copied = {name: dict(stats) for name, stats in rows.items()}
+    if torch is None:
+        return copied
+    where = [
+        (name, key)
+        for name, stats in copied.items()
+        for key, value in stats.items()
+        if isinstance(value, torch.Tensor)
+    ]
+    if where:
+        host = _to_host([copied[name][key] for name, key in where])
+        for (name, key), value in zip(where, host):
+            copied[name][key] = value
+    return copied
+
+
+def _rows_from_mapping(
+    rows: Mapping[str, Mapping[str, object]],
+    known: tuple[str, ...],
+    extras: tuple[str, ...],
+    part: str,
+) -> tuple[list[str], list[str], np.ndarray, dict[str, list[object]]]:
+    """(names, statistics, float32 values [R, S], extras by key → per-row values)."""
+    if not isinstance(rows, Mapping) or not rows:
+        example = (
+            '{"fc1": {"mean": 0.1, "std": 1.0}}'
+            if part == "activation"
+            else '{"fc1.weight": {"grad_norm": 0.02, "weight_norm": 3.1}}'
+        )
+        raise ValueError(
+            f"{part}s must be a non-empty mapping of row name to its statistics, e.g. {example}"
+        )
+    names = _check_names(list(rows), part)
+    given: set[str] = set()
+    for name, stats in rows.items():
+        if not isinstance(stats, Mapping):
+            raise TypeError(
+                f"{part} {name!r}: its statistics must be a mapping of statistic name to "
+                f"number, got {type(stats).__name__}"
+            )
+        for key in stats:
+            if key in known:
+                given.add(key)
+            elif key not in extras:
+                also = f" (and {', '.join(extras)})" if extras else ""
+                raise ValueError(
+                    f"{part} {name!r}: unknown statistic {key!r}{_did_you_mean(key, known)}; "
+                    f"the known ones: {', '.join(known)}{also}"
+                )
+    statistics = [s for s in known if s in given]
+    if not statistics:
+        raise ValueError(f"the {part}s give no statistic; the known ones: {', '.join(known)}")
+    column = {s: j for j, s in enumerate(statistics)}
+    rows = _host_mapping(rows)
+    values = np.full((len(names), len(statistics)), np.nan, dtype=np.float64)
+    found_extras: dict[str, list[object]] = {key: [None] * len(names) for key in extras}
+    for i, (name, stats) in enumerate(rows.items()):
+        for key, value in stats.items():
+            if key in found_extras:
+                found_extras[key][i] = value
+            else:
+                values[i, column[key]] = _number(value, f"{part} {name!r}, {key}")
+    with np.errstate(over="ignore"):
+        return names, statistics, values.astype(np.float32), found_extras
+
+
+def activation_rows_from_mapping(activations: Mapping[str, Mapping[str, object]]) -> ActivationRows:
+    """`ActivationRows` of a user's mapping: row name → {statistic: value, ...}.
+
+    A row's mapping holds statistics (`ACTIVATION_STATISTICS`; those no row
+    gives are left out, those a row leaves out are NaN) and optionally
+    "type" (module class name), "count", "channels", "dead_channels",
+    "eigenvalues" (1-D, descending) and "samples" (the covariance's).
+
+    Raises:
+      ValueError: an empty mapping, an unknown key (the message lists the
+        known ones), an empty name.
+      TypeError: a value that is not a number (the message names its row).
+    """
+    names, statistics, values, extras = _rows_from_mapping(
+        activations, ACTIVATION_STATISTICS, _ACTIVATION_EXTRAS, "activation"
+    )
+    types = []
+    for name, kind in zip(names, extras["type"]):
+        if kind is not None and not isinstance(kind, str):
+            raise TypeError(f"activation {name!r}: type must be a module class name, got {kind!r}")
+        types.append(kind or "")
+
+    def integers(key: str) -> np.ndarray | None:
+        given = extras[key]
+        if all(v is None for v in given):
+            return None
+        found = np.zeros(len(names), dtype=np.float64)
+        for i, value in enumerate(given):
+            if value is not None:
+                found[i] = _number(value, f"activation {names[i]!r}, {key}")
+        return found
+
+    eigenvalues = extras["eigenvalues"]
+    return ActivationRows(
+        names=names,
+        values=values,
+        statistics=statistics,
+        types=types,
+        counts=integers("count"),
+        channels=integers("channels"),
+        dead_channels=integers("dead_channels"),
+        eigenvalues=None if all(e is None for e in eigenvalues) else eigenvalues,
+        covariance_samples=integers("samples"),
+    )
+
+
+def parameter_rows_from_mapping(parameters: Mapping[str, Mapping[str, object]]) -> ParameterRows:
+    """`ParameterRows` of a user's mapping: parameter name → {statistic: value, ...}
+    (`PARAMETER_STATISTICS`; those no row gives are left out, the others NaN).
+
+    Raises:
+      ValueError, TypeError: as `activation_rows_from_mapping`.
+    """
+    names, statistics, values, _ = _rows_from_mapping(
+        parameters, PARAMETER_STATISTICS, (), "parameter"
+    )
+    return ParameterRows(names=names, values=values, statistics=statistics)
+
+
+# --------------------------------------------------------------------------- the step
+
+
+def layer_statistics_step(
+    activations: ActivationRows | Mapping | None = None,
+    parameters: ParameterRows | Mapping | None = None,
+    seconds: float = 0.0,
+) -> pb.LayerStatisticsStep:
+    """One step's `LayerStatisticsStep` of either part or both.
+
+    Raises:
+      ValueError: neither part; names empty or repeated; an unknown statistic
+        (the message lists the known ones); arrays of the wrong shape;
+        negative counts, more dead channels than channels, negative eigenvalues.
+      TypeError: values that are not real numbers.
+    """
+    if activations is None and parameters is None:
+        raise ValueError(
+            "a layer-statistics step needs activations, parameters or both, e.g. "
+            'activations={"fc1": {"mean": 0.1, "std": 1.0}}'
+        )
+    seconds = _real(seconds, "seconds")
+    if not (math.isfinite(seconds) and seconds >= 0.0):
+        raise ValueError(f"seconds must be a finite number >= 0, got {seconds!r}")
+    step = pb.LayerStatisticsStep(seconds=seconds)
+    if activations is not None:
+        if isinstance(activations, Mapping):
+            activations = activation_rows_from_mapping(activations)
+        elif not isinstance(activations, ActivationRows):
+            raise TypeError(
+                "activations must be ActivationRows or a mapping of row name to statistics, "
+                f"got {type(activations).__name__}"
+            )
+        _fill_activations(step, activations)
+    if parameters is not None:
+        if isinstance(parameters, Mapping):
+            parameters = parameter_rows_from_mapping(parameters)
+        elif not isinstance(parameters, ParameterRows):
+            raise TypeError(
+                "parameters must be ParameterRows or a mapping of parameter name to statistics, "
+                f"got {type(parameters).__name__}"
+            )
+        _fill_parameters(step, parameters)
+    return step
+
+
+def _fill_activations(step: pb.LayerStatisticsStep, rows: ActivationRows) -> None:
+    names = _check_names(rows.names, "activation")
+    if not names:
+        raise ValueError("activations need at least one row")
+    statistics = _check_statistics(rows.statistics, ACTIVATION_STATISTICS, "activation")
+    count = len(names)
+    types = [""] * count if rows.types is None else list(rows.types)
+    if len(types) != count or not all(isinstance(t, str) for t in types):
+        raise ValueError(f"types must be {count} strings (module class names, one per row)")
+    eigen_entries = None if rows.eigenvalues is None else list(rows.eigenvalues)
+    # One host copy per device for every tensor of the part.
+    fields = [rows.values, rows.counts, rows.channels, rows.dead_channels, rows.covariance_samples]
+    host = _to_host(fields + (eigen_entries or []))
+    values, counts, channels, dead, samples = host[:5]
+    if eigen_entries is not None:
+        eigen_entries = host[5:]
+    values = _float_matrix(values, count, len(statistics), "activation values")
+    counts = _count_vector(counts, count, "counts")
+    channels = _count_vector(channels, count, "channels")
+    dead = _count_vector(dead, count, "dead_channels")
+    if np.any(dead > channels):
+        i = int(np.argmax(dead > channels))
+        raise ValueError(
+            f"row {names[i]!r} has {int(dead[i])} dead channels of {int(channels[i])}: "
+            "dead_channels must be <= channels"
+        )
+    samples = _count_vector(samples, count, "covariance_samples")
+    eigenvalues, eigen_counts = _eigenvalue_arrays(eigen_entries, count)
+    step.layers[:] = names
+    step.layer_types[:] = types
+    step.activation_statistics[:] = statistics
+    step.activations.CopyFrom(arrays.encode_array(values))
+    step.counts.CopyFrom(arrays.encode_array(counts))
+    step.channels.CopyFrom(arrays.encode_array(channels))
+    step.dead_channels.CopyFrom(arrays.encode_array(dead))
+    step.eigenvalues.CopyFrom(arrays.encode_array(eigenvalues))
+    step.eigenvalue_counts.CopyFrom(arrays.encode_array(eigen_counts))
+    step.covariance_samples.CopyFrom(arrays.encode_array(samples))
+
+
+def _fill_parameters(step: pb.LayerStatisticsStep, rows: ParameterRows) -> None:
+    names = _check_names(rows.names, "parameter")
+    if not names:
+        raise ValueError("parameters need at least one row")
+    statistics = _check_statistics(rows.statistics, PARAMETER_STATISTICS, "parameter")
+    (values,) = _to_host([rows.values])
+    values = _float_matrix(values, len(names), len(statistics), "parameter values")
+    step.parameters[:] = names
+    step.parameter_statistics[:] = statistics
+    step.parameter_values.CopyFrom(arrays.encode_array(values))
+
+
+def layer_statistics_pb(
+    tag: str,
+    activations: ActivationRows | Mapping | None = None,
+    parameters: ParameterRows | Mapping | None = None,
+    *,
+    on: str = "train",
+    variance_threshold: float = DEFAULT_VARIANCE_THRESHOLD,
+    saturation_tolerance: float = DEFAULT_SATURATION_TOLERANCE,
+    description: str = "",
+    seconds: float = 0.0,
+) -> summary_pb2.Summary:
+    """A `Summary` with one step of layer statistics, its metadata included.
+
+    For people who write events with another writer:
+    `file_writer.add_summary(layer_statistics_pb("layer_statistics/activations",
+    {"fc1": {"mean": 0.1, "std": 1.0}}), step)`.
+
+    Args:
+      tag: the series, e.g. "layer_statistics/activations".
+      activations: `ActivationRows`, or row name → {statistic: value, "type",
+        "count", "channels", "dead_channels", "eigenvalues", "samples"}.
+      parameters: `ParameterRows`, or parameter name → {statistic: value}.
+      on: "train" or "probe", what the model saw (metadata).
+      variance_threshold: delve saturation's threshold, in (0, 1] (metadata).
+      saturation_tolerance: the tolerance saturated fractions used (metadata).
+      description: shown by TensorBoard next to the tag.
+      seconds: what the measurement took, for the monitor's cost report.
+
+    Raises:
+      ValueError, TypeError: as `layer_statistics_step` and `layer_statistics_info` say.
+    """
+    plugin_data = layer_statistics_info(on, variance_threshold, saturation_tolerance)
+    step = layer_statistics_step(activations, parameters, seconds)
+    return tensor_summary(tag, step.SerializeToString(), plugin_data, description)
+
+
+class LayerStatisticsSummaries:
+    """Mixin of `deepscope.SummaryWriter`: `add_layer_statistics`."""
+
+    def add_layer_statistics(
+        self,
+        tag: str,
+        activations: ActivationRows | Mapping | None = None,
+        parameters: ParameterRows | Mapping | None = None,
+        *,
+        global_step: int | None = None,
+        walltime: float | None = None,
+        on: str = "train",
+        variance_threshold: float = DEFAULT_VARIANCE_THRESHOLD,
+        saturation_tolerance: float = DEFAULT_SATURATION_TOLERANCE,
+        description: str = "",
+        seconds: float = 0.0,
+    ) -> None:
+        """Log one step of layer statistics: activations per module output, norms per parameter.
+
+        Args:
+          tag: the series, e.g. "layer_statistics/activations".
+          activations, parameters: either or both, as `layer_statistics_pb` takes them.
+          global_step: the training step.
+          walltime: seconds since the epoch; now by default.
+          on, variance_threshold, saturation_tolerance, description: the series'
+            metadata, kept from the tag's first event only (TensorBoard's rule).
+          seconds: what the measurement took.
+
+        Raises:
+          ValueError, TypeError: bad rows or options (the message says which).
+        """
+        summary_pb = layer_statistics_pb(
+            tag,
+            activations,
+            parameters,
+            on=on,
+            variance_threshold=variance_threshold,
+            saturation_tolerance=saturation_tolerance,
+            description=description,
+            seconds=seconds,
+        )
+        self._write(summary_pb, global_step, walltime)
