@@ -1,0 +1,263 @@
+// The layer statistics routes (docs/http_api.md), fetched and validated into typed data:
+// `layer_statistics` (one statistic as a layers × steps grid, the shape update ratios and
+// layer values answer, so update ratios' grid card draws it), `layer_statistics_step`
+// (every statistic of every row at one step) and `layer_statistics_spectrum` (one layer's
+// covariance eigenvalues over the steps that have them).
+
+import { decodeBase64Float32 } from "../binary";
+import { expectRecord, getJson, isRecord, jsonNumber, numbers } from "../json";
+import { parseLayerGrid, type LayerGrid } from "../update_ratios/grid";
+import { statisticInfo, statisticQuantity, type Part } from "./statistics";
+
+/** One statistic of a series as a grid (steps × rows), with what the series holds. */
+export interface StatisticGrid extends LayerGrid {
+  /** The statistic (column) shown, e.g. "std". */
+  statistic: string;
+  part: Part;
+  /** Module class per row ("" when the route gives none), in `names` order. */
+  types: string[];
+  /** The columns the series holds, both parts, in the route's order. */
+  statistics: string[];
+}
+
+/** Every statistic of every row of one run's series at one step. */
+export interface StepTable {
+  run: string;
+  tag: string;
+  step: number;
+  /** Module outputs, in forward order. */
+  layers: string[];
+  types: string[];
+  /** Column names of `activations`. */
+  activationStatistics: string[];
+  /** layers.length × activationStatistics.length, row-major; NaN: not measured. */
+  activations: Float32Array;
+  counts: number[];
+  channels: number[];
+  deadChannels: number[];
+  /** Parameters, in model.named_parameters() order. */
+  parameters: string[];
+  parameterStatistics: string[];
+  /** parameters.length × parameterStatistics.length, row-major. */
+  parameterValues: Float32Array;
+  /** Eigenvalues kept per layer (0: no covariance at this step). */
+  eigenvalueCounts: number[];
+  covarianceSamples: number[];
+  warnings: string[];
+}
+
+/** One layer's covariance spectrum at one step. */
+export interface SpectrumStep {
+  step: number;
+  /** Eigenvalues, descending (units: squared output units). */
+  eigenvalues: Float32Array;
+  effectiveDimension: number;
+  saturation: number;
+  effectiveRank: number;
+  samples: number;
+  /** Set when this step's spectrum could not be read. */
+  error: string | null;
+}
+
+/** One run's layer's covariance spectra over the steps that have them. */
+export interface LayerSpectrum {
+  run: string;
+  tag: string;
+  layer: string;
+  /** delve saturation's explained-variance threshold (e.g. 0.99); NaN when not given. */
+  varianceThreshold: number;
+  steps: SpectrumStep[];
+  warnings: string[];
+}
+
+const grids = new WeakMap<object, StatisticGrid>();
+
+export async function fetchStatisticGrid(run: string, tag: string, statistic: string | null): Promise<StatisticGrid> {
+  const params = new URLSearchParams({ run, tag, format: "base64" });
+  if (statistic !== null) params.set("statistic", statistic);
+  return parseStatisticGrid(await getJson(`./layer_statistics?${params.toString()}`));
+}
+
+/**
+ * Validate a response of `layer_statistics` (either format). A NaN value means the row was
+ * not measured there (no covariance at that step, a module that is not a bounded activation
+ * for the saturated fraction, a layer not called): when the route lists `not_measured`
+ * pairs they say which; without them every NaN is read so. The same JSON object (a reload
+ * answered 304) gives the same result.
+ */
+export function parseStatisticGrid(raw: unknown): StatisticGrid {
+  const r = expectRecord(raw, "layer_statistics");
+  const known = grids.get(r);
+  if (known) return known;
+  const statistic = typeof r.quantity === "string" && r.quantity !== "" ? r.quantity : String(r.statistic ?? "");
+  const info = statisticInfo(statistic);
+  const base = parseLayerGrid(r, "layer_statistics", () =>
+    statisticQuantity(statistic, typeof r.unit === "string" ? r.unit : undefined, String(r.scale ?? "")),
+  );
+  if (!Array.isArray(r.not_measured)) {
+    for (let k = 0; k < base.values.length; k++) if (Number.isNaN(base.values[k])) base.missing[k] = 1;
+    // The NaN it counted as non-finite are "not measured" here.
+    let nonFinite = 0;
+    for (let k = 0; k < base.values.length; k++) if (!base.missing[k] && !Number.isFinite(base.values[k])) nonFinite++;
+    base.nonFinite = nonFinite;
+  }
+  const names = base.names;
+  const types = Array.isArray(r.types) ? r.types.map((t) => (typeof t === "string" ? t : "")) : [];
+  const grid: StatisticGrid = {
+    ...base,
+    statistic,
+    part: r.part === "parameters" || r.part === "activations" ? r.part : info.part,
+    types: names.map((_, j) => types[j] ?? ""),
+    statistics: Array.isArray(r.statistics) ? r.statistics.map(String) : [statistic],
+  };
+  grids.set(r, grid);
+  return grid;
+}
+
+export async function fetchStepTable(run: string, tag: string, step: number): Promise<StepTable> {
+  const params = new URLSearchParams({ run, tag, step: String(step), format: "base64" });
+  return parseStepTable(await getJson(`./layer_statistics_step?${params.toString()}`));
+}
+
+/**
+ * A rows × columns float matrix of a route: JSON rows (numbers, or "NaN"/"Infinity" strings)
+ * or `{base64, dtype: "float32", shape}`. `what` names it in errors.
+ */
+export function readMatrix(value: unknown, rows: number, cols: number, what: string): Float32Array {
+  if (value === undefined || value === null) {
+    if (rows * cols === 0) return new Float32Array(0);
+    throw new Error(`${what}: missing`);
+  }
+  if (isRecord(value) && typeof value.base64 === "string") {
+    if (value.dtype !== undefined && value.dtype !== "float32") {
+      throw new Error(`${what}: unsupported dtype ${String(value.dtype)}`);
+    }
+    if (Array.isArray(value.shape)) {
+      const shape = value.shape.map(Number);
+      const count = shape.reduce((a, b) => a * b, 1);
+      if (count !== rows * cols) {
+        throw new Error(`${what}: shape [${shape.join(", ")}] does not match ${rows} rows × ${cols} columns`);
+      }
+    }
+    return decodeBase64Float32(value.base64, rows * cols, what);
+  }
+  if (!Array.isArray(value)) throw new Error(`${what}: expected rows of numbers`);
+  const flat = value.length > 0 && !Array.isArray(value[0]);
+  if (flat) {
+    if (value.length !== rows * cols) throw new Error(`${what}: ${value.length} values for ${rows} × ${cols}`);
+    return Float32Array.from(value, jsonNumber);
+  }
+  if (value.length !== rows) throw new Error(`${what}: ${value.length} rows for ${rows}`);
+  const out = new Float32Array(rows * cols);
+  value.forEach((row: unknown, i: number) => {
+    if (!Array.isArray(row) || row.length !== cols) throw new Error(`${what}: row ${i} does not have ${cols} values`);
+    row.forEach((x: unknown, j: number) => (out[i * cols + j] = jsonNumber(x)));
+  });
+  return out;
+}
+
+/** A list of whole numbers of a route, one per row (zeros when absent). */
+function counts(value: unknown, n: number, what: string): number[] {
+  if (value === undefined || value === null) return new Array<number>(n).fill(0);
+  const list = isRecord(value) && Array.isArray(value.values) ? value.values : value;
+  const out = numbers(list);
+  if (out.length !== n) throw new Error(`${what}: ${out.length} values for ${n} rows`);
+  return out;
+}
+
+function strings(value: unknown): string[] {
+  return Array.isArray(value) ? value.map(String) : [];
+}
+
+/** Validate a response of `layer_statistics_step`. */
+export function parseStepTable(raw: unknown): StepTable {
+  const r = expectRecord(raw, "layer_statistics_step");
+  if (typeof r.error === "string" && r.error !== "") throw new Error(r.error);
+  const layers = strings(r.layers);
+  const activationStatistics = strings(r.activation_statistics);
+  const parameters = strings(r.parameters);
+  const parameterStatistics = strings(r.parameter_statistics);
+  const L = layers.length;
+  const types = strings(r.types ?? r.layer_types);
+  return {
+    run: String(r.run ?? ""),
+    tag: String(r.tag ?? ""),
+    step: Number(r.step),
+    layers,
+    types: layers.map((_, i) => types[i] ?? ""),
+    activationStatistics,
+    activations: readMatrix(r.activations, L, activationStatistics.length, "activations"),
+    counts: counts(r.counts, L, "counts"),
+    channels: counts(r.channels, L, "channels"),
+    deadChannels: counts(r.dead_channels, L, "dead_channels"),
+    parameters,
+    parameterStatistics,
+    parameterValues: readMatrix(r.parameter_values, parameters.length, parameterStatistics.length, "parameter_values"),
+    eigenvalueCounts: counts(r.eigenvalue_counts, L, "eigenvalue_counts"),
+    covarianceSamples: counts(r.covariance_samples, L, "covariance_samples"),
+    warnings: strings(r.warnings),
+  };
+}
+
+/** Row `i`'s value of column `name` in a step table's activations (NaN when absent). */
+export function activationValue(table: StepTable, i: number, name: string): number {
+  const j = table.activationStatistics.indexOf(name);
+  if (j < 0) return NaN;
+  return table.activations[i * table.activationStatistics.length + j];
+}
+
+/** Parameter `i`'s value of column `name` (NaN when absent). */
+export function parameterValue(table: StepTable, i: number, name: string): number {
+  const j = table.parameterStatistics.indexOf(name);
+  if (j < 0) return NaN;
+  return table.parameterValues[i * table.parameterStatistics.length + j];
+}
+
+export async function fetchLayerSpectrum(run: string, tag: string, layer: string): Promise<LayerSpectrum> {
+  const params = new URLSearchParams({ run, tag, layer, format: "base64" });
+  return parseLayerSpectrum(await getJson(`./layer_statistics_spectrum?${params.toString()}`));
+}
+
+/** A per-step number of a spectrum entry or of the response's per-step list. */
+function stepNumber(entry: Record<string, unknown>, raw: Record<string, unknown>, key: string, i: number): number {
+  if (key in entry) return jsonNumber(entry[key]);
+  const list = raw[key];
+  return Array.isArray(list) ? jsonNumber(list[i]) : NaN;
+}
+
+/**
+ * Validate a response of `layer_statistics_spectrum`: `steps` as a list of per-step entries
+ * ({step, eigenvalues, effective_dimension, saturation, effective_rank, samples, error?}), or
+ * as parallel lists (steps, eigenvalues per step, and one list per metric).
+ */
+export function parseLayerSpectrum(raw: unknown): LayerSpectrum {
+  const r = expectRecord(raw, "layer_statistics_spectrum");
+  const list = Array.isArray(r.steps) ? r.steps : [];
+  const steps: SpectrumStep[] = list.map((item: unknown, i: number) => {
+    const entry = isRecord(item) ? item : { step: item };
+    const error = typeof entry.error === "string" && entry.error !== "" ? entry.error : null;
+    let eigenvalues: Float32Array = new Float32Array(0);
+    const values = "eigenvalues" in entry ? entry.eigenvalues : Array.isArray(r.eigenvalues) ? r.eigenvalues[i] : null;
+    if (error === null && values !== undefined && values !== null) {
+      const n = isRecord(values) && Array.isArray(values.shape) ? Number(values.shape[0]) : Array.isArray(values) ? values.length : 0;
+      eigenvalues = readMatrix(values, n, 1, `eigenvalues at step ${String(entry.step)}`);
+    }
+    return {
+      step: Number(entry.step),
+      eigenvalues,
+      effectiveDimension: stepNumber(entry, r, "effective_dimension", i),
+      saturation: stepNumber(entry, r, "saturation", i),
+      effectiveRank: stepNumber(entry, r, "effective_rank", i),
+      samples: stepNumber(entry, r, "samples", i),
+      error,
+    };
+  });
+  return {
+    run: String(r.run ?? ""),
+    tag: String(r.tag ?? ""),
+    layer: String(r.layer ?? ""),
+    varianceThreshold: r.variance_threshold === undefined ? NaN : jsonNumber(r.variance_threshold),
+    steps: steps.filter((s) => Number.isFinite(s.step)),
+    warnings: strings(r.warnings),
+  };
+}

@@ -1,0 +1,44 @@
+// Fetched step tables and spectra by key, reloaded once per refresh generation: what an older
+// generation answered stays on screen until its replacement arrives.
+
+import { errorText } from "../json";
+
+export interface Result<T> {
+  data?: T;
+  error?: string;
+  gen: number;
+}
+
+export class GenerationCache<T> {
+  private readonly done = new Map<string, Result<T>>();
+  private readonly pending = new Map<string, number>();
+
+  /** `onLoaded`: called after each answer (to redraw). */
+  constructor(private readonly onLoaded: () => void) {}
+
+  /** What `key` has (maybe from an older generation); asks for it when it is older than `gen`. */
+  get(key: string, gen: number, fetch: () => Promise<T>): Result<T> | undefined {
+    const got = this.done.get(key);
+    const asked = this.pending.get(key);
+    if ((got === undefined || got.gen < gen) && (asked === undefined || asked < gen)) {
+      this.pending.set(key, gen);
+      fetch()
+        .then(
+          (data): Result<T> => ({ data, gen }),
+          (e: unknown): Result<T> => ({ error: errorText(e), gen }),
+        )
+        .then((result) => {
+          const current = this.done.get(key);
+          if (current === undefined || current.gen <= result.gen) this.done.set(key, result);
+          if (this.pending.get(key) === gen) this.pending.delete(key);
+          this.onLoaded();
+        });
+    }
+    return got;
+  }
+
+  clear(): void {
+    this.done.clear();
+    this.pending.clear();
+  }
+}

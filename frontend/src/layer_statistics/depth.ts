@@ -1,0 +1,139 @@
+// Through depth: the chosen statistic against layer index (model order) at the selected step,
+// a line per run in its colour, with earlier steps drawn faint behind it (the picture of
+// Glorot & Bengio 2010: activations' std should neither vanish nor explode with depth).
+
+import { el } from "../dom";
+import { legendItem, lineSample } from "../legend";
+import { nearestStepIndex } from "../stats";
+import { quantityTitle } from "../update_ratios/grid";
+import type { StatisticGrid } from "./api";
+import { XYChart, formatNumber, type XYSeries } from "./xychart";
+
+/** Earlier steps drawn faint behind the selected one. */
+export const FADED_STEPS = 5;
+
+/**
+ * Up to `count` step indices before `selected`, spread evenly from the first step (so the
+ * faint lines show the whole way there), ascending, without repeats.
+ */
+export function fadedStepIndices(selected: number, count: number): number[] {
+  if (selected <= 0 || count <= 0) return [];
+  if (selected <= count) return Array.from({ length: selected }, (_, k) => k);
+  const out = new Set<number>();
+  for (let k = 0; k < count; k++) out.add(Math.round((k * (selected - 1)) / Math.max(1, count - 1)));
+  return [...out].sort((a, b) => a - b);
+}
+
+/**
+ * The grid's values at step index `i` for `names` (x = position in `names`): NaN where a
+ * name is not in the grid or was not measured at that step.
+ */
+export function depthProfile(grid: StatisticGrid, names: readonly string[], i: number): Float64Array {
+  const out = new Float64Array(names.length).fill(NaN);
+  if (i < 0 || i >= grid.steps.length) return out;
+  const column = new Map(grid.names.map((n, j) => [n, j]));
+  const P = grid.names.length;
+  names.forEach((name, k) => {
+    const j = column.get(name);
+    if (j === undefined || grid.missing[i * P + j]) return;
+    out[k] = grid.values[i * P + j];
+  });
+  return out;
+}
+
+/** The step index a run shows for the selected step: that step, else the nearest it has. */
+export function stepIndexFor(grid: StatisticGrid, step: number | null): number {
+  if (grid.steps.length === 0) return -1;
+  if (step === null) return grid.steps.length - 1;
+  return nearestStepIndex(grid.steps, step);
+}
+
+export interface DepthRun {
+  run: string;
+  color: string;
+  grid: StatisticGrid;
+}
+
+export class DepthPanel {
+  readonly element = el("div", "ds-chart-section");
+  private readonly chart = new XYChart("The statistic against layer index at the selected step", "ls-depth");
+  private readonly legend = el("div", "ds-chart-legend");
+  private readonly note = el("div", "ds-placeholder");
+
+  constructor() {
+    const head = el("div", "ds-chart-head");
+    head.append(el("span", "ds-chart-title", "Through depth"));
+    head.append(el("span", "ds-muted", "at the selected step; earlier steps faint"));
+    this.element.append(head, this.note, this.chart.element, this.legend);
+  }
+
+  draw(runs: readonly DepthRun[], names: readonly string[], step: number | null, width: number): void {
+    const usable = runs.filter((r) => r.grid.steps.length > 0);
+    this.note.hidden = usable.length > 0 && names.length > 0;
+    this.note.textContent = names.length === 0 ? "No layer passes the filters." : "Loading…";
+    this.chart.element.hidden = !this.note.hidden;
+    if (!this.note.hidden) return;
+    const quantity = usable[0].grid.quantity;
+    const x = Float64Array.from(names, (_, k) => k);
+    const series: XYSeries[] = [];
+    const shownSteps = new Map<string, number>();
+    let fadedAny: number[] = [];
+    for (const r of usable) {
+      const i = stepIndexFor(r.grid, step);
+      shownSteps.set(r.run, r.grid.steps[i]);
+      const faded = fadedStepIndices(i, FADED_STEPS);
+      if (faded.length > fadedAny.length) fadedAny = faded.map((f) => r.grid.steps[f]);
+      faded.forEach((f, n) => {
+        series.push({
+          key: `${r.run}@${r.grid.steps[f]}`,
+          label: `${r.run} · step ${r.grid.steps[f]}`,
+          color: r.color,
+          x,
+          y: depthProfile(r.grid, names, f),
+          opacity: 0.12 + (0.3 * (n + 1)) / faded.length,
+          width: 1.25,
+          data: { run: r.run, step: String(r.grid.steps[f]) },
+        });
+      });
+      series.push({
+        key: `${r.run}@${r.grid.steps[i]}`,
+        label: r.run,
+        color: r.color,
+        x,
+        y: depthProfile(r.grid, names, i),
+        width: 2,
+        data: { run: r.run, step: String(r.grid.steps[i]), selected: "true" },
+      });
+    }
+    const log = quantity.scale === "log";
+    this.chart.draw({
+      series,
+      width,
+      x: {
+        title: "layer index (model order)",
+        log: false,
+        integer: true,
+        domain: [0, Math.max(1, names.length - 1)],
+        tickFormat: (v) => String(v),
+      },
+      y: { title: quantityTitle(quantity), log },
+      describe: (s, k) => [
+        { label: "layer", field: "layer", value: names[k], strong: true },
+        { label: "index", field: "index", value: String(k) },
+        { label: s.label, color: s.color, field: "value", value: formatNumber(Number(s.y[k])) },
+        { label: "step", field: "step", value: s.data?.step ?? "" },
+      ],
+    });
+    this.chart.element.dataset.steps = JSON.stringify(Object.fromEntries(shownSteps));
+    this.chart.element.dataset.layers = String(names.length);
+    this.legend.replaceChildren();
+    for (const r of usable) {
+      this.legend.appendChild(legendItem(lineSample(r.color, ""), `${r.run} at step ${shownSteps.get(r.run)}`));
+    }
+    if (fadedAny.length > 0) {
+      const faint = lineSample("#9e9e9e", "");
+      faint.style.opacity = "0.45";
+      this.legend.appendChild(legendItem(faint, `earlier steps, fainter the older (${fadedAny.join(", ")})`));
+    }
+  }
+}
