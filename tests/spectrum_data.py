@@ -10,7 +10,9 @@ is non-finite at one step (BROKEN_STEP), which must be recorded as such.
 
 from __future__ import annotations
 
+import itertools
 import json
+import math
 import warnings
 from pathlib import Path
 
@@ -30,6 +32,49 @@ LAYERS = {
     "fc1": (1, (64, 16)),
     "fc2": (1, (10, 64)),
 }
+
+
+def circular_operator_matrix(
+    weight: np.ndarray, input_size, *, stride=1, dilation=1, groups: int = 1
+) -> np.ndarray:
+    """The linear map of a circular convolution as an explicit matrix (float64).
+
+    Built entry by entry from the definition, independently of any FFT:
+    y[o, m] = sum over the group's input channels i and kernel taps k of
+    W[o, i, k] * x[i, (stride*m + dilation*k) mod n], per spatial dimension (torch's
+    cross-correlation; a padding only shifts the input circularly, an orthogonal map,
+    which leaves the singular values as they are). Rows: (o, m) with m over the
+    n/stride output positions; columns: (i, position) over c_in x n.
+    """
+    w = np.asarray(weight, dtype=np.float64)
+    dims = w.ndim - 2
+    size = (input_size,) * dims if isinstance(input_size, int) else tuple(input_size)
+    strides = (stride,) * dims if isinstance(stride, int) else tuple(stride)
+    dilations = (dilation,) * dims if isinstance(dilation, int) else tuple(dilation)
+    out, fan_in = w.shape[:2]
+    c_in = fan_in * groups
+    out_size = tuple(n // s for n, s in zip(size, strides))
+    per_group = out // groups
+    matrix = np.zeros((out * math.prod(out_size), c_in * math.prod(size)))
+    for o in range(out):
+        g = o // per_group
+        for m in itertools.product(*(range(n) for n in out_size)):
+            row = o * math.prod(out_size) + int(np.ravel_multi_index(m, out_size))
+            for i in range(fan_in):
+                channel = g * fan_in + i
+                for k in itertools.product(*(range(n) for n in w.shape[2:])):
+                    position = tuple(
+                        (s * mj + d * kj) % n
+                        for s, mj, d, kj, n in zip(strides, m, dilations, k, size)
+                    )
+                    col = channel * math.prod(size) + int(np.ravel_multi_index(position, size))
+                    matrix[row, col] += w[(o, i, *k)]
+    return matrix
+
+
+def operator_singular_values(weight, input_size, **kwargs) -> np.ndarray:
+    """numpy's singular values of `circular_operator_matrix`, descending (float64)."""
+    return np.linalg.svd(circular_operator_matrix(weight, input_size, **kwargs), compute_uv=False)
 
 
 def spectrum_tag(module: str) -> str:

@@ -15,6 +15,12 @@ cores (about 3 training steps) and 100-350 s when other processes competed for
 the cores. So each call has a time budget (`time_budget`, DEFAULT_TIME_BUDGET
 seconds): layers are measured largest first until the budget is spent and the
 rest are carried over to the following optimizer steps (see `Spectra`).
+
+Conv layers also get their operator norm (the largest singular value of the
+linear map the layer applies to its input, its Lipschitz constant; Sedghi,
+Gupta & Long 2019) at every measurement by default, and their whole operator
+spectrum with `operator="full"`: the input's spatial size is recorded once per
+conv by a forward pre-hook (removed once it fired, and by `close`).
 """
 
 from __future__ import annotations
@@ -25,11 +31,14 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
 from deepscope import module_names
+from deepscope.analysis import conv_operator
 from deepscope.analysis import spectrum as spectrum_math
 from deepscope.proto import deepscope_pb2 as pb
+from deepscope.writer import spectrum as spectrum_writer
 from deepscope.writer.hook_warnings import warn_from_hook
 from deepscope.writer.measurer import Measurer, check_every
 from deepscope.writer.spectrum import spectrum_info
@@ -67,6 +76,14 @@ class SpectraStats:
     failed: spectra not measured because the SVD did not converge (or gave
       non-finite values). seconds: host seconds spent measuring and writing.
     errors: the first MAX_ERRORS_KEPT messages of both kinds.
+    operators: conv operator spectra measured and written (norm or full).
+    operator_full: of those, whole operator spectra (`operator="full"`).
+    operator_norm_only: `operator="full"` steps that fell back to the norm because
+      the whole spectrum did not fit the time budget.
+    operator_failed: operator spectra recorded with an error (non-finite weight, an
+      input size the stride does not divide, ...); messages in `errors`.
+    operator_waiting: conv layers measured before any forward pass showed their
+      input size (their im2col spectrum alone was logged).
     """
 
     measurements: int = 0
@@ -83,6 +100,11 @@ class SpectraStats:
     failed: int = 0
     seconds: float = 0.0
     errors: list[str] = field(default_factory=list)
+    operators: int = 0
+    operator_full: int = 0
+    operator_norm_only: int = 0
+    operator_failed: int = 0
+    operator_waiting: int = 0
 
 
 @dataclass
@@ -93,6 +115,21 @@ class _Layer:
     # Cost of its SVD in units of groups * rows * cols * min(rows, cols) (flops up to a
     # constant): what the budget's estimate scales by, and the largest-first order.
     units: float
+    # The conv module whose operator spectrum is measured (None: not a conv, or off).
+    conv: torch.nn.Module | None = None
+
+
+def is_operator_conv(module: torch.nn.Module) -> bool:
+    """A Conv1d/2d/3d (lazy ones included), whose operator spectrum can be measured;
+    transposed convolutions are not."""
+    return isinstance(module, torch.nn.modules.conv._ConvNd) and not module.transposed
+
+
+def _operator_units(conv: torch.nn.Module, size: tuple[int, ...]) -> float:
+    """Cost of a whole operator spectrum: frequencies x out x in/groups x min(out, in/groups)."""
+    out, fan_in = int(conv.weight.shape[0]), int(conv.weight.shape[1])
+    rows = out // max(1, int(conv.groups))
+    return float(np.prod(size)) * conv.groups * rows * fan_in * min(rows, fan_in)
 
 
 @dataclass
@@ -236,6 +273,13 @@ class Spectra(Measurer):
     A non-finite weight or an SVD that does not converge is written as a step
     with its error, counted in `stats` and warned about once; training goes on.
 
+    Conv operators: `start` puts a forward pre-hook on every Conv1d/2d/3d (not
+    transposed ones) that records the spatial size of its input once and then
+    removes itself (`close` removes those that never fired; convs that appear
+    later are hooked at the next cadence step). From then on each measurement of
+    a conv also logs its operator spectrum (`operator`); a conv measured before
+    any forward pass has its im2col spectrum alone (`stats.operator_waiting`).
+
     Args:
       every: cadence in optimizer steps.
       prefix: tag prefix.
@@ -243,6 +287,12 @@ class Spectra(Measurer):
       time_budget: seconds per call (DEFAULT_TIME_BUDGET); None: everything at once.
       include_frozen: also measure weights with requires_grad=False.
       threads: torch threads for the SVDs; None: decide from the machine's load.
+      operator: conv layers' operator spectra (`SpectrumStep.operator`, computed for
+        circular padding on the input size the layer saw): "norm" (default: the
+        operator norm, its Lipschitz constant, a few ms a layer), "full" (the whole
+        operator spectrum, its `operator_top_k` largest values and quantiles, where
+        it fits the time budget; the norm elsewhere) or None (none).
+      operator_top_k: largest operator singular values kept with "full".
       name: the measurer's name (default "spectra").
 
     `start(model, optimizer, writer)` (done by `watch()`) says what to measure
@@ -260,9 +310,21 @@ class Spectra(Measurer):
         time_budget: float | None = DEFAULT_TIME_BUDGET,
         include_frozen: bool = False,
         threads: int | None = None,
+        operator: str | None = "norm",
+        operator_top_k: int = spectrum_writer.DEFAULT_OPERATOR_TOP_K,
         name: str | None = None,
     ):
         super().__init__(every, name=name)
+        if operator is not None and operator not in spectrum_writer.OPERATOR_CHOICES:
+            raise ValueError(
+                f"operator must be 'norm' (every conv's operator norm, the default), 'full' "
+                f"(their whole operator spectra, within the time budget) or None (im2col "
+                f"spectra only), got {operator!r}"
+            )
+        if isinstance(operator_top_k, bool) or not isinstance(operator_top_k, int):
+            raise ValueError(f"operator_top_k must be a positive integer, got {operator_top_k!r}")
+        if operator_top_k < 1:
+            raise ValueError(f"operator_top_k must be a positive integer, got {operator_top_k!r}")
         if dtype not in (torch.float32, torch.float64):
             raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
         if time_budget is not None and (
@@ -288,7 +350,13 @@ class Spectra(Measurer):
         self.time_budget = None if time_budget is None else float(time_budget)
         self.include_frozen = bool(include_frozen)
         self.threads = threads
+        self.operator = operator
+        self.operator_top_k = operator_top_k
         self.stats = SpectraStats()
+        # Conv modules' input spatial sizes, recorded once by a forward pre-hook (by id).
+        self.input_sizes: dict[int, tuple[int, ...]] = {}
+        self._hooks: dict[int, torch.utils.hooks.RemovableHandle] = {}
+        self._operator_seconds_per_unit: float | None = None
         self._pending: list[_Layer] = []
         self._measured: dict[str, _Measured] = {}
         self._last_measured_step: dict[str, int] = {}
@@ -307,6 +375,42 @@ class Spectra(Measurer):
             )
         self.model = model
         self.writer = writer
+        self._hook_convs()
+
+    # ------------------------------------------------------------------ input sizes
+
+    def _hook_convs(self) -> None:
+        """A one-shot forward pre-hook on every conv whose input size is not known yet."""
+        if self.operator is None or self.model is None:
+            return
+        for _, module in module_names.named_modules(self.model):
+            key = id(module)
+            if is_operator_conv(module) and key not in self.input_sizes and key not in self._hooks:
+                self._hooks[key] = module.register_forward_pre_hook(self._size_hook(module))
+
+    def _size_hook(self, module: torch.nn.Module):
+        key = id(module)
+
+        def record_input_size(mod, args) -> None:
+            # Never raises into the forward pass: an input it cannot read is left alone.
+            try:
+                x = args[0] if args else None
+                if isinstance(x, torch.Tensor):
+                    self.input_sizes[key] = conv_operator.conv_input_size(mod, tuple(x.shape))
+            except Exception:  # noqa: BLE001 - a hook must not stop training
+                return
+            handle = self._hooks.pop(key, None)
+            if handle is not None and key in self.input_sizes:
+                handle.remove()
+            elif handle is not None:
+                self._hooks[key] = handle
+
+        return record_input_size
+
+    def _remove_hooks(self) -> None:
+        for handle in self._hooks.values():
+            handle.remove()
+        self._hooks.clear()
 
     @property
     def non_finite(self) -> int:
@@ -327,10 +431,12 @@ class Spectra(Measurer):
 
         Frozen weights (requires_grad False) are left out unless `include_frozen`.
         """
-        return [(tag, layer) for tag, layer, frozen in self._found() if not frozen]
+        return [(tag, layer) for tag, layer, frozen, _ in self._found() if not frozen]
 
-    def _found(self) -> Iterator[tuple[str, spectrum_math.LayerWeight, bool]]:
-        """(tag, LayerWeight, left out as frozen) of every eligible weight."""
+    def _found(
+        self,
+    ) -> Iterator[tuple[str, spectrum_math.LayerWeight, bool, torch.nn.Module]]:
+        """(tag, LayerWeight, left out as frozen, module) of every eligible weight."""
         seen = set()
         for name, module in module_names.named_modules(self.model):
             layer = spectrum_math.module_weight(module)
@@ -338,7 +444,7 @@ class Spectra(Measurer):
                 continue
             seen.add(id(layer.weight))
             frozen = not self.include_frozen and not layer.weight.requires_grad
-            yield f"{self.prefix}/{name or 'model'}", layer, frozen
+            yield f"{self.prefix}/{name or 'model'}", layer, frozen, module
 
     def _start_period(self) -> None:
         """A cadence step: every eligible layer is due, least recently measured first,
@@ -346,15 +452,17 @@ class Spectra(Measurer):
         if self._pending:
             self.stats.late_periods += 1
         carried = {layer.tag for layer in self._pending}
+        self._hook_convs()  # convs added since (or whose hook saw no tensor)
         due, frozen = [], []
-        for tag, weight, is_frozen in self._found():
+        for tag, weight, is_frozen, module in self._found():
             if is_frozen:
                 frozen.append(tag)
                 continue
             layout = spectrum_math.matrix_layout(
                 weight.weight.shape, groups=weight.groups, layer_kind=weight.layer_kind
             )
-            due.append(_Layer(tag, weight, layout, _units(layout)))
+            conv = module if self.operator is not None and is_operator_conv(module) else None
+            due.append(_Layer(tag, weight, layout, _units(layout), conv))
         self.stats.frozen = frozen[:MAX_TAGS_KEPT]
         # Layers left over from the last period first (round robin), then the least
         # recently measured, then the largest; equal shapes end up next to each other,
@@ -465,7 +573,9 @@ class Spectra(Measurer):
             [layer.weight for layer, _ in taken], dtype=self.dtype
         )
         for (layer, fingerprint), spectrum in zip(taken, spectra):
-            written = self.writer._add_spectrum(layer.tag, spectrum, global_step=step)
+            operator = self._operator(layer, step, start=chunk_start)
+            extra = {} if operator is None else {"operator": operator}
+            written = self.writer._add_spectrum(layer.tag, spectrum, global_step=step, **extra)
             self.stats.spectra += 1
             self._last_measured_step[layer.tag] = step
             if written.error:
@@ -476,6 +586,78 @@ class Spectra(Measurer):
         units = sum(layer.units for layer, _ in taken)
         if units > 0:
             self._seconds_per_unit = (self._clock() - chunk_start) / units
+
+    def _operator(self, layer: _Layer, step: int, *, start: float) -> pb.OperatorSpectrum | None:
+        """A conv layer's operator spectrum at `step`, or None (no conv, or no input seen yet).
+
+        The norm by default; the whole spectrum with `operator="full"` when its estimated
+        cost fits what is left of the time budget (else the norm, counted in
+        `stats.operator_norm_only`). Never raises: trouble is the message's `error`.
+        """
+        conv = layer.conv
+        if conv is None:
+            return None
+        size = self.input_sizes.get(id(conv))
+        if size is None:
+            self.stats.operator_waiting += 1
+            return None
+        op_start = self._clock()
+        divides = all(n % s == 0 for n, s in zip(size, conv.stride))
+        full = self.operator == "full" and divides and self._full_fits(conv, size, start)
+        try:
+            size, strides, dilations = spectrum_writer.operator_geometry(
+                conv.weight.shape,
+                size,
+                stride=tuple(conv.stride),
+                dilation=tuple(conv.dilation),
+                groups=int(conv.groups),
+                layer_kind=layer.weight.layer_kind,
+                full=full,
+            )
+            message = spectrum_writer.operator_spectrum(
+                conv.weight,
+                size,
+                stride=strides,
+                dilation=dilations,
+                groups=int(conv.groups),
+                full=full,
+                top_k=self.operator_top_k,
+            )
+        except Exception as error:  # noqa: BLE001 - recorded in the step; training goes on
+            message = pb.OperatorSpectrum(
+                input_size=list(size),
+                padding_rule="circular",
+                norm_only=not full,
+                operator_norm=math.nan,
+                error=f"the operator spectrum could not be computed: {error}",
+            )
+        self.stats.operators += 1
+        if full and not message.error:
+            self.stats.operator_full += 1
+            units = _operator_units(conv, size)
+            if units > 0:
+                self._operator_seconds_per_unit = (self._clock() - op_start) / units
+        elif self.operator == "full":
+            self.stats.operator_norm_only += 1
+        if message.error:
+            self.stats.operator_failed += 1
+            text = f"deepscope: operator spectrum of {layer.tag} at step {step}: {message.error}"
+            if len(self.stats.errors) < MAX_ERRORS_KEPT:
+                self.stats.errors.append(text)
+            if self.stats.operator_failed == 1:
+                warn_from_hook(
+                    text + " (recorded in the step; training goes on; counted in "
+                    f"monitor.measurers[{self.name!r}].stats.operator_failed, warned once)"
+                )
+        return message
+
+    def _full_fits(self, conv: torch.nn.Module, size: tuple[int, ...], start: float) -> bool:
+        """Whether a whole operator spectrum fits what is left of this call's time budget
+        (by the seconds per unit of the last one; the first one is always tried)."""
+        if self.time_budget is None or self._operator_seconds_per_unit is None:
+            return True
+        left = self.time_budget - (self._clock() - start)
+        return _operator_units(conv, size) * self._operator_seconds_per_unit <= left
 
     def _report_deferred(self, step: int) -> None:
         self.stats.deferred += len(self._pending)
@@ -509,7 +691,9 @@ class Spectra(Measurer):
         """Nothing is held back: every measurement is written as it is made."""
 
     def close(self) -> None:
-        """Nothing to release; layers still pending stay unmeasured (`stats.pending`)."""
+        """Removes the input-size hooks that have not fired; layers still pending stay
+        unmeasured (`stats.pending`)."""
+        self._remove_hooks()
 
 
 class SpectraWatcher(Spectra):
