@@ -137,6 +137,9 @@ class _Measured:
     step: int
     fingerprint: tuple
     info: pb.SpectrumInfo
+    # Whether that step carries the conv's operator spectrum (a conv measured before its
+    # input size was known is measured again once it is, even if its weight is unchanged).
+    with_operator: bool = False
 
 
 def _units(layout: spectrum_math.MatrixLayout) -> float:
@@ -531,7 +534,12 @@ class Spectra(Measurer):
             changed, done = [], set()
             for layer, fingerprint in zip(chunk, fingerprints):
                 last = self._measured.get(layer.tag)
-                if fingerprint is not None and last is not None and last.fingerprint == fingerprint:
+                if (
+                    fingerprint is not None
+                    and last is not None
+                    and last.fingerprint == fingerprint
+                    and not self._operator_now_possible(layer, last)
+                ):
                     self.writer.add_unchanged_spectrum(
                         layer.tag, last.step, global_step=step, info=last.info
                     )
@@ -582,7 +590,9 @@ class Spectra(Measurer):
                 self._measured.pop(layer.tag, None)  # measured again next time
                 self._count_error(layer.tag, step, spectrum, written.error)
             elif fingerprint is not None:
-                self._measured[layer.tag] = _Measured(step, fingerprint, spectrum_info(spectrum))
+                self._measured[layer.tag] = _Measured(
+                    step, fingerprint, spectrum_info(spectrum), with_operator=operator is not None
+                )
         units = sum(layer.units for layer, _ in taken)
         if units > 0:
             self._seconds_per_unit = (self._clock() - chunk_start) / units
@@ -650,6 +660,12 @@ class Spectra(Measurer):
                     f"monitor.measurers[{self.name!r}].stats.operator_failed, warned once)"
                 )
         return message
+
+    def _operator_now_possible(self, layer: _Layer, last: _Measured) -> bool:
+        """A conv whose last measured step had no operator spectrum, now measurable."""
+        return (
+            layer.conv is not None and not last.with_operator and id(layer.conv) in self.input_sizes
+        )
 
     def _full_fits(self, conv: torch.nn.Module, size: tuple[int, ...], start: float) -> bool:
         """Whether a whole operator spectrum fits what is left of this call's time budget
