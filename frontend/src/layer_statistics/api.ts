@@ -79,34 +79,39 @@ export async function fetchStatisticGrid(run: string, tag: string, statistic: st
 }
 
 /**
- * Validate a response of `layer_statistics` (either format). A NaN value means the row was
- * not measured there (no covariance at that step, a module that is not a bounded activation
- * for the saturated fraction, a layer not called): when the route lists `not_measured`
- * pairs they say which; without them every NaN is read so. The same JSON object (a reload
- * answered 304) gives the same result.
+ * Validate a response of `layer_statistics` (either format). A row not in a step (JSON
+ * null, a base64 `not_measured` pair) is "not measured". So is a NaN of a module-output
+ * statistic: those are statistics of the finite values, NaN only where not measured (the
+ * saturated fraction of a module that is not a bounded activation, the covariance metrics
+ * at a step without a covariance). A NaN parameter statistic is a measurement (the norm of
+ * a NaN gradient) and is shown as non-finite. The same JSON object (a reload answered 304)
+ * gives the same result.
  */
 export function parseStatisticGrid(raw: unknown): StatisticGrid {
   const r = expectRecord(raw, "layer_statistics");
   const known = grids.get(r);
   if (known) return known;
-  const statistic = typeof r.quantity === "string" && r.quantity !== "" ? r.quantity : String(r.statistic ?? "");
+  const statistic =
+    typeof r.statistic === "string" && r.statistic !== "" ? r.statistic : typeof r.quantity === "string" ? r.quantity : "";
   const info = statisticInfo(statistic);
+  const part: Part = r.part === "parameters" || r.part === "activations" ? r.part : info.part;
   const base = parseLayerGrid(r, "layer_statistics", () =>
     statisticQuantity(statistic, typeof r.unit === "string" ? r.unit : undefined, String(r.scale ?? "")),
   );
-  if (!Array.isArray(r.not_measured)) {
-    for (let k = 0; k < base.values.length; k++) if (Number.isNaN(base.values[k])) base.missing[k] = 1;
-    // The NaN it counted as non-finite are "not measured" here.
-    let nonFinite = 0;
-    for (let k = 0; k < base.values.length; k++) if (!base.missing[k] && !Number.isFinite(base.values[k])) nonFinite++;
-    base.nonFinite = nonFinite;
+  let nonFinite = 0;
+  for (let k = 0; k < base.values.length; k++) {
+    const v = base.values[k];
+    if (base.missing[k]) continue;
+    if (Number.isNaN(v) && part === "activations") base.missing[k] = 1;
+    else if (!Number.isFinite(v)) nonFinite++;
   }
+  base.nonFinite = nonFinite;
   const names = base.names;
   const types = Array.isArray(r.types) ? r.types.map((t) => (typeof t === "string" ? t : "")) : [];
   const grid: StatisticGrid = {
     ...base,
     statistic,
-    part: r.part === "parameters" || r.part === "activations" ? r.part : info.part,
+    part,
     types: names.map((_, j) => types[j] ?? ""),
     statistics: Array.isArray(r.statistics) ? r.statistics.map(String) : [statistic],
   };
@@ -218,46 +223,66 @@ export async function fetchLayerSpectrum(run: string, tag: string, layer: string
   return parseLayerSpectrum(await getJson(`./layer_statistics_spectrum?${params.toString()}`));
 }
 
-/** A per-step number of a spectrum entry or of the response's per-step list. */
-function stepNumber(entry: Record<string, unknown>, raw: Record<string, unknown>, key: string, i: number): number {
-  if (key in entry) return jsonNumber(entry[key]);
-  const list = raw[key];
-  return Array.isArray(list) ? jsonNumber(list[i]) : NaN;
+/** A route's per-step list of numbers, one per step ("NaN" strings read as NaN). */
+function perStep(value: unknown, n: number, what: string): number[] {
+  if (value === undefined || value === null) return new Array<number>(n).fill(NaN);
+  if (!Array.isArray(value) || value.length !== n) throw new Error(`${what}: expected ${n} values, one per step`);
+  return value.map(jsonNumber);
 }
 
 /**
- * Validate a response of `layer_statistics_spectrum`: `steps` as a list of per-step entries
- * ({step, eigenvalues, effective_dimension, saturation, effective_rank, samples, error?}), or
- * as parallel lists (steps, eigenvalues per step, and one list per metric).
+ * Validate a response of `layer_statistics_spectrum`: parallel lists, one entry per step
+ * (steps, eigenvalues, channels, samples, effective_dimension, saturation, effective_rank).
+ * `eigenvalues` is a list per step (JSON) or `{base64, dtype, shape: [S, Cmax]}`, each row
+ * padded with NaN after its `channels[i]` values.
  */
 export function parseLayerSpectrum(raw: unknown): LayerSpectrum {
   const r = expectRecord(raw, "layer_statistics_spectrum");
-  const list = Array.isArray(r.steps) ? r.steps : [];
-  const steps: SpectrumStep[] = list.map((item: unknown, i: number) => {
-    const entry = isRecord(item) ? item : { step: item };
-    const error = typeof entry.error === "string" && entry.error !== "" ? entry.error : null;
-    let eigenvalues: Float32Array = new Float32Array(0);
-    const values = "eigenvalues" in entry ? entry.eigenvalues : Array.isArray(r.eigenvalues) ? r.eigenvalues[i] : null;
-    if (error === null && values !== undefined && values !== null) {
-      const n = isRecord(values) && Array.isArray(values.shape) ? Number(values.shape[0]) : Array.isArray(values) ? values.length : 0;
-      eigenvalues = readMatrix(values, n, 1, `eigenvalues at step ${String(entry.step)}`);
+  const stepList = numbers(r.steps);
+  const S = stepList.length;
+  const channels = Array.isArray(r.channels) ? perStep(r.channels, S, "channels") : null;
+  const eigen = r.eigenvalues;
+  const rows: Float32Array[] = [];
+  if (isRecord(eigen) && typeof eigen.base64 === "string") {
+    const shape = Array.isArray(eigen.shape) ? eigen.shape.map(Number) : [];
+    if (shape.length !== 2 || shape[0] !== S) {
+      throw new Error(`eigenvalues: shape [${shape.join(", ")}] does not match ${S} steps`);
     }
-    return {
-      step: Number(entry.step),
-      eigenvalues,
-      effectiveDimension: stepNumber(entry, r, "effective_dimension", i),
-      saturation: stepNumber(entry, r, "saturation", i),
-      effectiveRank: stepNumber(entry, r, "effective_rank", i),
-      samples: stepNumber(entry, r, "samples", i),
-      error,
-    };
-  });
+    const flat = readMatrix(eigen, S, shape[1], "eigenvalues");
+    for (let i = 0; i < S; i++) {
+      const row = flat.subarray(i * shape[1], (i + 1) * shape[1]);
+      let n = channels ? channels[i] : row.length;
+      if (!Number.isInteger(n) || n < 0 || n > row.length) n = row.length;
+      rows.push(Float32Array.from(row.subarray(0, n)));
+    }
+  } else if (Array.isArray(eigen)) {
+    if (eigen.length !== S) throw new Error(`eigenvalues: ${eigen.length} lists for ${S} steps`);
+    eigen.forEach((list: unknown, i: number) => {
+      if (!Array.isArray(list)) throw new Error(`eigenvalues at step ${stepList[i]}: expected a list`);
+      rows.push(Float32Array.from(list, jsonNumber));
+    });
+  } else if (S > 0) {
+    throw new Error("eigenvalues: missing");
+  }
+  const dims = perStep(r.effective_dimension, S, "effective_dimension");
+  const saturation = perStep(r.saturation, S, "saturation");
+  const ranks = perStep(r.effective_rank, S, "effective_rank");
+  const samples = perStep(r.samples, S, "samples");
+  const steps: SpectrumStep[] = stepList.map((step, i) => ({
+    step,
+    eigenvalues: rows[i],
+    effectiveDimension: dims[i],
+    saturation: saturation[i],
+    effectiveRank: ranks[i],
+    samples: samples[i],
+    error: null,
+  }));
   return {
     run: String(r.run ?? ""),
     tag: String(r.tag ?? ""),
     layer: String(r.layer ?? ""),
     varianceThreshold: r.variance_threshold === undefined ? NaN : jsonNumber(r.variance_threshold),
-    steps: steps.filter((s) => Number.isFinite(s.step)),
+    steps,
     warnings: strings(r.warnings),
   };
 }

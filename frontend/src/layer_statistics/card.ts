@@ -23,7 +23,7 @@ import { GenerationCache } from "./cache";
 import { DepthPanel, type DepthRun } from "./depth";
 import { GradNormPanel } from "./grad_norms";
 import { SpectrumPanel, type SpectrumRun } from "./spectrum";
-import { statisticInfo, statisticQuantity, statisticTitle, type Part } from "./statistics";
+import { defaultStatistic, statisticInfo, statisticQuantity, statisticTitle, type Part } from "./statistics";
 import { LayerTable } from "./table";
 
 addStyles(`
@@ -149,8 +149,9 @@ export class LayerStatisticsCard {
       for (const entry of this.runs) {
         const data = this.store(null).get(entry.run, this.tag)?.data as StatisticGrid | undefined;
         if (!data) continue;
-        this.statistic = data.statistic;
-        // The default's store is this statistic's: no second request.
+        // Open on std (module outputs) or the gradient norm (parameters) when the series has it.
+        this.statistic = defaultStatistic(data.statistics, data.part) ?? data.statistic;
+        // The route's default is that statistic's store too: no second request for it.
         if (!this.stores.has(data.statistic)) this.stores.set(data.statistic, this.store(null));
         break;
       }
@@ -195,9 +196,9 @@ export class LayerStatisticsCard {
 
   /** The heatmap card of the current statistic (a new one when the statistic changed). */
   private ensureGridCard(): void {
-    const key = this.statistic ?? "";
-    if (this.gridCard && this.gridCardFor === key) return;
-    if (this.gridCard && this.statistic === null) return;
+    // Not before the first answer says which statistic the card opens on.
+    const key = this.statistic;
+    if (key === null || (this.gridCard && this.gridCardFor === key)) return;
     this.gridCard?.dispose();
     const card = new GridCard(this.tag, {
       store: this.store(this.statistic),
