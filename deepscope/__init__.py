@@ -27,6 +27,9 @@ _LAZY = {
     "Spectra": "deepscope.writer.watch_spectra",
     "Correlations": "deepscope.writer.watch_correlation",
     "Saliency": "deepscope.writer.watch_saliency",
+    "LayerStats": "deepscope.writer.watch_layer_statistics",
+    "ParameterNorms": "deepscope.writer.watch_layer_statistics",
+    "JacobianSpectra": "deepscope.writer.watch_jacobian",
     "compare": "deepscope.writer.compare",
     "LayerComparison": "deepscope.writer.compare",
     # Analysis: pure functions on tensors, and the types they return.
@@ -40,6 +43,9 @@ _LAZY = {
     "saliency": "deepscope.analysis.saliency",
     "attribute": "deepscope.analysis.saliency",
     "Attribution": "deepscope.analysis.saliency",
+    "conv_singular_values": "deepscope.analysis.conv_operator",
+    "jacobian_singular_values": "deepscope.analysis.jacobian",
+    "JacobianSpectrum": "deepscope.analysis.jacobian",
     # Summary builders, for people who write events with another writer.
     "update_ratios_pb": "deepscope.writer.update_ratios",
     "ZERO_WEIGHT": "deepscope.writer.update_ratios",
@@ -47,13 +53,20 @@ _LAZY = {
     "channel_correlation_pb": "deepscope.writer.correlation",
     "saliency_pb": "deepscope.writer.saliency",
     "layer_values_pb": "deepscope.writer.layer_values",
+    "layer_statistics_pb": "deepscope.writer.layer_statistics",
+    "ActivationRows": "deepscope.writer.layer_statistics",
+    "ParameterRows": "deepscope.writer.layer_statistics",
+    "jacobian_pb": "deepscope.writer.jacobian",
 }
 
 __all__ = ["__version__", *_LAZY]
 
 if TYPE_CHECKING:
+    from deepscope.analysis.conv_operator import conv_singular_values as conv_singular_values
     from deepscope.analysis.correlation import ChannelCorrelation as ChannelCorrelation
     from deepscope.analysis.correlation import CorrelationAccumulator as CorrelationAccumulator
+    from deepscope.analysis.jacobian import JacobianSpectrum as JacobianSpectrum
+    from deepscope.analysis.jacobian import jacobian_singular_values as jacobian_singular_values
     from deepscope.analysis.matching import ChannelMatching as ChannelMatching
     from deepscope.analysis.saliency import Attribution as Attribution
     from deepscope.analysis.saliency import attribute as attribute
@@ -65,6 +78,10 @@ if TYPE_CHECKING:
     from deepscope.writer.compare import LayerComparison as LayerComparison
     from deepscope.writer.compare import compare as compare
     from deepscope.writer.correlation import channel_correlation_pb as channel_correlation_pb
+    from deepscope.writer.jacobian import jacobian_pb as jacobian_pb
+    from deepscope.writer.layer_statistics import ActivationRows as ActivationRows
+    from deepscope.writer.layer_statistics import ParameterRows as ParameterRows
+    from deepscope.writer.layer_statistics import layer_statistics_pb as layer_statistics_pb
     from deepscope.writer.layer_values import layer_values_pb as layer_values_pb
     from deepscope.writer.measurer import Measurer as Measurer
     from deepscope.writer.measurer import MeasurerStats as MeasurerStats
@@ -77,6 +94,9 @@ if TYPE_CHECKING:
     from deepscope.writer.watch import MonitorStats as MonitorStats
     from deepscope.writer.watch import watch as watch
     from deepscope.writer.watch_correlation import Correlations as Correlations
+    from deepscope.writer.watch_jacobian import JacobianSpectra as JacobianSpectra
+    from deepscope.writer.watch_layer_statistics import LayerStats as LayerStats
+    from deepscope.writer.watch_layer_statistics import ParameterNorms as ParameterNorms
     from deepscope.writer.watch_saliency import Saliency as Saliency
     from deepscope.writer.watch_spectra import Spectra as Spectra
     from deepscope.writer.watch_update_ratios import UpdateRatios as UpdateRatios

@@ -119,6 +119,28 @@ KINDS: tuple[Kind, ...] = (
         routes="deepscope.tb_plugin.layer_values_routes:LayerValuesRoutes",
         measurer=None,  # a carrier: users' own measurers log into it
     ),
+    Kind(
+        name="layer_statistics",
+        enum=pb.LAYER_STATISTICS,
+        data_class=summary_pb2.DATA_CLASS_TENSOR,
+        details="layer_statistics",
+        step_message=pb.LayerStatisticsStep,
+        title="Layer statistics",
+        subtitle="Are activations and gradients healthy through depth? Dead or saturated units? Rank collapse?",
+        routes="deepscope.tb_plugin.layer_statistics_routes:LayerStatisticsRoutes",
+        measurer="deepscope.writer.watch_layer_statistics:LayerStats",
+    ),
+    Kind(
+        name="jacobian",
+        enum=pb.JACOBIAN,
+        data_class=summary_pb2.DATA_CLASS_TENSOR,
+        details="jacobian",
+        step_message=pb.JacobianStep,
+        title="Jacobian singular values",
+        subtitle="Is each layer, and the whole network, near isometry (all singular values near 1)?",
+        routes="deepscope.tb_plugin.jacobian_routes:JacobianRoutes",
+        measurer="deepscope.writer.watch_jacobian:JacobianSpectra",
+    ),
 )
 
 BY_NAME: dict[str, Kind] = {kind.name: kind for kind in KINDS}

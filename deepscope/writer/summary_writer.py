@@ -23,6 +23,8 @@ from torch.utils.tensorboard import SummaryWriter as _TorchSummaryWriter
 from deepscope.proto import deepscope_pb2 as pb
 from deepscope.writer import fast_loader_names
 from deepscope.writer.correlation import CorrelationSummaries
+from deepscope.writer.jacobian import JacobianSummaries
+from deepscope.writer.layer_statistics import LayerStatisticsSummaries
 from deepscope.writer.layer_values import LayerValueSummaries
 from deepscope.writer.saliency import SaliencySummaries
 from deepscope.writer.spectrum import SpectrumSummaries
@@ -37,6 +39,8 @@ class SummaryWriter(
     CorrelationSummaries,
     SaliencySummaries,
     LayerValueSummaries,
+    LayerStatisticsSummaries,
+    JacobianSummaries,
     _TorchSummaryWriter,
 ):
     """A `torch.utils.tensorboard.SummaryWriter` with deepscope's summaries.

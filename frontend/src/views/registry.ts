@@ -3,6 +3,8 @@
 // gets a section saying so.
 
 import { CorrelationView } from "../correlation/view";
+import { JacobianView } from "../jacobian/view";
+import { LayerStatisticsView } from "../layer_statistics/view";
 import { LayerValuesView } from "../layer_values/view";
 import { SaliencyView } from "../saliency/view";
 import { SpectrumView } from "../spectrum/view";
@@ -16,4 +18,6 @@ export const KIND_VIEWS: ReadonlyMap<string, KindViewFactory> = new Map<string, 
   ["correlation", { create: (ctx) => new CorrelationView(ctx) }],
   ["saliency", { create: (ctx) => new SaliencyView(ctx) }],
   ["layer_values", { create: (ctx) => new LayerValuesView(ctx), filtersInside: narrowsInside }],
+  ["layer_statistics", { create: (ctx) => new LayerStatisticsView(ctx), filtersInside: narrowsInside }],
+  ["jacobian", { create: (ctx) => new JacobianView(ctx) }],
 ]);
