@@ -301,7 +301,9 @@ class LayerStats(Measurer):
     Attributes: measurements; non_finite (non-finite activation values seen);
     skipped (module name → why it has no row: its output is not a tensor);
     compiled_layers (layers inside a torch.compile'd region, not measurable
-    with on="train"); names (the row names of the last measurement).
+    with on="train"); names (the row names of the last measurement); last_seconds
+    (host seconds of the last measurement: its hooks in the forward pass, the
+    statistics and eigenvalues, the host copy; not the writing).
     """
 
     name = "layer_statistics"
@@ -377,6 +379,7 @@ class LayerStats(Measurer):
         self.skipped: dict[str, str] = {}
         self.compiled_layers: list[str] = []
         self.names: list[str] = []
+        self.last_seconds = 0.0
         self._layers: list[_Layer] = []
         self._queue = _HostQueue()
         self._handles: list = []
@@ -542,6 +545,11 @@ class LayerStats(Measurer):
                 self._warn_skipped()
                 self._new_skipped = []
             self._log(step, rows, covariance, forwards, seconds)
+            if self.compiled_layers and not self._said_compiled:
+                # Said once, as the monitor records errors: a warning and an entry in
+                # monitor.stats.measurers[name] (the rows above are logged).
+                self._said_compiled = True
+                raise RuntimeError(_compiled_message(self.compiled_layers, step, self.name))
         finally:
             if self.on == "train":
                 self._disarm()
@@ -599,9 +607,6 @@ class LayerStats(Measurer):
         self, step: int, rows: list[_Row], covariance: bool, forwards: int, seconds: float
     ) -> None:
         began = time.perf_counter()
-        if self.compiled_layers and not self._said_compiled and self.on == "train":
-            self._said_compiled = True
-            warn_from_hook(_compiled_message(self.compiled_layers, step, self.name))
         if not rows:
             if forwards == 0:
                 raise RuntimeError(
@@ -647,6 +652,7 @@ class LayerStats(Measurer):
             self._write(step, walltime, flat, names, types, measured, sizes, elapsed)
 
         self.names = names
+        self.last_seconds = elapsed
         self.measurements += 1
         self._queue.put(_Pending(step, walltime, host, finish, ready))
 
@@ -753,7 +759,8 @@ def _find_layers(
 
     `train`: hooks go where the training forward calls them: a module inside
     a torch.compile'd region cannot be hooked (its hooks are not called); a
-    compiled module's wrapper can, and stands for it.
+    compiled module's wrapper can, and stands for it. With every layer
+    (`given` None), each compiled region's output is measured in their place.
     """
     modules = dict(module_names.named_modules(model))
     if given is None:
@@ -778,6 +785,15 @@ def _find_layers(
             compiled.append(name)
             continue
         layers.append(_Layer(name, module, target, ls.saturation_bounds(module)))
+    if compiled and given is None:
+        # Every layer by default: a compiled region's own output stands for the layers
+        # inside it (its wrapper's hook is called), e.g. "(model)" for a compiled model.
+        measured = {layer.name for layer in layers}
+        for name, target in hookable.items():
+            wrapped = getattr(target, module_names.COMPILE_PREFIX, None)
+            if isinstance(wrapped, torch.nn.Module) and name not in measured:
+                module = modules[name]
+                layers.append(_Layer(name, module, target, ls.saturation_bounds(module)))
     return layers, compiled
 
 
@@ -804,11 +820,12 @@ def _compiled_message(layers: Sequence[str], step: int, name: str) -> str:
     if len(layers) > 10:
         shown += f", ... and {len(layers) - 10} more"
     return (
-        f"deepscope: layer statistics at step {step}: {len(layers)} layers are inside "
+        f"layer statistics at step {step}: {len(layers)} layers are inside "
         f"torch.compile'd code ({shown}): forward hooks are not called there, so they are "
         "not measured on the training batch. Measure them on a probe batch with "
-        "LayerStats(on=probe) (it runs the eager module), or watch before compiling. "
-        f"Listed in monitor.measurers[{name!r}].compiled_layers"
+        "LayerStats(on=probe) (it runs the eager module); the layers outside compiled "
+        "code, and each compiled region's own output, are logged. Said once; listed in "
+        f"monitor.measurers[{name!r}].compiled_layers"
     )
 
 
