@@ -63,8 +63,8 @@ DEFAULT_FULL_MAX = 256
 DEFAULT_MAX_ENTRIES = 1 << 24
 DEFAULT_PROBES = 16
 DEFAULT_QUADRATURE_STEPS = 24
-DEFAULT_TOL = 1e-5
-DEFAULT_MAX_ITERATIONS = 60
+DEFAULT_TOL = 1e-4
+DEFAULT_MAX_ITERATIONS = 40
 DEFAULT_CHUNK = 256
 
 
@@ -398,11 +398,9 @@ class _Products:
             yield begin, min(total, begin + step)
 
     def _repeated(self, c: int) -> torch.Tensor:
-        return (
-            self.x.unsqueeze(1)
-            .expand(self.samples, c, *self.in_shape)
-            .reshape(self.samples * c, *self.in_shape)
-        )
+        """The probe with each sample repeated c times, [S·c, *in] (its own memory: forward
+        AD cannot write tangents into an expanded view)."""
+        return self.x.repeat_interleave(c, dim=0)
 
     def jv(self, v: torch.Tensor) -> torch.Tensor:
         c = v.shape[-1]
