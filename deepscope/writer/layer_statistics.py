@@ -44,6 +44,7 @@ import difflib
 import math
 import numbers
 import sys
+import warnings
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -637,4 +638,34 @@ class LayerStatisticsSummaries:
             description=description,
             seconds=seconds,
         )
+        self._warn_if_statistics_metadata_differs(tag, summary_pb)
         self._write(summary_pb, global_step, walltime)
+
+    def _warn_if_statistics_metadata_differs(
+        self, tag: str, summary_pb: summary_pb2.Summary
+    ) -> None:
+        """Warn once per tag when this step's metadata differs from the series' first."""
+        written = self._series_plugin_data(tag)
+        if written is None or written.WhichOneof("details") != "layer_statistics":
+            return
+        content = summary_pb.value[0].metadata.plugin_data.content
+        given = pb.PluginData.FromString(content).layer_statistics
+        # A call that gives none (all defaults) relies on the first event's: no warning.
+        if given != written.layer_statistics and given != _DEFAULT_INFO:
+            warned = self.__dict__.setdefault("_layer_statistics_warned", set())
+            if tag not in warned:
+                warned.add(tag)
+                first = written.layer_statistics
+                warnings.warn(
+                    f"layer statistics {tag!r}: on, variance_threshold and "
+                    f"saturation_tolerance are kept from the tag's first event "
+                    f"({first.on!r}, {first.variance_threshold:g}, "
+                    f"{first.saturation_tolerance:g}); this step's ({given.on!r}, "
+                    f"{given.variance_threshold:g}, {given.saturation_tolerance:g}) are "
+                    "ignored. Log other ones under a new tag.",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
+
+
+_DEFAULT_INFO = layer_statistics_info().layer_statistics
