@@ -16,15 +16,50 @@ Matrix rules (`matrix_layout`), shapes [groups, rows, cols]:
   - Embedding / EmbeddingBag (num_embeddings, embedding_dim): one matrix as is.
   - Anything else of 2 or more dimensions: shape[0] × ∏shape[1:] (split into
     `groups` row blocks when groups > 1).
-These are the unfolded (im2col) matrices, not the exact spectrum of the
-convolution operator over an image (Sedghi et al. 2019); they are what
-WeightWatcher-style analyses use, and cost one SVD of the weight's size.
+
+What a conv layer's matrix measures. Three rules are in use, and they give
+different numbers:
+  - im2col (this module): the out × in·∏k matrix that maps one receptive field
+    (one patch of the input) to one output position. Its singular values are
+    those of the layer on a single patch; one SVD of the weight's size.
+  - WeightWatcher's (Martin & Mahoney): the ∏k kernel-position slices
+    W[:, :, i, j], each out × in (transposed to tall), their eigenvalues pooled
+    into one empirical spectral density and, by default, rescaled by a
+    kernel-size factor (its `conv2d_norm` option) — a third matrix set: its α
+    and norms are not comparable with this module's.
+  - The operator: the linear map the layer applies to a whole n × n input.
+    With circular padding its singular values are, exactly, the union over the
+    n² DFT frequencies of the singular values of the out × in matrices of the
+    kernel's Fourier transform (Sedghi, Gupta & Long 2019); its largest one is
+    the layer's Lipschitz constant, between 1 and √∏k times the im2col σ_max.
+    `deepscope.analysis.conv_operator` computes it (strides, groups, 1-3 D).
 
 Singular values are computed with `torch.linalg.svdvals` on the weight's
 device, float32 unless float64 is asked for. A wide matrix is decomposed as
-its (tall) transpose: the same singular values, several times faster on CPU.
-`layer_spectra` decomposes many layers at once, one batched call per set of
-equal-shaped matrices.
+its (tall) transpose: the same singular values, faster on CPU (the transposed
+view of a row-major wide matrix is the column-major tall one LAPACK wants, no
+copy). `layer_spectra` decomposes equal-shaped matrices in one batched call
+only where that is faster (`batches_equal_shapes`): on a GPU always; on a CPU
+only for small matrices — measured on a ResNet-18 at 1 and 2 threads, a batched
+call over the 3-4 equal convs of a shape class was 1.0-1.2x slower than one call
+per layer (benchmarks/bench_spectra.py, "batching").
+
+Big matrices (`layer_spectra(..., coverage="auto", time_budget=...)`): the full
+SVD of a 4096 x 4096 attention projection takes 18 s on one CPU thread, of a
+50257 x 768 token embedding 2 s. Past a size (`FULL_MAX_UNITS`) or a time budget
+a layer's spectrum is partial (`Spectrum.coverage`):
+  - "top_k": the `top_k` largest singular values by randomized subspace
+    iteration (Halko, Martinsson & Tropp 2011, Alg. 4.4: a Gaussian block of
+    top_k + oversample vectors, power iterations re-orthonormalised by QR),
+    continued until σ_max changes by less than `norm_rtol` relative between
+    iterations; every value is a Ritz value, a lower bound of the true one.
+    Plus the exact Frobenius norm, read from the weight: the stable rank
+    ‖W‖²_F/σ²_max is exact up to the σ_max tolerance.
+  - "norm_only": σ_max alone by the same iteration on a small block, and the
+    exact Frobenius norm.
+Metrics that need the whole spectrum (condition number, numerical and effective
+rank, Marchenko–Pastur noise, edge and spike count, power-law α) are NaN (counts
+0) for partial spectra (`partial_spectrum_metrics`).
 
 Metrics (`spectrum_metrics`) are computed in float64 with numpy/scipy.
 """
@@ -53,6 +88,43 @@ MIN_MEAN_LOG_SPREAD = 1e-5
 
 # Pairs (candidate x_min, tail point) evaluated at once in the KS search.
 _KS_CHUNK = 1 << 20
+
+# How much of a spectrum a `Spectrum` holds (proto SpectrumCoverage, by name).
+COVERAGES = ("full", "top_k", "norm_only")
+
+# Big matrices (see the module's docstring). Cost units: one group's tall m x n
+# matrix (m >= n) costs m*n^2 + FULL_SQUARE_FACTOR*n^3 units for a full svdvals
+# (QR of the tall matrix, then the bidiagonalisation of an n x n one, BLAS-2 and
+# slower per flop), and m*n*b per pass over it with a block of b vectors for
+# the randomized path (matmuls, BLAS-3). Fitted on this project's 2-core CPU,
+# one thread (benchmarks/results/spectra_big.json): 3072 x 768 0.2 s,
+# 50257 x 768 1.9 s, 4096 x 4096 18 s for svdvals; 6e-11 s a unit.
+FULL_SQUARE_FACTOR = 3.0
+DEFAULT_SECONDS_PER_UNIT = 6e-11
+# Full svdvals up to this many units (about 0.5 s on one thread of that CPU):
+# every ResNet-18 weight (at most 1.2e9) and GPT-2's 768 x 768, 768 x 2304 and
+# 3072 x 768 ones (at most 3.3e9) are decomposed fully; the 50257 x 768 token
+# embedding (3.1e10) and a 4096 x 4096 projection (2.7e11) get the top k.
+FULL_MAX_UNITS = 8e9
+DEFAULT_TOP_K = 32
+DEFAULT_OVERSAMPLE = 10
+# Subspace iterations at least (Halko et al. recommend 1-3 for slowly decaying
+# spectra) and at most; between them, until σ_max changes by less than the
+# tolerance between two iterations.
+DEFAULT_POWER_ITERATIONS = 2
+MAX_SUBSPACE_ITERATIONS = 16
+DEFAULT_NORM_RTOL = 1e-4
+# Block size of the norm-only iteration: a few vectors converge much faster than
+# one where the top of the spectrum is flat (a random initialisation), and a pass
+# over the matrix costs about the same (memory-bound) for up to ~16 of them.
+NORM_BLOCK = 8
+# A pass with fewer vectors than this costs about as much (it reads the matrix).
+_MIN_PASS_COLUMNS = 16
+# CPU: equal-shaped matrices share a batched svdvals call only up to this size
+# (m*n^2 units each). Measured at 1 and 2 threads: batches of 10 matrices from
+# 8 x 8 to 128 x 64 were 1-37% faster batched, 256 x 128 8% slower, ResNet-18's
+# classes (576 x 64 to 4608 x 512, 3-4 layers each) 0-24% slower.
+CPU_BATCH_MAX_UNITS = 1e6
 
 
 class MatrixLayout(NamedTuple):
@@ -85,13 +157,24 @@ class Spectrum:
     Build one with `layer_spectrum`/`layer_spectra`, or by hand for singular
     values computed elsewhere; `SummaryWriter.add_singular_values` takes either.
 
-    singular_values: float tensor [groups, k], k = min(rows, cols), each row
-      descending. All NaN when `error` is set.
+    singular_values: float tensor [groups, k], each row descending: k =
+      min(rows, cols) (coverage "full"), the top_k largest (k = min(top_k,
+      min(rows, cols)), "top_k") or σ_max alone (k = 1, "norm_only"). All NaN
+      when `error` is set.
     matrix_shape: (groups, rows, cols) of the decomposed matrices.
     matrix_rule, layer_kind, weight_shape: as in `MatrixLayout`.
     error: non-empty when the spectrum could not be measured (non-finite weight,
       SVD did not converge): what happened.
     seconds: host seconds spent computing it (its share of a batched call).
+    coverage: "full" (every singular value, by svdvals), "top_k" or "norm_only"
+      (the big-matrix path; see the module's docstring). Metrics that need the
+      whole spectrum are computed only for "full" (`partial_spectrum_metrics`).
+    frobenius_norm: ‖W‖_F of all groups together (the block-diagonal matrix),
+      read from the weight itself; set for partial coverage (NaN: take it from
+      the singular values, as for "full").
+    norm_rtol: partial coverage: the tolerance σ_max was iterated to (relative
+      change between two subspace iterations); 0 for "full".
+    iterations: partial coverage: the subspace iterations done (0 for "full").
     """
 
     singular_values: torch.Tensor
@@ -101,6 +184,10 @@ class Spectrum:
     weight_shape: tuple[int, ...] = ()
     error: str = ""
     seconds: float = 0.0
+    coverage: str = "full"
+    frobenius_norm: float = math.nan
+    norm_rtol: float = 0.0
+    iterations: int = 0
 
 
 @dataclass(frozen=True)
@@ -157,6 +244,9 @@ class _Prepared:
     error: str = ""
     values: torch.Tensor | None = None  # host tensor [groups, k]
     seconds: float = 0.0
+    coverage: str = "full"
+    frobenius: float = math.nan
+    iterations: int = 0
 
 
 # ---------------------------------------------------------------------------
@@ -307,18 +397,35 @@ def _prepare(layers: Sequence[LayerWeight]) -> list[_Prepared]:
 MAX_BATCH_BYTES = 256 * 2**20
 
 
+def batches_equal_shapes(device: torch.device | str, rows: int, cols: int) -> bool:
+    """Whether equal-shaped rows x cols matrices on `device` share one batched svdvals call.
+
+    On a GPU always (one launch instead of one per layer). On a CPU only up to
+    CPU_BATCH_MAX_UNITS (rows·cols·min(rows, cols)): above it one call per
+    layer was as fast or faster at 1 and 2 threads (measured per shape class in
+    benchmarks/bench_spectra.py, "batching"), and a batch costs a copy.
+    """
+    if torch.device(device).type != "cpu":
+        return True
+    return rows * cols * min(rows, cols) <= CPU_BATCH_MAX_UNITS
+
+
 def _decompose(prepared: list[_Prepared], dtype: torch.dtype) -> None:
     """Fill `values` (host tensors [groups, k]) of every item without an error.
 
-    Equal-shaped matrices on one device go through one batched svdvals call,
-    whose result is copied to the host at once.
+    Equal-shaped matrices on one device go through one batched svdvals call
+    where `batches_equal_shapes` says it is faster, whose result is copied to
+    the host at once; the others, one call each.
     A batch that fails to converge is retried layer by layer so that only the
     failing layers are marked.
     """
     by_shape: dict[tuple, list[_Prepared]] = {}
     for p in prepared:
         if not p.error:
-            key = (p.matrices.device, tuple(p.matrices.shape[1:]))
+            rows, cols = p.matrices.shape[1:]
+            key: tuple = (p.matrices.device, (rows, cols))
+            if not batches_equal_shapes(p.matrices.device, rows, cols):
+                key = (*key, p.index)  # a batch of its own
             by_shape.setdefault(key, []).append(p)
     batches: list[list[_Prepared]] = []
     element_size = torch.empty((), dtype=dtype).element_size()
@@ -341,7 +448,9 @@ def _decompose(prepared: list[_Prepared], dtype: torch.dtype) -> None:
             if len(items) == 1:
                 stacked = items[0].matrices.to(dtype)
             else:
-                stacked = torch.cat([p.matrices.to(dtype) for p in items])
+                # Stacked column-major (LAPACK's layout: a wide weight's transposed
+                # view already is), which saves svdvals a transposing copy.
+                stacked = torch.cat([p.matrices.to(dtype).mT for p in items]).mT
             values = torch.linalg.svdvals(stacked).cpu()
             finite = bool(torch.isfinite(values).all())
         except (torch.linalg.LinAlgError, torch.OutOfMemoryError):
@@ -369,6 +478,260 @@ def _decompose(prepared: list[_Prepared], dtype: torch.dtype) -> None:
             except torch.OutOfMemoryError:
                 p.error = "out of memory on the weight's device during the SVD"
             p.seconds = time.perf_counter() - start
+
+
+# ---------------------------------------------------------------------------
+# Big matrices: the top k singular values, or σ_max, and the Frobenius norm
+
+
+def svd_cost_units(
+    matrix_shape: Sequence[int],
+    coverage: str = "full",
+    *,
+    top_k: int = DEFAULT_TOP_K,
+    oversample: int = DEFAULT_OVERSAMPLE,
+    iterations: int | None = None,
+) -> float:
+    """The cost of a layer's spectrum by `coverage`, in units (see FULL_SQUARE_FACTOR).
+
+    matrix_shape: (groups, rows, cols) or (rows, cols). Seconds are about units ×
+    seconds per unit (`SpectrumCosts`: DEFAULT_SECONDS_PER_UNIT on one thread
+    of this project's CPU until measured). "top_k" and "norm_only" count
+    2·iterations + 2 passes over the matrix (default iterations:
+    DEFAULT_POWER_ITERATIONS + 2, what σ_max usually takes to reach
+    DEFAULT_NORM_RTOL), each with max(block, 16) columns (a pass reads the whole
+    matrix however few vectors it multiplies).
+    """
+    groups, rows, cols = _matrix_dims(matrix_shape)
+    m, n = max(rows, cols), min(rows, cols)
+    if coverage == "full":
+        return float(groups) * (m * n * n + FULL_SQUARE_FACTOR * n**3)
+    if coverage not in ("top_k", "norm_only"):
+        raise ValueError(f"coverage must be one of {COVERAGES}, got {coverage!r}")
+    block = _block_size(n, coverage, top_k, oversample)
+    its = DEFAULT_POWER_ITERATIONS + 2 if iterations is None else int(iterations)
+    passes = 2 * its + 2
+    return float(groups) * passes * m * n * max(block, _MIN_PASS_COLUMNS)
+
+
+def _block_size(n: int, coverage: str, top_k: int, oversample: int) -> int:
+    if coverage == "norm_only":
+        return min(n, NORM_BLOCK)
+    return min(n, top_k + oversample)
+
+
+class SpectrumCosts:
+    """Seconds per cost unit (`svd_cost_units`), learnt from the spectra measured.
+
+    One figure per (device type, coverage, torch thread count), the latest
+    measurement's (the machine's load changes; the latest is the best guess of
+    the next). Before any: DEFAULT_SECONDS_PER_UNIT (one thread of this
+    project's 2-core CPU: a conservative guess on faster machines, a GPU's
+    first big layer included). Measurements of fewer than 1e8 units (a few
+    milliseconds, dominated by call overheads) are not learnt from.
+    """
+
+    MIN_UNITS_LEARNT = 1e8
+
+    def __init__(self, seconds_per_unit: float = DEFAULT_SECONDS_PER_UNIT):
+        self.default = float(seconds_per_unit)
+        self._learnt: dict[tuple[str, str, int], float] = {}
+
+    def seconds_per_unit(self, coverage: str, device: torch.device | str = "cpu") -> float:
+        key = (torch.device(device).type, coverage, torch.get_num_threads())
+        return self._learnt.get(key, self.default)
+
+    def estimate(
+        self,
+        matrix_shape: Sequence[int],
+        coverage: str,
+        device: torch.device | str = "cpu",
+        **units_options,
+    ) -> float:
+        """Estimated seconds of a spectrum of `matrix_shape` by `coverage` on `device`."""
+        units = svd_cost_units(matrix_shape, coverage, **units_options)
+        return units * self.seconds_per_unit(coverage, device)
+
+    def observe(
+        self, units: float, coverage: str, device: torch.device | str, seconds: float
+    ) -> None:
+        """Learn from a measurement of `units` that took `seconds`."""
+        if units >= self.MIN_UNITS_LEARNT and seconds > 0:
+            key = (torch.device(device).type, coverage, torch.get_num_threads())
+            self._learnt[key] = seconds / units
+
+
+# The estimates `layer_spectra` uses unless given others (learnt in this process).
+COSTS = SpectrumCosts()
+
+
+def choose_coverage(
+    matrix_shape: Sequence[int],
+    *,
+    time_budget: float | None = None,
+    full_max_units: float | None = FULL_MAX_UNITS,
+    top_k: int = DEFAULT_TOP_K,
+    device: torch.device | str = "cpu",
+    costs: SpectrumCosts | None = None,
+) -> str:
+    """The coverage "auto" picks for a layer: the richest that fits.
+
+    "full" when its cost is at most `full_max_units` (None: no size limit) and
+    its estimated seconds at most `time_budget` (None: no budget); else
+    "top_k" when its estimate fits the budget; else "norm_only" (measured
+    whatever its estimate: the cheapest there is). A matrix whose smaller side
+    is at most top_k + DEFAULT_OVERSAMPLE is always "full" (the randomized path
+    would decompose as much).
+    """
+    costs = COSTS if costs is None else costs
+    groups, rows, cols = _matrix_dims(matrix_shape)
+    if min(rows, cols) <= top_k + DEFAULT_OVERSAMPLE:
+        return "full"
+    units = svd_cost_units(matrix_shape, "full")
+    if (full_max_units is None or units <= full_max_units) and (
+        time_budget is None or costs.estimate(matrix_shape, "full", device) <= time_budget
+    ):
+        return "full"
+    if time_budget is None or costs.estimate(matrix_shape, "top_k", device, top_k=top_k) <= (
+        time_budget
+    ):
+        return "top_k"
+    return "norm_only"
+
+
+def frobenius_norm(matrices: torch.Tensor, dtype: torch.dtype = torch.float32) -> float:
+    """‖·‖_F of matrices [groups, rows, cols] together (the block-diagonal matrix), exactly
+    (one pass over the weight)."""
+    # Row norms in `dtype` (short sums: accurate), then their norm in float64: one
+    # reduction over 38M float32 values lost 3e-3 relative; this loses ~1e-9.
+    rows = torch.linalg.vector_norm(matrices.to(dtype), dim=-1)
+    return float(torch.linalg.vector_norm(rows.double()))
+
+
+def top_singular_values(
+    matrices: torch.Tensor,
+    k: int = DEFAULT_TOP_K,
+    *,
+    oversample: int = DEFAULT_OVERSAMPLE,
+    power_iterations: int = DEFAULT_POWER_ITERATIONS,
+    rtol: float = DEFAULT_NORM_RTOL,
+    max_iterations: int = MAX_SUBSPACE_ITERATIONS,
+    seed: int = 0,
+) -> tuple[torch.Tensor, int]:
+    """The k largest singular values of each matrix [groups, rows, cols], randomized.
+
+    Randomized block Krylov iteration (Halko, Martinsson & Tropp 2011, §4.5 and
+    Alg. 4.4's power iterations; Musco & Musco 2015): a Gaussian block Ω of
+    b = k + oversample vectors (seeded: reproducible), Q₀ = orth(A Ω), then per
+    iteration Q_{j+1} = orth((A Aᵀ) Q_j), orthogonalised against
+    the blocks before, and the Rayleigh–Ritz values: the singular values of
+    Qᵀ A for Q = [Q₀ … Q_j], each a lower bound of the true one (interlacing),
+    converging from below — much faster than plain subspace iteration where the
+    top of the spectrum is flat (a random initialisation). At least
+    `power_iterations` iterations, then until σ_max of every group changes by at
+    most `rtol` relative between two iterations; at most `max_iterations`, or
+    until the blocks span the smaller side (then the values are exact). Each
+    iteration reads the matrix twice (A and Aᵀ times a block of b vectors).
+    Computed in the matrices' dtype (float32 or float64) on their device, in
+    the tall orientation (same singular values).
+
+    Error against svdvals (tests/unit/test_spectrum_big.py, bench_spectra's
+    "big matrices"): see the figures there; σ_max is within rtol of the
+    converged value, the k-th value, which converges last, less accurate.
+
+    Returns (values [groups, min(k, n)] descending on the matrices' device,
+    iterations done; 0 when b covers the smaller side and svdvals was used).
+
+    Raises:
+      ValueError: k < 1.
+      torch.linalg.LinAlgError: a QR or the small SVD failed (non-finite input).
+    """
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ValueError(f"k must be a positive integer, got {k!r}")
+    a = matrices if matrices.ndim == 3 else matrices.unsqueeze(0)
+    if a.shape[1] < a.shape[2]:
+        a = a.mT
+    groups, m, n = a.shape
+    b = min(n, k + max(0, int(oversample)))
+    if b >= n:
+        return torch.linalg.svdvals(a)[:, :k], 0
+    if not (a.is_contiguous() or a.mT.is_contiguous()):
+        a = a.contiguous()
+    row_major = a.is_contiguous()
+    # Products with a narrow block, written so that BLAS reads the big matrix in its
+    # stored order (a transposed big operand with a narrow block was 10-30x slower).
+    if row_major:
+
+        def times(x: torch.Tensor) -> torch.Tensor:  # A X
+            return a @ x
+
+        def times_t(x: torch.Tensor) -> torch.Tensor:  # Aᵀ X
+            return (x.mT @ a).mT
+
+    else:
+        w = a.mT  # row-major [n, m]
+
+        def times(x: torch.Tensor) -> torch.Tensor:
+            return (x.mT @ w).mT
+
+        def times_t(x: torch.Tensor) -> torch.Tensor:
+            return w @ x
+
+    generator = torch.Generator().manual_seed(seed)
+    omega = torch.randn(groups, n, b, generator=generator, dtype=a.dtype).to(a.device)
+    q, _ = torch.linalg.qr(times(omega))
+    blocks = [q]  # orthonormal [groups, m, b] each, orthogonal to each other
+    projections = []  # Aᵀ Q_j, [groups, n, b]: Qᵀ A = cat(projections)ᵀ
+    previous = None
+    values = None
+    iterations = 0
+    for iterations in range(1, max(1, int(max_iterations)) + 1):
+        z = times_t(blocks[-1])
+        projections.append(z)
+        values = torch.linalg.svdvals(torch.cat(projections, dim=-1).mT)
+        top = values[:, 0]
+        if previous is not None and iterations >= power_iterations:
+            change = float(((top - previous).abs() / top.clamp_min(1e-30)).max())
+            if not change > rtol:  # NaN: stop too (the caller sees the NaN)
+                break
+        if (iterations + 1) * b > n or iterations == max_iterations:
+            break
+        previous = top
+        y = times(z)
+        basis = torch.cat(blocks, dim=-1)
+        y = y - basis @ (basis.mT @ y)  # block Gram-Schmidt; the QR finishes the block
+        q, _ = torch.linalg.qr(y)
+        blocks.append(q)
+    assert values is not None
+    return values[:, : min(k, n)], iterations
+
+
+def _decompose_partial(
+    p: _Prepared, dtype: torch.dtype, top_k: int, rtol: float, seed: int
+) -> None:
+    """Fill `values` [groups, k'] of a "top_k" or "norm_only" item, and its Frobenius norm."""
+    start = time.perf_counter()
+    matrices = p.matrices.to(dtype)
+    n = min(matrices.shape[1:])
+    if p.coverage == "norm_only":
+        k, oversample = 1, min(n, NORM_BLOCK) - 1
+    else:
+        k, oversample = top_k, DEFAULT_OVERSAMPLE
+    try:
+        values, iterations = top_singular_values(
+            matrices, k, oversample=oversample, rtol=rtol, seed=seed
+        )
+        values = values.cpu()
+        frobenius = frobenius_norm(matrices, dtype)
+        if bool(torch.isfinite(values).all()) and math.isfinite(frobenius):
+            p.values, p.frobenius, p.iterations = values, frobenius, iterations
+        else:
+            p.error = "the randomized SVD returned non-finite singular values"
+    except torch.linalg.LinAlgError as error:
+        p.error = f"the randomized SVD did not converge: {error}"
+    except torch.OutOfMemoryError:
+        p.error = "out of memory on the weight's device during the randomized SVD"
+    p.seconds = time.perf_counter() - start
 
 
 def singular_values(
@@ -400,45 +763,131 @@ def singular_values(
 
 
 def layer_spectra(
-    layers: Sequence[LayerWeight | tuple], *, dtype: torch.dtype = torch.float32
+    layers: Sequence[LayerWeight | tuple],
+    *,
+    dtype: torch.dtype = torch.float32,
+    coverage: str = "full",
+    time_budget: float | None = None,
+    top_k: int = DEFAULT_TOP_K,
+    norm_rtol: float = DEFAULT_NORM_RTOL,
+    full_max_units: float | None = FULL_MAX_UNITS,
+    costs: SpectrumCosts | None = None,
+    seed: int = 0,
 ) -> list[Spectrum]:
     """Spectra of many layers at once, in the order given.
 
-    Equal-shaped matrices (a ResNet has many) share one batched svdvals call
-    on their device; results come back on the host (every consumer — metrics,
-    event files — needs them there), one copy per batch. A layer whose weight is
-    not finite, or whose SVD does not converge, gets a Spectrum with `error`
-    set and NaN singular values; the others are unaffected.
+    Equal-shaped matrices share one batched svdvals call on their device where
+    that is faster (`batches_equal_shapes`); results come back on the host
+    (every consumer — metrics, event files — needs them there), one copy per
+    call. A layer whose weight is not finite, or whose SVD does not converge,
+    gets a Spectrum with `error` set and NaN singular values; the others are
+    unaffected.
 
     Args:
       layers: LayerWeight(weight, groups, layer_kind) or plain tuples of them.
       dtype: float32 (default) or float64.
+      coverage: "full" (default: every singular value of every layer, whatever
+        its size), "auto" (per layer, `choose_coverage`: full up to
+        `full_max_units` and `time_budget`, else the top `top_k`, else σ_max
+        alone), or "top_k" / "norm_only" for every layer (a layer whose smaller
+        side is at most top_k + DEFAULT_OVERSAMPLE is decomposed fully anyway).
+      time_budget: "auto": seconds one layer's spectrum may take (estimated
+        before, by `costs`); None: no budget, the size rule alone.
+      top_k: singular values kept per group for "top_k".
+      norm_rtol: relative tolerance σ_max is iterated to on the partial paths.
+      full_max_units: "auto": the largest full SVD (`svd_cost_units`); None: no limit.
+      costs: the seconds-per-unit estimates (default `COSTS`, learnt in this
+        process from every layer measured here).
+      seed: of the randomized paths' Gaussian blocks (reproducible values).
 
     Raises:
-      ValueError: a weight of fewer than 2 dimensions or bad groups (a caller's mistake).
+      ValueError: a weight of fewer than 2 dimensions, bad groups or bad options
+        (a caller's mistake).
     """
     _check_dtype(dtype)
+    if coverage not in ("auto", *COVERAGES):
+        raise ValueError(
+            f"coverage must be 'full', 'auto', 'top_k' or 'norm_only', got {coverage!r}"
+        )
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+        raise ValueError(f"top_k must be a positive integer, got {top_k!r}")
+    if not (isinstance(norm_rtol, int | float) and norm_rtol > 0):
+        raise ValueError(f"norm_rtol must be a positive number, got {norm_rtol!r}")
+    if time_budget is not None and not (
+        isinstance(time_budget, int | float)
+        and not isinstance(time_budget, bool)
+        and time_budget > 0
+    ):
+        raise ValueError(
+            f"time_budget must be a positive number of seconds or None, got {time_budget!r}"
+        )
+    costs = COSTS if costs is None else costs
     with torch.no_grad():
         prepared = _prepare(layers)
-        _decompose(prepared, dtype)
-        spectra = []
         for p in prepared:
-            groups, rows, cols = p.layout.matrix_shape
-            values = p.values
-            if p.error:
-                values = torch.full((groups, min(rows, cols)), math.nan, dtype=dtype)
-            spectra.append(
-                Spectrum(
-                    singular_values=values,
-                    matrix_shape=p.layout.matrix_shape,
-                    matrix_rule=p.layout.matrix_rule,
-                    layer_kind=p.layout.layer_kind,
-                    weight_shape=p.layout.weight_shape,
-                    error=p.error,
-                    seconds=p.seconds,
+            shape = p.layout.matrix_shape
+            if coverage == "auto":
+                p.coverage = choose_coverage(
+                    shape,
+                    time_budget=time_budget,
+                    full_max_units=full_max_units,
+                    top_k=top_k,
+                    device=p.matrices.device,
+                    costs=costs,
                 )
+            elif coverage != "full" and min(shape[1:]) > top_k + DEFAULT_OVERSAMPLE:
+                p.coverage = coverage
+        full = [p for p in prepared if p.coverage == "full"]
+        _decompose(full, dtype)
+        for p in prepared:
+            if p.coverage != "full" and not p.error:
+                _decompose_partial(p, dtype, top_k, float(norm_rtol), seed)
+        _learn(costs, prepared)
+        return [_spectrum(p, dtype, top_k, float(norm_rtol)) for p in prepared]
+
+
+def _learn(costs: SpectrumCosts, prepared: list[_Prepared]) -> None:
+    """Seconds per unit from the layers just measured (per coverage and device)."""
+    totals: dict[tuple, list[float]] = {}
+    for p in prepared:
+        if p.error or p.values is None:
+            continue
+        if p.coverage == "full":
+            units = svd_cost_units(p.layout.matrix_shape, "full")
+        else:
+            units = svd_cost_units(
+                p.layout.matrix_shape,
+                p.coverage,
+                top_k=p.values.shape[1],
+                iterations=p.iterations,
             )
-        return spectra
+        total = totals.setdefault((p.coverage, p.matrices.device), [0.0, 0.0])
+        total[0] += units
+        total[1] += p.seconds
+    for (coverage, device), (units, seconds) in totals.items():
+        costs.observe(units, coverage, device, seconds)
+
+
+def _spectrum(p: _Prepared, dtype: torch.dtype, top_k: int, rtol: float) -> Spectrum:
+    groups, rows, cols = p.layout.matrix_shape
+    values = p.values
+    if p.error:
+        k = {"full": min(rows, cols), "top_k": min(top_k, rows, cols), "norm_only": 1}
+        values = torch.full((groups, k[p.coverage]), math.nan, dtype=dtype)
+    partial = p.coverage != "full"
+    return Spectrum(
+        singular_values=values,
+        matrix_shape=p.layout.matrix_shape,
+        matrix_rule=p.layout.matrix_rule,
+        layer_kind=p.layout.layer_kind,
+        weight_shape=p.layout.weight_shape,
+        error=p.error,
+        seconds=p.seconds,
+        coverage=p.coverage,
+        frobenius_norm=p.frobenius if partial else math.nan,
+        norm_rtol=rtol if partial else 0.0,
+        iterations=p.iterations,
+    )
 
 
 def layer_spectrum(
@@ -447,9 +896,13 @@ def layer_spectrum(
     groups: int = 1,
     layer_kind: str | None = None,
     dtype: torch.dtype = torch.float32,
+    **options,
 ) -> Spectrum:
-    """The `Spectrum` of one weight (on the host); numerical trouble is in its `error`."""
-    return layer_spectra([LayerWeight(weight, groups, layer_kind)], dtype=dtype)[0]
+    """The `Spectrum` of one weight (on the host); numerical trouble is in its `error`.
+
+    `options`: those of `layer_spectra` (coverage, time_budget, top_k, ...).
+    """
+    return layer_spectra([LayerWeight(weight, groups, layer_kind)], dtype=dtype, **options)[0]
 
 
 # ---------------------------------------------------------------------------
@@ -551,6 +1004,59 @@ def power_law_fit(
             best = (float(distance[i]), lo + i)
     distance, i = best
     return float(alpha[i]), float(x[candidates[i]]), distance
+
+
+def partial_spectrum_metrics(spectrum: Spectrum) -> SpectrumMetrics:
+    """The metrics a partial spectrum ("top_k" or "norm_only" coverage) has.
+
+    spectral_norm: the largest value (σ_max to `spectrum.norm_rtol`, a lower
+    bound); frobenius_norm: `spectrum.frobenius_norm` (exact, from the weight);
+    stable_rank: ‖W‖²_F/σ²_max (exact up to the σ_max tolerance: relative error
+    about 2·norm_rtol, an upper bound since σ_max is one from below). Every
+    metric that needs the whole spectrum — condition number, numerical rank,
+    effective rank, the Marchenko–Pastur noise, edge and spike count, the
+    power-law fit — is NaN, and its counts 0 (the coverage says they were not
+    measured, not that they are zero).
+
+    A "full" spectrum gets `spectrum_metrics` of its values.
+
+    Raises:
+      ValueError: singular values that are not finite and non-negative, or a
+        partial spectrum without a finite non-negative `frobenius_norm`.
+    """
+    values = spectrum.singular_values
+    if isinstance(values, torch.Tensor):
+        values = values.detach().cpu().numpy()
+    values = np.asarray(values, dtype=np.float64)
+    if spectrum.coverage == "full":
+        return spectrum_metrics(spectrum.singular_values, spectrum.matrix_shape)
+    if spectrum.coverage not in COVERAGES:
+        raise ValueError(f"coverage must be one of {COVERAGES}, got {spectrum.coverage!r}")
+    if values.size == 0 or not np.all(np.isfinite(values)) or np.any(values < 0):
+        raise ValueError("singular values must be finite and non-negative (and at least one)")
+    frobenius = float(spectrum.frobenius_norm)
+    if not (math.isfinite(frobenius) and frobenius >= 0):
+        raise ValueError(
+            f"a {spectrum.coverage} spectrum needs the weight's Frobenius norm "
+            f"(Spectrum.frobenius_norm), got {spectrum.frobenius_norm!r}"
+        )
+    s_max = float(values.max())
+    nan = math.nan
+    return SpectrumMetrics(
+        spectral_norm=s_max,
+        frobenius_norm=frobenius,
+        condition_number=nan,
+        numerical_rank=0,
+        stable_rank=frobenius**2 / s_max**2 if s_max > 0 else 0.0,
+        effective_rank=nan,
+        mp_bulk_edge=nan,
+        mp_noise_scale=nan,
+        num_above_mp_edge=0,
+        alpha=nan,
+        alpha_xmin=nan,
+        alpha_ks_distance=nan,
+        condition_number_is_bound=False,
+    )
 
 
 def spectrum_metrics(
