@@ -625,7 +625,9 @@ class LayerStats(Measurer):
                     "code are not called; measure on a probe with LayerStats(on=probe), "
                     "which runs the eager module)"
                     if module_names.is_compiled(self.model)
-                    else ""
+                    else " (does a torch.compile'd copy of the watched model run? Hooks "
+                    "inside compiled code are not called: watch the compiled model, or "
+                    "measure on a probe with LayerStats(on=probe))"
                 )
             )
         table = ls.activation_table([row.sums for row in rows])
