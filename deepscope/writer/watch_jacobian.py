@@ -56,8 +56,8 @@ class JacobianSpectra(Measurer):
       k: top singular values found where a map's spectrum is not whole.
       output: which tensor of the network's output its map ends at (None:
         the default rule; a key or attribute name such as "logits"; or a
-        function of the output). Its name (a string, else "output") is the
-        series' `output`.
+        function of the output). Its name (the string, a function's name, ""
+        for the default rule) is the series' `output`.
       tag: the series' tag.
       options: more keyword arguments of `jacobian_singular_values`
         (full_max, probes, tol, max_iterations, chunk, seed, ...).
@@ -130,9 +130,11 @@ class JacobianSpectra(Measurer):
 
     @property
     def output_name(self) -> str:
+        """The series' `output`: the name given, "" for the default rule (a function's
+        `__name__`)."""
         if isinstance(self.output, str):
             return self.output
-        return "output" if self.output is None else getattr(self.output, "__name__", "output")
+        return "" if self.output is None else getattr(self.output, "__name__", "output")
 
     def start(self, model: torch.nn.Module, optimizer, writer) -> None:
         """Find the layers in `model` (ValueError naming the ones it lacks); write to `writer`."""
