@@ -6,6 +6,13 @@ the loop copies every weight, and `reference.json` holds their singular values
 from `numpy.linalg.svd` in float64 (the independent truth the tests compare
 with). seed1 also logs a tag "broken" with `add_singular_values` whose weight
 is non-finite at one step (BROKEN_STEP), which must be recorded as such.
+
+The convs' operator spectra (logged by default as their norms, on the 8 x 8
+input both convs see) have their reference under "operators" in
+`reference.json`: numpy's singular values of the explicit circular operator
+matrix (`circular_operator_matrix`) of the same weight copies. seed1 also logs
+OPERATOR_TAG, a conv weight's whole operator spectrum
+(`add_singular_values(..., operator="full")`) at OPERATOR_STEPS.
 """
 
 from __future__ import annotations
@@ -25,6 +32,12 @@ MEASURED_STEPS = list(range(0, SPECTRA_STEPS, EVERY))
 BROKEN_TAG = "broken"
 BROKEN_STEP = 10
 RUNS = ("seed0", "seed1")
+CONV_INPUT = (8, 8)  # the spatial size conv1 and conv2 see
+OPERATOR_TAG = "operator_full"
+OPERATOR_STEPS = (0, 15)
+OPERATOR_SHAPE = (6, 3, 3, 3)
+OPERATOR_INPUT = (6, 6)
+OPERATOR_TOP_K = 12
 # module name -> (groups, weight shape)
 LAYERS = {
     "conv1": (1, (8, 1, 3, 3)),
@@ -56,19 +69,21 @@ def circular_operator_matrix(
     out_size = tuple(n // s for n, s in zip(size, strides))
     per_group = out // groups
     matrix = np.zeros((out * math.prod(out_size), c_in * math.prod(size)))
-    for o in range(out):
-        g = o // per_group
-        for m in itertools.product(*(range(n) for n in out_size)):
-            row = o * math.prod(out_size) + int(np.ravel_multi_index(m, out_size))
+    outputs = np.indices(out_size).reshape(dims, -1)  # every output position m, [dims, P]
+    positions = np.arange(math.prod(out_size))
+    for k in itertools.product(*(range(n) for n in w.shape[2:])):
+        # The input position each output position reads through tap k, flattened.
+        where = tuple(
+            (s * outputs[j] + d * k[j]) % size[j]
+            for j, (s, d) in enumerate(zip(strides, dilations))
+        )
+        read = np.ravel_multi_index(where, size)
+        for o in range(out):
+            g = o // per_group
+            rows = o * positions.size + positions
             for i in range(fan_in):
-                channel = g * fan_in + i
-                for k in itertools.product(*(range(n) for n in w.shape[2:])):
-                    position = tuple(
-                        (s * mj + d * kj) % n
-                        for s, mj, d, kj, n in zip(strides, m, dilations, k, size)
-                    )
-                    col = channel * math.prod(size) + int(np.ravel_multi_index(position, size))
-                    matrix[row, col] += w[(o, i, *k)]
+                cols = (g * fan_in + i) * math.prod(size) + read
+                np.add.at(matrix, (rows, cols), w[(o, i, *k)])
     return matrix
 
 
@@ -108,7 +123,8 @@ def reference_singular_values(weight: np.ndarray, groups: int) -> list[list[floa
 
 
 def train_spectra_run(logdir: Path, seed: int) -> dict:
-    """Train under watch(spectra_every=EVERY); returns {tag: {step: [[σ...] per group]}}."""
+    """Train under watch(spectra_every=EVERY); returns {tag: {step: [[σ...] per group]}}
+    and, under "operators", {tag: {step: [the operator's σ, descending]}}."""
     import torch
 
     import deepscope
@@ -120,6 +136,7 @@ def train_spectra_run(logdir: Path, seed: int) -> dict:
     x_all = torch.randn(256, 1, 8, 8)
     y_all = (x_all[:, 0, :4].sum(dim=(1, 2)) > 0).long() + 2 * (x_all[:, 0, 4:].mean((1, 2)) > 0)
     reference: dict = {spectrum_tag(name): {} for name in LAYERS}
+    operators: dict = {}
     with deepscope.watch(model, optimizer, writer, every=EVERY, spectra_every=EVERY):
         for step in range(SPECTRA_STEPS):
             idx = torch.randint(0, 256, (32,))
@@ -133,6 +150,10 @@ def train_spectra_run(logdir: Path, seed: int) -> dict:
                     reference[spectrum_tag(name)][str(step)] = reference_singular_values(
                         weight, groups
                     )
+                    if name.startswith("conv"):
+                        operators.setdefault(spectrum_tag(name), {})[str(step)] = (
+                            operator_singular_values(weight, CONV_INPUT, groups=groups).tolist()
+                        )
     if seed == 1:
         rng = np.random.default_rng(seed)
         reference[BROKEN_TAG] = {}
@@ -148,7 +169,22 @@ def train_spectra_run(logdir: Path, seed: int) -> dict:
                 writer.add_singular_values(BROKEN_TAG, torch.from_numpy(weight), global_step=step)
             # The non-finite weight is recorded with a warning, not raised.
             assert bool(caught) == (step == BROKEN_STEP), [str(w.message) for w in caught]
+        operators[OPERATOR_TAG] = {}
+        for step in OPERATOR_STEPS:
+            weight = rng.standard_normal(OPERATOR_SHAPE).astype(np.float32)
+            writer.add_singular_values(
+                OPERATOR_TAG,
+                torch.from_numpy(weight),
+                global_step=step,
+                input_size=OPERATOR_INPUT,
+                operator="full",
+                operator_top_k=OPERATOR_TOP_K,
+            )
+            operators[OPERATOR_TAG][str(step)] = operator_singular_values(
+                weight, OPERATOR_INPUT
+            ).tolist()
     writer.close()
+    reference["operators"] = operators
     return reference
 
 

@@ -13,6 +13,17 @@ Routes (documented in docs/http_api.md):
 - `spectrum_evolution?run&tag[&max_steps][&max_values]`: the spectra of all
   kept steps of one series (the tab's heatmap), downsampled on the server.
 
+A step may hold only the top k singular values of a big matrix
+(`SpectrumStep.coverage`: "top_k", or "norm_only" for the norm alone), served
+with its coverage so that the tab says so; its metrics that need the whole
+spectrum are NaN. A conv layer's step may also carry its operator spectrum
+(`SpectrumStep.operator`: the singular values of the map the layer applies,
+for circular padding, on the input size it saw): served as `operator` in
+`spectrum` (norm, top values, quantiles) and as `operator` series in
+`spectrum_metrics`, beside the im2col matrix's. A damaged operator (sizes,
+unsorted or negative values, quantiles that do not fit their levels, a norm
+that is not its largest value) makes the whole step damaged.
+
 A step written "unchanged" (`SpectrumStep.unchanged`: the weight was bit for
 bit the one measured at `unchanged_since_step`) is served as that step's
 spectrum and metrics, with `unchanged_since_step` set; when TensorBoard did not
@@ -52,11 +63,166 @@ _INTEGER_METRICS = frozenset(
 _BOOLEAN_METRICS = frozenset(
     f.name for f in pb.SpectrumMetrics.DESCRIPTOR.fields if f.cpp_type == f.CPPTYPE_BOOL
 )
+# SpectrumCoverage values by the names the routes use.
+COVERAGE_NAMES = {
+    pb.SPECTRUM_COVERAGE_FULL: "full",
+    pb.SPECTRUM_COVERAGE_TOP_K: "top_k",
+    pb.SPECTRUM_COVERAGE_NORM_ONLY: "norm_only",
+}
+# The operator's numbers served over steps by spectrum_metrics.
+OPERATOR_METRICS = ("operator_norm", "frobenius_norm", "stable_rank")
+# How far a stored operator norm may be from its float32 largest value (float32 rounding).
+_NORM_RTOL = 1e-5
 DEFAULT_EVOLUTION_STEPS = 200
 DEFAULT_EVOLUTION_VALUES = 256
 CACHE_BYTES = 64 * 1024 * 1024
 _LAYERS_KEPT = 4096  # layers' spectrum_metrics JSON remembered (a few kB each)
 _BODY_BYTES = 16 * 1024 * 1024  # gzipped spectrum_metrics responses remembered
+
+
+@dataclasses.dataclass(frozen=True)
+class DecodedOperator:
+    """A step's validated `OperatorSpectrum` (a conv layer's operator spectrum).
+
+    `top_values` float32 [k] descending (empty when `norm_only`), `quantiles`
+    float32 [Q] at `quantile_levels` (ascending, each in [0, 1]); `error` is ""
+    when it was measured.
+    """
+
+    input_size: tuple[int, ...]
+    stride: tuple[int, ...]
+    padding_rule: str
+    operator_norm: float
+    norm_only: bool
+    top_values: np.ndarray
+    quantiles: np.ndarray
+    quantile_levels: tuple[float, ...]
+    count: int
+    frobenius_norm: float
+    stable_rank: float
+    grid_size: tuple[int, ...]
+    seconds: float
+    error: str
+
+    def json(self) -> dict:
+        """As the `spectrum` route serves it (non-finite numbers spelled out)."""
+        return {
+            "input_size": list(self.input_size),
+            "stride": list(self.stride),
+            "padding_rule": self.padding_rule,
+            "operator_norm": responses.json_number(self.operator_norm),
+            "norm_only": self.norm_only,
+            "count": self.count,
+            "frobenius_norm": responses.json_number(self.frobenius_norm),
+            "stable_rank": responses.json_number(self.stable_rank),
+            "grid_size": list(self.grid_size),
+            "seconds": self.seconds,
+            "error": self.error or None,
+            "top_values": responses.json_numbers(self.top_values),
+            "quantiles": responses.json_numbers(self.quantiles),
+            "quantile_levels": list(self.quantile_levels),
+        }
+
+    def facts(self) -> dict:
+        """What spectrum_metrics says once per layer (of the layer's last operator)."""
+        return {
+            "input_size": list(self.input_size),
+            "stride": list(self.stride),
+            "padding_rule": self.padding_rule,
+            "grid_size": list(self.grid_size),
+            "count": self.count,
+        }
+
+
+def _sizes(values, what: str, dims: int | None) -> tuple[int, ...]:
+    sizes = tuple(int(n) for n in values)
+    if not 1 <= len(sizes) <= 3 or any(n < 1 for n in sizes):
+        raise StepError(f"operator {what} {list(sizes)}: expected 1 to 3 positive sizes")
+    if dims is not None and len(sizes) != dims:
+        raise StepError(f"operator {what} {list(sizes)} of another dimension than its input")
+    return sizes
+
+
+def _vector(message, has: bool, what: str) -> np.ndarray:
+    if not has:
+        return np.zeros(0, np.float32)
+    try:
+        values = arrays.decode_array(message)
+    except ValueError as error:
+        raise StepError(f"malformed operator {what} ({error})") from None
+    if values.ndim != 1:
+        raise StepError(f"operator {what} of shape {list(values.shape)}, expected [k]")
+    return np.asarray(values, dtype=np.float32)
+
+
+def decode_operator(op: pb.OperatorSpectrum) -> DecodedOperator:
+    """Validate a step's `OperatorSpectrum`.
+
+    Raises:
+      StepError: sizes that are not 1 to 3 positive integers of one dimension;
+        top values that are negative, non-finite or not descending, or more than
+        `count`; quantiles not one per level, levels outside [0, 1] or not
+        ascending, quantiles decreasing or negative; an operator norm that is
+        negative, not finite, or not its largest value; a norm-only operator with
+        values. A measured operator's error is no damage: it is served.
+    """
+    size = _sizes(op.input_size, "input_size", None)
+    stride = _sizes(op.stride, "stride", len(size)) if len(op.stride) else (1,) * len(size)
+    grid = _sizes(op.grid_size, "grid_size", len(size)) if len(op.grid_size) else ()
+    top = _vector(op.top_values, op.HasField("top_values"), "top values")
+    quantiles = _vector(op.quantiles, op.HasField("quantiles"), "quantiles")
+    levels = tuple(float(q) for q in op.quantile_levels)
+    decoded = DecodedOperator(
+        size,
+        stride,
+        op.padding_rule,
+        float(op.operator_norm),
+        bool(op.norm_only),
+        top,
+        quantiles,
+        levels,
+        int(op.count),
+        float(op.frobenius_norm),
+        float(op.stable_rank),
+        grid,
+        float(op.seconds),
+        op.error,
+    )
+    if op.error:
+        return decoded
+    norm = decoded.operator_norm
+    if not math.isfinite(norm) or norm < 0:
+        raise StepError(f"an operator norm of {norm} without an error (a damaged log?)")
+    if op.norm_only and (top.size or quantiles.size):
+        raise StepError("a norm-only operator spectrum that holds values (a damaged log?)")
+    if top.size:
+        if not np.all(np.isfinite(top)) or np.any(top < 0):
+            raise StepError("operator singular values that are not finite and non-negative")
+        if np.any(np.diff(top) > 0):
+            raise StepError("operator singular values that do not descend (a damaged log?)")
+        if decoded.count and top.size > decoded.count:
+            raise StepError(f"{top.size} top operator singular values of {decoded.count}")
+        if abs(float(top[0]) - norm) > _NORM_RTOL * max(norm, float(top[0])):
+            raise StepError(
+                f"an operator norm {norm:.6g} that is not its largest singular value "
+                f"{float(top[0]):.6g} (a damaged log?)"
+            )
+    if quantiles.size != len(levels):
+        raise StepError(f"{quantiles.size} operator quantiles for {len(levels)} levels")
+    if levels:
+        if any(not 0.0 <= q <= 1.0 for q in levels) or any(
+            b <= a for a, b in zip(levels, levels[1:])
+        ):
+            raise StepError("operator quantile levels that are not ascending in [0, 1]")
+        if not np.all(np.isfinite(quantiles)) or np.any(quantiles < 0):
+            raise StepError("operator quantiles that are not finite and non-negative")
+        if np.any(np.diff(quantiles) < 0):
+            raise StepError("operator quantiles that decrease (a damaged log?)")
+        if levels[-1] == 1.0 and abs(float(quantiles[-1]) - norm) > _NORM_RTOL * max(
+            norm, float(quantiles[-1])
+        ):
+            raise StepError("an operator norm that is not its spectrum's largest quantile")
+    return decoded
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,6 +242,8 @@ class DecodedSpectrum:
     seconds: float
     unchanged_since: int | None = None
     resolved: bool = False
+    coverage: str = "full"
+    operator: DecodedOperator | None = None
 
     @property
     def non_finite(self) -> int:
@@ -120,7 +288,11 @@ def decode_spectrum_step(data: bytes, info: pb.SpectrumInfo | None = None) -> De
         values = values.reshape(1, -1)
     elif values.ndim != 2:
         raise StepError(f"singular values of shape {list(values.shape)}, expected [groups, k]")
-    _check_values(values, info)
+    coverage = COVERAGE_NAMES.get(step.coverage)
+    if coverage is None:
+        raise StepError(f"an unknown coverage {step.coverage} (written by a newer deepscope?)")
+    _check_values(values, info, partial=coverage != "full")
+    operator = decode_operator(step.operator) if step.HasField("operator") else None
     if not values.size and not step.error and not step.unchanged:
         raise StepError("the step holds no singular values and no error (an empty payload?)")
     if step.unchanged:
@@ -130,27 +302,47 @@ def decode_spectrum_step(data: bytes, info: pb.SpectrumInfo | None = None) -> De
             step.error,
             float(step.seconds),
             unchanged_since=int(step.unchanged_since_step),
+            coverage=coverage,
+            operator=operator,
         )
     if step.HasField("metrics") and not step.error:
         metrics = {name: float(getattr(step.metrics, name)) for name in METRIC_NAMES}
+        # A count of singular values cannot exceed how many there are: those the step holds,
+        # or, for the top k of a big matrix, those of the series' matrices.
+        limit = values.size if coverage == "full" else _singular_value_count(info)
         for name in _INTEGER_METRICS:
-            if values.size and metrics[name] > values.size:
+            if limit and metrics[name] > limit:
                 raise StepError(
-                    f"{name} = {metrics[name]:.0f} of a step holding {values.size} singular values"
+                    f"{name} = {metrics[name]:.0f} of a step holding {limit} singular values"
                 )
     else:  # a failed step's metrics mean nothing
         metrics = {name: math.nan for name in METRIC_NAMES}
-    return DecodedSpectrum(values, metrics, step.error, float(step.seconds))
+    return DecodedSpectrum(
+        values, metrics, step.error, float(step.seconds), coverage=coverage, operator=operator
+    )
 
 
-def _check_values(values: np.ndarray, info: pb.SpectrumInfo | None) -> None:
-    """Singular values [groups, k] must fit the series' matrix shape, be >= 0 and descend."""
+def _singular_value_count(info: pb.SpectrumInfo | None) -> int:
+    """groups * min(rows, cols) of the series' matrices (0 when unknown)."""
+    shape = [int(n) for n in info.matrix_shape] if info is not None else []
+    return shape[0] * min(shape[1], shape[2]) if len(shape) == 3 else 0
+
+
+def _check_values(values: np.ndarray, info: pb.SpectrumInfo | None, partial: bool = False) -> None:
+    """Singular values [groups, k] must fit the series' matrix shape, be >= 0 and descend
+    (a `partial` step, top k only, holds at most k per group)."""
     if not values.size:
         return
     shape = [int(n) for n in info.matrix_shape] if info is not None else []
     if len(shape) == 3 and shape[0] * min(shape[1], shape[2]) > 0:
         want = [shape[0], min(shape[1], shape[2])]
-        if list(values.shape) != want:
+        fits = values.shape[0] == want[0] and values.shape[1] <= want[1]
+        if partial and not fits:
+            raise StepError(
+                f"top singular values of shape {list(values.shape)}; the series' matrices "
+                f"{shape} have at most {want}"
+            )
+        if not partial and list(values.shape) != want:
             raise StepError(
                 f"singular values of shape {list(values.shape)}; the series' matrices "
                 f"{shape} have {want}"
@@ -184,6 +376,8 @@ def repeated_step(item: DecodedSpectrum, since: DecodedSpectrum | None) -> Decod
         item.seconds,
         unchanged_since=step,
         resolved=True,
+        coverage=since.coverage,
+        operator=since.operator,
     )
 
 
@@ -226,6 +420,33 @@ def info_json(plugin_data: pb.PluginData) -> dict:
     for key in ("weight_shape", "matrix_shape"):
         info[key] = [int(n) for n in info.get(key, [])]
     return info
+
+
+def operator_series(steps: list[blob_steps.BlobStep], items: list[DecodedSpectrum]) -> dict | None:
+    """A conv layer's operator numbers over its steps (spectrum_metrics), None without any.
+
+    `metrics[name][i]` is the operator's `name` at `steps[i]` ("NaN" where that step has no
+    operator, or a failed one); `norm_only[i]` whether it is the norm alone (null where
+    none); `errors` the `[step, message]` of failed ones; `facts` the last operator's
+    input size, stride, padding rule, grid and count.
+    """
+    operators = [None if item.error else item.operator for item in items]
+    if all(op is None for op in operators):
+        return None
+    last = next(op for op in reversed(operators) if op is not None)
+    measured = [op if op is not None and not op.error else None for op in operators]
+    return {
+        "facts": last.facts(),
+        "metrics": {
+            name: [
+                responses.json_number(math.nan if op is None else getattr(op, name))
+                for op in measured
+            ]
+            for name in OPERATOR_METRICS
+        },
+        "norm_only": [None if op is None else op.norm_only for op in measured],
+        "errors": [[s.step, op.error] for s, op in zip(steps, operators) if op and op.error],
+    }
 
 
 class SpectrumRoutes(blob_kind.BlobKindRoutes):
@@ -313,6 +534,8 @@ class SpectrumRoutes(blob_kind.BlobKindRoutes):
             "non_finite": item.non_finite,
             "seconds": item.seconds,
             "unchanged_since_step": item.unchanged_since,
+            "coverage": item.coverage,
+            "operator": None if item.operator is None else item.operator.json(),
             "singular_values": {"dtype": "float32", "shape": list(values.shape), "base64": ""},
         }
         return Base64Json(body, values.astype("<f4").tobytes(), slot_key="singular_values")
@@ -369,6 +592,8 @@ class SpectrumRoutes(blob_kind.BlobKindRoutes):
                     for s, item in zip(kept, items)
                     if item.unchanged_since is not None
                 ],
+                "coverage": [item.coverage for item in items],
+                "operator": operator_series(kept, items),
             }
             layers[tag] = responses.json_text(layer)
             self._layer_json.put(keys[tag], layers[tag])
@@ -411,6 +636,14 @@ class SpectrumRoutes(blob_kind.BlobKindRoutes):
         errors_out = []
         for row, (step, item) in enumerate(zip(kept, items)):
             error = item.error
+            if not error and item.coverage != "full":
+                # The top k of each group: the merged spectrum's first k ranks are exact.
+                k = item.singular_values.shape[1] if item.singular_values.ndim == 2 else 0
+                merged = merged_spectrum(item.singular_values)[:k]
+                matrix[row] = np.where(index < k, merged[np.minimum(index, max(k - 1, 0))], np.nan)
+                if not k:
+                    matrix[row] = np.nan
+                continue
             if not error and item.singular_values.size != total:
                 error = (
                     f"holds {item.singular_values.size} singular values, the series "
@@ -435,6 +668,9 @@ class SpectrumRoutes(blob_kind.BlobKindRoutes):
                 [s.step, item.unchanged_since]
                 for s, item in zip(kept, items)
                 if item.unchanged_since is not None
+            ],
+            "partial": [
+                [s.step, item.coverage] for s, item in zip(kept, items) if item.coverage != "full"
             ],
             "values": {"dtype": "float32", "shape": list(matrix.shape), "base64": ""},
         }

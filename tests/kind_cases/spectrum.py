@@ -12,14 +12,39 @@ from deepscope.proto import deepscope_pb2 as pb
 from tests.damaged_logs import DAMAGED_STEP, Good, mutated, rng
 
 MAIN_ARRAY = "singular_values"
+# A good step is a conv weight's: its im2col spectrum (4 x 18) and its whole operator
+# spectrum on a 4 x 4 input (64 values, the top OPERATOR_TOP_K kept, and quantiles).
+WEIGHT_SHAPE = (4, 2, 3, 3)
+INPUT_SIZE = (4, 4)
+OPERATOR_TOP_K = 5
+
+
+def _weight(tag: str, step: int) -> np.ndarray:
+    return rng(tag, step).standard_normal(WEIGHT_SHAPE).astype(np.float32)
 
 
 def good(tag: str, step: int, cross: bool = False) -> Good:
     from deepscope.writer.spectrum import spectrum_pb
 
-    weight = rng(tag, step).standard_normal((6, 4)).astype(np.float32)
-    reference = np.linalg.svd(weight.astype(np.float64), compute_uv=False)[None, :]
-    return Good(spectrum_pb(tag, weight), reference)
+    weight = _weight(tag, step)
+    matrix = weight.astype(np.float64).reshape(WEIGHT_SHAPE[0], -1)
+    reference = np.linalg.svd(matrix, compute_uv=False)[None, :]
+    summary = spectrum_pb(
+        tag,
+        weight,
+        layer_kind="Conv2d",
+        input_size=INPUT_SIZE,
+        operator="full",
+        operator_top_k=OPERATOR_TOP_K,
+    )
+    return Good(summary, reference)
+
+
+def operator_reference(tag: str, step: int) -> np.ndarray:
+    """numpy's singular values of the good step's explicit circular operator matrix."""
+    from tests.spectrum_data import operator_singular_values
+
+    return operator_singular_values(_weight(tag, step), INPUT_SIZE)
 
 
 def damages() -> dict[str, Callable]:
@@ -31,9 +56,34 @@ def damages() -> dict[str, Callable]:
         step.unchanged = True
         step.unchanged_since_step = DAMAGED_STEP
 
+    def operator_norm_off(step):  # not the largest of its own top values
+        step.operator.operator_norm *= 0.5
+
+    def operator_values_rising(step):
+        top = arrays.decode_array(step.operator.top_values)[::-1].copy()
+        step.operator.top_values.CopyFrom(arrays.encode_array(top))
+
+    def operator_values_shortened(step):
+        step.operator.top_values.data = step.operator.top_values.data[:-2]
+
+    def operator_levels_dropped(step):
+        del step.operator.quantile_levels[-1]
+
+    def operator_size_zero(step):
+        step.operator.input_size[0] = 0
+
+    def coverage_unknown(step):
+        step.coverage = 9
+
     return {
         "shape_vs_metadata": mutated("spectrum", other_shape),
         "unchanged_since_itself": mutated("spectrum", unchanged_self),
+        "operator_norm_not_its_largest": mutated("spectrum", operator_norm_off),
+        "operator_values_rising": mutated("spectrum", operator_values_rising),
+        "operator_values_shortened": mutated("spectrum", operator_values_shortened),
+        "operator_quantile_levels_dropped": mutated("spectrum", operator_levels_dropped),
+        "operator_input_size_zero": mutated("spectrum", operator_size_zero),
+        "coverage_unknown": mutated("spectrum", coverage_unknown),
     }
 
 
@@ -63,6 +113,22 @@ def possible_numbers(route: str, body: dict) -> list[str]:
             problems.append(f"a negative singular value {finite.min():.4g} served without an error")
         if values.ndim == 2 and np.any(np.diff(values, axis=1) > 0):
             problems.append("singular values served without an error are not descending")
+    operator = body.get("operator") if route == "spectrum" else None
+    if operator and not operator.get("error"):
+        top = np.array([fuzz.number(v) for v in operator["top_values"]], np.float64)
+        norm = fuzz.number(operator["operator_norm"])
+        if not math.isfinite(norm) or norm < 0:
+            problems.append(f"an operator norm {operator['operator_norm']} without an error")
+        if top.size and (np.any(np.diff(top) > 0) or np.any(~(top >= 0))):
+            problems.append("operator singular values that are not descending and >= 0")
+        if top.size and abs(top[0] - norm) > 1e-5 * max(abs(norm), 1e-30):
+            problems.append(f"an operator norm {norm} that is not its largest value {top[0]}")
+        if len(operator["quantiles"]) != len(operator["quantile_levels"]):
+            problems.append("operator quantiles that are not one per level")
+        if any(n < 1 for n in operator["input_size"]):
+            problems.append(f"an operator input size {operator['input_size']}")
+    if route == "spectrum" and body.get("coverage") not in ("full", "top_k", "norm_only", None):
+        problems.append(f"an unknown coverage {body.get('coverage')!r} served")
     return problems
 
 
@@ -70,12 +136,27 @@ def good_values(series, route: str, step: int, body: dict) -> list[str]:
     from tests import damaged_fuzz as fuzz
 
     want = series.good[step]
-    found = None
+    found = []
     if route == "spectrum":
-        found = fuzz.close(
-            fuzz.slot(body["singular_values"]), want, 64 * fuzz.FLOAT32_EPS * float(want.max())
+        found.append(
+            fuzz.close(
+                fuzz.slot(body["singular_values"]), want, 64 * fuzz.FLOAT32_EPS * float(want.max())
+            )
         )
-    return [] if found is None else [found]
+        operator = body.get("operator")
+        if operator is None:
+            found.append("the good step's operator spectrum is missing")
+        else:
+            reference = operator_reference(series.tag, step)
+            scale = 64 * fuzz.FLOAT32_EPS * float(reference[0])
+            top = [fuzz.number(v) for v in operator["top_values"]]
+            found.append(fuzz.close(top, reference[:OPERATOR_TOP_K], scale))
+            levels = operator["quantile_levels"]
+            quantiles = [fuzz.number(v) for v in operator["quantiles"]]
+            found.append(fuzz.close(quantiles, np.quantile(reference, levels), scale))
+            if operator["count"] != reference.size:
+                found.append(f"operator count {operator['count']}, numpy {reference.size}")
+    return [f for f in found if f]
 
 
 def check_series(series, request, body: dict, problem) -> None:
@@ -131,6 +212,16 @@ def _metrics(series, layer: dict, request, problem) -> None:
             found = fuzz.close([fuzz.number(norms[k])], [want], 64 * fuzz.FLOAT32_EPS * want)
             if found:
                 problem(f"spectral norm of step {step}: {found}")
+            operator = layer.get("operator") or {}
+            served = operator.get("metrics", {}).get("operator_norm", [])
+            want = float(operator_reference(series.tag, step)[0])
+            found = fuzz.close(
+                [fuzz.number(served[k]) if k < len(served) else math.nan],
+                [want],
+                64 * fuzz.FLOAT32_EPS * want,
+            )
+            if found:
+                problem(f"operator norm of step {step}: {found}")
     if request.variant == "" and steps != sorted({*series.good, *series.damaged}):
         problem(f"metrics of steps {steps}, written {sorted({*series.good, *series.damaged})}")
 
