@@ -35,6 +35,7 @@ _LAZY = {
     # Analysis: pure functions on tensors, and the types they return.
     "singular_values": "deepscope.analysis.spectrum",
     "spectrum_metrics": "deepscope.analysis.spectrum",
+    "partial_spectrum_metrics": "deepscope.analysis.spectrum",
     "Spectrum": "deepscope.analysis.spectrum",
     "SpectrumMetrics": "deepscope.analysis.spectrum",
     "CorrelationAccumulator": "deepscope.analysis.correlation",
@@ -73,6 +74,7 @@ if TYPE_CHECKING:
     from deepscope.analysis.saliency import saliency as saliency
     from deepscope.analysis.spectrum import Spectrum as Spectrum
     from deepscope.analysis.spectrum import SpectrumMetrics as SpectrumMetrics
+    from deepscope.analysis.spectrum import partial_spectrum_metrics as partial_spectrum_metrics
     from deepscope.analysis.spectrum import singular_values as singular_values
     from deepscope.analysis.spectrum import spectrum_metrics as spectrum_metrics
     from deepscope.writer.compare import LayerComparison as LayerComparison
