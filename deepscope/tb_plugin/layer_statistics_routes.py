@@ -61,6 +61,8 @@ ACTIVATION_STATISTICS = (
     "effective_rank",
 )
 PARAMETER_STATISTICS = ("grad_norm", "weight_norm", "grad_to_weight")
+# The table's statistic when a request names none: the first part's that the series has.
+DEFAULT_STATISTICS = {"activations": "std", "parameters": "grad_norm"}
 # statistic → (label, unit, scale) for the tab.
 DESCRIPTIONS: dict[str, tuple[str, str, str]] = {
     "mean": ("mean", "", "linear"),
@@ -718,6 +720,9 @@ class LayerStatisticsRoutes(tensor_kind.TensorKindRoutes):
             names, types = list(wanted), [types[j] for j in columns]
         label, unit, scale = DESCRIPTIONS.get(statistic, (statistic, "", "linear"))
         values = np.where(present, values, np.float32(np.nan))
+        # The schema's NaN means "not measured for that row at that step", as is a row
+        # the step does not have: both are served as not measured; ±inf is measured.
+        not_measured = np.isnan(values)
         head = {
             "run": run,
             "tag": tag,
@@ -741,10 +746,10 @@ class LayerStatisticsRoutes(tensor_kind.TensorKindRoutes):
             "warnings": list(decoded.warnings),
         }
         if fmt == "base64":
-            head["not_measured"] = np.argwhere(~present).tolist()
+            head["not_measured"] = np.argwhere(not_measured).tolist()
             head["values"] = {"dtype": "float32", "shape": list(values.shape), "base64": ""}
             return responses.prepare_base64_json(head, values.astype("<f4").tobytes())
-        head["values"] = tensor_kind.json_matrix(values, ~present)
+        head["values"] = tensor_kind.json_matrix(values, not_measured)
         return responses.prepare_json_text(responses.json_text(head))
 
     def _statistic(
@@ -752,12 +757,12 @@ class LayerStatisticsRoutes(tensor_kind.TensorKindRoutes):
     ) -> tuple[str, str]:
         """(part, statistic) asked for, or the series' default; a 400 for one it lacks."""
         available = decoded.activations.statistics + decoded.parameters.statistics
-        if statistic is None:
-            if decoded.activations.statistics:
-                return "activations", decoded.activations.statistics[0]
-            if decoded.parameters.statistics:
-                return "parameters", decoded.parameters.statistics[0]
-            return "activations", ACTIVATION_STATISTICS[0]
+        if statistic is None:  # std, else the gradient norm, else the first column
+            for part in ("activations", "parameters"):
+                for preferred in (DEFAULT_STATISTICS[part], *decoded.part(part).statistics[:1]):
+                    if preferred in decoded.part(part).statistics:
+                        return part, preferred
+            return "activations", DEFAULT_STATISTICS["activations"]
         if statistic in decoded.activations.statistics:
             return "activations", statistic
         if statistic in decoded.parameters.statistics:
@@ -811,6 +816,7 @@ class LayerStatisticsRoutes(tensor_kind.TensorKindRoutes):
             "wall_time": None,
             "error": None,
             "steps": decoded.all_steps,
+            "warnings": list(decoded.warnings),
             **_info_facts(plugin_data),
             "seconds": None,
             "layers": [],

@@ -117,7 +117,9 @@ def test_the_table_of_an_activation_statistic_matches_the_log(client, statistic)
         statistic,
         statistic,
     )
-    assert [[v is None for v in row] for row in body["values"]] == (~present).tolist()
+    # Not measured (null): a row the step lacks, or NaN (the schema's "not measured").
+    not_measured = ~present | np.isnan(values)
+    assert [[v is None for v in row] for row in body["values"]] == not_measured.tolist()
     np.testing.assert_allclose(_floats(body["values"]), values, rtol=EPS32, equal_nan=True)
     assert body["warnings"] == []
     assert body["non_finite"] == int(np.isinf(values).sum())
@@ -142,7 +144,7 @@ def test_the_table_says_how_to_draw_each_statistic(client):
 
 def test_the_table_lists_the_series_columns_and_metadata(client):
     body = get_json(client, "layer_statistics", run="train", tag=TAG)
-    assert body["statistic"] == "mean"  # the default: the activation part's first
+    assert body["statistic"] == "std"  # the default when the series has it
     assert body["parts"] == {"activations": statistics_given(2), "parameters": statistics_given(3)}
     assert body["statistics"] == statistics_given(2) + statistics_given(3)
     assert (body["on"], body["variance_threshold"], body["saturation_tolerance"]) == (
@@ -152,14 +154,20 @@ def test_the_table_lists_the_series_columns_and_metadata(client):
     )
 
 
-def test_infinities_are_measured_and_nan_is_spelled_out(client):
+def test_infinities_are_measured_and_nan_is_not_measured(client):
     body = get_json(client, "layer_statistics", run="train", tag=TAG, statistic="std")
     assert body["values"][1][3] == "Infinity" and body["non_finite"] == 1
     body = get_json(client, "layer_statistics", run="train", tag=TAG, statistic="rms")
-    assert body["values"][1][0] == "NaN"  # logged as NaN
-    assert body["values"][0][1] == "NaN"  # relu logs no rms: not measured
+    assert body["values"][1][0] is None  # logged as NaN
+    assert body["values"][0][1] is None  # relu logs no rms
     assert body["values"][0][3] is None  # fc is not in step 0
     assert body["non_finite"] == 0
+    body = get_json(
+        client, "layer_statistics", run="train", tag=TAG, statistic="rms", format="base64"
+    )
+    values = decode(body["values"])
+    assert body["not_measured"] == np.argwhere(np.isnan(values)).tolist()
+    assert [0, 1] in body["not_measured"] and [1, 0] in body["not_measured"]
 
 
 def test_parameters_are_a_table_of_their_own(client):
@@ -182,6 +190,7 @@ def test_base64_holds_the_same_values_and_the_not_measured_pairs(client):
     assert body["values"]["shape"] == [len(LOGGED), len(names)]
     np.testing.assert_allclose(decode(body["values"]), values, rtol=EPS32, equal_nan=True)
     assert body["not_measured"] == np.argwhere(~present).tolist() == [[0, 3], [2, 1]]
+    assert np.isnan(values).sum() == 2  # std is given wherever a row is
 
 
 def test_name_picks_rows_in_the_order_asked(client):
