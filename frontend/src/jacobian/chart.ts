@@ -292,9 +292,13 @@ export class StepSpectrumChart {
     this.legend.replaceChildren(
       legendItem(lineSample("#0d47a1", ""), `${mapLabel(map.name)} at step ${step}: mean over ${samples.length} probe samples`),
       legendItem(lineSample("#1976d2", ""), "each sample"),
-      legendItem(
-        lineSample("#43a047", "4,3"),
-        map.full ? "whole spectrum" : `top ${mean.length} of ${Math.min(map.inputDim, map.outputDim)} (block Lanczos)`,
+      legendItem(lineSample("#43a047", "4,3"), `isometry σ = 1 (band: ×/÷ ${ISOMETRY_FACTOR})`),
+      el(
+        "span",
+        "ds-legend-item",
+        map.full
+          ? `the whole spectrum (${mean.length} values)`
+          : `the top ${mean.length} of ${Math.min(map.inputDim, map.outputDim)} (block Lanczos)`,
       ),
     );
     this.element.dataset.drawn = "true";
