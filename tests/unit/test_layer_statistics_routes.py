@@ -425,3 +425,28 @@ def test_statistics_a_newer_writer_adds_are_served_after_the_known_ones(tmp_path
     body = json.loads(_text(routes.body(ctx, "", "run", TAG, "json", (), "kurtosis")))
     assert body["statistics"] == ["mean", "kurtosis"] and body["values"] == [[3.0]]
     assert body["scale"] == "linear"
+
+
+def test_a_series_of_damaged_steps_only_is_served_empty_with_its_warnings(tmp_path):
+    writer = deepscope.SummaryWriter(str(tmp_path / "run"))
+    writer.add_layer_statistics(TAG, GOOD, global_step=0)  # the metadata
+    writer.close()
+    writer = deepscope.SummaryWriter(str(tmp_path / "broken"))
+    summary = layer_statistics_pb(TAG, GOOD)
+    summary.value[0].tensor.string_val[0] = b"\xff" * 8
+    writer.file_writer.add_summary(summary, 3, 1.0)
+    writer.close()
+    _, provider = multiplexer_provider(tmp_path)
+    context = base_plugin.TBContext(data_provider=provider, sampling_hints={"deepscope": 0})
+    app = application.TensorBoardWSGI([DeepscopePlugin(context)], data_provider=provider)
+    client = werkzeug_test.Client(app)
+    body = get_json(client, "layer_statistics", run="broken", tag=TAG)
+    assert body["steps"] == [] and body["names"] == [] and body["values"] == []
+    assert "step 3: the payload does not parse" in body["warnings"][0]
+    assert body["statistics"] == [] and body["statistic"] == "std"
+    step = get_json(client, "layer_statistics_step", run="broken", tag=TAG)
+    assert step["step"] == 3 and "does not parse" in step["error"] and step["steps"] == [3]
+    status, text = get(client, "layer_statistics_spectrum", run="broken", tag=TAG, layer="conv")
+    assert status == 404 and "its layers with spectra: none" in text
+    status, text = get(client, "layer_statistics", run="broken", tag=TAG, statistic="kurtosis")
+    assert status == 400 and "none (no step could be read)" in text
