@@ -199,11 +199,6 @@ def decode_payload(payload) -> DecodedStep:
     return StepDecoder().decode(payload)
 
 
-def decode_step(step: pb.LayerStatisticsStep) -> DecodedStep:
-    """A parsed `LayerStatisticsStep`, checked (`MalformedEvent` saying what is wrong)."""
-    return _decode(step, {field: tuple(getattr(step, field)) for field in _NAME_FIELDS}, ())
-
-
 # The step's repeated string fields, in field-number order.
 _NAME_FIELDS = (
     "layers",
@@ -236,7 +231,6 @@ class StepDecoder:
         """As `decode_payload`."""
         content = tensor_kind.string_payload(payload, "LayerStatisticsStep")
         names = None
-        checked: tuple[str, ...] = ()
         try:
             if self._prefix and content.startswith(self._prefix):
                 step = pb.LayerStatisticsStep.FromString(content[len(self._prefix) :])
@@ -254,7 +248,11 @@ class StepDecoder:
             raise MalformedEvent(
                 f"the payload does not parse as a LayerStatisticsStep ({error})"
             ) from None
-        checked = tuple(field for field in _NAME_FIELDS if names[field] == self._names.get(field))
+        for field in _NAME_FIELDS:  # the same names as the previous good event's: its tuples
+            known = self._names.get(field)
+            if known is not None and names[field] is not known and names[field] == known:
+                names[field] = known
+        checked = tuple(field for field in _NAME_FIELDS if names[field] is self._names.get(field))
         decoded = _decode(step, names, checked)
         if any(names[field] is not self._names.get(field) for field in _NAME_FIELDS):
             self._remember(content, names)

@@ -450,3 +450,38 @@ def test_a_series_of_damaged_steps_only_is_served_empty_with_its_warnings(tmp_pa
     assert status == 404 and "its layers with spectra: none" in text
     status, text = get(client, "layer_statistics", run="broken", tag=TAG, statistic="kurtosis")
     assert status == 400 and "none (no step could be read)" in text
+
+
+def test_the_decoder_reuses_a_previous_steps_names_and_still_checks_each_event():
+    from deepscope.tb_plugin.layer_statistics_routes import StepDecoder
+
+    def payload(activations=None, parameters=None):
+        summary = layer_statistics_pb(TAG, activations, parameters)
+        return np.array(summary.value[0].tensor.string_val[0], dtype=object)
+
+    a = {"conv": {"mean": 1.0, "type": "Conv2d"}, "relu": {"mean": 2.0}}
+    b = {"relu": {"mean": 3.0}, "conv": {"mean": 4.0, "std": 0.5}}
+    params = {"w": {"grad_norm": 0.5}}
+    decoder = StepDecoder()
+    sequence = [(a, None), (a, None), (b, None), (a, params), (None, params), (None, params)]
+    for activations, parameters in sequence:
+        got = decoder.decode(payload(activations, parameters))
+        assert list(got.layers) == list(activations or {})
+        assert list(got.parameters) == list(parameters or {})
+        want = [
+            [row.get(c, math.nan) for c in got.activation_statistics]
+            for row in (activations or {}).values()
+        ]
+        np.testing.assert_array_equal(
+            got.activations, np.float32(want).reshape(got.activations.shape)
+        )
+    # The same names as the previous event, but a step damaged after them: still refused.
+    damaged = layer_statistics_pb(TAG, parameters={"w": {"grad_norm": 0.5}})
+    step = pb.LayerStatisticsStep.FromString(damaged.value[0].tensor.string_val[0])
+    step.parameter_values.CopyFrom(arrays.encode_array(np.float32([[-1.0]])))
+    with pytest.raises(MalformedEvent, match="grad_norm -1 is not >= 0"):
+        decoder.decode(np.array(step.SerializeToString(), dtype=object))
+    duplicate = pb.LayerStatisticsStep(parameters=["w", "w"], parameter_statistics=["grad_norm"])
+    duplicate.parameter_values.CopyFrom(arrays.encode_array(np.float32([[1.0], [2.0]])))
+    with pytest.raises(MalformedEvent, match="parameter name 'w' appears twice"):
+        decoder.decode(np.array(duplicate.SerializeToString(), dtype=object))
