@@ -76,6 +76,8 @@ class SpectraStats:
     failed: spectra not measured because the SVD did not converge (or gave
       non-finite values). seconds: host seconds spent measuring and writing.
     errors: the first MAX_ERRORS_KEPT messages of both kinds.
+    partial: spectra of big matrices that held their top k singular values only (or the
+      norm alone: `SpectrumStep.coverage`), their full SVD not fitting the time budget.
     operators: conv operator spectra measured and written (norm or full).
     operator_full: of those, whole operator spectra (`operator="full"`).
     operator_norm_only: `operator="full"` steps that fell back to the norm because
@@ -100,6 +102,7 @@ class SpectraStats:
     failed: int = 0
     seconds: float = 0.0
     errors: list[str] = field(default_factory=list)
+    partial: int = 0
     operators: int = 0
     operator_full: int = 0
     operator_norm_only: int = 0
@@ -142,9 +145,17 @@ class _Measured:
     with_operator: bool = False
 
 
-def _units(layout: spectrum_math.MatrixLayout) -> float:
+def _units(layout: spectrum_math.MatrixLayout, time_budget: float | None = None) -> float:
+    """groups * rows * cols * min(rows, cols), scaled down for a big matrix that will get its
+    top k singular values only (`analysis.spectrum.choose_coverage` under `time_budget`)."""
     groups, rows, cols = layout.matrix_shape
-    return float(groups) * rows * cols * min(rows, cols)
+    units = float(groups) * rows * cols * min(rows, cols)
+    coverage = spectrum_math.choose_coverage(layout.matrix_shape, time_budget=time_budget)
+    if coverage != "full":
+        units *= spectrum_math.svd_cost_units(
+            layout.matrix_shape, coverage
+        ) / spectrum_math.svd_cost_units(layout.matrix_shape, "full")
+    return units
 
 
 # Same-sized integer dtypes to read a weight's bits as.
@@ -465,7 +476,7 @@ class Spectra(Measurer):
                 weight.weight.shape, groups=weight.groups, layer_kind=weight.layer_kind
             )
             conv = module if self.operator is not None and is_operator_conv(module) else None
-            due.append(_Layer(tag, weight, layout, _units(layout), conv))
+            due.append(_Layer(tag, weight, layout, _units(layout, self.time_budget), conv))
         self.stats.frozen = frozen[:MAX_TAGS_KEPT]
         # Layers left over from the last period first (round robin), then the least
         # recently measured, then the largest; equal shapes end up next to each other,
@@ -577,14 +588,21 @@ class Spectra(Measurer):
 
     def _measure_layers(self, step: int, taken: list) -> None:
         chunk_start = self._clock()
+        # Big matrices whose full SVD would not fit the budget get their top k singular
+        # values (or the norm alone), marked so in the step (analysis.spectrum, "auto").
         spectra = spectrum_math.layer_spectra(
-            [layer.weight for layer, _ in taken], dtype=self.dtype
+            [layer.weight for layer, _ in taken],
+            dtype=self.dtype,
+            coverage="auto",
+            time_budget=self.time_budget,
         )
         for (layer, fingerprint), spectrum in zip(taken, spectra):
             operator = self._operator(layer, step, start=chunk_start)
             extra = {} if operator is None else {"operator": operator}
             written = self.writer._add_spectrum(layer.tag, spectrum, global_step=step, **extra)
             self.stats.spectra += 1
+            if getattr(spectrum, "coverage", "full") != "full":
+                self.stats.partial += 1
             self._last_measured_step[layer.tag] = step
             if written.error:
                 self._measured.pop(layer.tag, None)  # measured again next time

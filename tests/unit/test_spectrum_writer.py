@@ -285,3 +285,34 @@ def test_an_unchanged_step_is_small_and_needs_a_measured_first_event(tmp_path, r
     first = values[("v", 7)]
     info = metadata.parse_plugin_data(first.value.metadata.plugin_data.content)
     assert tuple(info.spectrum.matrix_shape) == (1, 6, 4)
+
+
+def test_a_top_k_spectrum_is_stored_as_such_with_the_metrics_it_has():
+    torch.manual_seed(8)
+    weight = torch.randn(60, 50, dtype=torch.float64)
+    sigma = np.linalg.svd(weight.numpy(), compute_uv=False)
+    frobenius = float(np.linalg.norm(weight.numpy()))
+    spectrum = sp.Spectrum(
+        singular_values=torch.from_numpy(sigma[:5].copy())[None, :],
+        matrix_shape=(1, 60, 50),
+        coverage="top_k",
+        frobenius_norm=frobenius,
+    )
+    summary = spectrum_pb("big", spectrum)
+    step = pb.SpectrumStep.FromString(summary.value[0].tensor.string_val[0])
+    assert step.coverage == pb.SPECTRUM_COVERAGE_TOP_K
+    np.testing.assert_allclose(arrays.decode_array(step.singular_values)[0], sigma[:5], rtol=1e-6)
+    m = step.metrics
+    assert m.spectral_norm == pytest.approx(sigma[0], rel=1e-12)
+    assert m.frobenius_norm == pytest.approx(frobenius, rel=1e-12)
+    assert m.stable_rank == pytest.approx(frobenius**2 / sigma[0] ** 2, rel=1e-12)
+    # Metrics that need the whole spectrum are not made up from its top.
+    for name in ("condition_number", "effective_rank", "mp_bulk_edge", "alpha"):
+        assert math.isnan(getattr(m, name)), name
+    assert m.numerical_rank == 0 and m.num_above_mp_edge == 0
+
+
+def test_a_full_spectrum_of_too_few_values_is_still_refused(writer):
+    spectrum = sp.Spectrum(singular_values=torch.ones(1, 3), matrix_shape=(1, 6, 4))
+    with pytest.raises(ValueError, match="4 singular values"):
+        writer.add_singular_values("fc", spectrum, 0)
