@@ -81,7 +81,8 @@ class JacobianSpectrum:
     log_abs_det: float64 [S], log|det J| for a square map (exact when `full`,
       else a stochastic Lanczos quadrature estimate with `log_det_probes`
       probes), NaN otherwise.
-    products: Jacobian products (jvp + vjp pairs) per sample spent.
+    products: Jacobian products per sample spent (each a jvp or a vjp of one vector;
+      a Gram product JᵀJv is two).
     seconds: host seconds the measurement took.
     """
 
@@ -389,6 +390,8 @@ class _Products:
         self.m = math.prod(self.out_shape)
         self.dtype = x.dtype
         self.products = 0
+        # True once forward-mode AD failed on an op of the map: J·v by two vjps instead.
+        self.double_vjp = False
 
     def _rows(self, c: int) -> Iterator[tuple[int, int]]:
         """Chunks (start, stop) of the S·c rows, whole samples' blocks of vectors."""
@@ -408,10 +411,25 @@ class _Products:
         tangents = v.transpose(1, 2).reshape(self.samples * c, *self.in_shape).to(self.dtype)
         parts = []
         for begin, stop in self._rows(c):
-            _, out = torch.func.jvp(self.fn, (xs[begin:stop],), (tangents[begin:stop],))
+            out = self._jvp(xs[begin:stop], tangents[begin:stop])
             parts.append(out.reshape(stop - begin, self.m))
         self.products += c
         return torch.cat(parts).reshape(self.samples, c, self.m).transpose(1, 2)
+
+    def _jvp(self, xs: torch.Tensor, tangents: torch.Tensor) -> torch.Tensor:
+        """J·v by forward-mode AD; where the map has an op without a forward-AD rule,
+        by the double-vjp identity J·v = ∂/∂u ⟨Jᵀu, v⟩ (reverse mode twice, exact)."""
+        if not self.double_vjp:
+            try:
+                return torch.func.jvp(self.fn, (xs,), (tangents,))[1]
+            except (NotImplementedError, RuntimeError) as error:
+                if not _no_forward_ad(error):
+                    raise
+                self.double_vjp = True  # the rest of this measurement goes this way
+        _, pullback = torch.func.vjp(self.fn, xs)
+        zeros = torch.zeros((xs.shape[0], *self.out_shape), dtype=self.dtype, device=xs.device)
+        _, transposed = torch.func.vjp(lambda u: pullback(u)[0], zeros)
+        return transposed(tangents)[0]
 
     def jtu(self, u: torch.Tensor) -> torch.Tensor:
         c = u.shape[-1]
@@ -422,6 +440,7 @@ class _Products:
             _, pullback = torch.func.vjp(self.fn, xs[begin:stop])
             (grad,) = pullback(cotangents[begin:stop])
             parts.append(grad.reshape(stop - begin, self.n))
+        self.products += c
         return torch.cat(parts).reshape(self.samples, c, self.n).transpose(1, 2)
 
     def gram(self, v: torch.Tensor) -> torch.Tensor:
@@ -434,6 +453,15 @@ class _Products:
         """vᵀ A v per column: ‖J v‖² (n ≤ m) or ‖Jᵀ v‖²: float64 [S, c], one product."""
         image = self.jv(v) if self.n <= self.m else self.jtu(v)
         return (image.double() ** 2).sum(dim=1)
+
+
+def _no_forward_ad(error: BaseException) -> bool:
+    """Whether an error says an op (or an autograd.Function) has no forward-AD rule."""
+    text = str(error).lower()
+    return any(
+        words in text
+        for words in ("forward ad", "forward-mode", "jvp", "forward mode", "not implemented")
+    )
 
 
 # --------------------------------------------------------------------------- the measurement
