@@ -375,50 +375,58 @@ def _matrix(stored: pb.Array, rows: int, statistics: tuple[str, ...], what: str)
             values = np.asarray(arrays.decode_array(stored), dtype=np.float32)
         except ValueError as error:
             raise MalformedEvent(f"{what}: {error}") from None
-    fractions, non_negative = _range_columns(statistics)
-    # NaN compares False (not measured, or a NaN measurement); ±inf of these is damage too.
-    if (fractions.size and _outside(values[:, fractions], 1.0)) or (
-        non_negative.size and _outside(values[:, non_negative], None)
-    ):
+    low, high = _bounds(statistics)
+    # One pass: NaN compares False (not measured); ±inf beyond a bound is damage too.
+    if low is not None and ((values < low) | (values > high)).any():
         for k, name in enumerate(statistics):
             column = values[:, k]
-            high = 1.0 if name in _FRACTIONS else None
-            if (name in _FRACTIONS or name in _NON_NEGATIVE) and _outside(column, high):
-                bad = column[(column < 0) | (column > (math.inf if high is None else high))]
-                bound = "in [0, 1]" if high is not None else ">= 0"
+            bad = column[(column < low[k]) | (column > high[k])]
+            if bad.size:
+                bound = "in [0, 1]" if name in _FRACTIONS else ">= 0"
                 raise MalformedEvent(f"{what}: {name} {float(bad[0]):.6g} is not {bound}")
     return values
 
 
-def _outside(values: np.ndarray, high: float | None) -> bool:
-    """Whether any value is below 0 or (with `high`) above `high`; NaN is neither."""
-    if high is None:
-        return bool((values < 0).any())
-    return bool(((values < 0) | (values > high)).any())
+_BOUNDS: dict[tuple[str, ...], tuple[np.ndarray | None, np.ndarray | None]] = {}
 
 
-_RANGE_COLUMNS: dict[tuple[str, ...], tuple[np.ndarray, np.ndarray]] = {}
-
-
-def _range_columns(statistics: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
-    """Indices of the fraction columns and of the other non-negative ones (remembered)."""
-    found = _RANGE_COLUMNS.get(statistics)
+def _bounds(statistics: tuple[str, ...]) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Per column, the least and greatest possible value (float32 [A]; fractions in [0, 1],
+    norms and spreads >= 0, the others unbounded); (None, None) when none is bounded.
+    Remembered per tuple of statistics."""
+    found = _BOUNDS.get(statistics)
     if found is None:
-        fractions = [k for k, name in enumerate(statistics) if name in _FRACTIONS]
-        others = [k for k, name in enumerate(statistics) if name in _NON_NEGATIVE]
-        found = (np.asarray(fractions, np.intp), np.asarray(others, np.intp))
-        if len(_RANGE_COLUMNS) < 64:
-            _RANGE_COLUMNS[statistics] = found
+        bounded = [name in _FRACTIONS or name in _NON_NEGATIVE for name in statistics]
+        low = np.array([0.0 if b else -np.inf for b in bounded], np.float32)
+        high = np.array([1.0 if n in _FRACTIONS else np.inf for n in statistics], np.float32)
+        found = (low, high) if any(bounded) else (None, None)
+        if len(_BOUNDS) < 64:
+            _BOUNDS[statistics] = found
     return found
 
 
 _COUNT_FIELDS = ("counts", "channels", "dead_channels", "eigenvalue_counts", "covariance_samples")
 
 
+_I8 = np.dtype("<i8")
+
+
 def _all_counts(step: pb.LayerStatisticsStep, rows: int) -> list[np.ndarray]:
-    """The step's five int64 [rows] count arrays (`_COUNT_FIELDS`), each ≥ 0 (absent: zeros)."""
-    found = [_counts(getattr(step, field), rows, field) for field in _COUNT_FIELDS]
-    if rows and np.concatenate(found).min() < 0:  # one test for the five
+    """The step's five int64 [rows] count arrays (`_COUNT_FIELDS`), each >= 0 (absent:
+    zeros), and dead channels <= channels."""
+    stored = [getattr(step, field) for field in _COUNT_FIELDS]
+    if all(a.dtype == pb.INT64 and list(a.shape) == [rows] for a in stored):
+        datas = [a.data for a in stored]
+        if all(len(d) == 8 * rows for d in datas):  # what the writer writes: one array
+            joined = np.frombuffer(b"".join(datas), dtype=_I8).reshape(len(stored), rows)
+            found = list(joined)
+        else:
+            found = [_counts(a, rows, f) for a, f in zip(stored, _COUNT_FIELDS)]
+            joined = np.stack(found) if rows else None
+    else:
+        found = [_counts(a, rows, f) for a, f in zip(stored, _COUNT_FIELDS)]
+        joined = np.stack(found) if rows else None
+    if rows and joined.min() < 0:  # one test for the five
         for field, values in zip(_COUNT_FIELDS, found):
             if values.min() < 0:
                 raise MalformedEvent(f"{field}: {int(values.min())} is negative")
