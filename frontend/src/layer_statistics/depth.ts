@@ -117,11 +117,18 @@ export class DepthPanel {
         tickFormat: (v) => String(v),
       },
       y: { title: quantityTitle(quantity), log },
-      describe: (s, k) => [
+      // Every run's value at the layer under the pointer (x is the layer's index in all of them).
+      describe: (_s, k) => [
         { label: "layer", field: "layer", value: names[k], strong: true },
         { label: "index", field: "index", value: String(k) },
-        { label: s.label, color: s.color, field: "value", value: formatNumber(Number(s.y[k])) },
-        { label: "step", field: "step", value: s.data?.step ?? "" },
+        ...series
+          .filter((b) => b.data?.selected === "true")
+          .map((b) => ({
+            label: `${b.data?.run ?? ""} (step ${b.data?.step ?? ""})`,
+            color: b.color,
+            field: `value:${b.data?.run ?? ""}`,
+            value: formatNumber(Number(b.y[k])),
+          })),
       ],
     });
     this.chart.element.dataset.steps = JSON.stringify(Object.fromEntries(shownSteps));

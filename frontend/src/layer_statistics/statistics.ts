@@ -13,6 +13,8 @@ export interface StatisticInfo {
   part: Part;
   /** Short words for selectors and axes, e.g. "dead channels". */
   label: string;
+  /** Shorter still, for a table header, e.g. "dead". */
+  short: string;
   /** Its unit ("" when it has the layer's own output units, shown as such in `unitText`). */
   unit: string;
   scale: ValueScale;
@@ -23,33 +25,33 @@ export interface StatisticInfo {
 const ACTIVATION_UNIT = "output units";
 
 const KNOWN: readonly StatisticInfo[] = [
-  { name: "mean", part: "activations", label: "mean", unit: ACTIVATION_UNIT, scale: "linear",
+  { name: "mean", short: "mean", part: "activations", label: "mean", unit: ACTIVATION_UNIT, scale: "linear",
     help: "mean of the module's output over every element (finite values)" },
-  { name: "std", part: "activations", label: "std", unit: ACTIVATION_UNIT, scale: "log",
+  { name: "std", short: "std", part: "activations", label: "std", unit: ACTIVATION_UNIT, scale: "log",
     help: "standard deviation of the output: should neither vanish nor explode through depth (Glorot & Bengio 2010)" },
-  { name: "rms", part: "activations", label: "RMS", unit: ACTIVATION_UNIT, scale: "log",
+  { name: "rms", short: "RMS", part: "activations", label: "RMS", unit: ACTIVATION_UNIT, scale: "log",
     help: "root mean square of the output" },
-  { name: "max_abs", part: "activations", label: "max |a|", unit: ACTIVATION_UNIT, scale: "log",
+  { name: "max_abs", short: "max |a|", part: "activations", label: "max |a|", unit: ACTIVATION_UNIT, scale: "log",
     help: "largest absolute output value" },
-  { name: "zero_fraction", part: "activations", label: "exactly zero", unit: "fraction of elements", scale: "linear",
+  { name: "zero_fraction", short: "zero", part: "activations", label: "exactly zero", unit: "fraction of elements", scale: "linear",
     help: "fraction of output elements exactly 0 (a ReLU's inactive units)" },
-  { name: "saturated_fraction", part: "activations", label: "saturated", unit: "fraction of elements", scale: "linear",
+  { name: "saturated_fraction", short: "saturated", part: "activations", label: "saturated", unit: "fraction of elements", scale: "linear",
     help: "fraction of a bounded activation's outputs (tanh, sigmoid, hardtanh, ReLU6) within the tolerance of a bound; none for other modules" },
-  { name: "non_finite_fraction", part: "activations", label: "non-finite", unit: "fraction of elements", scale: "linear",
+  { name: "non_finite_fraction", short: "non-finite", part: "activations", label: "non-finite", unit: "fraction of elements", scale: "linear",
     help: "fraction of output elements that are NaN or ±Inf" },
-  { name: "dead_fraction", part: "activations", label: "dead channels", unit: "fraction of channels", scale: "linear",
+  { name: "dead_fraction", short: "dead", part: "activations", label: "dead channels", unit: "fraction of channels", scale: "linear",
     help: "fraction of channels zero on every sample of the batch (dead units)" },
-  { name: "effective_dimension", part: "activations", label: "effective dimension", unit: "channels", scale: "linear",
+  { name: "effective_dimension", short: "eff. dim", part: "activations", label: "effective dimension", unit: "channels", scale: "linear",
     help: "participation ratio (Σλ)²/Σλ² of the channel covariance's eigenvalues" },
-  { name: "saturation", part: "activations", label: "saturation (delve)", unit: "fraction of channels", scale: "linear",
+  { name: "saturation", short: "saturation", part: "activations", label: "saturation (delve)", unit: "fraction of eigendirections", scale: "linear",
     help: "fraction of eigendirections needed to explain the variance threshold (e.g. 99%) of the layer's activations (Shenk et al.)" },
-  { name: "effective_rank", part: "activations", label: "effective rank", unit: "channels", scale: "linear",
+  { name: "effective_rank", short: "eff. rank", part: "activations", label: "effective rank", unit: "channels", scale: "linear",
     help: "exp of the entropy of the normalised eigenvalues (Roy & Vetterli 2007)" },
-  { name: "grad_norm", part: "parameters", label: "gradient norm ‖g‖", unit: "L2 norm", scale: "log",
+  { name: "grad_norm", short: "‖g‖", part: "parameters", label: "gradient norm ‖g‖", unit: "L2 norm", scale: "log",
     help: "L2 norm of the parameter's gradient at the optimizer step: spikes come before divergence" },
-  { name: "weight_norm", part: "parameters", label: "weight norm ‖W‖", unit: "L2 norm", scale: "log",
+  { name: "weight_norm", short: "‖W‖", part: "parameters", label: "weight norm ‖W‖", unit: "L2 norm", scale: "log",
     help: "L2 norm of the parameter" },
-  { name: "grad_to_weight", part: "parameters", label: "‖g‖/‖W‖", unit: "ratio", scale: "log",
+  { name: "grad_to_weight", short: "‖g‖/‖W‖", part: "parameters", label: "‖g‖/‖W‖", unit: "ratio", scale: "log",
     help: "gradient norm over weight norm" },
 ];
 
@@ -65,6 +67,7 @@ export function statisticInfo(name: string): StatisticInfo {
       name,
       part: PARAMETER_STATISTICS.includes(name) ? "parameters" : "activations",
       label: name.replace(/_/g, " "),
+      short: name.replace(/_/g, " "),
       unit: "",
       scale: "linear",
       help: name,

@@ -60,11 +60,24 @@ export function formatCell(name: string, value: number): string {
   return formatNumber(value);
 }
 
-/** A table header: the statistic's label, "%" for fractions, its unit otherwise. */
+/** A table header: the statistic's short name, "%" after a fraction's (units: `unitsNote`). */
 export function columnTitle(name: string): string {
   const s = statisticInfo(name);
-  if (s.unit.startsWith("fraction")) return `${s.label} (%)`;
-  return s.unit ? `${s.label} (${s.unit})` : s.label;
+  return s.unit.startsWith("fraction") ? `${s.short} %` : s.short;
+}
+
+/** The line under the table saying each column's unit: "mean, std in output units; …". */
+export function unitsNote(columns: readonly string[]): string {
+  const byUnit = new Map<string, string[]>();
+  for (const c of columns) {
+    const s = statisticInfo(c);
+    const unit = s.unit.startsWith("fraction") ? `% of ${s.unit.slice("fraction of ".length) || "values"}` : s.unit;
+    if (!unit) continue;
+    const list = byUnit.get(unit) ?? [];
+    list.push(s.short);
+    byUnit.set(unit, list);
+  }
+  return [...byUnit].map(([unit, names]) => `${names.join(", ")}: ${unit}`).join(" · ");
 }
 
 interface RowValues {
@@ -89,6 +102,7 @@ export class LayerTable {
   private readonly count = el("span", "ds-muted");
   private readonly wrap = el("div", "ds-ls-table-wrap");
   private readonly placeholder = el("div", "ds-placeholder", "Loading…");
+  private readonly units = el("div", "ds-muted");
   private table: StepTable | null = null;
   private part: Part = "activations";
   private sidebar: RegExp | null = null;
@@ -151,7 +165,8 @@ export class LayerTable {
     const flaggedLabel = check(this.flaggedOnly, "ls-flagged-only", "flagged only", () => this.render());
     this.count.dataset.testid = "ls-count";
     tools.append(this.filterInput, this.filterError, collapseLabel, summaryLabel, thresholdLabel, flaggedLabel, this.count);
-    this.element.append(head, tools, this.placeholder, this.wrap);
+    this.units.dataset.testid = "ls-units";
+    this.element.append(head, tools, this.placeholder, this.wrap, this.units);
     this.element.dataset.testid = "ls-table";
   }
 
@@ -248,7 +263,8 @@ export class LayerTable {
       const cell = el("th", cls, text);
       if (column !== null) {
         cell.dataset.column = column;
-        cell.title = statisticInfo(column).help;
+        const info = statisticInfo(column);
+        cell.title = `${info.label}${info.unit ? ` (${info.unit})` : ""}: ${info.help}. Click to sort.`;
         if (this.sortColumn === column) cell.setAttribute("aria-sort", this.descending ? "descending" : "ascending");
         cell.addEventListener("click", () => {
           if (this.sortColumn === column) this.descending = !this.descending;
@@ -262,9 +278,8 @@ export class LayerTable {
       return cell;
     };
     headRow.append(th(noun, null, "ds-ls-text"));
-    if (part === "activations") headRow.append(th("type", null, "ds-ls-text"));
+    if (part === "activations") headRow.append(th("type", null, "ds-ls-text"), th("flags", null, "ds-ls-text"));
     for (const c of columns) headRow.append(th(columnTitle(c), c));
-    if (part === "activations") headRow.append(th("flags", null, "ds-ls-text"));
     const thead = el("thead");
     thead.appendChild(headRow);
     const tbody = el("tbody");
@@ -284,27 +299,33 @@ export class LayerTable {
         nameCell.addEventListener("click", () => this.onLayer(names[r.row.members[0]]));
       }
       tr.append(nameCell);
-      if (part === "activations") tr.append(el("td", "ds-ls-text", r.row.type));
-      for (const c of columns) {
-        const v = r.values.get(c) ?? NaN;
-        const td = el("td", "", formatCell(c, v));
-        td.dataset.column = c;
-        td.dataset.value = String(v);
-        if (c === "dead_fraction" && r.dead > 0) td.className = "ds-ls-dead";
-        if (c === "saturated_fraction" && r.saturated > 0) td.className = "ds-ls-saturated";
-        tr.append(td);
-      }
       if (part === "activations") {
+        tr.append(el("td", "ds-ls-text", r.row.type));
         const td = el("td", "ds-ls-text");
         const n = r.row.members.length;
         if (r.dead > 0) td.append(badge("dead", n > 1 ? `dead ${r.dead}/${n}` : "dead"));
         if (r.saturated > 0) td.append(badge("saturated", n > 1 ? `saturated ${r.saturated}/${n}` : "saturated"));
         tr.append(td);
       }
+      for (const c of columns) {
+        const v = r.values.get(c) ?? NaN;
+        const td = el("td", "", formatCell(c, v));
+        td.dataset.column = c;
+        td.dataset.value = String(v);
+        if (c === "dead_fraction" && r.row.members.length === 1) {
+          // The channels behind the fraction: "50.0% (8/16)".
+          const i = r.row.members[0];
+          if (table.channels[i] > 0) td.textContent += ` (${table.deadChannels[i]}/${table.channels[i]})`;
+        }
+        if (c === "dead_fraction" && r.dead > 0) td.className = "ds-ls-dead";
+        if (c === "saturated_fraction" && r.saturated > 0) td.className = "ds-ls-saturated";
+        tr.append(td);
+      }
       tbody.appendChild(tr);
     }
     tableEl.append(thead, tbody);
     this.wrap.replaceChildren(tableEl);
+    this.units.textContent = unitsNote(columns);
     if (computed.length === 0) {
       this.wrap.appendChild(el("div", "ds-placeholder", this.flaggedOnly.checked ? "No row is flagged." : "No row passes the filters."));
     }

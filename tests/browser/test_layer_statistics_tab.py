@@ -1,0 +1,528 @@
+"""Layer statistics in the tab, in a real browser and TensorBoard, on real training data.
+
+Two runs train a small network for 40 steps under `deepscope.watch` with the real
+measurers (`LayerStats` every 2 steps, covariances every 4; `ParameterNorms` every 2):
+an input layer, four numbered blocks (Linear then Tanh; block 3's weights scaled so its
+tanh saturates), a gate whose channels 8-15 are planted dead (zero weights, bias -50:
+ReLU gives 0 on every sample), and a head. The test records every layer's output and
+every gradient itself, with its own hooks, and checks the tab against numpy on them:
+the through-depth chart's values (population std of each layer's output), the table's
+numbers and its dead and saturated flags, the sort, the collapse of the numbered blocks
+and the module-path filter, the gradient norms per parameter, and the covariance
+spectrum's eigenvalues and effective dimension of a layer.
+
+Set DEEPSCOPE_SCREENSHOTS=1 to refresh the README's picture, docs/images/layer_statistics.png.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+from urllib.parse import urlencode
+
+import numpy as np
+import pytest
+
+from tests.browser.tab_page import TIMEOUT_MS, VIEWPORT, css_rgb, screenshot, tooltip_fields
+from tests.conftest import get
+
+sync_api = pytest.importorskip("playwright.sync_api")
+
+RUNS = ("run_a", "run_b")
+STEPS = 40
+EVERY = 2
+COVARIANCE_EVERY = 4
+WIDTH = 16
+ACTIVATIONS = "layer_statistics/activations"
+PARAMETERS = "layer_statistics/parameters"
+LAYERS = [
+    "inp",
+    *(f"blocks.{b}.{leaf}" for b in range(4) for leaf in ("fc", "act")),
+    "gate",
+    "relu",
+    "head",
+]
+TYPES = ["Linear", *(["Linear", "Tanh"] * 4), "Linear", "ReLU", "Linear"]
+DEAD_CHANNELS = range(8, 16)  # of the gate, planted
+TOLERANCE = 0.01  # LayerStats' default saturation tolerance (a fraction of tanh's range)
+THRESHOLD = 0.10  # the tab's default flag threshold (10%)
+# The flags' backgrounds (frontend/src/layer_statistics/table.ts).
+DEAD_BACKGROUND = (0xFF, 0xCD, 0xD2)
+SATURATED_BACKGROUND = (0xFF, 0xE0, 0xB2)
+
+
+def _network():
+    import torch
+
+    class Block(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = torch.nn.Linear(WIDTH, WIDTH)
+            self.act = torch.nn.Tanh()
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inp = torch.nn.Linear(8, WIDTH)
+            self.blocks = torch.nn.ModuleList(Block() for _ in range(4))
+            self.gate = torch.nn.Linear(WIDTH, WIDTH)
+            self.relu = torch.nn.ReLU()
+            self.head = torch.nn.Linear(WIDTH, 4)
+            with torch.no_grad():
+                self.blocks[3].fc.weight.mul_(30.0)  # its tanh saturates
+                self.gate.weight[DEAD_CHANNELS.start :] = 0.0
+                self.gate.bias[DEAD_CHANNELS.start :] = -50.0  # ReLU: 0 on every sample
+
+        def forward(self, x):
+            h = self.inp(x)
+            for block in self.blocks:
+                h = block.act(block.fc(h))
+            return self.head(self.relu(self.gate(h)))
+
+    return Net()
+
+
+def _writer(logdir: Path):
+    import deepscope
+    from deepscope.writer.layer_statistics import LayerStatisticsSummaries
+
+    if hasattr(deepscope.SummaryWriter, "add_layer_statistics"):
+        return deepscope.SummaryWriter(str(logdir))
+
+    class Writer(LayerStatisticsSummaries, deepscope.SummaryWriter):
+        pass
+
+    return Writer(str(logdir))
+
+
+def train(logdir: Path, seed: int) -> dict:
+    """Train one run under watch() with the real measurers; record the reference.
+
+    Returns {"outputs": {step: {layer: float64 [N, C]}}, "grads": {step: {param: ‖g‖₂}},
+    "params": [names]} for the measured steps, from the test's own hooks.
+    """
+    import torch
+
+    import deepscope
+    from deepscope.writer.watch_layer_statistics import LayerStats, ParameterNorms
+
+    torch.manual_seed(seed)
+    model = _network()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+    writer = _writer(logdir)
+    outputs: dict[int, dict[str, np.ndarray]] = {}
+    grads: dict[int, dict[str, float]] = {}
+    step = 0
+    modules = dict(model.named_modules())
+
+    def recorder(name):
+        def hook(module, inputs, output):
+            if step % EVERY == 0:
+                outputs.setdefault(step, {})[name] = output.detach().double().numpy().copy()
+
+        return hook
+
+    handles = [modules[name].register_forward_hook(recorder(name)) for name in LAYERS]
+    monitor = deepscope.watch(
+        model,
+        optimizer,
+        writer,
+        measure=[
+            LayerStats(every=EVERY, covariance_every=COVARIANCE_EVERY),
+            ParameterNorms(every=EVERY),
+        ],
+    )
+    x_all = torch.randn(256, 8)
+    y_all = torch.randint(0, 4, (256,))
+    for step in range(STEPS):
+        idx = torch.arange(32) + (step * 32) % 224
+        optimizer.zero_grad()
+        loss = torch.nn.functional.cross_entropy(model(x_all[idx]), y_all[idx])
+        loss.backward()
+        if step % EVERY == 0:
+            grads[step] = {
+                name: float(np.linalg.norm(p.grad.detach().double().numpy().ravel()))
+                for name, p in model.named_parameters()
+            }
+        optimizer.step()
+    monitor.close()
+    writer.close()
+    for handle in handles:
+        handle.remove()
+    return {"outputs": outputs, "grads": grads, "params": [n for n, _ in model.named_parameters()]}
+
+
+@pytest.fixture(scope="session")
+def layer_statistics_log(tmp_path_factory) -> tuple[Path, dict]:
+    logdir = tmp_path_factory.mktemp("layer-statistics-tab")
+    reference = {run: train(logdir / run, seed) for seed, run in enumerate(RUNS)}
+    return logdir, reference
+
+
+@pytest.fixture(scope="session")
+def layer_statistics_server(layer_statistics_log, tensorboard_server) -> str:
+    return tensorboard_server(layer_statistics_log[0], load_fast=False)
+
+
+# ----------------------------------------------------------------------------- references
+
+
+def saturated_fraction(a: np.ndarray) -> float:
+    """Tanh outputs within TOLERANCE of tanh's range (2) of a bound (±1), over every element."""
+    band = TOLERANCE * 2.0
+    return float(np.mean((a <= -1.0 + band) | (a >= 1.0 - band)))
+
+
+def dead_fraction(a: np.ndarray) -> float:
+    """Channels (the last dim) zero on every sample of the batch."""
+    return float(np.mean(np.all(a == 0.0, axis=0)))
+
+
+def expected_flags(outputs: dict[str, np.ndarray]) -> dict[str, set[str]]:
+    flags = {}
+    for name, kind in zip(LAYERS, TYPES):
+        a = outputs[name]
+        f = set()
+        if dead_fraction(a) > THRESHOLD:
+            f.add("dead")
+        if kind == "Tanh" and saturated_fraction(a) > THRESHOLD:
+            f.add("saturated")
+        flags[name] = f
+    return flags
+
+
+def close(shown: float, reference: float, digits: int = 3) -> bool:
+    """Whether `shown`, `reference` written with `digits` significant digits, matches it."""
+    if reference == 0:
+        return shown == 0
+    unit = 10.0 ** (math.floor(math.log10(abs(reference))) - digits + 1)
+    return abs(shown - reference) <= 0.5 * unit * (1 + 1e-6) + abs(reference) * 2**-20
+
+
+def route(base_url: str, path: str, **params):
+    status, body = get(f"{base_url}/data/plugin/deepscope/{path}?{urlencode(params)}")
+    assert status == 200, body
+    return json.loads(body)
+
+
+# ----------------------------------------------------------------------------- the page
+
+
+def card(frame, tag: str):
+    return frame.locator(
+        f'[data-testid=section-layer_statistics] [data-testid=ls-card][data-tag="{tag}"]'
+    )
+
+
+def open_card(tab, server: str, tag: str = ACTIVATIONS):
+    frame = tab.open(server)
+    c = card(frame, tag)
+    c.wait_for(timeout=TIMEOUT_MS)
+    c.scroll_into_view_if_needed()
+    # Drawn: the through-depth chart of every run, and the table's rows.
+    c.locator(f"[data-testid=ls-depth][data-series='{len(RUNS) * 6}']").wait_for(timeout=TIMEOUT_MS)
+    c.locator("[data-testid=ls-row]").first.wait_for(timeout=TIMEOUT_MS)
+    return frame, c
+
+
+def path_points(path) -> list[tuple[float, float]]:
+    """The vertices of a drawn line (d3's "M x,y L x,y ..." path), in its SVG group's px."""
+    d = path.get_attribute("d")
+    return [
+        (float(x), float(y))
+        for x, y in re.findall(r"(-?[\d.]+(?:e-?\d+)?),(-?[\d.]+(?:e-?\d+)?)", d)
+    ]
+
+
+def page_point(chart, point: tuple[float, float]) -> tuple[float, float]:
+    """A point of a chart's plot group on the page (the group is translated by the margins),
+    the chart scrolled into view first (the mouse reaches only what the viewport shows)."""
+    chart.scroll_into_view_if_needed()
+    svg = chart.locator("svg").first
+    box = svg.bounding_box()
+    g = chart.locator("svg > g").first
+    tx, ty = (float(v) for v in re.findall(r"[-\d.]+", g.get_attribute("transform"))[:2])
+    return box["x"] + tx + point[0], box["y"] + ty + point[1]
+
+
+def rows_of(c) -> list[dict]:
+    rows = c.locator("[data-testid=ls-row]")
+    out = []
+    for k in range(rows.count()):
+        row = rows.nth(k)
+        cells = row.locator("td[data-column]")
+        out.append(
+            {
+                "key": row.get_attribute("data-key"),
+                "label": row.get_attribute("data-label"),
+                "flags": set(filter(None, (row.get_attribute("data-flags") or "").split())),
+                "members": int(row.get_attribute("data-members")),
+                "values": {
+                    cells.nth(j).get_attribute("data-column"): float(
+                        cells.nth(j).get_attribute("data-value")
+                    )
+                    for j in range(cells.count())
+                },
+                "text": {
+                    cells.nth(j).get_attribute("data-column"): cells.nth(j).inner_text()
+                    for j in range(cells.count())
+                },
+            }
+        )
+    return out
+
+
+# ----------------------------------------------------------------------------- tests
+
+
+def test_routes_serve_what_the_measurers_logged(layer_statistics_server, layer_statistics_log):
+    """The data the tab draws: every layer in forward order with its class, every measured step."""
+    table = route(
+        layer_statistics_server, "layer_statistics", run=RUNS[0], tag=ACTIVATIONS, statistic="std"
+    )
+    assert table["names"] == LAYERS
+    assert table["types"] == TYPES
+    assert table["steps"] == list(range(0, STEPS, EVERY))
+    reference = layer_statistics_log[1][RUNS[0]]["outputs"]
+    for i, step in enumerate(table["steps"]):
+        for j, name in enumerate(LAYERS):
+            want = reference[step][name].std()
+            assert abs(table["values"][i][j] - want) <= want * 1e-5 + 1e-12, (step, name)
+
+
+def test_heatmap_statistic_selector_and_through_depth(
+    tab, layer_statistics_server, layer_statistics_log
+):
+    reference = layer_statistics_log[1]
+    frame, c = open_card(tab, layer_statistics_server)
+    # The card opens on std, with every statistic of the series to choose from.
+    picker = c.locator("[data-testid=ls-statistic]")
+    assert picker.input_value() == "std"
+    served = route(layer_statistics_server, "layer_statistics", run=RUNS[0], tag=ACTIVATIONS)
+    options = picker.locator("option")
+    assert [options.nth(k).get_attribute("value") for k in range(options.count())] == served[
+        "statistics"
+    ]
+    # A heatmap per run: every layer and step.
+    for run in RUNS:
+        canvas = c.locator(f'[data-testid=heatmap][data-run="{run}"]')
+        canvas.and_(frame.locator("[data-drawn=true]")).wait_for(timeout=TIMEOUT_MS)
+        assert canvas.get_attribute("data-steps") == str(STEPS // EVERY)
+        assert canvas.get_attribute("data-params") == str(len(LAYERS))
+
+    # Through depth at the newest step: a bold line per run in the run's colour, and five
+    # earlier steps faint behind each.
+    last = STEPS - EVERY
+    chart = c.locator("[data-testid=ls-depth]")
+    assert json.loads(chart.get_attribute("data-steps")) == {run: last for run in RUNS}
+    assert chart.get_attribute("data-layers") == str(len(LAYERS))
+    assert "std (output units) (log scale)" in chart.locator("svg").text_content()
+    assert "layer index (model order)" in chart.locator("svg").text_content()
+    colours = {}
+    for run in RUNS:
+        swatch = frame.locator(f'.ds-run[data-run="{run}"] .ds-swatch')
+        colours[run] = css_rgb(swatch.get_attribute("data-color"))
+        bold = chart.locator(f'path.ds-xy-line[data-run="{run}"][data-selected=true]')
+        assert bold.count() == 1 and bold.get_attribute("data-step") == str(last)
+        assert css_rgb(bold.get_attribute("stroke")) == colours[run]
+        faint = chart.locator(f'path.ds-xy-line[data-run="{run}"][data-faint=true]')
+        assert faint.count() == 5
+        steps = sorted(int(faint.nth(k).get_attribute("data-step")) for k in range(faint.count()))
+        assert steps[0] == 0 and steps[-1] < last
+        assert all(float(faint.nth(k).get_attribute("stroke-opacity")) < 0.5 for k in range(5))
+
+    # Hovering each layer's point gives, for every run, numpy's std of what the layer output
+    # at that step.
+    bold = chart.locator(f'path.ds-xy-line[data-run="{RUNS[0]}"][data-selected=true]')
+    points = path_points(bold)
+    assert len(points) == len(LAYERS)
+    xs = [p[0] for p in points]
+    assert xs == sorted(xs)
+    for k, name in enumerate(LAYERS):
+        tab.page.mouse.move(*page_point(chart, points[k]))
+        fields = tooltip_fields(frame)
+        assert fields["layer"] == name and fields["index"] == str(k)
+        for run in RUNS:
+            want = reference[run]["outputs"][last][name].std()
+            assert close(float(fields[f"value:{run}"]), want), (run, name, fields, want)
+    tab.page.mouse.move(1, 1)
+
+    # Another statistic: the depth chart redraws it on its own scale.
+    picker.select_option("dead_fraction")
+    chart.locator("text", has_text="dead channels (fraction)").first.wait_for(timeout=TIMEOUT_MS)
+    assert "log scale" not in chart.locator("svg").text_content()
+    heat = c.locator('[data-statistic="dead_fraction"] [data-testid=heatmap][data-drawn=true]')
+    heat.first.wait_for(timeout=TIMEOUT_MS)
+
+
+def test_table_flags_dead_and_saturated_layers(tab, layer_statistics_server, layer_statistics_log):
+    reference = layer_statistics_log[1][RUNS[0]]["outputs"]
+    last = STEPS - EVERY
+    frame, c = open_card(tab, layer_statistics_server)
+    table = c.locator("[data-testid=ls-table]")
+    rows = rows_of(c)
+    assert [r["key"] for r in rows] == LAYERS
+    flags = expected_flags(reference[last])
+    assert flags["relu"] == {"dead"} and "saturated" in flags["blocks.3.act"]  # what was planted
+    for r in rows:
+        a = reference[last][r["key"]]
+        assert r["flags"] == flags[r["key"]], r["key"]
+        assert abs(r["values"]["std"] - a.std()) <= a.std() * 1e-5
+        assert abs(r["values"]["mean"] - a.mean()) <= np.abs(a).mean() * 1e-5 + 1e-9
+        assert r["values"]["dead_fraction"] == pytest.approx(dead_fraction(a), abs=1e-7)
+        if TYPES[LAYERS.index(r["key"])] == "Tanh":
+            assert r["values"]["saturated_fraction"] == pytest.approx(
+                saturated_fraction(a), abs=1e-6
+            )
+        else:
+            assert math.isnan(r["values"]["saturated_fraction"])
+            assert r["text"]["saturated_fraction"] == "–"
+    relu = next(r for r in rows if r["key"] == "relu")
+    assert relu["text"]["dead_fraction"] == "50.0% (8/16)"  # 8 of 16 channels, planted
+    units = c.locator("[data-testid=ls-units]").inner_text()
+    assert (
+        "mean, std, RMS, max |a|: output units" in units
+        and "dead: % of channels" in units
+        and "saturation: % of eigendirections" in units
+    )
+    assert table.get_attribute("data-flagged") == str(sum(1 for f in flags.values() if f))
+    cell = table.locator('[data-key="relu"] td[data-column=dead_fraction]')
+    assert css_rgb(cell.evaluate("e => getComputedStyle(e).backgroundColor")) == DEAD_BACKGROUND
+    sat = table.locator('[data-key="blocks.3.act"] td[data-column=saturated_fraction]')
+    assert css_rgb(sat.evaluate("e => getComputedStyle(e).backgroundColor")) == SATURATED_BACKGROUND
+    assert table.locator('[data-key="relu"] [data-flag=dead]').inner_text() == "dead"
+
+    # Sorted by std, largest first: numpy's order.
+    table.locator("th[data-column=std]").click()
+    order = sorted(LAYERS, key=lambda n: (-reference[last][n].std(), LAYERS.index(n)))
+    assert [r["key"] for r in rows_of(c)] == order
+    table.locator("th[data-column=std]").click()  # again: smallest first
+    assert [r["key"] for r in rows_of(c)] == order[::-1]
+
+    # Flagged only, then the numbered blocks collapsed: one row per leaf of the blocks.
+    c.locator("[data-testid=ls-flagged-only]").check()
+    assert {r["key"] for r in rows_of(c)} == {n for n, f in flags.items() if f}
+    c.locator("[data-testid=ls-flagged-only]").uncheck()
+    table.locator("th[data-column=std]").click()  # back to descending
+    c.locator("[data-testid=ls-collapse]").check()
+    c.locator("[data-testid=ls-summary]").select_option("max")
+    collapsed = rows_of(c)
+    by_label = {r["label"]: r for r in collapsed}
+    assert set(by_label) == {"inp", "blocks.0–3.fc", "blocks.0–3.act", "gate", "relu", "head"}
+    acts = by_label["blocks.0–3.act"]
+    assert acts["members"] == 4
+    block_acts = [reference[last][f"blocks.{b}.act"] for b in range(4)]
+    assert abs(acts["values"]["std"] - max(a.std() for a in block_acts)) <= 1e-5
+    saturated = sum(saturated_fraction(a) > THRESHOLD for a in block_acts)
+    badge = table.locator('[data-key^="group:blocks.*.act"] [data-flag=saturated]')
+    assert badge.inner_text() == f"saturated {saturated}/4"
+    # Sorted by std, descending, groups by their max.
+    stds = [r["values"]["std"] for r in collapsed]
+    assert stds == sorted(stds, reverse=True)
+
+    # The module-path filter narrows the table and the through-depth chart.
+    c.locator("[data-testid=ls-collapse]").uncheck()
+    c.locator("[data-testid=ls-filter]").fill("blocks")
+    c.locator("[data-testid=ls-depth][data-layers='8']").wait_for(timeout=TIMEOUT_MS)
+    keys = [r["key"] for r in rows_of(c)]
+    assert sorted(keys) == sorted(n for n in LAYERS if n.startswith("blocks."))
+    assert "8 of 12 layers" in c.locator("[data-testid=ls-count]").inner_text()
+
+
+def test_parameters_gradient_norms_on_a_log_axis(
+    tab, layer_statistics_server, layer_statistics_log
+):
+    reference = layer_statistics_log[1]
+    params = reference[RUNS[0]]["params"]
+    frame = tab.open(layer_statistics_server)
+    c = card(frame, PARAMETERS)
+    c.wait_for(timeout=TIMEOUT_MS)
+    c.scroll_into_view_if_needed()
+    assert c.locator("[data-testid=ls-statistic]").input_value() == "grad_norm"
+    chart = c.locator(f"[data-testid=ls-grad-norms][data-series='{len(params)}']")
+    chart.wait_for(timeout=TIMEOUT_MS)
+    text = chart.locator("svg").text_content()
+    assert "gradient norm ‖g‖ (L2 norm) (log scale)" in text and "step" in text
+    # A line per parameter with a point per measured step; hovering one gives its ‖g‖.
+    steps = list(range(0, STEPS, EVERY))
+    name = "blocks.3.fc.weight"
+    line = chart.locator(f'path.ds-xy-line[data-name="{name}"]')
+    points = path_points(line)
+    assert len(points) == len(steps)
+    k = len(steps) // 2
+    tab.page.mouse.move(*page_point(chart, points[k]))
+    fields = tooltip_fields(frame)
+    assert fields["name"] == name and fields["step"] == str(steps[k])
+    assert close(float(fields["value"]), reference[RUNS[0]]["grads"][steps[k]][name])
+    tab.page.mouse.move(1, 1)
+    # The table at the newest step: every parameter's gradient norm against numpy's.
+    c.locator("[data-testid=ls-row]").first.wait_for(timeout=TIMEOUT_MS)
+    rows = rows_of(c)
+    assert [r["key"] for r in rows] == params
+    last = steps[-1]
+    for r in rows:
+        want = reference[RUNS[0]]["grads"][last][r["key"]]
+        assert abs(r["values"]["grad_norm"] - want) <= want * 1e-5 + 1e-12, r["key"]
+
+
+def test_covariance_spectrum_of_a_layer(tab, layer_statistics_server, layer_statistics_log):
+    reference = layer_statistics_log[1]
+    frame, c = open_card(tab, layer_statistics_server)
+    panel = c.locator("[data-testid=ls-spectrum]")
+    panel.scroll_into_view_if_needed()
+    chart = panel.locator("[data-testid=ls-eigenvalues][data-drawn=true]")
+    chart.wait_for(timeout=TIMEOUT_MS)
+    # It opens on the deepest layer with a covariance; choose another.
+    assert panel.locator("[data-testid=ls-spectrum-layer]").input_value() == "head"
+    panel.locator("[data-testid=ls-spectrum-layer]").select_option("blocks.1.act")
+    panel.locator("[data-testid=ls-spectrum-facts]", has_text="16 eigenvalues").wait_for(
+        timeout=TIMEOUT_MS
+    )
+    # The newest covariance step's eigenvalues, against numpy's of the recorded output.
+    last = (STEPS - EVERY) // COVARIANCE_EVERY * COVARIANCE_EVERY
+    a = reference[RUNS[0]]["outputs"][last]["blocks.1.act"]
+    centred = a - a.mean(axis=0)
+    eigenvalues = np.linalg.eigvalsh(centred.T @ centred / len(a))[::-1].clip(min=0)
+    bold = chart.locator(f'path.ds-xy-line[data-run="{RUNS[0]}"][data-selected=true]')
+    assert bold.get_attribute("data-step") == str(last)
+    points = path_points(bold)
+    assert len(points) == np.count_nonzero(eigenvalues > 0)
+    tab.page.mouse.move(*page_point(chart, points[0]))
+    fields = tooltip_fields(frame)
+    assert fields["rank"] == "1" and fields["step"] == str(last)
+    assert close(float(fields["value"]), eigenvalues[0])
+    tab.page.mouse.move(1, 1)
+    assert chart.locator("path.ds-xy-line[data-faint=true]").count() >= len(RUNS)
+    facts = panel.locator("[data-testid=ls-spectrum-facts]").inner_text()
+    participation = eigenvalues.sum() ** 2 / (eigenvalues**2).sum()
+    shown = re.search(
+        rf"{RUNS[0]}: step {last}: 16 eigenvalues, effective dimension ([\d.]+)", facts
+    )
+    assert shown and close(float(shown.group(1)), participation), facts
+    # Effective dimension and saturation over the covariance steps, a line per run.
+    dims = panel.locator("[data-testid=ls-dimension]")
+    assert "effective dimension, rank (channels)" in dims.locator("svg").text_content()
+    for run in RUNS:
+        line = dims.locator(f'path.ds-xy-line[data-run="{run}"][data-metric=effective_dimension]')
+        assert len(path_points(line)) == len(range(0, STEPS, COVARIANCE_EVERY))
+    sat = panel.locator("[data-testid=ls-saturation]")
+    assert "saturation (fraction of eigendirections)" in sat.locator("svg").text_content()
+
+
+def test_screenshot(tab, layer_statistics_server, tmp_path):
+    frame, c = open_card(tab, layer_statistics_server)
+    c.locator("[data-testid=ls-eigenvalues][data-drawn=true]").wait_for(timeout=TIMEOUT_MS)
+    height = frame.evaluate("document.documentElement.scrollHeight")
+    tab.page.set_viewport_size({"width": VIEWPORT["width"], "height": height + 80})
+    tab.page.wait_for_timeout(500)  # the redraw after the resize
+    c.locator("[data-testid=ls-depth][data-drawn=true]").wait_for(timeout=TIMEOUT_MS)
+    picture = screenshot(c, tmp_path, "layer_statistics.png", min_bytes=20_000)
+    # The flags' colours and both runs' through-depth lines are in the picture.
+    assert picture.count(DEAD_BACKGROUND, tolerance=2) > 100
+    assert picture.count(SATURATED_BACKGROUND, tolerance=2) > 100
+    chart = c.locator("[data-testid=ls-depth]")
+    for run in RUNS:
+        bold = chart.locator(f'path.ds-xy-line[data-run="{run}"][data-selected=true]')
+        assert picture.count(css_rgb(bold.get_attribute("stroke")), tolerance=8) > 30, run
