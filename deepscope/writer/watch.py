@@ -3,8 +3,11 @@
 The `Monitor` that `watch()` returns is the scheduler only: it counts the
 optimizer's steps (the global step, found for a resumed run by `resume`),
 runs each measurer (`deepscope.Measurer`: update ratios, spectra, channel
-correlations, saliency, or a user's own) on its cadence around the optimizer
-step, records their failures (training always goes on), times them, and
+correlations, saliency, layer statistics, or a user's own) on its cadence
+around the optimizer step, calls the optional `prepare(next_step)` of those
+that have one after every optimizer step (layer statistics attach their
+forward hooks there, only before a step they measure), records their
+failures (training always goes on), times them, and
 writes what they hold when asked to, when the writer flushes or closes, at
 interpreter exit and, opted in, on SIGTERM.
 """
@@ -35,6 +38,11 @@ from deepscope.writer.measurer import (
 )
 from deepscope.writer.summary_writer import SummaryWriter
 from deepscope.writer.watch_correlation import DEFAULT_CORRELATION_EVERY, Correlations
+from deepscope.writer.watch_layer_statistics import (
+    DEFAULT_LAYER_STATISTICS_EVERY,
+    LayerStats,
+    ParameterNorms,
+)
 from deepscope.writer.watch_saliency import DEFAULT_SALIENCY_EVERY, Saliency
 from deepscope.writer.watch_spectra import DEFAULT_SPECTRA_EVERY, Spectra
 from deepscope.writer.watch_update_ratios import (
@@ -201,6 +209,8 @@ class Monitor:
             None if start_step is None else operator.index(start_step),
         )
         self._due: list[Measurer] = []  # due at the step in progress, before_step done
+        # Measurers that attach something for the next step's forward pass (`prepare`).
+        self._preparing = [m for m in measurers if callable(getattr(m, "prepare", None))]
         self._flushing = False
         self._closed = False
         self._handles = [
@@ -271,6 +281,15 @@ class Monitor:
                 finally:
                     stats.seconds += time.perf_counter() - began
                     stats.non_finite = _non_finite(measurer)
+            for measurer in self._preparing:
+                stats = self.stats.measurers[measurer.name]
+                began = time.perf_counter()
+                try:
+                    measurer.prepare(self.step + 1)
+                except Exception as error:  # never crash the training we watch
+                    self._record_error(measurer.name, "preparing the next step", error)
+                finally:
+                    stats.seconds += time.perf_counter() - began
         finally:
             self._due = []
             self.step += 1
@@ -450,6 +469,9 @@ def watch(
     correlation_options: Mapping[str, Any] | None = _NOT_GIVEN,
     saliency_embeddings: torch.nn.Module | str | None = _NOT_GIVEN,
     saliency_tokens: Sequence[Sequence[str]] | None = _NOT_GIVEN,
+    parameter_norms_every: int | None = _Default(DEFAULT_EVERY),
+    layer_statistics_every: int | None = _Default(DEFAULT_LAYER_STATISTICS_EVERY),
+    layer_statistics_options: Mapping[str, Any] | None = _NOT_GIVEN,
     flush_on_sigterm: bool = False,
 ) -> Monitor:
     """Measure `model` while `optimizer` trains it, logging to `writer`.
@@ -458,7 +480,8 @@ def watch(
     `Spectra`, `Correlations`, `Saliency`, or your own `deepscope.Measurer`),
     e.g. `measure=[deepscope.UpdateRatios(every=50), deepscope.Spectra(every=200)]`.
     Without it, the keyword arguments below say what to measure (by default:
-    update ratios every 50 steps and spectra every 200); giving `measure`
+    update ratios and gradient/weight norms every 50 steps, activation
+    statistics every 100 (covariances every 1000) and spectra every 200); giving `measure`
     together with any of them raises ValueError (say it in the measurer instead).
     Returns a `Monitor`; `monitor.close()` (or `with deepscope.watch(...)`)
     removes every hook. An optimizer is watched by one open monitor at a time (a
@@ -519,7 +542,22 @@ def watch(
         its name) whose output the maps are computed over.
       saliency_tokens: for token-id inputs, the probe's token texts (N lists of
         L strings), shown in the tab instead of the ids.
+      layer_statistics_options: passed to `deepscope.LayerStats`, e.g.
+        {"layers": ["encoder"], "on": probe_batch, "covariance_every": 500,
+        "max_samples": 1024, "variance_threshold": 0.95, "saturation_tolerance": 0.02}.
     Options given for a kind that is off raise ValueError.
+
+    Layer statistics (`deepscope.ParameterNorms` and `deepscope.LayerStats`, on
+    by default, both under tags "layer_statistics/..."):
+      parameter_norms_every: ‖∇W‖₂, ‖W‖₂ and their ratio of every trainable
+        parameter, at the optimizer's pre-step hook (default: `every`, the
+        update ratios' cadence; None or 0: off). Under 0.1% of a ResNet-18 step
+        per measurement (benchmarks/bench_layer_statistics.py).
+      layer_statistics_every: activation statistics of every leaf module on
+        the measured step's own training batch (default 100; None or 0: off);
+        the forward hooks are attached only for that step, so the other steps
+        cost nothing. Covariance spectra (effective dimension, delve
+        saturation, effective rank) at every 10th of those measurements.
     """
     if isinstance(optimizer, torch.optim.Optimizer):
         _refuse_if_watched(optimizer)  # before any measurer is made
@@ -541,6 +579,9 @@ def watch(
         "correlation_options": correlation_options,
         "saliency_embeddings": saliency_embeddings,
         "saliency_tokens": saliency_tokens,
+        "parameter_norms_every": parameter_norms_every,
+        "layer_statistics_every": layer_statistics_every,
+        "layer_statistics_options": layer_statistics_options,
     }
     if isinstance(measure, int) and not isinstance(measure, bool):
         raise TypeError(
@@ -557,7 +598,10 @@ def watch(
             )
         measurers = check_measurers(measure)
     else:
-        measurers = _shortcut_measurers(**{name: _value(v) for name, v in shortcuts.items()})
+        values = {name: _value(v) for name, v in shortcuts.items()}
+        if not _given(parameter_norms_every):  # the update ratios' cadence
+            values["parameter_norms_every"] = values["every"]
+        measurers = _shortcut_measurers(**values)
     return Monitor(
         model,
         optimizer,
@@ -586,17 +630,22 @@ def _shortcut_measurers(
     correlation_options,
     saliency_embeddings,
     saliency_tokens,
+    parameter_norms_every,
+    layer_statistics_every,
+    layer_statistics_options,
 ) -> list[Measurer]:
     """The measurers today's keyword arguments of watch() stand for."""
     _check_options_have_a_kind(
         spectra_on=bool(spectra_every),
         correlations_on=correlation_layers is not None or probe is not None,
         saliency_on=saliency_probe is not None,
+        layer_statistics_on=bool(layer_statistics_every),
         spectra_options=spectra_options,
         correlation_channel_dims=correlation_channel_dims,
         correlation_options=correlation_options,
         saliency_embeddings=saliency_embeddings,
         saliency_tokens=saliency_tokens,
+        layer_statistics_options=layer_statistics_options,
     )
     measurers: list[Measurer] = [
         UpdateRatios(
@@ -648,6 +697,18 @@ def _shortcut_measurers(
                 **options,
             )
         )
+    if parameter_norms_every:
+        measurers.append(
+            ParameterNorms(every=check_every(parameter_norms_every, "parameter_norms_every"))
+        )
+    if layer_statistics_every:
+        check_every(layer_statistics_every, "layer_statistics_every")
+        options = _options(
+            layer_statistics_options,
+            "layer_statistics_options",
+            {"every": "layer_statistics_every"},
+        )
+        measurers.append(LayerStats(every=layer_statistics_every, **options))
     return measurers
 
 
@@ -668,7 +729,11 @@ def _options(
 
 
 def _check_options_have_a_kind(
-    spectra_on: bool, correlations_on: bool, saliency_on: bool, **options: Any
+    spectra_on: bool,
+    correlations_on: bool,
+    saliency_on: bool,
+    layer_statistics_on: bool,
+    **options: Any,
 ) -> None:
     """Raise ValueError for an option given to a kind that is off (it would do nothing)."""
     kind_of = {
@@ -677,6 +742,11 @@ def _check_options_have_a_kind(
         "correlation_options": ("channel correlations", correlations_on, "correlation_layers"),
         "saliency_embeddings": ("saliency", saliency_on, "saliency_probe"),
         "saliency_tokens": ("saliency", saliency_on, "saliency_probe"),
+        "layer_statistics_options": (
+            "layer statistics",
+            layer_statistics_on,
+            "layer_statistics_every",
+        ),
     }
     for name, value in options.items():
         kind, on, switch = kind_of[name]

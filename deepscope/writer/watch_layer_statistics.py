@@ -12,8 +12,9 @@ The math is `deepscope.analysis.layer_statistics`; the rows are written by
 What `LayerStats` measures (`on`):
 
 - on="train" (the default): the measured step's own training batch. Forward
-  hooks are attached right after the optimizer step before a due step (and
-  at `start`, for the first step) and removed right after the due step, so
+  hooks are attached right after the optimizer step before a due step (by
+  `prepare`, which the monitor calls after every optimizer step; and at
+  `start`, for the first step) and removed right after the due step, so
   the steps in between run without any hook: they cost nothing. Every
   forward call a hooked module makes while they are attached, with
   gradients enabled, is merged into its row (micro-batches of gradient
@@ -299,6 +300,8 @@ class LayerStats(Measurer):
       name: the measurer's name.
 
     Attributes: measurements; non_finite (non-finite activation values seen);
+    steps_without_forward (measured steps with no training forward pass since
+    the previous optimizer step: nothing to measure, nothing logged);
     skipped (module name → why it has no row: its output is not a tensor);
     compiled_layers (layers inside a torch.compile'd region, not measurable
     with on="train"); names (the row names of the last measurement); last_seconds
@@ -380,12 +383,11 @@ class LayerStats(Measurer):
         self.compiled_layers: list[str] = []
         self.names: list[str] = []
         self.last_seconds = 0.0
+        self.steps_without_forward = 0
         self._layers: list[_Layer] = []
         self._queue = _HostQueue()
         self._handles: list = []
-        self._optimizer_handle = None
         self._armed = False
-        self._step: int | None = None  # the step whose due() ran last
         self._covariance_now = False
         self._rows: dict[tuple[int, str], _Row] = {}
         self._forwards = 0  # forward passes of the model itself while armed
@@ -420,8 +422,6 @@ class LayerStats(Measurer):
         self.model = model
         self.writer = writer
         if self.on == "train":
-            if optimizer is not None:
-                self._optimizer_handle = optimizer.register_step_post_hook(self._after_step)
             self._arm(covariance=self.covariance_every is not None)  # the first step may be due
 
     def _is_due(self, step: int) -> bool:
@@ -432,7 +432,6 @@ class LayerStats(Measurer):
 
     def due(self, step: int) -> bool:
         self._queue.write(wait=False)
-        self._step = step
         due = self._is_due(step)
         if self.on == "train" and self._armed and not due:
             self._disarm()  # armed at start for a first step that is not due
@@ -440,16 +439,12 @@ class LayerStats(Measurer):
             self._covariance_now = self._covariance_now and self._is_covariance_step(step)
         return due
 
-    def _after_step(self, optimizer, args, kwargs) -> None:
-        """Every optimizer step (train): attach the hooks when the next step is due."""
-        try:
-            step = self._step
-            if step is None or self._is_due(step) or self._armed:
-                return  # a due step re-arms in measure()
-            if self._is_due(step + 1):
-                self._arm(covariance=self._is_covariance_step(step + 1))
-        except Exception as error:  # never crash training
-            self._hook_error = error
+    def prepare(self, step: int) -> None:
+        """After every optimizer step (called by the monitor with the next step): with
+        on="train", attach the hooks when `step` is due, so that its forward pass is seen."""
+        if self.on == "train" and self.model is not None and not self._armed:
+            if self._is_due(step):
+                self._arm(covariance=self._is_covariance_step(step))
 
     # -- the hooks -------------------------------------------------------------------
 
@@ -553,8 +548,6 @@ class LayerStats(Measurer):
         finally:
             if self.on == "train":
                 self._disarm()
-                if self._is_due(step + 1):
-                    self._arm(covariance=self._is_covariance_step(step + 1))
 
     def _collect_train(self) -> tuple[list[_Row], int, float]:
         if not self._armed:
@@ -609,13 +602,10 @@ class LayerStats(Measurer):
         began = time.perf_counter()
         if not rows:
             if forwards == 0:
-                raise RuntimeError(
-                    f"layer statistics at step {step}: no forward pass of the watched model "
-                    "ran with gradients enabled since the previous optimizer step, so no "
-                    "layer's hook was called and nothing was logged (is the model that "
-                    "trains torch.compile'd while the uncompiled one is watched, or does "
-                    "the forward run under torch.no_grad()?)"
-                )
+                # No training forward pass since the previous optimizer step (a step on
+                # gradients from elsewhere): nothing to measure, not a fault.
+                self.steps_without_forward += 1
+                return
             raise RuntimeError(
                 f"layer statistics at step {step}: the model ran {forwards} forward "
                 "pass(es) but none of the measured layers' forward hooks was called, so "
@@ -733,9 +723,6 @@ class LayerStats(Measurer):
     def close(self) -> None:
         """Remove every hook (and the optimizer hook), write what is held."""
         self._disarm()
-        if self._optimizer_handle is not None:
-            self._optimizer_handle.remove()
-            self._optimizer_handle = None
         self._rows = {}
         self.flush()
 

@@ -116,6 +116,13 @@ def test_real_measurers_accept_the_options(setup):
         spectra_options={"time_budget": None, "include_frozen": False, "threads": 1},
         correlation_channel_dims={"0": -1},
         correlation_options={"matrix_dtype": "float16"},
+        layer_statistics_options={"layers": ["0"], "covariance_every": None, "max_samples": 64},
     )
-    assert set(monitor.measurers) == {"update_ratios", "spectra", "correlation"}
+    assert set(monitor.measurers) == {
+        "update_ratios",
+        "spectra",
+        "correlation",
+        "parameter_norms",
+        "layer_statistics",
+    }
     monitor.close()
