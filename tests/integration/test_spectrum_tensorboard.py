@@ -2,7 +2,9 @@
 
 The log dir is written by `deepscope.watch(..., spectra_every=...)` during real
 training (tests/spectrum_data.py); the routes' singular values are compared
-with `numpy.linalg.svd` of the weights copied in the training loop.
+with `numpy.linalg.svd` of the weights copied in the training loop, the convs'
+operator spectra (logged by default as their norms; one tag with whole
+operator spectra) with numpy's SVD of the explicit circular operator matrix.
 """
 
 from __future__ import annotations
@@ -13,7 +15,17 @@ import numpy as np
 import pytest
 
 from tests.route_helpers import LOADERS, decode, route
-from tests.spectrum_data import BROKEN_STEP, BROKEN_TAG, LAYERS, MEASURED_STEPS, spectrum_tag
+from tests.spectrum_data import (
+    BROKEN_STEP,
+    BROKEN_TAG,
+    CONV_INPUT,
+    LAYERS,
+    MEASURED_STEPS,
+    OPERATOR_STEPS,
+    OPERATOR_TAG,
+    OPERATOR_TOP_K,
+    spectrum_tag,
+)
 from tests.tensorboard_process import get, wait_until
 
 ROUTE = "/data/plugin/deepscope"
@@ -32,6 +44,8 @@ def served(request, spectrum_logdir, tensorboard_server):
             layers = json.loads(body)["layers"]
             if any(layers.get(tag, {}).get("steps") != MEASURED_STEPS for tag in TAGS):
                 return False
+            if run == "seed1" and layers.get(OPERATOR_TAG, {}).get("steps") != list(OPERATOR_STEPS):
+                return False  # written last
         return True
 
     wait_until(all_steps_read, timeout=120, what="every spectrum step to be read")
@@ -137,3 +151,43 @@ def test_unchanged_steps_and_condition_bounds_through_tensorboard(served_frozen)
     for value in singular["condition_number"]:
         assert value == pytest.approx(1 / (5 * eps32), rel=1e-6)  # 1 / (max(rows, cols) eps)
     assert singular["numerical_rank"] == [2, 2, 2]
+
+
+EPS32 = float(np.finfo(np.float32).eps)
+
+
+@pytest.mark.parametrize("run", ["seed0", "seed1"])
+def test_the_convs_operator_norms_match_the_explicit_operator(served, run):
+    base, reference = served
+    metrics = route(base, "spectrum_metrics", run=run)["layers"]
+    for name in ("conv1", "conv2"):
+        tag = spectrum_tag(name)
+        layer = metrics[tag]
+        operator = layer["operator"]
+        assert operator["facts"]["input_size"] == list(CONV_INPUT)
+        assert operator["facts"]["padding_rule"] == "circular"
+        for i, step in enumerate(layer["steps"]):
+            want = np.array(reference[run]["operators"][tag][str(step)])
+            served_norm = operator["metrics"]["operator_norm"][i]
+            assert abs(served_norm - want[0]) <= 64 * EPS32 * want[0]
+            assert operator["norm_only"][i] is True
+        body = route(base, "spectrum", run=run, tag=tag, step=MEASURED_STEPS[-1])
+        want = np.array(reference[run]["operators"][tag][str(MEASURED_STEPS[-1])])
+        assert body["operator"]["count"] == want.size
+        assert abs(body["operator"]["operator_norm"] - want[0]) <= 64 * EPS32 * want[0]
+    for name in ("fc1", "fc2"):
+        assert metrics[spectrum_tag(name)]["operator"] is None
+
+
+def test_a_whole_operator_spectrum_is_served_as_numpy_has_it(served):
+    base, reference = served
+    for step in OPERATOR_STEPS:
+        body = route(base, "spectrum", run="seed1", tag=OPERATOR_TAG, step=step)
+        want = np.array(reference["seed1"]["operators"][OPERATOR_TAG][str(step)])
+        op = body["operator"]
+        assert op["norm_only"] is False and op["count"] == want.size
+        atol = 64 * EPS32 * float(want[0])
+        np.testing.assert_allclose(op["top_values"], want[:OPERATOR_TOP_K], rtol=0, atol=atol)
+        np.testing.assert_allclose(
+            op["quantiles"], np.quantile(want, op["quantile_levels"]), rtol=0, atol=atol
+        )
