@@ -487,7 +487,7 @@ def _measure(fn, x, k, full_max, max_entries, probes, steps, tol, max_iterations
             full=True,
             mean_squared=mean_squared.cpu().numpy(),
             log_abs_det=log_det,
-            products=ops.products // samples,
+            products=ops.products,
         )
     top, basis, trace_part = _block_lanczos(ops, k, tol, max_iterations, generator)
     rest = _remainder_trace(ops, basis, probes, generator)
@@ -509,7 +509,7 @@ def _measure(fn, x, k, full_max, max_entries, probes, steps, tol, max_iterations
         log_abs_det=log_det,
         mean_squared_probes=probes,
         log_det_probes=log_probes,
-        products=ops.products // samples,
+        products=ops.products,
     )
 
 

@@ -309,3 +309,9 @@ def test_a_map_without_forward_ad_is_measured_by_two_vjps():
     np.testing.assert_allclose(top.singular_values, want[:, :4], rtol=1e-4)
     full = jacobian_singular_values(model, x)  # 20 output basis vectors: vjps only
     np.testing.assert_allclose(full.singular_values, want, rtol=0, atol=64 * EPS32 * want.max())
+
+
+def test_products_count_each_jvp_and_vjp_per_sample():
+    net = _mlp(3)  # 12 → 12: the whole spectrum from 12 basis vectors
+    result = jacobian_singular_values(net, torch.randn(5, 12))
+    assert result.full and result.products == 12
