@@ -356,3 +356,17 @@ def test_bad_rows_write_nothing(tmp_path, read_values):
     writer.close()
     (only,) = read_values(tmp_path, "x")
     assert only.step == 1 and only.has_metadata  # the refused call claimed no metadata
+
+
+def test_counts_that_are_zero_for_every_row_are_left_out():
+    rows = ActivationRows(["a", "b"], np.ones((2, 11)), counts=[10, 20], channels=[4, 4])
+    step = layer_statistics_step(rows)
+    assert arrays.decode_array(step.counts).tolist() == [10, 20]
+    assert arrays.decode_array(step.channels).tolist() == [4, 4]
+    for field in ("dead_channels", "eigenvalue_counts", "covariance_samples", "eigenvalues"):
+        assert not step.HasField(field), field
+    smaller = len(step.SerializeToString())
+    with_zeros = ActivationRows(
+        ["a", "b"], np.ones((2, 11)), counts=[10, 20], channels=[4, 4], dead_channels=[0, 1]
+    )
+    assert len(layer_statistics_step(with_zeros).SerializeToString()) > smaller
