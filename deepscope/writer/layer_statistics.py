@@ -76,7 +76,8 @@ PARAMETER_STATISTICS: tuple[str, ...] = ("grad_norm", "weight_norm", "grad_to_we
 ON = ("train", "probe")
 # delve saturation: the fraction of eigendirections explaining this much of the variance.
 DEFAULT_VARIANCE_THRESHOLD = 0.99
-# A bounded activation's output within this of a bound (e.g. |tanh| >= 1 - 0.01) is saturated.
+# A bounded activation's output within this fraction of its range of a bound is
+# saturated (deepscope.analysis.layer_statistics' rule: 0.01 is |tanh| >= 0.98).
 DEFAULT_SATURATION_TOLERANCE = 0.01
 # Keys of a layer's mapping that are not statistics (`activation_rows_from_mapping`).
 _ACTIVATION_EXTRAS = ("type", "count", "channels", "dead_channels", "eigenvalues", "samples")
@@ -594,7 +595,8 @@ def layer_statistics_pb(
       parameters: `ParameterRows`, or parameter name → {statistic: value}.
       on: "train" or "probe", what the model saw (metadata).
       variance_threshold: delve saturation's threshold, in (0, 1] (metadata).
-      saturation_tolerance: the tolerance saturated fractions used (metadata).
+      saturation_tolerance: the tolerance saturated fractions used, a fraction of the
+        activation's range (metadata).
       description: shown by TensorBoard next to the tag.
       seconds: what the measurement took, for the monitor's cost report.
 
