@@ -4,11 +4,13 @@ Sums (`covariance_sums`): the positions of an activation (every index but the
 channel's: (N, C, H, W) has N·H·W) are its samples, rows of C values. At most
 `max_samples` rows are used, a deterministic strided subsample of the
 flattened positions (every ⌈rows/max_samples⌉-th, from the first). Rows with
-any non-finite value are left out. The batch's co-moment about its own sample
-mean, Σ(x − x̄)(x − x̄)ᵀ, is computed in the activation's precision (float32
-for float32, float16 and bfloat16 inputs; float64 for float64) after
-centering, and held and merged in float64, by Chan et al.'s parallel formula
-M = Mₐ + M_b + δδᵀ·nₐ·n_b/n (δ = x̄_b − x̄ₐ).
+any non-finite value (or a sum that overflows) are left out. The batch's
+co-moment about its own sample mean, Σ(x − x̄)(x − x̄)ᵀ, is one matrix
+product in the activation's precision (float32 for float32, float16 and
+bfloat16 inputs; float64 for float64) of the rows centred about their
+float32 mean (then corrected exactly to the mean), and held and merged in
+float64, by Chan et al.'s parallel formula M = Mₐ + M_b + δδᵀ·nₐ·n_b/n
+(δ = x̄_b − x̄ₐ).
 
 Metrics, on the eigenvalues λ₁ ≥ … ≥ λ_C ≥ 0 of the covariance M/n:
 
@@ -126,27 +128,41 @@ def covariance_sums(
         rows = sample_rows(x.detach(), channel_dim, max_samples)
         work = torch.float64 if rows.dtype == torch.float64 else torch.float32
         rows = rows.to(work)
-        finite = torch.isfinite(rows).all(dim=1)
-        rows = torch.where(finite[:, None], rows, 0)
-        count = finite.sum()
+        samples = rows.shape[0]
+        # A row's sum is finite when all its values are (or it overflows: dropped too).
+        finite = torch.isfinite(rows.sum(dim=1))
+        # On the CPU reading a result waits for nothing: all-finite rows skip the masking.
+        clean = rows.device.type == "cpu" and bool(finite.all())
+        if clean:
+            count = torch.full((), samples, dtype=torch.int64, device=rows.device)
+        else:
+            rows = torch.where(finite[:, None], rows, 0)
+            count = finite.sum()
         n = count.to(torch.float64)
-        mean = rows.sum(dim=0, dtype=torch.float64) / n.clamp(min=1)
-        centered = (rows - mean.to(work)) * finite[:, None]
+        guess = rows.sum(dim=0) / n.clamp(min=1).to(work)
+        centered = rows - guess
+        if not clean:
+            centered = torch.where(finite[:, None], centered, 0)
         comoment = (centered.t() @ centered).to(torch.float64)
+        # Exactly about the mean: Σ(x − g) = n(x̄ − g) =: d, so M = Σ(x − g)(x − g)ᵀ − ddᵀ/n.
+        d = centered.sum(dim=0, dtype=torch.float64)
+        inverse = 1.0 / n.clamp(min=1)
+        comoment.addr_(d * inverse, d, alpha=-1)
+        mean = guess.to(torch.float64) + d * inverse
         return CovarianceSums(count=count, mean=mean, comoment=comoment)
 
 
 def covariance_eigenvalues(sums: CovarianceSums) -> torch.Tensor:
     """Eigenvalues of the covariance M/n, descending, clipped at 0 (float64 [C], device).
 
-    By `torch.linalg.eigvalsh` (symmetric: the upper and lower triangles are
-    averaged first). NaN when no rows were summed.
+    By `torch.linalg.eigvalsh`, which reads the lower triangle. NaN when no
+    rows were summed.
     """
     return covariance_eigenvalues_many([sums])[0]
 
 
 def covariance_eigenvalues_many(sums: Sequence[CovarianceSums]) -> list[torch.Tensor]:
-    """`covariance_eigenvalues` of each; matrices of one size go through one batched eigvalsh."""
+    """`covariance_eigenvalues` of each (a list of float64 [C_i] device tensors)."""
     out: list[torch.Tensor | None] = [None] * len(sums)
     groups: dict[tuple[int, torch.device], list[int]] = {}
     for i, s in enumerate(sums):
@@ -156,13 +172,12 @@ def covariance_eigenvalues_many(sums: Sequence[CovarianceSums]) -> list[torch.Te
             for i in members:
                 out[i] = torch.zeros(0, dtype=torch.float64, device=device)
             continue
-        matrices = torch.stack([sums[i].comoment for i in members])
         counts = torch.stack([sums[i].count for i in members]).to(torch.float64)
-        scale = torch.where(counts > 0, 1.0 / counts.clamp(min=1), math.nan)
-        matrices = (matrices + matrices.transpose(1, 2)) * (0.5 * scale)[:, None, None]
-        eigenvalues = torch.linalg.eigvalsh(matrices).flip(-1).clamp_(min=0)
+        scales = torch.where(counts > 0, 1.0 / counts.clamp(min=1), math.nan)
         for row, i in enumerate(members):
-            out[i] = eigenvalues[row]
+            # One eigvalsh per matrix: on the CPU a batched call is slower than a loop.
+            eigenvalues = torch.linalg.eigvalsh(sums[i].comoment)
+            out[i] = eigenvalues.flip(0).clamp_(min=0).mul_(scales[row])
     return out  # type: ignore[return-value]
 
 
