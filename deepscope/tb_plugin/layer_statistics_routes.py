@@ -764,7 +764,7 @@ class LayerStatisticsRoutes(tensor_kind.TensorKindRoutes):
         """(part, statistic) asked for, or the series' default; a 400 for one it lacks."""
         available = decoded.activations.statistics + decoded.parameters.statistics
         if statistic is None:  # std, else the gradient norm, else the first column
-            for part in ("activations", "parameters"):
+            for part in PARTS:
                 for preferred in (DEFAULT_STATISTICS[part], *decoded.part(part).statistics[:1]):
                     if preferred in decoded.part(part).statistics:
                         return part, preferred
