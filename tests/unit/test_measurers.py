@@ -69,6 +69,10 @@ def _contents(read_values, logdir):
             step = pb.SpectrumStep.FromString(payload[0])
             step.ClearField("seconds")
             payload = [step.SerializeToString(deterministic=True)]
+        if value.tag.startswith("layer_statistics/"):  # all but the seconds it took
+            step = pb.LayerStatisticsStep.FromString(payload[0])
+            step.ClearField("seconds")
+            payload = [step.SerializeToString(deterministic=True)]
         by_tag.setdefault(value.tag, []).append((value.step, metadata, payload))
     return by_tag
 
@@ -94,6 +98,8 @@ def test_measure_list_writes_what_the_shortcuts_write(tmp_path, read_values):
                 correlation_every=3,
                 saliency_probe=(x[:4], y[:4]),
                 saliency_every=4,
+                parameter_norms_every=2,
+                layer_statistics_every=4,
             )
         else:
             monitor = deepscope.watch(
@@ -105,9 +111,18 @@ def test_measure_list_writes_what_the_shortcuts_write(tmp_path, read_values):
                     deepscope.Spectra(every=2, time_budget=None),
                     deepscope.Correlations(layers=["fc1"], probe=x, every=3),
                     deepscope.Saliency(probe=(x[:4], y[:4]), every=4),
+                    deepscope.ParameterNorms(every=2),
+                    deepscope.LayerStats(every=4),
                 ],
             )
-        assert list(monitor.measurers) == ["update_ratios", "spectra", "correlation", "saliency"]
+        assert list(monitor.measurers) == [
+            "update_ratios",
+            "spectra",
+            "correlation",
+            "saliency",
+            "parameter_norms",
+            "layer_statistics",
+        ]
         _train(model, optimizer, 6)
         monitor.close()
         writer.close()
@@ -122,12 +137,30 @@ def test_measure_list_writes_what_the_shortcuts_write(tmp_path, read_values):
     assert [s for s, _ in ratios_a.rows] == [s for s, _ in ratios_b.rows] == list(range(6))
     np.testing.assert_array_equal(ratios_a.raw, ratios_b.raw)  # the same computation, bit for bit
     assert set(blobs_a) == set(blobs_b)
-    assert {tag.split("/")[0] for tag in blobs_a} == {"spectra", "correlation", "saliency"}
+    assert {tag.split("/")[0] for tag in blobs_a} == {
+        "spectra",
+        "correlation",
+        "saliency",
+        "layer_statistics",
+    }
     for tag in blobs_a:
         assert blobs_a[tag] == blobs_b[tag], tag
     assert [step for step, _, _ in blobs_a["spectra/fc1"]] == [0, 2, 4]
     assert [step for step, _, _ in blobs_a["correlation/fc1"]] == [0, 3]
-    assert runs_a == runs_b == {"update_ratios": 6, "spectra": 3, "correlation": 2, "saliency": 2}
+    assert [step for step, _, _ in blobs_a["layer_statistics/parameters"]] == [0, 2, 4]
+    assert [step for step, _, _ in blobs_a["layer_statistics/activations"]] == [0, 4]
+    assert (
+        runs_a
+        == runs_b
+        == {
+            "update_ratios": 6,
+            "spectra": 3,
+            "correlation": 2,
+            "saliency": 2,
+            "parameter_norms": 3,
+            "layer_statistics": 2,
+        }
+    )
 
 
 @pytest.mark.parametrize(
