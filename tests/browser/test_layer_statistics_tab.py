@@ -526,3 +526,154 @@ def test_screenshot(tab, layer_statistics_server, tmp_path):
     for run in RUNS:
         bold = chart.locator(f'path.ds-xy-line[data-run="{run}"][data-selected=true]')
         assert picture.count(css_rgb(bold.get_attribute("stroke")), tolerance=8) > 30, run
+
+
+# ----------------------------------------------------------------------------- 200 layers
+
+BLOCKS = 18
+SCALE_TAG = "scale/activations"
+BLOCK_LEAVES = [
+    ("ln1", "LayerNorm"),
+    ("attn.q", "Linear"),
+    ("attn.k", "Linear"),
+    ("attn.softmax", "Softmax"),  # forward order: softmax(q kᵀ) before v
+    ("attn.v", "Linear"),
+    ("attn.proj", "Linear"),
+    ("ln2", "LayerNorm"),
+    ("mlp.fc1", "Linear"),
+    ("mlp.act", "GELU"),
+    ("mlp.fc2", "Linear"),
+    ("drop", "Dropout"),
+]
+SCALE_LAYERS = [
+    "embed",
+    *(f"blocks.{b}.{leaf}" for b in range(BLOCKS) for leaf, _ in BLOCK_LEAVES),
+    "ln_f",
+    "head",
+]
+
+
+def _transformer():
+    """A small transformer's module tree: 18 blocks of 11 leaves, 201 module outputs."""
+    import torch
+
+    nn = torch.nn
+    dim = 8
+
+    class Attention(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.q, self.k, self.v, self.proj = (nn.Linear(dim, dim) for _ in range(4))
+            self.softmax = nn.Softmax(dim=-1)
+
+        def forward(self, x):
+            weights = self.softmax(self.q(x) @ self.k(x).transpose(1, 2) / dim**0.5)
+            return self.proj(weights @ self.v(x))
+
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.ln1, self.ln2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
+            self.attn = Attention()
+            self.mlp = nn.Sequential()
+            self.mlp.add_module("fc1", nn.Linear(dim, 2 * dim))
+            self.mlp.add_module("act", nn.GELU())
+            self.mlp.add_module("fc2", nn.Linear(2 * dim, dim))
+            self.drop = nn.Dropout(0.0)
+
+        def forward(self, x):
+            x = x + self.attn(self.ln1(x))
+            return x + self.drop(self.mlp(self.ln2(x)))
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed = nn.Embedding(16, dim)
+            self.blocks = nn.ModuleList(Block() for _ in range(BLOCKS))
+            self.ln_f = nn.LayerNorm(dim)
+            self.head = nn.Linear(dim, 16)
+
+        def forward(self, ids):
+            h = self.embed(ids)
+            for block in self.blocks:
+                h = block(h)
+            return self.head(self.ln_f(h))
+
+    return Net()
+
+
+@pytest.fixture(scope="session")
+def scale_server(tmp_path_factory, tensorboard_server) -> str:
+    """One run of the transformer trained 6 steps, every step measured."""
+    import torch
+
+    import deepscope
+    from deepscope.writer.watch_layer_statistics import LayerStats
+
+    logdir = tmp_path_factory.mktemp("layer-statistics-200")
+    torch.manual_seed(0)
+    model = _transformer()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+    writer = _writer(logdir / "transformer")
+    monitor = deepscope.watch(
+        model, optimizer, writer, measure=[LayerStats(every=1, covariance_every=2, tag=SCALE_TAG)]
+    )
+    ids = torch.randint(0, 16, (4, 12))
+    for _ in range(6):
+        optimizer.zero_grad()
+        logits = model(ids)
+        torch.nn.functional.cross_entropy(logits.reshape(-1, 16), ids.reshape(-1)).backward()
+        optimizer.step()
+    monitor.close()
+    writer.close()
+    return tensorboard_server(logdir, load_fast=True)
+
+
+def test_200_layers_collapse_sort_and_filter(tab, scale_server):
+    """A 201-output transformer: the table opens with the 18 blocks collapsed (one row per
+    leaf), sorts groups by their summaries, and the sidebar's filter narrows every view."""
+    served = route(scale_server, "layer_statistics_step", run="transformer", tag=SCALE_TAG)
+    assert served["layers"] == SCALE_LAYERS
+    frame = tab.open(scale_server)
+    c = card(frame, SCALE_TAG)
+    c.wait_for(timeout=TIMEOUT_MS)
+    c.locator("[data-testid=ls-row]").first.wait_for(timeout=TIMEOUT_MS)
+    c.locator(f"[data-testid=ls-depth][data-layers='{len(SCALE_LAYERS)}']").wait_for(
+        timeout=TIMEOUT_MS
+    )
+    assert c.locator("[data-testid=ls-collapse]").is_checked()
+    rows = rows_of(c)
+    labels = [r["label"] for r in rows]
+    assert labels == ["embed", *(f"blocks.0–17.{leaf}" for leaf, _ in BLOCK_LEAVES), "ln_f", "head"]
+    assert all(r["members"] == BLOCKS for r in rows[1:-2])
+    assert "201 of 201 layers in 14 rows" in c.locator("[data-testid=ls-count]").inner_text()
+    # The heatmap groups its rows by module path too (far fewer rows than layers).
+    heat_rows = c.locator(".ds-ur-row").count()
+    assert 0 < heat_rows < 40
+
+    # Sorted by max |a|, largest first: each group by the median of its 18 blocks (numpy's).
+    columns = served["activation_statistics"]
+    values = np.array(
+        [[math.nan if v == "NaN" else float(v) for v in row] for row in served["activations"]]
+    )
+    max_abs = values[:, columns.index("max_abs")]
+    medians = {"embed": max_abs[0], "ln_f": max_abs[-2], "head": max_abs[-1]}
+    for leaf, _ in BLOCK_LEAVES:
+        medians[f"blocks.0–17.{leaf}"] = float(
+            np.median([max_abs[SCALE_LAYERS.index(f"blocks.{b}.{leaf}")] for b in range(BLOCKS)])
+        )
+    c.locator("[data-testid=ls-table] th[data-column=max_abs]").click()
+    rows = rows_of(c)
+    assert [r["label"] for r in rows] == sorted(
+        medians, key=lambda n: (-medians[n], labels.index(n))
+    )
+    for r in rows:
+        assert abs(r["values"]["max_abs"] - medians[r["label"]]) <= medians[r["label"]] * 2**-20
+
+    # The sidebar's tag filter (not matching the tag) narrows the table, the depth chart and
+    # the heatmap to the layers it matches: 18 rows, not collapsed (fewer than 40).
+    frame.locator("#ds-tag-filter").fill(r"mlp\.fc1")
+    c.locator("[data-testid=ls-depth][data-layers='18']").wait_for(timeout=TIMEOUT_MS)
+    rows = rows_of(c)
+    assert {r["key"] for r in rows} == {f"blocks.{b}.mlp.fc1" for b in range(BLOCKS)}
+    assert "18 of 201 layers" in c.locator("[data-testid=ls-count]").inner_text()

@@ -190,6 +190,8 @@ export class LayerTable {
 
   /** Show `table` (one run's step), or a message instead. */
   show(table: StepTable | null, part: Part, run: string, message?: string): void {
+    // The same step again (a redraw for another panel, an idle reload): nothing to do.
+    if (table !== null && table === this.table && part === this.part) return;
     this.table = table;
     this.part = part;
     this.title.textContent = part === "parameters" ? "Parameters at the step" : "Layers at the step";

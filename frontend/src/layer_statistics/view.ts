@@ -39,3 +39,14 @@ export class LayerStatisticsView extends CardListView<LayerStatisticsCard> {
     }
   }
 }
+
+/**
+ * Whether the view can show part of `entry`'s tag under a sidebar filter the tag does not
+ * match. The tag list names no rows of a layer statistics series (each step names its
+ * own), so unless it does, every such tag goes to the view, whose card narrows its layers
+ * and parameters to those the filter matches (saying so when none does).
+ */
+export function layerStatisticsFiltersInside(entry: ViewEntry, regex: RegExp): boolean {
+  const names = entry.info.names;
+  return names === undefined || names.some((n) => regex.test(n));
+}
