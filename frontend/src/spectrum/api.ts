@@ -2,6 +2,15 @@
 
 import { decodeBase64Float32 } from "../binary";
 import { expectRecord, getJson, isRecord, jsonNumber, numbers } from "../json";
+import {
+  OPERATOR_METRICS,
+  parseCoverage,
+  parseLayerOperator,
+  parseOperator,
+  type Coverage,
+  type LayerOperator,
+  type OperatorSpectrum,
+} from "./operator";
 
 export interface SpectrumInfo {
   weightShape: number[];
@@ -24,6 +33,11 @@ export interface LayerMetrics {
   nonFinite: Map<number, number>;
   /** step -> the earlier step whose spectrum it repeats (the weight did not change). */
   unchanged: Map<number, number>;
+  /** Per step: how much of the spectrum was computed. */
+  coverage: Coverage[];
+  /** A conv layer's operator over its steps (its numbers are also in `metrics`, as
+   * operator_norm, operator_stable_rank, operator_frobenius_norm); null for other layers. */
+  operator: LayerOperator | null;
 }
 
 export interface RunMetrics {
@@ -46,6 +60,11 @@ export interface StepSpectrum {
   /** All groups' singular values, merged, descending (NaN last). */
   values: Float32Array;
   groups: number;
+  coverage: Coverage;
+  /** Singular values per group held ([groups, k'] with k' < k for partial coverage). */
+  perGroup: number;
+  /** A conv layer's operator spectrum at this step, or null. */
+  operator: OperatorSpectrum | null;
 }
 
 /** The spectra of (a sample of) a series' steps (spectrum_evolution). */
@@ -146,6 +165,13 @@ export async function fetchRunMetrics(run: string, tags: readonly string[]): Pro
     }
     const nonFinite = new Map<number, number>();
     for (const [step, count] of stepMessages(value.non_finite)) nonFinite.set(step, Number(count));
+    const operator = parseLayerOperator(value.operator);
+    if (operator) {
+      for (const [name, as] of Object.entries(OPERATOR_METRICS)) {
+        const series = operator.metrics[name];
+        if (series && series.length === steps.length) metrics[as] = series;
+      }
+    }
     layers.set(tag, {
       tag,
       info: parseInfo(value.info),
@@ -154,6 +180,8 @@ export async function fetchRunMetrics(run: string, tags: readonly string[]): Pro
       errors: stepMessages(value.errors),
       nonFinite,
       unchanged: stepPairs(value.unchanged),
+      coverage: Array.isArray(value.coverage) ? value.coverage.map(parseCoverage) : steps.map(() => "full"),
+      operator,
     });
   }
   const decoded: RunMetrics = {
@@ -189,6 +217,9 @@ export async function fetchSpectrum(run: string, tag: string, step: number): Pro
     unchangedSince: typeof raw.unchanged_since_step === "number" ? raw.unchanged_since_step : null,
     values: mergeDescending(values),
     groups: shape.length === 2 ? shape[0] : 1,
+    coverage: parseCoverage(raw.coverage),
+    perGroup: shape.length === 2 ? shape[1] : values.length,
+    operator: parseOperator(raw.operator),
   };
 }
 

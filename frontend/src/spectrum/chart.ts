@@ -7,6 +7,12 @@
 //
 // A rank plot reads the same for a 10-value layer as for a 4,096-value one (a histogram of
 // ten values says little), and every point is one singular value one can hover and read.
+//
+// These are the singular values of the weight's im2col matrix. For a conv layer whose step
+// carries its operator spectrum, the operator norm (σ_max of the map the layer applies, for
+// circular padding) is drawn as a dotted horizontal line in the run's colour; the operator's
+// whole spectrum, when logged, has its own plot (operator_chart.ts). A step holding the top
+// k values only (a big matrix) says so in the legend.
 
 import { axisBottom, axisLeft } from "d3-axis";
 import { scaleLog } from "d3-scale";
@@ -17,6 +23,7 @@ import { axisTitles, clearPlot, decadeTicks, hoverLayer, plotSvg } from "../svgc
 import { showTooltip, type TooltipRow } from "../tooltip";
 import type { StepSpectrum } from "./api";
 import { formatMetric } from "./format";
+import { coverageNote, IM2COL_LABEL, normRatio, operatorLabel } from "./operator";
 
 const HEIGHT = 300;
 const MARGIN = { top: 14, right: 16, bottom: 40, left: 64 };
@@ -80,6 +87,11 @@ export class SpectrumChart {
         lo = Math.min(lo, edge);
         hi = Math.max(hi, edge);
       }
+      const opNorm = operatorNorm(spectrum);
+      if (opNorm > 0) {
+        lo = Math.min(lo, opNorm);
+        hi = Math.max(hi, opNorm);
+      }
     }
     if (!(hi >= lo)) {
       lo = 0.1;
@@ -138,6 +150,21 @@ export class SpectrumChart {
           .attr("stroke", color)
           .attr("stroke-width", 1)
           .attr("stroke-dasharray", "6,3");
+      }
+      const opNorm = operatorNorm(spectrum);
+      if (opNorm > 0) {
+        layer
+          .append("line")
+          .attr("class", "ds-sp-opnorm")
+          .attr("data-run", run)
+          .attr("data-value", String(opNorm))
+          .attr("x1", 0)
+          .attr("x2", plotW)
+          .attr("y1", y(opNorm))
+          .attr("y2", y(opNorm))
+          .attr("stroke", color)
+          .attr("stroke-width", 2)
+          .attr("stroke-dasharray", "1,3");
       }
       const fit = powerLawSegment(spectrum);
       if (fit) {
@@ -234,10 +261,21 @@ export class SpectrumChart {
     };
     const multi = series.length > 1;
     const grey = "#616161";
+    const anyOperator = series.some((s) => operatorNorm(s.spectrum) > 0);
     for (const s of series) {
       const m = s.spectrum.metrics;
-      const parts = [`σ_i at step ${s.spectrum.step}`];
+      const parts = [`${anyOperator ? `${IM2COL_LABEL} ` : ""}σ_i at step ${s.spectrum.step}`];
       if (s.spectrum.unchangedSince !== null) parts[0] += ` (unchanged since step ${s.spectrum.unchangedSince})`;
+      const partial = coverageNote(s.spectrum.coverage, s.spectrum.perGroup, s.spectrum.info.matrixShape.length === 3 ? Math.min(s.spectrum.info.matrixShape[1], s.spectrum.info.matrixShape[2]) : NaN);
+      if (partial !== null) parts.push(partial);
+      const op = s.spectrum.operator;
+      if (op !== null && op.error === null) {
+        const ratio = normRatio(op.operatorNorm, m.spectral_norm);
+        parts.push(
+          `${operatorLabel(op)} norm ${formatMetric(op.operatorNorm)}` +
+            (Number.isFinite(ratio) ? ` (${formatMetric(ratio)}× the ${IM2COL_LABEL}'s σ_max)` : ""),
+        );
+      }
       if (m.mp_bulk_edge > 0) parts.push(`MP edge ${formatMetric(m.mp_bulk_edge)}`);
       if (powerLawSegment(s.spectrum) !== null) {
         parts.push(
@@ -252,7 +290,16 @@ export class SpectrumChart {
     if (series.some((s) => powerLawSegment(s.spectrum) !== null)) {
       item(lineSample(grey, "2,3"), "power-law tail p(λ) ∝ λ^-α, λ = σ²");
     }
+    if (anyOperator) {
+      item(lineSample(grey, "1,3"), "operator norm: σ_max of the map the conv applies (circular padding), its Lipschitz constant");
+    }
   }
+}
+
+/** The step's measured operator norm, or NaN (no operator, or a failed one). */
+function operatorNorm(s: StepSpectrum): number {
+  const op = s.operator;
+  return op !== null && op.error === null && op.operatorNorm > 0 && op.operatorNorm < Infinity ? op.operatorNorm : NaN;
 }
 
 function hasPositive(s: StepSpectrum): boolean {

@@ -6,6 +6,8 @@
 // charts. Ranks are shown as fractions of the layer's k = groups · min(rows, cols), so that
 // layers of different sizes compare. A condition number beyond float32's resolution is a
 // lower bound ("> 1.1e4"): it sorts after the measured ones, never as the worst.
+// Conv layers also show their operator's σ_max and stable rank (the map the layer applies,
+// for circular padding) beside the im2col matrix's; other layers show "–" there.
 //
 // Rows are built in chunks of 8-24 rows (about CHUNK_MS), a task each (74 layers x 8 metrics with their
 // sparklines took ~200-1,000 ms in one task): a redraw replaces the shown rows in place, so
@@ -17,6 +19,7 @@ import { NON_FINITE_COLOR } from "../palette";
 import { nearestStepIndex } from "../stats";
 import type { LayerMetrics } from "./api";
 import { formatMetric } from "./format";
+import { IM2COL_LABEL, normRatio, operatorLabel } from "./operator";
 
 export interface MetricColumn {
   name: string;
@@ -26,8 +29,11 @@ export interface MetricColumn {
   worst: "high" | "low";
   /** Sparkline on a log axis (ratios spanning decades). */
   log?: boolean;
-  /** Shown and sorted as a fraction of k = groups · min(rows, cols) (ranks). */
+  /** Shown and sorted as a fraction of k = groups · min(rows, cols) (ranks), or of the
+   * operator's count for an operator column. */
   normalise?: boolean;
+  /** A conv operator's number (`LayerMetrics.operator`), "–" for other layers. */
+  operator?: boolean;
 }
 
 /** Runs listed one line each in a cell; more are summarised (worst run, range). */
@@ -39,9 +45,23 @@ export const COLUMNS: readonly MetricColumn[] = [
   {
     name: "spectral_norm",
     label: "σ_max",
-    title: "spectral norm ‖W‖₂: the largest singular value (large: exploding; worst first = largest)",
+    title:
+      `spectral norm ‖W‖₂: the largest singular value (for a conv: of its ${IM2COL_LABEL}, not ` +
+      "the layer's Lipschitz constant; large: exploding; worst first = largest)",
     worst: "high",
     log: true,
+  },
+  {
+    name: "operator_norm",
+    label: "σ_max operator",
+    title:
+      "conv layers: the operator norm, σ_max of the map the layer applies to its input (its " +
+      "Lipschitz constant), for circular padding on the input size it saw (an approximation " +
+      `for zero padding); between 1 and √(kh·kw) times the ${IM2COL_LABEL}'s σ_max ` +
+      "(worst first = largest)",
+    worst: "high",
+    log: true,
+    operator: true,
   },
   {
     name: "condition_number",
@@ -58,6 +78,16 @@ export const COLUMNS: readonly MetricColumn[] = [
     title: "stable rank ‖W‖²_F / ‖W‖²₂ over k = min(rows, cols) (low: a few directions dominate; worst first = smallest)",
     worst: "low",
     normalise: true,
+  },
+  {
+    name: "operator_stable_rank",
+    label: "op. stable rank / n",
+    title:
+      "conv layers: the operator's stable rank ‖A‖²_F / ‖A‖²₂ over n, its number of singular " +
+      "values (circular padding; worst first = smallest)",
+    worst: "low",
+    normalise: true,
+    operator: true,
   },
   {
     name: "effective_rank",
@@ -106,6 +136,12 @@ export function singularValueCount(layer: LayerMetrics | undefined): number {
   return shape[0] * Math.min(shape[1], shape[2]);
 }
 
+/** What a column's normalised values are fractions of: k, or the operator's count. */
+export function columnDenominator(layer: LayerMetrics | undefined, column: MetricColumn): number {
+  if (column.operator) return layer?.operator?.count ? layer.operator.count : NaN;
+  return singularValueCount(layer);
+}
+
 /** A metric as the table shows and sorts it: normalised ranks, the condition bound flagged. */
 export function shownValue(
   layer: LayerMetrics | undefined,
@@ -115,7 +151,7 @@ export function shownValue(
   const at = valueAt(layer, column.name, step);
   const bound = column.name === "condition_number" && valueAt(layer, BOUND_FLAG, step).value === 1;
   const unchangedSince = at.step === undefined ? undefined : layer?.unchanged.get(at.step);
-  const value = column.normalise ? at.value / singularValueCount(layer) : at.value;
+  const value = column.normalise ? at.value / columnDenominator(layer, column) : at.value;
   return { ...at, value, raw: at.value, bound, unchangedSince };
 }
 
@@ -316,7 +352,9 @@ export class MetricsTable {
     } else {
       for (const r of row.runs) values.appendChild(this.valueLine(r, column, multi));
     }
-    td.append(values, sparkline(row.runs, column, this.step));
+    // An operator column of a layer without an operator (not a conv): no sparkline of NaNs.
+    const drawn = column.operator ? row.runs.filter((r) => r.layer?.operator) : row.runs;
+    td.append(values, sparkline(drawn, column, this.step));
     return td;
   }
 
@@ -329,6 +367,12 @@ export class MetricsTable {
     let text: HTMLElement;
     if (!r.layer) {
       text = el("span", "ds-muted", "–");
+    } else if (column.operator && (!r.layer.operator || (Number.isNaN(at.raw) && at.error === undefined))) {
+      text = el("span", "ds-muted", "–");
+      text.title = r.layer.operator
+        ? `no operator spectrum at step ${at.step ?? "–"} (its error or no input seen yet)`
+        : "no operator spectrum: not a Conv1d/2d/3d layer";
+      line.dataset.operator = "none";
     } else if (at.error !== undefined) {
       text = el("span", "ds-badge ds-badge-bad", "error");
       text.title = `step ${at.step}: ${at.error}`;
@@ -342,6 +386,8 @@ export class MetricsTable {
           "σ_min is below float32's resolution (the rank tolerance σ_max·max(rows, cols)·eps): " +
           "the condition number is at least this";
         line.dataset.bound = "true";
+      } else if (column.operator) {
+        text.title = operatorTitle(r.layer, column, at.raw, at.step);
       } else if (column.normalise) {
         text.title = `${formatMetric(at.raw)} of k = ${singularValueCount(r.layer)}`;
       }
@@ -393,6 +439,19 @@ export class MetricsTable {
   }
 }
 
+/** An operator cell's hover text: what it is, and the norm against the im2col matrix's. */
+function operatorTitle(layer: LayerMetrics, column: MetricColumn, raw: number, step?: number): string {
+  const op = layer.operator!;
+  const what = operatorLabel(op);
+  if (column.name === "operator_stable_rank") return `${what}: stable rank ${formatMetric(raw)} of n = ${op.count}`;
+  const im2col = valueAt(layer, "spectral_norm", step ?? null).value;
+  const ratio = normRatio(raw, im2col);
+  return (
+    `${what}: σ_max ${formatMetric(raw)}` +
+    (Number.isFinite(ratio) ? `, ${formatMetric(ratio)}× the ${IM2COL_LABEL}'s σ_max ${formatMetric(im2col)}` : "")
+  );
+}
+
 /** A lower bound in "1.2e7" style, rounded down (a bound must not claim more than it knows). */
 export function formatBound(value: number): string {
   if (!(value > 0) || !Number.isFinite(value)) return formatMetric(value);
@@ -426,7 +485,7 @@ export function valueAt(
 function columnSeries(layer: LayerMetrics, column: MetricColumn): Float64Array | undefined {
   const series = layer.metrics[column.name];
   if (!series || !column.normalise) return series;
-  const k = singularValueCount(layer);
+  const k = columnDenominator(layer, column);
   return series.map((v) => v / k);
 }
 

@@ -3,11 +3,12 @@
 //   - the metrics table of every layer (value at the step per run, sparklines over steps),
 //     sortable by clicking a column; clicking a row selects the layer;
 //   - the selected layer's spectrum at the step (rank plot, log–log, with the MP bulk edge
-//     and the fitted power-law tail), the runs overlaid in their colours;
+//     and the fitted power-law tail), the runs overlaid in their colours; for a conv layer
+//     also its operator norm, and its operator spectrum's own plot when logged;
 //   - its evolution over training: a steps × rank heatmap of log10 σ per run.
 
 import { ColorScale } from "../colormap";
-import { el, runError } from "../dom";
+import { el } from "../dom";
 import { errorText } from "../json";
 import { boxItem, colorBarItem } from "../legend";
 import { NON_FINITE_COLOR } from "../palette";
@@ -24,7 +25,9 @@ import {
   type RunMetrics,
   type StepSpectrum,
 } from "./api";
-import { SpectrumChart, type ChartSeries } from "./chart";
+import { SpectrumChart } from "./chart";
+import { chartStatus } from "./chart_status";
+import { OperatorChart } from "./operator_chart";
 import { EvolutionHeatmap } from "./evolution";
 import { MetricsTable, valueAt, type TableRow } from "./table";
 
@@ -59,6 +62,9 @@ addStyles(`
 .ds-sp-spark { display: block; margin-top: 1px; }
 .ds-sp-toolbar { display: flex; align-items: center; gap: 16px; flex-wrap: wrap; margin: 4px 0; }
 .ds-sp-selected-name { color: #e65100; }
+.ds-sp-operator { margin-top: 10px; }
+.ds-sp-optitle { font-size: 12px; color: #424242; margin: 4px 0; }
+.ds-sp-caveat { font-size: 11px; margin-top: 4px; }
 `);
 
 interface RunEntry {
@@ -77,6 +83,7 @@ export class SpectrumView implements KindView {
   private readonly slider = new StepSlider((step) => this.onStep(step));
   private readonly table = new MetricsTable((tag) => this.select(tag));
   private readonly chart = new SpectrumChart();
+  private readonly operatorChart = new OperatorChart();
   private readonly chartTitle = el("span", "ds-chart-title");
   private readonly chartStatus = el("div");
   private readonly evolutionTitle = el("span", "ds-chart-title");
@@ -122,7 +129,7 @@ export class SpectrumView implements KindView {
     const chartSection = el("div", "ds-chart-section");
     const chartHead = el("div", "ds-chart-head");
     chartHead.append(this.chartTitle);
-    chartSection.append(chartHead, this.chartStatus, this.chart.element);
+    chartSection.append(chartHead, this.chartStatus, this.chart.element, this.operatorChart.element);
 
     const evolutionSection = el("div", "ds-chart-section");
     const evolutionHead = el("div", "ds-chart-head");
@@ -138,6 +145,7 @@ export class SpectrumView implements KindView {
     this.card.append(head, toolbar, split);
     this.element.appendChild(this.card);
     this.chart.element.hidden = true;
+    this.operatorChart.element.hidden = true;
     this.resizeObserver.observe(this.right);
     this.resizeObserver.observe(this.card);
     this.reload = new ReloadWhenVisible({
@@ -416,45 +424,11 @@ export class SpectrumView implements KindView {
   }
 
   private drawChart(): void {
-    const tag = this.selected;
-    const series: ChartSeries[] = [];
-    const boxes: HTMLElement[] = [];
-    for (const r of this.runs) {
-      const s = this.spectra.get(r.run);
-      const failed = this.spectrumErrors.get(r.run);
-      if (failed) {
-        const box = errorBox(r, failed); // the request failed: the route's message
-        box.dataset.testid = "spectrum-error";
-        boxes.push(box);
-        continue;
-      }
-      if (!s || s.tag !== tag) continue;
-      if (s.error !== null) {
-        const box = errorBox(r, `step ${s.step}: ${s.error}`);
-        box.dataset.testid = "spectrum-error";
-        boxes.push(box);
-      } else if (s.unchangedSince !== null) {
-        const note = el(
-          "div",
-          "ds-muted",
-          `${r.run} step ${s.step}: weight unchanged since step ${s.unchangedSince}; its spectrum is shown`,
-        );
-        note.dataset.testid = "spectrum-unchanged";
-        note.dataset.run = r.run;
-        note.style.overflowWrap = "anywhere";
-        boxes.push(note);
-      } else if (s.nonFinite > 0) {
-        const warn = el("div", "ds-warn", `${r.run} step ${s.step}: ${s.nonFinite} non-finite singular values`);
-        warn.dataset.testid = "spectrum-error";
-        warn.dataset.run = r.run;
-        boxes.push(warn);
-      }
-      series.push({ run: r.run, color: r.color, spectrum: s });
-    }
+    const { boxes, series } = chartStatus(this.runs, this.spectra, this.spectrumErrors, this.selected);
     this.chartStatus.replaceChildren(...boxes);
-    const drawable = series.filter((s) => s.spectrum.error === null);
-    this.chart.element.hidden = drawable.length === 0 && series.length === 0;
+    this.chart.element.hidden = series.length === 0;
     if (!this.chart.element.hidden) this.chart.draw(series, this.contentWidth());
+    this.operatorChart.draw(series, this.contentWidth());
   }
 
   private drawEvolution(errors: string[] = []): void {
@@ -491,12 +465,6 @@ export class SpectrumView implements KindView {
     }
     this.evolutionBlocks.replaceChildren(...children);
   }
-}
-
-function errorBox(r: RunEntry, message: string): HTMLElement {
-  const box = runError(r.run, r.color, message);
-  box.dataset.run = r.run;
-  return box;
 }
 
 function colorLegend(color: ColorScale): HTMLElement {
