@@ -157,12 +157,8 @@ def activation_sums(
     f64 = {"dtype": torch.float64, "device": device}
     elements = x.numel()
     with torch.no_grad():
-        if bounds is not None:
-            low, high = saturation_thresholds(bounds, tolerance)
-            # On x itself: NaN compares false, so it is never counted saturated.
-            saturated = torch.count_nonzero(torch.logical_or(x <= low, x >= high))
-        else:
-            saturated = torch.zeros((), **i64)
+        thresholds = None if bounds is None else saturation_thresholds(bounds, tolerance)
+        saturated = torch.zeros((), **i64)
         if elements == 0:
             zero = torch.zeros((), **f64)
             return ActivationSums(
@@ -182,8 +178,12 @@ def activation_sums(
         work, private = x, False
         if x.dtype in (torch.float16, torch.bfloat16):
             work, private = x.to(torch.float32), True
+        if thresholds is not None:
+            # In float32 at least (the thresholds rounded to it); NaN compares false.
+            low, high = thresholds
+            saturated = torch.count_nonzero(torch.logical_or(work <= low, work >= high))
         all_finite = False
-        if work.device.type == "cpu":
+        if reads_results(work.device):
             # On the CPU a kernel has finished when it returns: reading its result
             # waits for nothing. An all-finite tensor skips the masking passes.
             lowest, highest = torch.aminmax(work)
@@ -240,6 +240,14 @@ def activation_sums(
             channel_active=channel_active,
             bounded=bounds is not None,
         )
+
+
+def reads_results(device: torch.device) -> bool:
+    """Whether reading a result on `device` waits for nothing (the CPU's kernels are synchronous).
+
+    There, a sum may look at one flag to skip passes; elsewhere it never reads.
+    """
+    return device.type == "cpu"
 
 
 _EXACT = 2**24

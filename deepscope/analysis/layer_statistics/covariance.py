@@ -34,6 +34,8 @@ from dataclasses import dataclass
 
 import torch
 
+from deepscope.analysis.layer_statistics.activations import reads_results
+
 DEFAULT_MAX_SAMPLES = 4096
 """Rows (positions) a batch's covariance uses at most."""
 
@@ -132,7 +134,7 @@ def covariance_sums(
         # A row's sum is finite when all its values are (or it overflows: dropped too).
         finite = torch.isfinite(rows.sum(dim=1))
         # On the CPU reading a result waits for nothing: all-finite rows skip the masking.
-        clean = rows.device.type == "cpu" and bool(finite.all())
+        clean = reads_results(rows.device) and bool(finite.all())
         if clean:
             count = torch.full((), samples, dtype=torch.int64, device=rows.device)
         else:
