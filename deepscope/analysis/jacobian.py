@@ -155,6 +155,7 @@ def jacobian_singular_values(
     max_iterations: int = DEFAULT_MAX_ITERATIONS,
     chunk: int = DEFAULT_CHUNK,
     seed: int = 0,
+    log_det: bool = True,
 ) -> JacobianSpectrum:
     """The singular values of each probe sample's Jacobian of `module` w.r.t. its input.
 
@@ -185,6 +186,10 @@ def jacobian_singular_values(
       chunk: rows per batched forward pass (memory bound).
       seed: of the start block and the probes (a fixed seed measures the same
         way at every step).
+      log_det: estimate log|det J| of a square map whose spectrum is not whole
+        (stochastic Lanczos quadrature: probes × quadrature_steps Gram products,
+        often most of the cost); False leaves it NaN. With the whole spectrum it
+        is always exact.
 
     Returns:
       A `JacobianSpectrum` (float64 arrays on the host).
@@ -241,6 +246,7 @@ def jacobian_singular_values(
             max_iterations,
             chunk,
             seed,
+            log_det,
         )
     result.seconds = time.perf_counter() - start
     return result
@@ -467,7 +473,9 @@ def _no_forward_ad(error: BaseException) -> bool:
 # --------------------------------------------------------------------------- the measurement
 
 
-def _measure(fn, x, k, full_max, max_entries, probes, steps, tol, max_iterations, chunk, seed):
+def _measure(
+    fn, x, k, full_max, max_entries, probes, steps, tol, max_iterations, chunk, seed, log_det
+):
     ops = _Products(fn, x, chunk)
     n, m, samples = ops.n, ops.m, ops.samples
     d = min(m, n)
@@ -477,25 +485,25 @@ def _measure(fn, x, k, full_max, max_entries, probes, steps, tol, max_iterations
         mean_squared = (values**2).sum(dim=1) / d
         if m == n:
             with np.errstate(divide="ignore"):
-                log_det = np.log(values.cpu().numpy()).sum(axis=1)
+                exact_log_det = np.log(values.cpu().numpy()).sum(axis=1)
         else:
-            log_det = np.full(samples, np.nan)
+            exact_log_det = np.full(samples, np.nan)
         return JacobianSpectrum(
             input_dim=n,
             output_dim=m,
             singular_values=values.cpu().numpy(),
             full=True,
             mean_squared=mean_squared.cpu().numpy(),
-            log_abs_det=log_det,
+            log_abs_det=exact_log_det,
             products=ops.products,
         )
     top, basis, trace_part = _block_lanczos(ops, k, tol, max_iterations, generator)
     rest = _remainder_trace(ops, basis, probes, generator)
     mean_squared = ((trace_part + rest) / d).cpu().numpy()
-    log_det = np.full(samples, np.nan)
+    log_values = np.full(samples, np.nan)
     log_probes = 0
-    if m == n:
-        log_det = _log_det_slq(ops, probes, steps, generator).cpu().numpy()
+    if m == n and log_det:
+        log_values = _log_det_slq(ops, probes, steps, generator).cpu().numpy()
         log_probes = probes
     values = np.full((samples, k), np.nan)
     found = top.cpu().numpy()[:, :k]
@@ -506,7 +514,7 @@ def _measure(fn, x, k, full_max, max_entries, probes, steps, tol, max_iterations
         singular_values=values,
         full=False,
         mean_squared=mean_squared,
-        log_abs_det=log_det,
+        log_abs_det=log_values,
         mean_squared_probes=probes,
         log_det_probes=log_probes,
         products=ops.products,

@@ -242,5 +242,6 @@ _OPTIONS = frozenset(
         "max_iterations",
         "chunk",
         "seed",
+        "log_det",
     }
 )

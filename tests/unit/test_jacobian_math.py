@@ -315,3 +315,18 @@ def test_products_count_each_jvp_and_vjp_per_sample():
     net = _mlp(3)  # 12 → 12: the whole spectrum from 12 basis vectors
     result = jacobian_singular_values(net, torch.randn(5, 12))
     assert result.full and result.products == 12
+
+
+def test_log_det_false_skips_the_quadrature_of_a_large_square_map():
+    torch.manual_seed(12)
+    layer = torch.nn.Linear(40, 40)
+    x = torch.randn(2, 40)
+    with_det = jacobian_singular_values(layer, x, k=3, full_max=4)
+    without = jacobian_singular_values(layer, x, k=3, full_max=4, log_det=False)
+    assert np.all(np.isfinite(with_det.log_abs_det)) and with_det.log_det_probes == 16
+    assert np.all(np.isnan(without.log_abs_det)) and without.log_det_probes == 0
+    assert without.products < with_det.products
+    np.testing.assert_array_equal(without.singular_values, with_det.singular_values)
+    exact = jacobian_singular_values(layer, x, log_det=False)  # whole spectrum: exact anyway
+    want = np.linalg.slogdet(layer.weight.detach().double().numpy())[1]
+    np.testing.assert_allclose(exact.log_abs_det, [want, want], rtol=0, atol=1e-3)
