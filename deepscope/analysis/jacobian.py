@@ -19,7 +19,9 @@ it is small:
   method) on the smaller of JᵀJ (n × n) and JJᵀ (m × m), each product one
   `torch.func.jvp` and one `torch.func.vjp`, with full reorthogonalisation
   and Rayleigh–Ritz; it stops when the top-k values change by less than `tol`
-  (relative) between iterations, or after `max_iterations` products;
+  (relative to σ_max) between iterations, or after `max_iterations` block
+  products (the basis is restarted from the top Ritz vectors when it would
+  exceed 6 blocks);
 - the mean squared singular value ‖J‖_F² / min(m, n): exact with the full
   spectrum; else ‖J‖_F² = tr(QᵀAQ) + tr(PAP), A the product above, Q the
   final Krylov basis (exact part) and P = I − QQᵀ, whose trace is estimated
@@ -29,15 +31,18 @@ it is small:
 - log|det J| for a square map (m = n): exact (Σ log σ) with the full
   spectrum; else ½·tr log(JᵀJ) by stochastic Lanczos quadrature (Ubaru, Chen
   & Saad 2017) with `probes` Rademacher vectors and `quadrature_steps` Lanczos
-  steps each: an estimate (−inf when a singular value is exactly 0 is not
-  seen by it; it is NaN where the map is not square).
+  steps each: an estimate, skipped with `log_det=False` (NaN then; it is NaN
+  where the map is not square). An exactly singular J reads −inf when exact;
+  the estimate reads a very negative number there (log of the smallest float64
+  for a zero Ritz value).
 
 Samples are independent in eval mode (batch norm uses its running
 statistics; dropout is off), so the Jacobian of the batched map is block
 diagonal and one batched `jvp`/`vjp` applies every sample's J to its own
 vectors: the probe is repeated once per vector and the products run as one
-batch (in chunks of `chunk` rows), which needs no `vmap` and works for every
-module whose forward supports forward-mode AD. The module is put in eval mode
+batch (in chunks of `chunk` rows), which needs no `vmap`. Where an op of the
+map has no forward-AD rule, J·v comes from two vjps instead (J·v = ∂/∂u
+⟨Jᵀu, v⟩, exact). The module is put in eval mode
 for the measurement and every submodule's mode is restored after.
 
 For a layer inside a network, `within=network` runs `inputs` through the

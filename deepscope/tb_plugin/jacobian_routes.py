@@ -275,6 +275,14 @@ def series_summaries(series: JacobianSeries) -> dict:
     }
 
 
+def _flags(full: np.ndarray, measured: np.ndarray) -> list[list[bool | None]]:
+    """full [T, M] as nested lists of booleans, null where the map was not measured."""
+    rows = full.tolist()
+    for i, j in np.argwhere(~measured).tolist():
+        rows[i][j] = None
+    return rows
+
+
 class JacobianRoutes(tensor_kind.TensorKindRoutes):
     """The `jacobian` and `jacobian_spectrum` routes (shared parts: `TensorKindRoutes`)."""
 
@@ -308,7 +316,7 @@ class JacobianRoutes(tensor_kind.TensorKindRoutes):
             "seconds": [d.seconds for d in decoded.data],
             "maps": names if columns is None else list(wanted),
             "dims": {name: found["dims"].get(name) for name in (wanted or names)},
-            "full": tensor_kind.json_matrix(found["full"][:, pick].astype(np.float64), ~measured),
+            "full": _flags(found["full"][:, pick], measured),
             "errors": [e for e in found["errors"] if not wanted or e[1] in wanted],
             "warnings": list(decoded.warnings),
         }

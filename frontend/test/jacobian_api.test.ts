@@ -13,7 +13,7 @@ const SERIES = {
   steps: [0, 10],
   maps: ["", "fc1"],
   dims: { "": [8, 3], fc1: [16, 16] },
-  full: [[1.0, 0.0], [1.0, null]],
+  full: [[true, false], [true, null]],
   sigma_max: { mean: [[2.0, 10.0], [1.0, null]], std: [[0.5, 1.0], [0.0, null]] },
   sigma_min: { mean: [[0.5, 0.01], [1.0, null]], std: [[0.1, 0.0], [0.0, null]] },
   mean_squared: { mean: [[1.0, "NaN"], [1.0, null]], std: [[0.0, 0.0], [0.0, null]] },

@@ -95,7 +95,7 @@ def test_series_summaries_are_the_means_and_spreads_over_samples(client, logged)
     assert body["dims"] == {"": [8, 3], "fc1": [16, 16]}
     assert body["warnings"] == [] and body["errors"] == []
     np.testing.assert_allclose(body["wall_times"], [1000.0 + s for s in data.SYNTHETIC_STEPS])
-    assert body["full"] == [[1.0, 0.0]] * 3
+    assert body["full"] == [[True, False]] * 3
     for summary in ("sigma_max", "sigma_min", "mean_squared", "log_abs_det"):
         for which, index in (("mean", 0), ("std", 1)):
             got = _matrix(body[summary][which])
