@@ -393,6 +393,16 @@ def test_table_flags_dead_and_saturated_layers(tab, layer_statistics_server, lay
     sat = table.locator('[data-key="blocks.3.act"] td[data-column=saturated_fraction]')
     assert css_rgb(sat.evaluate("e => getComputedStyle(e).backgroundColor")) == SATURATED_BACKGROUND
     assert table.locator('[data-key="relu"] [data-flag=dead]').inner_text() == "dead"
+    # The through-depth chart rings the same layers on the table's run's line.
+    depth = c.locator("[data-testid=ls-depth]")
+    points = path_points(
+        depth.locator(f'path.ds-xy-line[data-run="{RUNS[0]}"][data-selected=true]')
+    )
+    for kind in ("dead", "saturated"):
+        marks = depth.locator(f"circle.ds-xy-mark[data-mark={kind}]")
+        want = [k for k, n in enumerate(LAYERS) if kind in flags[n]]
+        got = sorted(float(marks.nth(m).get_attribute("cx")) for m in range(marks.count()))
+        assert got == pytest.approx([points[k][0] for k in want], abs=0.01), kind
 
     # Sorted by std, largest first: numpy's order.
     table.locator("th[data-column=std]").click()

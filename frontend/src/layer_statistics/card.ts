@@ -12,6 +12,7 @@ import { addStyles } from "../style";
 import { GridCard, type CardEntry, type GridKind } from "../update_ratios/card";
 import { DataStore } from "../update_ratios/store";
 import {
+  activationValue,
   fetchLayerSpectrum,
   fetchStatisticGrid,
   fetchStepTable,
@@ -20,7 +21,8 @@ import {
   type StepTable,
 } from "./api";
 import { GenerationCache } from "./cache";
-import { DepthPanel, type DepthRun } from "./depth";
+import { flagsOf, type Flags } from "./blocks";
+import { DepthPanel, stepIndexFor, type DepthFlags, type DepthRun } from "./depth";
 import { GradNormPanel } from "./grad_norms";
 import { SpectrumPanel, type SpectrumRun } from "./spectrum";
 import { defaultStatistic, statisticInfo, statisticQuantity, statisticTitle, type Part } from "./statistics";
@@ -33,6 +35,11 @@ addStyles(`
 .ds-ls-heat > .ds-card { border: 0; padding: 0; margin: 0; box-shadow: none; }
 .ds-ls-heat > .ds-card > .ds-card-head .ds-card-title { display: none; }
 `);
+
+/** The step of `grid` a card shows for the selected step: that step, else the nearest it has. */
+function stepAt(grid: StatisticGrid, step: number | null): number {
+  return grid.steps[stepIndexFor(grid, step)];
+}
 
 export interface LayerStatisticsCardContext {
   visibility: Visibility;
@@ -303,7 +310,6 @@ export class LayerStatisticsCard {
     this.slider.setSteps(steps);
     this.step = this.slider.value;
     const names = this.names(loaded.map((r) => r.grid));
-    this.depth.draw(loaded, names, this.step, width);
     this.element.dataset.part = this.part ?? "";
     this.element.dataset.statistic = this.statistic ?? "";
 
@@ -313,14 +319,27 @@ export class LayerStatisticsCard {
     // The table: every statistic of the chosen run at the step it shows.
     let table: StepTable | null = null;
     if (run !== null && runGrid && this.step !== null) {
-      const at = runGrid.steps.includes(this.step) ? this.step : runGrid.steps[runGrid.steps.length - 1];
+      const at = stepAt(runGrid, this.step);
       const key = JSON.stringify([run, at]);
       const got = this.stepTables.get(key, this.ctx.generation(), () => fetchStepTable(run, this.tag, at));
       if (got?.data) table = got.data;
-      this.table.show(table, part, run, got?.error);
+      // While another step loads, the table goes on showing the one before.
+      if (got !== undefined || !this.table.shows(run, part)) this.table.show(table, part, run, got?.error);
     } else {
       this.table.show(null, part, run ?? "", runGrid === null ? "Loading…" : "No steps.");
     }
+    // Through depth, the table's flagged layers ringed on its run's line.
+    let flagged: DepthFlags | null = null;
+    if (table !== null && run !== null && part === "activations" && runGrid && table.step === stepAt(runGrid, this.step)) {
+      const threshold = this.table.thresholdFraction();
+      const flags = new Map<string, Flags>();
+      table.layers.forEach((name, i) => {
+        const f = flagsOf(activationValue(table, i, "dead_fraction"), activationValue(table, i, "saturated_fraction"), threshold);
+        if (f.dead || f.saturated) flags.set(name, f);
+      });
+      flagged = { run, flags };
+    }
+    this.depth.draw(loaded, names, this.step, width, flagged);
 
     // Parameters: the gradient norm of each over steps.
     const showGrads = part === "parameters" && this.statistics.includes("grad_norm");

@@ -48,6 +48,16 @@ export function stepIndexFor(grid: StatisticGrid, step: number | null): number {
   return nearestStepIndex(grid.steps, step);
 }
 
+/** The flags' colours on the chart: dead (red) and saturated (orange), as the table's badges. */
+export const DEAD_MARK = "#e53935";
+export const SATURATED_MARK = "#fb8c00";
+
+/** Flagged layers of one run at its shown step: name → its flags. */
+export interface DepthFlags {
+  run: string;
+  flags: ReadonlyMap<string, { dead: boolean; saturated: boolean }>;
+}
+
 export interface DepthRun {
   run: string;
   color: string;
@@ -67,7 +77,14 @@ export class DepthPanel {
     this.element.append(head, this.note, this.chart.element, this.legend);
   }
 
-  draw(runs: readonly DepthRun[], names: readonly string[], step: number | null, width: number): void {
+  /** `flagged`: the table's run's flagged layers, ringed on its line (dead red, saturated orange). */
+  draw(
+    runs: readonly DepthRun[],
+    names: readonly string[],
+    step: number | null,
+    width: number,
+    flagged: DepthFlags | null = null,
+  ): void {
     const usable = runs.filter((r) => r.grid.steps.length > 0);
     this.note.hidden = usable.length > 0 && names.length > 0;
     this.note.textContent = names.length === 0 ? "No layer passes the filters." : "Loading…";
@@ -106,7 +123,26 @@ export class DepthPanel {
       });
     }
     const log = quantity.scale === "log";
+    const marks: { x: number; y: number; color: string; kind: string }[] = [];
+    const flaggedLine = flagged ? series.find((s) => s.data?.run === flagged.run && s.data?.selected === "true") : undefined;
+    let dead = 0;
+    let saturated = 0;
+    if (flagged && flaggedLine) {
+      names.forEach((name, k) => {
+        const f = flagged.flags.get(name);
+        const y = Number(flaggedLine.y[k]);
+        if (f?.dead) {
+          marks.push({ x: k, y, color: DEAD_MARK, kind: "dead" });
+          dead++;
+        }
+        if (f?.saturated) {
+          marks.push({ x: k, y, color: SATURATED_MARK, kind: "saturated" });
+          saturated++;
+        }
+      });
+    }
     this.chart.draw({
+      marks,
       series,
       width,
       x: {
@@ -137,6 +173,15 @@ export class DepthPanel {
     for (const r of usable) {
       this.legend.appendChild(legendItem(lineSample(r.color, ""), `${r.run} at step ${shownSteps.get(r.run)}`));
     }
+    const ring = (color: string, text: string) => {
+      const dot = el("span", "ds-box");
+      dot.style.background = color;
+      dot.style.borderRadius = "50%";
+      dot.style.width = "10px";
+      this.legend.appendChild(legendItem(dot, text));
+    };
+    if (dead > 0) ring(DEAD_MARK, `dead channels above the table's threshold (${flagged?.run})`);
+    if (saturated > 0) ring(SATURATED_MARK, `saturated units above the table's threshold (${flagged?.run})`);
     if (fadedAny.length > 0) {
       const faint = lineSample("#9e9e9e", "");
       faint.style.opacity = "0.45";

@@ -17,8 +17,8 @@ import {
   type CollapsedRow,
   type Summary,
 } from "./blocks";
+import { columnTitle, formatCell, unitsNote } from "./cells";
 import { statisticInfo, type Part } from "./statistics";
-import { formatNumber } from "./xychart";
 
 addStyles(`
 .ds-ls-tools { display: flex; align-items: center; gap: 12px; flex-wrap: wrap; margin: 4px 0 6px; font-size: 12px; }
@@ -48,37 +48,6 @@ export const SATURATED_BACKGROUND = "#ffe0b2";
 
 /** Rows beyond which repeated blocks start collapsed. */
 export const COLLAPSE_FROM = 40;
-
-/** How a table cell writes a value: fractions as a percentage, other numbers with 3 digits. */
-export function formatCell(name: string, value: number): string {
-  if (Number.isNaN(value)) return "–";
-  const unit = statisticInfo(name).unit;
-  if (unit.startsWith("fraction") && Number.isFinite(value)) {
-    const pct = value * 100;
-    return `${pct === 0 ? "0" : pct < 0.1 ? pct.toFixed(2) : pct.toFixed(1)}%`;
-  }
-  return formatNumber(value);
-}
-
-/** A table header: the statistic's short name, "%" after a fraction's (units: `unitsNote`). */
-export function columnTitle(name: string): string {
-  const s = statisticInfo(name);
-  return s.unit.startsWith("fraction") ? `${s.short} %` : s.short;
-}
-
-/** The line under the table saying each column's unit: "mean, std in output units; …". */
-export function unitsNote(columns: readonly string[]): string {
-  const byUnit = new Map<string, string[]>();
-  for (const c of columns) {
-    const s = statisticInfo(c);
-    const unit = s.unit.startsWith("fraction") ? `% of ${s.unit.slice("fraction of ".length) || "values"}` : s.unit;
-    if (!unit) continue;
-    const list = byUnit.get(unit) ?? [];
-    list.push(s.short);
-    byUnit.set(unit, list);
-  }
-  return [...byUnit].map(([unit, names]) => `${names.join(", ")}: ${unit}`).join(" · ");
-}
 
 interface RowValues {
   row: CollapsedRow;
@@ -111,7 +80,7 @@ export class LayerTable {
   private sortColumn: string | null = null;
   private descending = true;
 
-  /** `onLayer`: a layer's name was clicked; `onFilter`: the module-path filter changed. */
+  /** `onLayer`: a layer's name was clicked; `onFilter`: the module-path filter or the threshold changed. */
   constructor(
     private readonly onLayer: (name: string) => void,
     private readonly onFilter: () => void,
@@ -159,7 +128,10 @@ export class LayerTable {
     this.threshold.step = "1";
     this.threshold.value = "10";
     this.threshold.dataset.testid = "ls-threshold";
-    this.threshold.addEventListener("change", () => this.render());
+    this.threshold.addEventListener("change", () => {
+      this.render();
+      this.onFilter();
+    });
     const thresholdLabel = el("label", "", "flag dead or saturated above");
     thresholdLabel.append(this.threshold, "%");
     const flaggedLabel = check(this.flaggedOnly, "ls-flagged-only", "flagged only", () => this.render());
@@ -186,6 +158,11 @@ export class LayerTable {
   setSidebarFilter(regex: RegExp | null): void {
     this.sidebar = regex;
     this.render();
+  }
+
+  /** Whether it shows a step of `run`'s `part` now. */
+  shows(run: string, part: Part): boolean {
+    return this.table !== null && this.table.run === run && this.part === part;
   }
 
   /** Show `table` (one run's step), or a message instead. */

@@ -46,6 +46,8 @@ export interface XYChartSpec {
   y: AxisSpec;
   /** A vertical rule at this x (the selected step), or null. */
   rule?: number | null;
+  /** Marked points (flagged layers): a ring in `color` at (x, y), with data-mark=`kind`. */
+  marks?: readonly { x: number; y: number; color: string; kind: string }[];
   /** Tooltip rows for the point `k` of `series` nearest the pointer. */
   describe: (series: XYSeries, k: number) => TooltipRow[];
 }
@@ -205,6 +207,20 @@ export class XYChart {
           .attr("fill", NON_FINITE_COLOR);
       }
     }
+    for (const m of spec.marks ?? []) {
+      if (!drawable(m.x, spec.x.log) || !drawable(m.y, spec.y.log)) continue;
+      layer
+        .append("circle")
+        .attr("class", "ds-xy-mark")
+        .attr("data-mark", m.kind)
+        .attr("cx", x(m.x))
+        .attr("cy", y(m.y))
+        .attr("r", 5.5)
+        .attr("fill", m.color)
+        .attr("fill-opacity", 0.35)
+        .attr("stroke", m.color)
+        .attr("stroke-width", 2);
+    }
     this.element.dataset.drawn = "true";
     this.element.dataset.series = String(series.length);
     this.element.dataset.nonFinite = String(nonFinite);
@@ -253,5 +269,5 @@ export function formatNumber(v: number): string {
   if (v === -Infinity) return "-Infinity";
   if (v === 0) return "0";
   const a = Math.abs(v);
-  return a < 1e-3 || a >= 1e5 ? locale.format(".3~e")(v) : short(v);
+  return a < 1e-3 || a >= 1e5 ? locale.format(".2~e")(v) : short(v);
 }
