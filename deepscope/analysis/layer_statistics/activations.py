@@ -206,9 +206,8 @@ def activation_sums(
         buffer = torch.empty_like(work)
         torch.ne(work, 0, out=buffer)
         per_channel = _channel_sums(buffer, channel_dim, elements // max(channels, 1))
-        nonzero = per_channel.to(torch.float64).sum().to(torch.int64)
+        nonzero = per_channel.sum(dtype=torch.float64).to(torch.int64)
         channel_active = (per_channel > 0).to(torch.int64)
-        zeros = elements - non_finite - nonzero
         # Sums about a shift s = Σ/E near the mean, so Σ(x − s)² keeps the variance
         # (no cancellation) and fits float32 (no overflow from large means).
         total = work.sum(dtype=torch.float64 if big else work.dtype).to(torch.float64)
@@ -223,12 +222,18 @@ def activation_sums(
             squares = torch.dot(flat, flat).to(torch.float64)
         else:
             squares = torch.linalg.vector_norm(deviations).to(torch.float64).square()
-        # The F stand-in zeros became −s: each added −s to Σ(x − s) and s² to Σ(x − s)².
-        f = non_finite.to(torch.float64)
-        n = e - f
         s64 = shift.to(torch.float64)
-        offset = total - e * s64 + f * s64  # Σ over the finite values of (x − s)
-        m2 = (squares - f * s64 * s64 - offset * offset / n.clamp(min=1)).clamp(min=0)
+        if all_finite:
+            zeros = elements - nonzero
+            offset = total - e * s64  # Σ(x − s)
+            m2 = (squares - offset * offset / e).clamp(min=0)
+        else:
+            zeros = elements - non_finite - nonzero
+            # The F stand-in zeros became −s: each added −s to Σ(x − s) and s² to Σ(x − s)².
+            f = non_finite.to(torch.float64)
+            n = (e - f).clamp(min=1)
+            offset = total - (e - f) * s64  # Σ over the finite values of (x − s)
+            m2 = (squares - f * s64 * s64 - offset * offset / n).clamp(min=0)
         return ActivationSums(
             elements=torch.full((), elements, **i64),
             non_finite=non_finite,
