@@ -75,7 +75,7 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
-from scipy import integrate, optimize
+from scipy import integrate, interpolate, optimize, special
 
 # The power-law fit considers x_min candidates that leave at least this many
 # eigenvalues in the tail (all eigenvalues when there are fewer): a tail of two
@@ -208,7 +208,8 @@ class SpectrumMetrics:
     effective_rank: exp of the entropy of p_i = σ_i/Σσ (Roy & Vetterli; 0 for a zero matrix).
     mp_bulk_edge: Marchenko–Pastur upper edge of the singular values, s·(√rows + √cols).
     mp_noise_scale: s, the entry standard deviation of the noise it assumes.
-    num_above_mp_edge: singular values above the edge.
+    num_above_mp_edge: spikes: singular values above the edge plus its finite-size
+      Tracy–Widom margin (`mp_spike_threshold`; false spikes in ~1% of pure-noise draws).
     alpha, alpha_xmin, alpha_ks_distance: power-law tail exponent of the
       eigenvalues λ = σ² (density ∝ λ^−α for λ ≥ x_min), its x_min, and the
       Kolmogorov–Smirnov distance of the fit; NaN when fewer than 2 positive
@@ -629,8 +630,9 @@ def top_singular_values(
     converging from below — much faster than plain subspace iteration where the
     top of the spectrum is flat (a random initialisation). At least
     `power_iterations` iterations, then until σ_max of every group changes by at
-    most `rtol` relative between two iterations; at most `max_iterations`, or
-    until the blocks span the smaller side (then the values are exact). Each
+    most `rtol` relative between two iterations; at most `max_iterations`. Where
+    the next block would span the smaller side, svdvals gives the exact values
+    instead (they cost no more). Each
     iteration reads the matrix twice (A and Aᵀ times a block of b vectors).
     Computed in the matrices' dtype (float32 or float64) on their device, in
     the tall orientation (same singular values).
@@ -694,8 +696,11 @@ def top_singular_values(
             change = float(((top - previous).abs() / top.clamp_min(1e-30)).max())
             if not change > rtol:  # NaN: stop too (the caller sees the NaN)
                 break
-        if (iterations + 1) * b > n or iterations == max_iterations:
+        if iterations == max_iterations:
             break
+        if (iterations + 1) * b >= n:
+            # The next block would span the smaller side: the exact values cost no more.
+            return torch.linalg.svdvals(a)[:, : min(k, n)], iterations
         previous = top
         y = times(z)
         basis = torch.cat(blocks, dim=-1)
@@ -909,6 +914,135 @@ def layer_spectrum(
 # Metrics
 
 
+# The Marchenko–Pastur spike count's finite-size margin: the Tracy–Widom law
+
+# The TW1 quantile of the spike threshold: a pure-noise matrix's largest singular
+# value exceeds it in about 1 - MP_SPIKE_QUANTILE of draws (Johnstone's
+# approximation; measured in tests/unit/test_spectrum_mp_margin.py).
+MP_SPIKE_QUANTILE = 0.99
+
+# Gauss–Legendre nodes of the Fredholm determinant (Bornemann 2010: exponential
+# convergence; 64 nodes give ~1e-14 for the CDF's tabulated range).
+_TW_NODES = 64
+
+
+def tracy_widom1_cdf(s: float) -> float:
+    """F₁(s), the Tracy–Widom law of the largest eigenvalue of the GOE (β = 1).
+
+    Computed as the Fredholm determinant F₁(s) = det(I − K)|L²(s, ∞) with kernel
+    K(x, y) = ½·Ai((x + y)/2) (Ferrari & Spohn 2005), discretised by
+    Gauss–Legendre quadrature on [s, s + L], beyond which Ai is below 1e-17
+    (Bornemann 2010, "On the numerical evaluation of distributions in random
+    matrix theory"). Checked against the tabulated quantiles and the law's mean
+    and variance (tests/unit/test_spectrum_mp_margin.py); 0 below -14 and 1
+    above 14 (within 1e-15 there).
+    """
+    s = float(s)
+    if s >= 14.0:
+        return 1.0
+    if s <= -14.0:
+        return 0.0
+    upper = max(s, 0.0) + 18.0  # the kernel there is below Ai(18) ≈ 1e-23
+    nodes, weights = np.polynomial.legendre.leggauss(_TW_NODES)
+    x = s + (nodes + 1.0) * (upper - s) / 2.0
+    w = weights * (upper - s) / 2.0
+    root = np.sqrt(w)
+    kernel = 0.5 * special.airy((x[:, None] + x[None, :]) / 2.0)[0]
+    determinant = np.linalg.det(np.eye(_TW_NODES) - root[:, None] * kernel * root[None, :])
+    return float(min(1.0, max(0.0, determinant)))
+
+
+@functools.lru_cache(maxsize=64)
+def tracy_widom1_quantile(q: float) -> float:
+    """The q-quantile of TW1 (`tracy_widom1_cdf` inverted by root finding; cached).
+
+    E.g. 0.90 → 0.4501, 0.95 → 0.9793, 0.99 → 2.0234 (Johnstone 2001, Table 1).
+    """
+    q = float(q)
+    if not 0.0 < q < 1.0:
+        raise ValueError(f"a quantile must be in (0, 1), got {q}")
+    return float(optimize.brentq(lambda s: tracy_widom1_cdf(s) - q, -10.0, 10.0, xtol=1e-12))
+
+
+def wishart_largest_centre_scale(n: int, p: int) -> tuple[float, float]:
+    """Johnstone's (2001) centre μ and scale σ of the largest eigenvalue of XᵀX.
+
+    X is n × p with iid N(0, 1) entries: (λ_max − μ)/σ → TW1 as n, p → ∞, with
+    μ = (√(n−1) + √p)², σ = (√(n−1) + √p)·(1/√(n−1) + 1/√p)^(1/3),
+    accurate already for n, p of 5-10 at the upper quantiles. Symmetric use:
+    n = max(rows, cols), p = min (n − 1 taken as at least 1).
+    """
+    n, p = max(int(n), int(p)), min(int(n), int(p))
+    if p < 1:
+        raise ValueError(f"a matrix needs positive sizes, got {n} x {p}")
+    a, b = math.sqrt(max(n - 1, 1)), math.sqrt(p)
+    return (a + b) ** 2, (a + b) * (1.0 / a + 1.0 / b) ** (1.0 / 3.0)
+
+
+# The noise scale s is estimated from the same matrix (its median singular value):
+# measured on Gaussian matrices, sd(ŝ/s) ≈ MP_NOISE_SD / √(rows·cols) with this
+# constant between 1.17 (200 x 50) and 1.46 (100 x 100) (tests/unit/
+# test_spectrum_mp_margin.py); the larger value keeps the false-spike rate at
+# or below the nominal one.
+MP_NOISE_SD = 1.5
+
+_TW_TABLE_GRID = np.linspace(-8.0, 8.0, 81)
+
+
+@functools.lru_cache(maxsize=1)
+def _tw1_spline():
+    """F₁ on a grid of 81 points (one batch of Fredholm determinants, ~0.3 s once),
+    as a cubic spline (within 1e-7 of `tracy_widom1_cdf`)."""
+    grid = _TW_TABLE_GRID
+    nodes, weights = np.polynomial.legendre.leggauss(_TW_NODES)
+    half = (np.maximum(grid, 0.0) + 18.0 - grid) / 2.0
+    x = grid[:, None] + (nodes[None, :] + 1.0) * half[:, None]
+    root = np.sqrt(weights[None, :] * half[:, None])
+    kernel = 0.5 * special.airy((x[:, :, None] + x[:, None, :]) / 2.0)[0]
+    table = np.linalg.det(np.eye(_TW_NODES) - root[:, :, None] * kernel * root[:, None, :])
+    return interpolate.CubicSpline(grid, np.clip(table, 0.0, 1.0))
+
+
+@functools.lru_cache(maxsize=4096)
+def _spike_quantile(spread: float, quantile: float) -> float:
+    """The `quantile` of TW1 + spread·G, G standard normal (Gauss–Hermite, 40 nodes)."""
+    if spread <= 0:
+        return tracy_widom1_quantile(quantile)
+    spline = _tw1_spline()
+    nodes, weights = np.polynomial.hermite_e.hermegauss(40)
+    weights = weights / weights.sum()
+
+    def cdf(t: float) -> float:
+        points = np.clip(t - spread * nodes, _TW_TABLE_GRID[0], _TW_TABLE_GRID[-1])
+        return float(np.dot(weights, np.clip(spline(points), 0.0, 1.0)))
+
+    reach = 8.0 + 9.0 * spread  # beyond the Hermite nodes' reach (|node| < 8.1)
+    return float(optimize.brentq(lambda t: cdf(t) - quantile, -reach, reach, xtol=1e-9))
+
+
+def mp_spike_threshold(
+    noise_scale: float, rows: int, cols: int, quantile: float = MP_SPIKE_QUANTILE
+) -> float:
+    """The singular value above which a rows × cols matrix's σ counts as a spike.
+
+    Under the null of iid noise of standard deviation s = `noise_scale`, the
+    largest eigenvalue of WᵀW is s²·(μ + σ·TW1) (`wishart_largest_centre_scale`,
+    Johnstone 2001). s itself is estimated from the matrix (`spectrum_metrics`:
+    its median singular value), with a relative error ε of standard deviation
+    δ = MP_NOISE_SD/√(rows·cols); λ_max/ŝ² moves by about −2ε·μ/σ in TW units.
+    The threshold is s·√(μ + σ·t), t the `quantile` of TW1 + (2δμ/σ)·G, G a
+    standard normal: pure noise exceeds it in about 1 − quantile of draws
+    (0.99: about 1%; the hard edge s·(√rows + √cols) alone is exceeded in
+    13-22%). Its margin over the hard edge is of order s·n^(−1/6).
+    """
+    if not 0.0 < float(quantile) < 1.0:
+        raise ValueError(f"a quantile must be in (0, 1), got {quantile}")
+    mu, sigma = wishart_largest_centre_scale(rows, cols)
+    spread = 2.0 * (mu / sigma) * MP_NOISE_SD / math.sqrt(float(rows) * float(cols))
+    t = _spike_quantile(round(spread, 4), float(quantile))
+    return float(noise_scale) * math.sqrt(max(0.0, mu + sigma * t))
+
+
 @functools.lru_cache(maxsize=4096)
 def mp_median(ratio: float) -> float:
     """Median of the Marchenko–Pastur law of singular values, in units of s·√n.
@@ -1094,8 +1228,14 @@ def spectrum_metrics(
         s is estimated robustly by matching the median singular value to the MP
         law's median: s = median(σ) / (√max(rows, cols) · `mp_median`(min/max)).
         A few large (signal) singular values barely move the median, whereas the
-        Frobenius estimate ‖W‖_F/√(rows·cols) grows with them. The edge is
-        s·(√rows + √cols); num_above_mp_edge counts σ above it.
+        Frobenius estimate ‖W‖_F/√(rows·cols) grows with them. The (hard)
+        edge is s·(√rows + √cols). num_above_mp_edge counts σ above the edge
+        plus a finite-size margin, `mp_spike_threshold`: s·√(μ + σ·t), with
+        Johnstone's (2001) centre μ and scale σ of the largest eigenvalue of a
+        rows × cols Wishart matrix and t the Tracy–Widom (TW1) quantile
+        MP_SPIKE_QUANTILE = 0.99 — pure noise shows a false spike in about 1%
+        of draws (with the hard edge alone: 15-50%, by size; measured in
+        tests/unit/test_spectrum_mp_margin.py).
       alpha: `power_law_fit` of the eigenvalues λ = σ².
 
     Raises:
@@ -1137,9 +1277,10 @@ def spectrum_metrics(
     n, m = max(rows, cols), min(rows, cols)
     noise = float(np.median(s)) / (math.sqrt(n) * mp_median(m / n))
     edge = noise * (math.sqrt(rows) + math.sqrt(cols))
-    # Above the edge and above the rank tolerance: when most singular values are zero
-    # (a low-rank matrix) the median, and so the edge, is about zero too.
-    above = int(np.count_nonzero(s > max(edge, tol)))
+    threshold = mp_spike_threshold(noise, rows, cols)
+    # Above the threshold and above the rank tolerance: when most singular values are
+    # zero (a low-rank matrix) the median, and so the threshold, is about zero too.
+    above = int(np.count_nonzero(s > max(threshold, tol)))
     alpha, x_min, ks = power_law_fit(s * s)
     return SpectrumMetrics(
         spectral_norm=s_max,

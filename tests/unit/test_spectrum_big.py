@@ -1,0 +1,277 @@
+"""deepscope.analysis.spectrum on big matrices: the top-k and norm-only paths and their choice.
+
+References: numpy.linalg.svd in float64 of the same matrix, and matrices built with planted
+singular values (U diag(σ) Vᵀ from random orthogonal U, V: the σ are known exactly).
+The randomized values are Ritz values, lower bounds of the true ones: that too is checked.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from deepscope.analysis import spectrum as sp
+
+F32 = float(np.finfo(np.float32).eps)
+
+
+def numpy_sv(matrix) -> np.ndarray:
+    return np.linalg.svd(np.asarray(matrix, dtype=np.float64), compute_uv=False)
+
+
+def planted(rng, rows: int, cols: int, values: np.ndarray) -> np.ndarray:
+    """A rows x cols matrix (rows >= cols) whose singular values are exactly `values`."""
+    u, _ = np.linalg.qr(rng.standard_normal((rows, cols)))
+    v, _ = np.linalg.qr(rng.standard_normal((cols, cols)))
+    return (u * values) @ v.T
+
+
+def _cases():
+    rng = np.random.default_rng(0)
+    spikes = np.r_[np.linspace(200.0, 80.0, 8), np.zeros(392)]
+    return {
+        # flat: a random initialisation, the hardest case for sigma_max (no gap)
+        "gaussian 600x200": (rng.standard_normal((600, 200)), 1e-2),
+        "gaussian 300x300": (rng.standard_normal((300, 300)), 1e-2),
+        "gaussian wide 250x1200": (rng.standard_normal((250, 1200)), 1e-2),
+        # decaying: a trained layer's heavy tail
+        "power law 1500x400": (planted(rng, 1500, 400, np.arange(1, 401) ** -0.7), 1e-2),
+        # strong spikes over a bulk: the bulk values just after them converge last
+        "spiked 1000x400": (
+            rng.standard_normal((1000, 400)) + planted(rng, 1000, 400, spikes),
+            5e-2,
+        ),
+    }
+
+
+CASES = _cases()
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_top_k_against_the_full_svd(name):
+    matrix, top_k_rtol = CASES[name]
+    want = numpy_sv(matrix)
+    spectrum = sp.layer_spectrum(torch.from_numpy(matrix.astype(np.float32)), coverage="top_k")
+    assert spectrum.coverage == "top_k" and spectrum.error == ""
+    got = spectrum.singular_values[0].double().numpy()
+    assert got.shape == (sp.DEFAULT_TOP_K,)
+    assert np.all(got[:-1] >= got[1:])  # descending
+    relative = (got - want[: got.size]) / want[: got.size]
+    # sigma_max to the stated tolerance; the others to the measured bounds of the docstring
+    assert abs(relative[0]) <= spectrum.norm_rtol == sp.DEFAULT_NORM_RTOL
+    assert np.abs(relative).max() <= top_k_rtol
+    # Ritz values: lower bounds, up to float32 rounding of the products
+    assert relative.max() <= 20 * F32
+    assert 1 <= spectrum.iterations <= sp.MAX_SUBSPACE_ITERATIONS
+    # Frobenius norm: exact, from the weight
+    assert spectrum.frobenius_norm == pytest.approx(np.linalg.norm(matrix), rel=1e-6)
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_norm_only_against_the_full_svd(name):
+    matrix, _ = CASES[name]
+    want = numpy_sv(matrix)
+    spectrum = sp.layer_spectrum(torch.from_numpy(matrix.astype(np.float32)), coverage="norm_only")
+    assert spectrum.coverage == "norm_only"
+    assert spectrum.singular_values.shape == (1, 1)
+    sigma = float(spectrum.singular_values[0, 0])
+    assert sigma == pytest.approx(want[0], rel=sp.DEFAULT_NORM_RTOL)
+    assert sigma <= want[0] * (1 + 20 * F32)
+    metrics = sp.partial_spectrum_metrics(spectrum)
+    stable = np.sum(want**2) / want[0] ** 2
+    # exact up to the sigma_max tolerance (twice it: sigma_max is squared)
+    assert metrics.stable_rank == pytest.approx(stable, rel=2 * sp.DEFAULT_NORM_RTOL + 1e-6)
+    assert metrics.spectral_norm == pytest.approx(sigma, rel=1e-12)
+    assert metrics.frobenius_norm == pytest.approx(np.linalg.norm(matrix), rel=1e-6)
+
+
+def test_a_tighter_tolerance_is_met():
+    matrix, _ = CASES["gaussian 600x200"]
+    want = numpy_sv(matrix)[0]
+    values, iterations = sp.top_singular_values(
+        torch.from_numpy(matrix), 1, oversample=7, rtol=1e-9, max_iterations=100
+    )
+    assert float(values[0, 0]) == pytest.approx(want, rel=1e-8)  # float64 matrix
+    coarse, coarse_iterations = sp.top_singular_values(
+        torch.from_numpy(matrix), 1, oversample=7, rtol=1e-2, power_iterations=1
+    )
+    assert coarse_iterations < iterations
+    assert float(coarse[0, 0]) == pytest.approx(want, rel=1e-2)
+
+
+def test_groups_are_decomposed_each_and_the_frobenius_norm_is_the_block_diagonal_one():
+    rng = np.random.default_rng(1)
+    weight = rng.standard_normal((4 * 120, 30, 3, 3)).astype(np.float32)  # a grouped conv
+    spectrum = sp.layer_spectrum(
+        torch.from_numpy(weight), groups=4, layer_kind="Conv2d", coverage="top_k", top_k=8
+    )
+    assert spectrum.matrix_shape == (4, 120, 270)
+    assert spectrum.singular_values.shape == (4, 8)
+    blocks = weight.reshape(4, 120, 270)
+    for g in range(4):
+        want = numpy_sv(blocks[g])
+        np.testing.assert_allclose(spectrum.singular_values[g].numpy(), want[:8], rtol=3e-3)
+        assert float(spectrum.singular_values[g, 0]) == pytest.approx(want[0], rel=1e-4)
+    assert spectrum.frobenius_norm == pytest.approx(
+        np.linalg.norm(weight.astype(np.float64)), rel=1e-6
+    )
+
+
+def test_wide_weights_and_their_transposed_views_give_the_same_values():
+    rng = np.random.default_rng(2)
+    wide = torch.from_numpy(rng.standard_normal((150, 700)).astype(np.float32))
+    a = sp.layer_spectrum(wide, coverage="top_k").singular_values
+    b = sp.layer_spectrum(wide.T.contiguous(), coverage="top_k").singular_values
+    c = sp.layer_spectrum(wide.T, coverage="top_k").singular_values  # a column-major view
+    want = numpy_sv(wide.numpy())[:32]
+    for values in (a, b, c):
+        np.testing.assert_allclose(values[0].numpy(), want, rtol=3e-3)
+
+
+def test_the_randomized_values_are_reproducible_by_seed():
+    matrix = torch.from_numpy(CASES["gaussian 300x300"][0].astype(np.float32))
+    first = sp.layer_spectrum(matrix, coverage="top_k", seed=3).singular_values
+    again = sp.layer_spectrum(matrix, coverage="top_k", seed=3).singular_values
+    assert torch.equal(first, again)
+
+
+def test_a_small_side_within_the_block_is_decomposed_fully():
+    rng = np.random.default_rng(3)
+    matrix = rng.standard_normal((5000, 40)).astype(np.float32)  # 40 <= 32 + 10
+    for coverage in ("top_k", "norm_only", "auto"):
+        spectrum = sp.layer_spectrum(torch.from_numpy(matrix), coverage=coverage)
+        assert spectrum.coverage == "full"
+        np.testing.assert_allclose(
+            spectrum.singular_values[0].numpy(), numpy_sv(matrix), rtol=0, atol=1e-5 * 100
+        )
+    values, iterations = sp.top_singular_values(torch.from_numpy(matrix), 8, oversample=40)
+    assert iterations == 0
+    np.testing.assert_allclose(values[0].numpy(), numpy_sv(matrix)[:8], rtol=1e-5)
+
+
+def test_partial_metrics_leave_what_needs_the_whole_spectrum_unset():
+    matrix = torch.from_numpy(CASES["power law 1500x400"][0].astype(np.float32))
+    spectrum = sp.layer_spectrum(matrix, coverage="top_k")
+    metrics = sp.partial_spectrum_metrics(spectrum)
+    for name in (
+        "condition_number",
+        "effective_rank",
+        "mp_bulk_edge",
+        "mp_noise_scale",
+        "alpha",
+        "alpha_xmin",
+        "alpha_ks_distance",
+    ):
+        assert math.isnan(getattr(metrics, name)), name
+    assert metrics.numerical_rank == 0 and metrics.num_above_mp_edge == 0
+    assert not metrics.condition_number_is_bound
+    want = np.arange(1, 401) ** -0.7
+    assert metrics.spectral_norm == pytest.approx(1.0, rel=1e-4)
+    assert metrics.stable_rank == pytest.approx(np.sum(want**2), rel=3e-4)
+    # a full spectrum gets the full metrics
+    full = sp.layer_spectrum(matrix)
+    assert sp.partial_spectrum_metrics(full) == sp.spectrum_metrics(
+        full.singular_values, full.matrix_shape
+    )
+    with pytest.raises(ValueError, match="Frobenius"):
+        sp.partial_spectrum_metrics(sp.Spectrum(torch.ones(1, 3), (1, 100, 100), coverage="top_k"))
+
+
+def test_auto_coverage_by_size_and_by_time_budget():
+    rng = np.random.default_rng(4)
+    small = torch.from_numpy(rng.standard_normal((64, 27)).astype(np.float32))
+    big = torch.from_numpy(rng.standard_normal((900, 300)).astype(np.float32))
+    units = sp.svd_cost_units((1, 900, 300))
+    assert units == 900 * 300**2 + sp.FULL_SQUARE_FACTOR * 300**3
+    # size rule
+    spectra = sp.layer_spectra([(small,), (big,)], coverage="auto", full_max_units=units / 2)
+    assert [s.coverage for s in spectra] == ["full", "top_k"]
+    assert spectra[0].singular_values.shape == (1, 27)
+    assert math.isnan(spectra[0].frobenius_norm) and spectra[0].norm_rtol == 0.0
+    assert sp.layer_spectra([(big,)], coverage="auto", full_max_units=units)[0].coverage == "full"
+    # time rule, with a cost model of known speed (no timing measured)
+    costs = sp.SpectrumCosts(seconds_per_unit=1e-9)
+    full_s = costs.estimate((900, 300), "full")
+    top_s = costs.estimate((900, 300), "top_k")
+    norm_s = costs.estimate((900, 300), "norm_only")
+    assert full_s == pytest.approx(units * 1e-9) and norm_s < top_s < full_s
+    choose = sp.choose_coverage
+    assert choose((900, 300), time_budget=full_s * 1.01, costs=costs) == "full"
+    assert choose((900, 300), time_budget=full_s * 0.99, costs=costs) == "top_k"
+    assert choose((900, 300), time_budget=top_s * 0.99, costs=costs) == "norm_only"
+    assert choose((900, 300), time_budget=norm_s * 0.01, costs=costs) == "norm_only"
+    assert choose((900, 300), full_max_units=None, costs=costs) == "full"
+    budget = top_s * 0.99
+    (spectrum,) = sp.layer_spectra([(big,)], coverage="auto", time_budget=budget, costs=costs)
+    assert spectrum.coverage == "norm_only" and spectrum.singular_values.shape == (1, 1)
+
+
+def test_costs_are_learnt_from_what_was_measured():
+    costs = sp.SpectrumCosts(seconds_per_unit=1.0)
+    costs.observe(1e9, "full", "cpu", 2.0)
+    assert costs.seconds_per_unit("full", "cpu") == pytest.approx(2e-9)
+    assert costs.seconds_per_unit("top_k", "cpu") == 1.0  # per path
+    costs.observe(1e3, "top_k", "cpu", 5.0)  # too small to learn from: overheads
+    assert costs.seconds_per_unit("top_k", "cpu") == 1.0
+    rng = np.random.default_rng(5)
+    big = torch.from_numpy(rng.standard_normal((2000, 400)).astype(np.float32))
+    sp.layer_spectra([(big,)], coverage="top_k", costs=costs)
+    assert costs.seconds_per_unit("top_k", "cpu") != 1.0  # learnt (a real measurement)
+
+
+def test_a_non_finite_big_weight_is_marked_with_nan_values_of_its_coverage():
+    rng = np.random.default_rng(6)
+    bad = torch.from_numpy(rng.standard_normal((3, 400, 100)).astype(np.float32))
+    bad[1, 5, 7] = math.inf
+    good = torch.from_numpy(rng.standard_normal((500, 200)).astype(np.float32))
+    spectra = sp.layer_spectra([(bad.reshape(1200, 100), 3), (good,)], coverage="top_k", top_k=5)
+    assert spectra[0].error.startswith("non-finite weight: 0 NaN and 1 infinite")
+    assert spectra[0].singular_values.shape == (3, 5)
+    assert torch.all(torch.isnan(spectra[0].singular_values))
+    assert spectra[1].error == "" and spectra[1].coverage == "top_k"
+    np.testing.assert_allclose(
+        spectra[1].singular_values[0].numpy(), numpy_sv(good.numpy())[:5], rtol=3e-3
+    )
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"coverage": "some"}, "coverage"),
+        ({"top_k": 0}, "top_k"),
+        ({"norm_rtol": 0}, "norm_rtol"),
+        ({"time_budget": -1}, "time_budget"),
+    ],
+)
+def test_bad_options_raise(options, message):
+    with pytest.raises(ValueError, match=message):
+        sp.layer_spectra([(torch.ones(4, 4),)], **options)
+
+
+def test_batching_only_where_faster(monkeypatch):
+    assert sp.batches_equal_shapes("cuda", 4608, 512)
+    assert sp.batches_equal_shapes("cpu", 64, 64)
+    assert not sp.batches_equal_shapes("cpu", 576, 64)  # a ResNet-18 class: slower batched
+    calls = []
+    real = torch.linalg.svdvals
+
+    def spy(matrices, *args, **kwargs):
+        calls.append(tuple(matrices.shape))
+        return real(matrices, *args, **kwargs)
+
+    monkeypatch.setattr(torch.linalg, "svdvals", spy)
+    torch.manual_seed(7)
+    weights = [torch.randn(64, 64, 3, 3) for _ in range(3)] + [torch.randn(16, 8) for _ in range(4)]
+    spectra = sp.layer_spectra([sp.LayerWeight(w, 1, "Conv2d") for w in weights])
+    # 576 x 64 (tall view of 64 x 576): one call each; 16 x 8: one batch of 4
+    assert sorted(calls) == [(1, 576, 64)] * 3 + [(4, 16, 8)]
+    for weight, spectrum in zip(weights, spectra):
+        np.testing.assert_allclose(
+            spectrum.singular_values[0].numpy(),
+            numpy_sv(weight.reshape(len(weight), -1).numpy()),
+            rtol=0,
+            atol=1e-5 * numpy_sv(weight.reshape(len(weight), -1).numpy())[0],
+        )
