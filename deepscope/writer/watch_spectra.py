@@ -561,7 +561,7 @@ class Spectra(Measurer):
                     changed.append((layer, fingerprint))
             taken = self._fitting(changed, measured_any, start)
             if taken:
-                self._measure_layers(step, taken)
+                self._measure_layers(step, taken, start)
                 measured_any = True
             done.update(id(layer) for layer, _ in taken)
             self._pending = [layer for layer in self._pending if id(layer) not in done]
@@ -586,8 +586,9 @@ class Spectra(Measurer):
             total += cost
         return taken
 
-    def _measure_layers(self, step: int, taken: list) -> None:
+    def _measure_layers(self, step: int, taken: list, call_start: float) -> None:
         chunk_start = self._clock()
+        operator_seconds = 0.0
         # Big matrices whose full SVD would not fit the budget get their top k singular
         # values (or the norm alone), marked so in the step (analysis.spectrum, "auto").
         spectra = spectrum_math.layer_spectra(
@@ -597,7 +598,9 @@ class Spectra(Measurer):
             time_budget=self.time_budget,
         )
         for (layer, fingerprint), spectrum in zip(taken, spectra):
-            operator = self._operator(layer, step, start=chunk_start)
+            op_start = self._clock()
+            operator = self._operator(layer, step, start=call_start)
+            operator_seconds += self._clock() - op_start
             extra = {} if operator is None else {"operator": operator}
             written = self.writer._add_spectrum(layer.tag, spectrum, global_step=step, **extra)
             self.stats.spectra += 1
@@ -612,8 +615,8 @@ class Spectra(Measurer):
                     step, fingerprint, spectrum_info(spectrum), with_operator=operator is not None
                 )
         units = sum(layer.units for layer, _ in taken)
-        if units > 0:
-            self._seconds_per_unit = (self._clock() - chunk_start) / units
+        if units > 0:  # the spectra's own cost (operators are budgeted on their own)
+            self._seconds_per_unit = (self._clock() - chunk_start - operator_seconds) / units
 
     def _operator(self, layer: _Layer, step: int, *, start: float) -> pb.OperatorSpectrum | None:
         """A conv layer's operator spectrum at `step`, or None (no conv, or no input seen yet).
