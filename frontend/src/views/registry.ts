@@ -4,7 +4,7 @@
 
 import { CorrelationView } from "../correlation/view";
 import { JacobianView } from "../jacobian/view";
-import { LayerStatisticsView } from "../layer_statistics/view";
+import { LayerStatisticsView, layerStatisticsFiltersInside } from "../layer_statistics/view";
 import { LayerValuesView } from "../layer_values/view";
 import { SaliencyView } from "../saliency/view";
 import { SpectrumView } from "../spectrum/view";
@@ -18,6 +18,9 @@ export const KIND_VIEWS: ReadonlyMap<string, KindViewFactory> = new Map<string, 
   ["correlation", { create: (ctx) => new CorrelationView(ctx) }],
   ["saliency", { create: (ctx) => new SaliencyView(ctx) }],
   ["layer_values", { create: (ctx) => new LayerValuesView(ctx), filtersInside: narrowsInside }],
-  ["layer_statistics", { create: (ctx) => new LayerStatisticsView(ctx), filtersInside: narrowsInside }],
+  ["layer_statistics", {
+    create: (ctx) => new LayerStatisticsView(ctx),
+    filtersInside: layerStatisticsFiltersInside,
+  }],
   ["jacobian", { create: (ctx) => new JacobianView(ctx) }],
 ]);
