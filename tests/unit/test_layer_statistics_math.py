@@ -445,3 +445,27 @@ def test_parameter_norms_of_nothing_and_mismatched_lengths():
     assert grad_norms.shape == weight_norms.shape == (0,)
     with pytest.raises(ValueError, match="2 parameters but 1 gradients"):
         parameter_norms([torch.ones(1), torch.ones(1)], [None])
+
+
+# ---------------------------------------------------------------------------- no host reads
+
+
+def test_nothing_reads_a_value_off_the_cpu():
+    """On the meta device any read of a value (.item(), bool(), .tolist()) raises, as a stand-in
+    for an accelerator where it would wait for the stream: every function runs there."""
+    with pytest.raises(RuntimeError, match="meta"):
+        bool(torch.empty((), device="meta") > 0)
+    meta = {"device": "meta"}
+    sums = [
+        activation_sums(torch.empty(4, 3, 5, 5, **meta), 1, (-1.0, 1.0)),
+        activation_sums(torch.empty(6, 7, dtype=torch.float16, **meta), 1),
+        activation_sums(torch.empty(5, **meta), None),
+    ]
+    merged = sums[0].merge(sums[0])
+    table = activation_table([*sums, merged])
+    assert table.values.shape == (4, len(ACTIVATION_STATISTICS)) and table.values.is_meta
+    assert table.dead_channels.shape == table.channels.shape == table.counts.shape == (4,)
+    params = [torch.empty(3, **meta), torch.empty(2, 2, dtype=torch.bfloat16, **meta)]
+    assert parameter_table(
+        params, [None, torch.empty(2, 2, dtype=torch.bfloat16, **meta)]
+    ).shape == (2, 3)

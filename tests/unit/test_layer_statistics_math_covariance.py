@@ -309,3 +309,13 @@ def test_no_variance_gives_nan():
 def test_bad_threshold(threshold):
     with pytest.raises(ValueError, match=r"in \(0, 1\]"):
         delve_saturation(torch.ones(3, dtype=torch.float64), threshold)
+
+
+def test_nothing_reads_a_value_off_the_cpu():
+    """Meta tensors raise on any read of a value: a stand-in for an accelerator's stream."""
+    x = torch.empty(8, 5, 6, 6, device="meta")
+    sums = covariance_sums(x, 1, max_samples=100)
+    sums = sums.merge(covariance_sums(torch.empty(3, 5, dtype=torch.bfloat16, device="meta"), 1))
+    (eigenvalues,) = covariance_eigenvalues_many([sums])
+    assert eigenvalues.shape == (5,) and eigenvalues.is_meta
+    assert covariance_metrics(eigenvalues).shape == (3,)

@@ -312,7 +312,9 @@ def activation_table(sums: Sequence[ActivationSums]) -> ActivationTable:
     non_finite = stack("non_finite")
     f64 = torch.float64
     n = (elements - non_finite).to(f64)
-    nan = torch.tensor(float("nan"), dtype=f64, device=device)
+    # Built on the device from its own tensors (no host-to-device copies: on CUDA
+    # a blocking copy would wait for the stream).
+    nan = torch.full((), math.nan, dtype=f64, device=device)
     safe_n = torch.where(n > 0, n, nan)
     mean = stack("total") / safe_n
     variance = stack("m2") / safe_n
@@ -320,16 +322,14 @@ def activation_table(sums: Sequence[ActivationSums]) -> ActivationTable:
     rms = (mean * mean + variance).sqrt()
     max_abs = torch.where(n > 0, stack("max_abs"), nan)
     zero_fraction = stack("zeros").to(f64) / safe_n
-    bounded = torch.tensor([s.bounded for s in sums], device=device)
-    saturated_fraction = torch.where(bounded, stack("saturated").to(f64) / safe_n, nan)
+    saturated = torch.stack([s.saturated.to(device, f64) if s.bounded else nan for s in sums])
+    saturated_fraction = saturated / safe_n
     e = elements.to(f64)
     non_finite_fraction = non_finite.to(f64) / torch.where(e > 0, e, nan)
-    sizes = [s.channels for s in sums]
-    rows = torch.repeat_interleave(torch.arange(len(sums), device=device), torch.tensor(sizes))
-    nonzero = torch.cat([s.channel_active.to(device) for s in sums])
-    dead = torch.zeros(len(sums), dtype=torch.int64, device=device)
-    dead.index_add_(0, rows.to(device), (nonzero == 0).to(torch.int64))
-    channels = torch.tensor(sizes, dtype=torch.int64, device=device)
+    dead = torch.stack([(s.channel_active == 0).sum().to(device) for s in sums])
+    channels = torch.stack(
+        [torch.full((), s.channels, dtype=torch.int64, device=device) for s in sums]
+    )
     dead_fraction = dead.to(f64) / torch.where(channels > 0, channels.to(f64), nan)
     values = torch.stack(
         [

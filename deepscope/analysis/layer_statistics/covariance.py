@@ -208,7 +208,7 @@ def delve_saturation(
     lam = eigenvalues.to(torch.float64).sort(descending=True).values
     c = lam.shape[0]
     if c == 0:
-        return torch.tensor(math.nan, dtype=torch.float64, device=lam.device)
+        return torch.full((), math.nan, dtype=torch.float64, device=lam.device)
     total = lam.sum()
     cumulative = lam.cumsum(0)
     slack = c * torch.finfo(torch.float64).eps * total

@@ -42,13 +42,11 @@ def parameter_norms(
         return torch.zeros(0), torch.zeros(0)
     with torch.no_grad():
         weights = frobenius_norms(params)
-        present = [i for i, g in enumerate(grads) if g is not None]
-        grad_norms = torch.full_like(weights, math.nan)
-        if present:
-            tensors = [_dense(grads[i]) for i in present]
-            index = torch.tensor(present, device=weights.device)
-            grad_norms.index_copy_(0, index, frobenius_norms(tensors).to(weights.device))
-        return grad_norms, weights
+        # A missing gradient is normed as a 0-d NaN: its norm is NaN, in the same
+        # multi-tensor call, with no index built on the host.
+        missing = torch.full((), math.nan, dtype=torch.float32, device=weights.device)
+        grad_norms = frobenius_norms([missing if g is None else _dense(g) for g in grads])
+        return grad_norms.to(weights.device), weights
 
 
 def parameter_table(
