@@ -214,7 +214,7 @@ def test_non_finite_values_counted_and_excluded(path, dtype):
 def test_all_non_finite_gives_nan_statistics_not_an_error(path):
     x = torch.full((4, 3), float("nan"))
     got = activation_statistics(activation_sums(x, 1))
-    assert got["non_finite_fraction"] == 1.0
+    assert got["non_finite_fraction"] == pytest.approx(1.0, rel=4 * np.finfo(np.float64).eps)
     for name in ("mean", "std", "rms", "max_abs", "zero_fraction"):
         assert math.isnan(got[name]), name
     assert got["dead_channels"] == 3
@@ -247,15 +247,19 @@ def test_half_precision_squares_do_not_overflow(path, dtype):
     _check(got, want, dtype, x.numel())
 
 
-def test_counts_exact_past_float32s_integers():
+def test_counts_exact_past_float32s_integers(path):
     """2^24 + 5 elements: float32 cannot count them one by one; the sums switch to float64."""
     n = 2**24 + 5
     x = torch.ones(n, 1)
     x[::3] = 0
+    x[1] = float("nan")  # one non-finite value: a float32 count would round it away
     got = activation_statistics(activation_sums(x, 1))
     zeros = len(range(0, n, 3))
     assert got["count"] == n
-    assert got["zero_fraction"] == pytest.approx(zeros / n, rel=4 * np.finfo(np.float64).eps)
+    exact = 4 * np.finfo(np.float64).eps  # counts are exact: only the division rounds
+    assert got["non_finite_fraction"] == pytest.approx(1 / n, rel=exact)
+    assert got["zero_fraction"] == pytest.approx(zeros / (n - 1), rel=exact)
+    assert got["mean"] == pytest.approx((n - 1 - zeros) / (n - 1), rel=exact)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
