@@ -7,6 +7,7 @@ weights), never against the measurer's output.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 
@@ -46,12 +47,18 @@ def steps_of(read_values, logdir, tag: str) -> dict[int, pb.LayerStatisticsStep]
 def rows_of(step: pb.LayerStatisticsStep) -> dict[str, dict[str, float]]:
     """Row name → {statistic: value, "count", "channels", "dead_channels", "eigenvalues"}."""
     values = arrays.decode_array(step.activations)
-    counts = arrays.decode_array(step.counts)
-    channels = arrays.decode_array(step.channels)
-    dead = arrays.decode_array(step.dead_channels)
-    eig = arrays.decode_array(step.eigenvalues)
-    eig_counts = arrays.decode_array(step.eigenvalue_counts)
-    samples = arrays.decode_array(step.covariance_samples)
+    rows = len(step.layers)
+
+    def ints(field: str) -> np.ndarray:  # an array the writer may leave out when all 0
+        if not step.HasField(field) or not getattr(step, field).dtype:
+            return np.zeros(rows, dtype=np.int64)
+        return arrays.decode_array(getattr(step, field))
+
+    counts, channels, dead = ints("counts"), ints("channels"), ints("dead_channels")
+    eig_counts, samples = ints("eigenvalue_counts"), ints("covariance_samples")
+    eig = (
+        arrays.decode_array(step.eigenvalues) if eig_counts.any() else np.zeros(0, dtype=np.float32)
+    )
     out, offset = {}, 0
     for i, name in enumerate(step.layers):
         row = dict(zip(step.activation_statistics, values[i].tolist()))
@@ -610,3 +617,70 @@ def test_outputs_that_are_not_tensors_are_skipped_and_listed_once(tmp_path, read
     for step in steps.values():
         assert list(step.layers) == ["fc", "pair:0"]
     assert m.stats.errors == []
+
+
+@dataclasses.dataclass
+class _Out:
+    hidden: torch.Tensor
+    ids: torch.Tensor
+    extra: dict
+
+
+class DataclassOut(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = torch.nn.Linear(6, 4)
+
+    def forward(self, x):
+        h = self.fc(x)
+        return _Out(hidden=torch.tanh(h), ids=h.argmax(1), extra={"scale": h * 3})
+
+
+def test_a_dataclass_output_gives_a_row_per_floating_field(tmp_path, read_values):
+    torch.manual_seed(0)
+    model = torch.nn.Sequential()
+    model.add_module("block", DataclassOut())
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    x, _ = _data(8)
+    recorded = []
+    model.block.register_forward_hook(lambda m, i, o: recorded.append(o) and None)
+    with Writer(str(tmp_path)) as writer:
+        with deepscope.watch(
+            model, optimizer, writer, measure=[LayerStats(every=1, layers=["block"])]
+        ) as monitor:
+            optimizer.zero_grad()
+            model(x).hidden.sum().backward()
+            optimizer.step()
+    rows = rows_of(steps_of(read_values, tmp_path, ACTIVATIONS)[0])
+    assert list(rows) == ["block:hidden", "block:extra.scale"]
+    out = recorded[0]
+    assert_row(rows["block:hidden"], reference(out.hidden.detach().numpy(), 1), 64 * F32)
+    assert_row(
+        rows["block:extra.scale"], reference(out.extra["scale"].detach().numpy(), 1), 64 * F32
+    )
+    assert monitor.measurers["layer_statistics"].skipped == {
+        "block:ids": "int64 tensor (not floating point)"
+    }
+
+
+def test_a_failure_inside_a_hook_never_stops_the_forward_pass(tmp_path, monkeypatch):
+    from deepscope.analysis import layer_statistics as ls
+
+    def broken(*args, **kwargs):
+        raise ArithmeticError("planted")
+
+    monkeypatch.setattr(ls, "activation_sums", broken)
+    torch.manual_seed(0)
+    model = Planted()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    x, y = _data()
+    with Writer(str(tmp_path)) as writer:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            with deepscope.watch(model, optimizer, writer, measure=[LayerStats(every=1)]) as m:
+                _train(model, optimizer, 3, x, y)
+    stats = m.stats.measurers["layer_statistics"]
+    assert m.stats.steps_seen == 3 and stats.error_count == 3
+    assert "ArithmeticError('planted')" in stats.errors[0]
+    assert len([w for w in caught if "planted" in str(w.message)]) == 1
+    assert _hook_count(model) == 0
