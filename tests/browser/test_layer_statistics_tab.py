@@ -385,7 +385,7 @@ def test_table_flags_dead_and_saturated_layers(tab, layer_statistics_server, lay
     assert (
         "mean, std, RMS, max |a|: output units" in units
         and "dead: % of channels" in units
-        and "saturation: % of eigendirections" in units
+        and "delve saturation: % of eigendirections" in units
     )
     assert table.get_attribute("data-flagged") == str(sum(1 for f in flags.values() if f))
     cell = table.locator('[data-key="relu"] td[data-column=dead_fraction]')
@@ -521,9 +521,29 @@ def test_covariance_spectrum_of_a_layer(tab, layer_statistics_server, layer_stat
     assert "saturation (fraction of eigendirections)" in sat.locator("svg").text_content()
 
 
-def test_screenshot(tab, layer_statistics_server, tmp_path):
+def test_step_slider_and_screenshot(tab, layer_statistics_server, layer_statistics_log, tmp_path):
+    """One step back (to a covariance step): the depth chart and the table follow it, and the
+    table's effective dimensions are numpy's participation ratios there; then the picture."""
+    reference = layer_statistics_log[1][RUNS[0]]["outputs"]
     frame, c = open_card(tab, layer_statistics_server)
     c.locator("[data-testid=ls-eigenvalues][data-drawn=true]").wait_for(timeout=TIMEOUT_MS)
+    slider = c.locator("[data-testid=step-slider] input")
+    slider.focus()
+    tab.page.keyboard.press("ArrowLeft")
+    slider.blur()  # no focus ring in the picture
+    step = STEPS - 2 * EVERY
+    assert step % COVARIANCE_EVERY == 0
+    c.locator("[data-testid=ls-table] .ds-muted", has_text=f"step {step}").first.wait_for(
+        timeout=TIMEOUT_MS
+    )
+    depth = c.locator("[data-testid=ls-depth]")
+    assert json.loads(depth.get_attribute("data-steps")) == {run: step for run in RUNS}
+    for r in rows_of(c):
+        a = reference[step][r["key"]]
+        centred = a - a.mean(axis=0)
+        eigenvalues = np.linalg.eigvalsh(centred.T @ centred / len(a)).clip(min=0)
+        want = eigenvalues.sum() ** 2 / (eigenvalues**2).sum()
+        assert abs(r["values"]["effective_dimension"] - want) <= want * 1e-5, r["key"]
     height = frame.evaluate("document.documentElement.scrollHeight")
     tab.page.set_viewport_size({"width": VIEWPORT["width"], "height": height + 80})
     tab.page.wait_for_timeout(500)  # the redraw after the resize

@@ -146,7 +146,7 @@ export class DepthPanel {
       series,
       width,
       x: {
-        title: "layer index (model order)",
+        title: `${usable[0].grid.part === "parameters" ? "parameter" : "layer"} index (model order)`,
         log: false,
         integer: true,
         domain: [0, Math.max(1, names.length - 1)],
@@ -155,7 +155,7 @@ export class DepthPanel {
       y: { title: quantityTitle(quantity), log },
       // Every run's value at the layer under the pointer (x is the layer's index in all of them).
       describe: (_s, k) => [
-        { label: "layer", field: "layer", value: names[k], strong: true },
+        { label: usable[0].grid.part === "parameters" ? "parameter" : "layer", field: "layer", value: names[k], strong: true },
         { label: "index", field: "index", value: String(k) },
         ...series
           .filter((b) => b.data?.selected === "true")

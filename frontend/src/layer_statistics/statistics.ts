@@ -43,7 +43,7 @@ const KNOWN: readonly StatisticInfo[] = [
     help: "fraction of channels zero on every sample of the batch (dead units)" },
   { name: "effective_dimension", short: "eff. dim", part: "activations", label: "effective dimension", unit: "channels", scale: "linear",
     help: "participation ratio (Σλ)²/Σλ² of the channel covariance's eigenvalues" },
-  { name: "saturation", short: "saturation", part: "activations", label: "saturation (delve)", unit: "fraction of eigendirections", scale: "linear",
+  { name: "saturation", short: "delve saturation", part: "activations", label: "saturation (delve)", unit: "fraction of eigendirections", scale: "linear",
     help: "fraction of eigendirections needed to explain the variance threshold (e.g. 99%) of the layer's activations (Shenk et al.)" },
   { name: "effective_rank", short: "eff. rank", part: "activations", label: "effective rank", unit: "channels", scale: "linear",
     help: "exp of the entropy of the normalised eigenvalues (Roy & Vetterli 2007)" },

@@ -72,6 +72,8 @@ export class LayerTable {
   private readonly wrap = el("div", "ds-ls-table-wrap");
   private readonly placeholder = el("div", "ds-placeholder", "Loading…");
   private readonly units = el("div", "ds-muted");
+  /** The flag controls, hidden for parameters (which have no dead or saturated units). */
+  private flagTools: HTMLElement[] = [];
   private table: StepTable | null = null;
   private part: Part = "activations";
   private sidebar: RegExp | null = null;
@@ -135,6 +137,7 @@ export class LayerTable {
     const thresholdLabel = el("label", "", "flag dead or saturated above");
     thresholdLabel.append(this.threshold, "%");
     const flaggedLabel = check(this.flaggedOnly, "ls-flagged-only", "flagged only", () => this.render());
+    this.flagTools = [thresholdLabel, flaggedLabel];
     this.count.dataset.testid = "ls-count";
     tools.append(this.filterInput, this.filterError, collapseLabel, summaryLabel, thresholdLabel, flaggedLabel, this.count);
     this.units.dataset.testid = "ls-units";
@@ -172,6 +175,7 @@ export class LayerTable {
     this.table = table;
     this.part = part;
     this.title.textContent = part === "parameters" ? "Parameters at the step" : "Layers at the step";
+    for (const tool of this.flagTools) tool.hidden = part === "parameters";
     this.note.textContent = table ? `${run}, step ${table.step}` : "";
     this.placeholder.hidden = table !== null;
     this.placeholder.textContent = message ?? "Loading…";
