@@ -2,11 +2,14 @@
 
 `LOGGED`: the steps of a small series as a user logs them (row name →
 {statistic: value, ...}): rows that appear late or are missing at a step,
-NaN (not measured) and ±inf (measured), eigenvalues at some steps only.
+an activation's NaN (not measured) and ±inf (measured), a parameter without a
+gradient (None: not measured) and one with a NaN gradient norm (a non-finite
+measurement), eigenvalues at some steps only.
 `write_series(writer, tag)` logs them with `add_layer_statistics`;
-`reference_table(statistic)` and `reference_step(step)` are what the routes must
-serve, built here from `LOGGED` alone. `DAMAGED`: name → (a function tag → the
-`Summary` of one damaged event, what the route's warning says about it).
+`reference_table(statistic)`, `reference_not_measured(statistic)` and
+`reference_step(step)` are what the routes must serve, built here from `LOGGED`
+alone. `DAMAGED`: name → (a function tag → the `Summary` of one damaged event,
+what the route's warning says about it).
 `GOOD`: the rows the damaged runs log around it.
 """
 
@@ -36,6 +39,7 @@ ACTIVATION_STATISTICS = (
     "effective_rank",
 )
 PARAMETER_STATISTICS = ("grad_norm", "weight_norm", "grad_to_weight")
+GRADIENT_STATISTICS = ("grad_norm", "grad_to_weight")
 
 
 def _eigen(values) -> dict:
@@ -54,6 +58,9 @@ def _eigen(values) -> dict:
 
 # (step, wall time, activations, parameters). "tanh" is a bounded activation (it
 # has a saturated fraction); "fc" appears at step 10; "relu" is missing at step 20.
+# Parameters: "conv.bias" has a zero weight at step 0 (an infinite ratio, measured);
+# at step 10 "conv.weight" has a NaN gradient (non-finite, measured) and "fc.weight"
+# no gradient (None: not measured; its weight norm is).
 LOGGED = [
     (
         0,
@@ -135,8 +142,8 @@ LOGGED = [
             },
         },
         {
-            "conv.weight": {"grad_norm": 0.03, "weight_norm": 2.5, "grad_to_weight": 0.012},
-            "fc.weight": {"grad_norm": NAN, "weight_norm": 1.0, "grad_to_weight": NAN},
+            "conv.weight": {"grad_norm": NAN, "weight_norm": 2.5, "grad_to_weight": NAN},
+            "fc.weight": {"grad_norm": None, "weight_norm": 1.0, "grad_to_weight": None},
         },
     ),
     (
@@ -213,8 +220,35 @@ def reference_table(statistic: str) -> tuple[list[str], list[str], np.ndarray, n
     for i, entry in enumerate(LOGGED):
         for name, row in entry[part].items():
             present[i, names.index(name)] = True
-            values[i, names.index(name)] = np.float32(row.get(statistic, NAN))
+            values[i, names.index(name)] = _value(row, statistic)
     return names, types, values, present
+
+
+def _value(row: dict, statistic: str) -> np.float32:
+    """The logged value as float32; NaN where not given (absent or None)."""
+    value = row.get(statistic)
+    return np.float32(NAN if value is None else value)
+
+
+def without_gradient(row: dict) -> bool:
+    """A logged parameter row without a gradient: its gradient statistics all None."""
+    return all(row.get(s) is None for s in GRADIENT_STATISTICS)
+
+
+def reference_not_measured(statistic: str) -> np.ndarray:
+    """bool [S, R]: where the table serves `statistic` as not measured (the schema's
+    rule, from `LOGGED` alone): a row absent at a step; an activation statistic not
+    given or NaN; a gradient statistic of a parameter without a gradient. A parameter's
+    other NaN (a NaN gradient norm) is measured."""
+    names, _, values, present = reference_table(statistic)
+    if statistic not in PARAMETER_STATISTICS:
+        return ~present | np.isnan(values)
+    found = ~present
+    if statistic in GRADIENT_STATISTICS:
+        for i, entry in enumerate(LOGGED):
+            for name, row in entry[3].items():
+                found[i, names.index(name)] = without_gradient(row)
+    return found
 
 
 def statistics_given(part: int, entries=LOGGED) -> list[str]:
@@ -233,8 +267,7 @@ def reference_step(index: int) -> dict:
 
     def matrix(rows, columns):
         return np.array(
-            [[np.float32(row.get(c, NAN)) for c in columns] for row in rows.values()],
-            dtype=np.float32,
+            [[_value(row, c) for c in columns] for row in rows.values()], dtype=np.float32
         )
 
     return {
@@ -252,6 +285,7 @@ def reference_step(index: int) -> dict:
         "parameters": list(parameters),
         "parameter_statistics": param_columns,
         "parameter_values": matrix(parameters, param_columns),
+        "without_gradient": [name for name, row in parameters.items() if without_gradient(row)],
     }
 
 
@@ -340,6 +374,24 @@ def _parameters_without_names(step):
     step.parameter_values.CopyFrom(arrays.encode_array(np.ones((1, 3), np.float32)))
 
 
+def _with_parameters(without: list[int]):
+    """Parameters "w" (no gradient: NaN grad_norm) and "b" (grad_norm 0.5), and the
+    given `without_gradient` indices."""
+
+    def change(step):
+        step.parameters[:] = ["w", "b"]
+        step.parameter_statistics[:] = ["grad_norm", "weight_norm"]
+        values = np.float32([[NAN, 1.0], [0.5, 2.0]])
+        step.parameter_values.CopyFrom(arrays.encode_array(values))
+        step.without_gradient[:] = without
+
+    return change
+
+
+def _without_gradient_no_parameters(step):
+    step.without_gradient[:] = [0]
+
+
 # name → (the Summary of a damaged event of a tag, what the warning says about it).
 DAMAGED = {
     "garbage": (lambda t: _payload(t, b"\xff\xff\xff\xff"), "does not parse"),
@@ -389,5 +441,21 @@ DAMAGED = {
     "parameters without names": (
         lambda t: _payload(t, _changed(_parameters_without_names)),
         "parameter statistics but names no parameters",
+    ),
+    "without gradient out of range": (
+        lambda t: _payload(t, _changed(_with_parameters([0, 2]))),
+        "without_gradient index 2 is not a parameter (the step has 2 parameters)",
+    ),
+    "without gradient twice": (
+        lambda t: _payload(t, _changed(_with_parameters([0, 0]))),
+        "without_gradient lists parameter 'w' twice",
+    ),
+    "without gradient but measured": (
+        lambda t: _payload(t, _changed(_with_parameters([0, 1]))),
+        "parameter 'b' is listed without a gradient but has grad_norm 0.5",
+    ),
+    "without gradient, no parameters": (
+        lambda t: _payload(t, _changed(_without_gradient_no_parameters)),
+        "lists parameters without a gradient but names no parameters",
     ),
 }

@@ -9,6 +9,13 @@ rows and columns: each part's rows are the union in order of first appearance
 (the model's order), its columns the known statistics first, then any a newer
 writer added.
 
+What a NaN means: in the activation part, "not measured" (its
+non_finite_fraction column says how much of an output was non-finite). In the
+parameter part, a gradient statistic (grad_norm, grad_to_weight) of a parameter
+the step lists in `without_gradient` is NaN and not measured; every other NaN
+there is a measurement, a non-finite gradient or weight norm, and is served as
+one ("NaN", counted in `non_finite`).
+
 `read_layer_statistics` reads every kept event once per series version and
 decodes it into one array per part, steps × rows × statistics (float32, NaN
 where a row is not in a step), and per step the row indices, counts and
@@ -24,9 +31,9 @@ series, remembered by the series' version (`TensorKindRoutes`):
 Damaged data (deepscope's one policy): an event that cannot be read or fails
 validation (payload type, parse, names, dtypes, shapes and byte counts against
 names and statistics, counts, dead channels, eigenvalue counts, value ranges of
-fractions, norms and eigenvalues, wall time) drops only its own step, named in
-the table's and the spectrum's `warnings`; `layer_statistics_step` answers that
-step with its `error`. No route answers 500.
+fractions, norms and eigenvalues, the parameters without a gradient, wall time)
+drops only its own step, named in the table's and the spectrum's `warnings`;
+`layer_statistics_step` answers that step with its `error`. No route answers 500.
 """
 
 from __future__ import annotations
@@ -61,6 +68,8 @@ ACTIVATION_STATISTICS = (
     "effective_rank",
 )
 PARAMETER_STATISTICS = ("grad_norm", "weight_norm", "grad_to_weight")
+# The parameter statistics a parameter without a gradient has none of (NaN: not measured).
+GRADIENT_STATISTICS = ("grad_norm", "grad_to_weight")
 # The table's statistic when a request names none: the first part's that the series has.
 DEFAULT_STATISTICS = {"activations": "std", "parameters": "grad_norm"}
 # statistic → (label, unit, scale) for the tab.
@@ -109,10 +118,26 @@ class Part:
     statistics: list[str]
     values: np.ndarray  # float32 [S, R, C]
     present: np.ndarray  # bool [S, R]: the row is in that step
+    # bool [S, R]: a parameter the step lists without a gradient (all False for activations)
+    without_gradient: np.ndarray
 
     @property
     def nbytes(self) -> int:
-        return self.values.nbytes + self.present.nbytes + sum(len(n) + 60 for n in self.names)
+        arrays_bytes = self.values.nbytes + self.present.nbytes + self.without_gradient.nbytes
+        return arrays_bytes + sum(len(n) + 60 for n in self.names)
+
+    def not_measured(self, statistic: str, values: np.ndarray, columns=None) -> np.ndarray:
+        """bool [S, R]: where `values` (this part's `statistic`, rows `columns` or all) is
+        not measured. Activations (and columns a newer writer added): every NaN. A
+        gradient statistic: NaN of a row absent at the step or without a gradient
+        there. The weight norm: a row absent at the step. Any other NaN is measured."""
+        if statistic not in PARAMETER_STATISTICS:
+            return np.isnan(values)
+        present = self.present if columns is None else self.present[:, columns]
+        if statistic not in GRADIENT_STATISTICS:
+            return ~present
+        without = self.without_gradient if columns is None else self.without_gradient[:, columns]
+        return np.isnan(values) & (without | ~present)
 
 
 @dataclasses.dataclass
@@ -124,6 +149,7 @@ class StepRows:
     activation_columns: np.ndarray  # intp [A]: indices into activations.statistics
     parameters: np.ndarray  # intp [P]
     parameter_columns: np.ndarray  # intp [B]
+    without_gradient: np.ndarray  # intp: positions in `parameters` without a gradient
     counts: np.ndarray
     channels: np.ndarray
     dead_channels: np.ndarray
@@ -134,7 +160,8 @@ class StepRows:
 
     @property
     def nbytes(self) -> int:
-        parts = (self.layers, self.parameters, self.counts, self.channels, self.dead_channels)
+        parts = (self.layers, self.parameters, self.without_gradient, self.counts, self.channels)
+        parts += (self.dead_channels,)
         rest = (self.eigenvalue_counts, self.covariance_samples, self.eigenvalues)
         return sum(a.nbytes for a in (*parts, *rest)) + 300
 
@@ -186,6 +213,7 @@ class DecodedStep:
     parameters: tuple[str, ...]
     parameter_statistics: tuple[str, ...]
     parameter_values: np.ndarray  # float32 [P, B]
+    without_gradient: np.ndarray  # intp: positions in `parameters`, ascending
     seconds: float
 
 
@@ -315,11 +343,19 @@ def _decode(
         parameter_values = _matrix(
             step.parameter_values, len(parameters), parameter_statistics, "parameter_values"
         )
+        without_gradient = _without_gradient(
+            step.without_gradient, parameters, parameter_statistics, parameter_values
+        )
     else:
         if names["parameter_statistics"] or step.parameter_values.data:
             raise MalformedEvent("the step holds parameter statistics but names no parameters")
+        if step.without_gradient:
+            raise MalformedEvent(
+                "the step lists parameters without a gradient but names no parameters"
+            )
         parameter_statistics = ()
         parameter_values = np.zeros((0, 0), np.float32)
+        without_gradient = _NO_ROWS
     return DecodedStep(
         layers,
         layer_types,
@@ -334,8 +370,44 @@ def _decode(
         parameters,
         parameter_statistics,
         parameter_values,
+        without_gradient,
         seconds,
     )
+
+
+_NO_ROWS = np.zeros(0, np.intp)
+
+
+def _without_gradient(
+    stored, parameters: tuple[str, ...], statistics: tuple[str, ...], values: np.ndarray
+) -> np.ndarray:
+    """The step's `without_gradient` (positions in `parameters`), checked: each a
+    parameter, listed once, with NaN gradient statistics (its "not measured")."""
+    if not stored:
+        return _NO_ROWS
+    without = np.fromiter(stored, dtype=np.intp, count=len(stored))
+    if int(without.max()) >= len(parameters):
+        raise MalformedEvent(
+            f"without_gradient index {int(without.max())} is not a parameter (the step has "
+            f"{count(len(parameters), 'parameter')})"
+        )
+    ordered = np.sort(without)
+    repeated = ordered[1:][ordered[1:] == ordered[:-1]]
+    if repeated.size:
+        raise MalformedEvent(
+            f"without_gradient lists parameter {responses.echo(parameters[int(repeated[0])])} twice"
+        )
+    gradient = [k for k, name in enumerate(statistics) if name in GRADIENT_STATISTICS]
+    if gradient:
+        given = values[np.ix_(ordered, gradient)]
+        measured = ~np.isnan(given)
+        if measured.any():
+            r, c = (int(k) for k in np.argwhere(measured)[0])
+            raise MalformedEvent(
+                f"parameter {responses.echo(parameters[int(ordered[r])])} is listed without a "
+                f"gradient but has {statistics[gradient[c]]} {float(given[r, c]):.6g}"
+            )
+    return ordered
 
 
 def _check_names(names: tuple[str, ...], what: str) -> None:
@@ -483,12 +555,15 @@ class _PartBuilder:
         self.types: list[str] = []
         self.columns: dict[str, int] = {}
         self._known = known
-        # (step index, row indices, column indices, values [L, A])
-        self._blocks: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]] = []
+        # (step index, row indices, column indices, values [L, A], rows without a gradient)
+        self._blocks: list[tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
         self._row_keys: dict[tuple[str, ...], np.ndarray] = {}
         self._column_keys: dict[tuple[str, ...], np.ndarray] = {}
 
-    def add(self, index: int, names, types, statistics, values) -> tuple[np.ndarray, np.ndarray]:
+    def add(
+        self, index: int, names, types, statistics, values, without_gradient=_NO_ROWS
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Place one step's rows; `without_gradient`: positions in `names`."""
         rows = self._row_keys.get(names)
         if rows is None:
             for name, kind in zip(names, types or ("",) * len(names)):
@@ -506,7 +581,7 @@ class _PartBuilder:
             )
             self._column_keys[statistics] = columns
         if len(names):
-            self._blocks.append((index, rows, columns, values))
+            self._blocks.append((index, rows, columns, values, without_gradient))
         return rows, columns
 
     def build(self, steps: int) -> tuple[Part, np.ndarray]:
@@ -519,10 +594,13 @@ class _PartBuilder:
             remap[self.columns[name]] = new
         values = np.full((steps, len(self.names), len(order)), np.nan, dtype=np.float32)
         present = np.zeros((steps, len(self.names)), dtype=bool)
-        for index, rows, columns, block in self._blocks:
+        without = np.zeros((steps, len(self.names)), dtype=bool)
+        for index, rows, columns, block, no_gradient in self._blocks:
             values[index, rows[:, None], remap[columns][None, :]] = block
             present[index, rows] = True
-        part = Part(list(self.names), self.types, order, values, present)
+            if no_gradient.size:
+                without[index, rows[no_gradient]] = True
+        part = Part(list(self.names), self.types, order, values, present, without)
         return part, remap
 
 
@@ -567,7 +645,12 @@ def read_layer_statistics(
             decoded.activations,
         )
         parameter_rows, parameter_columns = parameters.add(
-            index, decoded.parameters, (), decoded.parameter_statistics, decoded.parameter_values
+            index,
+            decoded.parameters,
+            (),
+            decoded.parameter_statistics,
+            decoded.parameter_values,
+            decoded.without_gradient,
         )
         rows.append(
             StepRows(
@@ -575,6 +658,7 @@ def read_layer_statistics(
                 layer_columns,
                 parameter_rows,
                 parameter_columns,
+                decoded.without_gradient,
                 decoded.counts,
                 decoded.channels,
                 decoded.dead_channels,
@@ -726,9 +810,10 @@ class LayerStatisticsRoutes(tensor_kind.TensorKindRoutes):
             names, types = list(wanted), [types[j] for j in columns]
         label, unit, scale = DESCRIPTIONS.get(statistic, (statistic, "", "linear"))
         values = np.where(present, values, np.float32(np.nan))
-        # The schema's NaN means "not measured for that row at that step", as is a row
-        # the step does not have: both are served as not measured; ±inf is measured.
-        not_measured = np.isnan(values)
+        # A row the step does not have is not measured; so is an activation statistic's
+        # NaN and a gradient statistic's NaN of a parameter without a gradient (the
+        # schema). Any other NaN, and ±inf, is a measurement, served and counted.
+        not_measured = part.not_measured(statistic, values, columns)
         head = {
             "run": run,
             "tag": tag,
@@ -748,7 +833,7 @@ class LayerStatisticsRoutes(tensor_kind.TensorKindRoutes):
             "wall_times": decoded.wall_times.tolist(),
             "names": names,
             "types": types,
-            "non_finite": int(np.isinf(values).sum()),
+            "non_finite": int((~np.isfinite(values) & ~not_measured).sum()),
             "warnings": list(decoded.warnings),
         }
         if fmt == "base64":
@@ -837,6 +922,7 @@ class LayerStatisticsRoutes(tensor_kind.TensorKindRoutes):
             "parameters": [],
             "parameter_statistics": [],
             "parameter_values": [],
+            "without_gradient": [],
         }
         index = np.searchsorted(decoded.steps, found)
         good = index < len(decoded.steps) and decoded.steps[index] == found
@@ -864,6 +950,9 @@ class LayerStatisticsRoutes(tensor_kind.TensorKindRoutes):
             parameters=[params.names[j] for j in rows.parameters.tolist()],
             parameter_statistics=[params.statistics[k] for k in rows.parameter_columns.tolist()],
             parameter_values=_json_rows(parameter_values),
+            without_gradient=[
+                params.names[j] for j in rows.parameters[rows.without_gradient].tolist()
+            ],
         )
         return responses.prepare_json_text(responses.json_text(body))
 

@@ -11,12 +11,15 @@ carry either or both):
   channels and dead channels, and optionally its channel-covariance
   eigenvalues (descending) with the samples the covariance used;
 - **parameters**, one row per parameter, in `named_parameters()` order:
-  `PARAMETER_STATISTICS` (gradient norm, weight norm, their ratio).
+  `PARAMETER_STATISTICS` (gradient norm, weight norm, their ratio), and which
+  parameters had no gradient at this step (`without_gradient`): their gradient
+  statistics are NaN and mean "not measured", while a NaN gradient norm or
+  ratio of any other parameter is a non-finite gradient (numerical trouble).
 
 A series is a tensor series (a `LayerStatisticsStep` per event, read whole):
 its metadata (`LayerStatisticsInfo`: what the model saw, "train" or "probe";
 delve saturation's variance threshold; the saturation tolerance) is on the
-tag's first event. NaN in a statistic means "not measured for this row at this
+tag's first event. NaN in an activation statistic means "not measured for this row at this
 step" (a module that is not a bounded activation has no saturated fraction, a
 row without a covariance no effective dimension); non-finite elements of an
 activation are counted in `non_finite_fraction`, its other statistics are of
@@ -33,8 +36,10 @@ Two ways in:
   or torch tensors, on any device) of all rows at once. Tensors are copied to
   the host together, one copy per device, never one `.item()` per value;
 - plain mappings for users: `{"fc1": {"mean": 0.1, "std": 1.0, "count": 4096}}`
-  and `{"fc1.weight": {"grad_norm": 0.02, "weight_norm": 3.1}}`
-  (`activation_rows_from_mapping`, `parameter_rows_from_mapping`).
+  and `{"fc1.weight": {"grad_norm": 0.02, "weight_norm": 3.1}}`, where a
+  parameter without a gradient gives its gradient statistics as None
+  (`{"fc2.bias": {"grad_norm": None, "weight_norm": 0.4}}`) and a NaN is a
+  NaN measurement (`activation_rows_from_mapping`, `parameter_rows_from_mapping`).
 
 torch is imported only when a value is a tensor (torch is then imported already).
 """
@@ -72,6 +77,8 @@ ACTIVATION_STATISTICS: tuple[str, ...] = (
 )
 # Column names of the parameter part.
 PARAMETER_STATISTICS: tuple[str, ...] = ("grad_norm", "weight_norm", "grad_to_weight")
+# The parameter statistics a parameter without a gradient has none of (stored NaN).
+GRADIENT_STATISTICS: tuple[str, ...] = ("grad_norm", "grad_to_weight")
 # What the model saw: the measured training step's own batch, or a fixed probe batch.
 ON = ("train", "probe")
 # delve saturation: the fraction of eigendirections explaining this much of the variance.
@@ -121,15 +128,22 @@ class ParameterRows:
 
     Attributes:
       names: P unique, non-empty parameter names, in `named_parameters()` order.
-      values: [P, B] statistics (numpy array or tensor; stored as float32).
-        NaN: not measured (e.g. a parameter without a gradient at this step).
+      values: [P, B] statistics (numpy array or tensor; stored as float32), as
+        measured: a NaN or ±inf of a parameter with a gradient is a non-finite
+        measurement (a NaN gradient is numerical trouble, shown as such).
       statistics: the B column names, each one of `PARAMETER_STATISTICS`; all
         three by default.
+      without_gradient: the parameters that had no gradient at this step
+        (`.grad` None: frozen, or not used by this step's loss), as indices
+        into `names` or as names, each once; none by default. Their gradient
+        statistics (`GRADIENT_STATISTICS`) must be NaN in `values` (not
+        measured); their weight norm is measured as any other's.
     """
 
     names: Sequence[str]
     values: object
     statistics: Sequence[str] = PARAMETER_STATISTICS
+    without_gradient: Sequence[int | str] = ()
 
 
 def layer_statistics_info(
@@ -455,15 +469,43 @@ def activation_rows_from_mapping(activations: Mapping[str, Mapping[str, object]]
 
 def parameter_rows_from_mapping(parameters: Mapping[str, Mapping[str, object]]) -> ParameterRows:
     """`ParameterRows` of a user's mapping: parameter name → {statistic: value, ...}
-    (`PARAMETER_STATISTICS`; those no row gives are left out, the others NaN).
+    (`PARAMETER_STATISTICS`; those no row gives are left out).
+
+    A parameter without a gradient at this step gives its gradient statistics
+    (grad_norm, grad_to_weight) as None, or leaves them out: it is listed in
+    `without_gradient` and they are stored NaN, "not measured". A float NaN is
+    a measurement (a non-finite gradient). Every row gives every column the
+    part has otherwise: a parameter with a gradient all its gradient
+    statistics, and each its weight norm (a NaN there is a NaN weight).
 
     Raises:
-      ValueError, TypeError: as `activation_rows_from_mapping`.
+      ValueError, TypeError: as `activation_rows_from_mapping`; a row that gives
+        some gradient statistics but not the others, or no weight norm.
     """
     names, statistics, values, _ = _rows_from_mapping(
         parameters, PARAMETER_STATISTICS, (), "parameter"
     )
-    return ParameterRows(names=names, values=values, statistics=statistics)
+    gradient = [s for s in statistics if s in GRADIENT_STATISTICS]
+    without = []
+    for i, (name, stats) in enumerate(parameters.items()):
+        missing = [s for s in statistics if stats.get(s) is None]
+        if "weight_norm" in missing:
+            raise ValueError(
+                f"parameter {name!r} gives no weight_norm, which other parameters give: a "
+                "weight norm is measured for every parameter (NaN if the weight is NaN)"
+            )
+        if gradient and all(s in missing for s in gradient):
+            without.append(i)
+        elif missing:
+            given = [s for s in gradient if s not in missing]
+            raise ValueError(
+                f"parameter {name!r} gives {', '.join(given)} but not {', '.join(missing)}: "
+                "a parameter with a gradient needs every gradient statistic the step logs, "
+                "and one without a gradient gives them all as None"
+            )
+    return ParameterRows(
+        names=names, values=values, statistics=statistics, without_gradient=without
+    )
 
 
 # --------------------------------------------------------------------------- the step
@@ -564,11 +606,61 @@ def _fill_parameters(step: pb.LayerStatisticsStep, rows: ParameterRows) -> None:
     if not names:
         raise ValueError("parameters need at least one row")
     statistics = _check_statistics(rows.statistics, PARAMETER_STATISTICS, "parameter")
+    without = _without_gradient(rows.without_gradient, names)
     (values,) = _to_host([rows.values])
     values = _float_matrix(values, len(names), len(statistics), "parameter values")
+    gradient = [j for j, s in enumerate(statistics) if s in GRADIENT_STATISTICS]
+    if without.size and gradient:
+        given = values[np.ix_(without, gradient)]
+        if not np.isnan(given).all():
+            r, c = (int(k) for k in np.argwhere(~np.isnan(given))[0])
+            raise ValueError(
+                f"parameter {names[int(without[r])]!r} is listed in without_gradient but has "
+                f"{statistics[gradient[c]]} {float(given[r, c])!r}: a parameter without a "
+                "gradient has NaN gradient statistics (not measured)"
+            )
     step.parameters[:] = names
     step.parameter_statistics[:] = statistics
     step.parameter_values.CopyFrom(arrays.encode_array(values))
+    step.without_gradient[:] = without.tolist()
+
+
+def _without_gradient(entries: Sequence[int | str] | None, names: list[str]) -> np.ndarray:
+    """`ParameterRows.without_gradient` as ascending unique indices into `names` (int64)."""
+    if entries is None:
+        return np.zeros(0, dtype=np.int64)
+    if isinstance(entries, str | bytes):
+        raise TypeError(
+            "without_gradient must be a sequence of parameter names or indices, got the "
+            f"string {entries!r} (write [{entries!r}])"
+        )
+    index = {name: i for i, name in enumerate(names)}
+    found: list[int] = []
+    for entry in entries:
+        if isinstance(entry, str):
+            if entry not in index:
+                raise ValueError(
+                    f"without_gradient names {entry!r}, which is not a parameter of this step"
+                    f"{_did_you_mean(entry, names)}"
+                )
+            found.append(index[entry])
+        elif isinstance(entry, numbers.Integral) and not isinstance(entry, bool | np.bool_):
+            if not 0 <= int(entry) < len(names):
+                raise ValueError(
+                    f"without_gradient index {int(entry)} is not a parameter: the step has "
+                    f"{len(names)} (indices 0 to {len(names) - 1})"
+                )
+            found.append(int(entry))
+        else:
+            raise TypeError(
+                "without_gradient entries must be parameter names or integer indices, got "
+                f"{entry!r}"
+            )
+    if len(set(found)) != len(found):
+        seen: set[int] = set()
+        repeated = next(i for i in found if i in seen or seen.add(i))
+        raise ValueError(f"without_gradient lists parameter {names[repeated]!r} twice")
+    return np.asarray(sorted(found), dtype=np.int64)
 
 
 def layer_statistics_pb(
@@ -592,7 +684,8 @@ def layer_statistics_pb(
       tag: the series, e.g. "layer_statistics/activations".
       activations: `ActivationRows`, or row name → {statistic: value, "type",
         "count", "channels", "dead_channels", "eigenvalues", "samples"}.
-      parameters: `ParameterRows`, or parameter name → {statistic: value}.
+      parameters: `ParameterRows`, or parameter name → {statistic: value} (None
+        for the gradient statistics of a parameter without a gradient).
       on: "train" or "probe", what the model saw (metadata).
       variance_threshold: delve saturation's threshold, in (0, 1] (metadata).
       saturation_tolerance: the tolerance saturated fractions used, a fraction of the

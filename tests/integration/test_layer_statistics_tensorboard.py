@@ -4,7 +4,9 @@ The log dir is written as a user writes it: a training loop records each
 module's output with forward hooks, computes its statistics with torch (float64)
 and logs them with `writer.add_layer_statistics` (the covariance eigenvalues of
 the Linear outputs every third step only), and the parameters' gradient and
-weight norms under a second tag; a run holds every kind of damaged event among
+weight norms under a second tag (a frozen bias has no gradient: logged as None,
+served as not measured; at one step a NaN is planted in a gradient: a
+non-finite gradient norm, served as measured); a run holds every kind of damaged event among
 good ones. The routes' numbers are compared with numpy's, computed from copies
 of the same activations and gradients.
 """
@@ -32,6 +34,8 @@ PARAMS = "layer_statistics/parameters"
 STATISTICS = ("mean", "std", "rms", "max_abs", "zero_fraction", "dead_fraction")
 MODULES = ("0", "1", "2", "3")  # Linear, ReLU, Linear, Tanh
 COVARIANCE_EVERY = 3
+FROZEN = "2.bias"  # requires_grad=False: no gradient at any step
+NAN_STEP, NAN_PARAMETER = 7, "0.weight"  # a NaN planted in this gradient at this step
 
 
 def _torch_statistics(x: torch.Tensor) -> tuple[torch.Tensor, int, int]:
@@ -70,6 +74,7 @@ def _train(logdir) -> dict:
     model = torch.nn.Sequential(
         torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 4), torch.nn.Tanh()
     )
+    model.get_parameter(FROZEN).requires_grad_(False)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     writer = deepscope.SummaryWriter(str(logdir / "mlp"))
     outputs: dict[str, torch.Tensor] = {}
@@ -80,6 +85,8 @@ def _train(logdir) -> dict:
         x, y = torch.randn(32, 8), torch.randn(32, 4)
         optimizer.zero_grad()
         torch.nn.functional.mse_loss(model(x), y).backward()
+        if step == NAN_STEP:
+            model.get_parameter(NAN_PARAMETER).grad[0, 0] = float("nan")
         rows, channels, dead, eigen, samples = [], [], [], [], []
         ref_rows, ref_eigen = [], []
         for name in MODULES:
@@ -117,7 +124,10 @@ def _train(logdir) -> dict:
             global_step=step,
         )
         grads = {
-            name: {"grad_norm": p.grad.norm(), "weight_norm": p.detach().norm()}
+            name: {
+                "grad_norm": None if p.grad is None else p.grad.norm(),
+                "weight_norm": p.detach().norm(),
+            }
             for name, p in model.named_parameters()
         }
         writer.add_layer_statistics(PARAMS, parameters=grads, global_step=step)
@@ -126,10 +136,12 @@ def _train(logdir) -> dict:
         reference["eigenvalues"].append([None if e is None else e.tolist() for e in ref_eigen])
         reference["grad_norm"].append(
             [
-                float(np.linalg.norm(p.grad.numpy().astype(np.float64)))
+                None if p.grad is None else float(np.linalg.norm(p.grad.numpy().astype(np.float64)))
                 for _, p in model.named_parameters()
             ]
         )
+        if step == NAN_STEP:  # logged; training goes on with a finite gradient
+            model.get_parameter(NAN_PARAMETER).grad.nan_to_num_(0.0)
         optimizer.step()
     writer.close()
     reference["parameters"] = [name for name, _ in model.named_parameters()]
@@ -205,14 +217,41 @@ def test_the_relu_and_tanh_rows_look_like_their_activations(served):
     assert np.all(np.array(max_abs["values"])[:, 3] < 1)  # tanh's bound
 
 
-def test_gradient_norms_match_numpy(served):
+@pytest.mark.parametrize("fmt", ["json", "base64"])
+def test_gradient_norms_match_numpy(served, fmt):
     base, reference = served
-    body = route(base, "layer_statistics", run="mlp", tag=PARAMS, statistic="grad_norm")
+    body = route(base, "layer_statistics", run="mlp", tag=PARAMS, statistic="grad_norm", format=fmt)
     assert body["names"] == reference["parameters"] and body["part"] == "parameters"
-    values = np.array(body["values"], dtype=np.float64)
-    expected = np.array(reference["grad_norm"])
+    frozen = reference["parameters"].index(FROZEN)
+    planted = (NAN_STEP, reference["parameters"].index(NAN_PARAMETER))
+    expected = np.array(
+        [[np.nan if v is None else v for v in row] for row in reference["grad_norm"]]
+    )
+    # Not measured: the frozen bias, at every step (null; base64's not_measured).
+    not_measured = np.zeros(expected.shape, dtype=bool)
+    not_measured[:, frozen] = True
+    if fmt == "json":
+        assert [[v is None for v in row] for row in body["values"]] == not_measured.tolist()
+        assert body["values"][planted[0]][planted[1]] == "NaN"  # measured: a NaN gradient
+        values = np.array([[number(v) for v in row] for row in body["values"]], np.float64)
+    else:
+        assert body["not_measured"] == np.argwhere(not_measured).tolist()
+        values = decode(body["values"]).astype(np.float64)
+    assert body["non_finite"] == 1  # the planted NaN
+    assert np.isnan(expected[planted]) and np.isnan(values[planted])
+    finite = np.isfinite(expected)
     # torch's float32 norm of float32 gradients against numpy's float64 norm: a few ulps.
-    np.testing.assert_allclose(values, expected, rtol=16 * EPS32)
+    np.testing.assert_allclose(values[finite], expected[finite], rtol=16 * EPS32)
+
+
+def test_the_step_names_the_parameter_without_a_gradient(served):
+    base, reference = served
+    body = route(base, "layer_statistics_step", run="mlp", tag=PARAMS, step=NAN_STEP)
+    assert body["parameters"] == reference["parameters"] and body["without_gradient"] == [FROZEN]
+    values = body["parameter_values"]
+    k = body["parameter_statistics"].index("weight_norm")
+    assert all(isinstance(row[k], float) for row in values)  # every weight norm measured
+    assert values[reference["parameters"].index(NAN_PARAMETER)][0] == "NaN"
 
 
 def test_one_step_serves_every_statistic_and_the_counts(served):

@@ -4,7 +4,9 @@ A good step carries both parts: the three `LAYER_NAMES` rows with every
 activation statistic (valid ranges: fractions in [0, 1], norms ≥ 0), counts,
 channels, dead channels and each row's covariance eigenvalues (numpy's
 `eigvalsh` of a random covariance, descending), and the `PARAMETER_NAMES` rows
-with their three norms. `Good.values` is the activations matrix [L, A];
+with their three norms, one of them (`WITHOUT_GRADIENT`) without a gradient
+(NaN gradient norm and ratio, listed in `without_gradient`: served as not
+measured, null / in base64's `not_measured`). `Good.values` is the activations matrix [L, A];
 `reference(tag, step)` rebuilds every array of the step from the same seed,
 for the checks of the step and spectrum routes.
 """
@@ -47,6 +49,7 @@ PARAMETER_STATISTICS = ("grad_norm", "weight_norm", "grad_to_weight")
 FRACTIONS = ("zero_fraction", "saturated_fraction", "non_finite_fraction", "dead_fraction")
 CHANNELS = (4, 6, 3)  # per layer
 SPECTRUM_LAYER = LAYER_NAMES[1]
+WITHOUT_GRADIENT = 1  # PARAMETER_NAMES[1] has no gradient at any good step
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,7 +62,7 @@ class Reference:
     dead_channels: np.ndarray
     eigenvalues: list[np.ndarray]  # per layer, descending
     samples: np.ndarray
-    parameters: np.ndarray  # [P, B]
+    parameters: np.ndarray  # [P, B]; NaN gradient statistics at WITHOUT_GRADIENT
 
 
 def reference(tag: str, step: int) -> Reference:
@@ -91,6 +94,7 @@ def reference(tag: str, step: int) -> Reference:
     grad = gen.lognormal(np.log(1e-2), 1.0, len(PARAMETER_NAMES))
     weight = gen.lognormal(0.0, 0.5, len(PARAMETER_NAMES))
     parameters = np.stack([grad, weight, grad / weight], axis=1)
+    parameters[WITHOUT_GRADIENT, [0, 2]] = np.nan
     return Reference(
         activations=values.astype(np.float32),
         counts=np.asarray([2048, 4096, 96], np.int64),
@@ -117,7 +121,9 @@ def good(tag: str, step: int, cross: bool = False) -> Good:
         eigenvalues=ref.eigenvalues,
         covariance_samples=ref.samples,
     )
-    parameters = ParameterRows(PARAMETER_NAMES, ref.parameters, PARAMETER_STATISTICS)
+    parameters = ParameterRows(
+        PARAMETER_NAMES, ref.parameters, PARAMETER_STATISTICS, without_gradient=[WITHOUT_GRADIENT]
+    )
     summary = layer_statistics_pb(tag, activations, parameters, seconds=0.01)
     return Good(summary, ref.activations)
 
@@ -158,6 +164,20 @@ def damages() -> dict[str, Callable]:
         values = np.ones((len(PARAMETER_NAMES) + 1, len(PARAMETER_STATISTICS)), np.float32)
         step.parameter_values.CopyFrom(arrays.encode_array(values))
 
+    def without_gradient_out_of_range(step):
+        step.without_gradient.append(len(PARAMETER_NAMES))
+
+    def without_gradient_twice(step):
+        step.without_gradient.append(WITHOUT_GRADIENT)
+
+    def without_gradient_measured(step):
+        step.without_gradient[:] = [0, WITHOUT_GRADIENT]  # parameter 0 has a gradient norm
+
+    def without_gradient_no_parameters(step):
+        del step.parameters[:]
+        del step.parameter_statistics[:]
+        step.ClearField("parameter_values")
+
     def counts_dtype(step):
         step.counts.CopyFrom(arrays.encode_array(np.ones(len(LAYER_NAMES), np.float32)))
 
@@ -173,6 +193,10 @@ def damages() -> dict[str, Callable]:
         "duplicate_layers": mutated(KIND, duplicate_layers),
         "layer_types_count": mutated(KIND, layer_types),
         "parameter_values_shape": mutated(KIND, parameter_shape),
+        "without_gradient_out_of_range": mutated(KIND, without_gradient_out_of_range),
+        "without_gradient_twice": mutated(KIND, without_gradient_twice),
+        "without_gradient_measured": mutated(KIND, without_gradient_measured),
+        "without_gradient_no_parameters": mutated(KIND, without_gradient_no_parameters),
         "counts_dtype": mutated(KIND, counts_dtype),
         "negative_count": mutated(KIND, negative_count),
         "float_tensor": float_tensor(KIND),
@@ -187,6 +211,8 @@ SERIES_ROUTES: dict[str, dict[str, Callable]] = {
         "base64": lambda s: {"tag": s.tag, "statistic": "std", "format": "base64"},
         "name": lambda s: {"tag": s.tag, "statistic": "std", "name": s.names[0]},
         "parameters": lambda s: {"tag": s.tag, "statistic": "grad_norm"},
+        "parameters_base64": lambda s: {"tag": s.tag, "statistic": "grad_norm", "format": "base64"},
+        "weight_norm": lambda s: {"tag": s.tag, "statistic": "weight_norm"},
         "default": lambda s: {"tag": s.tag},
     },
     "layer_statistics_spectrum": {
@@ -248,9 +274,22 @@ def good_values(series, route: str, step: int, body: dict) -> list[str]:
     if body.get("layers") != list(LAYER_NAMES) or body.get("parameters") != list(PARAMETER_NAMES):
         return [f"rows {body.get('layers')} / {body.get('parameters')}, written {LAYER_NAMES}"]
     for key, want in (("activations", ref.activations), ("parameter_values", ref.parameters)):
-        found = fuzz.close(_matrix(body[key]), want, 4 * fuzz.FLOAT32_EPS * float(np.max(want)))
+        got = _matrix(body[key])
+        if got.shape != want.shape or (np.isnan(got) != np.isnan(want)).any():
+            problems.append(
+                f"{key}: NaN at {np.argwhere(np.isnan(got)).tolist()}, written "
+                f"{np.argwhere(np.isnan(want)).tolist()}"
+            )
+            continue
+        finite = ~np.isnan(want)
+        found = fuzz.close(got[finite], want[finite], 4 * fuzz.FLOAT32_EPS * np.nanmax(want))
         if found:
             problems.append(f"{key}: {found}")
+    if body.get("without_gradient") != [PARAMETER_NAMES[WITHOUT_GRADIENT]]:
+        problems.append(
+            f"without_gradient {body.get('without_gradient')}, written "
+            f"{[PARAMETER_NAMES[WITHOUT_GRADIENT]]}"
+        )
     for key, want in (
         ("counts", ref.counts),
         ("channels", ref.channels),
@@ -267,8 +306,11 @@ def check_series(series, request, body: dict, problem) -> None:
     from tests import damaged_fuzz as fuzz
 
     if request.route == "layer_statistics":
-        if request.variant == "parameters":
-            column = 0
+        if request.variant in ("parameters", "parameters_base64"):
+            _check_gradient_norms(series, body, problem)
+            return
+        if request.variant == "weight_norm":  # measured for every parameter
+            column = PARAMETER_STATISTICS.index("weight_norm")
             good = {s: reference(series.tag, s).parameters[:, column] for s in series.good}
             series = dataclasses.replace(series, good=good, names=PARAMETER_NAMES)
         else:
@@ -279,13 +321,8 @@ def check_series(series, request, body: dict, problem) -> None:
         return
     # layer_statistics_spectrum: the good steps' eigenvalues of SPECTRUM_LAYER.
     good = sorted(series.good)
-    if body.get("steps") != good:
-        problem(f"steps {body.get('steps')}, the good ones are {good}")
+    if not _good_steps_and_warnings(series, body, problem):
         return
-    said = " ".join(body.get("warnings", []))
-    for step in series.damaged:
-        if not fuzz._names_step(said, step):
-            problem(f"no warning names the damaged step {step}: warnings {body.get('warnings')}")
     row = LAYER_NAMES.index(SPECTRUM_LAYER)
     want = np.stack([reference(series.tag, s).eigenvalues[row] for s in good])
     eigen = body["eigenvalues"]
@@ -293,3 +330,52 @@ def check_series(series, request, body: dict, problem) -> None:
     found = fuzz.close(got, want, 4 * fuzz.FLOAT32_EPS * float(np.max(want)))
     if found:
         problem(f"eigenvalues: {found}")
+
+
+def _good_steps_and_warnings(series, body: dict, problem) -> bool:
+    """The body serves the good steps, and its warnings name each damaged one."""
+    from tests import damaged_fuzz as fuzz
+
+    good = sorted(series.good)
+    if body.get("steps") != good:
+        problem(f"steps {body.get('steps')}, the good ones are {good}")
+        return False
+    said = " ".join(body.get("warnings", []))
+    for step in series.damaged:
+        if not fuzz._names_step(said, step):
+            problem(f"no warning names the damaged step {step}: warnings {body.get('warnings')}")
+    return True
+
+
+def _check_gradient_norms(series, body: dict, problem) -> None:
+    """The grad_norm table: the written norms, and the parameter without a gradient not
+    measured (null in json; in base64's `not_measured`), never a non-finite value."""
+    from tests import damaged_fuzz as fuzz
+
+    if not _good_steps_and_warnings(series, body, problem):
+        return
+    if body.get("names") != list(PARAMETER_NAMES):
+        problem(f"names {body.get('names')}, written {list(PARAMETER_NAMES)}")
+        return
+    good = sorted(series.good)
+    want = np.array([reference(series.tag, s).parameters[:, 0] for s in good], np.float64)
+    not_measured = np.zeros(want.shape, dtype=bool)
+    not_measured[:, WITHOUT_GRADIENT] = True
+    values = body["values"]
+    if isinstance(values, dict):
+        said = body.get("not_measured")
+        if said != np.argwhere(not_measured).tolist():
+            problem(f"not_measured {said}, the parameter without a gradient is {WITHOUT_GRADIENT}")
+    elif [[v is None for v in row] for row in values] != not_measured.tolist():
+        problem(f"nulls {values}: only the parameter without a gradient is not measured")
+    if body.get("non_finite") != 0:
+        problem(f"non_finite {body.get('non_finite')}: no norm written is non-finite")
+    matrix = _matrix(values)
+    if matrix.shape != want.shape:
+        problem(f"values of shape {list(matrix.shape)}, written {list(want.shape)}")
+        return
+    found = fuzz.close(
+        matrix[~not_measured], want[~not_measured], 4 * fuzz.FLOAT32_EPS * np.nanmax(want)
+    )
+    if found:
+        problem(found)

@@ -5,7 +5,8 @@ damaged events by hand); the plugin is mounted in TensorBoard's own WSGI app.
 Every response is compared with a reference built from what was logged
 (tests/layer_statistics_data.py): the union of the steps' rows in order of first
 appearance, float32 values, null (json) / NaN + `not_measured` (base64) where a
-row is not in a step.
+row is not in a step, an activation statistic is NaN, or a parameter had no
+gradient; a parameter's NaN gradient norm served as the measured "NaN".
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from tests.layer_statistics_data import (
     DAMAGED,
     GOOD,
     LOGGED,
+    reference_not_measured,
     reference_spectrum,
     reference_step,
     reference_table,
@@ -181,6 +183,43 @@ def test_parameters_are_a_table_of_their_own(client):
     assert ratio["values"][0][1] == "Infinity"  # a zero weight's ratio, as measured
 
 
+@pytest.mark.parametrize("tag", [TAG, "layer_statistics/parameters"])
+@pytest.mark.parametrize("statistic", ["grad_norm", "weight_norm", "grad_to_weight"])
+def test_no_gradient_is_not_measured_and_a_nan_gradient_is_measured(client, tag, statistic):
+    names, _, values, present = reference_table(statistic)
+    not_measured = reference_not_measured(statistic)
+    # Step 10: "conv.weight" has a NaN gradient (measured), "fc.weight" none (not measured);
+    # "fc.weight" is not in step 0 either.
+    conv, fc = names.index("conv.weight"), names.index("fc.weight")
+    gradient = statistic != "weight_norm"
+    assert not_measured[1, fc] == gradient and not not_measured[1, conv] and not_measured[0, fc]
+    assert np.isnan(values[1, conv]) == gradient
+    measured_nan = np.isnan(values) & ~not_measured
+    body = get_json(client, "layer_statistics", run="train", tag=tag, statistic=statistic)
+    assert [[v is None for v in row] for row in body["values"]] == not_measured.tolist()
+    assert [[v == "NaN" for v in row] for row in body["values"]] == measured_nan.tolist()
+    measured = ~not_measured
+    np.testing.assert_allclose(
+        _floats(body["values"])[measured], values[measured], rtol=EPS32, equal_nan=True
+    )
+    want_non_finite = int((~np.isfinite(values) & measured).sum())
+    assert (
+        body["non_finite"]
+        == want_non_finite
+        == {"grad_norm": 1, "weight_norm": 0}.get(statistic, 2)
+    )  # grad_to_weight: conv.bias' infinity at step 0 and conv.weight's NaN at step 10
+    b64 = get_json(
+        client, "layer_statistics", run="train", tag=tag, statistic=statistic, format="base64"
+    )
+    assert b64["not_measured"] == np.argwhere(not_measured).tolist()
+    assert b64["non_finite"] == want_non_finite
+    np.testing.assert_allclose(decode(b64["values"]), values, rtol=EPS32, equal_nan=True)
+    picked = get_json(
+        client, "layer_statistics", run="train", tag=tag, statistic=statistic, name="fc.weight"
+    )
+    assert [row[0] is None for row in picked["values"]] == not_measured[:, fc].tolist()
+
+
 def test_base64_holds_the_same_values_and_the_not_measured_pairs(client):
     body = get_json(
         client, "layer_statistics", run="train", tag=TAG, statistic="std", format="base64"
@@ -242,6 +281,7 @@ def test_a_step_serves_every_statistic_of_every_row(client, index):
         "covariance_samples",
         "parameters",
         "parameter_statistics",
+        "without_gradient",
     ):
         assert body[key] == want[key], key
     np.testing.assert_allclose(
@@ -266,7 +306,14 @@ def test_a_part_a_step_lacks_is_empty(client):
     )
     assert body["layers"] == [] and body["activations"] == [] and body["counts"] == []
     assert body["parameters"] == ["conv.weight", "fc.weight"]
-    assert body["parameter_values"][1][0] == "NaN"  # a NaN gradient norm, as logged
+    assert body["parameter_values"][0][0] == "NaN"  # a NaN gradient norm, as logged
+    assert body["parameter_values"][1][0] == "NaN"  # no gradient: NaN, listed as such
+    assert body["without_gradient"] == ["fc.weight"]
+    assert body["parameter_values"][1][1] == 1.0  # its weight norm is measured
+    step0 = get_json(
+        client, "layer_statistics_step", run="train", tag="layer_statistics/parameters", step=0
+    )
+    assert step0["without_gradient"] == []
 
 
 def test_step_errors_name_the_nearest_steps(client):
@@ -485,3 +532,33 @@ def test_the_decoder_reuses_a_previous_steps_names_and_still_checks_each_event()
     duplicate.parameter_values.CopyFrom(arrays.encode_array(np.float32([[1.0], [2.0]])))
     with pytest.raises(MalformedEvent, match="parameter name 'w' appears twice"):
         decoder.decode(np.array(duplicate.SerializeToString(), dtype=object))
+
+
+def test_the_decoder_reads_without_gradient_after_names_it_already_knows():
+    from deepscope.tb_plugin.layer_statistics_routes import StepDecoder
+
+    def payload(parameters):
+        summary = layer_statistics_pb(TAG, parameters=parameters)
+        return np.array(summary.value[0].tensor.string_val[0], dtype=object)
+
+    with_grad = {"grad_norm": 0.5, "weight_norm": 1.0}
+    none = {"grad_norm": None, "weight_norm": 2.0}
+    decoder = StepDecoder()
+    for rows, want in (
+        ({"w": with_grad, "b": none}, [1]),
+        ({"w": none, "b": with_grad}, [0]),  # the same names: the remembered prefix
+        ({"w": with_grad, "b": with_grad}, []),
+        ({"w": none, "b": none}, [0, 1]),
+    ):
+        got = decoder.decode(payload(rows))
+        assert got.parameters == ("w", "b") and got.without_gradient.tolist() == want
+        assert np.isnan(got.parameter_values[want, 0]).all()
+    # Damage after known names is still refused.
+    step = pb.LayerStatisticsStep.FromString(
+        layer_statistics_pb(TAG, parameters={"w": with_grad, "b": none})
+        .value[0]
+        .tensor.string_val[0]
+    )
+    step.without_gradient[:] = [1, 5]
+    with pytest.raises(MalformedEvent, match="without_gradient index 5 is not a parameter"):
+        decoder.decode(np.array(step.SerializeToString(), dtype=object))

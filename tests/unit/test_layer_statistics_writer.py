@@ -370,3 +370,97 @@ def test_counts_that_are_zero_for_every_row_are_left_out():
         ["a", "b"], np.ones((2, 11)), counts=[10, 20], channels=[4, 4], dead_channels=[0, 1]
     )
     assert len(layer_statistics_step(with_zeros).SerializeToString()) > smaller
+
+
+def test_parameters_without_a_gradient_are_listed_and_a_nan_gradient_is_kept():
+    nan = math.nan
+    values = np.array([[0.5, 2.0, 0.25], [nan, 1.5, nan], [nan, 3.0, nan], [nan, 0.5, nan]])
+    names = ["fc.weight", "fc.bias", "frozen.weight", "head.weight"]
+    # fc.bias and frozen.weight had no gradient (by name and by index, in any order);
+    # head.weight's NaN gradient norm is a measurement (a non-finite gradient).
+    rows = ParameterRows(names, torch.tensor(values), without_gradient=[2, "fc.bias"])
+    step = layer_statistics_step(parameters=rows)
+    assert list(step.without_gradient) == [1, 2]  # ascending indices into `parameters`
+    np.testing.assert_array_equal(arrays.decode_array(step.parameter_values), np.float32(values))
+    assert (
+        list(layer_statistics_step(parameters=ParameterRows(names, values)).without_gradient) == []
+    )
+    # A part without gradient columns may still say which parameters had none.
+    weights = ParameterRows(names, values[:, 1:2], ["weight_norm"], without_gradient=[0])
+    assert list(layer_statistics_step(parameters=weights).without_gradient) == [0]
+
+
+def test_a_mapping_says_no_gradient_with_none_and_a_nan_gradient_with_nan():
+    nan = math.nan
+    step = layer_statistics_step(
+        parameters={
+            "fc.weight": {"grad_norm": 0.5, "weight_norm": 2.0, "grad_to_weight": 0.25},
+            "fc.bias": {"grad_norm": None, "weight_norm": 1.2, "grad_to_weight": None},
+            "head.weight": {"grad_norm": nan, "weight_norm": 3.0, "grad_to_weight": nan},
+            "frozen.weight": {"weight_norm": torch.tensor(4.0)},  # gradient statistics left out
+        }
+    )
+    assert list(step.parameters) == ["fc.weight", "fc.bias", "head.weight", "frozen.weight"]
+    assert list(step.without_gradient) == [1, 3]
+    np.testing.assert_array_equal(
+        arrays.decode_array(step.parameter_values),
+        np.float32([[0.5, 2.0, 0.25], [nan, 1.2, nan], [nan, 3.0, nan], [nan, 4.0, nan]]),
+    )
+    only_weights = layer_statistics_step(parameters={"w": {"weight_norm": 1.0}})
+    assert list(only_weights.without_gradient) == []  # no gradient column: nothing to say
+
+
+@pytest.mark.parametrize(
+    "parameters, error, match",
+    [
+        (
+            {"w": {"grad_norm": 0.5, "weight_norm": 1.0, "grad_to_weight": None}},
+            ValueError,
+            "'w' gives grad_norm but not grad_to_weight",
+        ),
+        (
+            {"w": {"grad_norm": 0.5, "weight_norm": 1.0}, "b": {"grad_norm": 0.5}},
+            ValueError,
+            "'b' gives no weight_norm",
+        ),
+        (
+            {"w": {"grad_norm": None, "weight_norm": None}},
+            ValueError,
+            "'w' gives no weight_norm",
+        ),
+        (ParameterRows(["w", "b"], np.ones((2, 3)), without_gradient=[2]), ValueError, "index 2"),
+        (
+            ParameterRows(["fc.weight", "b"], np.ones((2, 3)), without_gradient=["fc.wieght"]),
+            ValueError,
+            r"'fc.wieght', which is not a parameter of this step \(did you mean 'fc.weight'",
+        ),
+        (
+            ParameterRows(["w", "b"], np.full((2, 3), np.nan), without_gradient=[0, "w"]),
+            ValueError,
+            "lists parameter 'w' twice",
+        ),
+        (ParameterRows(["w"], np.ones((1, 3)), without_gradient="w"), TypeError, r"\['w'\]"),
+        (ParameterRows(["w"], np.ones((1, 3)), without_gradient=[True]), TypeError, "True"),
+        (
+            ParameterRows(
+                ["w", "b"], np.float32([[np.nan, 1, 0.5], [1, 1, 1]]), without_gradient=[0]
+            ),
+            ValueError,
+            "'w' is listed in without_gradient but has grad_to_weight 0.5",
+        ),
+    ],
+    ids=[
+        "some gradient statistics",
+        "no weight norm",
+        "none weight norm",
+        "index out of range",
+        "unknown name",
+        "twice",
+        "a string",
+        "a bool",
+        "a measured gradient",
+    ],
+)
+def test_bad_without_gradient_is_refused_saying_what_to_do(parameters, error, match):
+    with pytest.raises(error, match=match):
+        layer_statistics_step(parameters=parameters)
