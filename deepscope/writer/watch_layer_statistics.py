@@ -203,13 +203,15 @@ class ParameterNorms(Measurer):
         table = ls.parameter_table(self._params)
         host, ready = _flat_to_host([table])
         rows = len(self._params)
+        # No gradient at this step (frozen, or unused by this loss): "not measured".
+        without = [i for i, param in enumerate(self._params) if param.grad is None]
 
         def finish(values: np.ndarray) -> None:
             values = values.reshape(rows, len(ls.PARAMETER_STATISTICS))
-            self._count_non_finite(values, step)
+            self._count_non_finite(values, without, step)
             self.writer.add_layer_statistics(
                 self.tag,
-                parameters=self._rows(values),
+                parameters=self._rows(values, without),
                 global_step=step,
                 walltime=walltime,
                 seconds=time.perf_counter() - began if ready is None else 0.0,
@@ -219,16 +221,20 @@ class ParameterNorms(Measurer):
         self.measurements += 1
         self._queue.put(_Pending(step, walltime, host, finish, ready))
 
-    def _rows(self, values: np.ndarray):
-        from deepscope.writer.layer_statistics import ParameterRows
+    def _rows(self, values: np.ndarray, without: list[int]):
+        from deepscope.writer import layer_statistics as builder
 
-        return ParameterRows(self.names, values, statistics=ls.PARAMETER_STATISTICS)
+        rows = builder.ParameterRows(self.names, values, statistics=ls.PARAMETER_STATISTICS)
+        if hasattr(rows, "without_gradient"):  # the builder marks "no gradient" apart from NaN
+            rows.without_gradient = without
+        return rows
 
-    def _count_non_finite(self, values: np.ndarray, step: int) -> None:
-        # grad_norm NaN for a parameter without a gradient is "not measured", not a fault.
-        norms = values[:, :2]
-        no_grad = np.isnan(norms[:, 0]) & np.isfinite(norms[:, 1])
-        bad = ~np.isfinite(norms) & ~np.stack([no_grad, np.zeros_like(no_grad)], axis=1)
+    def _count_non_finite(self, values: np.ndarray, without: list[int], step: int) -> None:
+        # The gradient statistics of a parameter without a gradient are "not measured" (NaN).
+        measured = np.ones(values.shape, dtype=bool)
+        measured[without, 0] = measured[without, 2] = False
+        measured[:, 2] &= values[:, 1] != 0  # a zero weight (a fresh bias): ratio undefined
+        bad = ~np.isfinite(values) & measured
         count = int(np.count_nonzero(bad))
         if count and not self.non_finite:
             i = int(np.argwhere(bad)[0][0])
