@@ -190,3 +190,18 @@ def test_the_default_watch_logs_both_series_at_step_zero(setup, read_values, tmp
     assert sorted(activations) == [0]
     assert list(activations[0].layers) == ["fc1", "fc2"]  # aux does not run
     assert activations[0].eigenvalue_counts.ByteSize() > 0  # step 0 is a covariance step
+
+
+def test_a_zero_weight_has_an_undefined_ratio_not_a_non_finite_count(setup, read_values, tmp_path):
+    model, optimizer, writer = setup
+    with torch.no_grad():
+        model.fc1.bias.zero_()  # a fresh bias
+    x, y = torch.randn(8, 4), torch.randint(0, 3, (8,))
+    with deepscope.watch(model, optimizer, writer, measure=[ParameterNorms(every=1)]) as monitor:
+        optimizer.zero_grad()
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        optimizer.step()
+    writer.flush()
+    row = parameter_rows(steps_of(read_values, tmp_path, PARAMETERS)[0])["fc1.bias"]
+    assert row["weight_norm"] == 0 and row["grad_norm"] > 0 and math.isinf(row["grad_to_weight"])
+    assert monitor.measurers["parameter_norms"].non_finite == 0
