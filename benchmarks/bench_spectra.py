@@ -31,8 +31,19 @@
    and with the default budget and thread choice; each on a quiet machine and with
    a competing process (--competitors processes of 2-thread matmuls).
 
+5. Big matrices (--only-big, results/spectra_big.json): a 50257 x 768 token
+   embedding, a 3072 x 768 MLP and a 4096 x 4096 attention projection, random
+   (a flat spectrum: the slowest case for the randomized paths), at 1 and 2
+   threads: seconds of the full svdvals, of the top-k (randomized block Krylov)
+   and of the norm-only path, their errors against the full SVD, and the
+   coverage `layer_spectra(coverage="auto", time_budget=DEFAULT_TIME_BUDGET)` picks.
+6. Batching per shape class (--only-big): ResNet-18's equal-shaped matrices in
+   one batched svdvals call against one call per layer, at 1 and 2 threads,
+   and section 1's ratios (layer_spectra over direct tall calls) at 1 and 2 threads.
+
     .venv/bin/python benchmarks/bench_spectra.py           # ~2-4 min on 2 cores
     .venv/bin/python benchmarks/bench_spectra.py --quick   # smoke run
+    .venv/bin/python benchmarks/bench_spectra.py --only-big  # sections 5-6, ~5 min
 """
 
 from __future__ import annotations
@@ -97,7 +108,9 @@ def bench_speed(args, tmp: Path) -> dict:
         sp.layer_spectra(layers)
 
     writer = deepscope.SummaryWriter(str(tmp / "speed"))
-    watcher = SpectraWatcher(model, writer, every=1)
+    watcher = SpectraWatcher(
+        model, writer, every=1, threads=torch.get_num_threads(), time_budget=None
+    )
     step = [0]
 
     def ours_full():
@@ -339,6 +352,100 @@ def bench_budget(args, tmp: Path) -> dict:
     return result
 
 
+BIG_SHAPES = {
+    "token embedding 50257x768": (50257, 768),
+    "MLP 3072x768": (3072, 768),
+    "attention projection 4096x4096": (4096, 4096),
+}
+
+
+def bench_big(args) -> dict:
+    """Section 5: the three big shapes, each path, 1 and 2 threads (one timing each)."""
+    result: dict = {"shapes": {}, "budget_s": DEFAULT_TIME_BUDGET}
+    shapes = BIG_SHAPES if not args.quick else {"MLP 3072x768": (3072, 768)}
+    for name, shape in shapes.items():
+        torch.manual_seed(0)
+        weight = torch.randn(*shape) / shape[1] ** 0.5
+        entry: dict = {
+            "units_full": sp.svd_cost_units(shape, "full"),
+            "auto_coverage_with_default_budget": sp.choose_coverage(
+                shape, time_budget=DEFAULT_TIME_BUDGET, costs=sp.SpectrumCosts()
+            ),
+        }
+        reference = None
+        for threads in args.big_threads:
+            torch.set_num_threads(threads)
+            figures: dict = {}
+            t0 = time.perf_counter()
+            full = torch.linalg.svdvals(weight if shape[0] >= shape[1] else weight.T)
+            figures["full_s"] = round(time.perf_counter() - t0, 3)
+            reference = full.double() if reference is None else reference
+            for coverage in ("top_k", "norm_only"):
+                t0 = time.perf_counter()
+                spectrum = sp.layer_spectrum(weight, coverage=coverage)
+                seconds = time.perf_counter() - t0
+                values = spectrum.singular_values[0].double()
+                error = (values - reference[: values.numel()]) / reference[: values.numel()]
+                figures[f"{coverage}_s"] = round(seconds, 3)
+                figures[f"{coverage}_iterations"] = spectrum.iterations
+                figures[f"{coverage}_sigma_max_rel_error"] = float(f"{float(error[0]):.2e}")
+                figures[f"{coverage}_worst_rel_error"] = float(f"{float(error.abs().max()):.2e}")
+                figures[f"full_over_{coverage}"] = round(figures["full_s"] / seconds, 2)
+            entry[f"threads={threads}"] = figures
+            print(f"  {name}, {threads} thread(s): {figures}", flush=True)
+        result["shapes"][name] = entry
+    torch.set_num_threads(args.threads)
+    return result
+
+
+def bench_batching(args) -> dict:
+    """Section 6: per ResNet-18 shape class, batched against per-layer svdvals, and the
+    layer_spectra / direct ratios, at 1 and 2 threads."""
+    torch.manual_seed(0)
+    model = resnet18()
+    classes: dict[tuple, list[torch.Tensor]] = {}
+    for m in layer_matrices(model):
+        tall = m if m.shape[1] >= m.shape[2] else m.mT
+        classes.setdefault(tuple(tall.shape[1:]), []).append(tall)
+    result: dict = {"classes": {}, "speed": {}}
+    for threads in args.big_threads:
+        torch.set_num_threads(threads)
+        for shape, items in classes.items():
+            if len(items) < 2:
+                continue
+            batched, single = [], []
+            for _ in range(args.repeats):
+                t0 = time.perf_counter()
+                torch.linalg.svdvals(torch.cat([m.mT for m in items]).mT)
+                batched.append(time.perf_counter() - t0)
+                t0 = time.perf_counter()
+                for m in items:
+                    torch.linalg.svdvals(m)
+                single.append(time.perf_counter() - t0)
+            key = f"{shape[0]}x{shape[1]} ({len(items)} layers)"
+            entry = result["classes"].setdefault(key, {})
+            entry[f"threads={threads}"] = {
+                "batched_ms": round(median(batched) * 1e3, 2),
+                "per_layer_ms": round(median(single) * 1e3, 2),
+                "batched_over_per_layer": round(median(batched) / median(single), 3),
+                "layer_spectra_batches_it": sp.batches_equal_shapes("cpu", *shape),
+            }
+        with tempfile.TemporaryDirectory(prefix="deepscope-bench-spectra-") as tmp:
+            speed = bench_speed(args, Path(tmp))
+        result["speed"][f"threads={threads}"] = {
+            k: speed[k]
+            for k in (
+                "median_ms",
+                "ratio_ours_over_direct",
+                "ratio_ours_over_direct_tall",
+                "ratio_full_over_direct_tall",
+            )
+        }
+        print(f"  {threads} thread(s): {result['speed'][f'threads={threads}']}", flush=True)
+    torch.set_num_threads(args.threads)
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=9)
@@ -354,6 +461,10 @@ def main() -> None:
     parser.add_argument(
         "--only-budget", action="store_true", help="run section 4 (GPT-2 budget) alone"
     )
+    parser.add_argument(
+        "--only-big", action="store_true", help="run sections 5-6 (big matrices, batching) alone"
+    )
+    parser.add_argument("--big-threads", default="1,2", help="thread counts of sections 5-6")
     parser.add_argument("--quick", action="store_true", help="short smoke run")
     parser.add_argument("--out", help="JSON path (default benchmarks/results/spectra.json)")
     args = parser.parse_args()
@@ -361,6 +472,7 @@ def main() -> None:
         args.repeats, args.train_steps, args.warmup, args.storage_measurements = 2, 6, 1, 2
         args.measure_every = 3
         args.gpt2_blocks, args.load_warmup = 1, 2.0
+    args.big_threads = [int(t) for t in args.big_threads.split(",")]
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     figures = {
@@ -371,6 +483,14 @@ def main() -> None:
         "default_spectra_every": DEFAULT_SPECTRA_EVERY,
         "quick": args.quick,
     }
+    if args.only_big:
+        print("5. big matrices ...", flush=True)
+        figures["big"] = bench_big(args)
+        print("6. batching per shape class ...", flush=True)
+        figures["batching"] = bench_batching(args)
+        name = "spectra_big_quick.json" if args.quick else "spectra_big.json"
+        print(f"\nwrote {write_json(name, figures, args.out)}")
+        return
     if args.only_budget:
         with tempfile.TemporaryDirectory(prefix="deepscope-bench-spectra-") as tmp:
             print("4. GPT-2-sized weights under a time budget ...", flush=True)
