@@ -82,7 +82,8 @@ def row_order(frame) -> list[str]:
 
 
 def slider_step(frame) -> int:
-    return int(frame.locator("[data-testid=step-slider]").get_attribute("data-step"))
+    slider = frame.locator("[data-testid=spectrum-card] [data-testid=step-slider]")
+    return int(slider.get_attribute("data-step"))
 
 
 def drawn_steps(frame) -> dict[str, int]:
@@ -220,7 +221,7 @@ def test_slider_and_heatmap_click_change_the_drawn_step(tab, spectrum_python_ser
         "data-tag"
     )
     wait_for_drawn_steps(frame, {run: MEASURED_STEPS[-1] for run in RUNS})
-    slider = frame.locator("[data-testid=step-slider] input")
+    slider = frame.locator("[data-testid=spectrum-card] [data-testid=step-slider] input")
     slider.focus()
     slider.press("Home")
     assert slider_step(frame) == MEASURED_STEPS[0]
@@ -247,7 +248,7 @@ def test_slider_and_heatmap_click_change_the_drawn_step(tab, spectrum_python_ser
 def test_a_step_that_could_not_be_measured_is_shown_as_an_error(tab, spectrum_python_server):
     frame = open_spectra(tab, spectrum_python_server)
     frame.locator(f'[data-testid=spectrum-table] tr[data-tag="{BROKEN_TAG}"]').click()
-    slider = frame.locator("[data-testid=step-slider] input")
+    slider = frame.locator("[data-testid=spectrum-card] [data-testid=step-slider] input")
     slider.focus()
     slider.press("Home")
     slider.press("ArrowRight")
@@ -474,7 +475,7 @@ def test_a_damaged_step_is_shown_at_its_step_and_the_others_still_draw(tab, dama
     assert body["error"]
     frame = open_filtered(tab, damaged_server, f"^{tag}$")
     wait_for_drawn_steps(frame, {RUN: GOOD_STEPS[-1]})
-    slider = frame.locator("[data-testid=step-slider] input")
+    slider = frame.locator("[data-testid=spectrum-card] [data-testid=step-slider] input")
     slider.focus()
     slider.press("ArrowLeft")
     assert slider_step(frame) == DAMAGED_STEP
@@ -513,3 +514,105 @@ def test_fast_loader_and_an_odd_run_name_the_card_explains_cause_and_workaround(
     text = error.inner_text()
     assert f"HTTP {status}: {explanation}" in text  # as the route wrote it
     assert "<" not in text and "Traceback" not in text
+
+
+# ---------------------------------------------------------------- conv operators
+
+
+def select_layer(frame, tag: str) -> None:
+    frame.locator(f'[data-testid=spectrum-table] tr[data-tag="{tag}"]').click()
+    frame.locator(
+        f'[data-testid=spectrum-table] tr[data-tag="{tag}"][aria-selected=true]'
+    ).wait_for(timeout=TIMEOUT_MS)
+
+
+def test_conv_layers_show_their_operator_beside_the_im2col_matrix(
+    tab, spectrum_python_server, tmp_path
+):
+    """A CNN trained under watch(): seed0 logs its convs' operator norms (the default), seed1
+    their whole operator spectra. The table's operator cells, the chart's operator-norm
+    lines and the operator plot's values are the routes'; other layers show "–"; the labels
+    say what is computed and the zero-padding caveat is there. With DEEPSCOPE_SCREENSHOTS=1
+    the card becomes docs/images/spectrum_operator.png."""
+    tab.page.set_viewport_size({"width": 1400, "height": 1600})
+    metrics = {run: route(spectrum_python_server, "spectrum_metrics", run=run) for run in RUNS}
+    frame = open_spectra(tab, spectrum_python_server)
+    tag = "spectra/conv2"
+    select_layer(frame, tag)
+    step = MEASURED_STEPS[-1]
+    wait_for_drawn_steps(frame, {run: step for run in RUNS})
+    table = frame.locator("[data-testid=spectrum-table]")
+    for run in RUNS:
+        layer = metrics[run]["layers"][tag]
+        i = nearest(layer["steps"], slider_step(frame))
+        operator = layer["operator"]
+        for name, served, scale in (
+            ("operator_norm", operator["metrics"]["operator_norm"][i], 1),
+            (
+                "operator_stable_rank",
+                operator["metrics"]["stable_rank"][i],
+                operator["facts"]["count"],
+            ),
+            ("spectral_norm", layer["metrics"]["spectral_norm"][i], 1),
+        ):
+            cell = table.locator(
+                f'tr[data-tag="{tag}"] td[data-metric="{name}"] .ds-sp-value[data-run="{run}"]'
+            )
+            want = number(served) / scale
+            assert float(cell.get_attribute("data-value")) == pytest.approx(want, rel=1e-12)
+            assert float(cell.inner_text()) == pytest.approx(want, rel=6e-4)
+        # The operator norm is at least the im2col σ_max (at most √(kh·kw) = 3 times it).
+        ratio = number(operator["metrics"]["operator_norm"][i]) / number(
+            layer["metrics"]["spectral_norm"][i]
+        )
+        assert 1 <= ratio <= 3
+        hover = table.locator(
+            f'tr[data-tag="{tag}"] td[data-metric="operator_norm"] '
+            f'.ds-sp-value[data-run="{run}"] span[title]'
+        ).first.get_attribute("title")
+        assert "operator (circular padding, 8×8 input)" in hover and "im2col matrix" in hover
+    # A Linear layer has no operator: "–", not a number, not an error.
+    linear = table.locator(
+        'tr[data-tag="spectra/fc1"] td[data-metric="operator_norm"] .ds-sp-value[data-run="seed0"]'
+    )
+    assert linear.get_attribute("data-operator") == "none"
+    assert linear.inner_text().strip() == "–"
+    # The spectrum chart: each run's operator norm as a line at the route's value.
+    for run in RUNS:
+        body = route(spectrum_python_server, "spectrum", run=run, tag=tag, step=step)
+        line = frame.locator(f'[data-testid=spectrum-chart] line.ds-sp-opnorm[data-run="{run}"]')
+        assert float(line.get_attribute("data-value")) == pytest.approx(
+            body["operator"]["operator_norm"], rel=1e-6
+        )
+    legend = frame.locator("[data-testid=spectrum-chart] .ds-chart-legend").inner_text()
+    assert "im2col matrix σ_i" in legend and "operator (circular padding, 8×8 input) norm" in legend
+    # The operator plot: seed1's whole spectrum (its top values are the route's), seed0 norm only.
+    plot = frame.locator("[data-testid=spectrum-operator]")
+    plot.wait_for(timeout=TIMEOUT_MS)
+    assert plot.get_attribute("data-runs") == "1"
+    title = plot.locator(".ds-sp-optitle").inner_text()
+    assert title.startswith("operator (circular padding, 8×8 input)")
+    body = route(spectrum_python_server, "spectrum", run="seed1", tag=tag, step=step)
+    dots = plot.locator('circle.ds-sp-optop[data-run="seed1"]')
+    shown = [float(dots.nth(k).get_attribute("data-value")) for k in range(dots.count())]
+    np.testing.assert_allclose(shown, body["operator"]["top_values"], rtol=1e-6)
+    assert plot.locator('path.ds-sp-opline[data-run="seed1"]').count() == 1
+    assert plot.locator('path.ds-sp-opline[data-run="seed0"]').count() == 0
+    norm_only = plot.locator('.ds-chart-legend [data-run="seed0"]')
+    assert norm_only.get_attribute("data-norm-only") == "true"
+    assert "norm only" in norm_only.inner_text()
+    caveat = frame.locator("[data-testid=spectrum-operator-caveat]").inner_text()
+    assert "circular padding" in caveat and "zeros" in caveat and "approximation" in caveat
+    card = frame.locator("[data-testid=spectrum-card]")
+    card.evaluate("node => node.scrollIntoView({block: 'start'})")
+    tab.page.mouse.move(1, 1)
+    tab.page.wait_for_timeout(500)
+    screenshot(card, tmp_path, "spectrum_operator.png", min_bytes=20_000)
+
+
+def test_a_layer_without_operators_shows_no_operator_plot(tab, spectrum_python_server):
+    frame = open_spectra(tab, spectrum_python_server)
+    select_layer(frame, "spectra/fc1")
+    wait_for_drawn_steps(frame, {run: slider_step(frame) for run in RUNS})
+    assert frame.locator("[data-testid=spectrum-operator]").is_hidden()
+    assert frame.locator("[data-testid=spectrum-chart] line.ds-sp-opnorm").count() == 0
