@@ -707,3 +707,68 @@ def test_200_layers_collapse_sort_and_filter(tab, scale_server):
     rows = rows_of(c)
     assert {r["key"] for r in rows} == {f"blocks.{b}.mlp.fc1" for b in range(BLOCKS)}
     assert "18 of 201 layers" in c.locator("[data-testid=ls-count]").inner_text()
+
+
+# ----------------------------------------------------------------------------- a damaged step
+
+DAMAGED_TAG = "damaged/activations"
+DAMAGED_LAYERS = ["conv", "relu", "fc"]
+
+
+def _rows(step: int):
+    """A good step's activation rows: std of layer j is (j + 1) · (1 + step / 10)."""
+    from deepscope.writer.layer_statistics import ActivationRows
+
+    values = np.zeros((3, 3))
+    values[:, 0] = [0.1, 0.2, 0.3]  # mean
+    values[:, 1] = [(j + 1) * (1 + step / 10) for j in range(3)]  # std
+    values[:, 2] = [0.0, 0.25, 0.0]  # dead_fraction
+    return ActivationRows(
+        names=DAMAGED_LAYERS,
+        values=values,
+        statistics=("mean", "std", "dead_fraction"),
+        types=("Conv2d", "ReLU", "Linear"),
+        channels=[4, 4, 2],
+        dead_channels=[0, 1, 0],
+    )
+
+
+@pytest.fixture(scope="session")
+def damaged_server(tmp_path_factory, tensorboard_server) -> str:
+    """Steps 0, 10, 20 good, step 30 with more dead channels than channels; the fast loader."""
+    from deepscope.proto import arrays
+    from deepscope.proto import deepscope_pb2 as pb
+    from deepscope.writer.layer_statistics import layer_statistics_pb
+
+    logdir = tmp_path_factory.mktemp("layer-statistics-damaged")
+    writer = _writer(logdir / "run")
+    for step in (0, 10, 20):
+        writer.add_layer_statistics(DAMAGED_TAG, activations=_rows(step), global_step=step)
+    summary = layer_statistics_pb(DAMAGED_TAG, _rows(30))
+    value = summary.value[0]
+    payload = pb.LayerStatisticsStep.FromString(value.tensor.string_val[0])
+    payload.dead_channels.CopyFrom(arrays.encode_array(np.asarray([5, 1, 0], np.int64)))
+    value.tensor.string_val[0] = payload.SerializeToString()
+    writer.file_writer.add_summary(summary, 30, 1000.0)
+    writer.close()
+    return tensorboard_server(logdir, load_fast=True)
+
+
+def test_a_damaged_step_is_its_error_the_rest_is_drawn(tab, damaged_server):
+    frame = tab.open(damaged_server)
+    c = card(frame, DAMAGED_TAG)
+    c.wait_for(timeout=TIMEOUT_MS)
+    # The table and the charts have the good steps; the damaged one is named.
+    depth = c.locator("[data-testid=ls-depth][data-drawn=true]")
+    depth.wait_for(timeout=TIMEOUT_MS)
+    assert json.loads(depth.get_attribute("data-steps")) == {"run": 20}
+    c.locator("[data-testid=ls-row]").first.wait_for(timeout=TIMEOUT_MS)
+    rows = rows_of(c)
+    assert [r["key"] for r in rows] == DAMAGED_LAYERS
+    assert [r["values"]["std"] for r in rows] == pytest.approx([3.0, 6.0, 9.0], rel=2**-20)
+    # The heatmap's run says which step was left out and why (the route's warning).
+    warning = c.locator(".ds-warn", has_text="30")
+    warning.first.wait_for(timeout=TIMEOUT_MS)
+    served = route(damaged_server, "layer_statistics", run="run", tag=DAMAGED_TAG, statistic="std")
+    assert served["steps"] == [0, 10, 20]
+    assert [warning.nth(k).inner_text() for k in range(warning.count())] == served["warnings"]
