@@ -21,6 +21,9 @@ copy, and F is the sum of the indicator "x·0 is NaN"; the sums are then
 corrected exactly for the stand-in zeros. On the CPU, where reading a result
 waits for nothing, a tensor whose min and max are finite skips that masking;
 on accelerators the masked passes always run, so nothing synchronises.
+On the CPU, Σx² is also used directly when it is at most 4× the co-moment
+(mean² ≤ 3·variance: cancellation costs at most 2 bits), skipping the
+shifted pass; accelerators always take the shifted pass.
 
 Precision: float16 and bfloat16 are widened to float32 (exactly); float32
 and float64 are summed in their own precision by torch's reductions
@@ -212,19 +215,32 @@ def activation_sums(
         # (no cancellation) and fits float32 (no overflow from large means).
         total = work.sum(dtype=torch.float64 if big else work.dtype).to(torch.float64)
         e = float(elements)
+        if all_finite:
+            zeros = elements - nonzero
+            # Σx² itself, where it is at most 4× the co-moment (mean² ≤ 3·variance):
+            # cancellation then costs at most 2 bits, and the shifted pass is skipped.
+            squares = _sum_of_squares(work).to(torch.float64)
+            m2 = squares - total * total / e
+            if bool(squares <= 4.0 * m2):  # a CPU read (all_finite implies the CPU)
+                return _sums(
+                    elements,
+                    non_finite,
+                    zeros,
+                    saturated,
+                    total,
+                    m2,
+                    max_abs,
+                    channel_active,
+                    bounds,
+                )
         shift = (total / e).to(work.dtype)
         if private:
             deviations = work.sub_(shift)
         else:
             deviations = torch.sub(work, shift, out=buffer)
-        if deviations.is_contiguous():
-            flat = deviations.view(-1)
-            squares = torch.dot(flat, flat).to(torch.float64)
-        else:
-            squares = torch.linalg.vector_norm(deviations).to(torch.float64).square()
+        squares = _sum_of_squares(deviations).to(torch.float64)
         s64 = shift.to(torch.float64)
         if all_finite:
-            zeros = elements - nonzero
             offset = total - e * s64  # Σ(x − s)
             m2 = (squares - offset * offset / e).clamp(min=0)
         else:
@@ -234,17 +250,31 @@ def activation_sums(
             n = (e - f).clamp(min=1)
             offset = total - (e - f) * s64  # Σ over the finite values of (x − s)
             m2 = (squares - f * s64 * s64 - offset * offset / n).clamp(min=0)
-        return ActivationSums(
-            elements=torch.full((), elements, **i64),
-            non_finite=non_finite,
-            zeros=zeros,
-            saturated=saturated,
-            total=total,
-            m2=m2,
-            max_abs=max_abs,
-            channel_active=channel_active,
-            bounded=bounds is not None,
+        return _sums(
+            elements, non_finite, zeros, saturated, total, m2, max_abs, channel_active, bounds
         )
+
+
+def _sums(elements, non_finite, zeros, saturated, total, m2, max_abs, channel_active, bounds):
+    return ActivationSums(
+        elements=torch.full((), elements, dtype=torch.int64, device=total.device),
+        non_finite=non_finite,
+        zeros=zeros,
+        saturated=saturated,
+        total=total,
+        m2=m2,
+        max_abs=max_abs,
+        channel_active=channel_active,
+        bounded=bounds is not None,
+    )
+
+
+def _sum_of_squares(t: torch.Tensor) -> torch.Tensor:
+    """Σt² in t's dtype: a BLAS dot for a contiguous t, else the 2-norm squared."""
+    if t.is_contiguous():
+        flat = t.view(-1)
+        return torch.dot(flat, flat)
+    return torch.linalg.vector_norm(t).square()
 
 
 def reads_results(device: torch.device) -> bool:
