@@ -5,9 +5,11 @@
 
 Three runs: AdamW and SGD from the same seed show how the update-to-weight
 ratio tells whether each layer's learning rate suits it (rule of thumb: near
-1e-3); watch() also logs every layer's singular value spectrum, the channel
-correlations of the conv layers on fixed probe digits, and saliency maps of
-eight probe digits by every method. A second AdamW run from another seed is
+1e-3); watch() also logs every layer's activation statistics and gradient and
+weight norms, every weight's singular value spectrum (the convs' operator
+spectra too), the channel correlations of the conv layers on fixed probe
+digits, saliency maps of eight probe digits by every method, and the Jacobian
+singular values of two layers and of the whole network. A second AdamW run from another seed is
 compared with the first, layer by layer, at the end of each epoch (Li et al.,
 Convergent Learning): run "compare-seed0-vs-seed1".
 No download: the digits ship inside scikit-learn.
@@ -70,6 +72,8 @@ SALIENCY_METHODS = (
 )
 # Post-activation outputs: dead channels (never positive) show as such.
 CORRELATION_LAYERS = ("relu1", "relu2", "relu3")
+# Maps whose Jacobian singular values are logged (besides the whole network's).
+JACOBIAN_LAYERS = ("conv1", "fc1")
 
 
 def train(
@@ -84,19 +88,23 @@ def train(
     batches = (len(x_train) + 31) // 32
     step = 0
     checkpoints = []
-    with deepscope.watch(
-        model,
-        optimizer,
-        writer,
-        every=every,
-        spectra_every=5 * every,
-        correlation_layers=CORRELATION_LAYERS,
-        probe=x_test[:256],
-        correlation_every=10 * every,
-        saliency_probe=(x_test[:8], y_test[:8]),
-        saliency_every=10 * every,
-        saliency_methods=SALIENCY_METHODS,
-    ):
+    measure = [
+        deepscope.UpdateRatios(every=every),
+        deepscope.ParameterNorms(every=every),
+        # Activation statistics of every layer on the measured training batch, the
+        # covariance spectra (effective dimension, delve saturation) on every other one.
+        deepscope.LayerStats(every=4 * every, covariance_every=8 * every),
+        # Spectra of every weight; for the convs also the operator norm (and, asked
+        # for here, their whole operator spectrum on the 8×8 input).
+        deepscope.Spectra(every=5 * every, operator="full"),
+        deepscope.Correlations(layers=CORRELATION_LAYERS, probe=x_test[:256], every=10 * every),
+        deepscope.Saliency(
+            probe=(x_test[:8], y_test[:8]), methods=SALIENCY_METHODS, every=10 * every
+        ),
+        # Jacobian singular values of two layers and of the whole network on four probe digits.
+        deepscope.JacobianSpectra(probe=x_test[:4], layers=JACOBIAN_LAYERS, every=20 * every),
+    ]
+    with deepscope.watch(model, optimizer, writer, measure=measure):
         for _epoch in tqdm(range(epochs), desc=run, unit="epoch"):
             order = torch.randperm(len(x_train))
             for b in range(batches):
