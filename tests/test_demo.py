@@ -1,4 +1,4 @@
-"""`make demo`'s training script runs and writes all four kinds of deepscope series."""
+"""`make demo`'s training script runs and writes every kind it trains of deepscope series."""
 
 from __future__ import annotations
 
@@ -34,7 +34,14 @@ def test_demo_logs_every_kind_for_every_run(tmp_path):
     _, provider = multiplexer_provider(logdir)
     listing = series.list_series(provider, RequestContext(), "")
     kinds = {run: {info.kind for info in tags.values()} for run, tags in listing.items()}
-    trained = {"update_ratios", "spectrum", "correlation", "saliency"}
+    trained = {
+        "update_ratios",
+        "spectrum",
+        "correlation",
+        "saliency",
+        "layer_statistics",
+        "jacobian",
+    }
     assert kinds == {
         "adamw-lr1e-3": trained,
         "sgd-lr0.01": trained,
