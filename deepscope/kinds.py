@@ -126,7 +126,10 @@ KINDS: tuple[Kind, ...] = (
         details="layer_statistics",
         step_message=pb.LayerStatisticsStep,
         title="Layer statistics",
-        subtitle="Are activations and gradients healthy through depth? Dead or saturated units? Rank collapse?",
+        subtitle=(
+            "Are activations and gradients healthy through depth? "
+            "Dead or saturated units? Rank collapse?"
+        ),
         routes="deepscope.tb_plugin.layer_statistics_routes:LayerStatisticsRoutes",
         measurer="deepscope.writer.watch_layer_statistics:LayerStats",
     ),
@@ -137,7 +140,9 @@ KINDS: tuple[Kind, ...] = (
         details="jacobian",
         step_message=pb.JacobianStep,
         title="Jacobian singular values",
-        subtitle="Is each layer, and the whole network, near isometry (all singular values near 1)?",
+        subtitle=(
+            "Is each layer, and the whole network, near isometry (all singular values near 1)?"
+        ),
         routes="deepscope.tb_plugin.jacobian_routes:JacobianRoutes",
         measurer="deepscope.writer.watch_jacobian:JacobianSpectra",
     ),
