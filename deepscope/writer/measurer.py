@@ -22,6 +22,10 @@ The protocol (subclass `Measurer`; only `measure` or `before_step` is needed):
   weights are not updated yet. If it raises, `measure` is skipped at that step.
 - `measure(step, model, optimizer, writer)`: on due steps, just after the
   optimizer step (the weights are updated).
+- `prepare(next_step)`: optional; called after every optimizer step (due or
+  not, after the due measurers' `measure`) with the global step of the next
+  one, so a measurer can attach what that step's forward pass needs (forward
+  hooks) only when it is due. Must be cheap.
 - `flush()`: write whatever is held back (called by `monitor.flush()`, when the
   writer flushes or closes, at interpreter exit); `close()`: release what
   `start` attached (called once by `monitor.close()`).
