@@ -1,6 +1,7 @@
 // What the tab's SVG charts share: the plot box, axis titles, decade ticks, the hover
 // focus (a vertical rule and a dot per series) and the hover box of the heatmaps.
 
+import { axisBottom, axisLeft } from "d3-axis";
 import type { ScaleLogarithmic } from "d3-scale";
 import { select, type Selection } from "d3-selection";
 import { hideTooltip } from "./tooltip";
@@ -55,6 +56,47 @@ export function axisTitles(
 /** The ticks of a log scale that are powers of ten. */
 export function decadeTicks(scale: ScaleLogarithmic<number, number>): number[] {
   return scale.ticks().filter((t) => Math.abs(Math.log10(t) - Math.round(Math.log10(t))) < 1e-9);
+}
+
+/**
+ * A log value axis on the left with its grid across the plot: ticks at the decades (4
+ * ticks when the range spans fewer than two), labelled by `format`.
+ */
+export function logValueAxis(
+  g: Group,
+  y: ScaleLogarithmic<number, number>,
+  plotW: number,
+  format: (value: number) => string,
+): void {
+  const decades = decadeTicks(y);
+  const ticks = decades.length >= 2 ? decades : y.ticks(4);
+  g.append("g")
+    .attr("class", "ds-grid")
+    .call(axisLeft(y).tickValues(ticks).tickSize(-plotW).tickFormat(() => ""));
+  g.append("g")
+    .attr("class", "ds-axis")
+    .call(axisLeft(y).tickValues(ticks).tickFormat((v) => format(Number(v))).tickSizeOuter(0));
+}
+
+/** A log rank axis (1 = largest) under the plot, labelled at the decades and at 1–5. */
+export function logRankAxis(
+  g: Group,
+  x: ScaleLogarithmic<number, number>,
+  plotW: number,
+  plotH: number,
+): void {
+  g.append("g")
+    .attr("class", "ds-axis")
+    .attr("transform", `translate(0,${plotH})`)
+    .call(
+      axisBottom(x)
+        .ticks(Math.max(2, Math.floor(plotW / 80)))
+        .tickFormat((v) => {
+          const k = Number(v);
+          return Number.isInteger(Math.log10(k)) || k <= 5 ? String(k) : "";
+        })
+        .tickSizeOuter(0),
+    );
 }
 
 /**

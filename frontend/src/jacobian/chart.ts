@@ -5,14 +5,14 @@
 //   - At a step: one map's singular values by rank (log–log), a thin line per probe sample
 //     and their mean, with σ = 1.
 
-import { axisBottom, axisLeft } from "d3-axis";
+import { axisBottom } from "d3-axis";
 import { scaleLinear, scaleLog } from "d3-scale";
 import type { Selection } from "d3-selection";
 import { area, line } from "d3-shape";
 import { el } from "../dom";
 import { formatStepTick } from "../format";
 import { legendItem, lineSample } from "../legend";
-import { axisTitles, clearPlot, decadeTicks, hoverLayer, plotSvg } from "../svgchart";
+import { axisTitles, clearPlot, hoverLayer, logRankAxis, logValueAxis, plotSvg } from "../svgchart";
 import { showTooltip, type TooltipRow } from "../tooltip";
 import { mapLabel, meanByRank, type JacobianSeries, type MapSpectrum } from "./api";
 
@@ -93,18 +93,11 @@ export class TrainingChart {
       .range([0, plotW]);
     const y = scaleLog().domain([lo / 1.2, hi * 1.2]).range([plotH, 0]).nice();
     const g = svg.append("g").attr("transform", `translate(${MARGIN.left},${MARGIN.top})`);
-    const decades = decadeTicks(y);
-    const yTicks = decades.length >= 2 ? decades : y.ticks(4);
-    g.append("g")
-      .attr("class", "ds-grid")
-      .call(axisLeft(y).tickValues(yTicks).tickSize(-plotW).tickFormat(() => ""));
     g.append("g")
       .attr("class", "ds-axis")
       .attr("transform", `translate(0,${plotH})`)
       .call(axisBottom(x).ticks(Math.max(2, Math.floor(plotW / 90))).tickFormat((v) => formatStepTick(Number(v))));
-    g.append("g")
-      .attr("class", "ds-axis")
-      .call(axisLeft(y).tickValues(yTicks).tickFormat((v) => formatSigma(Number(v))));
+    logValueAxis(g, y, plotW, formatSigma);
     axisTitles(
       g,
       plotW,
@@ -222,25 +215,8 @@ export class StepSpectrumChart {
     const x = scaleLog().domain([1, n]).range([0, plotW]);
     const y = scaleLog().domain([lo / 1.2, hi * 1.2]).range([plotH, 0]).nice();
     const g = svg.append("g").attr("transform", `translate(${MARGIN.left},${MARGIN.top})`);
-    const decades = decadeTicks(y);
-    const yTicks = decades.length >= 2 ? decades : y.ticks(4);
-    g.append("g")
-      .attr("class", "ds-grid")
-      .call(axisLeft(y).tickValues(yTicks).tickSize(-plotW).tickFormat(() => ""));
-    g.append("g")
-      .attr("class", "ds-axis")
-      .attr("transform", `translate(0,${plotH})`)
-      .call(
-        axisBottom(x)
-          .ticks(Math.max(2, Math.floor(plotW / 80)))
-          .tickFormat((v) => {
-            const k = Number(v);
-            return Number.isInteger(Math.log10(k)) || k <= 5 ? String(k) : "";
-          }),
-      );
-    g.append("g")
-      .attr("class", "ds-axis")
-      .call(axisLeft(y).tickValues(yTicks).tickFormat((v) => formatSigma(Number(v))));
+    logRankAxis(g, x, plotW, plotH);
+    logValueAxis(g, y, plotW, formatSigma);
     axisTitles(
       g,
       plotW,

@@ -14,12 +14,11 @@
 // whole spectrum, when logged, has its own plot (operator_chart.ts). A step holding the top
 // k values only (a big matrix) says so in the legend.
 
-import { axisBottom, axisLeft } from "d3-axis";
 import { scaleLog } from "d3-scale";
 import { line } from "d3-shape";
 import { el } from "../dom";
 import { legendItem, lineSample } from "../legend";
-import { axisTitles, clearPlot, decadeTicks, hoverLayer, plotSvg } from "../svgchart";
+import { axisTitles, clearPlot, hoverLayer, logRankAxis, logValueAxis, plotSvg } from "../svgchart";
 import { showTooltip, type TooltipRow } from "../tooltip";
 import type { StepSpectrum } from "./api";
 import { formatMetric } from "./format";
@@ -103,26 +102,8 @@ export class SpectrumChart {
       .range([plotH, 0])
       .nice();
     const g = svg.append("g").attr("transform", `translate(${MARGIN.left},${MARGIN.top})`);
-    const decades = decadeTicks(y);
-    const yTicks = decades.length >= 2 ? decades : y.ticks(4);
-    g.append("g")
-      .attr("class", "ds-grid")
-      .call(axisLeft(y).tickValues(yTicks).tickSize(-plotW).tickFormat(() => ""));
-    g.append("g")
-      .attr("class", "ds-axis")
-      .attr("transform", `translate(0,${plotH})`)
-      .call(
-        axisBottom(x)
-          .ticks(Math.max(2, Math.floor(plotW / 80)))
-          .tickFormat((v) => {
-            const k = Number(v);
-            return Number.isInteger(Math.log10(k)) || k <= 5 ? String(k) : "";
-          })
-          .tickSizeOuter(0),
-      );
-    g.append("g")
-      .attr("class", "ds-axis")
-      .call(axisLeft(y).tickValues(yTicks).tickFormat((v) => formatMetric(Number(v))).tickSizeOuter(0));
+    logRankAxis(g, x, plotW, plotH);
+    logValueAxis(g, y, plotW, formatMetric);
     axisTitles(
       g,
       plotW,

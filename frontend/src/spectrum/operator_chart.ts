@@ -5,12 +5,11 @@
 // stand at their ranks (rank 1 + (1 − q)·(n − 1) of n), so the curve spans all n values
 // without storing them. A step that holds the norm alone has no curve: it is said so.
 
-import { axisBottom, axisLeft } from "d3-axis";
 import { scaleLog } from "d3-scale";
 import { line } from "d3-shape";
 import { el } from "../dom";
 import { legendItem, lineSample } from "../legend";
-import { axisTitles, clearPlot, decadeTicks, plotSvg } from "../svgchart";
+import { axisTitles, clearPlot, logRankAxis, logValueAxis, plotSvg } from "../svgchart";
 import type { ChartSeries } from "./chart";
 import { formatMetric } from "./format";
 import { operatorLabel, operatorRankPoints, PADDING_CAVEAT, sizeText } from "./operator";
@@ -108,23 +107,8 @@ export class OperatorChart {
       .range([plotH, 0])
       .nice();
     const g = svg.append("g").attr("transform", `translate(${MARGIN.left},${MARGIN.top})`);
-    const decades = decadeTicks(y);
-    const yTicks = decades.length >= 2 ? decades : y.ticks(4);
-    g.append("g")
-      .attr("class", "ds-grid")
-      .call(axisLeft(y).tickValues(yTicks).tickSize(-plotW).tickFormat(() => ""));
-    g.append("g")
-      .attr("class", "ds-axis")
-      .attr("transform", `translate(0,${plotH})`)
-      .call(
-        axisBottom(x)
-          .ticks(Math.max(2, Math.floor(plotW / 80)))
-          .tickFormat((v) => (Number.isInteger(Math.log10(Number(v))) ? String(v) : ""))
-          .tickSizeOuter(0),
-      );
-    g.append("g")
-      .attr("class", "ds-axis")
-      .call(axisLeft(y).tickValues(yTicks).tickFormat((v) => formatMetric(Number(v))).tickSizeOuter(0));
+    logRankAxis(g, x, plotW, plotH);
+    logValueAxis(g, y, plotW, formatMetric);
     axisTitles(
       g,
       plotW,
