@@ -59,11 +59,19 @@ def train_run(logdir: Path, seed: int, steps: int = TRAIN_STEPS) -> dict:
     reference: dict = {"names": names, "steps": [], "values": []}
     x_all = torch.randn(512, 1, 8, 8)
     y_all = (x_all[:, 0, :4].sum(dim=(1, 2)) > 0).long() + 2 * (x_all[:, 0, 4:].mean((1, 2)) > 0)
-    # Update ratios alone: the spectra have their own log dir (tests/spectrum_data.py).
+    # Update ratios alone: the spectra and layer statistics have their own log dirs
+    # (tests/spectrum_data.py, tests/layer_statistics_data.py).
     # Blocks of exactly 10 measurements however slow the machine (the samples test
     # counts events): no block is written early for its age.
     with deepscope.watch(
-        model, optimizer, writer, every=1, spectra_every=None, max_event_delay=3600
+        model,
+        optimizer,
+        writer,
+        every=1,
+        spectra_every=None,
+        parameter_norms_every=None,
+        layer_statistics_every=None,
+        max_event_delay=3600,
     ):
         for step in range(steps):
             idx = torch.randint(0, 512, (32,))

@@ -24,12 +24,11 @@ from urllib.parse import urlencode
 import pytest
 
 from tests import damaged_fuzz as fuzz
+from tests import kind_cases
 from tests.damaged_logs import (
     CRC_RUN,
     DAMAGED_STEP,
     GOOD_STEPS,
-    LAYER_NAMES,
-    PARAMETER_NAMES,
     SENTINEL_TAG,
     DamagedSeries,
     metadata_plan,
@@ -198,7 +197,7 @@ def test_odd_names_are_served_or_explained(served, where):
     for named in odd:
         if (named.run == "plain") != (where == "tag"):
             continue
-        names = {"update_ratios": PARAMETER_NAMES, "layer_values": LAYER_NAMES}.get(named.kind, ())
+        names = kind_cases.optional(named.kind, "NAMES", ())
         series = DamagedSeries(
             named.kind, named.tag, "none", named.good, (), names, cross=named.kind == "correlation"
         )
