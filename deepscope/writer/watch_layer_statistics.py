@@ -77,6 +77,8 @@ from deepscope.writer.watch_update_ratios import DEFAULT_EVERY, _named_optimizer
 DEFAULT_LAYER_STATISTICS_EVERY = 100
 # Channel covariances (eigenvalues, effective dimension, delve saturation, effective rank)
 # at one measured step in 10: co-moments cost C² per sample and an eigendecomposition C³.
+# LayerStats' default is the smallest multiple of its `every` that is >= this (so the
+# default every=100 gets 1000; every=3 gets 1002): covariances need a measured step.
 DEFAULT_COVARIANCE_EVERY = 1000
 # Parameter norms: at the update ratios' cadence.
 DEFAULT_PARAMETER_NORMS_EVERY = DEFAULT_EVERY
@@ -84,6 +86,28 @@ ACTIVATIONS_TAG = "layer_statistics/activations"
 PARAMETERS_TAG = "layer_statistics/parameters"
 ROOT_NAME = "(model)"  # the row name of the model's own output (its module name is "")
 _NAMES_SUGGESTED = 3
+
+
+def default_covariance_every(every: int) -> int:
+    """LayerStats' default covariance cadence for a measurement cadence of `every` steps.
+
+    The smallest multiple of `every` (optimizer steps, an int >= 1) that is
+    >= DEFAULT_COVARIANCE_EVERY (1000): covariances are taken on measured steps
+    only, so the cadence must be a multiple of `every`; every=100 keeps 1000,
+    every=3 gets 1002, every=1500 gets 1500.
+    """
+    every = check_every(every)
+    return -(-DEFAULT_COVARIANCE_EVERY // every) * every
+
+
+class _DerivedDefault:
+    """LayerStats' covariance_every default: derived from `every` (see default_covariance_every)."""
+
+    def __repr__(self) -> str:
+        return f"<the smallest multiple of every that is >= {DEFAULT_COVARIANCE_EVERY}>"
+
+
+_COVARIANCE_DEFAULT = _DerivedDefault()
 
 
 # --------------------------------------------------------------------------- host copies
@@ -296,8 +320,10 @@ class LayerStats(Measurer):
         module doc).
       tag: the series' tag.
       covariance_every: optimizer steps between covariance measurements (a
-        multiple of `every`; None or 0: never). On those steps every row also
-        gets its channel covariance's eigenvalues and the three metrics.
+        multiple of `every`, else ValueError; None or 0: never). Default: the
+        smallest multiple of `every` that is >= 1000 (every=100: 1000; every=3:
+        1002; `default_covariance_every`). On those steps every row also gets
+        its channel covariance's eigenvalues and the three metrics.
       max_samples: positions (rows) a batch's covariance uses at most, a
         deterministic strided subsample.
       variance_threshold: delve saturation's share of the variance, in (0, 1].
@@ -323,7 +349,7 @@ class LayerStats(Measurer):
         layers: Sequence[str] | None = None,
         on="train",
         tag: str = ACTIVATIONS_TAG,
-        covariance_every: int | None = DEFAULT_COVARIANCE_EVERY,
+        covariance_every: int | None = _COVARIANCE_DEFAULT,  # type: ignore[assignment]
         max_samples: int = ls.DEFAULT_MAX_SAMPLES,
         variance_threshold: float = ls.DEFAULT_VARIANCE_THRESHOLD,
         saturation_tolerance: float = ls.DEFAULT_TOLERANCE,
@@ -359,7 +385,9 @@ class LayerStats(Measurer):
             self.batches = list(probe_batches(on))
             if not self.batches:
                 raise ValueError("the probe holds no batches: give a tensor of inputs")
-        if covariance_every:
+        if covariance_every is _COVARIANCE_DEFAULT:
+            covariance_every = default_covariance_every(self.every)
+        elif covariance_every:
             covariance_every = check_every(covariance_every, "covariance_every")
             if covariance_every % self.every:
                 raise ValueError(
@@ -830,4 +858,5 @@ __all__ = [
     "DEFAULT_PARAMETER_NORMS_EVERY",
     "LayerStats",
     "ParameterNorms",
+    "default_covariance_every",
 ]

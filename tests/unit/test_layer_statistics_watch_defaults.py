@@ -15,6 +15,7 @@ from deepscope.writer.watch_layer_statistics import (
     DEFAULT_LAYER_STATISTICS_EVERY,
     LayerStats,
     ParameterNorms,
+    default_covariance_every,
 )
 from deepscope.writer.watch_update_ratios import DEFAULT_EVERY
 from tests.unit.test_layer_statistics_watch import (
@@ -205,3 +206,52 @@ def test_a_zero_weight_has_an_undefined_ratio_not_a_non_finite_count(setup, read
     row = parameter_rows(steps_of(read_values, tmp_path, PARAMETERS)[0])["fc1.bias"]
     assert row["weight_norm"] == 0 and row["grad_norm"] > 0 and math.isinf(row["grad_to_weight"])
     assert monitor.measurers["parameter_norms"].non_finite == 0
+
+
+def _smallest_multiple_at_least(every: int, floor: int) -> int:
+    """The reference: walk the multiples of `every` until one reaches `floor`."""
+    multiple = every
+    while multiple < floor:
+        multiple += every
+    return multiple
+
+
+@pytest.mark.parametrize("every", [1, 3, 7, 100, 999, 1000, 1001, 1500])
+def test_the_default_covariance_cadence_is_the_first_multiple_of_every_from_1000(every):
+    stats = LayerStats(every=every)
+    expected = _smallest_multiple_at_least(every, 1000)
+    assert stats.covariance_every == expected
+    assert stats.covariance_every % every == 0 and stats.covariance_every >= 1000
+    assert default_covariance_every(every) == expected
+    if every == 100:
+        assert stats.covariance_every == DEFAULT_COVARIANCE_EVERY == 1000
+    if every == 3:
+        assert stats.covariance_every == 1002
+
+
+def test_watch_with_an_odd_layer_statistics_cadence_measures_covariances_on_measured_steps(
+    setup, read_values, tmp_path
+):
+    model, optimizer, writer = setup
+    x, y = torch.randn(8, 4), torch.randint(0, 3, (8,))
+    with deepscope.watch(
+        model, optimizer, writer, spectra_every=None, layer_statistics_every=3
+    ) as monitor:
+        stats = monitor.measurers["layer_statistics"]
+        assert stats.covariance_every == 1002
+        for _ in range(4):
+            optimizer.zero_grad()
+            torch.nn.functional.cross_entropy(model(x), y).backward()
+            optimizer.step()
+    writer.flush()
+    assert monitor.stats.errors == []
+    activations = steps_of(read_values, tmp_path, ACTIVATIONS)
+    assert sorted(activations) == [0, 3]
+    assert activations[0].eigenvalue_counts.ByteSize() > 0  # step 0 is a covariance step
+    assert activations[3].eigenvalue_counts.ByteSize() == 0  # step 3 is not
+
+
+@pytest.mark.parametrize("covariance_every", [4, 1000])
+def test_an_explicit_covariance_cadence_off_the_measured_steps_still_raises(covariance_every):
+    with pytest.raises(ValueError, match=r"must be a multiple of every \(3\)"):
+        LayerStats(every=3, covariance_every=covariance_every)
