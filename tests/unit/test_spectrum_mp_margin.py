@@ -119,3 +119,26 @@ def test_planted_spikes_above_the_margin_are_found(rows, cols):
         assert metrics.num_above_mp_edge >= 3
         exact += metrics.num_above_mp_edge == 3
     assert exact >= 36  # an extra (false) spike now and then, as under the null
+
+
+def test_the_metrics_carry_the_threshold_they_counted_against():
+    """`mp_spike_threshold` is stored: the count is the number of σ above it, and it is
+    the margin at the median-estimated noise scale (NaN where the spectrum is partial)."""
+    from deepscope.proto import deepscope_pb2 as pb
+
+    rng = np.random.default_rng(3)
+    rows, cols = 400, 120
+    u, _ = np.linalg.qr(rng.standard_normal((rows, 2)))
+    v, _ = np.linalg.qr(rng.standard_normal((cols, 2)))
+    matrix = rng.standard_normal((rows, cols)) + (u * [120.0, 80.0]) @ v.T
+    s = np.linalg.svd(matrix, compute_uv=False)
+    metrics = sp.spectrum_metrics(s, (rows, cols))
+    assert metrics.mp_spike_threshold > metrics.mp_bulk_edge
+    assert metrics.num_above_mp_edge == int(np.count_nonzero(s > metrics.mp_spike_threshold))
+    noise = float(np.median(s)) / (math.sqrt(rows) * sp.mp_median(cols / rows))
+    want = sp.mp_spike_threshold(noise, rows, cols)
+    assert metrics.mp_spike_threshold == pytest.approx(want, rel=1e-12)
+    # Written into the step as it is (the writer copies every dataclass field).
+    message = pb.SpectrumMetrics(**vars(metrics))
+    assert message.mp_spike_threshold == pytest.approx(want, rel=1e-12)
+    assert math.isnan(sp.SpectrumMetrics.unmeasured().mp_spike_threshold)
