@@ -58,7 +58,8 @@ def _eigen(values) -> dict:
 
 # (step, wall time, activations, parameters). "tanh" is a bounded activation (it
 # has a saturated fraction); "fc" appears at step 10; "relu" is missing at step 20.
-# Parameters: "conv.bias" has a zero weight at step 0 (an infinite ratio, measured);
+# Parameters: "conv.bias" has a zero weight at step 0 (an infinite ratio: undefined,
+# served zero_weight, not counted non-finite);
 # at step 10 "conv.weight" has a NaN gradient (non-finite, measured) and "fc.weight"
 # no gradient (None: not measured; its weight norm is).
 LOGGED = [
@@ -249,6 +250,21 @@ def reference_not_measured(statistic: str) -> np.ndarray:
             for name, row in entry[3].items():
                 found[i, names.index(name)] = without_gradient(row)
     return found
+
+
+def reference_zero_weight(statistic: str) -> np.ndarray:
+    """bool [S, R]: where the table marks `statistic` zero_weight: the ratio
+    grad_to_weight of a parameter whose logged weight norm is exactly 0 (undefined,
+    not a fault), unless not measured (no gradient). All False for other statistics."""
+    names, _, _, _ = reference_table(statistic)
+    found = np.zeros((len(LOGGED), len(names)), dtype=bool)
+    if statistic != "grad_to_weight":
+        return found
+    not_measured = reference_not_measured(statistic)
+    for i, entry in enumerate(LOGGED):
+        for name, row in entry[3].items():
+            found[i, names.index(name)] = row.get("weight_norm") == 0.0
+    return found & ~not_measured
 
 
 def statistics_given(part: int, entries=LOGGED) -> list[str]:

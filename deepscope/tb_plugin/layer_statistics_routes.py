@@ -14,7 +14,10 @@ non_finite_fraction column says how much of an output was non-finite). In the
 parameter part, a gradient statistic (grad_norm, grad_to_weight) of a parameter
 the step lists in `without_gradient` is NaN and not measured; every other NaN
 there is a measurement, a non-finite gradient or weight norm, and is served as
-one ("NaN", counted in `non_finite`).
+one ("NaN", counted in `non_finite`), except ‖g‖/‖W‖ of a weight norm exactly
+zero (a fresh bias: Inf, or NaN with a zero gradient), which is undefined, not
+numerical trouble: `layer_statistics` lists it in `zero_weight` (as update
+ratios do), serves it null (NaN in base64) and does not count it.
 
 `read_layer_statistics` reads every kept event once per series version and
 decodes it into one array per part, steps × rows × statistics (float32, NaN
@@ -814,6 +817,15 @@ class LayerStatisticsRoutes(tensor_kind.TensorKindRoutes):
         # NaN and a gradient statistic's NaN of a parameter without a gradient (the
         # schema). Any other NaN, and ±inf, is a measurement, served and counted.
         not_measured = part.not_measured(statistic, values, columns)
+        # ‖g‖/‖W‖ of a weight exactly zero (a fresh bias) is undefined, not a fault: marked
+        # zero_weight (as update ratios do), served as null / NaN, not counted non-finite.
+        zero_weight = np.zeros(values.shape, dtype=bool)
+        if statistic == "grad_to_weight" and "weight_norm" in part.statistics:
+            weights = part.values[:, :, part.statistics.index("weight_norm")]
+            if columns is not None:
+                weights = weights[:, columns]
+            zero_weight = (weights == 0) & present & ~not_measured
+            values = np.where(zero_weight, np.float32(np.nan), values)
         head = {
             "run": run,
             "tag": tag,
@@ -833,14 +845,15 @@ class LayerStatisticsRoutes(tensor_kind.TensorKindRoutes):
             "wall_times": decoded.wall_times.tolist(),
             "names": names,
             "types": types,
-            "non_finite": int((~np.isfinite(values) & ~not_measured).sum()),
+            "non_finite": int((~np.isfinite(values) & ~not_measured & ~zero_weight).sum()),
+            "zero_weight": np.argwhere(zero_weight).tolist(),
             "warnings": list(decoded.warnings),
         }
         if fmt == "base64":
             head["not_measured"] = np.argwhere(not_measured).tolist()
             head["values"] = {"dtype": "float32", "shape": list(values.shape), "base64": ""}
             return responses.prepare_base64_json(head, values.astype("<f4").tobytes())
-        head["values"] = tensor_kind.json_matrix(values, not_measured)
+        head["values"] = tensor_kind.json_matrix(values, not_measured | zero_weight)
         return responses.prepare_json_text(responses.json_text(head))
 
     def _statistic(

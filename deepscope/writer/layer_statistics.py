@@ -14,7 +14,10 @@ carry either or both):
   `PARAMETER_STATISTICS` (gradient norm, weight norm, their ratio), and which
   parameters had no gradient at this step (`without_gradient`): their gradient
   statistics are NaN and mean "not measured", while a NaN gradient norm or
-  ratio of any other parameter is a non-finite gradient (numerical trouble).
+  ratio of any other parameter is a non-finite gradient (numerical trouble),
+  except the ratio of a weight norm exactly 0 (a fresh bias: inf, or NaN with
+  a zero gradient), which is undefined, not trouble: the reader tells it from
+  the weight norm (the `layer_statistics` route marks it `zero_weight`).
 
 A series is a tensor series (a `LayerStatisticsStep` per event, read whole):
 its metadata (`LayerStatisticsInfo`: what the model saw, "train" or "probe";

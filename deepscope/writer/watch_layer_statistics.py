@@ -192,7 +192,10 @@ class ParameterNorms(Measurer):
       name: the measurer's name (default "parameter_norms").
 
     Attributes: names (the parameters, in order, after `start`); measurements;
-    non_finite (non-finite norms logged: an infinite or NaN gradient or weight).
+    non_finite (non-finite norms logged: an infinite or NaN gradient or weight;
+    not ‖∇W‖₂/‖W‖₂ of a weight exactly zero, such as a fresh bias: that ratio is
+    logged as computed, inf or NaN, and means "undefined", which the tab shows
+    as "‖W‖ = 0: ratio undefined", as update ratios do).
     """
 
     name = "parameter_norms"

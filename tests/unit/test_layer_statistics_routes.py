@@ -43,6 +43,7 @@ from tests.layer_statistics_data import (
     reference_spectrum,
     reference_step,
     reference_table,
+    reference_zero_weight,
     statistics_given,
     write_series,
 )
@@ -180,7 +181,9 @@ def test_parameters_are_a_table_of_their_own(client):
     assert body["parts"]["activations"] == []
     np.testing.assert_allclose(_floats(body["values"]), values, rtol=EPS32, equal_nan=True)
     ratio = get_json(client, "layer_statistics", run="train", tag=TAG, statistic="grad_to_weight")
-    assert ratio["values"][0][1] == "Infinity"  # a zero weight's ratio, as measured
+    # conv.bias' zero weight at step 0: its ratio is undefined, not an infinity to count.
+    assert ratio["values"][0][1] is None and ratio["zero_weight"] == [[0, 1]]
+    assert body["zero_weight"] == []  # the gradient norm itself is measured
 
 
 @pytest.mark.parametrize("tag", [TAG, "layer_statistics/parameters"])
@@ -194,30 +197,82 @@ def test_no_gradient_is_not_measured_and_a_nan_gradient_is_measured(client, tag,
     gradient = statistic != "weight_norm"
     assert not_measured[1, fc] == gradient and not not_measured[1, conv] and not_measured[0, fc]
     assert np.isnan(values[1, conv]) == gradient
+    zero_weight = reference_zero_weight(statistic)
+    assert zero_weight.sum() == (statistic == "grad_to_weight")  # conv.bias at step 0
     measured_nan = np.isnan(values) & ~not_measured
     body = get_json(client, "layer_statistics", run="train", tag=tag, statistic=statistic)
-    assert [[v is None for v in row] for row in body["values"]] == not_measured.tolist()
+    null = not_measured | zero_weight
+    assert [[v is None for v in row] for row in body["values"]] == null.tolist()
     assert [[v == "NaN" for v in row] for row in body["values"]] == measured_nan.tolist()
-    measured = ~not_measured
+    assert body["zero_weight"] == np.argwhere(zero_weight).tolist()
+    measured = ~null
     np.testing.assert_allclose(
         _floats(body["values"])[measured], values[measured], rtol=EPS32, equal_nan=True
     )
     want_non_finite = int((~np.isfinite(values) & measured).sum())
-    assert (
-        body["non_finite"]
-        == want_non_finite
-        == {"grad_norm": 1, "weight_norm": 0}.get(statistic, 2)
-    )  # grad_to_weight: conv.bias' infinity at step 0 and conv.weight's NaN at step 10
+    assert body["non_finite"] == want_non_finite == {"weight_norm": 0}.get(statistic, 1)
+    # grad_norm and grad_to_weight: conv.weight's NaN gradient at step 10; conv.bias'
+    # infinite ratio at step 0 (a zero weight) is not counted.
     b64 = get_json(
         client, "layer_statistics", run="train", tag=tag, statistic=statistic, format="base64"
     )
     assert b64["not_measured"] == np.argwhere(not_measured).tolist()
+    assert b64["zero_weight"] == body["zero_weight"]
     assert b64["non_finite"] == want_non_finite
-    np.testing.assert_allclose(decode(b64["values"]), values, rtol=EPS32, equal_nan=True)
+    served = np.where(zero_weight, np.float32(np.nan), values)
+    np.testing.assert_allclose(decode(b64["values"]), served, rtol=EPS32, equal_nan=True)
     picked = get_json(
         client, "layer_statistics", run="train", tag=tag, statistic=statistic, name="fc.weight"
     )
     assert [row[0] is None for row in picked["values"]] == not_measured[:, fc].tolist()
+
+
+def test_a_zero_weight_ratio_is_undefined_and_a_non_finite_gradient_is_trouble(tmp_path):
+    """‖g‖/‖W‖ with ‖W‖ exactly 0 is marked zero_weight (Inf or NaN alike), not counted;
+    an infinite gradient of a non-zero weight is; no gradient stays not measured."""
+    inf, nan = math.inf, math.nan
+    rows = {
+        "zero_both": {"grad_norm": 0.0, "weight_norm": 0.0, "grad_to_weight": nan},
+        "zero_weight": {"grad_norm": 0.5, "weight_norm": 0.0, "grad_to_weight": inf},
+        "inf_grad": {"grad_norm": inf, "weight_norm": 2.0, "grad_to_weight": inf},
+        "inf_grad_zero_weight": {"grad_norm": inf, "weight_norm": 0.0, "grad_to_weight": inf},
+        "no_grad_zero_weight": {"grad_norm": None, "weight_norm": 0.0, "grad_to_weight": None},
+        "fine": {"grad_norm": 0.25, "weight_norm": 4.0, "grad_to_weight": 0.0625},
+    }
+    writer = deepscope.SummaryWriter(str(tmp_path / "run"))
+    writer.add_layer_statistics("p", parameters=rows, global_step=0)
+    writer.close()
+    _, provider = multiplexer_provider(tmp_path)
+    context = base_plugin.TBContext(data_provider=provider, sampling_hints={"deepscope": 0})
+    app = application.TensorBoardWSGI([DeepscopePlugin(context)], data_provider=provider)
+    own = werkzeug_test.Client(app)
+    names = list(rows)
+    zero = [
+        j
+        for j, n in enumerate(names)
+        if rows[n]["weight_norm"] == 0.0 and n != "no_grad_zero_weight"
+    ]
+    ratio = get_json(own, "layer_statistics", run="run", tag="p", statistic="grad_to_weight")
+    assert ratio["names"] == names
+    assert ratio["zero_weight"] == [[0, j] for j in zero]
+    assert ratio["non_finite"] == 1  # inf_grad's ratio alone
+    assert ratio["values"][0][names.index("inf_grad")] == "Infinity"
+    assert ratio["values"][0][names.index("no_grad_zero_weight")] is None
+    assert ratio["values"][0][names.index("fine")] == pytest.approx(0.0625, rel=EPS32)
+    assert all(ratio["values"][0][j] is None for j in zero)
+    b64 = get_json(
+        own, "layer_statistics", run="run", tag="p", statistic="grad_to_weight", format="base64"
+    )
+    assert b64["zero_weight"] == ratio["zero_weight"] and b64["non_finite"] == 1
+    assert b64["not_measured"] == [[0, names.index("no_grad_zero_weight")]]
+    assert np.isnan(decode(b64["values"])[0, zero]).all()
+    grad = get_json(own, "layer_statistics", run="run", tag="p", statistic="grad_norm")
+    assert grad["zero_weight"] == [] and grad["non_finite"] == 2  # both infinite gradients
+    # The step route gives every number as logged: the tab tells a zero weight from its norm.
+    step = get_json(own, "layer_statistics_step", run="run", tag="p")
+    assert step["without_gradient"] == ["no_grad_zero_weight"]
+    k = step["parameter_statistics"].index("weight_norm")
+    assert [row[k] for row in step["parameter_values"]] == [rows[n]["weight_norm"] for n in names]
 
 
 def test_base64_holds_the_same_values_and_the_not_measured_pairs(client):

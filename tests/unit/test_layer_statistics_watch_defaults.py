@@ -255,3 +255,35 @@ def test_watch_with_an_odd_layer_statistics_cadence_measures_covariances_on_meas
 def test_an_explicit_covariance_cadence_off_the_measured_steps_still_raises(covariance_every):
     with pytest.raises(ValueError, match=r"must be a multiple of every \(3\)"):
         LayerStats(every=3, covariance_every=covariance_every)
+
+
+def test_a_zero_weight_with_a_zero_gradient_is_undefined_and_an_infinite_gradient_is_counted(
+    setup, read_values, tmp_path
+):
+    """fc1.bias is zero and its gradient too (the loss takes fc1's output times 0): its ratio
+    0/0 is logged NaN and is undefined, not counted; fc2's infinite gradient is counted (its
+    weight and bias grad_norm, and their ratios: 4 non-finite norms)."""
+    model, optimizer, writer = setup
+    with torch.no_grad():
+        model.fc1.bias.zero_()
+    x = torch.randn(8, 4)
+    with deepscope.watch(model, optimizer, writer, measure=[ParameterNorms(every=1)]) as monitor:
+        optimizer.zero_grad()
+        h = torch.randn(8, 8)  # fc2's input, apart from fc1: its infinity stays in fc2
+        (model.fc2(h).sum() * math.inf + model.fc1(x).sum() * 0.0).backward()
+        optimizer.step()
+    writer.flush()
+    rows = parameter_rows(steps_of(read_values, tmp_path, PARAMETERS)[0])
+    bias = rows["fc1.bias"]
+    assert (
+        bias["weight_norm"] == 0 and bias["grad_norm"] == 0 and math.isnan(bias["grad_to_weight"])
+    )
+    assert math.isinf(rows["fc2.weight"]["grad_norm"]) or math.isnan(
+        rows["fc2.weight"]["grad_norm"]
+    )
+    bad = sum(
+        not math.isfinite(rows[name][s])
+        for name in ("fc2.weight", "fc2.bias")
+        for s in ("grad_norm", "grad_to_weight")
+    )
+    assert bad == 4 and monitor.measurers["parameter_norms"].non_finite == bad
