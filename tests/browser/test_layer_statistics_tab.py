@@ -26,7 +26,7 @@ import numpy as np
 import pytest
 
 from tests.browser.tab_page import TIMEOUT_MS, VIEWPORT, css_rgb, screenshot, tooltip_fields
-from tests.conftest import get
+from tests.conftest import SmallCNN, get
 
 sync_api = pytest.importorskip("playwright.sync_api")
 
@@ -274,6 +274,52 @@ def rows_of(c) -> list[dict]:
     return out
 
 
+def depth_axis_labels(chart) -> list[dict]:
+    """The through-depth chart's x tick labels: layer index, text, hover title, page box."""
+    ticks = chart.locator("g.ds-axis[data-labels] g.tick")
+    out = []
+    for k in range(ticks.count()):
+        tick = ticks.nth(k)
+        text = tick.locator("text")
+        out.append(
+            {
+                "index": int(float(tick.get_attribute("data-value"))),
+                "text": text.evaluate("e => e.firstChild.textContent"),
+                "title": text.locator("title").text_content(),
+                "box": text.bounding_box(),
+            }
+        )
+    return out
+
+
+def assert_names_label_the_depth_axis(chart, names: list[str]) -> list[dict]:
+    """The x ticks are layer names (or the numbered block a block's first layer starts, such
+    as "blocks.3"), at their layers' indices, the full name in the hover title, the first and
+    the last layer labelled, and no two labels overlapping."""
+    labels = depth_axis_labels(chart)
+    assert labels, "no layer names on the x axis"
+    assert int(chart.locator("g.ds-axis[data-labels]").get_attribute("data-labels")) == len(labels)
+    indices = [label["index"] for label in labels]
+    assert indices == sorted(set(indices)) and indices[0] == 0 and indices[-1] == len(names) - 1
+    for label in labels:
+        name = names[label["index"]]
+        text = label["text"]
+        if text.startswith("…"):  # a long name keeps its end
+            assert name.endswith(text[1:]), (name, text)
+        else:
+            assert name == text or name.startswith(text + "."), (name, text)
+        assert name in label["title"], (name, label["title"])
+    boxes = sorted((label["box"] for label in labels), key=lambda b: b["x"])
+    for left, right in zip(boxes, boxes[1:]):
+        assert left["x"] + left["width"] <= right["x"] + 0.5, (left, right)
+    svg = chart.locator("svg").first.bounding_box()
+    for box in boxes:  # inside the chart, not cut off at its edges
+        assert (
+            svg["x"] - 0.5 <= box["x"] and box["x"] + box["width"] <= svg["x"] + svg["width"] + 0.5
+        )
+    return labels
+
+
 # ----------------------------------------------------------------------------- tests
 
 
@@ -319,7 +365,8 @@ def test_heatmap_statistic_selector_and_through_depth(
     assert json.loads(chart.get_attribute("data-steps")) == {run: last for run in RUNS}
     assert chart.get_attribute("data-layers") == str(len(LAYERS))
     assert "std (output units) (log scale)" in chart.locator("svg").text_content()
-    assert "layer index (model order)" in chart.locator("svg").text_content()
+    assert "layer (model order)" in chart.locator("svg").text_content()
+    assert_names_label_the_depth_axis(chart, LAYERS)
     colours = {}
     for run in RUNS:
         swatch = frame.locator(f'.ds-run[data-run="{run}"] .ds-swatch')
@@ -672,6 +719,17 @@ def test_200_layers_collapse_sort_and_filter(tab, scale_server):
         timeout=TIMEOUT_MS
     )
     assert c.locator("[data-testid=ls-collapse]").is_checked()
+    # Through depth at 201 layers: the axis is labelled with names, thinned: never
+    # overlapping, the blocks' starts among them ("blocks.N" at blocks.N.ln1).
+    depth = c.locator("[data-testid=ls-depth]")
+    depth.scroll_into_view_if_needed()
+    axis = assert_names_label_the_depth_axis(depth, SCALE_LAYERS)
+    assert 5 <= len(axis) < len(SCALE_LAYERS)
+    starts = [a for a in axis if re.fullmatch(r"blocks\.\d+", a["text"])]
+    assert len(starts) >= 4, [a["text"] for a in axis]
+    for a in starts:
+        assert SCALE_LAYERS[a["index"]] == f"{a['text']}.ln1"  # the block's first layer
+        assert f"layers {a['index']}–{a['index'] + len(BLOCK_LEAVES) - 1}" in a["title"]
     rows = rows_of(c)
     labels = [r["label"] for r in rows]
     assert labels == ["embed", *(f"blocks.0–17.{leaf}" for leaf, _ in BLOCK_LEAVES), "ln_f", "head"]
@@ -772,3 +830,132 @@ def test_a_damaged_step_is_its_error_the_rest_is_drawn(tab, damaged_server):
     served = route(damaged_server, "layer_statistics", run="run", tag=DAMAGED_TAG, statistic="std")
     assert served["steps"] == [0, 10, 20]
     assert [warning.nth(k).inner_text() for k in range(warning.count())] == served["warnings"]
+
+
+# ----------------------------------------------------------------------------- no gradient, ‖W‖ = 0
+
+AUX_STEPS = 2
+# tests/conftest.py's SmallCNN uses its `aux` head only when asked: on even steps here, so at
+# step 1 aux.weight and aux.bias have no gradient. fc.bias starts at exactly zero (a fresh
+# bias): at step 0 its ‖g‖/‖W‖ is undefined.
+AUX_PARAMS = ["aux.weight", "aux.bias"]
+ZERO_BACKGROUND = (0xB3, 0xC7, 0xD6)  # update ratios' "‖W‖ = 0" colour (ZERO_WEIGHT_COLOR)
+
+
+@pytest.fixture(scope="session")
+def aux_log(tmp_path_factory) -> tuple[Path, dict]:
+    """SmallCNN trained 2 steps under watch() with ParameterNorms every step; the reference
+    ‖g‖₂ and ‖W‖₂ (float64, None without a gradient) taken before each optimizer step."""
+    import torch
+
+    import deepscope
+    from deepscope.writer.watch_layer_statistics import ParameterNorms
+
+    logdir = tmp_path_factory.mktemp("layer-statistics-aux")
+    torch.manual_seed(0)
+    model = SmallCNN.build()
+    with torch.no_grad():
+        model.fc.bias.zero_()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    writer = _writer(logdir / "cnn")
+    reference: dict[int, dict[str, tuple[float | None, float]]] = {}
+    x_all = torch.randn(64, 1, 8, 8)
+    y_all = torch.randint(0, 10, (64,))
+    with deepscope.watch(model, optimizer, writer, measure=[ParameterNorms(every=1)]):
+        for step in range(AUX_STEPS):
+            idx = torch.arange(16) + 16 * step
+            optimizer.zero_grad(set_to_none=True)
+            logits = model(x_all[idx], use_aux=step % 2 == 0)
+            torch.nn.functional.cross_entropy(logits, y_all[idx]).backward()
+            reference[step] = {
+                name: (
+                    None if p.grad is None else float(np.linalg.norm(p.grad.double().numpy())),
+                    float(np.linalg.norm(p.detach().double().numpy())),
+                )
+                for name, p in model.named_parameters()
+            }
+            optimizer.step()
+    writer.close()
+    return logdir, reference
+
+
+@pytest.fixture(scope="session")
+def aux_server(aux_log, tensorboard_server) -> str:
+    return tensorboard_server(aux_log[0], load_fast=False)
+
+
+def test_no_gradient_and_a_zero_weight_are_said_not_counted_non_finite(tab, aux_server, aux_log):
+    """At step 1 aux's parameters had no gradient: the table says "no gradient" (not 0, not
+    non-finite); at step 0 fc.bias was exactly zero: its ‖g‖/‖W‖ reads "‖W‖ = 0: ratio
+    undefined" in the neutral colour, and neither the table, the heatmap nor the depth chart
+    counts it as non-finite. Every other number is numpy's."""
+    reference = aux_log[1]
+    assert [n for n, (g, _) in reference[1].items() if g is None] == AUX_PARAMS
+    assert reference[0]["fc.bias"][1] == 0.0 and reference[0]["fc.bias"][0] > 0
+    frame = tab.open(aux_server)
+    c = card(frame, PARAMETERS)
+    c.wait_for(timeout=TIMEOUT_MS)
+    c.scroll_into_view_if_needed()
+    table = c.locator("[data-testid=ls-table]")
+    table.locator(".ds-muted", has_text="step 1").first.wait_for(timeout=TIMEOUT_MS)
+    c.locator("[data-testid=ls-row]").first.wait_for(timeout=TIMEOUT_MS)
+
+    # Step 1 (the newest): aux had no gradient.
+    rows = {r["key"]: r for r in rows_of(c)}
+    assert list(rows) == list(reference[1])
+    for name, (grad, weight) in reference[1].items():
+        r = rows[name]
+        assert abs(r["values"]["weight_norm"] - weight) <= weight * 1e-5, name
+        for column in ("grad_norm", "grad_to_weight"):
+            cell = table.locator(f'[data-key="{name}"] td[data-column={column}]')
+            if grad is None:
+                assert r["text"][column] == "no gradient", (name, r["text"])
+                assert cell.get_attribute("data-state") == "no-gradient"
+            else:
+                want = grad if column == "grad_norm" else grad / weight
+                assert abs(r["values"][column] - want) <= want * 1e-5, (name, column)
+                assert cell.get_attribute("data-state") == "value"
+    assert table.get_attribute("data-without-gradient") == "2"
+    assert table.get_attribute("data-non-finite") == "0"
+    assert "2 without a gradient" in c.locator("[data-testid=ls-count]").inner_text()
+
+    # Step 0: fc.bias was exactly zero, its ratio undefined (the route logged +Inf).
+    slider = c.locator("[data-testid=step-slider] input")
+    slider.focus()
+    tab.page.keyboard.press("ArrowLeft")
+    table.locator(".ds-muted", has_text="step 0").first.wait_for(timeout=TIMEOUT_MS)
+    table.locator('[data-key="fc.bias"] td[data-state=zero-weight]').wait_for(timeout=TIMEOUT_MS)
+    rows = {r["key"]: r for r in rows_of(c)}
+    for name, (grad, weight) in reference[0].items():
+        r = rows[name]
+        assert abs(r["values"]["grad_norm"] - grad) <= grad * 1e-5, name
+        if name == "fc.bias":
+            assert r["values"]["weight_norm"] == 0.0
+            assert r["text"]["grad_to_weight"] == "‖W‖ = 0: ratio undefined"
+        else:
+            assert abs(r["values"]["grad_to_weight"] - grad / weight) <= grad / weight * 1e-5
+    cell = table.locator('[data-key="fc.bias"] td[data-column=grad_to_weight]')
+    assert css_rgb(cell.evaluate("e => getComputedStyle(e).backgroundColor")) == ZERO_BACKGROUND
+    assert table.get_attribute("data-zero-weight") == "1"
+    assert table.get_attribute("data-non-finite") == "0"
+    assert table.get_attribute("data-without-gradient") == "0"
+
+    # The ratio's heatmap and depth chart: the zero weight is "‖W‖ = 0", not non-finite.
+    served = route(
+        aux_server, "layer_statistics", run="cnn", tag=PARAMETERS, statistic="grad_to_weight"
+    )
+    fc_bias = served["names"].index("fc.bias")
+    assert served["zero_weight"] == [[0, fc_bias]] and served["non_finite"] == 0
+    c.locator("[data-testid=ls-statistic]").select_option("grad_to_weight")
+    heat = c.locator('[data-statistic="grad_to_weight"] [data-testid=heatmap][data-drawn=true]')
+    heat.first.wait_for(timeout=TIMEOUT_MS)
+    badge = c.locator("[data-testid=zero-weight-count]")
+    badge.wait_for(timeout=TIMEOUT_MS)
+    assert badge.inner_text() == "1 × ‖W‖ = 0"
+    assert c.locator(".ds-badge-bad", has_text="non-finite").count() == 0
+    assert c.locator("[data-testid=legend]", has_text="‖W‖ = 0: ratio undefined").count() == 1
+    depth = c.locator("[data-testid=ls-depth][data-drawn=true]")
+    depth.wait_for(timeout=TIMEOUT_MS)
+    assert depth.get_attribute("data-non-finite") == "0"
+    assert json.loads(depth.get_attribute("data-steps")) == {"cnn": 0}
+    assert tab.errors == []

@@ -38,8 +38,16 @@ export interface StepTable {
   /** Parameters, in model.named_parameters() order. */
   parameters: string[];
   parameterStatistics: string[];
-  /** parameters.length × parameterStatistics.length, row-major. */
+  /**
+   * parameters.length × parameterStatistics.length, row-major. A NaN is a measurement (a
+   * non-finite norm) except a gradient statistic of a parameter without a gradient.
+   */
   parameterValues: Float32Array;
+  /**
+   * Per parameter: 1 where the step lists it in `without_gradient` (no gradient at this step:
+   * frozen, or unused by its loss), so its gradient statistics are not measured.
+   */
+  withoutGradient: Uint8Array;
   /** Eigenvalues kept per layer (0: no covariance at this step). */
   eigenvalueCounts: number[];
   covarianceSamples: number[];
@@ -84,8 +92,9 @@ export async function fetchStatisticGrid(run: string, tag: string, statistic: st
  * statistic: those are statistics of the finite values, NaN only where not measured (the
  * saturated fraction of a module that is not a bounded activation, the covariance metrics
  * at a step without a covariance). A NaN parameter statistic is a measurement (the norm of
- * a NaN gradient) and is shown as non-finite. The same JSON object (a reload answered 304)
- * gives the same result.
+ * a NaN gradient) and is shown as non-finite, except where the route lists it in
+ * `zero_weight` (‖g‖/‖W‖ of a weight exactly zero: undefined, not a numerical fault, and not
+ * counted as non-finite). The same JSON object (a reload answered 304) gives the same result.
  */
 export function parseStatisticGrid(raw: unknown): StatisticGrid {
   const r = expectRecord(raw, "layer_statistics");
@@ -101,7 +110,7 @@ export function parseStatisticGrid(raw: unknown): StatisticGrid {
   let nonFinite = 0;
   for (let k = 0; k < base.values.length; k++) {
     const v = base.values[k];
-    if (base.missing[k]) continue;
+    if (base.missing[k] || base.zeroWeight[k]) continue;
     if (Number.isNaN(v) && part === "activations") base.missing[k] = 1;
     else if (!Number.isFinite(v)) nonFinite++;
   }
@@ -174,6 +183,18 @@ function strings(value: unknown): string[] {
   return Array.isArray(value) ? value.map(String) : [];
 }
 
+/** The parameters `without_gradient` names (names, or indices into `parameters`) as a mask. */
+function withoutGradientMask(value: unknown, parameters: readonly string[]): Uint8Array {
+  const mask = new Uint8Array(parameters.length);
+  if (!Array.isArray(value)) return mask;
+  const index = new Map(parameters.map((name, i) => [name, i]));
+  for (const entry of value) {
+    const i = typeof entry === "number" ? entry : index.get(String(entry));
+    if (i !== undefined && Number.isInteger(i) && i >= 0 && i < parameters.length) mask[i] = 1;
+  }
+  return mask;
+}
+
 /** Validate a response of `layer_statistics_step`. */
 export function parseStepTable(raw: unknown): StepTable {
   const r = expectRecord(raw, "layer_statistics_step");
@@ -198,6 +219,7 @@ export function parseStepTable(raw: unknown): StepTable {
     parameters,
     parameterStatistics,
     parameterValues: readMatrix(r.parameter_values, parameters.length, parameterStatistics.length, "parameter_values"),
+    withoutGradient: withoutGradientMask(r.without_gradient, parameters),
     eigenvalueCounts: counts(r.eigenvalue_counts, L, "eigenvalue_counts"),
     covarianceSamples: counts(r.covariance_samples, L, "covariance_samples"),
     warnings: strings(r.warnings),

@@ -52,7 +52,8 @@ function gridKind(part: Part | null, statistic: string | null): GridKind {
     what: "Layer statistics",
     rowNoun: part === "parameters" ? "parameter" : "layer",
     quantity: statisticQuantity(statistic ?? ""),
-    zeroWeightLegend: false,
+    // ‖g‖/‖W‖ of a weight exactly zero is undefined: the route marks it (zero_weight).
+    zeroWeightLegend: statistic === "grad_to_weight",
   };
 }
 
@@ -307,7 +308,8 @@ export class LayerStatisticsCard {
     }
     this.errors.replaceChildren(...errors.map((m) => el("div", "ds-error", m)));
     const steps = [...new Set(loaded.flatMap((r) => r.grid.steps))].sort((a, b) => a - b);
-    this.slider.setSteps(steps);
+    // While another statistic's grids load, keep the steps (and the chosen step) as they are.
+    if (loaded.length > 0 || this.runs.length === 0) this.slider.setSteps(steps);
     this.step = this.slider.value;
     const names = this.names(loaded.map((r) => r.grid));
     this.element.dataset.part = this.part ?? "";

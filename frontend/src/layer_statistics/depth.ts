@@ -1,13 +1,18 @@
 // Through depth: the chosen statistic against layer index (model order) at the selected step,
 // a line per run in its colour, with earlier steps drawn faint behind it (the picture of
 // Glorot & Bengio 2010: activations' std should neither vanish nor explode with depth).
+// The x axis is labelled with the layers' names, thinned so that no two overlap: every name
+// when they all fit, else the first and last, where the top-level module changes, and the
+// starts of numbered blocks ("blocks.3"), as many as fit; the full name on hover.
 
 import { el } from "../dom";
 import { legendItem, lineSample } from "../legend";
 import { nearestStepIndex } from "../stats";
+import { LABEL_FONT } from "../style";
+import { ZERO_WEIGHT_TEXT } from "../update_ratios/format";
 import { quantityTitle } from "../update_ratios/grid";
 import type { StatisticGrid } from "./api";
-import { XYChart, formatNumber, type XYSeries } from "./xychart";
+import { XYChart, formatNumber, type AxisLabel, type XYSeries } from "./xychart";
 
 /** Earlier steps drawn faint behind the selected one. */
 export const FADED_STEPS = 5;
@@ -26,7 +31,8 @@ export function fadedStepIndices(selected: number, count: number): number[] {
 
 /**
  * The grid's values at step index `i` for `names` (x = position in `names`): NaN where a
- * name is not in the grid or was not measured at that step.
+ * name is not in the grid, was not measured at that step, or has no value because its weight
+ * was exactly zero (‖g‖/‖W‖ undefined: a gap, not a non-finite mark).
  */
 export function depthProfile(grid: StatisticGrid, names: readonly string[], i: number): Float64Array {
   const out = new Float64Array(names.length).fill(NaN);
@@ -35,10 +41,132 @@ export function depthProfile(grid: StatisticGrid, names: readonly string[], i: n
   const P = grid.names.length;
   names.forEach((name, k) => {
     const j = column.get(name);
-    if (j === undefined || grid.missing[i * P + j]) return;
+    if (j === undefined || grid.missing[i * P + j] || grid.zeroWeight[i * P + j]) return;
     out[k] = grid.values[i * P + j];
   });
   return out;
+}
+
+/** Whether `name`'s weight was exactly zero at step index `i` of `grid` (its ratio undefined). */
+export function zeroWeightAt(grid: StatisticGrid, name: string, i: number): boolean {
+  const j = grid.names.indexOf(name);
+  return j >= 0 && i >= 0 && i < grid.steps.length && grid.zeroWeight[i * grid.names.length + j] === 1;
+}
+
+const NUMBERED = /^\d+$/;
+
+/** The numbered block a name is in: its path up to its first numbered segment ("blocks.3"), or null. */
+export function blockOf(name: string): string | null {
+  const path = name.split(":")[0].split(".");
+  const k = path.findIndex((segment) => NUMBERED.test(segment));
+  return k < 0 ? null : path.slice(0, k + 1).join(".");
+}
+
+/** The widest a tick label may be (px); a longer name keeps its end, after "…". */
+export const MAX_LABEL_PX = 180;
+/** The least space between two labels (px). */
+export const LABEL_GAP_PX = 8;
+
+/** `text` cut from the left (after "…") until `width` says it fits in `max` px. */
+function fitText(text: string, width: (s: string) => number, max: number): string {
+  if (width(text) <= max) return text;
+  let cut = 1;
+  while (cut < text.length - 1 && width(`…${text.slice(cut)}`) > max) cut++;
+  return `…${text.slice(cut)}`;
+}
+
+/**
+ * The ticks of the through-depth chart's x axis, labelled with layer names, none overlapping.
+ * `position(k)`: the px of layer k; `room`: the px a label may use; `width(text)`: a label's
+ * px. Every full name when all fit; otherwise, in this order, each where it overlaps no label
+ * already placed: the first and last layers; the layers where the top-level module changes;
+ * the starts of numbered blocks, labelled by the block ("blocks.3"), every k-th of them with
+ * the least k at which they do not overlap one another (blocks.0, 3, 6, …); then any other
+ * layer that fits. A label that would leave `room` is anchored at its tick's start or end.
+ */
+export function depthLabels(
+  names: readonly string[],
+  position: (k: number) => number,
+  room: [number, number],
+  width: (text: string) => number,
+): AxisLabel[] {
+  const n = names.length;
+  if (n === 0) return [];
+  type Placed = AxisLabel & { left: number; right: number };
+  const box = (k: number, text: string, title: string): Placed => {
+    const w = width(text);
+    const at = position(k);
+    let anchor: AxisLabel["anchor"] = "middle";
+    let left = at - w / 2;
+    if (left < room[0]) [anchor, left] = ["start", at];
+    else if (left + w > room[1]) [anchor, left] = ["end", at - w];
+    return { value: k, text, title, anchor, left, right: left + w };
+  };
+  const place = (wanted: Placed[], all: boolean): Placed[] | null => {
+    const placed: Placed[] = [];
+    for (const b of wanted) {
+      const clear = placed.every((p) => b.right + LABEL_GAP_PX <= p.left || p.right + LABEL_GAP_PX <= b.left);
+      if (clear) placed.push(b);
+      else if (all) return null;
+    }
+    return placed;
+  };
+  const full = (k: number) => box(k, fitText(names[k], width, MAX_LABEL_PX), `${names[k]} (index ${k})`);
+  // Every name, when they all fit.
+  const every = place(names.map((_, k) => full(k)), true);
+  if (every) return every.map(strip);
+  const top = (k: number) => names[k].split(":")[0].split(".")[0];
+  const blocks = names.map(blockOf);
+  const blockEnd = (k: number) => {
+    let end = k;
+    while (end + 1 < n && blocks[end + 1] === blocks[k]) end++;
+    return end;
+  };
+  const label = (k: number): Placed => {
+    const block = blocks[k];
+    const starts = block !== null && (k === 0 || blocks[k - 1] !== block);
+    if (!starts || block === names[k]) return full(k);
+    const end = blockEnd(k);
+    const text = fitText(block, width, MAX_LABEL_PX);
+    return box(k, text, `${block}: layers ${k}–${end} (${names[k]} … ${names[end]})`);
+  };
+  const ends: number[] = [];
+  const tops: number[] = [];
+  const starts: { k: number; ordinal: number }[] = [];
+  const rest: number[] = [];
+  let ordinal = 0;
+  for (let k = 0; k < n; k++) {
+    const start = blocks[k] !== null && (k === 0 || blocks[k] !== blocks[k - 1]);
+    if (k === 0 || k === n - 1) ends.push(k);
+    else if (top(k) !== top(k - 1)) tops.push(k);
+    else if (start) starts.push({ k, ordinal });
+    else rest.push(k);
+    if (start) ordinal++;
+  }
+  // Every k-th block start (counted with those where the top-level module changes, so the
+  // picks stay in step with the block numbers), k the least at which they clear one another.
+  let picked: Placed[] = [];
+  for (let stride = 1; stride <= Math.max(1, ordinal); stride++) {
+    picked = starts.filter((b) => b.ordinal % stride === 0).map((b) => label(b.k));
+    if (place(picked, true) !== null) break;
+  }
+  const placed = place([...ends.map(label), ...tops.map(label), ...picked, ...rest.map(label)], false) ?? [];
+  return placed.sort((a, b) => a.value - b.value).map(strip);
+}
+
+function strip(p: AxisLabel): AxisLabel {
+  return { value: p.value, text: p.text, title: p.title, anchor: p.anchor };
+}
+
+let measurer: CanvasRenderingContext2D | null | undefined;
+
+/** A tick label's width in px (the axis font), measured on a canvas; 6.5 px a character without one. */
+export function labelWidth(text: string): number {
+  if (measurer === undefined) {
+    measurer = typeof document === "undefined" ? null : document.createElement("canvas").getContext("2d");
+    if (measurer) measurer.font = LABEL_FONT;
+  }
+  return measurer ? measurer.measureText(text).width : 6.5 * text.length;
 }
 
 /** The step index a run shows for the selected step: that step, else the nearest it has. */
@@ -146,11 +274,11 @@ export class DepthPanel {
       series,
       width,
       x: {
-        title: `${usable[0].grid.part === "parameters" ? "parameter" : "layer"} index (model order)`,
+        title: `${usable[0].grid.part === "parameters" ? "parameter" : "layer"} (model order)`,
         log: false,
         integer: true,
         domain: [0, Math.max(1, names.length - 1)],
-        tickFormat: (v) => String(v),
+        labels: (position, room) => depthLabels(names, position, room, labelWidth),
       },
       y: { title: quantityTitle(quantity), log },
       // Every run's value at the layer under the pointer (x is the layer's index in all of them).
@@ -159,12 +287,16 @@ export class DepthPanel {
         { label: "index", field: "index", value: String(k) },
         ...series
           .filter((b) => b.data?.selected === "true")
-          .map((b) => ({
-            label: `${b.data?.run ?? ""} (step ${b.data?.step ?? ""})`,
-            color: b.color,
-            field: `value:${b.data?.run ?? ""}`,
-            value: formatNumber(Number(b.y[k])),
-          })),
+          .map((b) => {
+            const shown = usable.find((r) => r.run === b.data?.run);
+            const zero = shown !== undefined && zeroWeightAt(shown.grid, names[k], stepIndexFor(shown.grid, step));
+            return {
+              label: `${b.data?.run ?? ""} (step ${b.data?.step ?? ""})`,
+              color: b.color,
+              field: `value:${b.data?.run ?? ""}`,
+              value: zero ? ZERO_WEIGHT_TEXT : formatNumber(Number(b.y[k])),
+            };
+          }),
       ],
     });
     this.chart.element.dataset.steps = JSON.stringify(Object.fromEntries(shownSteps));

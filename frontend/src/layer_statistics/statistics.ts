@@ -96,6 +96,8 @@ export function statisticQuantity(name: string, unit?: string, scale?: string): 
     unit: unit !== undefined && unit !== "" ? unit : s.unit,
     scale: scale === "log" || scale === "linear" ? scale : s.scale,
     target: null,
-    missingText: "not measured",
+    // A parameter's gradient statistic is not measured where it had no gradient (or the step
+    // does not log it).
+    missingText: name === "grad_norm" || name === "grad_to_weight" ? "no gradient (not measured)" : "not measured",
   };
 }

@@ -6,23 +6,26 @@
 import { el } from "../dom";
 import { formatInt } from "../format";
 import { addStyles } from "../style";
+import { ZERO_WEIGHT_TEXT } from "../update_ratios/format";
+import { ZERO_WEIGHT_COLOR } from "../update_ratios/heatmap";
 import { paramFilter } from "../update_ratios/param_groups";
+import { NON_FINITE_COLOR } from "../palette";
 import { activationValue, parameterValue, type StepTable } from "./api";
 import {
   collapseBlocks,
   flagsOf,
   singleRows,
   sortRows,
-  summarize,
   type CollapsedRow,
   type Summary,
 } from "./blocks";
-import { columnTitle, formatCell, unitsNote } from "./cells";
+import { cellState, cellText, columnTitle, NO_GRADIENT_TEXT, summarizeCell, unitsNote, type CellState } from "./cells";
 import { statisticInfo, type Part } from "./statistics";
 
 addStyles(`
 .ds-ls-tools { display: flex; align-items: center; gap: 12px; flex-wrap: wrap; margin: 4px 0 6px; font-size: 12px; }
 .ds-ls-tools label { display: inline-flex; align-items: center; gap: 4px; color: #616161; }
+.ds-ls-tools label[hidden] { display: none; }
 .ds-ls-tools input[type=number] { width: 64px; padding: 2px 4px; border: 1px solid #c6c6c6; border-radius: 4px; }
 .ds-ls-table-wrap { max-height: 420px; overflow: auto; border: 1px solid #eeeeee; border-radius: 4px; }
 .ds-ls-table { border-collapse: collapse; font-size: 12px; width: 100%; font-variant-numeric: tabular-nums; }
@@ -40,11 +43,16 @@ addStyles(`
 .ds-ls-badge-dead { background: #ffcdd2; color: #b71c1c; }
 .ds-ls-badge-saturated { background: #ffe0b2; color: #e65100; }
 .ds-ls-count { color: #9e9e9e; margin-left: 4px; }
+.ds-ls-table td.ds-ls-no-gradient { color: #9e9e9e; font-style: italic; }
+.ds-ls-table td.ds-ls-zero-weight { background: ${ZERO_WEIGHT_COLOR}; color: #37474f; }
+.ds-ls-table td.ds-ls-non-finite { color: ${NON_FINITE_COLOR}; font-weight: 500; }
 `);
 
 /** Colours of the flags (the cells' backgrounds), for tests and the legend. */
 export const DEAD_BACKGROUND = "#ffcdd2";
 export const SATURATED_BACKGROUND = "#ffe0b2";
+/** A zero weight's undefined ‖g‖/‖W‖: update ratios' neutral "‖W‖ = 0" colour. */
+export const ZERO_WEIGHT_BACKGROUND = ZERO_WEIGHT_COLOR;
 
 /** Rows beyond which repeated blocks start collapsed. */
 export const COLLAPSE_FROM = 40;
@@ -53,6 +61,10 @@ interface RowValues {
   row: CollapsedRow;
   /** column name -> the row's value (a group's summary). */
   values: Map<string, number>;
+  /** column name -> what the value is (a number, non-finite, no gradient, a zero weight). */
+  states: Map<string, CellState>;
+  /** column name -> members left out of a group's summary (no gradient, a zero weight). */
+  excluded: Map<string, number>;
   /** Members flagged dead / saturated. */
   dead: number;
   saturated: number;
@@ -210,11 +222,37 @@ export class LayerTable {
     const rows = base.map((r) => ({ ...r, members: r.members.map((m) => kept[m]) }));
     const how = this.summary.value as Summary;
     const threshold = this.thresholdFraction();
+    const parameters = part === "parameters";
     const value = (i: number, name: string) =>
-      part === "parameters" ? parameterValue(table, i, name) : activationValue(table, i, name);
+      parameters ? parameterValue(table, i, name) : activationValue(table, i, name);
+    const state = (i: number, name: string) =>
+      cellState(name, value(i, name), parameters, table.withoutGradient[i] === 1, parameters ? value(i, "weight_norm") : NaN);
+    // What the parameters' cells hold, counted once per parameter and column.
+    let noGradient = 0;
+    let zeroWeight = 0;
+    let nonFinite = 0;
+    for (const i of kept) {
+      if (parameters && table.withoutGradient[i] === 1) noGradient++;
+      for (const c of columns) {
+        const st = state(i, c);
+        if (st === "zero-weight") zeroWeight++;
+        else if (st === "non-finite") nonFinite++;
+      }
+    }
     let computed: RowValues[] = rows.map((row) => {
       const values = new Map<string, number>();
-      for (const c of columns) values.set(c, summarize(row.members.map((i) => value(i, c)), how));
+      const states = new Map<string, CellState>();
+      const excluded = new Map<string, number>();
+      for (const c of columns) {
+        const cell = summarizeCell(
+          row.members.map((i) => state(i, c)),
+          row.members.map((i) => value(i, c)),
+          how,
+        );
+        values.set(c, cell.value);
+        states.set(c, cell.state);
+        excluded.set(c, cell.excluded);
+      }
       let dead = 0;
       let saturated = 0;
       if (part === "activations") {
@@ -224,7 +262,7 @@ export class LayerTable {
           if (f.saturated) saturated++;
         }
       }
-      return { row, values, dead, saturated };
+      return { row, values, states, excluded, dead, saturated };
     });
     const flaggedRows = computed.filter((r) => r.dead + r.saturated > 0).length;
     if (this.flaggedOnly.checked) computed = computed.filter((r) => r.dead + r.saturated > 0);
@@ -236,9 +274,15 @@ export class LayerTable {
     this.count.textContent =
       `${formatInt(kept.length)} of ${formatInt(names.length)} ${noun}s` +
       (collapsed ? ` in ${formatInt(rows.length)} rows` : "") +
-      (part === "activations" ? ` · ${formatInt(flaggedRows)} flagged` : "");
+      (part === "activations" ? ` · ${formatInt(flaggedRows)} flagged` : "") +
+      (noGradient > 0 ? ` · ${formatInt(noGradient)} without a gradient` : "") +
+      (zeroWeight > 0 ? ` · ${formatInt(zeroWeight)} with ‖W‖ = 0` : "") +
+      (nonFinite > 0 ? ` · ${formatInt(nonFinite)} non-finite` : "");
     this.element.dataset.rows = String(computed.length);
     this.element.dataset.flagged = String(flaggedRows);
+    this.element.dataset.withoutGradient = String(noGradient);
+    this.element.dataset.zeroWeight = String(zeroWeight);
+    this.element.dataset.nonFinite = String(nonFinite);
 
     const tableEl = el("table", "ds-ls-table");
     const headRow = el("tr");
@@ -292,9 +336,25 @@ export class LayerTable {
       }
       for (const c of columns) {
         const v = r.values.get(c) ?? NaN;
-        const td = el("td", "", formatCell(c, v));
+        const st = r.states.get(c) ?? "not-measured";
+        const td = el("td", "", cellText(c, st, v));
         td.dataset.column = c;
         td.dataset.value = String(v);
+        td.dataset.state = st;
+        if (st === "no-gradient") {
+          td.className = "ds-ls-no-gradient";
+          td.title = "No gradient at this step (frozen, or unused by this step's loss): not measured";
+        } else if (st === "zero-weight") {
+          td.className = "ds-ls-zero-weight";
+          td.title = `${ZERO_WEIGHT_TEXT}: the weight is exactly zero (a fresh bias), not a numerical fault`;
+        } else if (st === "non-finite") {
+          td.className = "ds-ls-non-finite";
+          td.title = "A non-finite measurement: numerical trouble";
+        }
+        const left = r.excluded.get(c) ?? 0;
+        if (left > 0 && (st === "value" || st === "non-finite")) {
+          td.title = `${left} of ${r.row.members.length} left out (${NO_GRADIENT_TEXT} or ‖W‖ = 0)`;
+        }
         if (c === "dead_fraction" && r.row.members.length === 1) {
           // The channels behind the fraction: "50.0% (8/16)".
           const i = r.row.members[0];

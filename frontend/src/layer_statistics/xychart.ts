@@ -36,6 +36,21 @@ export interface AxisSpec {
   /** Integer ticks only (steps, layer indices). */
   integer?: boolean;
   domain?: [number, number];
+  /**
+   * Labelled ticks instead of the scale's numbers (the through-depth chart's layer names):
+   * given where a value lies (px from the plot's left) and the px range a label may use
+   * (margins included), the ticks to draw, each with its text, anchor and hover text.
+   */
+  labels?: (position: (v: number) => number, room: [number, number]) => readonly AxisLabel[];
+}
+
+/** A labelled tick of `AxisSpec.labels`. */
+export interface AxisLabel {
+  value: number;
+  text: string;
+  /** Hover text (an SVG <title>), e.g. the full name. */
+  title?: string;
+  anchor?: "start" | "middle" | "end";
 }
 
 export interface XYChartSpec {
@@ -133,10 +148,26 @@ export class XYChart {
     g.append("g")
       .attr("class", "ds-grid")
       .call(axisLeft(y).tickValues(yTicks).tickSize(-plotW).tickFormat(() => ""));
-    g.append("g")
-      .attr("class", "ds-axis")
-      .attr("transform", `translate(0,${plotH})`)
-      .call(axisBottom(x).tickValues(xTicks).tickFormat((v) => xFormat(Number(v))).tickSizeOuter(0));
+    const xAxis = g.append("g").attr("class", "ds-axis").attr("transform", `translate(0,${plotH})`);
+    const labels = spec.x.labels?.((v) => x(v), [-MARGIN.left + 2, plotW + MARGIN.right - 2]);
+    if (labels) {
+      const byValue = new Map(labels.map((l) => [l.value, l]));
+      xAxis.call(
+        axisBottom(x)
+          .tickValues(labels.map((l) => l.value))
+          .tickFormat((v) => byValue.get(Number(v))?.text ?? "")
+          .tickSizeOuter(0),
+      );
+      xAxis.attr("data-labels", String(labels.length));
+      xAxis.selectAll<SVGGElement, number>(".tick").attr("data-value", (v) => String(v));
+      xAxis
+        .selectAll<SVGTextElement, number>(".tick text")
+        .attr("text-anchor", (v) => byValue.get(Number(v))?.anchor ?? "middle")
+        .append("title")
+        .text((v) => byValue.get(Number(v))?.title ?? byValue.get(Number(v))?.text ?? "");
+    } else {
+      xAxis.call(axisBottom(x).tickValues(xTicks).tickFormat((v) => xFormat(Number(v))).tickSizeOuter(0));
+    }
     g.append("g")
       .attr("class", "ds-axis")
       .call(axisLeft(y).tickValues(yTicks).tickFormat((v) => yFormat(Number(v))).tickSizeOuter(0));
