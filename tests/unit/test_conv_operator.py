@@ -333,3 +333,61 @@ def test_bad_input_is_a_clear_error():
         co.conv_operator_norm(torch.full((64, 64, 3, 3), float("inf")), 8, method="lanczos")
     with pytest.raises(torch.linalg.LinAlgError):
         co.conv_singular_values(bad, 8)
+
+
+def _counting_applies(monkeypatch) -> list[int]:
+    """Count `_TapOperator.apply` calls (one Lanczos step each)."""
+    calls = [0]
+    apply = co._TapOperator.apply
+
+    def counted(self, q):
+        calls[0] += 1
+        return apply(self, q)
+
+    monkeypatch.setattr(co._TapOperator, "apply", counted)
+    return calls
+
+
+def _dense_norm(w: torch.Tensor, n: int, stride: int, grid: int) -> float:
+    return co.conv_operator_norm(w, n, stride=stride, grid=grid, method="dense")
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_a_warm_start_gives_the_norm_in_fewer_steps(monkeypatch, stride):
+    """Lanczos restarted from the last measurement's vectors on weights that moved a
+    little (as between two spectra measurements): the same norm, in fewer steps."""
+    gen = torch.Generator().manual_seed(11)
+    w0 = torch.randn(96, 80, 3, 3, generator=gen) / 25
+    w1 = w0 + 1e-3 * torch.randn(w0.shape, generator=gen) / 25
+    calls = _counting_applies(monkeypatch)
+    warm = co.NormWarmStart()
+    n, grid = 16, 8
+    co.conv_operator_norm(w0, n, stride=stride, grid=grid, method="lanczos", warm_start=warm)
+    cold_steps = calls[0]
+    calls[0] = 0
+    got = co.conv_operator_norm(w1, n, stride=stride, grid=grid, method="lanczos", warm_start=warm)
+    warm_steps = calls[0]
+    want = _dense_norm(w1, n, stride, grid)
+    assert want * (1 - co.NORM_RTOL / 2) - tol(w1, want) <= got <= want + tol(w1, want)
+    assert co.WARM_MIN_STEPS <= warm_steps < cold_steps, (warm_steps, cold_steps)
+
+
+def test_a_warm_start_from_unrelated_vectors_still_finds_the_norm():
+    """Vectors of another weight of the same shape are a poor start, not a wrong answer."""
+    gen = torch.Generator().manual_seed(12)
+    other, w = (torch.randn(64, 72, 3, 3, generator=gen) for _ in range(2))
+    warm = co.NormWarmStart()
+    co.conv_operator_norm(other, 12, grid=6, method="lanczos", warm_start=warm)
+    got = co.conv_operator_norm(w, 12, grid=6, method="lanczos", warm_start=warm)
+    want = _dense_norm(w, 12, 1, 6)
+    assert want * (1 - co.NORM_RTOL / 2) - tol(w, want) <= got <= want + tol(w, want)
+
+
+def test_a_warm_start_of_another_shape_starts_cold():
+    gen = torch.Generator().manual_seed(13)
+    warm = co.NormWarmStart()
+    co.conv_operator_norm(torch.randn(64, 72, 3, 3, generator=gen), 12, grid=6, warm_start=warm)
+    w = torch.randn(80, 72, 3, 3, generator=gen)
+    got = co.conv_operator_norm(w, 12, grid=6, method="lanczos", warm_start=warm)
+    want = _dense_norm(w, 12, 1, 6)
+    assert want * (1 - co.NORM_RTOL / 2) - tol(w, want) <= got <= want + tol(w, want)
