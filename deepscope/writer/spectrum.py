@@ -221,6 +221,7 @@ def operator_spectrum(
     full: bool = False,
     top_k: int = DEFAULT_OPERATOR_TOP_K,
     grid: int = DEFAULT_OPERATOR_GRID,
+    warm_start=None,
 ) -> pb.OperatorSpectrum:
     """A conv weight's operator spectrum as a step stores it (`OperatorSpectrum`).
 
@@ -232,6 +233,8 @@ def operator_spectrum(
     and stable rank (`analysis.conv_operator.conv_operator_spectrum`). Arguments
     are assumed checked (`operator_geometry`); numerical trouble (a non-finite
     weight, a decomposition that fails) comes back in the message's `error`.
+    warm_start: the layer's `analysis.conv_operator.NormWarmStart`, kept
+    between its measurements (the norm's Lanczos starts where it last ended).
     """
     from deepscope.analysis import conv_operator
 
@@ -254,6 +257,7 @@ def operator_spectrum(
                     top_k=top_k,
                     full=full,
                     grid=grid,
+                    warm_start=warm_start,
                 )
             except (RuntimeError, ArithmeticError) as failure:  # LinAlgError is one
                 error = f"the operator spectrum could not be computed: {failure}"

@@ -371,6 +371,8 @@ class Spectra(Measurer):
         self.input_sizes: dict[int, tuple[int, ...]] = {}
         self._hooks: dict[int, torch.utils.hooks.RemovableHandle] = {}
         self._operator_seconds_per_unit: float | None = None
+        # Per conv (by id): where its next operator norm's Lanczos starts.
+        self._warm_starts: dict[int, conv_operator.NormWarmStart] = {}
         self._pending: list[_Layer] = []
         self._measured: dict[str, _Measured] = {}
         self._last_measured_step: dict[str, int] = {}
@@ -653,6 +655,7 @@ class Spectra(Measurer):
                 groups=int(conv.groups),
                 full=full,
                 top_k=self.operator_top_k,
+                warm_start=self._warm_starts.setdefault(id(conv), conv_operator.NormWarmStart()),
             )
         except Exception as error:  # noqa: BLE001 - recorded in the step; training goes on
             message = pb.OperatorSpectrum(
@@ -729,8 +732,9 @@ class Spectra(Measurer):
 
     def close(self) -> None:
         """Removes the input-size hooks that have not fired; layers still pending stay
-        unmeasured (`stats.pending`)."""
+        unmeasured (`stats.pending`). Drops the operator norms' warm starts."""
         self._remove_hooks()
+        self._warm_starts.clear()
 
 
 class SpectraWatcher(Spectra):

@@ -272,3 +272,69 @@ def test_a_hook_never_raises_into_the_forward_pass(writer):
 def test_bad_operator_options_raise(kwargs, words):
     with pytest.raises(ValueError, match=words):
         Spectra(**kwargs)
+
+
+class WideCNN(torch.nn.Module):
+    """A conv wide enough for the Lanczos path of the operator norm (not dense)."""
+
+    def __init__(self):
+        super().__init__()
+        self.wide = torch.nn.Conv2d(80, 96, 3, padding=1)
+        self.head = torch.nn.Linear(96, 2)
+
+    def forward(self, x):
+        return self.head(torch.relu(self.wide(x)).mean((2, 3)))
+
+
+def numpy_operator_norm(weight: np.ndarray, n: int) -> float:
+    """σ_max of the stride-1 circular operator on n x n: the largest singular value of the
+    kernel's 2-D DFT matrices (numpy FFT and SVD, float64)."""
+    spectrum = np.fft.fft2(weight.astype(np.float64), s=(n, n), axes=(2, 3))
+    matrices = np.moveaxis(spectrum, (2, 3), (0, 1))  # [n, n, out, in]
+    return float(np.linalg.svd(matrices, compute_uv=False).max())
+
+
+def test_later_operator_norms_start_warm_and_stay_right(writer, tmp_path, read_values, monkeypatch):
+    """Each measurement after the first starts from the last one's Lanczos vectors: fewer
+    steps, the same norms (against numpy on the weights right after each step)."""
+    from deepscope.analysis import conv_operator
+
+    steps_per_call: list[int] = []
+    apply = conv_operator._TapOperator.apply
+    lanczos = conv_operator._lanczos_top
+
+    def counted_lanczos(op, rtol, seed=0, start=None):
+        calls = [0]
+
+        def counted(q):
+            calls[0] += 1
+            return apply(op, q)
+
+        op.apply = counted
+        result = lanczos(op, rtol, seed, start)
+        steps_per_call.append(calls[0])
+        return result
+
+    monkeypatch.setattr(conv_operator, "_lanczos_top", counted_lanczos)
+    torch.manual_seed(0)
+    model = WideCNN()
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
+    x = torch.randn(4, 80, 8, 8)
+    copies = {}
+    from deepscope.writer.watch import Monitor
+
+    with Monitor(model, optimizer, writer, [Spectra(every=2)]) as monitor:
+        for step in range(5):
+            optimizer.zero_grad()
+            model(x).square().mean().backward()
+            optimizer.step()
+            copies[step] = model.wide.weight.detach().numpy().copy()
+    assert monitor.stats.errors == []
+    found = spectra_by_tag(read_values, tmp_path)["spectra/wide"]
+    assert [g for g, _ in found] == [0, 2, 4]
+    for global_step, step in found:
+        want = numpy_operator_norm(copies[global_step], 8)
+        rtol = conv_operator.NORM_RTOL / 2 + 64 * EPS32
+        assert want * (1 - rtol) <= step.operator.operator_norm <= want * (1 + 64 * EPS32)
+    assert len(steps_per_call) == 3
+    assert all(later < steps_per_call[0] for later in steps_per_call[1:]), steps_per_call
