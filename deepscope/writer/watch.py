@@ -557,7 +557,9 @@ def watch(
         the measured step's own training batch (default 100; None or 0: off);
         the forward hooks are attached only for that step, so the other steps
         cost nothing. Covariance spectra (effective dimension, delve
-        saturation, effective rank) at every 10th of those measurements.
+        saturation, effective rank) at the multiples of the smallest multiple
+        of layer_statistics_every that is at least 1000 (every 10th
+        measurement at the default 100).
     """
     if isinstance(optimizer, torch.optim.Optimizer):
         _refuse_if_watched(optimizer)  # before any measurer is made
