@@ -45,6 +45,7 @@ _LAZY = {
     "attribute": "deepscope.analysis.saliency",
     "Attribution": "deepscope.analysis.saliency",
     "conv_singular_values": "deepscope.analysis.conv_operator",
+    "conv_operator_norm": "deepscope.analysis.conv_operator",
     "jacobian_singular_values": "deepscope.analysis.jacobian",
     "JacobianSpectrum": "deepscope.analysis.jacobian",
     # Summary builders, for people who write events with another writer.
@@ -63,6 +64,7 @@ _LAZY = {
 __all__ = ["__version__", *_LAZY]
 
 if TYPE_CHECKING:
+    from deepscope.analysis.conv_operator import conv_operator_norm as conv_operator_norm
     from deepscope.analysis.conv_operator import conv_singular_values as conv_singular_values
     from deepscope.analysis.correlation import ChannelCorrelation as ChannelCorrelation
     from deepscope.analysis.correlation import CorrelationAccumulator as CorrelationAccumulator
