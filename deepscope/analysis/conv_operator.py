@@ -73,9 +73,12 @@ DEFAULT_QUANTILE_LEVELS: tuple[float, ...] = tuple(i / 64 for i in range(65))
 NORM_RTOL = 3e-3
 
 # A warm-started Lanczos (`NormWarmStart`) begins at the last top vectors plus this
-# much of a random unit vector, and takes at least this many steps.
+# much of a random unit vector, and takes at least this many steps (then stops
+# frequencies that cannot hold the maximum, as a cold one does after 4).
 WARM_MIX = 1e-3
-WARM_MIN_STEPS = 4
+WARM_MIN_STEPS = 2
+# Lanczos tests for convergence every this many steps (a few small eigh calls).
+CHECK_EVERY = 1
 
 _CONV_KINDS = {1: "Conv1d", 2: "Conv2d", 3: "Conv3d"}
 
@@ -409,7 +412,9 @@ def _lanczos_top(
     start ([F, n] complex, e.g. the Ritz vectors of the same layer's last
     measurement): begin there instead, mixed with WARM_MIX of the random
     vector (so no direction is missing), and take at least WARM_MIN_STEPS
-    steps; a few steps then suffice while the weights change slowly.
+    steps, the early stop above from then on; a few steps then suffice while
+    the weights change slowly (measured on ResNet-18 moved by 1.4%: norms
+    within 2e-5 of a cold start's).
 
     Returns (σ_max, the largest over the frequencies, as a float; the top Ritz
     vector of each frequency [F, n] complex, unit norm, when it stopped).
@@ -423,7 +428,7 @@ def _lanczos_top(
         torch.randn(batch, n, generator=gen, dtype=real),
     ).to(device)
     q = q / torch.linalg.vector_norm(q, dim=1, keepdim=True)
-    min_steps = 0
+    min_steps, prune_from = 0, 4
     if start is not None:
         start = start.to(device=device, dtype=q.dtype)
         start = start / torch.linalg.vector_norm(start, dim=1, keepdim=True).clamp_min(
@@ -431,7 +436,7 @@ def _lanczos_top(
         )
         q = start + WARM_MIX * q
         q = q / torch.linalg.vector_norm(q, dim=1, keepdim=True)
-        min_steps = WARM_MIN_STEPS
+        min_steps = prune_from = WARM_MIN_STEPS
     vectors = q.clone()
     best = torch.zeros(batch, dtype=torch.float64)
     index = torch.arange(batch)
@@ -453,7 +458,7 @@ def _lanczos_top(
         betas.append(beta.view(-1).double().cpu())
         steps += 1
         done = steps >= n
-        if steps % 2 == 0 or done:
+        if steps % CHECK_EVERY == 0 or done:
             a = torch.stack(alphas, 1)
             b = torch.stack(betas, 1)
             t = (
@@ -470,7 +475,7 @@ def _lanczos_top(
             vectors[index.to(device)] = ritz
             residual = (b[:, -1] * y[:, -1, -1]).abs()
             going = residual > rtol * top.abs()
-            if steps >= 4:
+            if steps >= prune_from:
                 going &= top + residual >= best.max()
             if steps < min_steps:
                 going = torch.ones_like(going)
