@@ -159,7 +159,9 @@ def bench_speed(args, tmp: Path) -> dict:
     }
 
 
-def bench_overhead(args, tmp: Path) -> dict:
+def bench_overhead(args, tmp: Path, operator: str | None = "norm") -> dict:
+    """Training overhead of the spectra measurer (`operator`: its conv operator
+    norms, "norm" by default, None for the im2col spectra alone)."""
     torch.manual_seed(0)
     model = resnet18()
     model.train()
@@ -167,10 +169,20 @@ def bench_overhead(args, tmp: Path) -> dict:
     batches = [
         (torch.randn(args.batch, 3, 32, 32), torch.randint(0, 10, (args.batch,))) for _ in range(4)
     ]
-    writer = deepscope.SummaryWriter(str(tmp / "overhead"))
+    writer = deepscope.SummaryWriter(str(tmp / f"overhead-{operator}"))
     k = args.measure_every
-    # Update ratios measured once (step 0) only: this isolates the spectra's cost.
-    monitor = deepscope.watch(model, optimizer, writer, every=10**9, spectra_every=k)
+    # Update ratios measured once (step 0) only, no layer statistics: this isolates
+    # the spectra's cost.
+    monitor = deepscope.watch(
+        model,
+        optimizer,
+        writer,
+        every=10**9,
+        spectra_every=k,
+        spectra_options={"operator": operator},
+        parameter_norms_every=None,
+        layer_statistics_every=None,
+    )
     step_seconds, measured, measure_seconds = [], [], []
     for i in range(args.warmup + args.train_steps):
         x, y = batches[i % len(batches)]
@@ -207,6 +219,7 @@ def bench_overhead(args, tmp: Path) -> dict:
         "measurement_ms_monitor": round(t_measure * 1e3, 1),
         "measurement_ms_timed_step_difference": round(t_measure_timed * 1e3, 1),
         "measurement_in_training_steps": round(t_measure / t_step, 3),
+        "operator": operator,
         "overhead_by_every": {},
         "target": 0.02,
     }
@@ -464,6 +477,11 @@ def main() -> None:
     parser.add_argument(
         "--only-big", action="store_true", help="run sections 5-6 (big matrices, batching) alone"
     )
+    parser.add_argument(
+        "--only-overhead",
+        action="store_true",
+        help="run section 2 (training overhead) alone, with and without conv operator norms",
+    )
     parser.add_argument("--big-threads", default="1,2", help="thread counts of sections 5-6")
     parser.add_argument("--quick", action="store_true", help="short smoke run")
     parser.add_argument("--out", help="JSON path (default benchmarks/results/spectra.json)")
@@ -489,6 +507,22 @@ def main() -> None:
         print("6. batching per shape class ...", flush=True)
         figures["batching"] = bench_batching(args)
         name = "spectra_big_quick.json" if args.quick else "spectra_big.json"
+        print(f"\nwrote {write_json(name, figures, args.out)}")
+        return
+    if args.only_overhead:
+        with tempfile.TemporaryDirectory(prefix="deepscope-bench-spectra-") as tmp:
+            for operator in ("norm", None):
+                print(f"2. training overhead, operator={operator} ...", flush=True)
+                figures[f"overhead_operator_{operator}"] = o = bench_overhead(
+                    args, Path(tmp), operator
+                )
+                print(
+                    f"   step {o['step_ms_unmeasured']} ms, measurement "
+                    f"{o['measurement_ms_monitor']} ms: "
+                    f"{o['overhead_at_default']['monitor'] * 100:.2f}% at every="
+                    f"{DEFAULT_SPECTRA_EVERY}"
+                )
+        name = "spectra_overhead_quick.json" if args.quick else "spectra_overhead.json"
         print(f"\nwrote {write_json(name, figures, args.out)}")
         return
     if args.only_budget:
