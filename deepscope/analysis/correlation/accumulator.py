@@ -234,6 +234,23 @@ class CorrelationAccumulator:
             activation_shape=self.activation_shape,
         )
 
+    def comoments(self) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+        """Co-moments about the means, float64 numpy: Σ(x − x̄)(x − x̄)ᵀ of the rows'
+        stream [C_a, C_a], of the columns' stream [C_b, C_b] and across them
+        [C_a, C_b] (the last two None unless cross), over the sample positions
+        kept. What linear CKA (`analysis.cka.cka_from_comoments`) reads.
+
+        Raises:
+          ValueError: nothing accumulated yet.
+        """
+        if self._a is None:
+            raise ValueError("no activations accumulated yet: call update() first")
+        moments, cross = moments_about_means(self._count, [self._a, self._b], self._cross)
+        within_a = moments[0].comoment.cpu().numpy()
+        if self._b is None:
+            return within_a, None, None
+        return within_a, moments[1].comoment.cpu().numpy(), cross.cpu().numpy()
+
     # -- internals ------------------------------------------------------------
 
     def _sync_free(self, device: torch.device) -> bool:

@@ -1,0 +1,118 @@
+"""deepscope.analysis.channel_regression: one network's channels predicted from another's.
+
+References: `numpy.linalg.lstsq` on the raw activations (with an intercept) for the least
+squares error, `sklearn.linear_model.Lasso` on the standardised activations at the chosen
+α for the L1 fit, and closed forms (a channel that copies a B channel, one unrelated to B).
+The correlations come from the real `CorrelationAccumulator` in cross mode.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from deepscope.analysis import channel_regression as cr
+from deepscope.analysis.correlation import CorrelationAccumulator
+
+pytest.importorskip("sklearn")
+from sklearn.linear_model import Lasso  # noqa: E402
+
+
+def _activations(seed: int = 0, n: int = 3000):
+    """A (12 channels) made of a few B channels (20) plus noise, B with a dead channel."""
+    rng = np.random.default_rng(seed)
+    b = rng.standard_normal((n, 20))
+    b[:, 7] = 0.25  # dead: constant
+    b[:, 9] = b[:, 3] + b[:, 4]  # collinear with two others
+    mix = np.zeros((20, 12))
+    for i in range(12):
+        used = rng.choice([0, 1, 2, 3, 4, 5, 6, 8, 10, 11], size=1 + i % 4, replace=False)
+        mix[used, i] = rng.uniform(0.5, 2.0, size=used.size) * rng.choice([-1, 1], used.size)
+    noise = rng.standard_normal((n, 12)) * np.linspace(0.05, 2.0, 12)
+    a = b @ mix + noise + 3.0
+    a[:, 5] = b[:, 2] * -4.0 + 1.0  # an exact linear copy of a B channel
+    a[:, 11] = rng.standard_normal(n)  # unrelated to B
+    return a, b
+
+
+def _correlations(a: np.ndarray, b: np.ndarray):
+    acc = CorrelationAccumulator(channel_dim=1, other_channel_dim=1)
+    for chunk in np.array_split(np.arange(a.shape[0]), 3):
+        acc.update(torch.from_numpy(a[chunk]), torch.from_numpy(b[chunk]))
+    return acc.compute()
+
+
+def _standardised(x: np.ndarray) -> np.ndarray:
+    return (x - x.mean(0)) / x.std(0)
+
+
+def test_least_squares_error_is_numpy_lstsq_on_the_activations():
+    a, b = _activations()
+    corr = _correlations(a, b)
+    usable_b = ~(corr.cols.dead | corr.cols.overflow)
+    assert not usable_b[7] and usable_b.sum() == 19
+    got = cr.channel_regression(corr.matrix, corr.within_cols, usable_b=usable_b)
+    x = np.column_stack([b[:, usable_b], np.ones(len(b))])
+    for i in range(a.shape[1]):
+        y = a[:, i]
+        coef, *_ = np.linalg.lstsq(x, y, rcond=None)
+        want = np.sum((y - x @ coef) ** 2) / np.sum((y - y.mean()) ** 2)
+        assert got.least_squares_error[i] == pytest.approx(want, abs=1e-9)
+    assert got.least_squares_error[5] == pytest.approx(0.0, abs=1e-9)  # a copy
+    assert got.least_squares_error[11] > 0.98  # unrelated: close to 1 (19 of 3000 samples' fit)
+    assert got.mean_least_squares_error == pytest.approx(np.mean(got.least_squares_error))
+
+
+def test_l1_fit_is_sklearn_lasso_at_the_chosen_alpha():
+    a, b = _activations(seed=1)
+    corr = _correlations(a, b)
+    usable_b = ~(corr.cols.dead | corr.cols.overflow)
+    got = cr.channel_regression(corr.matrix, corr.within_cols, usable_b=usable_b)
+    x = _standardised(b[:, usable_b])
+    for i in range(a.shape[1]):
+        y = _standardised(a[:, i])
+        model = Lasso(alpha=got.l1_alpha[i], fit_intercept=True, tol=1e-12, max_iter=100000)
+        model.fit(x, y)
+        want = np.mean((y - model.predict(x)) ** 2)
+        assert got.l1_error[i] == pytest.approx(want, abs=1e-6), i
+        assert got.l1_channels[i] == np.count_nonzero(np.abs(model.coef_) > 1e-9), i
+
+
+def test_the_alpha_rule_keeps_nine_tenths_of_the_explained_variance():
+    a, b = _activations(seed=2)
+    corr = _correlations(a, b)
+    got = cr.channel_regression(corr.matrix, corr.within_cols)
+    explained_ls = 1 - got.least_squares_error
+    explained_l1 = 1 - got.l1_error
+    assert np.all(explained_l1 >= cr.DEFAULT_KEEP * explained_ls - 1e-9)
+    # The largest such α on the path: one step larger keeps less.
+    usable_b = np.diagonal(corr.within_cols) > 0
+    gram = corr.within_cols[np.ix_(usable_b, usable_b)]
+    for i in range(a.shape[1]):
+        r = corr.matrix[i, usable_b]
+        larger = got.l1_alpha[i] / cr.PATH_FACTOR
+        if larger >= np.max(np.abs(r)) - 1e-15:
+            continue  # the first step of the path: β = 0 above it
+        beta = cr.lasso_on_gram(gram, r[:, None], np.array([larger]))[:, 0]
+        err = 1 - 2 * beta @ r + beta @ gram @ beta
+        assert 1 - err < cr.DEFAULT_KEEP * explained_ls[i] + 1e-9, i
+    # Sparse: the L1 fits use fewer channels than there are.
+    assert got.mean_l1_channels < usable_b.sum()
+
+
+def test_dead_a_channels_and_bad_shapes():
+    a, b = _activations(seed=3)
+    corr = _correlations(a, b)
+    usable_a = np.ones(a.shape[1], bool)
+    usable_a[4] = False
+    got = cr.channel_regression(corr.matrix, corr.within_cols, usable_a=usable_a)
+    assert np.isnan(got.least_squares_error[4]) and np.isnan(got.l1_error[4])
+    assert got.l1_channels[4] == 0
+    assert np.isfinite(np.delete(got.least_squares_error, 4)).all()
+    with pytest.raises(ValueError, match="C_a, C_b"):
+        cr.channel_regression(corr.matrix, corr.within_cols[:3, :3])
+    with pytest.raises(ValueError, match="keep"):
+        cr.channel_regression(corr.matrix, corr.within_cols, keep=0.0)
+    none = cr.channel_regression(corr.matrix, corr.within_cols, usable_b=np.zeros(20, bool))
+    assert np.isnan(none.least_squares_error).all() and np.isnan(none.mean_l1_error)
