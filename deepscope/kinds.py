@@ -146,6 +146,17 @@ KINDS: tuple[Kind, ...] = (
         routes="deepscope.tb_plugin.jacobian_routes:JacobianRoutes",
         measurer="deepscope.writer.watch_jacobian:JacobianSpectra",
     ),
+    Kind(
+        name="confusion",
+        enum=pb.CONFUSION,
+        data_class=summary_pb2.DATA_CLASS_TENSOR,  # C x C counts a step: small
+        details="confusion",
+        step_message=pb.ConfusionStep,
+        title="Confusion matrices",
+        subtitle="Which classes does the model mistake for which? Precision, recall, F1 per class",
+        routes="deepscope.tb_plugin.confusion_routes:ConfusionRoutes",
+        measurer="deepscope.writer.watch_confusion:ConfusionMatrices",
+    ),
 )
 
 BY_NAME: dict[str, Kind] = {kind.name: kind for kind in KINDS}

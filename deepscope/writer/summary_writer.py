@@ -22,6 +22,7 @@ from torch.utils.tensorboard import SummaryWriter as _TorchSummaryWriter
 
 from deepscope.proto import deepscope_pb2 as pb
 from deepscope.writer import fast_loader_names
+from deepscope.writer.confusion import ConfusionSummaries
 from deepscope.writer.correlation import CorrelationSummaries
 from deepscope.writer.jacobian import JacobianSummaries
 from deepscope.writer.layer_statistics import LayerStatisticsSummaries
@@ -41,6 +42,7 @@ class SummaryWriter(
     LayerValueSummaries,
     LayerStatisticsSummaries,
     JacobianSummaries,
+    ConfusionSummaries,
     _TorchSummaryWriter,
 ):
     """A `torch.utils.tensorboard.SummaryWriter` with deepscope's summaries.
