@@ -387,7 +387,9 @@ def compute_embeddings(
                 return
             try:
                 tensor = layer_output(output)
-                dim = layer_channel_dim(tensor, module, channel_dims.get(name))
+                dim = 1  # (pool says what is wrong with fewer than 2 dims)
+                if tensor.ndim >= 2:
+                    dim = layer_channel_dim(tensor, module, channel_dims.get(name))
                 mask = _sequence_mask(current["batch"], tensor, dim)
                 vectors = pool(tensor.detach(), pooling, dim, mask)
                 if vectors.shape[0] != current["size"]:
