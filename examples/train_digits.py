@@ -9,7 +9,9 @@ ratio tells whether each layer's learning rate suits it (rule of thumb: near
 weight norms, every weight's singular value spectrum (the convs' operator
 spectra too), the channel correlations of the conv layers on fixed probe
 digits, saliency maps of eight probe digits by every method, and the Jacobian
-singular values of two layers and of the whole network. A second AdamW run from another seed is
+singular values of two layers and of the whole network, and the 64-d hidden layer's embeddings
+of 256 probe digits (with their labels and images) at the first and last step, for
+TensorBoard's Projector tab. A second AdamW run from another seed is
 compared with the first, layer by layer, at the end of each epoch (Li et al.,
 Convergent Learning): run "compare-seed0-vs-seed1".
 No download: the digits ship inside scikit-learn.
@@ -26,6 +28,7 @@ from sklearn.datasets import load_digits
 from tqdm import tqdm
 
 import deepscope
+from deepscope.writer.watch_embeddings import Embeddings  # deepscope.Embeddings once exported
 
 
 class DigitsCNN(torch.nn.Module):
@@ -74,6 +77,8 @@ SALIENCY_METHODS = (
 CORRELATION_LAYERS = ("relu1", "relu2", "relu3")
 # Maps whose Jacobian singular values are logged (besides the whole network's).
 JACOBIAN_LAYERS = ("conv1", "fc1")
+# The hidden layer whose outputs on the probe digits go to TensorBoard's Projector.
+EMBEDDING_LAYER = "relu3"
 
 
 def train(
@@ -103,6 +108,14 @@ def train(
         ),
         # Jacobian singular values of two layers and of the whole network on four probe digits.
         deepscope.JacobianSpectra(probe=x_test[:4], layers=JACOBIAN_LAYERS, every=20 * every),
+        # The hidden layer's 64-d outputs on 256 probe digits, labelled and drawn as the
+        # digits, at the first step and the last (untrained, trained): the Projector tab.
+        Embeddings(
+            probe=(x_test[:256], y_test[:256]),
+            layers=[EMBEDDING_LAYER],
+            class_names=[str(d) for d in range(10)],
+            every=max(1, epochs * batches - 1),
+        ),
     ]
     with deepscope.watch(model, optimizer, writer, measure=measure):
         for _epoch in tqdm(range(epochs), desc=run, unit="epoch"):

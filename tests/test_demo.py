@@ -6,7 +6,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from google.protobuf import text_format
+from PIL import Image
 from tensorboard.context import RequestContext
+from tensorboard.plugins.projector.projector_config_pb2 import ProjectorConfig
 
 from deepscope.tb_plugin import series
 from tests.route_helpers import multiplexer_provider
@@ -51,9 +54,30 @@ def test_demo_logs_every_kind_for_every_run(tmp_path):
     methods = {tag for tag in listing["adamw-lr1e-3"] if tag.startswith("saliency/")}
     sys.path.insert(0, str(Path(__file__).parents[1] / "examples"))
     try:
-        from train_digits import SALIENCY_METHODS
+        from train_digits import EMBEDDING_LAYER, SALIENCY_METHODS, load_data
     finally:
         sys.path.pop(0)
     assert methods == {f"saliency/{method}" for method in SALIENCY_METHODS}
+    # The hidden layer's embeddings of the probe digits, at the first and the last step,
+    # in the projector's files (one epoch: steps 0 .. batches - 1).
+    (x_train, _), (_, y_test) = load_data()
+    last = (len(x_train) + 31) // 32 - 1
+    for run in ("adamw-lr1e-3", "sgd-lr0.01", "adamw-lr1e-3-seed1"):
+        config = text_format.Parse(
+            (logdir / run / "projector_config.pbtxt").read_text(), ProjectorConfig()
+        )
+        tag = f"embeddings/{EMBEDDING_LAYER}"
+        assert [e.tensor_name for e in config.embeddings] == [f"{tag}:00000", f"{tag}:{last:05d}"]
+        for embedding in config.embeddings:
+            rows = (logdir / run / embedding.tensor_path).read_text().splitlines()
+            assert len(rows) == 256 and {len(row.split("\t")) for row in rows} == {64}
+            metadata = (logdir / run / embedding.metadata_path).read_text().splitlines()
+            assert metadata[0] == "index\tlabel\tclass"
+            assert [line.split("\t")[1] for line in metadata[1:]] == [
+                str(int(label)) for label in y_test[:256]
+            ]
+            sprite = Image.open(logdir / run / embedding.sprite.image_path)
+            assert sprite.size == (16 * 8, 16 * 8)  # 256 digits of 8 × 8 on a 16 × 16 grid
+            assert list(embedding.sprite.single_image_dim) == [8, 8]
     compare = listing["compare-seed0-vs-seed1"]["compare/relu2"].plugin_data.correlation
     assert compare.cross and compare.row_name == "adamw-lr1e-3/relu2"
