@@ -327,7 +327,7 @@ def test_unreadable_series_are_cards_saying_why_and_what_to_do(
 def test_a_kind_without_a_view_gets_a_section_saying_so(tab, python_loader_server):
     """A kind the plugin lists that this bundle has no view for (an older tab) is not hidden."""
     kinds = route(python_loader_server, "kinds")
-    new_kind = {"name": "confusion", "title": "Confusion matrices", "subtitle": "Which classes?"}
+    new_kind = {"name": "future_kind", "title": "Future kind", "subtitle": "Not yet?"}
     tab.page.route(
         "**/data/plugin/deepscope/kinds",
         lambda r: r.fulfill(
@@ -337,21 +337,21 @@ def test_a_kind_without_a_view_gets_a_section_saying_so(tab, python_loader_serve
 
     def tags_with_a_new_kind(r):
         body = json.loads(r.fetch().text())
-        body["seed0"]["confusion/val"] = {"kind": "confusion", "version": 1}
+        body["seed0"]["future_kind/val"] = {"kind": "future_kind", "version": 1}
         r.fulfill(status=200, content_type="application/json", body=json.dumps(body))
 
     tab.page.route("**/data/plugin/deepscope/tags", tags_with_a_new_kind)
     frame = tab.open(python_loader_server)
-    section = frame.locator("[data-testid=section-confusion]")
+    section = frame.locator("[data-testid=section-future_kind]")
     section.wait_for(timeout=TIMEOUT_MS)
-    assert section.locator(".ds-kind-title").inner_text() == "Confusion matrices"
+    assert section.locator(".ds-kind-title").inner_text() == "Future kind"
     # In the plugin's order: after the kinds it lists first.
     order = frame.locator("details.ds-kind").evaluate_all("els => els.map(e => e.dataset.kind)")
-    assert order.index("update_ratios") < order.index("confusion")
+    assert order.index("update_ratios") < order.index("future_kind")
     card = section.locator("[data-testid=tag-error]")
     card.wait_for(timeout=TIMEOUT_MS)
-    assert card.get_attribute("data-tag") == "confusion/val"
-    assert "no view for “Confusion matrices”" in card.inner_text()
+    assert card.get_attribute("data-tag") == "future_kind/val"
+    assert "no view for “Future kind”" in card.inner_text()
     assert "npm run build" in card.inner_text()
     heatmap(frame, "seed0")  # the kinds it knows still draw
 

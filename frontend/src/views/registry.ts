@@ -2,6 +2,7 @@
 // plugin's `kinds` route (deepscope/kinds.py); a kind the plugin lists with no view here
 // gets a section saying so.
 
+import { ConfusionView } from "../confusion/view";
 import { CorrelationView } from "../correlation/view";
 import { JacobianView } from "../jacobian/view";
 import { LayerStatisticsView, layerStatisticsFiltersInside } from "../layer_statistics/view";
@@ -23,4 +24,5 @@ export const KIND_VIEWS: ReadonlyMap<string, KindViewFactory> = new Map<string, 
     filtersInside: layerStatisticsFiltersInside,
   }],
   ["jacobian", { create: (ctx) => new JacobianView(ctx) }],
+  ["confusion", { create: (ctx) => new ConfusionView(ctx) }],
 ]);
