@@ -325,6 +325,8 @@ class ConfusionCard implements Card {
       return tr;
     });
     this.grid.replaceChildren(head, ...rows);
+    this.grid.dataset.step = String(data.step);
+    this.grid.dataset.mode = by;
   }
 
   private drawTable(data: ConfusionStepData): void {
