@@ -498,8 +498,9 @@ def _lanczos_top(
 # taps are decomposed densely for the norm: a Lanczos step costs about
 # 4·F·rows·cols·T multiply-adds (`_TapOperator`, 20-30 steps), a dense
 # decomposition about 8·F·rows·cols·min(rows, cols); measured on ResNet-18's
-# layers, dense was faster up to 64 channels at 3x3 (T = 9).
-_DENSE_NORM_SIDE_PER_TAP = 8
+# layers, dense was faster up to 32 channels at 3x3 (T = 9: 16 vs 21 ms at 32,
+# 37 vs 16 ms at 64 channels on a 16x16 grid).
+_DENSE_NORM_SIDE_PER_TAP = 4
 
 
 def _compute_dtype(weight: torch.Tensor) -> torch.dtype:
@@ -604,7 +605,7 @@ def conv_operator_norm(
     MᴴM from the kernel's taps (see `_lanczos_top`, `_TapOperator`): σ_max²
     to the residual bound rtol (relative), so σ_max within about rtol/2 of a
     singular value, and in practice far closer (measured 1e-5..1e-8 at rtol
-    1e-3..3e-3); "auto": dense when the matrices' smaller side is at most 8
+    1e-3..3e-3); "auto": dense when the matrices' smaller side is at most 4
     times the kernel's taps (measured faster there), else Lanczos. A kernel
     of one tap per dim (1x1) is one real matrix at every frequency: its
     svdvals, whatever the method. warm_start: a `NormWarmStart` kept for this
