@@ -30,6 +30,7 @@ _LAZY = {
     "LayerStats": "deepscope.writer.watch_layer_statistics",
     "ParameterNorms": "deepscope.writer.watch_layer_statistics",
     "JacobianSpectra": "deepscope.writer.watch_jacobian",
+    "ConfusionMatrices": "deepscope.writer.watch_confusion",
     "compare": "deepscope.writer.compare",
     "LayerComparison": "deepscope.writer.compare",
     # Analysis: pure functions on tensors, and the types they return.
@@ -59,6 +60,7 @@ _LAZY = {
     "ActivationRows": "deepscope.writer.layer_statistics",
     "ParameterRows": "deepscope.writer.layer_statistics",
     "jacobian_pb": "deepscope.writer.jacobian",
+    "confusion_matrix_pb": "deepscope.writer.confusion",
 }
 
 __all__ = ["__version__", *_LAZY]
@@ -81,6 +83,7 @@ if TYPE_CHECKING:
     from deepscope.analysis.spectrum import spectrum_metrics as spectrum_metrics
     from deepscope.writer.compare import LayerComparison as LayerComparison
     from deepscope.writer.compare import compare as compare
+    from deepscope.writer.confusion import confusion_matrix_pb as confusion_matrix_pb
     from deepscope.writer.correlation import channel_correlation_pb as channel_correlation_pb
     from deepscope.writer.jacobian import jacobian_pb as jacobian_pb
     from deepscope.writer.layer_statistics import ActivationRows as ActivationRows
@@ -97,6 +100,7 @@ if TYPE_CHECKING:
     from deepscope.writer.watch import Monitor as Monitor
     from deepscope.writer.watch import MonitorStats as MonitorStats
     from deepscope.writer.watch import watch as watch
+    from deepscope.writer.watch_confusion import ConfusionMatrices as ConfusionMatrices
     from deepscope.writer.watch_correlation import Correlations as Correlations
     from deepscope.writer.watch_jacobian import JacobianSpectra as JacobianSpectra
     from deepscope.writer.watch_layer_statistics import LayerStats as LayerStats
