@@ -303,3 +303,44 @@ def test_a_module_that_runs_twice_per_forward_is_refused_not_mixed(tmp_path, rea
     assert monitor.stats.error_count == 1
     assert "runs more than once" in monitor.stats.errors[0]
     assert read_values(tmp_path, "correlation/relu") == []  # nothing mixed was written
+
+
+def _direct_cka(x: np.ndarray, y: np.ndarray) -> float:
+    """Linear CKA by its definition (Kornblith et al.): HSIC with the centring matrix."""
+    n = x.shape[0]
+    h = np.eye(n) - 1.0 / n
+    k, l_ = h @ x @ x.T @ h, h @ y @ y.T @ h
+    return float(np.sum(k * l_) / np.sqrt(np.sum(k * k) * np.sum(l_ * l_)))
+
+
+def test_compare_predicts_channels_and_takes_the_cka_of_each_pair():
+    """Li et al.'s regression against numpy's lstsq on the recorded activations (every
+    position a sample), the CKA against its definition, and a permuted copy: errors 0,
+    CKA 1."""
+    a, b = _net(3), _net(4)
+    probe = _probe(5, 6)
+    results = compare(a, b, probe, layers=["conv2"])
+    a.eval()
+    b.eval()
+    with torch.no_grad():
+        out_a = torch.relu(a.bn1(a.conv1(probe)))
+        out_a = a.conv2(out_a)
+        out_b = b.conv2(torch.relu(b.bn1(b.conv1(probe))))
+    rows_a = out_a.movedim(1, -1).reshape(-1, 6).double().numpy()
+    rows_b = out_b.movedim(1, -1).reshape(-1, 6).double().numpy()
+    found = results["conv2"]
+    x = np.column_stack([rows_b, np.ones(len(rows_b))])
+    for i in range(6):
+        y = rows_a[:, i]
+        coef, *_ = np.linalg.lstsq(x, y, rcond=None)
+        want = np.sum((y - x @ coef) ** 2) / np.sum((y - y.mean()) ** 2)
+        assert found.regression.least_squares_error[i] == pytest.approx(want, abs=1e-5)
+    assert np.all(found.regression.l1_error >= found.regression.least_squares_error - 1e-9)
+    assert np.all(found.regression.l1_channels <= 6)
+    assert found.cka == pytest.approx(_direct_cka(rows_a, rows_b), rel=1e-5)
+
+    perm1, perm2 = torch.randperm(8), torch.randperm(6)
+    same = compare(a, _permuted_copy(a, perm1, perm2), probe, layers=["conv2"])["conv2"]
+    np.testing.assert_allclose(same.regression.least_squares_error, 0.0, atol=1e-5)
+    assert same.cka == pytest.approx(1.0, abs=1e-6)
+    assert compare(a, b, probe, layers=["conv2"], regression=False)["conv2"].regression is None
