@@ -31,6 +31,8 @@ _LAZY = {
     "ParameterNorms": "deepscope.writer.watch_layer_statistics",
     "JacobianSpectra": "deepscope.writer.watch_jacobian",
     "ConfusionMatrices": "deepscope.writer.watch_confusion",
+    "Embeddings": "deepscope.writer.watch_embeddings",
+    "log_embeddings": "deepscope.writer.embeddings",
     "compare": "deepscope.writer.compare",
     "LayerComparison": "deepscope.writer.compare",
     # Analysis: pure functions on tensors, and the types they return.
@@ -85,6 +87,7 @@ if TYPE_CHECKING:
     from deepscope.writer.compare import compare as compare
     from deepscope.writer.confusion import confusion_matrix_pb as confusion_matrix_pb
     from deepscope.writer.correlation import channel_correlation_pb as channel_correlation_pb
+    from deepscope.writer.embeddings import log_embeddings as log_embeddings
     from deepscope.writer.jacobian import jacobian_pb as jacobian_pb
     from deepscope.writer.layer_statistics import ActivationRows as ActivationRows
     from deepscope.writer.layer_statistics import ParameterRows as ParameterRows
@@ -102,6 +105,7 @@ if TYPE_CHECKING:
     from deepscope.writer.watch import watch as watch
     from deepscope.writer.watch_confusion import ConfusionMatrices as ConfusionMatrices
     from deepscope.writer.watch_correlation import Correlations as Correlations
+    from deepscope.writer.watch_embeddings import Embeddings as Embeddings
     from deepscope.writer.watch_jacobian import JacobianSpectra as JacobianSpectra
     from deepscope.writer.watch_layer_statistics import LayerStats as LayerStats
     from deepscope.writer.watch_layer_statistics import ParameterNorms as ParameterNorms
