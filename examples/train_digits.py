@@ -28,7 +28,6 @@ from sklearn.datasets import load_digits
 from tqdm import tqdm
 
 import deepscope
-from deepscope.writer.watch_embeddings import Embeddings  # deepscope.Embeddings once exported
 
 
 class DigitsCNN(torch.nn.Module):
@@ -110,11 +109,19 @@ def train(
         deepscope.JacobianSpectra(probe=x_test[:4], layers=JACOBIAN_LAYERS, every=20 * every),
         # The hidden layer's 64-d outputs on 256 probe digits, labelled and drawn as the
         # digits, at the first step and the last (untrained, trained): the Projector tab.
-        Embeddings(
+        deepscope.Embeddings(
             probe=(x_test[:256], y_test[:256]),
             layers=[EMBEDDING_LAYER],
             class_names=[str(d) for d in range(10)],
             every=max(1, epochs * batches - 1),
+        ),
+        # The confusion matrix of the held-out digits, once an epoch.
+        deepscope.ConfusionMatrices(
+            data=(x_test, y_test),
+            class_names=[str(d) for d in range(10)],
+            tag="confusion/test",
+            on="held-out digits",
+            every=batches,
         ),
     ]
     with deepscope.watch(model, optimizer, writer, measure=measure):

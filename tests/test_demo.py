@@ -44,6 +44,7 @@ def test_demo_logs_every_kind_for_every_run(tmp_path):
         "saliency",
         "layer_statistics",
         "jacobian",
+        "confusion",
     }
     assert kinds == {
         "adamw-lr1e-3": trained,
