@@ -73,8 +73,8 @@ def test_demo_logs_every_kind_for_every_run(tmp_path):
             rows = (logdir / run / embedding.tensor_path).read_text().splitlines()
             assert len(rows) == 256 and {len(row.split("\t")) for row in rows} == {64}
             metadata = (logdir / run / embedding.metadata_path).read_text().splitlines()
-            assert metadata[0] == "index\tlabel\tclass"
-            assert [line.split("\t")[1] for line in metadata[1:]] == [
+            assert metadata[0] == "label\tclass\tindex"
+            assert [line.split("\t")[0] for line in metadata[1:]] == [
                 str(int(label)) for label in y_test[:256]
             ]
             sprite = Image.open(logdir / run / embedding.sprite.image_path)

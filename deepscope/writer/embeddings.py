@@ -40,9 +40,10 @@ written exactly), `metadata.tsv` and, with images, `sprite.png`.
 
 Metadata: one column "index" (the sample's position in the probe) when no
 labels are given (one column: no header, the projector's convention); with
-labels, a header and the columns "index", "label" and, with `class_names`,
-"class" (the label's name). Tabs and newlines in labels are written as
-spaces. The projector colours by a categorical column of at most 50 values.
+labels, a header and the columns "label", with `class_names` "class" (the
+label's name), and "index" (the projector labels points by the first
+column). Tabs and newlines in labels are written as spaces. The projector
+colours by a categorical column of at most 50 values.
 
 Sprite images, one per sample: `images` (N, H, W), (N, 1|3, H, W) or
 (N, H, W, 1|3); None takes the probe's inputs when they are image-like
@@ -462,8 +463,8 @@ def metadata_rows(
     values = _label_list(labels)
     if len(values) != samples:
         raise ValueError(f"labels holds {len(values)} labels for {samples} probe samples")
-    header = ["index", "label"]
-    rows = [[str(i), _clean(v)] for i, v in enumerate(values)]
+    header = ["label"]
+    rows = [[_clean(v)] for v in values]
     if class_names is not None:
         header.append("class")
         for row, value in zip(rows, values):
@@ -474,6 +475,9 @@ def metadata_rows(
                     f"class_names ({len(class_names)} names)"
                 )
             row.append(_clean(class_names[index]))
+    header.append("index")
+    for i, row in enumerate(rows):
+        row.append(str(i))
     return rows, header
 
 

@@ -122,6 +122,6 @@ def test_tensors_metadata_and_sprites_are_served_as_written(served, logdir):
         if logged.sprite:
             sprite = _get(served, "sprite_image", run=run, name=name)
             assert sprite == (logged.directory / "sprite.png").read_bytes()
-    assert written["embeddings/1:00012"].metadata[0] == "index\tlabel"
+    assert written["embeddings/1:00012"].metadata[0] == "label\tindex"
     relu = written["embeddings/relu:00003"].metadata
-    assert relu[0] == "index\tlabel\tclass" and relu[2] == "1\t1\tb"
+    assert relu[0] == "label\tclass\tindex" and relu[2] == "1\tb\t1"

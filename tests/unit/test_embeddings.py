@@ -189,7 +189,7 @@ def test_list_of_batches_and_dataloader_concatenate_in_order(net, writer):
     parts = log_embeddings(writer, net, "conv2", loader, tag="parts")
     np.testing.assert_allclose(parts.vectors, whole.vectors, rtol=0, atol=4 * EPS32)
     assert parts.metadata == whole.metadata  # the loader's labels, in order
-    assert whole.metadata[1:] == [f"{i}\t{int(y[i])}" for i in range(9)]
+    assert whole.metadata[1:] == [f"{int(y[i])}\t{i}" for i in range(9)]
 
 
 def test_compiled_model_by_either_name(net, writer):
@@ -227,8 +227,8 @@ def test_projector_files_read_back(net, writer, tmp_path):
     assert not second.sprite.image_path  # images=False
     assert (run / first.tensor_path).parent == logged.directory
     lines = (run / first.metadata_path).read_text().splitlines()
-    assert lines[0] == "index\tlabel\tclass"
-    assert lines[1:] == [f"{i}\t{int(y[i])}\t{names[int(y[i])]}" for i in range(7)]
+    assert lines[0] == "label\tclass\tindex"
+    assert lines[1:] == [f"{int(y[i])}\t{names[int(y[i])]}\t{i}" for i in range(7)]
     assert (run / second.metadata_path).read_text().splitlines() == [str(i) for i in range(7)]
     assert read_tensors(run / Path(second.tensor_path).parent).shape == (7, 5)
     # sprite: the probe images (in [0, 1], used as they are) on a 3 × 3 grid of 6 × 6 cells
@@ -271,7 +271,7 @@ def test_sprite_shrinks_to_the_projectors_limit(monkeypatch):
 def test_labels_as_strings_and_tabs_cleaned(net, writer):
     x = torch.rand(3, 3, 6, 6)
     logged = log_embeddings(writer, net, "conv2", x, labels=["a\tb", "c\nd", "e"])
-    assert logged.metadata == ["index\tlabel", "0\ta b", "1\tc d", "2\te"]
+    assert logged.metadata == ["label\tindex", "a b\t0", "c d\t1", "e\t2"]
     assert (logged.directory / "metadata.tsv").read_text().splitlines() == logged.metadata
 
 

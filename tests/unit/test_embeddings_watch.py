@@ -85,7 +85,7 @@ def test_logs_each_layer_at_its_cadence_with_labels_and_sprites(tmp_path):
     )
     assert np.array_equal(last["fc"].vectors, fc)
     meta = (last["fc"].directory / "metadata.tsv").read_text().splitlines()
-    assert meta == ["index\tlabel\tclass"] + [f"{i}\t{i % 3}\t{'abc'[i % 3]}" for i in range(6)]
+    assert meta == ["label\tclass\tindex"] + [f"{i % 3}\t{'abc'[i % 3]}\t{i}" for i in range(6)]
     assert (last["fc"].directory / "sprite.png").exists()
 
 
