@@ -20,10 +20,11 @@ the total. A layer that fails (non-finite vectors, say) is left out of that
 step; the measurement then raises after writing the others (recorded in the
 stats, training goes on), naming it.
 
-Default cadence: DEFAULT_EMBEDDINGS_EVERY (see benchmarks/bench_embeddings.py:
-on ResNet-18 one measurement of 256 probe samples costs a few training steps,
-so at 1000 steps it stays well under 1% of training time; the storage, about
-N × D × 11 bytes of text per layer plus the sprite, is what limits it more).
+Default cadence: DEFAULT_EMBEDDINGS_EVERY = 1000 (benchmarks/bench_embeddings.py,
+ResNet-18 on CPU, one thread, batch 64: one measurement of 256 probe images for layer3,
+layer4 and linear costs 1.8 training steps, 0.18% of training time at every=1000, 1% at
+about every=180). Storage limits it more: that measurement wrote 5.95 MB (per layer the
+text tensors.tsv, about N × D × 15 bytes, plus the sprite, rewritten at each step).
 """
 
 from __future__ import annotations
