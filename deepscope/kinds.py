@@ -157,6 +157,18 @@ KINDS: tuple[Kind, ...] = (
         routes="deepscope.tb_plugin.confusion_routes:ConfusionRoutes",
         measurer="deepscope.writer.watch_confusion:ConfusionMatrices",
     ),
+    Kind(
+        name="filters",
+        enum=pb.FILTERS,
+        # a ResNet-18 conv1 weight is 19 kB a step, a 64 x 56 x 56 feature map 401 kB
+        data_class=summary_pb2.DATA_CLASS_BLOB_SEQUENCE,
+        details="filters",
+        step_message=pb.FiltersStep,
+        title="Filters and feature maps",
+        subtitle="What has each conv filter learned, and what does each channel see in a probe?",
+        routes="deepscope.tb_plugin.filters_routes:FiltersRoutes",
+        measurer="deepscope.writer.watch_filters:Filters",
+    ),
 )
 
 BY_NAME: dict[str, Kind] = {kind.name: kind for kind in KINDS}

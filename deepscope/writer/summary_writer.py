@@ -24,6 +24,7 @@ from deepscope.proto import deepscope_pb2 as pb
 from deepscope.writer import fast_loader_names
 from deepscope.writer.confusion import ConfusionSummaries
 from deepscope.writer.correlation import CorrelationSummaries
+from deepscope.writer.filters import FiltersSummaries
 from deepscope.writer.jacobian import JacobianSummaries
 from deepscope.writer.layer_statistics import LayerStatisticsSummaries
 from deepscope.writer.layer_values import LayerValueSummaries
@@ -43,6 +44,7 @@ class SummaryWriter(
     LayerStatisticsSummaries,
     JacobianSummaries,
     ConfusionSummaries,
+    FiltersSummaries,
     _TorchSummaryWriter,
 ):
     """A `torch.utils.tensorboard.SummaryWriter` with deepscope's summaries.

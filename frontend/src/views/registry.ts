@@ -4,6 +4,7 @@
 
 import { ConfusionView } from "../confusion/view";
 import { CorrelationView } from "../correlation/view";
+import { FiltersView } from "../filters/view";
 import { JacobianView } from "../jacobian/view";
 import { LayerStatisticsView, layerStatisticsFiltersInside } from "../layer_statistics/view";
 import { LayerValuesView } from "../layer_values/view";
@@ -25,4 +26,5 @@ export const KIND_VIEWS: ReadonlyMap<string, KindViewFactory> = new Map<string, 
   }],
   ["jacobian", { create: (ctx) => new JacobianView(ctx) }],
   ["confusion", { create: (ctx) => new ConfusionView(ctx) }],
+  ["filters", { create: (ctx) => new FiltersView(ctx) }],
 ]);
