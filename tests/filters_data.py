@@ -62,3 +62,62 @@ def log_series(logdir) -> dict:
             logged["rgb"][step] = rgb
             logged["maps"][step] = maps[2]
     return logged
+
+
+class DigitsCNN(torch.nn.Module):
+    """A small CNN for scikit-learn's 8 × 8 digits: conv1 1 → 8, conv2 8 → 16 (3 × 3)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = torch.nn.Conv2d(1, 8, 3, padding=1)
+        self.conv2 = torch.nn.Conv2d(8, 16, 3, padding=1)
+        self.drop = torch.nn.Dropout(0.1)
+        self.fc = torch.nn.Linear(16 * 4 * 4, 10)
+
+    def forward(self, x):
+        x = torch.relu(self.conv1(x.reshape(-1, 1, 8, 8)))
+        x = torch.nn.functional.max_pool2d(torch.relu(self.conv2(x)), 2)
+        return self.fc(self.drop(x.flatten(1)))
+
+
+def log_training(logdir, run: str = "digits", epochs: int = 3, batch: int = 64, every: int = 10):
+    """The CNN trained on the digits under `deepscope.watch` with `Filters` (conv1 and
+    conv2) and `FeatureMaps` (conv1, conv2 on held-out digit 0) every `every` steps.
+
+    Returns (model, the probe digits [N, 1, 8, 8], the steps measured, {tag: the newest
+    values logged, float32}): conv weights after the last measured step, the measurer's
+    last outputs.
+    """
+    from deepscope.writer.watch_filters import FeatureMaps, Filters
+    from tests.confusion_data import digits
+
+    (x, y), (vx, _) = digits()
+    probe = vx[:4].reshape(-1, 1, 8, 8)
+    torch.manual_seed(0)
+    model = DigitsCNN()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    filters = Filters(every=every, layers=["conv1", "conv2"])
+    maps = FeatureMaps(["conv1", "conv2"], probe, every=every, sample=0)
+    generator = torch.Generator().manual_seed(1)
+    measured: list[int] = []
+    newest: dict[str, np.ndarray] = {}
+    step = 0
+    with deepscope.SummaryWriter(str(logdir / run)) as w:
+        monitor = deepscope.watch(model, optimizer, w, measure=[filters, maps])
+        for _ in range(epochs):
+            order = torch.randperm(len(y), generator=generator)
+            for start in range(0, len(y), batch):
+                pick = order[start : start + batch]
+                optimizer.zero_grad()
+                torch.nn.functional.cross_entropy(model(x[pick]), y[pick]).backward()
+                optimizer.step()
+                if step % every == 0:
+                    measured.append(step)
+                    for name in ("conv1", "conv2"):
+                        weight = getattr(model, name).weight.detach().numpy().copy()
+                        newest[f"filters/{name}"] = weight
+                step += 1
+        monitor.close()
+    for name, output in maps.last_outputs.items():
+        newest[f"feature_maps/{name}"] = output.numpy().copy()
+    return model, probe, measured, newest
