@@ -22,6 +22,7 @@ addStyles(`
 .ds-fl-toolbar { display: flex; align-items: center; gap: 16px; flex-wrap: wrap; margin: 8px 0 4px; font-size: 12px; }
 .ds-fl-grids { display: flex; gap: 24px; flex-wrap: wrap; align-items: flex-start; }
 .ds-fl-grid { display: flex; flex-direction: column; gap: 4px; }
+.ds-fl-grid[hidden] { display: none; }
 .ds-fl-canvas { display: block; cursor: crosshair; background: #fff; }
 .ds-fl-note { font-size: 12px; color: #616161; margin: 2px 0; }
 .ds-fl-error { color: #c62828; font-size: 12px; }
@@ -132,7 +133,13 @@ class StepGrid {
     this.note.textContent =
       `step ${page.step} · ${page.tiles} ${what} of ${page.tileShape.join("×")}${stored} · ` +
       `range ${shared ? `${fmt(shared[0])} … ${fmt(shared[1])}` : "none finite"}` +
-      ` · ${signed ? "blue < 0 < red" : "black = low, white = high"}` +
+      ` · ${
+        this.card.scale === "shared"
+          ? signed
+            ? "blue < 0 < red"
+            : "black = low, white = high"
+          : "signed tiles blue < 0 < red, others black = low, white = high"
+      }` +
       (page.nonFinite ? ` · ${page.nonFinite} non-finite (magenta)` : "");
   }
 
