@@ -32,6 +32,8 @@ _LAZY = {
     "JacobianSpectra": "deepscope.writer.watch_jacobian",
     "ConfusionMatrices": "deepscope.writer.watch_confusion",
     "Embeddings": "deepscope.writer.watch_embeddings",
+    "Filters": "deepscope.writer.watch_filters",
+    "FeatureMaps": "deepscope.writer.watch_filters",
     "log_embeddings": "deepscope.writer.embeddings",
     "compare": "deepscope.writer.compare",
     "LayerComparison": "deepscope.writer.compare",
@@ -63,6 +65,8 @@ _LAZY = {
     "ParameterRows": "deepscope.writer.layer_statistics",
     "jacobian_pb": "deepscope.writer.jacobian",
     "confusion_matrix_pb": "deepscope.writer.confusion",
+    "filters_pb": "deepscope.writer.filters",
+    "feature_maps_pb": "deepscope.writer.filters",
 }
 
 __all__ = ["__version__", *_LAZY]
@@ -88,6 +92,8 @@ if TYPE_CHECKING:
     from deepscope.writer.confusion import confusion_matrix_pb as confusion_matrix_pb
     from deepscope.writer.correlation import channel_correlation_pb as channel_correlation_pb
     from deepscope.writer.embeddings import log_embeddings as log_embeddings
+    from deepscope.writer.filters import feature_maps_pb as feature_maps_pb
+    from deepscope.writer.filters import filters_pb as filters_pb
     from deepscope.writer.jacobian import jacobian_pb as jacobian_pb
     from deepscope.writer.layer_statistics import ActivationRows as ActivationRows
     from deepscope.writer.layer_statistics import ParameterRows as ParameterRows
@@ -106,6 +112,8 @@ if TYPE_CHECKING:
     from deepscope.writer.watch_confusion import ConfusionMatrices as ConfusionMatrices
     from deepscope.writer.watch_correlation import Correlations as Correlations
     from deepscope.writer.watch_embeddings import Embeddings as Embeddings
+    from deepscope.writer.watch_filters import FeatureMaps as FeatureMaps
+    from deepscope.writer.watch_filters import Filters as Filters
     from deepscope.writer.watch_jacobian import JacobianSpectra as JacobianSpectra
     from deepscope.writer.watch_layer_statistics import LayerStats as LayerStats
     from deepscope.writer.watch_layer_statistics import ParameterNorms as ParameterNorms

@@ -115,6 +115,10 @@ def train(
             class_names=[str(d) for d in range(10)],
             every=max(1, epochs * batches - 1),
         ),
+        # conv1's 16 filters and conv2's 32 × 16, as images; relu1's and relu2's
+        # channels on one held-out digit; ten times an epoch.
+        deepscope.Filters(every=batches // 10 or 1, layers=["conv1", "conv2"]),
+        deepscope.FeatureMaps(["relu1", "relu2"], probe=x_test[:1], every=batches // 10 or 1),
         # The confusion matrix of the held-out digits, once an epoch.
         deepscope.ConfusionMatrices(
             data=(x_test, y_test),

@@ -45,6 +45,7 @@ def test_demo_logs_every_kind_for_every_run(tmp_path):
         "layer_statistics",
         "jacobian",
         "confusion",
+        "filters",
     }
     assert kinds == {
         "adamw-lr1e-3": trained,

@@ -143,7 +143,7 @@ def test_empty_content_raises_metadata_error():
         metadata.parse_plugin_data(b"")
 
 
-@pytest.mark.parametrize("kind", [pb.KIND_UNSPECIFIED, 9])
+@pytest.mark.parametrize("kind", [pb.KIND_UNSPECIFIED, max(pb.Kind.values()) + 1])
 def test_unknown_kind_raises_metadata_error(kind):
     content = pb.PluginData(version=metadata.SCHEMA_VERSION, kind=kind).SerializeToString()
     with pytest.raises(metadata.MetadataError, match="kind") as caught:
