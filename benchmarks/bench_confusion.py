@@ -26,25 +26,11 @@ import time
 
 import torch
 from _common import machine, median, write_json
-from resnet import resnet18
+from resnet import resnet18, training_step_seconds
 
 import deepscope
 from deepscope.writer.confusion import confusion_matrix_pb
 from deepscope.writer.watch_confusion import DEFAULT_CONFUSION_EVERY, ConfusionMatrices
-
-
-def step_seconds(model, batch: int, repeats: int) -> float:
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
-    x = torch.randn(batch, 3, 32, 32)
-    y = torch.randint(0, 10, (batch,))
-    times = []
-    for _ in range(repeats + 1):
-        start = time.perf_counter()
-        optimizer.zero_grad()
-        torch.nn.functional.cross_entropy(model(x), y).backward()
-        optimizer.step()
-        times.append(time.perf_counter() - start)
-    return median(times[1:])
 
 
 def main() -> None:
@@ -60,7 +46,7 @@ def main() -> None:
     repeats = 2 if args.quick else args.repeats
     torch.manual_seed(0)
     model = resnet18()
-    step = step_seconds(model, args.batch, repeats)
+    step = training_step_seconds(model, args.batch, repeats)
     generator = torch.Generator().manual_seed(1)
     x = torch.randn(args.eval_samples, 3, 32, 32, generator=generator)
     y = torch.randint(0, 10, (args.eval_samples,), generator=generator)

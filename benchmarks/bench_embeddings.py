@@ -22,30 +22,15 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import time
 
 import torch
 from _common import machine, median, table, write_json
-from resnet import resnet18
+from resnet import resnet18, training_step_seconds
 
 import deepscope
 from deepscope.writer.watch_embeddings import DEFAULT_EMBEDDINGS_EVERY, Embeddings
 
 LAYERS = ["layer3", "layer4", "linear"]
-
-
-def step_seconds(model, batch: int, repeats: int) -> float:
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
-    x = torch.randn(batch, 3, 32, 32)
-    y = torch.randint(0, 10, (batch,))
-    times = []
-    for _ in range(repeats + 1):
-        start = time.perf_counter()
-        optimizer.zero_grad()
-        torch.nn.functional.cross_entropy(model(x), y).backward()
-        optimizer.step()
-        times.append(time.perf_counter() - start)
-    return median(times[1:])
 
 
 def main() -> None:
@@ -62,7 +47,7 @@ def main() -> None:
     model = resnet18()
     repeats = 1 if args.quick else args.repeats
     samples = 16 if args.quick else args.samples
-    step = step_seconds(model, args.batch, repeats)
+    step = training_step_seconds(model, args.batch, repeats)
     generator = torch.Generator().manual_seed(1)
     probe = torch.rand(samples, 3, 32, 32, generator=generator)
     labels = torch.randint(0, 10, (samples,), generator=generator)

@@ -28,7 +28,7 @@ import time
 
 import torch
 from _common import machine, median, write_json
-from resnet import resnet18
+from resnet import resnet18, training_step_seconds
 
 import deepscope
 from deepscope.writer.filters import feature_maps_pb, filters_pb
@@ -38,20 +38,6 @@ from deepscope.writer.watch_filters import (
     FeatureMaps,
     Filters,
 )
-
-
-def step_seconds(model, batch: int, repeats: int) -> float:
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
-    x = torch.randn(batch, 3, 32, 32)
-    y = torch.randint(0, 10, (batch,))
-    times = []
-    for _ in range(repeats + 1):
-        start = time.perf_counter()
-        optimizer.zero_grad()
-        torch.nn.functional.cross_entropy(model(x), y).backward()
-        optimizer.step()
-        times.append(time.perf_counter() - start)
-    return median(times[1:])
 
 
 def measurement_seconds(measurer, model, logdir: str, repeats: int) -> float:
@@ -78,7 +64,7 @@ def main() -> None:
     repeats = 2 if args.quick else args.repeats
     torch.manual_seed(0)
     model = resnet18()
-    step = step_seconds(model, args.batch, repeats)
+    step = training_step_seconds(model, args.batch, repeats)
     probe = torch.randn(16, 3, 32, 32, generator=torch.Generator().manual_seed(1))
     with tempfile.TemporaryDirectory() as logdir:
         filters = measurement_seconds(Filters(), model, f"{logdir}/a", repeats)

@@ -58,25 +58,8 @@ class ConfusionStepData:
         return self.counts.nbytes + len(self.on) + 100
 
 
-@dataclasses.dataclass
-class ConfusionSeries:
-    """A decoded confusion series: the good steps in order, and the damaged ones' errors."""
-
-    steps: np.ndarray  # int64 [T]
-    wall_times: np.ndarray  # float64 [T]
-    data: list[ConfusionStepData]
-    damaged: dict[int, str]  # step → what is wrong with its event
-    warnings: list[str]
-
-    @property
-    def nbytes(self) -> int:
-        return (
-            self.steps.nbytes
-            + self.wall_times.nbytes
-            + sum(d.nbytes for d in self.data)
-            + sum(len(m) + 50 for m in self.damaged.values())
-            + 200
-        )
+# A decoded confusion series: the good steps in order, and the damaged ones' errors.
+ConfusionSeries = tensor_kind.DecodedSeries[ConfusionStepData]
 
 
 def decode_step(payload, num_classes: int) -> ConfusionStepData:

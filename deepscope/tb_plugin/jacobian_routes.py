@@ -64,25 +64,8 @@ class JacobianStepData:
         return arrays_bytes + sum(len(n) + len(e) + 100 for n, e in zip(self.maps, self.errors))
 
 
-@dataclasses.dataclass
-class JacobianSeries:
-    """A decoded Jacobian series: the good steps in order, and the damaged ones' errors."""
-
-    steps: np.ndarray  # int64 [T]
-    wall_times: np.ndarray  # float64 [T]
-    data: list[JacobianStepData]
-    damaged: dict[int, str]  # step → what is wrong with its event
-    warnings: list[str]
-
-    @property
-    def nbytes(self) -> int:
-        return (
-            self.steps.nbytes
-            + self.wall_times.nbytes
-            + sum(d.nbytes for d in self.data)
-            + sum(len(m) + 50 for m in self.damaged.values())
-            + 200
-        )
+# A decoded Jacobian series: the good steps in order, and the damaged ones' errors.
+JacobianSeries = tensor_kind.DecodedSeries[JacobianStepData]
 
 
 def _array(message: pb.Array, what: str, dtypes, shape: tuple[int, ...]) -> np.ndarray:

@@ -13,8 +13,9 @@ kept event: a damaged one drops its own rows with a warning) and `body(...)`
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 import werkzeug
@@ -29,6 +30,31 @@ from deepscope.tb_plugin.route_context import RouteContext
 FORMATS = ("json", "base64")
 # Damaged events whose reason a warning spells out (the rest are counted).
 REASONS_SHOWN = 5
+
+
+StepData = TypeVar("StepData")
+
+
+@dataclasses.dataclass
+class DecodedSeries(Generic[StepData]):
+    """A decoded series of one step payload per event: the good steps in order, and the
+    damaged ones' errors. `StepData` has an `nbytes` (the cache's size estimate)."""
+
+    steps: np.ndarray  # int64 [T]
+    wall_times: np.ndarray  # float64 [T]
+    data: list[StepData]
+    damaged: dict[int, str]  # step → what is wrong with its event
+    warnings: list[str]
+
+    @property
+    def nbytes(self) -> int:
+        return (
+            self.steps.nbytes
+            + self.wall_times.nbytes
+            + sum(d.nbytes for d in self.data)
+            + sum(len(m) + 50 for m in self.damaged.values())
+            + 200
+        )
 
 
 class MalformedEvent(ValueError):

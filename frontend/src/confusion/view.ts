@@ -13,7 +13,7 @@ import { StepSlider } from "../slider";
 import { addStyles } from "../style";
 import { hideTooltip, showTooltip } from "../tooltip";
 import { CardListView, type Card } from "../views/card_list";
-import type { KindView, ViewContext, ViewEntry } from "../views/kind_view";
+import type { ViewContext, ViewEntry } from "../views/kind_view";
 import {
   fetchSeries,
   fetchStep,
@@ -387,31 +387,12 @@ class ConfusionCard implements Card {
   }
 }
 
-export class ConfusionView implements KindView {
-  private readonly cards: CardListView<ConfusionCard>;
-  readonly element: HTMLElement;
-
+/** One card per run and tag. */
+export class ConfusionView extends CardListView<ConfusionCard> {
   constructor(_ctx: ViewContext) {
-    this.cards = new CardListView<ConfusionCard>({
+    super({
       key: (e) => `${e.run}\u0000${e.tag}`,
       create: (_key, entries) => new ConfusionCard(entries[0].run, entries[0].tag),
     });
-    this.element = this.cards.element;
-  }
-
-  update(entries: readonly ViewEntry[]): void {
-    this.cards.update(entries);
-  }
-
-  refresh(): void {
-    this.cards.refresh();
-  }
-
-  resize(): void {
-    this.cards.resize();
-  }
-
-  dispose(): void {
-    this.cards.dispose();
   }
 }

@@ -14,7 +14,7 @@ import { StepSlider } from "../slider";
 import { addStyles } from "../style";
 import { hideTooltip, showTooltip, type TooltipRow } from "../tooltip";
 import { CardListView } from "../views/card_list";
-import type { KindView, ViewContext, ViewEntry } from "../views/kind_view";
+import type { ViewContext, ViewEntry } from "../views/kind_view";
 import { fetchPage, fetchSeries, type FiltersPage, type FiltersScale, type FiltersSeries } from "./api";
 import { cellSize, pixelValues, tileIndex, tileLabel, tilePixels, tileScale } from "./render";
 
@@ -356,31 +356,12 @@ class FiltersCard {
   }
 }
 
-export class FiltersView implements KindView {
-  private readonly cards: CardListView<FiltersCard>;
-  readonly element: HTMLElement;
-
+/** One card per run and tag. */
+export class FiltersView extends CardListView<FiltersCard> {
   constructor(_ctx: ViewContext) {
-    this.cards = new CardListView<FiltersCard>({
+    super({
       key: (e) => `${e.run}\u0000${e.tag}`,
       create: (_key, entries) => new FiltersCard(entries[0].run, entries[0].tag),
     });
-    this.element = this.cards.element;
-  }
-
-  update(entries: readonly ViewEntry[]): void {
-    this.cards.update(entries);
-  }
-
-  refresh(): void {
-    this.cards.refresh();
-  }
-
-  resize(): void {
-    this.cards.resize();
-  }
-
-  dispose(): void {
-    this.cards.dispose();
   }
 }

@@ -13,7 +13,7 @@ import { errorText } from "../json";
 import { StepSlider } from "../slider";
 import { addStyles } from "../style";
 import { CardListView, type Card } from "../views/card_list";
-import type { KindView, ViewContext, ViewEntry } from "../views/kind_view";
+import type { ViewContext, ViewEntry } from "../views/kind_view";
 import {
   fetchJacobian,
   fetchStepSpectra,
@@ -250,31 +250,12 @@ class JacobianCard implements Card {
   }
 }
 
-export class JacobianView implements KindView {
-  private readonly cards: CardListView<JacobianCard>;
-  readonly element: HTMLElement;
-
+/** One card per run and tag. */
+export class JacobianView extends CardListView<JacobianCard> {
   constructor(_ctx: ViewContext) {
-    this.cards = new CardListView<JacobianCard>({
+    super({
       key: (e) => `${e.run}\u0000${e.tag}`,
       create: (_key, entries) => new JacobianCard(entries[0].run, entries[0].tag),
     });
-    this.element = this.cards.element;
-  }
-
-  update(entries: readonly ViewEntry[]): void {
-    this.cards.update(entries);
-  }
-
-  refresh(): void {
-    this.cards.refresh();
-  }
-
-  resize(): void {
-    this.cards.resize();
-  }
-
-  dispose(): void {
-    this.cards.dispose();
   }
 }
