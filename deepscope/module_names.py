@@ -93,3 +93,19 @@ def find_modules(model: torch.nn.Module, names: Sequence[str], what: str) -> lis
     if missing:
         raise module_name_error(model, missing, what)
     return [modules[strip_compile_prefix(name)] for name in names]
+
+
+def class_name(module: torch.nn.Module) -> str:
+    """The module's class name as the user wrote it: FSDP2's `fully_shard` swaps a module's
+    class for a generated subclass (`FSDPLinear`); this names the class it wraps (`Linear`)."""
+    cls = type(module)
+    try:
+        from torch.distributed.fsdp import FSDPModule
+    except ImportError:  # torch without distributed
+        return cls.__name__
+    if not issubclass(cls, FSDPModule):
+        return cls.__name__
+    for base in cls.__mro__[1:]:
+        if not issubclass(base, FSDPModule):
+            return base.__name__
+    return cls.__name__

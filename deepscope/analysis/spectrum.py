@@ -77,6 +77,8 @@ import numpy as np
 import torch
 from scipy import integrate, interpolate, optimize, special
 
+from deepscope import module_names
+
 # The power-law fit considers x_min candidates that leave at least this many
 # eigenvalues in the tail (all eigenvalues when there are fewer): a tail of two
 # or three points fits anything, and would win the KS comparison by chance.
@@ -349,7 +351,7 @@ def module_weight(module: torch.nn.Module) -> LayerWeight | None:
         return None
     kind = next(
         (name for cls, name in _CANONICAL_KINDS if isinstance(module, cls)),
-        type(module).__name__,
+        module_names.class_name(module),
     )
     groups = 1
     if isinstance(module, torch.nn.modules.conv._ConvNd):

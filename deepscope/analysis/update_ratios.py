@@ -138,3 +138,46 @@ def _absolute_sums(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
     sums = torch._foreach_norm(list(tensors), 1)
     device = sums[0].device
     return torch.stack([n.float().to(device) for n in sums])
+
+
+def shard_sums(
+    before: Sequence[torch.Tensor],
+    after: Sequence[torch.Tensor],
+    before_norms: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """One rank's share of a sharded step's update: float32 [2, P] sums of squares.
+
+    Row 0 is ‖after − before‖₂² of this rank's shard of each parameter, row 1
+    ‖before‖₂²; summed over the ranks (an all-reduce) they are the whole
+    parameters' squares, which `combine_shard_sums` turns into the ratios. A
+    shard that changed by less than float32's squares can hold (its square
+    underflows to 0) contributes the smallest normal float32 instead, so that
+    "unchanged" stays the exact test of `measure_update` (every element equal)
+    after the sum. `before` is consumed, as in `measure_update`.
+    """
+    if not before and not after:
+        return torch.zeros(2, 0)
+    before_norms, delta_norms = _subtract_and_norm(before, after, before_norms)
+    with torch.no_grad():
+        changes = _absolute_sums(before).to(delta_norms.device)
+        delta_squares = delta_norms.float().square()
+        tiny = torch.finfo(torch.float32).tiny
+        delta_squares = torch.where(
+            (changes != 0) & (delta_squares == 0),
+            torch.full_like(delta_squares, tiny),
+            delta_squares,
+        )
+        return torch.stack([delta_squares, before_norms.float().square()])
+
+
+def combine_shard_sums(
+    delta_squares: torch.Tensor, before_squares: torch.Tensor
+) -> UpdateMeasurement:
+    """The update ratios of whole parameters from their shards' summed squares ([P] each)."""
+    with torch.no_grad():
+        delta_norms = delta_squares.float().sqrt()
+        before_norms = before_squares.float().sqrt()
+        unchanged = delta_squares == 0
+        moved = torch.isfinite(delta_norms) & ~unchanged
+        zero_weight = (before_norms == 0) & moved
+        return UpdateMeasurement(delta_norms / before_norms, unchanged, zero_weight)

@@ -31,6 +31,11 @@ The protocol (subclass `Measurer`; only `measure` or `before_step` is needed):
   `start` attached (called once by `monitor.close()`).
 - `non_finite`: an int attribute, the non-finite values it met (shown in its
   stats; 0 unless the measurer counts them).
+- `on_every_rank(ranks)`: under torch.distributed, whether it runs on every
+  rank (it combines what each rank sees, or touches sharded parameters)
+  rather than on rank 0 alone (the default: replicas are identical). The
+  monitor sets `self.ranks` (a `deepscope.writer.distributed.Ranks`) before
+  `start`; on ranks other than 0 the writer it is given writes nothing.
 
 Exceptions raised by any of these (except `start`, whose errors reach the
 caller of `watch()`) are recorded in the measurer's `MeasurerStats`, the first
@@ -42,6 +47,8 @@ from __future__ import annotations
 import operator
 from dataclasses import dataclass, field
 from typing import Any
+
+from deepscope.writer.distributed import SINGLE_PROCESS, Ranks
 
 MAX_ERRORS_KEPT = 20
 
@@ -102,11 +109,16 @@ class Measurer:
 
     name: str = ""
     non_finite: int = 0
+    ranks: Ranks = SINGLE_PROCESS
 
     def __init__(self, every: int, *, name: str | None = None):
         self.every = check_every(every, "every")
         if name is not None:
             self.name = name
+
+    def on_every_rank(self, ranks: Ranks) -> bool:
+        """Under torch.distributed: run on every rank (True) or on rank 0 alone (default)."""
+        return False
 
     def start(self, model, optimizer, writer) -> None:
         """Called once by `watch()` before the first step: check and attach. Default: nothing."""

@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 
-from deepscope.writer import resume
+from deepscope.writer import distributed, resume
 from deepscope.writer.hook_warnings import warn_from_hook
 from deepscope.writer.measurer import (
     MAX_ERRORS_KEPT,
@@ -36,6 +36,7 @@ from deepscope.writer.measurer import (
     check_every,
     check_measurers,
 )
+from deepscope.writer.rank_writer import RankWriter
 from deepscope.writer.summary_writer import SummaryWriter
 from deepscope.writer.watch_correlation import DEFAULT_CORRELATION_EVERY, Correlations
 from deepscope.writer.watch_layer_statistics import (
@@ -142,6 +143,11 @@ class Monitor:
       start_step: the global step of the first optimizer step; None: found (see `watch`).
       flush_on_sigterm: write what is held on SIGTERM, then chain to the
         previous handler (see `watch`).
+      process_group, collective_timeout: the ranks measured across, and how
+        long deepscope's collectives wait (see `watch`).
+
+    Attributes: ranks (`deepscope.writer.distributed.Ranks`: this process's
+    rank, the world size, whether the model is sharded, bytes sent).
     """
 
     def __init__(
@@ -152,6 +158,8 @@ class Monitor:
         measurers: Sequence[Measurer],
         start_step: int | None = None,
         flush_on_sigterm: bool = False,
+        process_group=None,
+        collective_timeout: float = distributed.DEFAULT_TIMEOUT,
     ):
         if not isinstance(model, torch.nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -160,12 +168,30 @@ class Monitor:
                 f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}"
             )
         _refuse_if_watched(optimizer)
+        ranks = distributed.find_ranks(model, process_group, collective_timeout)
+        model = distributed.unwrap_replicas(model)
+        if ranks.distributed and not ranks.writes:
+            writer = RankWriter(ranks.rank)  # rank 0 alone writes
         if not isinstance(writer, SummaryWriter):
             raise TypeError(
                 "writer must be a deepscope.SummaryWriter "
                 "(deepscope.SummaryWriter(log_dir) is a drop-in torch SummaryWriter)"
+                + (
+                    f"; under torch.distributed rank 0 needs one (got {writer!r}); the "
+                    "other ranks may pass None"
+                    if ranks.distributed
+                    else ""
+                )
             )
         measurers = check_measurers(measurers)
+        if ranks.distributed and not ranks.writes:
+            measurers = [m for m in measurers if m.on_every_rank(ranks)]
+        self.ranks = ranks
+        # Measurers whose measure() joins collectives: called on every due step, even
+        # after their before_step failed here, so that no other rank waits for this one.
+        self._collective = {
+            m.name for m in measurers if ranks.distributed and m.on_every_rank(ranks)
+        }
         if start_step is not None and (
             isinstance(start_step, bool)
             or not hasattr(start_step, "__index__")
@@ -190,9 +216,21 @@ class Monitor:
         )
         started: list[Measurer] = []
         try:
-            for measurer in measurers:
-                measurer.start(model, optimizer, writer)
-                started.append(measurer)
+            failure: BaseException | None = None
+            try:
+                for measurer in measurers:
+                    measurer.ranks = ranks
+                    measurer.start(model, optimizer, writer)
+                    started.append(measurer)
+            except Exception as error:
+                failure = error
+            if not ranks.agree(failure is None, "starting the measurers"):
+                if failure is not None:
+                    raise failure
+                raise distributed.RankFailure(
+                    "deepscope.watch(): starting the measurers failed on another rank "
+                    "(its watch() raised the error); nothing is watched"
+                )
         except BaseException:
             for measurer in started:  # leave nothing of a monitor that never started
                 try:
@@ -202,11 +240,12 @@ class Monitor:
             raise
         self._update_ratios = update_ratios
         # The global step of the next optimizer step.
-        self.step = resume.resolve_start_step(
+        self.step = self._agreed_start_step(
             optimizer,
             writer,
             update_ratios.tag if update_ratios else None,
             None if start_step is None else operator.index(start_step),
+            started,
         )
         self._due: list[Measurer] = []  # due at the step in progress, before_step done
         # Measurers that attach something for the next step's forward pass (`prepare`).
@@ -226,6 +265,33 @@ class Monitor:
         self._sigterm: tuple[Any, Any] | None = None
         if flush_on_sigterm:
             self._install_sigterm_handler()
+
+    def _agreed_start_step(self, optimizer, writer, tag, start_step, started) -> int:
+        """The global step of the first optimizer step: found on rank 0, the same on every rank."""
+        step, failure = -1, None
+        if self.ranks.writes or start_step is not None:
+            try:
+                step = resume.resolve_start_step(optimizer, writer, tag, start_step)
+            except Exception as error:
+                failure = error
+        try:
+            agreed = self.ranks.broadcast_int(step, "the start step")
+        except Exception as error:
+            failure = failure or error
+            agreed = -1
+        if agreed < 0 or failure is not None:
+            for measurer in started:
+                try:
+                    measurer.close()
+                except Exception:
+                    pass
+            if failure is not None:
+                raise failure
+            raise distributed.RankFailure(
+                "deepscope.watch(): finding the start step failed on rank 0 (its watch() "
+                "raised the error); nothing is watched"
+            )
+        return agreed
 
     # -- what the update ratios used to expose on the monitor ---------------------
 
@@ -258,8 +324,11 @@ class Monitor:
                     due = bool(measurer.due(self.step))
                     if due:
                         stats.runs += 1
+                        if name in self._collective:
+                            self._due.append(measurer)  # measure() joins, whatever happens here
                         measurer.before_step(self.step, self.model, optimizer, self.writer)
-                        self._due.append(measurer)
+                        if name not in self._collective:
+                            self._due.append(measurer)
                 except Exception as error:  # never crash the training we watch
                     self._record_error(name, "before the optimizer step", error)
                 finally:
@@ -296,7 +365,8 @@ class Monitor:
             self.stats.hook_seconds += time.perf_counter() - start
 
     def _record_error(self, name: str, where: str, error: Exception) -> None:
-        message = f"deepscope: measuring {name} {where} failed at step {self.step}: {error!r}"
+        who = f"deepscope (rank {self.ranks.rank})" if self.ranks.distributed else "deepscope"
+        message = f"{who}: measuring {name} {where} failed at step {self.step}: {error!r}"
         stats = self.stats.measurers.get(name)
         if stats is not None:
             stats.error_count += 1
@@ -473,6 +543,8 @@ def watch(
     layer_statistics_every: int | None = _Default(DEFAULT_LAYER_STATISTICS_EVERY),
     layer_statistics_options: Mapping[str, Any] | None = _NOT_GIVEN,
     flush_on_sigterm: bool = False,
+    process_group=None,
+    collective_timeout: float = distributed.DEFAULT_TIMEOUT,
 ) -> Monitor:
     """Measure `model` while `optimizer` trains it, logging to `writer`.
 
@@ -547,6 +619,20 @@ def watch(
         "max_samples": 1024, "variance_threshold": 0.95, "saturation_tolerance": 0.02}.
     Options given for a kind that is off raise ValueError.
 
+    Under torch.distributed (DDP, FSDP2's fully_shard), call watch() on every
+    rank with the same arguments; rank 0 alone writes (the other ranks may
+    pass writer=None, and write nothing). process_group: the ranks to measure
+    across (None: the default group, when torch.distributed is initialized).
+    A DDP-wrapped model is measured through the module it wraps. What is the
+    same on every replica (update ratios, norms, spectra, probe measurements)
+    is measured on rank 0 alone; what each rank sees of its own batch
+    (activation statistics, channel correlations, confusion counts) is summed
+    over the ranks; sharded (DTensor) parameters are measured from per-shard
+    sums, and spectra gather one weight at a time (see
+    `deepscope.writer.distributed`). collective_timeout: seconds one of
+    deepscope's collectives waits for the other ranks before the cross-rank
+    measurements are turned off (recorded; training goes on).
+
     Layer statistics (`deepscope.ParameterNorms` and `deepscope.LayerStats`, on
     by default, both under tags "layer_statistics/..."):
       parameter_norms_every: ‖∇W‖₂, ‖W‖₂ and their ratio of every trainable
@@ -611,6 +697,8 @@ def watch(
         measurers,
         start_step=start_step,
         flush_on_sigterm=flush_on_sigterm,
+        process_group=process_group,
+        collective_timeout=collective_timeout,
     )
 
 

@@ -172,15 +172,24 @@ class Correlations(Measurer):
             for index, module in enumerate(self.modules)
         ]
         eager = eager_module(self.model)
+        failure = None
         try:
             with probing(self.model):
                 for batch in self._device_batches():
                     calls.clear()
                     run_probe(eager, batch)
+        except Exception as error:
+            failure = error
         finally:
             for handle in handles:
                 handle.remove()
 
+        if self.ranks.distributed:
+            accumulators = self._combine_ranks(accumulators, failure)
+            if not self.ranks.writes:
+                return
+        elif failure is not None:
+            raise failure
         silent = []
         for layer, accumulator in zip(self.layers, accumulators):
             if accumulator is None or not accumulator.channels:
@@ -204,6 +213,41 @@ class Correlations(Measurer):
             raise RuntimeError(
                 not_called_message(self.model, silent, f"correlation at step {step}")
             )
+
+    def on_every_rank(self, ranks) -> bool:
+        """Always: each rank's probe counts, and the co-moments are combined exactly."""
+        return True
+
+    def _combine_ranks(
+        self, accumulators: list[CorrelationAccumulator | None], failure: Exception | None
+    ) -> list[CorrelationAccumulator | None]:
+        """Every rank's accumulators merged in rank order (on rank 0; [] elsewhere).
+
+        Each rank's probe is its share of the samples: the correlations are
+        those of the ranks' probes concatenated. Every rank joins the gather,
+        one whose own probe pass failed too. Raises that failure, or
+        RankFailure naming the rank that failed.
+        """
+        state = None
+        if failure is None:
+            state = list(accumulators)
+        parts = self.ranks.all_gather_objects(state, "channel correlations")
+        if failure is not None:
+            raise failure
+        if not self.ranks.writes:
+            return []
+        merged: list[CorrelationAccumulator | None] = list(accumulators)
+        for rank, part in enumerate(parts):
+            if rank == self.ranks.rank:
+                continue
+            for index, other in enumerate(part):
+                if other is None:
+                    continue
+                if merged[index] is None:
+                    merged[index] = other
+                else:
+                    merged[index].merge(other)
+        return merged
 
     def _count_trouble(self, layer: str, step: int, non_finite: int, overflow: int) -> None:
         if (non_finite or overflow) and not (self.non_finite or self.overflow):

@@ -58,6 +58,7 @@ from __future__ import annotations
 
 import difflib
 import time
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -66,6 +67,7 @@ import torch
 
 from deepscope import module_names
 from deepscope.analysis import layer_statistics as ls
+from deepscope.writer import distributed
 from deepscope.writer.hook_warnings import warn_from_hook
 from deepscope.writer.measurer import Measurer, check_every
 from deepscope.writer.probe import batch_to, model_device, probe_batches, probing, run_probe
@@ -225,9 +227,47 @@ class ParameterNorms(Measurer):
         self._queue.write(wait=False)
         return step % self.every == 0
 
+    def on_every_rank(self, ranks) -> bool:
+        """Sharded parameters (FSDP2): every rank norms its shard; replicas: rank 0."""
+        return ranks.sharded
+
+    def _sharded_table(self) -> torch.Tensor | None:
+        """The [P, 3] table of sharded parameters from per-shard squares, all-reduced.
+
+        Every rank joins (one whose own part failed too); 2 float32 per
+        parameter move. None on the ranks that do not write.
+        """
+        count = len(self._params)
+        squares, failure = None, None
+        try:
+            grads = [
+                None if p.grad is None else distributed.local_part(p.grad) for p in self._params
+            ]
+            grad_norms, weight_norms = ls.parameter_norms(
+                [distributed.local_part(p) for p in self._params], grads
+            )
+            copies = torch.tensor(
+                [distributed.replication(p) for p in self._params], dtype=torch.float32
+            ).to(weight_norms.device)
+            squares = torch.cat([grad_norms.square() / copies, weight_norms.square() / copies])
+        except Exception as error:
+            failure = error
+        total = self.ranks.all_reduce_float32(squares, 2 * count, "parameter norms")
+        if failure is not None:
+            raise failure
+        if not self.ranks.writes:
+            return None
+        grad_norms, weight_norms = total[:count].sqrt(), total[count:].sqrt()
+        return torch.stack([grad_norms, weight_norms, grad_norms / weight_norms], dim=1)
+
     def before_step(self, step: int, model=None, optimizer=None, writer=None) -> None:
         began = time.perf_counter()
-        table = ls.parameter_table(self._params)
+        if self.ranks.sharded and self.ranks.distributed:
+            table = self._sharded_table()
+            if table is None:
+                return
+        else:
+            table = ls.parameter_table(self._params)
         host, ready = _flat_to_host([table])
         rows = len(self._params)
         # No gradient at this step (frozen, or unused by this loss): "not measured".
@@ -305,6 +345,11 @@ class _Row:
     key: str
     sums: ls.ActivationSums
     covariance: ls.CovarianceSums | None = None
+
+
+def _row_key(row: _Row) -> int:
+    """A row's name as an int, the same on every rank (layer index and a crc of its key)."""
+    return (row.layer << 24) | (zlib.crc32(row.key.encode()) & 0xFFFFFF)
 
 
 class LayerStats(Measurer):
@@ -567,7 +612,11 @@ class LayerStats(Measurer):
         if self.model is None:
             raise RuntimeError("LayerStats.measure before start(model, optimizer, writer)")
         try:
-            if self.on == "train":
+            if self.ranks.distributed:
+                rows, forwards, seconds, covariance = self._measure_ranks(step)
+                if not self.ranks.writes:
+                    return
+            elif self.on == "train":
                 covariance = self._covariance_now
                 rows, forwards, seconds = self._collect_train()
             else:
@@ -585,6 +634,62 @@ class LayerStats(Measurer):
         finally:
             if self.on == "train":
                 self._disarm()
+
+    def on_every_rank(self, ranks) -> bool:
+        """Always: each rank sums what its own batch shows, and the sums are combined."""
+        return True
+
+    def _measure_ranks(self, step: int) -> tuple[list[_Row], int, float, bool]:
+        """This rank's rows merged with every other rank's (all-gathered sums).
+
+        Every rank joins the gather, also one whose own part failed (the
+        measurement is then dropped everywhere). Rows are merged in rank
+        order: the statistics of the concatenated global batch.
+        """
+        rows: list[_Row] = []
+        forwards, seconds, failure = 0, 0.0, None
+        covariance = self._covariance_now if self.on == "train" else self._is_covariance_step(step)
+        try:
+            if self.on == "train":
+                rows, forwards, seconds = self._collect_train()
+            else:
+                rows, forwards, seconds = self._run_probe(covariance)
+            packed = ls.pack_rows(
+                [(_row_key(row), row.sums, row.covariance if covariance else None) for row in rows]
+            )
+        except Exception as error:
+            failure, packed = error, None
+        began = time.perf_counter()
+        parts = self.ranks.all_gather(packed, "layer statistics")
+        if failure is not None:
+            raise failure
+        if not self.ranks.writes:
+            return [], forwards, seconds, covariance
+        device = rows[0].sums.total.device if rows else None
+        own = {_row_key(row): row for row in rows}
+        merged: dict[int, _Row] = {}
+        for rank, part in enumerate(parts):
+            for key, sums, cov in ls.unpack_rows(part, device):
+                row = merged.get(key)
+                if row is None:
+                    mine = own.get(key)
+                    if mine is None:
+                        raise RuntimeError(
+                            f"layer statistics: rank {rank} measured a layer output that "
+                            "rank 0 did not see; the ranks' models differ"
+                        )
+                    merged[key] = _Row(mine.layer, mine.key, sums, cov)
+                    continue
+                if row.sums.channels != sums.channels:
+                    raise RuntimeError(
+                        f"layer statistics: rank {rank}'s {self._layers[row.layer].row_prefix} "
+                        f"output has {sums.channels} channels, rank 0's {row.sums.channels}"
+                    )
+                row.sums = row.sums.merge(sums)
+                if cov is not None:
+                    row.covariance = cov if row.covariance is None else row.covariance.merge(cov)
+        forwards = max(forwards, 1) if merged else forwards
+        return list(merged.values()), forwards, seconds + time.perf_counter() - began, covariance
 
     def _collect_train(self) -> tuple[list[_Row], int, float]:
         if not self._armed:
@@ -672,7 +777,7 @@ class LayerStats(Measurer):
             tensors += [metrics, samples, *eigenvalues]
         host, ready = _flat_to_host(tensors)
         names = [ls.row_name(self._layers[row.layer].row_prefix, row.key) for row in rows]
-        types = [type(self._layers[row.layer].module).__name__ for row in rows]
+        types = [module_names.class_name(self._layers[row.layer].module) for row in rows]
         sizes = [len(e) for e in eigenvalues]
         walltime = time.time()
         elapsed = seconds + (time.perf_counter() - began)

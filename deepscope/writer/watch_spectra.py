@@ -25,6 +25,7 @@ conv by a forward pre-hook (removed once it fired, and by `close`).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import time
@@ -38,6 +39,7 @@ from deepscope import module_names
 from deepscope.analysis import conv_operator
 from deepscope.analysis import spectrum as spectrum_math
 from deepscope.proto import deepscope_pb2 as pb
+from deepscope.writer import distributed
 from deepscope.writer import spectrum as spectrum_writer
 from deepscope.writer.hook_warnings import warn_from_hook
 from deepscope.writer.measurer import Measurer, check_every
@@ -49,6 +51,8 @@ DEFAULT_SPECTRA_EVERY = 200
 # cores) and holds GPT-2's largest weight, the 50257 x 768 embedding, with one thread
 # (0.7-5 s measured); smaller models (a ResNet-18: 0.4 s for all 21 weights) never reach it.
 DEFAULT_TIME_BUDGET = 2.0
+# Under FSDP2, the largest weight gathered whole for its spectrum (bytes).
+DEFAULT_MAX_GATHER_BYTES = 1 << 30
 MAX_ERRORS_KEPT = 20
 MAX_TAGS_KEPT = 50
 
@@ -86,6 +90,8 @@ class SpectraStats:
       input size the stride does not divide, ...); messages in `errors`.
     operator_waiting: conv layers measured before any forward pass showed their
       input size (their im2col spectrum alone was logged).
+    skipped_sharded: under FSDP2, tags of weights too big to gather whole
+      (`max_gather_bytes`): never measured.
     """
 
     measurements: int = 0
@@ -108,6 +114,7 @@ class SpectraStats:
     operator_norm_only: int = 0
     operator_failed: int = 0
     operator_waiting: int = 0
+    skipped_sharded: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -307,7 +314,19 @@ class Spectra(Measurer):
         operator spectrum, its `operator_top_k` largest values and quantiles, where
         it fits the time budget; the norm elsewhere) or None (none).
       operator_top_k: largest operator singular values kept with "full".
+      max_gather_bytes: under FSDP2 (sharded weights), the largest weight gathered
+        whole to measure its spectrum (default 1 GiB); bigger ones are skipped,
+        listed in `stats.skipped_sharded` and warned about once.
       name: the measurer's name (default "spectra").
+
+    Under FSDP2 every rank takes part (gathering a weight is a collective):
+    rank 0 decides, layer by layer, what to measure within the time budget and
+    says it to the others (one broadcast per layer), every rank gathers that
+    one weight (`DTensor.full_tensor()`), and rank 0 alone measures and writes
+    it; the gathered copy is freed before the next. Layers that do not fit the
+    budget are not carried over to the next steps (every rank must agree on
+    when the measurer runs): they wait for the next cadence step, counted in
+    `stats.deferred`, least recently measured first then.
 
     `start(model, optimizer, writer)` (done by `watch()`) says what to measure
     and where to write; `measure(step)` then measures at global step `step`.
@@ -326,9 +345,19 @@ class Spectra(Measurer):
         threads: int | None = None,
         operator: str | None = "norm",
         operator_top_k: int = spectrum_writer.DEFAULT_OPERATOR_TOP_K,
+        max_gather_bytes: int = DEFAULT_MAX_GATHER_BYTES,
         name: str | None = None,
     ):
         super().__init__(every, name=name)
+        if (
+            isinstance(max_gather_bytes, bool)
+            or not isinstance(max_gather_bytes, int)
+            or max_gather_bytes < 1
+        ):
+            raise ValueError(
+                f"max_gather_bytes must be a positive number of bytes, got {max_gather_bytes!r}"
+            )
+        self.max_gather_bytes = max_gather_bytes
         if operator is not None and operator not in spectrum_writer.OPERATOR_CHOICES:
             raise ValueError(
                 f"operator must be 'norm' (every conv's operator norm, the default), 'full' "
@@ -502,6 +531,60 @@ class Spectra(Measurer):
         """
         if self.model is None:
             raise RuntimeError("Spectra.measure before start(model, optimizer, writer)")
+        if self._gathering and not self.ranks.writes:
+            self._follow_gathers()
+            return
+        try:
+            self._measure_here(step)
+        finally:
+            if self._gathering:
+                self._pending = []  # not carried over: the ranks agree on `every`
+                self.stats.pending, self.stats.pending_count = [], 0
+                self.ranks.broadcast_int(-1, "spectra: done gathering")
+
+    def on_every_rank(self, ranks) -> bool:
+        """Sharded weights (FSDP2): every rank joins the gathers; replicas: rank 0 alone."""
+        return ranks.sharded
+
+    @property
+    def _gathering(self) -> bool:
+        return self.ranks.sharded and self.ranks.distributed
+
+    def _gather_order(self) -> list[tuple[str, torch.Tensor]]:
+        """(tag, weight) of every measured weight, in the same order on every rank."""
+        return [(tag, layer.weight) for tag, layer in self.layers()]
+
+    def _follow_gathers(self) -> None:
+        """On ranks other than 0: gather each weight rank 0 names, until it says done."""
+        weights = [weight for _, weight in self._gather_order()]
+        while True:
+            index = self.ranks.broadcast_int(-1, "spectra: the next weight to gather")
+            if index < 0 or index >= len(weights):
+                return
+            distributed.full_tensor(weights[index].detach())
+
+    def _gathered(self, layer: _Layer) -> _Layer | None:
+        """On rank 0: `layer` with its whole weight, gathered from every rank (None: too big)."""
+        weight = layer.weight.weight
+        if not distributed.is_dtensor(weight):
+            return layer
+        size = weight.numel() * weight.element_size()
+        if size > self.max_gather_bytes:
+            if layer.tag not in self.stats.skipped_sharded:
+                self.stats.skipped_sharded.append(layer.tag)
+                warn_from_hook(
+                    f"deepscope: the spectrum of {layer.tag} is not measured: its weight is "
+                    f"{size / 2**20:.0f} MiB, more than max_gather_bytes "
+                    f"({self.max_gather_bytes / 2**20:.0f} MiB) to gather whole under FSDP2 "
+                    f"(listed in monitor.measurers[{self.name!r}].stats.skipped_sharded)"
+                )
+            return None
+        order = [tag for tag, _ in self._gather_order()]
+        self.ranks.broadcast_int(order.index(layer.tag), "spectra: the next weight to gather")
+        full = distributed.full_tensor(weight.detach())
+        return dataclasses.replace(layer, weight=layer.weight._replace(weight=full))
+
+    def _measure_here(self, step: int) -> None:
         start = self._clock()
         previous_threads = torch.get_num_threads()
         new_period = step % self.cadence == 0 or not self._pending
@@ -534,11 +617,22 @@ class Spectra(Measurer):
     def _measure_due(self, step: int, start: float) -> None:
         measured_any = False
         while self._pending:
-            # The next run of equal-shaped layers (they share one batched SVD call).
+            # The next run of equal-shaped layers (they share one batched SVD call);
+            # under FSDP2 one layer at a time, gathered whole.
             shape = self._pending[0].layout.matrix_shape
             run = 1
-            while run < len(self._pending) and self._pending[run].layout.matrix_shape == shape:
+            while (
+                not self._gathering
+                and run < len(self._pending)
+                and self._pending[run].layout.matrix_shape == shape
+            ):
                 run += 1
+            if self._gathering:
+                whole = self._gathered(self._pending[0])
+                if whole is None:
+                    self._pending.pop(0)
+                    continue
+                self._pending[0] = whole
             chunk = self._pending[:run]
             checksums = _checksums([layer.weight.weight for layer in chunk])
             fingerprints = [
@@ -639,7 +733,7 @@ class Spectra(Measurer):
         full = self.operator == "full" and divides and self._full_fits(conv, size, start)
         try:
             size, strides, dilations = spectrum_writer.operator_geometry(
-                conv.weight.shape,
+                layer.weight.weight.shape,
                 size,
                 stride=tuple(conv.stride),
                 dilation=tuple(conv.dilation),
@@ -648,7 +742,7 @@ class Spectra(Measurer):
                 full=full,
             )
             message = spectrum_writer.operator_spectrum(
-                conv.weight,
+                layer.weight.weight,  # the conv's weight (gathered, under FSDP2)
                 size,
                 stride=strides,
                 dilation=dilations,

@@ -29,6 +29,7 @@ import torch
 
 from deepscope import module_names
 from deepscope.analysis import update_ratios as ratios_math
+from deepscope.writer import distributed
 from deepscope.writer.hook_warnings import warn_from_hook
 from deepscope.writer.measurer import Measurer, check_every
 
@@ -120,6 +121,10 @@ class UpdateRatios(Measurer):
         """Measurements made but not yet written to the writer."""
         return len(self._pending) + len(self._block)
 
+    def on_every_rank(self, ranks) -> bool:
+        """Sharded parameters (FSDP2): every rank measures its shard; replicas: rank 0."""
+        return ranks.sharded
+
     def start(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, writer) -> None:
         if not hasattr(writer, "_add_update_ratio_block"):
             raise TypeError(
@@ -139,17 +144,28 @@ class UpdateRatios(Measurer):
         # update is known only after the step (LBFGS computes its gradients
         # inside step(), in the closure).
         self._before = None
-        self._before = ratios_math.snapshot(self._params)
+        self._before = ratios_math.snapshot(self._watched())
         self._before_norms = ratios_math.frobenius_norms(self._before)
 
+    def _watched(self) -> list[torch.Tensor]:
+        """The watched parameters, or this rank's shards of them (FSDP2)."""
+        if self.ranks.sharded:
+            return [distributed.local_part(p) for p in self._params]
+        return self._params
+
     def measure(self, step: int, model=None, optimizer=None, writer=None) -> None:
-        if self._before is None:
-            return
-        try:
-            update = ratios_math.measure_update(self._before, self._params, self._before_norms)
-        finally:
-            self._before = None
-            self._before_norms = None
+        if self.ranks.sharded and self.ranks.distributed:
+            update = self._measure_shards()
+            if update is None:
+                return
+        else:
+            if self._before is None:
+                return
+            try:
+                update = ratios_math.measure_update(self._before, self._params, self._before_norms)
+            finally:
+                self._before = None
+                self._before_norms = None
         marks = torch.where(update.unchanged, _NO_UPDATE, _ORDINARY)
         marks = torch.where(update.zero_weight, _ZERO_WEIGHT, marks)
         full = torch.stack([update.ratios, marks.to(update.ratios.dtype)])
@@ -163,6 +179,35 @@ class UpdateRatios(Measurer):
         self._pending.append(measurement)
         self.measurements += 1
         self._write_arrived()
+
+    def _measure_shards(self) -> ratios_math.UpdateMeasurement | None:
+        """The ratios of sharded parameters: per-shard sums of squares, all-reduced.
+
+        Joins the all-reduce even when this rank's snapshot failed (no rank
+        waits); moves 2 float32 per parameter tensor (and one flag per rank).
+        Returns None on the ranks that do not write.
+        """
+        count = len(self._params)
+        sums, failure = None, None
+        try:
+            if self._before is None:
+                raise RuntimeError("no snapshot was taken before the optimizer step")
+            sums = ratios_math.shard_sums(self._before, self._watched(), self._before_norms)
+            copies = torch.tensor(
+                [distributed.replication(p) for p in self._params], dtype=sums.dtype
+            ).to(sums.device)
+            sums = (sums / copies).reshape(-1)  # each element once, whatever holds it
+        except Exception as error:
+            failure = error
+        finally:
+            self._before = None
+            self._before_norms = None
+        total = self.ranks.all_reduce_float32(sums, 2 * count, "update ratios")
+        if failure is not None:
+            raise failure
+        if not self.ranks.writes:
+            return None
+        return ratios_math.combine_shard_sums(total[:count], total[count:])
 
     def _write_arrived(self, wait: bool = False) -> None:
         """Move arrived measurements into the block; write it when full, old, or asked to.

@@ -43,6 +43,7 @@ from deepscope.analysis.layer_statistics.outputs import (
     output_tensors,
     row_name,
 )
+from deepscope.analysis.layer_statistics.packing import pack_rows, unpack_rows
 from deepscope.analysis.layer_statistics.parameters import (
     PARAMETER_STATISTICS,
     parameter_norms,
@@ -73,10 +74,12 @@ __all__ = [
     "effective_dimension",
     "effective_rank",
     "output_tensors",
+    "pack_rows",
     "parameter_norms",
     "parameter_table",
     "row_name",
     "sample_rows",
+    "unpack_rows",
     "saturation_bounds",
     "saturation_thresholds",
 ]
