@@ -47,6 +47,9 @@ class RankWriter(SummaryWriter):
         self.rank = rank
         super().__init__(log_dir=f"<rank {rank}: not written>")
 
+    def add_embedding(self, *args, **kwargs) -> None:
+        """Nothing: torch's add_embedding writes its files itself, not through the file writer."""
+
     def _get_file_writer(self) -> _NoFile:
         if self.file_writer is None:
             self.file_writer = _NoFile()

@@ -27,6 +27,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 
+import numpy as np
 import torch
 
 from deepscope.module_names import eager_module
@@ -241,7 +242,12 @@ class ConfusionMatrices(Measurer):
         if self.model is None:
             raise RuntimeError("ConfusionMatrices.measure before start(model, optimizer, writer)")
         begin = time.perf_counter()
-        counts = self.evaluate()
+        if self.ranks.distributed:
+            counts = self._counts_of_every_rank()
+            if counts is None:
+                return
+        else:
+            counts = self.evaluate()
         seconds = time.perf_counter() - begin
         self.writer.add_confusion_counts(
             self.tag, counts, self.class_names, global_step=step, on=self.on, seconds=seconds
@@ -249,6 +255,40 @@ class ConfusionMatrices(Measurer):
         self.measurements += 1
         self.last_seconds = seconds
         self.last_counts = counts
+
+    def on_every_rank(self, ranks) -> bool:
+        """Always: each rank evaluates its share of the data, and the counts are summed."""
+        return True
+
+    def _counts_of_every_rank(self) -> np.ndarray | None:
+        """The counts summed over the ranks' data (on rank 0; None elsewhere).
+
+        Every rank joins the gather, one whose own evaluation failed too (the
+        step is then dropped on every rank, the failure raised where it was).
+        """
+        counts, failure = None, None
+        try:
+            counts = np.asarray(self.evaluate(), dtype=np.int64)
+        except Exception as error:
+            failure = error
+        vector = None
+        if counts is not None:
+            vector = torch.from_numpy(
+                np.concatenate([[counts.shape[0]], counts.reshape(-1)]).astype(np.float64)
+            )
+        parts = self.ranks.all_gather(vector, "confusion counts")
+        if failure is not None:
+            raise failure
+        if not self.ranks.writes:
+            return None
+        # Classes found from the largest index seen may differ between ranks: a
+        # class a rank never saw has zero counts there.
+        size = max(int(part[0]) for part in parts)
+        total = np.zeros((size, size), dtype=np.int64)
+        for part in parts:
+            n = int(part[0])
+            total[:n, :n] += part[1:].numpy().astype(np.int64).reshape(n, n)
+        return total
 
     def flush(self) -> None:
         """Nothing is held: each matrix is written when measured."""

@@ -132,6 +132,10 @@ class Embeddings(Measurer):
         self.logged: dict[str, emb.LoggedEmbedding] = {}
         self.non_finite = 0
 
+    def on_every_rank(self, ranks) -> bool:
+        """Sharded weights (FSDP2): every rank joins the probe pass (a forward is a collective); replicas: rank 0 alone."""
+        return ranks.sharded
+
     def start(self, model: torch.nn.Module, optimizer, writer) -> None:
         """Find the layers in `model` (ValueError naming unknown ones, with close matches)."""
         if not isinstance(model, torch.nn.Module):

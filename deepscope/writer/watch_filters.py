@@ -31,6 +31,7 @@ import torch
 
 from deepscope.module_names import eager_module, find_modules, named_modules, strip_compile_prefix
 from deepscope.writer.filters import DEFAULT_MAX_CHANNELS, DEFAULT_MAX_TILES
+from deepscope.writer import distributed
 from deepscope.writer.measurer import Measurer
 from deepscope.writer.probe import (
     batch_to,
@@ -114,6 +115,10 @@ class Filters(Measurer):
         self.measurements = 0
         self.last_seconds = 0.0
 
+    def on_every_rank(self, ranks) -> bool:
+        """Sharded weights (FSDP2): every rank joins the gather of each weight (a collective); replicas: rank 0 alone."""
+        return ranks.sharded
+
     def start(self, model: torch.nn.Module, optimizer, writer) -> None:
         """Find the layers (ValueError for unknown or weightless ones); remember the writer."""
         if not isinstance(model, torch.nn.Module):
@@ -139,7 +144,7 @@ class Filters(Measurer):
         for name, module in self.modules.items():
             start = time.perf_counter()
             with torch.no_grad():
-                weight = module.weight.detach()
+                weight = distributed.full_tensor(module.weight.detach())  # whole, under FSDP2
             self.writer.add_filters(
                 f"{self.tag_prefix}/{name}",
                 weight,
@@ -216,6 +221,10 @@ class FeatureMaps(Measurer):
         self.measurements = 0
         self.last_seconds = 0.0
         self.last_outputs: dict[str, torch.Tensor] = {}
+
+    def on_every_rank(self, ranks) -> bool:
+        """Sharded weights (FSDP2): every rank joins the probe pass (a forward is a collective); replicas: rank 0 alone."""
+        return ranks.sharded
 
     def start(self, model: torch.nn.Module, optimizer, writer) -> None:
         """Find the layers (ValueError naming unknown ones) and remember the model and writer."""

@@ -136,6 +136,10 @@ class JacobianSpectra(Measurer):
             return self.output
         return "" if self.output is None else getattr(self.output, "__name__", "output")
 
+    def on_every_rank(self, ranks) -> bool:
+        """Sharded weights (FSDP2): every rank joins the probe passes (a forward is a collective); replicas: rank 0 alone."""
+        return ranks.sharded
+
     def start(self, model: torch.nn.Module, optimizer, writer) -> None:
         """Find the layers in `model` (ValueError naming the ones it lacks); write to `writer`."""
         if not isinstance(model, torch.nn.Module):

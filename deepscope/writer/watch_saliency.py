@@ -140,6 +140,10 @@ class Saliency(Measurer):
         self.non_finite = 0
         self._warned_non_finite = False
 
+    def on_every_rank(self, ranks) -> bool:
+        """Sharded weights (FSDP2): every rank joins the probe passes (a forward and backward are collectives); replicas: rank 0 alone."""
+        return ranks.sharded
+
     def start(self, model: torch.nn.Module, optimizer, writer) -> None:
         """Resolve the embeddings in `model` and check the probe on it (ValueError saying why)."""
         if not isinstance(model, torch.nn.Module):

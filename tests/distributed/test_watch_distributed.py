@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -27,8 +28,12 @@ RTOL = 64 * torch.finfo(torch.float32).eps
 ATOL = 1e-6
 
 # The measurers that run on every rank (they combine what each rank sees or holds).
-SUMS = ["correlation", "layer_statistics"]
-EVERY = ["correlation", "layer_statistics", "parameter_norms", "spectra", "update_ratios"]
+SUMS = ["confusion", "correlation", "layer_statistics"]
+EVERY = sorted(
+    SUMS
+    + ["embeddings", "feature_maps", "filters", "jacobian", "parameter_norms", "saliency"]
+    + ["spectra", "update_ratios"]
+)
 
 
 @pytest.fixture(scope="module")
@@ -38,8 +43,24 @@ def reference(tmp_path_factory) -> dict:
     for world in (2, 4):
         root = tmp_path_factory.mktemp(f"reference{world}")
         training.train_reference(str(root / "run"), world)
-        runs[world] = (read_logged(root), torch.load(root / "reference.pt")["params"])
+        runs[world] = (
+            read_logged(root),
+            torch.load(root / "reference.pt")["params"],
+            _projector_files(root / "run"),
+        )
     return runs
+
+
+def _projector_files(run: Path) -> dict:
+    """{relative path: numbers (tensors.tsv) or lines} of the projector's files under `run`."""
+    found = {}
+    for path in sorted(run.rglob("*.tsv")):
+        name = str(path.relative_to(run))
+        if path.name == "tensors.tsv":
+            found[name] = np.loadtxt(path, delimiter="\t", ndmin=2)
+        else:
+            found[name] = path.read_text().splitlines()
+    return found
 
 
 def _run(tmp_path: Path, how: str, world: int, trouble: str = "", timeout: float = 60.0):
@@ -52,22 +73,41 @@ def _run(tmp_path: Path, how: str, world: int, trouble: str = "", timeout: float
 @pytest.mark.parametrize("how,world", [("ddp", 2), ("ddp", 4), ("fsdp", 2), ("fsdp", 4)])
 def test_every_logged_number_equals_the_single_process_run(tmp_path, reference, how, world):
     logged, ranks = _run(tmp_path, how, world)
-    want, want_params = reference[world]
-    tags = {tag for tag, _ in want}
-    assert {"update_ratios", "layer_statistics/activations", "spectra/conv1"} <= tags
+    want, want_params, want_projector = reference[world]
+    kinds = {tag.split("/")[0] for tag, _ in want}
+    assert kinds == {
+        "confusion",
+        "correlation",
+        "feature_maps",
+        "filters",
+        "jacobian",
+        "layer_statistics",
+        "saliency",
+        "spectra",
+        "update_ratios",
+    }
     assert_same_numbers(logged, want, rtol=RTOL, atol=ATOL, what=f"{how} x{world}")
+    # Embeddings go to TensorBoard's projector files, beside the events.
+    projector = _projector_files(tmp_path / "run")
+    assert sorted(projector) == sorted(want_projector) and projector
+    for name, values in want_projector.items():
+        if isinstance(values, list):
+            assert projector[name] == values, name
+        else:
+            np.testing.assert_allclose(projector[name], values, rtol=RTOL, atol=ATOL, err_msg=name)
     for rank, seen in enumerate(ranks):
         assert seen["error_count"] == 0, seen["errors"]
         assert seen["steps_seen"] == training.STEPS
         assert seen["measurers"] == (EVERY if rank == 0 or how == "fsdp" else SUMS)
         for name, value in want_params.items():  # training itself is the same
             torch.testing.assert_close(seen["params"][name], value, rtol=RTOL, atol=ATOL)
-    # Rank 0 alone writes: one event file, nothing else from the other ranks.
+    # Rank 0 alone writes: one event file (and the projector's), nothing else.
     files = event_files(tmp_path)
     assert len(files) == 1 and files[0].parent == tmp_path / "run"
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         ["run"] + [f"rank{r}.pt" for r in range(world)]
     )
+    assert not list(Path.cwd().glob("0000*"))  # no rank wrote projector files elsewhere
 
 
 def test_ddp_replicas_are_identical_so_rank_0_alone_measures_them(tmp_path):
@@ -79,7 +119,7 @@ def test_ddp_replicas_are_identical_so_rank_0_alone_measures_them(tmp_path):
 @pytest.mark.parametrize("how", ["ddp", "fsdp"])
 def test_a_rank_whose_measurements_raise_hangs_nobody(tmp_path, reference, how):
     logged, ranks = _run(tmp_path, how, 2, trouble="raise")
-    want, want_params = reference[2]
+    want, want_params, _ = reference[2]
     for seen in ranks:
         assert seen["steps_seen"] == training.STEPS  # training went on, on both ranks
         for name, value in want_params.items():
@@ -98,7 +138,7 @@ def test_a_rank_whose_measurements_raise_hangs_nobody(tmp_path, reference, how):
 
 def test_a_rank_that_stops_joining_times_out_and_training_goes_on(tmp_path, reference):
     logged, ranks = _run(tmp_path, "ddp", 2, trouble="stall", timeout=3.0)
-    _, want_params = reference[2]
+    _, want_params, _ = reference[2]
     for seen in ranks:
         assert seen["steps_seen"] == training.STEPS
         for name, value in want_params.items():

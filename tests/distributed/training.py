@@ -54,17 +54,39 @@ def rank_slice(tensor: torch.Tensor, rank: int, world: int) -> torch.Tensor:
     return tensor[rank * share : (rank + 1) * share]
 
 
-def watch_options(probe_batch: torch.Tensor) -> dict:
-    """watch()'s defaults at a short cadence, plus channel correlations on a probe."""
-    return dict(
-        every=2,
-        spectra_every=2,
-        layer_statistics_every=2,
-        layer_statistics_options={"covariance_every": 2, "max_samples": 1 << 20},
-        correlation_layers=["conv1", "conv2"],
-        probe=probe_batch,
-        correlation_every=2,
+def eval_set() -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(3)
+    return (
+        torch.randn(GLOBAL_BATCH, 1, 8, 8, generator=generator),
+        torch.randint(0, CLASSES, (GLOBAL_BATCH,), generator=generator),
     )
+
+
+def measurers(rank_probe, rank_eval) -> list:
+    """Every kind's measurer at a cadence of 2 steps.
+
+    rank_probe, rank_eval: what this rank sees of the probe and the evaluation
+    data (its share: the sums are combined over the ranks); the replicas'
+    measurers (saliency, filters, feature maps, Jacobians, embeddings) get the
+    whole probe, as rank 0 alone (or, under FSDP2, every rank) runs them.
+    """
+    import deepscope
+
+    whole = probe()
+    labels = torch.arange(GLOBAL_BATCH) % CLASSES
+    return [
+        deepscope.UpdateRatios(every=2),
+        deepscope.ParameterNorms(every=2),
+        deepscope.LayerStats(every=2, covariance_every=2, max_samples=1 << 20),
+        deepscope.Spectra(every=2),
+        deepscope.Correlations(layers=["conv1", "conv2"], probe=rank_probe, every=2),
+        deepscope.ConfusionMatrices(rank_eval, every=2, num_classes=CLASSES),
+        deepscope.Saliency(probe=(whole[:2], labels[:2]), every=2),
+        deepscope.Filters(every=2, layers=["conv1"]),
+        deepscope.FeatureMaps(layers=["conv1"], probe=whole, every=2),
+        deepscope.JacobianSpectra(whole[:2], every=2, layers=["conv2"], network=True),
+        deepscope.Embeddings(whole, every=4, layers=["conv2"], labels=labels),
+    ]
 
 
 def _train(model, optimizer, batches, step_input) -> None:
@@ -83,7 +105,11 @@ def train_reference(log_dir: str, world: int) -> None:
     optimizer = torch.optim.SGD(model.parameters(), lr=0.5, momentum=0.9)
     writer = deepscope.SummaryWriter(log_dir)
     ranks_probe = [rank_slice(probe(), rank, world) for rank in range(world)]
-    with deepscope.watch(model, optimizer, writer, **watch_options(ranks_probe)) as monitor:
+    x, y = eval_set()
+    ranks_eval = [(rank_slice(x, r, world), rank_slice(y, r, world)) for r in range(world)]
+    with deepscope.watch(
+        model, optimizer, writer, measure=measurers(ranks_probe, ranks_eval)
+    ) as monitor:
         _train(model, optimizer, global_batches(), lambda t: t)
     writer.close()
     assert monitor.stats.error_count == 0, monitor.stats.errors
@@ -118,8 +144,11 @@ def train_ranks(
         wrapped,
         optimizer,
         writer,
+        measure=measurers(
+            rank_slice(probe(), rank, world),
+            [tuple(rank_slice(t, rank, world) for t in eval_set())],
+        ),
         collective_timeout=timeout,
-        **watch_options(rank_slice(probe(), rank, world)),
     )
     if rank == 1 and trouble == "raise":
         _break_measurements(monitor)
