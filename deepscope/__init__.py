@@ -37,6 +37,10 @@ _LAZY = {
     "log_embeddings": "deepscope.writer.embeddings",
     "compare": "deepscope.writer.compare",
     "LayerComparison": "deepscope.writer.compare",
+    "compare_cka": "deepscope.writer.compare",
+    "CkaComparison": "deepscope.writer.compare",
+    "cka_matrix_pb": "deepscope.writer.cka",
+    "cross_network_fit_pb": "deepscope.writer.correlation",
     # Analysis: pure functions on tensors, and the types they return.
     "singular_values": "deepscope.analysis.spectrum",
     "spectrum_metrics": "deepscope.analysis.spectrum",
@@ -87,10 +91,14 @@ if TYPE_CHECKING:
     from deepscope.analysis.spectrum import partial_spectrum_metrics as partial_spectrum_metrics
     from deepscope.analysis.spectrum import singular_values as singular_values
     from deepscope.analysis.spectrum import spectrum_metrics as spectrum_metrics
+    from deepscope.writer.cka import cka_matrix_pb as cka_matrix_pb
+    from deepscope.writer.compare import CkaComparison as CkaComparison
     from deepscope.writer.compare import LayerComparison as LayerComparison
     from deepscope.writer.compare import compare as compare
+    from deepscope.writer.compare import compare_cka as compare_cka
     from deepscope.writer.confusion import confusion_matrix_pb as confusion_matrix_pb
     from deepscope.writer.correlation import channel_correlation_pb as channel_correlation_pb
+    from deepscope.writer.correlation import cross_network_fit_pb as cross_network_fit_pb
     from deepscope.writer.embeddings import log_embeddings as log_embeddings
     from deepscope.writer.filters import feature_maps_pb as feature_maps_pb
     from deepscope.writer.filters import filters_pb as filters_pb

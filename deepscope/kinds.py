@@ -98,6 +98,17 @@ KINDS: tuple[Kind, ...] = (
         measurer="deepscope.writer.watch_correlation:Correlations",
     ),
     Kind(
+        name="cka",
+        enum=pb.CKA,
+        data_class=summary_pb2.DATA_CLASS_TENSOR,  # layers_a x layers_b float32 a step: small
+        details="cka",
+        step_message=pb.CkaStep,
+        title="Layer similarity (CKA)",
+        subtitle="Which layers of two networks (or checkpoints) represent the probe alike?",
+        routes="deepscope.tb_plugin.cka_routes:CkaRoutes",
+        measurer=None,  # deepscope.compare_cka() logs it
+    ),
+    Kind(
         name="saliency",
         enum=pb.SALIENCY,
         data_class=summary_pb2.DATA_CLASS_BLOB_SEQUENCE,

@@ -22,9 +22,14 @@ samples), with coefficients β:
   1 − rᵀR_bb⁺r, the unexplained fraction of the variance (1 − R²), the same
   as `numpy.linalg.lstsq` on the raw activations with an intercept.
 - L1: minimise ½(1 − 2βᵀr + βᵀR_bbβ) + α‖β‖₁, the objective of
-  `sklearn.linear_model.Lasso(alpha=α)` on the standardised activations, by
-  coordinate descent on the Gram matrix (Friedman, Hastie & Tibshirani 2010:
-  cyclic updates over the active set, a full sweep to confirm). α is chosen
+  `sklearn.linear_model.Lasso(alpha=α)` on the standardised activations,
+  from the exact lasso path on the Gram matrix (the homotopy / LARS-lasso:
+  Osborne, Presnell & Turlach 2000; Efron et al. 2004), every A channel's
+  path walked at once, one batched small solve and one R_bb·D product per
+  event (`lasso_paths`; about 2x one `numpy.linalg.lstsq` of the C_b x C_b
+  system at 256-512 channels, benchmarks/bench_channel_regression.py).
+  `lasso_on_gram` (coordinate descent) solves one α directly, as a
+  reference. α is chosen
   per channel by one rule: the largest α of the path α_max·0.85^k (α_max =
   max|r|, where β = 0) whose fit explains at least `keep` (0.9) of what the
   least-squares fit explains, 1 − error ≥ keep·(1 − error_ls): the sparsest
@@ -39,6 +44,7 @@ spatial position).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -196,47 +202,194 @@ def l1_fits(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The L1 fit of each target at the α the module's rule chooses.
 
-    Walks the path α_max·PATH_FACTOR^k down from α_max = max|r| per target,
-    warm-starting each α from the last, and stops a target at the first
-    (largest) α whose fit explains at least keep·(1 − least_squares).
+    The rule: the first (largest) α of the grid α_max·PATH_FACTOR^k, k = 1,
+    2, …, MAX_PATH_STEPS (α_max = max|r| per target) whose fit explains at
+    least keep·(1 − least_squares); past the grid's end the last grid point's
+    fit stands. The fits come from the exact lasso path (`lasso_paths`, the
+    homotopy of Osborne et al. 2000 / LARS-lasso of Efron et al. 2004), which
+    is piecewise linear in α: each grid point's fit is read off its segment,
+    so no grid point costs an iterative solve.
     Returns (error [T], channels used [T] int64, α [T]).
     """
-    c_b, t = targets.shape
-    alpha_max = np.max(np.abs(targets), axis=0)
-    want = keep * (1.0 - least_squares)
-    error = np.ones(t)
-    channels = np.zeros(t, np.int64)
-    chosen = np.full(t, np.nan)
-    going = alpha_max > 0
+    return lasso_paths(gram, targets, keep * (1.0 - np.asarray(least_squares, np.float64)))
+
+
+def lasso_paths(
+    gram: np.ndarray, targets: np.ndarray, want: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Walk the lasso path of every target at once, stopping each at the rule's grid point.
+
+    Minimises ½βᵀRβ − rᵀβ + α‖β‖₁ (R = gram [C_b, C_b], r a column of targets
+    [C_b, T]) for α from α_max = max|r| down. On the path the active set A
+    (the non-zero coefficients) has |c_A| = α for the correlations with the
+    residual c = r − Rβ, and β_A moves along w = R_AA⁻¹ s_A (s = sign c_A)
+    as α falls; a segment ends where an inactive channel's |c_j| reaches α
+    (it joins) or an active coefficient reaches 0 (it leaves). Every target
+    walks its own path; each event is one batched solve of the targets'
+    small R_AA systems (padded to the largest active set) and one product
+    R·D: O(C_b²·T) per event, the path of a target that uses k channels
+    having about k events. On each segment the error 1 − 2βᵀr + βᵀRβ is a
+    quadratic in α, so the grid points on it are checked in closed form.
+
+    want [T]: the explained variance (1 − error) a target's fit must reach.
+    Returns (error [T], channels used [T] int64, α [T]).
+    """
+    gram = np.asarray(gram, np.float64)
+    targets = np.asarray(targets, np.float64)
+    c_b, t_all = targets.shape
+    error = np.ones(t_all)
+    channels = np.zeros(t_all, np.int64)
+    chosen = np.full(t_all, np.nan)
+    alpha_max = np.max(np.abs(targets), axis=0) if c_b else np.zeros(t_all)
     # A target nothing predicts (r = 0) is fitted by β = 0: error 1, no channels.
-    chosen[~going] = 0.0
-    beta = np.zeros((c_b, t))
-    for k in range(1, MAX_PATH_STEPS + 1):
-        if not going.any():
+    chosen[alpha_max <= 0] = 0.0
+    ids = np.flatnonzero(alpha_max > 0)  # the targets still walking, by original index
+    if not ids.size:
+        return error, channels, chosen
+    # R with one more row and column, the identity there: padding slots of the
+    # active lists point at it, so padded R_AA systems are block-diagonal with 1s.
+    ext = np.zeros((c_b + 1, c_b + 1))
+    ext[:c_b, :c_b] = gram
+    ext[c_b, c_b] = 1.0
+    r = targets[:, ids]
+    t = ids.size
+    amax = alpha_max[ids]
+    need = np.asarray(want, np.float64)[ids] - 1e-12
+    c = np.vstack([r, np.zeros((1, t))])  # r − Rβ, and 0 in the padding row
+    alpha = amax.copy()
+    # Active lists: slot k of target i holds channel order[k, i] (c_b = padding),
+    # its coefficient coef[k, i] and sign sign[k, i]; counts[i] slots are used.
+    order = np.full((c_b + 1, t), c_b, np.int64)
+    coef = np.zeros((c_b + 1, t))
+    sign = np.zeros((c_b + 1, t))
+    first = np.argmax(np.abs(r), axis=0)
+    order[0] = first
+    sign[0] = np.sign(r[first, np.arange(t)])
+    counts = np.ones(t, np.int64)
+    next_k = np.ones(t, np.int64)  # the next grid point to check
+    last = np.full(t, -1)  # the channel of each target's last event (not undone at once)
+    tiny = 1e-13
+    r_ext = np.vstack([r, np.zeros((1, t))])
+    for _ in range(8 * c_b + 4 * MAX_PATH_STEPS + 10):
+        if not ids.size:
             break
-        index = np.flatnonzero(going)
-        alpha = alpha_max[index] * PATH_FACTOR**k
-        fitted = lasso_on_gram(gram, targets[:, index], alpha, beta[:, index])
-        beta[:, index] = fitted
-        r = targets[:, index]
-        err = 1.0 - 2.0 * np.sum(fitted * r, axis=0) + np.sum(fitted * (gram @ fitted), axis=0)
-        err = np.clip(err, 0.0, 1.0)
-        done = (1.0 - err) >= want[index] - 1e-12
-        finished = index[done]
-        error[finished] = err[done]
-        channels[finished] = np.count_nonzero(fitted[:, done], axis=0)
-        chosen[finished] = alpha[done]
-        going[finished] = False
-    # Past the path's end (only when keep asks for nearly all): the last fit stands.
-    left = np.flatnonzero(going)
-    if left.size:
-        r = targets[:, left]
-        fitted = beta[:, left]
-        err = 1.0 - 2.0 * np.sum(fitted * r, axis=0) + np.sum(fitted * (gram @ fitted), axis=0)
-        error[left] = np.clip(err, 0.0, 1.0)
-        channels[left] = np.count_nonzero(fitted, axis=0)
-        chosen[left] = alpha_max[left] * PATH_FACTOR**MAX_PATH_STEPS
+        t = ids.size
+        cols = np.arange(t)
+        size = int(counts.max())
+        slots = order[:size]  # [K, T]
+        sub = ext[slots.T[:, :, None], slots.T[:, None, :]]  # [T, K, K]
+        w = _solve_small(sub, sign[:size].T).T  # [K, T]; 0 at padding
+        d = np.zeros((c_b + 1, t))
+        d[slots, cols] = w
+        a = ext @ d  # c(α − δ) = c − δ·a; 0 in the padding row
+        c_act, a_act = c[slots, cols], a[slots, cols]
+        beta_act = coef[:size]
+        # Where each inactive channel's |c_j| meets α (joins): α − δ = ±(c_j − δ a_j).
+        join = np.full((c_b + 1, t), np.inf)
+        den = 1.0 - a
+        np.divide(alpha - c, den, out=join, where=den > tiny)
+        other = np.full((c_b + 1, t), np.inf)
+        den = 1.0 + a
+        np.divide(alpha + c, den, out=other, where=den > tiny)
+        np.minimum(join, other, out=join)
+        np.maximum(join, 0.0, out=join)
+        join[c_b] = np.inf
+        used = slots < c_b
+        join[slots[used], np.broadcast_to(cols, slots.shape)[used]] = np.inf
+        blocked = last >= 0
+        join[last[blocked], cols[blocked]] = np.inf
+        # Where an active coefficient reaches 0 (leaves): β_k + δ·w_k = 0.
+        leave = np.full((size, t), np.inf)
+        np.divide(-beta_act, w, out=leave, where=(w != 0) & used)
+        leave[(leave <= tiny * alpha) | (slots == last)] = np.inf
+        j_join, k_leave = np.argmin(join, axis=0), np.argmin(leave, axis=0)
+        d_join, d_leave = join[j_join, cols], leave[k_leave, cols]
+        delta = np.minimum(np.minimum(d_join, d_leave), alpha)  # α does not go below 0
+        # The error at α − s on this segment: e0 + s·e1 + s²·e2.
+        e0 = 1.0 - np.sum(beta_act * (r_ext[slots, cols] + c_act), axis=0)
+        e1 = -2.0 * np.sum(w * c_act, axis=0)
+        e2 = np.sum(w * a_act, axis=0)
+        # Skip the grid points above where the error reaches its target (in
+        # closed form: the smaller root of the quadratic), less one for rounding.
+        short = e0 - 1.0 + need  # > 0: the fit still explains too little
+        disc = e1 * e1 - 4.0 * e2 * short
+        with np.errstate(invalid="ignore", divide="ignore"):
+            root = np.where(
+                short <= 0,
+                0.0,
+                np.where((e1 < 0) & (disc >= 0), 2.0 * short / (-e1 + np.sqrt(disc)), np.inf),
+            )
+            reach = np.maximum(alpha - np.minimum(root, delta), tiny * amax)
+            skip = np.floor(np.log(reach / amax) / math.log(PATH_FACTOR)) - 1
+        next_k = np.clip(skip, next_k, MAX_PATH_STEPS).astype(np.int64)
+        finished = np.zeros(t, bool)
+        pending = np.ones(t, bool)
+        while True:
+            grid = amax * PATH_FACTOR ** next_k.astype(np.float64)
+            pending &= grid >= alpha - delta - tiny * amax
+            if not pending.any():
+                break
+            step = np.clip(alpha - grid, 0.0, delta)
+            e = np.clip(e0 + step * (e1 + step * e2), 0.0, 1.0)
+            done = pending & ((1.0 - e >= need) | (next_k >= MAX_PATH_STEPS))
+            if done.any():
+                fitted = beta_act[:, done] + step[done] * w[:, done]
+                scale = np.max(np.abs(fitted), axis=0, initial=0.0)
+                channels[ids[done]] = np.count_nonzero(np.abs(fitted) > tiny * scale, axis=0)
+                error[ids[done]] = e[done]
+                chosen[ids[done]] = grid[done]
+                finished |= done
+            next_k[pending & ~done] += 1
+            pending &= ~done
+        # Move the others to the segment's end and apply its event.
+        coef[:size] += delta * w
+        c -= a * delta
+        alpha = alpha - delta
+        joins = d_join <= d_leave
+        leaves = ~joins & np.isfinite(d_leave)
+        event = np.where(joins, j_join, order[k_leave, cols])
+        at = cols[joins]
+        order[counts[at], at] = j_join[at]
+        sign[counts[at], at] = np.sign(c[j_join[at], at])
+        coef[counts[at], at] = 0.0
+        counts[at] += 1
+        gone = cols[leaves]
+        tail = counts[gone] - 1
+        k = k_leave[gone]
+        for array in (order, coef, sign):
+            array[k, gone] = array[tail, gone]
+        order[tail, gone], coef[tail, gone], sign[tail, gone] = c_b, 0.0, 0.0
+        counts[gone] -= 1
+        last = np.where(joins | leaves, event, -1)
+        alpha = np.where(alpha <= tiny * amax, 0.0, alpha)
+        if finished.any():
+            keep = ~finished
+            ids, r_ext, c, amax, need, alpha = (
+                ids[keep],
+                r_ext[:, keep],
+                c[:, keep],
+                amax[keep],
+                need[keep],
+                alpha[keep],
+            )
+            order, coef, sign = order[:, keep], coef[:, keep], sign[:, keep]
+            counts, next_k, last = counts[keep], next_k[keep], last[keep]
     return error, channels, chosen
+
+
+def _solve_small(matrices: np.ndarray, rhs: np.ndarray) -> np.ndarray:
+    """Solve each [K, K] system of a stack [T, K, K] for its [K] right side.
+
+    A (numerically) singular system, which exactly collinear channels can
+    give, falls back to its least-squares (minimum-norm) solution.
+    """
+    try:
+        return np.linalg.solve(matrices, rhs[..., None])[..., 0]
+    except np.linalg.LinAlgError:
+        out = np.empty_like(rhs)
+        for i in range(matrices.shape[0]):
+            out[i] = np.linalg.lstsq(matrices[i], rhs[i], rcond=None)[0]
+        return out
 
 
 def _mean(values: np.ndarray) -> float:

@@ -75,6 +75,27 @@ class DecodedMatching:
 
 
 @dataclasses.dataclass(frozen=True)
+class DecodedFit:
+    """A cross step's regression and CKA (`CrossNetworkFit`), checked against the rows.
+
+    The arrays are None when the step was logged without the regression
+    (compare(regression=False)): then only cka is known.
+    """
+
+    least_squares_error: np.ndarray | None  # float64 [R], in [0, 1] or NaN
+    l1_error: np.ndarray | None  # float64 [R], in [0, 1] or NaN
+    l1_channels: np.ndarray | None  # int64 [R], 0 to predictors
+    l1_alpha: np.ndarray | None  # float64 [R], >= 0 or NaN
+    mean_least_squares_error: float
+    mean_l1_error: float
+    mean_l1_channels: float
+    keep: float
+    path_factor: float
+    cka: float
+    predictors: int
+
+
+@dataclasses.dataclass(frozen=True)
 class DecodedCorrelation:
     """A decoded, validated `CorrelationStep`."""
 
@@ -83,6 +104,7 @@ class DecodedCorrelation:
     row_stats: DecodedStats
     col_stats: DecodedStats | None  # cross series only
     matching: DecodedMatching | None  # cross series with a matching only
+    fit: DecodedFit | None = None  # compare()'s steps only
 
 
 def _unpack_upper_triangle(packed: np.ndarray) -> np.ndarray:
@@ -257,6 +279,75 @@ def decode_matching(matching: pb.Matching, shape: tuple[int, int]) -> DecodedMat
     )
 
 
+# Errors are fractions of a variance: [0, 1] within float32 rounding.
+_FRACTION_SLACK = 8 * float(np.finfo(np.float32).eps)
+
+
+def decode_fit(fit: pb.CrossNetworkFit, n_rows: int, n_cols: int) -> DecodedFit:
+    """A cross step's `CrossNetworkFit` checked: one value per row, errors and CKA in
+    [0, 1] (NaN allowed), channel counts within the predictors, α not negative."""
+    predictors = int(fit.predictors)
+    if predictors > n_cols:
+        raise StepError(
+            f"cross_network.predictors is {predictors}, but the other side has {n_cols} channels"
+        )
+    names = ("least_squares_error", "l1_error", "l1_channels", "l1_alpha")
+    present = [bool(getattr(fit, name).shape) or bool(getattr(fit, name).data) for name in names]
+    columns: dict[str, np.ndarray | None] = dict.fromkeys(names)
+    if any(present):
+        for name in names:
+            values = np.asarray(_decode(getattr(fit, name), f"cross_network.{name}")).reshape(-1)
+            if values.size != n_rows:
+                raise StepError(
+                    f"cross_network.{name} holds {values.size} values for the matrix's "
+                    f"{n_rows} rows"
+                )
+            if name == "l1_channels":
+                if not np.issubdtype(values.dtype, np.integer):
+                    raise StepError(f"cross_network.l1_channels holds {values.dtype} values")
+                values = values.astype(np.int64)
+                if values.size and (values.min() < 0 or values.max() > max(predictors, 0)):
+                    raise StepError(
+                        f"cross_network.l1_channels holds counts outside 0 to {predictors} "
+                        "(the usable predictors)"
+                    )
+            else:
+                if not np.issubdtype(values.dtype, np.floating):
+                    raise StepError(f"cross_network.{name} holds {values.dtype} values")
+                values = values.astype(np.float64)
+                with np.errstate(invalid="ignore"):
+                    if name == "l1_alpha":
+                        bad = np.any(values < 0) or np.any(np.isinf(values))
+                    else:
+                        bad = np.any((values < -_FRACTION_SLACK) | (values > 1 + _FRACTION_SLACK))
+                if bad:
+                    what = "negative or infinite" if name == "l1_alpha" else "outside [0, 1]"
+                    raise StepError(f"cross_network.{name} holds values {what}")
+            columns[name] = values
+    for name in ("mean_least_squares_error", "mean_l1_error", "cka"):
+        value = float(getattr(fit, name))
+        if not (math.isnan(value) or -_FRACTION_SLACK <= value <= 1 + _FRACTION_SLACK):
+            raise StepError(f"cross_network.{name} is {value:.6g}, outside [0, 1]")
+    mean_channels = float(fit.mean_l1_channels)
+    if not (math.isnan(mean_channels) or 0 <= mean_channels <= max(predictors, 0)):
+        raise StepError(
+            f"cross_network.mean_l1_channels is {mean_channels:.6g}, outside 0 to {predictors}"
+        )
+    return DecodedFit(
+        columns["least_squares_error"],
+        columns["l1_error"],
+        columns["l1_channels"],
+        columns["l1_alpha"],
+        float(fit.mean_least_squares_error),
+        float(fit.mean_l1_error),
+        mean_channels,
+        float(fit.keep),
+        float(fit.path_factor),
+        float(fit.cka),
+        predictors,
+    )
+
+
 def decode_correlation_step(data: bytes, info: pb.CorrelationInfo) -> DecodedCorrelation:
     """Decode and validate a `CorrelationStep` blob; StepError saying what is wrong."""
     try:
@@ -268,7 +359,12 @@ def decode_correlation_step(data: bytes, info: pb.CorrelationInfo) -> DecodedCor
     row_stats = decode_stats(message.row_stats, n_rows, "row_stats")
     col_stats = decode_stats(message.col_stats, n_cols, "col_stats") if info.cross else None
     matching = decode_matching(message.matching, matrix.shape) if info.cross else None
-    return DecodedCorrelation(message, matrix, row_stats, col_stats, matching)
+    fit = None
+    if message.HasField("cross_network"):
+        if not info.cross:
+            raise StepError("a within-layer step holds a cross-network fit")
+        fit = decode_fit(message.cross_network, n_rows, n_cols)
+    return DecodedCorrelation(message, matrix, row_stats, col_stats, matching, fit)
 
 
 def _stats_json(stats: DecodedStats, channels: int) -> dict:
@@ -314,6 +410,7 @@ class CorrelationRoutes(blob_kind.BlobKindRoutes):
             "correlation_matrix": self.matrix,
             "correlation_matching": self.matching,
             "correlation_channels": self.channels,
+            "correlation_regression": self.regression,
         }
 
     def check_series(self, route: str, series: Series) -> None:
@@ -445,6 +542,46 @@ class CorrelationRoutes(blob_kind.BlobKindRoutes):
             },
         }
 
+    def regression(self, series: Series, step: Step, query: Query) -> dict:
+        """A cross step's regression (Li et al.) and CKA (`correlation_regression`)."""
+        info, decoded = series.info, step.decoded
+        fit = decoded.fit
+        head = {
+            "shape": list(decoded.matrix.shape),
+            "row_name": info.row_name,
+            "col_name": info.col_name,
+        }
+        if fit is None:  # a within-layer step, or a cross one from add_channel_correlation
+            return {
+                **head,
+                "available": False,
+                "cka": None,
+                "regression": False,
+                **dict.fromkeys(_FIT_FIELDS),
+            }
+
+        def numbers(values: np.ndarray | None) -> list | None:
+            return None if values is None else responses.json_numbers(values, null=True)
+
+        return {
+            **head,
+            "available": True,
+            "cka": responses.json_number(fit.cka, null=True),
+            "regression": fit.least_squares_error is not None,
+            "predictors": fit.predictors,
+            "keep": responses.json_number(fit.keep, null=True),
+            "path_factor": responses.json_number(fit.path_factor, null=True),
+            "mean_least_squares_error": responses.json_number(
+                fit.mean_least_squares_error, null=True
+            ),
+            "mean_l1_error": responses.json_number(fit.mean_l1_error, null=True),
+            "mean_l1_channels": responses.json_number(fit.mean_l1_channels, null=True),
+            "least_squares_error": numbers(fit.least_squares_error),
+            "l1_error": numbers(fit.l1_error),
+            "l1_channels": None if fit.l1_channels is None else fit.l1_channels.tolist(),
+            "l1_alpha": numbers(fit.l1_alpha),
+        }
+
     def channels(self, series: Series, step: Step, query: Query) -> dict:
         """Per-channel statistics of a step (`correlation_channels`)."""
         info, decoded = series.info, step.decoded
@@ -458,6 +595,21 @@ class CorrelationRoutes(blob_kind.BlobKindRoutes):
             "rows": _stats_json(decoded.row_stats, n_rows),
             "cols": _stats_json(decoded.col_stats, n_cols) if decoded.col_stats else None,
         }
+
+
+# The regression fields of `correlation_regression` (null when a step holds none).
+_FIT_FIELDS = (
+    "predictors",
+    "keep",
+    "path_factor",
+    "mean_least_squares_error",
+    "mean_l1_error",
+    "mean_l1_channels",
+    "least_squares_error",
+    "l1_error",
+    "l1_channels",
+    "l1_alpha",
+)
 
 
 def _sampling_json(step: DecodedCorrelation, info: pb.CorrelationInfo) -> dict:

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from tensorboard.compat.proto import summary_pb2
 
+from deepscope.analysis import channel_regression as regression_math
 from deepscope.analysis import matching as matching_math
 from deepscope.analysis.correlation import (
     ChannelCorrelation,
@@ -120,17 +121,60 @@ def matching_pb(result: matching_math.ChannelMatching) -> pb.Matching:
     )
 
 
+def cross_network_fit_pb(
+    regression: regression_math.ChannelRegression | None,
+    cka: float = float("nan"),
+    predictors: int = 0,
+    keep: float = regression_math.DEFAULT_KEEP,
+) -> pb.CrossNetworkFit:
+    """Li et al.'s regression of a layer pair and its CKA as a `CrossNetworkFit` message.
+
+    regression: `deepscope.analysis.channel_regression.channel_regression`'s
+      result for the rows' channels (None: only the CKA is stored, the arrays
+      stay empty); float32 errors and α, int32 channel counts: 13 bytes a row
+      channel.
+    cka: the pair's linear CKA; predictors: the B channels usable as
+      predictors; keep: the α rule's share of the least-squares explained variance.
+    """
+    fit = pb.CrossNetworkFit(
+        cka=float(cka),
+        keep=float(keep),
+        path_factor=regression_math.PATH_FACTOR,
+        predictors=int(predictors),
+        mean_least_squares_error=float("nan"),
+        mean_l1_error=float("nan"),
+        mean_l1_channels=float("nan"),
+    )
+    if regression is not None:
+        fit.least_squares_error.CopyFrom(
+            arrays.encode_array(np.asarray(regression.least_squares_error, np.float32))
+        )
+        fit.l1_error.CopyFrom(arrays.encode_array(np.asarray(regression.l1_error, np.float32)))
+        fit.l1_channels.CopyFrom(arrays.encode_array(np.asarray(regression.l1_channels, np.int32)))
+        fit.l1_alpha.CopyFrom(arrays.encode_array(np.asarray(regression.l1_alpha, np.float32)))
+        fit.mean_least_squares_error = float(regression.mean_least_squares_error)
+        fit.mean_l1_error = float(regression.mean_l1_error)
+        fit.mean_l1_channels = float(regression.mean_l1_channels)
+    return fit
+
+
 def correlation_step(
-    result: ChannelCorrelation, matrix_dtype: str = "float16", packing: str = "full"
+    result: ChannelCorrelation,
+    matrix_dtype: str = "float16",
+    packing: str = "full",
+    cross_network: pb.CrossNetworkFit | None = None,
 ) -> pb.CorrelationStep:
     """One step's `CorrelationStep` from an accumulator's result.
 
     Cross-network results also get col_stats and the matching (computed here);
     redundant_fraction is that of the rows' layer (its within-layer matrix).
-    packing "upper_triangle" is for within-layer results only.
+    packing "upper_triangle" is for within-layer results only. cross_network
+    (`cross_network_fit_pb`, compare()'s regression and CKA) is for cross
+    results, with one value per row channel.
 
     Raises:
-      ValueError: unknown matrix_dtype or packing, or a packed cross result.
+      ValueError: unknown matrix_dtype or packing, a packed cross result, or
+        a cross_network fit for a within-layer result or of another row count.
     """
     _check_packing(packing, matrix_dtype)
     if packing == "upper_triangle" and result.cross:
@@ -151,6 +195,20 @@ def correlation_step(
     if result.cross:
         step.col_stats.CopyFrom(channel_stats_pb(result.cols))
         step.matching.CopyFrom(matching_pb(matching_math.match_channels(result.matrix)))
+    if cross_network is not None:
+        if not result.cross:
+            raise ValueError(
+                "cross_network (the regression and CKA of two networks' layers) needs a "
+                "cross-network result: give other= (the second network's activations)"
+            )
+        rows = result.matrix.shape[0]
+        for name in ("least_squares_error", "l1_error", "l1_channels", "l1_alpha"):
+            shape = list(getattr(cross_network, name).shape)
+            if shape and shape != [rows]:
+                raise ValueError(
+                    f"cross_network.{name} has shape {shape}, the matrix has {rows} rows"
+                )
+        step.cross_network.CopyFrom(cross_network)
     return step
 
 
@@ -256,6 +314,7 @@ def channel_correlation_pb(
     col_name: str = "",
     description: str = "",
     packing: str = "full",
+    cross_network: pb.CrossNetworkFit | None = None,
 ) -> summary_pb2.Summary:
     """A `Summary` with one step of channel correlations, its metadata included.
 
@@ -272,10 +331,12 @@ def channel_correlation_pb(
       packing: "full" (default) or "upper_triangle" (within a layer: half the bytes).
       row_name, col_name: names of the two sides, e.g. "net_a/conv2".
       description: shown by TensorBoard next to the tag.
+      cross_network: a cross step's regression and CKA (`cross_network_fit_pb`),
+        as compare() logs them.
     """
     _check_packing(packing, matrix_dtype)
     result, channel_dim = correlation_result(activations, other, channel_dim, other_channel_dim)
-    step = correlation_step(result, matrix_dtype, packing)
+    step = correlation_step(result, matrix_dtype, packing, cross_network)
     plugin_data = correlation_plugin_data(result.cross, channel_dim, row_name, col_name)
     return summary.blob_sequence_summary(tag, [step.SerializeToString()], plugin_data, description)
 
@@ -300,6 +361,7 @@ class CorrelationSummaries:
         col_name: str = "",
         description: str = "",
         packing: str = "full",
+        cross_network: pb.CrossNetworkFit | None = None,
     ) -> None:
         """Log one step of a layer's channel correlations (or two networks' cross correlations).
 
@@ -322,6 +384,9 @@ class CorrelationSummaries:
             quarter of the default: 4.7 MB instead of 18.9 MB at 3072 channels).
           row_name, col_name: names of the two sides, kept in the series' metadata.
           description: shown next to the tag.
+          cross_network: for a cross step, each row channel predicted from the
+            columns' channels and the pair's CKA (`cross_network_fit_pb`; what
+            `deepscope.compare` logs).
 
         NaN/Inf activations are left out (the whole sample position) and
         counted in the step's statistics; dead channels are marked. With no
@@ -346,5 +411,6 @@ class CorrelationSummaries:
             col_name=col_name,
             description=description,
             packing=packing,
+            cross_network=cross_network,
         )
         self._write(summary_pb, global_step, walltime)

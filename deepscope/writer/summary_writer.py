@@ -22,6 +22,7 @@ from torch.utils.tensorboard import SummaryWriter as _TorchSummaryWriter
 
 from deepscope.proto import deepscope_pb2 as pb
 from deepscope.writer import fast_loader_names
+from deepscope.writer.cka import CkaSummaries
 from deepscope.writer.confusion import ConfusionSummaries
 from deepscope.writer.correlation import CorrelationSummaries
 from deepscope.writer.filters import FiltersSummaries
@@ -39,6 +40,7 @@ class SummaryWriter(
     UpdateRatioSummaries,
     SpectrumSummaries,
     CorrelationSummaries,
+    CkaSummaries,
     SaliencySummaries,
     LayerValueSummaries,
     LayerStatisticsSummaries,

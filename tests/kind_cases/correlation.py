@@ -29,9 +29,19 @@ def good(tag: str, step: int, cross: bool = False) -> Good:
             ],
             1,
         )
-        summary = channel_correlation_pb(
-            tag, torch.from_numpy(a.astype(np.float32)), torch.from_numpy(b.astype(np.float32))
+        from deepscope.analysis.channel_regression import channel_regression
+        from deepscope.analysis.correlation import CorrelationAccumulator
+        from deepscope.writer.correlation import cross_network_fit_pb
+
+        accumulator = CorrelationAccumulator(1, 1)
+        accumulator.update(
+            torch.from_numpy(a.astype(np.float32)), torch.from_numpy(b.astype(np.float32))
         )
+        result = accumulator.compute()
+        fit = cross_network_fit_pb(
+            channel_regression(result.matrix, result.within_cols), cka=0.5, predictors=4
+        )
+        summary = channel_correlation_pb(tag, result, cross_network=fit)
         reference = np.corrcoef(a.T, b.T)[:5, 5:]
     else:
         packing = "upper_triangle" if "packed" in tag else "full"
@@ -70,7 +80,28 @@ def damages() -> dict[str, Callable]:
         packed = np.array(arrays.decode_array(step.matrix))
         step.matrix.CopyFrom(arrays.encode_array(packed[:-1]))
 
+    def fit_error_beyond_one(step):
+        errors = np.array(arrays.decode_array(step.cross_network.l1_error), dtype=np.float32)
+        errors[1] = 1.25
+        step.cross_network.l1_error.CopyFrom(arrays.encode_array(errors))
+
+    def fit_channels_beyond(step):
+        counts = np.array(arrays.decode_array(step.cross_network.l1_channels), dtype=np.int32)
+        counts[0] = 4 + 2  # the other side has 4 channels
+        step.cross_network.l1_channels.CopyFrom(arrays.encode_array(counts))
+
+    def fit_size(step):
+        errors = np.array(arrays.decode_array(step.cross_network.least_squares_error))
+        step.cross_network.least_squares_error.CopyFrom(arrays.encode_array(errors[:-1]))
+
+    def fit_cka(step):
+        step.cross_network.cka = 3.5
+
     return {
+        "fit_error_out_of_range": mutated("correlation", fit_error_beyond_one),
+        "fit_channels_out_of_range": mutated("correlation", fit_channels_beyond),
+        "fit_size_mismatch": mutated("correlation", fit_size),
+        "fit_cka_out_of_range": mutated("correlation", fit_cka),
         "rho_out_of_range": mutated("correlation", rho_beyond_one),
         "matching_rho_out_of_range": mutated("correlation", matching_rho),
         "dead_out_of_range": mutated("correlation", dead_beyond),
@@ -90,6 +121,7 @@ STEP_ROUTES: dict[str, dict[str, dict]] = {
     },
     "correlation_matching": {"": {}},
     "correlation_channels": {"": {}},
+    "correlation_regression": {"": {}},
 }
 SERIES_ROUTES: dict[str, dict[str, Callable]] = {
     "correlation_steps": {"": lambda s: {"tag": s.tag}},
@@ -120,6 +152,21 @@ def possible_numbers(route: str, body: dict) -> list[str]:
                 problems.append(f"{side} matching columns {body[side]['cols']} beyond {cols}")
             if any(not 0 <= r < rows for r in body[side]["rows"]):
                 problems.append(f"{side} matching rows {body[side]['rows']} beyond {rows}")
+    if route == "correlation_regression" and body.get("regression"):
+        rows, cols = body.get("shape", [0, 0])
+        for name in ("least_squares_error", "l1_error"):
+            values = np.array([fuzz.number(v) for v in body[name]], dtype=np.float64)
+            if len(values) != rows:
+                problems.append(f"{name} of {len(values)} values for {rows} rows")
+            if np.any(
+                (values[np.isfinite(values)] < -tol) | (values[np.isfinite(values)] > 1 + tol)
+            ):
+                problems.append(f"{name} outside [0, 1] served without an error")
+        if any(not 0 <= n <= cols for n in body["l1_channels"]):
+            problems.append(f"l1_channels {body['l1_channels']} beyond {cols} channels")
+        cka = fuzz.number(body["cka"])
+        if np.isfinite(cka) and not -tol <= cka <= 1 + tol:
+            problems.append(f"cka {cka} outside [0, 1]")
     if route == "correlation_channels" and "rows" in body:
         for side in ("rows", "cols"):
             stats = body.get(side)
@@ -144,6 +191,14 @@ def good_values(series, route: str, step: int, body: dict) -> list[str]:
     elif route == "correlation_matching":
         semi = [fuzz.number(v) for v in body["semi"]["corr"]]
         found = fuzz.close(semi, want.max(axis=1), 2 * fuzz.FLOAT16_EPS)
+    elif route == "correlation_regression":
+        if not series.cross:
+            if body["available"] is not False:
+                found = "a within-layer step served a regression"
+        elif len(body["least_squares_error"]) != want.shape[0]:
+            found = f"{len(body['least_squares_error'])} errors, written {want.shape[0]} rows"
+        elif abs(fuzz.number(body["cka"]) - 0.5) > fuzz.FLOAT16_EPS:
+            found = f"cka {body['cka']}, written 0.5"
     elif route == "correlation_channels":
         if body["rows"]["channels"] != want.shape[0]:
             found = f"{body['rows']['channels']} row channels, written {want.shape[0]}"
