@@ -149,3 +149,23 @@ def test_a_rank_that_stops_joining_times_out_and_training_goes_on(tmp_path, refe
         for e in ranks[0]["errors"]
     )
     assert any(key[0] == "update_ratios" for key in logged)  # rank 0's own kinds go on
+
+
+def test_placements_a_process_group_and_weights_too_big_to_gather(tmp_path):
+    run_ranks(training.check_edges, 2, str(tmp_path), timeout=200)
+    for rank in range(2):
+        seen = torch.load(tmp_path / f"edges{rank}.pt", weights_only=False)
+        # Tensor parallel's Shard(1) is refused, naming the parameter and what to do.
+        assert seen["refused"] and "'weight'" in seen["refused"]
+        assert "Shard(dim=1)" in seen["refused"] and "fully_shard" in seen["refused"]
+        world, used_given_group, errors = seen["group"]
+        assert (world, used_given_group, errors) == (2, True, [])
+        skipped, errors = seen["skipped"]
+        assert errors == []
+        if rank == 0:
+            assert skipped == ["spectra/conv2"]
+    logged = read_logged(tmp_path / "group")
+    assert sorted({tag for tag, _ in logged}) == ["layer_statistics/activations", "update_ratios"]
+    assert sorted({step for _, step in logged}) == [0, 1]
+    logged = read_logged(tmp_path / "skipped")
+    assert sorted({tag for tag, _ in logged}) == ["spectra/conv1", "spectra/fc"]

@@ -184,3 +184,60 @@ def _break_measurements(monitor) -> None:
     layer_stats._collect_train = broken
     if "update_ratios" in monitor.measurers and monitor.ranks.sharded:
         monitor.measurers["update_ratios"]._watched = broken
+
+
+def check_edges(rank: int, world: int, out: str) -> None:
+    """Three edges in one group of ranks; each rank saves what it saw to <out>/edges<r>.pt.
+
+    - A DTensor parameter placed Shard(1) (tensor parallel): watch() refuses it.
+    - watch(process_group=...) given a group: measures across it.
+    - FSDP2 spectra with a small max_gather_bytes: the big weight is skipped, said so.
+    """
+    import torch.distributed as dist
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import fully_shard
+    from torch.distributed.tensor import Shard, distribute_tensor
+
+    import deepscope
+
+    seen = {}
+    mesh = init_device_mesh("cpu", (world,))
+    layer = torch.nn.Linear(4, 2 * world)
+    layer.weight = torch.nn.Parameter(distribute_tensor(layer.weight.detach(), mesh, [Shard(1)]))
+    try:
+        deepscope.watch(layer, torch.optim.SGD(layer.parameters(), lr=0.1), None)
+        seen["refused"] = None
+    except ValueError as error:
+        seen["refused"] = str(error)
+
+    group = dist.new_group(list(range(world)))
+    model = torch.nn.parallel.DistributedDataParallel(build_model(), process_group=group)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    writer = deepscope.SummaryWriter(str(Path(out) / "group")) if rank == 0 else None
+    monitor = deepscope.watch(
+        model,
+        optimizer,
+        writer,
+        process_group=group,
+        measure=[deepscope.UpdateRatios(every=1), deepscope.LayerStats(every=1)],
+    )
+    _train(model, optimizer, global_batches()[:2], lambda t: rank_slice(t, rank, world))
+    monitor.close()
+    seen["group"] = (monitor.ranks.world_size, monitor.ranks.group is group, monitor.stats.errors)
+    if writer is not None:
+        writer.close()
+
+    model = build_model()
+    for module in (model.conv1, model.conv2, model.fc):
+        fully_shard(module)
+    fully_shard(model)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    writer = deepscope.SummaryWriter(str(Path(out) / "skipped")) if rank == 0 else None
+    spectra = deepscope.Spectra(every=1, max_gather_bytes=200)  # conv2's 864 bytes do not fit
+    monitor = deepscope.watch(model, optimizer, writer, measure=[spectra])
+    _train(model, optimizer, global_batches()[:1], lambda t: rank_slice(t, rank, world))
+    monitor.close()
+    seen["skipped"] = (list(spectra.stats.skipped_sharded), monitor.stats.errors)
+    if writer is not None:
+        writer.close()
+    torch.save(seen, Path(out) / f"edges{rank}.pt")
