@@ -235,3 +235,63 @@ export async function fetchChannels(
   const params = new URLSearchParams({ run, tag, step: String(step) });
   return parseChannels(await getObject(`./correlation_channels?${params}`));
 }
+
+/**
+ * Li et al.'s regression of a cross step (correlation_regression): each row channel of A
+ * predicted from all of B's channels. Errors are 1 − R² (NaN: not predicted); `available`
+ * is false for a step that holds none (then everything else is NaN / empty).
+ */
+export interface CorrelationRegression {
+  run: string;
+  tag: string;
+  step: number;
+  available: boolean;
+  /** false when compare() ran with regression=False: only `cka` is known. */
+  regression: boolean;
+  cka: number;
+  predictors: number;
+  keep: number;
+  meanLeastSquaresError: number;
+  meanL1Error: number;
+  meanL1Channels: number;
+  leastSquaresError: number[];
+  l1Error: number[];
+  l1Channels: number[];
+  l1Alpha: number[];
+}
+
+/** A parsed correlation_regression body (null → NaN). */
+export function parseRegression(
+  raw: Record<string, unknown>,
+  run: string,
+  tag: string,
+): CorrelationRegression {
+  const num = (v: unknown): number => (typeof v === "number" ? v : NaN);
+  const column = (v: unknown): number[] => (Array.isArray(v) ? v.map(num) : []);
+  return {
+    run,
+    tag,
+    step: Number(raw.step),
+    available: raw.available === true,
+    regression: raw.regression === true,
+    cka: num(raw.cka),
+    predictors: num(raw.predictors),
+    keep: num(raw.keep),
+    meanLeastSquaresError: num(raw.mean_least_squares_error),
+    meanL1Error: num(raw.mean_l1_error),
+    meanL1Channels: num(raw.mean_l1_channels),
+    leastSquaresError: column(raw.least_squares_error),
+    l1Error: column(raw.l1_error),
+    l1Channels: column(raw.l1_channels),
+    l1Alpha: column(raw.l1_alpha),
+  };
+}
+
+export async function fetchRegression(
+  run: string,
+  tag: string,
+  step: number,
+): Promise<CorrelationRegression> {
+  const params = new URLSearchParams({ run, tag, step: String(step) });
+  return parseRegression(await getObject(`./correlation_regression?${params}`), run, tag);
+}

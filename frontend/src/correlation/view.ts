@@ -2,7 +2,9 @@
 // matrix at the chosen step (diverging colours fixed to [-1, 1]), with an order toggle
 // (original / clustered / matched), drag-to-zoom and dead-channel marks; cross-network tags
 // (deepscope.compare) also get the sorted matched-correlation curves of semi- and bipartite
-// matching side by side, runs overlaid in their colours. Each run's panel: ./run_panel.
+// matching side by side, runs overlaid in their colours, and beside them Li et al.'s table
+// (./regression_table: each channel's least-squares and L1 error, the L1 channel count, the
+// layer means and the pair's CKA). Each run's panel: ./run_panel.
 
 import { cssGradient } from "../colormap";
 import { el } from "../dom";
@@ -14,6 +16,7 @@ import { CardListView } from "../views/card_list";
 import type { ViewContext, ViewEntry } from "../views/kind_view";
 import {
   fetchMatching,
+  fetchRegression,
   fetchSteps,
   type BlockReduction,
   type ChannelOrder,
@@ -21,6 +24,7 @@ import {
 } from "./api";
 import { DEAD_COLOR, rhoRamp } from "./heatmap";
 import { MatchingChart, type MatchingLine } from "./matching_chart";
+import { RegressionTable, type RegressionEntry } from "./regression_table";
 import { RunPanel, type PanelHost } from "./run_panel";
 
 const MAX_SIDE = 420;
@@ -44,6 +48,15 @@ addStyles(`
 .ds-corr-ticks { display: flex; justify-content: space-between; width: 160px; font-size: 10px; color: #616161; }
 .ds-corr-panel [hidden], .ds-corr-curves[hidden] { display: none; }
 .ds-corr-panel .ds-error { white-space: pre-wrap; overflow-wrap: anywhere; max-width: 520px; }
+.ds-corr-regression { flex-basis: 100%; }
+.ds-corr-reg-run { margin: 4px 0 10px; }
+.ds-corr-reg-head { display: flex; align-items: center; gap: 8px; font-size: 12px; margin-bottom: 4px; }
+.ds-corr-reg-means, .ds-corr-reg-table { border-collapse: collapse; font-size: 12px; font-variant-numeric: tabular-nums; }
+.ds-corr-reg-means th { text-align: left; font-weight: 400; color: #616161; padding: 1px 12px 1px 0; }
+.ds-corr-reg-table th { text-align: right; font-weight: 500; color: #616161; padding: 2px 10px; border-bottom: 1px solid #e0e0e0; position: sticky; top: 0; background: #fff; }
+.ds-corr-reg-table td { text-align: right; padding: 2px 10px; border-bottom: 1px solid #f0f0f0; }
+.ds-corr-reg-scroll { overflow-y: auto; display: inline-block; margin-top: 6px; }
+.ds-corr-regression[hidden] { display: none; }
 .ds-dead-box { display: inline-block; width: 10px; height: 10px; background: ${DEAD_COLOR}; }
 `);
 
@@ -84,6 +97,8 @@ class CorrelationCard implements PanelHost {
     "Semi-matching: each channel of A to its best channel of B",
   );
   private readonly bipartite = new MatchingChart("bipartite", "Bipartite matching: one-to-one");
+  private readonly regressionTable = new RegressionTable();
+  private regressions = new Map<string, RegressionEntry>();
   private readonly panels = new Map<string, RunPanel>();
   private entries: ViewEntry[] = [];
   private steps = new Map<string, CorrelationSteps>();
@@ -153,7 +168,8 @@ class CorrelationCard implements PanelHost {
       this.slider.element,
     );
     this.curvesEl.dataset.testid = "matching-curves";
-    this.curvesEl.append(this.semi.element, this.bipartite.element);
+    this.curvesEl.append(this.semi.element, this.bipartite.element, this.regressionTable.element);
+    this.regressionTable.element.hidden = true;
     this.curvesEl.hidden = true;
     this.element.append(head, controls, this.panelsEl, this.curvesEl);
     this.reload = new ReloadWhenVisible({
@@ -175,6 +191,7 @@ class CorrelationCard implements PanelHost {
         panel.element.remove();
         this.panels.delete(run);
         this.matchings.delete(run);
+        this.regressions.delete(run);
       }
     }
     for (const e of this.entries) {
@@ -310,8 +327,23 @@ class CorrelationCard implements PanelHost {
             this.drawCurves();
           })
           .catch((error: unknown) => this.panels.get(e.run)?.showError(error));
+        fetchRegression(e.run, this.tag, s)
+          .then((data) => {
+            this.regressions.set(e.run, { run: e.run, color: e.color, data });
+            this.drawRegressions();
+          })
+          .catch((error: unknown) => this.panels.get(e.run)?.showError(error));
       });
     }
+  }
+
+  private drawRegressions(): void {
+    const shown: RegressionEntry[] = [];
+    for (const e of this.entries) {
+      const r = this.regressions.get(e.run);
+      if (r) shown.push(r);
+    }
+    this.regressionTable.draw(shown);
   }
 
   private drawCurves(): void {

@@ -2,6 +2,7 @@
 // plugin's `kinds` route (deepscope/kinds.py); a kind the plugin lists with no view here
 // gets a section saying so.
 
+import { CkaView } from "../cka/view";
 import { ConfusionView } from "../confusion/view";
 import { CorrelationView } from "../correlation/view";
 import { FiltersView } from "../filters/view";
@@ -18,6 +19,7 @@ export const KIND_VIEWS: ReadonlyMap<string, KindViewFactory> = new Map<string, 
   ["update_ratios", { create: (ctx) => new UpdateRatiosView(ctx), filtersInside: narrowsInside }],
   ["spectrum", { create: (ctx) => new SpectrumView(ctx) }],
   ["correlation", { create: (ctx) => new CorrelationView(ctx) }],
+  ["cka", { create: (ctx) => new CkaView(ctx) }],
   ["saliency", { create: (ctx) => new SaliencyView(ctx) }],
   ["layer_values", { create: (ctx) => new LayerValuesView(ctx), filtersInside: narrowsInside }],
   ["layer_statistics", {
