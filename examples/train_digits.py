@@ -13,7 +13,9 @@ singular values of two layers and of the whole network, and the 64-d hidden laye
 of 256 probe digits (with their labels and images) at the first and last step, for
 TensorBoard's Projector tab. A second AdamW run from another seed is
 compared with the first, layer by layer, at the end of each epoch (Li et al.,
-Convergent Learning): run "compare-seed0-vs-seed1".
+Convergent Learning: channel matching, and each channel of one predicted from
+the other's by least squares and with L1), with the layer × layer CKA matrix of
+the two networks on the held-out digits: run "compare-seed0-vs-seed1".
 No download: the digits ship inside scikit-learn.
 """
 
@@ -76,6 +78,8 @@ SALIENCY_METHODS = (
 CORRELATION_LAYERS = ("relu1", "relu2", "relu3")
 # Maps whose Jacobian singular values are logged (besides the whole network's).
 JACOBIAN_LAYERS = ("conv1", "fc1")
+# Layers of the two seeds' networks whose layer x layer CKA is logged each epoch.
+CKA_LAYERS = ("conv1", "relu1", "conv2", "relu2", "fc1", "relu3", "fc2")
 # The hidden layer whose outputs on the probe digits go to TensorBoard's Projector.
 EMBEDDING_LAYER = "relu3"
 
@@ -151,7 +155,8 @@ def train(
 def compare_runs(
     logdir: Path, run: str, names: tuple[str, str], checkpoints_a, checkpoints_b
 ) -> None:
-    """Log the cross-network channel correlations of two runs at each epoch's end."""
+    """Log the cross-network channel correlations (with Li et al.'s regression and each
+    pair's CKA) and the layer x layer CKA matrix of two runs at each epoch's end."""
     (_, _), (x_test, _) = load_data()
     model_a, model_b = DigitsCNN(), DigitsCNN()
     writer = deepscope.SummaryWriter(str(logdir / run))
@@ -164,6 +169,16 @@ def compare_runs(
             x_test,
             layers=CORRELATION_LAYERS,
             writer=writer,
+            global_step=step,
+            names=names,
+        )
+        deepscope.compare_cka(
+            model_a,
+            model_b,
+            x_test,
+            CKA_LAYERS,
+            writer=writer,
+            tag="cka",
             global_step=step,
             names=names,
         )

@@ -51,12 +51,12 @@ def test_demo_logs_every_kind_for_every_run(tmp_path):
         "adamw-lr1e-3": trained,
         "sgd-lr0.01": trained,
         "adamw-lr1e-3-seed1": trained,
-        "compare-seed0-vs-seed1": {"correlation"},
+        "compare-seed0-vs-seed1": {"correlation", "cka"},
     }
     methods = {tag for tag in listing["adamw-lr1e-3"] if tag.startswith("saliency/")}
     sys.path.insert(0, str(Path(__file__).parents[1] / "examples"))
     try:
-        from train_digits import EMBEDDING_LAYER, SALIENCY_METHODS, load_data
+        from train_digits import CKA_LAYERS, EMBEDDING_LAYER, SALIENCY_METHODS, load_data
     finally:
         sys.path.pop(0)
     assert methods == {f"saliency/{method}" for method in SALIENCY_METHODS}
@@ -83,3 +83,21 @@ def test_demo_logs_every_kind_for_every_run(tmp_path):
             assert list(embedding.sprite.single_image_dim) == [8, 8]
     compare = listing["compare-seed0-vs-seed1"]["compare/relu2"].plugin_data.correlation
     assert compare.cross and compare.row_name == "adamw-lr1e-3/relu2"
+    # compare() logged Li et al.'s regression and the pair's CKA with each matching, and
+    # compare_cka() the layer x layer matrix.
+    from deepscope.proto import arrays
+    from deepscope.proto import deepscope_pb2 as pb
+
+    ctx = RequestContext()
+    blobs = provider.read_blob_sequences(
+        ctx, experiment_id="", plugin_name="deepscope", run_tag_filter=None, downsample=100
+    )["compare-seed0-vs-seed1"]["compare/relu2"]
+    step = pb.CorrelationStep.FromString(
+        provider.read_blob(ctx, blob_key=blobs[-1].values[0].blob_key)
+    )
+    fit = step.cross_network
+    assert arrays.decode_array(fit.least_squares_error).shape == (32,)
+    assert 0.0 <= fit.mean_least_squares_error <= fit.mean_l1_error <= 1.0
+    assert 0.0 < fit.cka <= 1.0
+    cka = listing["compare-seed0-vs-seed1"]["cka"].plugin_data.cka
+    assert list(cka.layers_a) == list(CKA_LAYERS) == list(cka.layers_b)
