@@ -17,8 +17,9 @@ samples), with coefficients β:
 
   mean squared error  (1/n)‖y − Xβ‖² = 1 − 2βᵀr + βᵀR_bbβ,   r = R_ab[i, :]
 
-- Least squares: β = R_bb⁺r (the pseudo-inverse, eigenvalues below
-  C_b·eps·λ_max counted as 0: collinear channels share the weight), error
+- Least squares: β = R_bb⁺r (through a Cholesky factor when R_bb is well
+  conditioned; else the pseudo-inverse, eigenvalues below C_b·eps·λ_max
+  counted as 0: collinear channels share the weight), error
   1 − rᵀR_bb⁺r, the unexplained fraction of the variance (1 − R²), the same
   as `numpy.linalg.lstsq` on the raw activations with an intercept.
 - L1: minimise ½(1 − 2βᵀr + βᵀR_bbβ) + α‖β‖₁, the objective of
@@ -26,8 +27,10 @@ samples), with coefficients β:
   from the exact lasso path on the Gram matrix (the homotopy / LARS-lasso:
   Osborne, Presnell & Turlach 2000; Efron et al. 2004), every A channel's
   path walked at once, one batched small solve and one R_bb·D product per
-  event (`lasso_paths`; about 2x one `numpy.linalg.lstsq` of the C_b x C_b
-  system at 256-512 channels, benchmarks/bench_channel_regression.py).
+  event (`lasso_paths`: its cost grows with the channels the fits use, one
+  event each; with Li et al.'s ~4 channels a fit, 0.2-1.7x one
+  `numpy.linalg.lstsq` of the C_b x C_b system from 96 to 512 channels,
+  with ~10% of them 5-9x: benchmarks/bench_channel_regression.py).
   `lasso_on_gram` (coordinate descent) solves one α directly, as a
   reference. α is chosen
   per channel by one rule: the largest α of the path α_max·0.85^k (α_max =
@@ -145,12 +148,29 @@ def channel_regression(
 def least_squares_errors(gram: np.ndarray, targets: np.ndarray) -> np.ndarray:
     """1 − rᵀR⁺r per column r of targets [C_b, T], clipped to [0, 1]; R = gram [C_b, C_b].
 
-    One symmetric eigendecomposition of R serves every target; eigenvalues at
-    or below C_b·eps·λ_max (numerically zero: collinear channels) are left out.
+    A well-conditioned R (every Cholesky pivot above 1000·C_b·eps of the largest
+    diagonal entry) is solved through its Cholesky factor L: rᵀR⁻¹r = ‖L⁻¹r‖².
+    Otherwise (collinear channels) one symmetric eigendecomposition serves every
+    target, eigenvalues at or below C_b·eps·λ_max (numerically zero) left out:
+    the pseudo-inverse, collinear channels sharing the weight.
     """
+    c_b = gram.shape[0]
+    eps = np.finfo(np.float64).eps
+    if c_b:
+        try:
+            factor = np.linalg.cholesky(gram)
+        except np.linalg.LinAlgError:
+            factor = None
+        if factor is not None:
+            pivots = np.diagonal(factor) ** 2
+            if pivots.min() > 1e3 * c_b * eps * float(np.max(np.diagonal(gram))):
+                whitened = np.linalg.solve(factor, targets)
+                explained = np.sum(whitened**2, axis=0)
+                if np.all(explained <= 1.0 + 1e-9):  # else rounding: take the careful way
+                    return np.clip(1.0 - explained, 0.0, 1.0)
     values, vectors = np.linalg.eigh(gram)
     top = float(values[-1]) if values.size else 0.0
-    keep = values > max(top, 0.0) * gram.shape[0] * np.finfo(np.float64).eps
+    keep = values > max(top, 0.0) * c_b * eps
     projected = vectors[:, keep].T @ targets  # [k, T]
     explained = np.sum(projected**2 / values[keep, None], axis=0)
     return np.clip(1.0 - explained, 0.0, 1.0)
@@ -278,6 +298,11 @@ def lasso_paths(
         size = int(counts.max())
         slots = order[:size]  # [K, T]
         sub = ext[slots.T[:, :, None], slots.T[:, None, :]]  # [T, K, K]
+        if size > 1:  # two padding slots meet at ext[c_b, c_b] = 1 off the diagonal too
+            pad = slots.T == c_b
+            both = pad[:, :, None] & pad[:, None, :]
+            both[:, np.arange(size), np.arange(size)] = False
+            sub[both] = 0.0
         w = _solve_small(sub, sign[:size].T).T  # [K, T]; 0 at padding
         d = np.zeros((c_b + 1, t))
         d[slots, cols] = w
@@ -310,7 +335,7 @@ def lasso_paths(
         e1 = -2.0 * np.sum(w * c_act, axis=0)
         e2 = np.sum(w * a_act, axis=0)
         # Skip the grid points above where the error reaches its target (in
-        # closed form: the smaller root of the quadratic), less one for rounding.
+        # closed form: the smaller root of the quadratic); they cannot satisfy it.
         short = e0 - 1.0 + need  # > 0: the fit still explains too little
         disc = e1 * e1 - 4.0 * e2 * short
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -320,7 +345,7 @@ def lasso_paths(
                 np.where((e1 < 0) & (disc >= 0), 2.0 * short / (-e1 + np.sqrt(disc)), np.inf),
             )
             reach = np.maximum(alpha - np.minimum(root, delta), tiny * amax)
-            skip = np.floor(np.log(reach / amax) / math.log(PATH_FACTOR)) - 1
+            skip = np.ceil(np.log(reach / amax) / math.log(PATH_FACTOR) - 1e-9)
         next_k = np.clip(skip, next_k, MAX_PATH_STEPS).astype(np.int64)
         finished = np.zeros(t, bool)
         pending = np.ones(t, bool)
@@ -353,13 +378,14 @@ def lasso_paths(
         sign[counts[at], at] = np.sign(c[j_join[at], at])
         coef[counts[at], at] = 0.0
         counts[at] += 1
-        gone = cols[leaves]
-        tail = counts[gone] - 1
-        k = k_leave[gone]
-        for array in (order, coef, sign):
-            array[k, gone] = array[tail, gone]
-        order[tail, gone], coef[tail, gone], sign[tail, gone] = c_b, 0.0, 0.0
-        counts[gone] -= 1
+        if leaves.any():
+            gone = cols[leaves]
+            tail = counts[gone] - 1
+            k = k_leave[gone]
+            for array in (order, coef, sign):
+                array[k, gone] = array[tail, gone]
+            order[tail, gone], coef[tail, gone], sign[tail, gone] = c_b, 0.0, 0.0
+            counts[gone] -= 1
         last = np.where(joins | leaves, event, -1)
         alpha = np.where(alpha <= tiny * amax, 0.0, alpha)
         if finished.any():
