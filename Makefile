@@ -29,7 +29,7 @@ $(VENV)/.demo: $(VENV)/.torch setup.py
 	touch $@
 
 $(VENV)/.test: $(VENV)/.demo setup.py
-	$(PIP) install -e ".[demo,test,hf]" "$(TORCH_SPEC)"
+	$(PIP) install -e ".[demo,test,hf,lightning,transformers]" "$(TORCH_SPEC)"
 	touch $@
 
 setup-demo: $(VENV)/.demo

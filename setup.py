@@ -40,6 +40,12 @@ setup(
         # Hugging Face models built from their configs in the tests (no download);
         # transformers does not require torch, so it never upgrades the pinned one.
         "hf": ["transformers>=4.40"],
+        # deepscope.integrations: callbacks for PyTorch Lightning and the Hugging Face
+        # Trainer. lightning and accelerate need torch (any 2.x the writer runs on), which
+        # the installed build satisfies: installed with the pinned build named again
+        # (as the Makefile does), pip leaves it in place.
+        "lightning": ["lightning>=2.2"],
+        "transformers": ["transformers>=4.40", "accelerate>=0.26"],
         "test": [
             "pytest>=8",
             "pytest-timeout>=2",
