@@ -274,6 +274,20 @@ def test_without_a_tensorboard_logger_it_writes_under_default_root_dir(tmp_path)
     assert ("layer_statistics/parameters", 4) in read_logged(tmp_path / "deepscope")
 
 
+def test_a_resumed_fit_continues_the_global_step(tmp_path):
+    """fit(ckpt_path=...) restores the global step after on_fit_start: watch() starts there."""
+    trainer, model, _ = _fit(tmp_path, "resumed", max_epochs=-1, max_steps=6)
+    trainer.fit(model)
+    checkpoint = tmp_path / "six.ckpt"
+    trainer.save_checkpoint(str(checkpoint))
+    again, model, callback = _fit(tmp_path, "resumed", max_epochs=-1, max_steps=13)
+    again.fit(model, ckpt_path=str(checkpoint))
+    assert callback.monitor.step == again.global_step == 13
+    assert callback.monitor.stats.steps_seen == 7
+    logged = read_logged(Path(again.logger.log_dir))  # version_1
+    assert sorted(s for t, s in logged if t == "layer_statistics/parameters") == [8, 12]
+
+
 def test_pickled_callback(fits):
     """ddp_spawn pickles the callback: its options travel, a fit's monitor and hooks do not."""
     import pickle
