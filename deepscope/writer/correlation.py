@@ -131,7 +131,7 @@ def cross_network_fit_pb(
 
     regression: `deepscope.analysis.channel_regression.channel_regression`'s
       result for the rows' channels (None: only the CKA is stored, the arrays
-      stay empty); float32 errors and α, int32 channel counts: 13 bytes a row
+      stay empty); float32 errors and α, int32 channel counts: 16 bytes a row
       channel.
     cka: the pair's linear CKA; predictors: the B channels usable as
       predictors; keep: the α rule's share of the least-squares explained variance.
