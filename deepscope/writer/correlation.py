@@ -6,8 +6,10 @@ Each logged step is a blob sequence of one blob, a serialized
 over [-1, 1], 1 byte a cell; within a layer optionally only its upper
 triangle, `packing="upper_triangle"`, half of that: 3072 channels in 4.7 MB
 with uint8), the per-channel statistics, the activation shape, for
-cross-network series the semi- and bipartite matching, and the fraction of
-redundant channels. The series' constant facts (`CorrelationInfo`: cross or
+cross-network series the semi- and bipartite matching (and, from compare(),
+Li et al.'s regression of each row channel and the pair's CKA:
+`CrossNetworkFit`, 16 bytes a row channel), and the fraction of redundant
+channels. The series' constant facts (`CorrelationInfo`: cross or
 not, channel_dim, the two sides' names) go in the metadata of the tag's first
 event.
 
