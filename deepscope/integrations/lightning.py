@@ -166,6 +166,13 @@ class DeepscopeCallback(*_BASES):
         if self._pre_step_here:
             self._armed = True
             self._rearm_handle = optimizer.register_step_post_hook(self._rearm)
+        else:  # a deepscope whose Monitor changed shape: say what that costs
+            warnings.warn(
+                "deepscope: could not move the monitor's pre-step measurements to Lightning's "
+                "on_before_optimizer_step; under Lightning they then see the previous step's "
+                "gradients (gradient norms are one step late). Please report this.",
+                stacklevel=2,
+            )
 
     # -- the step ----------------------------------------------------------------
 
