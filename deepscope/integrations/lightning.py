@@ -96,21 +96,6 @@ def run_log_dir(trainer: Any, log_dir: str | os.PathLike | None = None) -> str:
     return os.path.join(os.fspath(trainer.default_root_dir), "deepscope")
 
 
-def _take_over_pre_step(monitor: Any, optimizer: torch.optim.Optimizer) -> bool:
-    """Remove the monitor's step pre-hook from `optimizer`; True if it was found and removed.
-
-    The callback then runs `monitor._before_step` itself at Lightning's
-    `on_before_optimizer_step`, when the step's gradients exist.
-    """
-    pre_hooks = getattr(optimizer, "_optimizer_step_pre_hooks", {})
-    for handle in getattr(monitor, "_handles", []):
-        hook = pre_hooks.get(getattr(handle, "id", None))
-        if hook is not None and hook == getattr(monitor, "_before_step", None):
-            handle.remove()
-            return True
-    return False
-
-
 class DeepscopeCallback(*_BASES):
     """Attach `deepscope.watch()` to a Lightning `Trainer.fit`, writing into the run's log dir.
 
@@ -156,23 +141,22 @@ class DeepscopeCallback(*_BASES):
         optimizer = optimizers[0]
         writes = bool(getattr(trainer, "is_global_zero", True))
         log_dir = run_log_dir(trainer, self._log_dir_given) if writes else None
+        # Lightning computes the step's gradients inside optimizer.step(closure), after
+        # the optimizer's pre-hooks: the pre-step measurements run at
+        # on_before_optimizer_step instead (monitor.before_step()).
         self._attached = Attached(
-            pl_module, optimizer, log_dir, trainer.global_step, self.watch_options
+            pl_module,
+            optimizer,
+            log_dir,
+            trainer.global_step,
+            {**self.watch_options, "pre_step": "manual"},
         )
         self.log_dir = log_dir
         self.monitor = self._attached.monitor
         self._optimizer = optimizer
-        self._pre_step_here = _take_over_pre_step(self.monitor, optimizer)
-        if self._pre_step_here:
-            self._armed = True
-            self._rearm_handle = optimizer.register_step_post_hook(self._rearm)
-        else:  # a deepscope whose Monitor changed shape: say what that costs
-            warnings.warn(
-                "deepscope: could not move the monitor's pre-step measurements to Lightning's "
-                "on_before_optimizer_step; under Lightning they then see the previous step's "
-                "gradients (gradient norms are one step late). Please report this.",
-                stacklevel=2,
-            )
+        self._pre_step_here = True
+        self._armed = True
+        self._rearm_handle = optimizer.register_step_post_hook(self._rearm)
 
     # -- the step ----------------------------------------------------------------
 
@@ -190,7 +174,7 @@ class DeepscopeCallback(*_BASES):
         if raw is not self._optimizer and optimizer is not self._optimizer:
             return
         self._armed = False  # once per step (LBFGS calls its closure several times)
-        self.monitor._before_step(self._optimizer, (), {})
+        self.monitor.before_step()
 
     # -- detach ------------------------------------------------------------------
 

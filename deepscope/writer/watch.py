@@ -145,6 +145,8 @@ class Monitor:
         previous handler (see `watch`).
       process_group, collective_timeout: the ranks measured across, and how
         long deepscope's collectives wait (see `watch`).
+      pre_step: "hook" (default: the optimizer's step pre-hook runs the
+        measurers' pre-step work) or "manual" (`before_step()` does; see it).
 
     Attributes: ranks (`deepscope.writer.distributed.Ranks`: this process's
     rank, the world size, whether the model is sharded, bytes sent).
@@ -160,7 +162,14 @@ class Monitor:
         flush_on_sigterm: bool = False,
         process_group=None,
         collective_timeout: float = distributed.DEFAULT_TIMEOUT,
+        pre_step: str = "hook",
     ):
+        if pre_step not in ("hook", "manual"):
+            raise ValueError(
+                f"pre_step must be 'hook' (the optimizer's step pre-hook runs the pre-step "
+                f"measurements) or 'manual' (you call monitor.before_step() once the step's "
+                f"gradients exist), got {pre_step!r}"
+            )
         if not isinstance(model, torch.nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         if not isinstance(optimizer, torch.optim.Optimizer):
@@ -252,10 +261,10 @@ class Monitor:
         self._preparing = [m for m in measurers if callable(getattr(m, "prepare", None))]
         self._flushing = False
         self._closed = False
-        self._handles = [
-            optimizer.register_step_pre_hook(self._before_step),
-            optimizer.register_step_post_hook(self._after_step),
-        ]
+        self.pre_step = pre_step
+        self._handles = [optimizer.register_step_post_hook(self._after_step)]
+        if pre_step == "hook":
+            self._handles.append(optimizer.register_step_pre_hook(self._before_step))
         self._optimizer = weakref.ref(optimizer)
         _MONITORS[optimizer] = self
         _OPEN.add(self)
@@ -311,6 +320,21 @@ class Monitor:
         return self._update_ratios.names if self._update_ratios else []
 
     # -- the hooks ----------------------------------------------------------------
+
+    def before_step(self) -> None:
+        """Run the measurers' pre-step work now, for `watch(..., pre_step="manual")`.
+
+        Call it once per optimizer step, after the step's gradients exist and
+        before the update: where a framework computes them inside
+        `optimizer.step(closure)` (PyTorch Lightning), the optimizer's pre-hook
+        runs too early and would see the previous step's gradients. Calling it
+        again before the step replaces the earlier call's work (a step that
+        GradScaler skipped leaves nothing behind).
+        """
+        optimizer = self._optimizer()
+        if self._closed or optimizer is None:
+            return
+        self._before_step(optimizer, (), {})
 
     def _before_step(self, optimizer, args, kwargs) -> None:
         start = time.perf_counter()
@@ -545,6 +569,7 @@ def watch(
     flush_on_sigterm: bool = False,
     process_group=None,
     collective_timeout: float = distributed.DEFAULT_TIMEOUT,
+    pre_step: str = "hook",
 ) -> Monitor:
     """Measure `model` while `optimizer` trains it, logging to `writer`.
 
@@ -618,6 +643,12 @@ def watch(
         {"layers": ["encoder"], "on": probe_batch, "covariance_every": 500,
         "max_samples": 1024, "variance_threshold": 0.95, "saturation_tolerance": 0.02}.
     Options given for a kind that is off raise ValueError.
+
+    pre_step: "hook" (default) runs the pre-step measurements (gradient
+    norms, the update ratios' snapshot) in the optimizer's step pre-hook;
+    "manual" leaves them to `monitor.before_step()`, for loops that compute
+    the gradients inside `optimizer.step(closure)` (PyTorch Lightning: its
+    callback, `deepscope.integrations.lightning.DeepscopeCallback`, does this).
 
     Under torch.distributed (DDP, FSDP2's fully_shard), call watch() on every
     rank with the same arguments; rank 0 alone writes (the other ranks may
@@ -699,6 +730,7 @@ def watch(
         flush_on_sigterm=flush_on_sigterm,
         process_group=process_group,
         collective_timeout=collective_timeout,
+        pre_step=pre_step,
     )
 
 

@@ -133,7 +133,7 @@ class Embeddings(Measurer):
         self.non_finite = 0
 
     def on_every_rank(self, ranks) -> bool:
-        """Sharded weights (FSDP2): every rank joins the probe pass (a forward is a collective); replicas: rank 0 alone."""
+        """Under FSDP2 every rank runs the probe (a forward is a collective); else rank 0."""
         return ranks.sharded
 
     def start(self, model: torch.nn.Module, optimizer, writer) -> None:

@@ -30,8 +30,8 @@ from collections.abc import Sequence
 import torch
 
 from deepscope.module_names import eager_module, find_modules, named_modules, strip_compile_prefix
-from deepscope.writer.filters import DEFAULT_MAX_CHANNELS, DEFAULT_MAX_TILES
 from deepscope.writer import distributed
+from deepscope.writer.filters import DEFAULT_MAX_CHANNELS, DEFAULT_MAX_TILES
 from deepscope.writer.measurer import Measurer
 from deepscope.writer.probe import (
     batch_to,
@@ -116,7 +116,7 @@ class Filters(Measurer):
         self.last_seconds = 0.0
 
     def on_every_rank(self, ranks) -> bool:
-        """Sharded weights (FSDP2): every rank joins the gather of each weight (a collective); replicas: rank 0 alone."""
+        """Under FSDP2 every rank joins the gather of each weight; else rank 0 alone."""
         return ranks.sharded
 
     def start(self, model: torch.nn.Module, optimizer, writer) -> None:
@@ -223,7 +223,7 @@ class FeatureMaps(Measurer):
         self.last_outputs: dict[str, torch.Tensor] = {}
 
     def on_every_rank(self, ranks) -> bool:
-        """Sharded weights (FSDP2): every rank joins the probe pass (a forward is a collective); replicas: rank 0 alone."""
+        """Under FSDP2 every rank runs the probe (a forward is a collective); else rank 0."""
         return ranks.sharded
 
     def start(self, model: torch.nn.Module, optimizer, writer) -> None:

@@ -137,7 +137,7 @@ class JacobianSpectra(Measurer):
         return "" if self.output is None else getattr(self.output, "__name__", "output")
 
     def on_every_rank(self, ranks) -> bool:
-        """Sharded weights (FSDP2): every rank joins the probe passes (a forward is a collective); replicas: rank 0 alone."""
+        """Under FSDP2 every rank runs the probe (a forward is a collective); else rank 0."""
         return ranks.sharded
 
     def start(self, model: torch.nn.Module, optimizer, writer) -> None:

@@ -141,7 +141,7 @@ class Saliency(Measurer):
         self._warned_non_finite = False
 
     def on_every_rank(self, ranks) -> bool:
-        """Sharded weights (FSDP2): every rank joins the probe passes (a forward and backward are collectives); replicas: rank 0 alone."""
+        """Under FSDP2 every rank runs the probe (forward and backward are collectives)."""
         return ranks.sharded
 
     def start(self, model: torch.nn.Module, optimizer, writer) -> None:
