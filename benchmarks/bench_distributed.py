@@ -14,9 +14,11 @@
    unmonitored runs give the plain step time for reference.
    Target: the DDP overhead within 1.5x the single-process one.
 2. FSDP2 update ratios (fully_shard on every ResNet-18 block and the root, 2
-   gloo processes): bytes this rank hands to deepscope's collectives per
-   measurement of `UpdateRatios(every=1)` alone, per parameter tensor, against
-   the bytes a gathered copy of the weights would move.
+   gloo processes): bytes this rank hands to the update ratios' collectives
+   per measurement, per parameter tensor, with `UpdateRatios(every=1)` alone
+   and beside `ParameterNorms(every=1)` (as watch()'s defaults run them: the
+   ratios reuse the norms' ‖W‖²), against the bytes a gathered copy of the
+   weights would move.
 
     .venv/bin/python benchmarks/bench_distributed.py            # ~6 min on 2 cores
     .venv/bin/python benchmarks/bench_distributed.py --quick    # smoke run
@@ -116,27 +118,42 @@ def _fsdp_bytes(rank: int, world: int, out: str) -> None:
         fully_shard(block)
     fully_shard(model)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
-    writer = deepscope.SummaryWriter(str(Path(out).parent / "fsdp")) if rank == 0 else None
-    monitor = deepscope.watch(model, optimizer, writer, measure=[deepscope.UpdateRatios(every=1)])
     x = torch.randn(BATCH, 3, 32, 32)
     y = torch.randint(0, 10, (BATCH,))
-    sent = []
-    for _ in range(3):
-        before = monitor.ranks.collective_bytes
-        optimizer.zero_grad()
-        torch.nn.functional.cross_entropy(model(x), y).backward()
-        optimizer.step()
-        sent.append(monitor.ranks.collective_bytes - before)
-    monitor.close()
+    found, errors = {}, []
+    # Update ratios alone, and with the parameter norms of the same steps (watch()'s
+    # defaults), whose ‖W‖² they reuse.
+    for name, measure in (
+        ("alone", [deepscope.UpdateRatios(every=1)]),
+        (
+            "with_parameter_norms",
+            [deepscope.UpdateRatios(every=1), deepscope.ParameterNorms(every=1)],
+        ),
+    ):
+        log_dir = Path(out).parent / f"fsdp_{name}"
+        writer = deepscope.SummaryWriter(str(log_dir)) if rank == 0 else None
+        monitor = deepscope.watch(model, optimizer, writer, measure=measure)
+        sent = []
+        for _ in range(3):
+            before = monitor.ranks.bytes_by_what.get("update ratios", 0)
+            optimizer.zero_grad()
+            torch.nn.functional.cross_entropy(model(x), y).backward()
+            optimizer.step()
+            sent.append(monitor.ranks.bytes_by_what["update ratios"] - before)
+        monitor.close()
+        if writer is not None:
+            writer.close()
+        found[name] = sent
+        errors += monitor.stats.errors
     params = list(model.parameters())
     if rank == 0:
         Path(out).write_text(
             json.dumps(
                 {
-                    "bytes_per_measurement": sent,
+                    "update_ratio_bytes_per_measurement": found,
                     "parameter_tensors": len(params),
                     "gathered_weight_bytes": sum(p.numel() * p.element_size() for p in params),
-                    "errors": monitor.stats.errors,
+                    "errors": errors,
                 }
             )
         )
@@ -172,9 +189,10 @@ def main() -> int:
         run_ranks(_fsdp_bytes, 2, str(out), timeout=600)
         fsdp = json.loads(out.read_text())
         assert not fsdp["errors"], fsdp["errors"]
-        per_measurement = statistics.median(fsdp["bytes_per_measurement"])
-        fsdp["bytes_per_parameter_tensor"] = per_measurement / fsdp["parameter_tensors"]
-        fsdp["gathered_over_sent"] = fsdp["gathered_weight_bytes"] / per_measurement
+        for name, sent in fsdp["update_ratio_bytes_per_measurement"].items():
+            per_measurement = statistics.median(sent)
+            fsdp[f"bytes_per_parameter_tensor_{name}"] = per_measurement / fsdp["parameter_tensors"]
+            fsdp[f"gathered_over_sent_{name}"] = fsdp["gathered_weight_bytes"] / per_measurement
         results["fsdp2_update_ratios"] = fsdp
     _common.write_json("distributed.json", results)
     print(json.dumps({k: v for k, v in results.items() if k != "machine"}, indent=2))

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import datetime
 import math
+import zlib
 from dataclasses import dataclass, field
 
 import torch
@@ -67,7 +68,10 @@ class Ranks:
     sharded: the model's parameters are DTensor shards (FSDP2).
     timeout: seconds a guarded collective waits.
     broken: why the cross-rank measurements are off (None while they work).
-    collective_bytes: bytes this rank handed to deepscope's collectives so far.
+    collective_bytes: bytes this rank handed to deepscope's collectives so far;
+      bytes_by_what: the same per collective's purpose ("update ratios", ...).
+    weight_squares: sharded weights' summed ‖W‖² of the current step, shared
+      between the parameter norms and the update ratios.
     """
 
     rank: int = 0
@@ -77,6 +81,11 @@ class Ranks:
     timeout: float = DEFAULT_TIMEOUT
     broken: str | None = None
     collective_bytes: int = 0
+    # The whole parameters' ‖W‖² the parameter norms reduced before this step's update:
+    # (global step, ids of the parameters, float32 [P]); the update ratios of the same
+    # step reuse them and reduce ‖ΔW‖² alone. Set on every rank alike (or on none).
+    weight_squares: tuple[int, tuple[int, ...], torch.Tensor] | None = None
+    bytes_by_what: dict[str, int] = field(default_factory=dict)
     _device: torch.device = field(default_factory=lambda: torch.device("cpu"))
 
     @property
@@ -89,6 +98,10 @@ class Ranks:
         return self.rank == 0
 
     # -- guarded collectives -----------------------------------------------------
+
+    def _sent(self, what: str, size: int) -> None:
+        self.collective_bytes += size
+        self.bytes_by_what[what] = self.bytes_by_what.get(what, 0) + size
 
     def _check_usable(self, what: str) -> None:
         if self.broken is not None:
@@ -104,10 +117,30 @@ class Ranks:
             )
             raise RankFailure(f"{what}: {self.broken}") from error
 
-    def _failed_ranks(self, flags: torch.Tensor) -> list[int]:
+    def _mark(self, what: str, failed: bool) -> float:
+        """This rank's slot in a collective's flags: what it is for, and whether it failed.
+
+        2·(crc32(what) mod 2¹⁶) + failed, exact in float32: after the sum each
+        rank's slot says which collective that rank joined, so ranks that
+        called different ones (one stopped measuring a kind) are caught
+        instead of mixing their payloads.
+        """
+        return 2.0 * (zlib.crc32(what.encode()) & 0xFFFF) + (1.0 if failed else 0.0)
+
+    def _failed_ranks(self, flags: torch.Tensor, what: str) -> list[int]:
         """The other ranks whose part failed (this rank's own failure is its caller's to
-        raise: it knows the error)."""
-        return [r for r in range(self.world_size) if float(flags[r]) != 0.0 and r != self.rank]
+        raise: it knows the error). Raises RankFailure, and turns the cross-rank
+        measurements off, when a rank joined another collective than this one."""
+        marks = [int(float(flags[r])) for r in range(self.world_size)]
+        tag = int(self._mark(what, False))
+        strays = [r for r, mark in enumerate(marks) if mark - mark % 2 != tag]
+        if strays:
+            self.broken = (
+                f"rank(s) {strays} joined another collective than {what!r}: the ranks no "
+                "longer measure the same kinds at the same steps"
+            )
+            raise RankFailure(f"{what}: {self.broken}")
+        return [r for r, mark in enumerate(marks) if mark % 2 and r != self.rank]
 
     def all_reduce_sum(self, values: torch.Tensor | None, like: int, what: str) -> torch.Tensor:
         """The sum over ranks of each rank's float `values` (1-D, `like` elements).
@@ -119,19 +152,16 @@ class Ranks:
         self._check_usable(what)
         dist = _dist()
         flags = torch.zeros(self.world_size, dtype=torch.float64)
-        if values is None:
-            flags[self.rank] = 1.0
+        payload = None if values is None else values.detach().reshape(-1).to(torch.float64).cpu()
+        failed = payload is None or payload.numel() != like
+        if failed:
             payload = torch.zeros(like, dtype=torch.float64)
-        else:
-            payload = values.detach().reshape(-1).to(torch.float64).cpu()
-            if payload.numel() != like:
-                flags[self.rank] = 1.0
-                payload = torch.zeros(like, dtype=torch.float64)
+        flags[self.rank] = self._mark(what, failed)
         packed = torch.cat([flags, payload]).to(self._device)
-        self.collective_bytes += packed.numel() * packed.element_size()
+        self._sent(what, packed.numel() * packed.element_size())
         self._wait(dist.all_reduce(packed, group=self.group, async_op=True), what)
         packed = packed.cpu()
-        failed = self._failed_ranks(packed[: self.world_size])
+        failed = self._failed_ranks(packed[: self.world_size], what)
         if failed:
             raise RankFailure(f"{what}: the measurement failed on rank(s) {failed}")
         return packed[self.world_size :]
@@ -145,15 +175,16 @@ class Ranks:
         self._check_usable(what)
         dist = _dist()
         flags = torch.zeros(self.world_size, dtype=torch.float32, device=self._device)
-        if values is None or values.numel() != like:
-            flags[self.rank] = 1.0
+        failed = values is None or values.numel() != like
+        if failed:
             payload = torch.zeros(like, dtype=torch.float32, device=self._device)
         else:
             payload = values.detach().reshape(-1).to(device=self._device, dtype=torch.float32)
+        flags[self.rank] = self._mark(what, failed)
         packed = torch.cat([flags, payload])
-        self.collective_bytes += packed.numel() * packed.element_size()
+        self._sent(what, packed.numel() * packed.element_size())
         self._wait(dist.all_reduce(packed, group=self.group, async_op=True), what)
-        failed = self._failed_ranks(packed[: self.world_size].cpu())
+        failed = self._failed_ranks(packed[: self.world_size].cpu(), what)
         if failed:
             raise RankFailure(f"{what}: the measurement failed on rank(s) {failed}")
         return packed[self.world_size :]
@@ -168,20 +199,20 @@ class Ranks:
         dist = _dist()
         header = torch.zeros(self.world_size, 2, dtype=torch.float64)
         payload = None if values is None else values.detach().reshape(-1).to(torch.float64).cpu()
-        header[self.rank, 0] = 1.0 if payload is None else 0.0
+        header[self.rank, 0] = self._mark(what, payload is None)
         header[self.rank, 1] = 0.0 if payload is None else float(payload.numel())
         header = header.to(self._device)
-        self.collective_bytes += header.numel() * header.element_size()
+        self._sent(what, header.numel() * header.element_size())
         self._wait(dist.all_reduce(header, group=self.group, async_op=True), what)
         header = header.cpu()
-        failed = self._failed_ranks(header[:, 0])
+        failed = self._failed_ranks(header[:, 0], what)
         longest = int(header[:, 1].max())
         padded = torch.zeros(longest, dtype=torch.float64)
         if payload is not None:
             padded[: payload.numel()] = payload
         padded = padded.to(self._device)
         gathered = [torch.empty_like(padded) for _ in range(self.world_size)]
-        self.collective_bytes += padded.numel() * padded.element_size()
+        self._sent(what, padded.numel() * padded.element_size())
         self._wait(dist.all_gather(gathered, padded, group=self.group, async_op=True), what)
         if failed:
             raise RankFailure(f"{what}: the measurement failed on rank(s) {failed}")
@@ -221,7 +252,7 @@ class Ranks:
         self._check_usable(what)
         dist = _dist()
         flag = torch.tensor([0.0 if ok else 1.0], dtype=torch.float64, device=self._device)
-        self.collective_bytes += flag.element_size()
+        self._sent(what, flag.element_size())
         self._wait(dist.all_reduce(flag, group=self.group, async_op=True), what)
         return float(flag.cpu()) == 0.0
 
@@ -232,7 +263,7 @@ class Ranks:
         self._check_usable(what)
         dist = _dist()
         box = torch.tensor([float(value)], dtype=torch.float64, device=self._device)
-        self.collective_bytes += box.element_size()
+        self._sent(what, box.element_size())
         src = dist.get_global_rank(self.group, 0) if self.group is not None else 0
         self._wait(dist.broadcast(box, src=src, group=self.group, async_op=True), what)
         return int(box.cpu())

@@ -231,7 +231,7 @@ class ParameterNorms(Measurer):
         """Sharded parameters (FSDP2): every rank norms its shard; replicas: rank 0."""
         return ranks.sharded
 
-    def _sharded_table(self) -> torch.Tensor | None:
+    def _sharded_table(self, step: int) -> torch.Tensor | None:
         """The [P, 3] table of sharded parameters from per-shard squares, all-reduced.
 
         Every rank joins (one whose own part failed too); 2 float32 per
@@ -255,6 +255,8 @@ class ParameterNorms(Measurer):
         total = self.ranks.all_reduce_float32(squares, 2 * count, "parameter norms")
         if failure is not None:
             raise failure
+        # The update ratios of this step need the same ‖W‖²: they reduce ‖ΔW‖² alone.
+        self.ranks.weight_squares = (step, tuple(map(id, self._params)), total[count:].clone())
         if not self.ranks.writes:
             return None
         grad_norms, weight_norms = total[:count].sqrt(), total[count:].sqrt()
@@ -263,7 +265,7 @@ class ParameterNorms(Measurer):
     def before_step(self, step: int, model=None, optimizer=None, writer=None) -> None:
         began = time.perf_counter()
         if self.ranks.sharded and self.ranks.distributed:
-            table = self._sharded_table()
+            table = self._sharded_table(step)
             if table is None:
                 return
         else:

@@ -155,7 +155,7 @@ class UpdateRatios(Measurer):
 
     def measure(self, step: int, model=None, optimizer=None, writer=None) -> None:
         if self.ranks.sharded and self.ranks.distributed:
-            update = self._measure_shards()
+            update = self._measure_shards(step)
             if update is None:
                 return
         else:
@@ -180,14 +180,20 @@ class UpdateRatios(Measurer):
         self.measurements += 1
         self._write_arrived()
 
-    def _measure_shards(self) -> ratios_math.UpdateMeasurement | None:
+    def _measure_shards(self, step: int) -> ratios_math.UpdateMeasurement | None:
         """The ratios of sharded parameters: per-shard sums of squares, all-reduced.
 
         Joins the all-reduce even when this rank's snapshot failed (no rank
-        waits); moves 2 float32 per parameter tensor (and one flag per rank).
+        waits). Moves one float32 per parameter tensor, ‖ΔW‖², when the
+        parameter norms reduced this step's ‖W‖² already (watch()'s defaults
+        measure both at the same steps), else two (and one flag per rank).
         Returns None on the ranks that do not write.
         """
         count = len(self._params)
+        cached = self.ranks.weight_squares
+        known = (
+            cached is not None and cached[0] == step and cached[1] == tuple(map(id, self._params))
+        )
         sums, failure = None, None
         try:
             if self._before is None:
@@ -196,18 +202,21 @@ class UpdateRatios(Measurer):
             copies = torch.tensor(
                 [distributed.replication(p) for p in self._params], dtype=sums.dtype
             ).to(sums.device)
-            sums = (sums / copies).reshape(-1)  # each element once, whatever holds it
+            sums = sums / copies  # each element once, whatever holds it
+            sums = (sums[0] if known else sums).reshape(-1)
         except Exception as error:
             failure = error
         finally:
             self._before = None
             self._before_norms = None
-        total = self.ranks.all_reduce_float32(sums, 2 * count, "update ratios")
+        size = count if known else 2 * count
+        total = self.ranks.all_reduce_float32(sums, size, "update ratios")
         if failure is not None:
             raise failure
         if not self.ranks.writes:
             return None
-        return ratios_math.combine_shard_sums(total[:count], total[count:])
+        before = cached[2].to(total.device) if known else total[count:]
+        return ratios_math.combine_shard_sums(total[:count], before)
 
     def _write_arrived(self, wait: bool = False) -> None:
         """Move arrived measurements into the block; write it when full, old, or asked to.

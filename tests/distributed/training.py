@@ -78,7 +78,7 @@ def measurers(rank_probe, rank_eval) -> list:
         deepscope.UpdateRatios(every=2),
         deepscope.ParameterNorms(every=2),
         deepscope.LayerStats(every=2, covariance_every=2, max_samples=1 << 20),
-        deepscope.Spectra(every=2),
+        deepscope.Spectra(every=2, time_budget=None, threads=1),  # nothing load-dependent
         deepscope.Correlations(layers=["conv1", "conv2"], probe=rank_probe, every=2),
         deepscope.ConfusionMatrices(rank_eval, every=2, num_classes=CLASSES),
         deepscope.Saliency(probe=(whole[:2], labels[:2]), every=2),
@@ -163,6 +163,7 @@ def train_ranks(
         "error_count": monitor.stats.error_count,
         "measurers": sorted(monitor.measurers),
         "bytes": monitor.ranks.collective_bytes,
+        "bytes_by_what": dict(monitor.ranks.bytes_by_what),
         "params": {
             n: deepscope.writer.distributed.full_tensor(p.detach()).clone()
             for n, p in model.named_parameters()
