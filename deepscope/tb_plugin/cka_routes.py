@@ -94,35 +94,20 @@ def decode_step(payload, shape: tuple[int, int]) -> CkaStepData:
     return CkaStepData(matrix=matrix, samples=int(step.samples), seconds=float(step.seconds))
 
 
+def _no_layers(values) -> None:
+    """Every step of a series whose metadata cannot say how to read it is damaged."""
+    raise MalformedEvent("the series' metadata names no layers")
+
+
 def read_cka(
     data_provider, ctx, experiment_id: str, run: str, tag: str, downsample, shape
 ) -> CkaSeries:
     """Read and decode every kept step of a cka series, in step order; damaged events are
     left out, each named in `warnings` and kept in `damaged` (step → what is wrong)."""
     datums = tensor_kind.read_events(data_provider, ctx, experiment_id, run, tag, downsample)
-    steps, wall_times, data = [], [], []
-    malformed: list[tuple[int, str]] = []
-    for datum in datums:
-        try:
-            wall_time = float(datum.wall_time)
-            if not math.isfinite(wall_time):
-                raise MalformedEvent(f"wall time {wall_time} is not a number of seconds")
-            if min(shape) < 1:
-                raise MalformedEvent("the series' metadata names no layers")
-            decoded = decode_step(datum.numpy, shape)
-        except MalformedEvent as error:
-            malformed.append((int(datum.step), str(error)))
-            continue
-        steps.append(int(datum.step))
-        wall_times.append(wall_time)
-        data.append(decoded)
-    return CkaSeries(
-        steps=np.asarray(steps, dtype=np.int64),
-        wall_times=np.asarray(wall_times, dtype=np.float64),
-        data=data,
-        damaged=dict(malformed),
-        warnings=tensor_kind.malformed_warnings(malformed),
-    )
+    if min(shape) < 1:
+        return tensor_kind.decode_series(datums, _no_layers)
+    return tensor_kind.decode_series(datums, lambda values: decode_step(values, shape))
 
 
 def _matrix_json(matrix: np.ndarray) -> list[list]:

@@ -96,6 +96,11 @@ def decode_step(payload, num_classes: int) -> ConfusionStepData:
     return ConfusionStepData(counts=counts, samples=total, on=step.on, seconds=step.seconds)
 
 
+def _no_classes(values) -> None:
+    """Every step of a series whose metadata cannot say how to read it is damaged."""
+    raise MalformedEvent("the series' metadata gives no number of classes")
+
+
 def read_confusion(
     data_provider,
     ctx,
@@ -111,29 +116,9 @@ def read_confusion(
     in `damaged` (step → what is wrong).
     """
     datums = tensor_kind.read_events(data_provider, ctx, experiment_id, run, tag, downsample)
-    steps, wall_times, data = [], [], []
-    malformed: list[tuple[int, str]] = []
-    for datum in datums:
-        try:
-            wall_time = float(datum.wall_time)
-            if not math.isfinite(wall_time):
-                raise MalformedEvent(f"wall time {wall_time} is not a number of seconds")
-            if num_classes < 1:
-                raise MalformedEvent("the series' metadata gives no number of classes")
-            decoded = decode_step(datum.numpy, num_classes)
-        except MalformedEvent as error:
-            malformed.append((int(datum.step), str(error)))
-            continue
-        steps.append(int(datum.step))
-        wall_times.append(wall_time)
-        data.append(decoded)
-    return ConfusionSeries(
-        steps=np.asarray(steps, dtype=np.int64),
-        wall_times=np.asarray(wall_times, dtype=np.float64),
-        data=data,
-        damaged=dict(malformed),
-        warnings=tensor_kind.malformed_warnings(malformed),
-    )
+    if num_classes < 1:
+        return tensor_kind.decode_series(datums, _no_classes)
+    return tensor_kind.decode_series(datums, lambda values: decode_step(values, num_classes))
 
 
 def class_names(plugin_data: pb.PluginData) -> list[str]:

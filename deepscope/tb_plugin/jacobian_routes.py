@@ -169,27 +169,7 @@ def read_jacobian(
     in `damaged` (step → what is wrong).
     """
     datums = tensor_kind.read_events(data_provider, ctx, experiment_id, run, tag, downsample)
-    steps, wall_times, data = [], [], []
-    malformed: list[tuple[int, str]] = []
-    for datum in datums:
-        try:
-            wall_time = float(datum.wall_time)
-            if not math.isfinite(wall_time):
-                raise MalformedEvent(f"wall time {wall_time} is not a number of seconds")
-            decoded = decode_step(datum.numpy)
-        except MalformedEvent as error:
-            malformed.append((int(datum.step), str(error)))
-            continue
-        steps.append(int(datum.step))
-        wall_times.append(wall_time)
-        data.append(decoded)
-    return JacobianSeries(
-        steps=np.asarray(steps, dtype=np.int64),
-        wall_times=np.asarray(wall_times, dtype=np.float64),
-        data=data,
-        damaged=dict(malformed),
-        warnings=tensor_kind.malformed_warnings(malformed),
-    )
+    return tensor_kind.decode_series(datums, decode_step)
 
 
 def _mean_std(values: np.ndarray) -> tuple[float, float]:

@@ -14,7 +14,8 @@ kept event: a damaged one drops its own rows with a warning) and `body(...)`
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar
 
 import numpy as np
@@ -73,6 +74,37 @@ def read_events(
         downsample=downsample or blob_steps.UNBOUNDED,
     )
     return sorted(data.get(run, {}).get(tag, []), key=lambda d: d.step)
+
+
+def decode_series(datums, decode: Callable[[object], StepData]) -> DecodedSeries[StepData]:
+    """Each event's payload decoded by `decode` (a `TensorDatum`'s `numpy` in, the step's
+    data out, `MalformedEvent` for a damaged one), in the events' order.
+
+    A damaged event (its payload, or a wall time that is not a number of
+    seconds) is left out, named in `warnings` and kept in `damaged` (step →
+    what is wrong): the rest of the series is served.
+    """
+    steps, wall_times, data = [], [], []
+    malformed: list[tuple[int, str]] = []
+    for datum in datums:
+        try:
+            wall_time = float(datum.wall_time)
+            if not math.isfinite(wall_time):
+                raise MalformedEvent(f"wall time {wall_time} is not a number of seconds")
+            decoded = decode(datum.numpy)
+        except MalformedEvent as error:
+            malformed.append((int(datum.step), str(error)))
+            continue
+        steps.append(int(datum.step))
+        wall_times.append(wall_time)
+        data.append(decoded)
+    return DecodedSeries(
+        steps=np.asarray(steps, dtype=np.int64),
+        wall_times=np.asarray(wall_times, dtype=np.float64),
+        data=data,
+        damaged=dict(malformed),
+        warnings=malformed_warnings(malformed),
+    )
 
 
 def string_payload(array, message: str) -> bytes:
