@@ -260,3 +260,34 @@ def test_the_models_logits_are_the_scores(tmp_path):
 def test_options_the_trainer_sets_are_refused():
     with pytest.raises(TypeError, match="come from the transformers trainer"):
         DeepscopeCallback(writer=None)
+
+
+def test_ddp_rank_zero_writes(tmp_path):
+    """The Trainer on 2 gloo processes (its own DDP, set up from the environment as
+    torchrun would): rank 0 alone writes, and the activation statistics count both
+    ranks' batches."""
+    import torch.multiprocessing as mp
+
+    from tests.distributed.ranks import free_port
+    from tests.integrations.hf_ranks import train_rank
+
+    mp.start_processes(
+        train_rank, args=(2, free_port(), str(tmp_path)), nprocs=2, start_method="spawn"
+    )
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in range(2)]
+    for seen in ranks:
+        assert seen["world"] == 2 and seen["errors"] == []
+        assert seen["global_step"] == STEPS // 2  # each rank half the samples
+    assert ranks[1]["log_dir"] is None  # only the main process writes
+    log_dir = Path(ranks[0]["log_dir"])
+    deepscope_files = [f for f in event_files(tmp_path) if read_logged(f.parent)]
+    assert {f.parent for f in deepscope_files} == {log_dir}
+    logged = read_logged(log_dir)
+    activations = {s: v for (t, s), v in logged.items() if t == "layer_statistics/activations"}
+    assert 0 in activations
+    # Step 0 is a covariance step: a token layer's rows are both ranks' micro-batches
+    # of that step (2 ranks x 2 accumulated batches x 8 sequences x 12 tokens); a
+    # pooled layer's, their sequences (2 x 2 x 8).
+    samples = activations[0]["covariance_samples"]
+    assert samples.max() == 2 * ACCUMULATE * BATCH * LENGTH, samples
+    assert samples.min() == 2 * ACCUMULATE * BATCH, samples
