@@ -351,8 +351,10 @@ def test_a_kind_without_a_view_gets_a_section_saying_so(tab, python_loader_serve
     card = section.locator("[data-testid=tag-error]")
     card.wait_for(timeout=TIMEOUT_MS)
     assert card.get_attribute("data-tag") == "future_kind/val"
-    assert "no view for “Future kind”" in card.inner_text()
-    assert "npm run build" in card.inner_text()
+    # text_content, not inner_text: the section may be collapsed (its open state is
+    # remembered from the tests before), and a collapsed section's text is not rendered.
+    assert "no view for “Future kind”" in card.text_content()
+    assert "npm run build" in card.text_content()
     heatmap(frame, "seed0")  # the kinds it knows still draw
 
 
