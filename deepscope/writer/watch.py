@@ -489,6 +489,7 @@ class Monitor:
                 measurer.close()
             except Exception as error:
                 self._record_error(name, "while closing", error)
+        self.ranks.release()
 
     def __enter__(self) -> Monitor:
         return self
