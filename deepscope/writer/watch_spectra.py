@@ -655,14 +655,18 @@ class Spectra(Measurer):
                     done.add(id(layer))
                 else:
                     changed.append((layer, fingerprint))
+            estimating = self._seconds_per_unit is None
             taken = self._fitting(changed, measured_any, start)
             if taken:
                 self._measure_layers(step, taken, start)
                 measured_any = True
             done.update(id(layer) for layer, _ in taken)
             self._pending = [layer for layer in self._pending if id(layer) not in done]
-            if len(taken) < len(changed):
-                break  # the budget is spent: the rest wait for the next step
+            if len(taken) < len(changed) and not (estimating and taken):
+                # The budget is spent: the rest wait for the next step. (A first layer
+                # taken alone to get the estimate is not that: its equal-shaped
+                # companions are weighed against the budget next.)
+                break
 
     def _fitting(self, changed: list, measured_any: bool, start: float) -> list:
         """The first of `changed` that fit what is left of the budget (at least one per call)."""
@@ -684,7 +688,6 @@ class Spectra(Measurer):
 
     def _measure_layers(self, step: int, taken: list, call_start: float) -> None:
         chunk_start = self._clock()
-        operator_seconds = 0.0
         # Big matrices whose full SVD would not fit the budget get their top k singular
         # values (or the norm alone), marked so in the step (analysis.spectrum, "auto").
         spectra = spectrum_math.layer_spectra(
@@ -693,10 +696,13 @@ class Spectra(Measurer):
             coverage="auto",
             time_budget=self.time_budget,
         )
+        # What scales with the layers' size is the decomposition; writing a step costs
+        # about a millisecond, except the writer's first write (0.3 s: its event file and
+        # imports), which charged to the first layer's size made every other layer look
+        # too costly for the budget at step 0.
+        decomposed = self._clock() - chunk_start
         for (layer, fingerprint), spectrum in zip(taken, spectra):
-            op_start = self._clock()
             operator = self._operator(layer, step, start=call_start)
-            operator_seconds += self._clock() - op_start
             extra = {} if operator is None else {"operator": operator}
             written = self.writer._add_spectrum(layer.tag, spectrum, global_step=step, **extra)
             self.stats.spectra += 1
@@ -712,7 +718,7 @@ class Spectra(Measurer):
                 )
         units = sum(layer.units for layer, _ in taken)
         if units > 0:  # the spectra's own cost (operators are budgeted on their own)
-            self._seconds_per_unit = (self._clock() - chunk_start - operator_seconds) / units
+            self._seconds_per_unit = decomposed / units
 
     def _operator(self, layer: _Layer, step: int, *, start: float) -> pb.OperatorSpectrum | None:
         """A conv layer's operator spectrum at `step`, or None (no conv, or no input seen yet).

@@ -601,3 +601,67 @@ def test_a_big_matrix_over_the_budget_is_logged_as_its_norm_marked_so(
     ((_, _, small),) = found["spectra/1"]
     assert small.coverage == pb.SPECTRUM_COVERAGE_FULL
     assert watcher.stats.partial == 1
+
+
+class Twins(torch.nn.Module):
+    """Three equal-shaped layers (one batched SVD chunk) and a smaller one."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = torch.nn.Linear(32, 32)  # 32,768 units each: 0.33 s on the fake clock
+        self.b = torch.nn.Linear(32, 32)
+        self.c = torch.nn.Linear(32, 32)
+        self.small = torch.nn.Linear(16, 16)  # 4,096 units
+
+    def forward(self, tokens):
+        return self.small(self.c(self.b(self.a(tokens)))[:, :16])
+
+
+def test_the_first_layer_taken_for_the_estimate_does_not_defer_its_twins(
+    writer, tmp_path, read_values, monkeypatch
+):
+    """With no estimate yet one layer is measured alone to get it; its equal-shaped
+    companions are then weighed against the budget like any layer, not put off."""
+    torch.manual_seed(8)
+    model = Twins()
+    watcher = started(deepscope.Spectra(every=10, time_budget=2.0), model, writer)
+    cost = FakeCost(monkeypatch)
+    watcher._clock = cost
+    watcher.measure(0)  # 3 x 0.33 s + 0.04 s: fits 2 s
+    found = spectra_by_tag(read_values, tmp_path)
+    assert {tag: [s for s, _, _ in events] for tag, events in found.items()} == {
+        f"spectra/{name}": [0] for name in ("a", "b", "c", "small")
+    }
+    assert watcher.stats.deferred == 0 and watcher.stats.pending == []
+    assert cost.calls[0] == [(1, 32, 32)]  # the estimate's layer alone, then the rest
+
+
+def test_the_writers_first_write_does_not_inflate_the_estimate(
+    writer, tmp_path, read_values, monkeypatch
+):
+    """The first event a writer writes costs it far more than the next (its file, its
+    imports: 0.3 s here); that is not a cost of the layer's size."""
+    torch.manual_seed(9)
+    model = Twins()
+    watcher = started(deepscope.Spectra(every=10, time_budget=2.0), model, writer)
+    cost = FakeCost(monkeypatch)
+    watcher._clock = cost
+    write = watcher.writer._add_spectrum
+    calls = []
+
+    def slow_first_write(*args, **kwargs):
+        calls.append(args[0])
+        if len(calls) == 1:
+            cost.now += 1.0  # a one-time cost, within the budget
+        return write(*args, **kwargs)
+
+    monkeypatch.setattr(watcher.writer, "_add_spectrum", slow_first_write)
+    # a alone (0.328 s + the 1.0 s write) gives the estimate; b and c (0.656 s) still
+    # fit: 1.984 s; small (0.041 s) would not (2.025 s > 2.0): it waits.
+    watcher.measure(0)
+    found = spectra_by_tag(read_values, tmp_path)
+    # Charged to a's size, the 1.0 s would have made b and c cost 1.33 s each: neither
+    # would have fitted.
+    assert sorted(found) == ["spectra/a", "spectra/b", "spectra/c"]
+    assert watcher.stats.deferred == 1 and watcher.stats.pending == ["spectra/small"]
+    assert watcher._seconds_per_unit == pytest.approx(UNIT_SECONDS, rel=1e-6)
