@@ -386,7 +386,12 @@ def full_tensor(tensor: torch.Tensor) -> torch.Tensor:
 
 
 def unwrap_replicas(model: torch.nn.Module) -> torch.nn.Module:
-    """The module a DistributedDataParallel (or DataParallel) wraps; else `model`."""
+    """The module a DistributedDataParallel (or DataParallel) wraps; else `model`.
+
+    Also through `torch.compile` of such a wrapper (`torch.compile(ddp_model)`):
+    the compiled module's `_orig_mod` is the wrapper; what it wraps is returned
+    (deepscope measures a compiled model through its eager module anyway).
+    """
     wrappers = [torch.nn.DataParallel]
     try:
         from torch.nn.parallel import DistributedDataParallel
@@ -394,6 +399,9 @@ def unwrap_replicas(model: torch.nn.Module) -> torch.nn.Module:
         wrappers.append(DistributedDataParallel)
     except ImportError:
         pass
+    inner = getattr(model, "_orig_mod", None)
+    if isinstance(inner, tuple(wrappers)):
+        model = inner
     while isinstance(model, tuple(wrappers)):
         model = model.module
     return model
