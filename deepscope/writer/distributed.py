@@ -87,18 +87,6 @@ class Ranks:
     weight_squares: tuple[int, tuple[int, ...], torch.Tensor] | None = None
     bytes_by_what: dict[str, int] = field(default_factory=dict)
     _device: torch.device = field(default_factory=lambda: torch.device("cpu"))
-    _owns_group: bool = False  # the group is deepscope's own (released by `release`)
-
-    def release(self) -> None:
-        """Destroy deepscope's own process group (a monitor's `close`); a given one stays."""
-        if not self._owns_group or self.group is None:
-            return
-        group, self.group, self._owns_group = self.group, None, False
-        self.broken = self.broken or "the monitor is closed"
-        try:
-            _dist().destroy_process_group(group)
-        except Exception:  # already gone (the default group was destroyed first)
-            pass
 
     @property
     def distributed(self) -> bool:
@@ -331,7 +319,6 @@ def find_ranks(
         sharded=_has_dtensor(model),
         timeout=float(timeout),
         _device=device,
-        _owns_group=group is not process_group,
     )
 
 

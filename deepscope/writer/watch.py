@@ -489,7 +489,6 @@ class Monitor:
                 measurer.close()
             except Exception as error:
                 self._record_error(name, "while closing", error)
-        self.ranks.release()
 
     def __enter__(self) -> Monitor:
         return self

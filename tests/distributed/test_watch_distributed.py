@@ -98,7 +98,6 @@ def test_every_logged_number_equals_the_single_process_run(tmp_path, reference, 
     for rank, seen in enumerate(ranks):
         assert seen["error_count"] == 0, seen["errors"]
         assert seen["steps_seen"] == training.STEPS
-        assert seen["group_released"]  # close() destroyed deepscope's own gloo group
         assert seen["measurers"] == (EVERY if rank == 0 or how == "fsdp" else SUMS)
         for name, value in want_params.items():  # training itself is the same
             torch.testing.assert_close(seen["params"][name], value, rtol=RTOL, atol=ATOL)

@@ -160,7 +160,6 @@ def train_ranks(
     result = {
         "errors": monitor.stats.errors,
         "broken": monitor.ranks.broken,
-        "group_released": monitor.ranks.group is None,
         "error_count": monitor.stats.error_count,
         "measurers": sorted(monitor.measurers),
         "bytes": monitor.ranks.collective_bytes,

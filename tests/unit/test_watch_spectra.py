@@ -628,6 +628,7 @@ def test_the_first_layer_taken_for_the_estimate_does_not_defer_its_twins(
     cost = FakeCost(monkeypatch)
     watcher._clock = cost
     watcher.measure(0)  # 3 x 0.33 s + 0.04 s: fits 2 s
+    watcher.writer.flush()
     found = spectra_by_tag(read_values, tmp_path)
     assert {tag: [s for s, _, _ in events] for tag, events in found.items()} == {
         f"spectra/{name}": [0] for name in ("a", "b", "c", "small")
@@ -659,6 +660,7 @@ def test_the_writers_first_write_does_not_inflate_the_estimate(
     # a alone (0.328 s + the 1.0 s write) gives the estimate; b and c (0.656 s) still
     # fit: 1.984 s; small (0.041 s) would not (2.025 s > 2.0): it waits.
     watcher.measure(0)
+    watcher.writer.flush()
     found = spectra_by_tag(read_values, tmp_path)
     # Charged to a's size, the 1.0 s would have made b and c cost 1.33 s each: neither
     # would have fitted.
