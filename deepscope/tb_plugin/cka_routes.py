@@ -27,7 +27,7 @@ import math
 
 import numpy as np
 import werkzeug
-from tensorboard import errors, plugin_util
+from tensorboard import plugin_util
 
 from deepscope.proto import arrays
 from deepscope.proto import deepscope_pb2 as pb
@@ -170,24 +170,12 @@ class CkaRoutes(tensor_kind.TensorKindRoutes):
         """The `cka` response: one step's matrix, best matches and diagonal."""
         plugin_data = self._context.catalog.find(ctx, experiment, run, tag, self.KIND)
         decoded = self.decoded(ctx, experiment, run, tag)
-        kept = sorted({*decoded.steps.tolist(), *decoded.damaged})
-        head = {**self._head(plugin_data, run, tag), "steps": kept}
-        if not kept:
-            raise errors.NotFoundError(
-                f"tag {responses.echo(tag)} of run {responses.echo(run)} has no steps"
-            )
-        if step is None:
-            step = kept[-1]
-        if step in decoded.damaged:
-            return {**head, "step": step, "error": decoded.damaged[step]}
-        where = np.flatnonzero(decoded.steps == step)
-        if not where.size:
-            shown = ", ".join(str(s) for s in kept[:20]) + (" ..." if len(kept) > 20 else "")
-            raise errors.NotFoundError(
-                f"tag {responses.echo(tag)} of run {responses.echo(run)} has no step {step}; "
-                f"its steps: {shown}"
-            )
-        row = int(where[0])
+        chosen = tensor_kind.choose_step(decoded, run, tag, step)
+        head = {**self._head(plugin_data, run, tag), "steps": chosen.kept}
+        step = chosen.step
+        if chosen.row is None:
+            return {**head, "step": step, "error": chosen.error}
+        row = chosen.row
         data = decoded.data[row]
         matrix = data.matrix
         best = []

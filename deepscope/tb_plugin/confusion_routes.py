@@ -204,30 +204,18 @@ class ConfusionRoutes(tensor_kind.TensorKindRoutes):
         plugin_data = self._context.catalog.find(ctx, experiment, run, tag, self.KIND)
         decoded = self.decoded(ctx, experiment, run, tag)
         names = class_names(plugin_data)
-        kept = sorted({*decoded.steps.tolist(), *decoded.damaged})
+        chosen = tensor_kind.choose_step(decoded, run, tag, step)
         head = {
             "run": run,
             "tag": tag,
             "num_classes": len(names),
             "class_names": names,
-            "steps": kept,
+            "steps": chosen.kept,
         }
-        if not kept:
-            raise errors.NotFoundError(
-                f"tag {responses.echo(tag)} of run {responses.echo(run)} has no steps"
-            )
-        if step is None:
-            step = kept[-1]
-        if step in decoded.damaged:
-            return {**head, "step": step, "error": decoded.damaged[step]}
-        where = np.flatnonzero(decoded.steps == step)
-        if not where.size:
-            shown = ", ".join(str(s) for s in kept[:20]) + (" ..." if len(kept) > 20 else "")
-            raise errors.NotFoundError(
-                f"tag {responses.echo(tag)} of run {responses.echo(run)} has no step {step}; "
-                f"its steps: {shown}"
-            )
-        row = int(where[0])
+        step = chosen.step
+        if chosen.row is None:
+            return {**head, "step": step, "error": chosen.error}
+        row = chosen.row
         data = decoded.data[row]
         found = cm.metrics(data.counts)
         per_class = [

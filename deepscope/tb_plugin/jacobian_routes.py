@@ -29,7 +29,7 @@ import math
 
 import numpy as np
 import werkzeug
-from tensorboard import errors, plugin_util
+from tensorboard import plugin_util
 
 from deepscope.proto import arrays
 from deepscope.proto import deepscope_pb2 as pb
@@ -294,24 +294,17 @@ class JacobianRoutes(tensor_kind.TensorKindRoutes):
         """The `jacobian_spectrum` response: one step's values per map and sample."""
         plugin_data = self._context.catalog.find(ctx, experiment, run, tag, self.KIND)
         decoded = self.decoded(ctx, experiment, run, tag)
-        kept = sorted({*decoded.steps.tolist(), *decoded.damaged})
-        head = {"run": run, "tag": tag, "output": plugin_data.jacobian.output, "steps": kept}
-        if not kept:
-            raise errors.NotFoundError(
-                f"tag {responses.echo(tag)} of run {responses.echo(run)} has no steps"
-            )
-        if step is None:
-            step = kept[-1]
-        if step in decoded.damaged:
-            return {**head, "step": step, "error": decoded.damaged[step], "maps": []}
-        where = np.flatnonzero(decoded.steps == step)
-        if not where.size:
-            shown = ", ".join(str(s) for s in kept[:20]) + (" ..." if len(kept) > 20 else "")
-            raise errors.NotFoundError(
-                f"tag {responses.echo(tag)} of run {responses.echo(run)} has no step {step}; "
-                f"its steps: {shown}"
-            )
-        row = int(where[0])
+        chosen = tensor_kind.choose_step(decoded, run, tag, step)
+        head = {
+            "run": run,
+            "tag": tag,
+            "output": plugin_data.jacobian.output,
+            "steps": chosen.kept,
+        }
+        step = chosen.step
+        if chosen.row is None:
+            return {**head, "step": step, "error": chosen.error, "maps": []}
+        row = chosen.row
         data = decoded.data[row]
         maps = []
         for i, name in enumerate(data.maps):

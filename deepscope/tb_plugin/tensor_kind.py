@@ -107,6 +107,39 @@ def decode_series(datums, decode: Callable[[object], StepData]) -> DecodedSeries
     )
 
 
+@dataclasses.dataclass(frozen=True)
+class StepChoice:
+    """The step a one-step route answers: every kept step (good and damaged, in order), the
+    step chosen, and its row in the decoded series (None when it is damaged: see `error`)."""
+
+    kept: list[int]
+    step: int
+    row: int | None
+    error: str | None
+
+
+def choose_step(decoded: DecodedSeries, run: str, tag: str, step: int | None) -> StepChoice:
+    """`step` of a decoded series (None: the last kept one); NotFoundError (404) naming the
+    run, tag and some of its steps when the series has none or not that one."""
+    kept = sorted({*decoded.steps.tolist(), *decoded.damaged})
+    if not kept:
+        raise errors.NotFoundError(
+            f"tag {responses.echo(tag)} of run {responses.echo(run)} has no steps"
+        )
+    if step is None:
+        step = kept[-1]
+    if step in decoded.damaged:
+        return StepChoice(kept, step, None, decoded.damaged[step])
+    where = np.flatnonzero(decoded.steps == step)
+    if not where.size:
+        shown = ", ".join(str(s) for s in kept[:20]) + (" ..." if len(kept) > 20 else "")
+        raise errors.NotFoundError(
+            f"tag {responses.echo(tag)} of run {responses.echo(run)} has no step {step}; "
+            f"its steps: {shown}"
+        )
+    return StepChoice(kept, step, int(where[0]), None)
+
+
 def string_payload(array, message: str) -> bytes:
     """The bytes of an event's tensor value, which must be one string scalar holding a
     serialized `message` (e.g. "UpdateRatiosStep"); `MalformedEvent` saying what it is else."""
