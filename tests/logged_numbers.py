@@ -5,7 +5,9 @@ deepscope series' kind from its first event's metadata, decodes each step's
 `*Step` message and flattens it to {field path: value}: `Array` messages
 decoded to numpy arrays, repeated scalars to arrays, strings kept. Fields that
 time the measurement itself (host seconds) are left out: they differ between
-any two runs.
+any two runs. A block of update-ratio steps (one event holding K steps, grouped
+by the writer as time allows) is split into one record per step, so two runs
+compare the same whatever their blocking.
 """
 
 from __future__ import annotations
@@ -45,10 +47,32 @@ def read_logged(log_dir: Path) -> dict[tuple[str, int], dict[str, object]]:
                     continue
                 step = kind.step_message()
                 step.ParseFromString(value.tensor.string_val[0])
-                key = (value.tag, int(event.step))
-                assert key not in logged, f"{key} logged twice"
-                logged[key] = flatten(step)
+                for row_step, row in _rows(step, int(event.step)):
+                    key = (value.tag, row_step)
+                    assert key not in logged, f"{key} logged twice"
+                    logged[key] = flatten(row)
     return logged
+
+
+def _rows(step: Message, event_step: int) -> list[tuple[int, Message]]:
+    """[(global step, one step's message)]: an update-ratio block split by row."""
+    if not isinstance(step, pb.UpdateRatiosStep) or not step.steps:
+        return [(event_step, step)]
+    ratios = arrays.decode_array(step.ratios)
+    k, p = ratios.shape
+    rows = []
+    for i, row_step in enumerate(step.steps):
+        row = pb.UpdateRatiosStep()
+        row.CopyFrom(step)
+        row.ClearField("steps")
+        row.ClearField("wall_times")
+        row.ratios.CopyFrom(arrays.encode_array(ratios[i]))
+        for name in ("no_update", "zero_weight"):
+            field = getattr(row, name)
+            del field[:]
+            field.extend(j - i * p for j in getattr(step, name) if i * p <= j < (i + 1) * p)
+        rows.append((int(row_step), row))
+    return rows
 
 
 def flatten(message: Message, prefix: str = "") -> dict[str, object]:

@@ -18,6 +18,7 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
+from playwright.sync_api import expect
 
 from tests.browser.tab_page import (
     TIMEOUT_MS,
@@ -261,10 +262,13 @@ def test_newer_schema_tag_is_an_error_card_not_a_crash(
     frame = tab.open(base)
     error = frame.locator("[data-testid=tag-error]")
     error.wait_for(timeout=TIMEOUT_MS)
-    assert message in error.inner_text()
+    # expect() retries: inner_text() read once was '' in CI, the card attached
+    # but its frame not yet laid out.
+    expect(error).to_contain_text(message, timeout=TIMEOUT_MS)
     assert error.get_attribute("data-run") == run
     assert error.get_attribute("data-tag") == "from_the_future"
-    assert "pip install -U deepscope" in error.locator("[data-testid=tag-error-todo]").inner_text()
+    todo = error.locator("[data-testid=tag-error-todo]")
+    expect(todo).to_contain_text("pip install -U deepscope", timeout=TIMEOUT_MS)
     # The readable tag of the same run still draws.
     heatmap(frame, run, tag="current")
 
