@@ -62,6 +62,33 @@ class Tab:
         return frame
 
 
+def hover_point(tab, target, x_fraction: float, y_fraction: float) -> dict[str, str]:
+    """Point the mouse at (x_fraction, y_fraction) of `target`'s box; the tooltip's fields.
+
+    The box is read afresh and the move repeated (after leaving the page's corner) while
+    the tooltip does not show: a card that loads or grows between reading the box and
+    moving the mouse moves the target from under it, and a still mouse sends no more
+    events.
+    """
+    from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+
+    tooltip = tab.frame.locator("[data-testid=tooltip]")
+    deadline = time.monotonic() + TIMEOUT_MS / 1000
+    while True:
+        target.scroll_into_view_if_needed(timeout=TIMEOUT_MS)
+        box = target.bounding_box()
+        x = box["x"] + x_fraction * box["width"]
+        y = box["y"] + y_fraction * box["height"]
+        tab.page.mouse.move(x, y)
+        try:
+            tooltip.wait_for(state="visible", timeout=3_000)
+            return tooltip_fields(tab.frame)
+        except PlaywrightTimeoutError:
+            if time.monotonic() > deadline:
+                raise
+            tab.page.mouse.move(1, 1)
+
+
 def tooltip_fields(frame) -> dict[str, str]:
     """The fields of the tab's tooltip once it shows: data-field → text."""
     tooltip = frame.locator("[data-testid=tooltip]")

@@ -18,7 +18,7 @@ import warnings
 import numpy as np
 import pytest
 
-from tests.browser.tab_page import TIMEOUT_MS, VIEWPORT, screenshot, tooltip_fields
+from tests.browser.tab_page import TIMEOUT_MS, VIEWPORT, hover_point, screenshot
 from tests.correlation_data import (
     CROSS_TAG,
     DEAD_CHANNEL,
@@ -63,11 +63,7 @@ def heatmap(frame, tag: str, run: str, **data):
 
 
 def hover_cell(tab, canvas, rows: int, cols: int, i: int, j: int) -> dict[str, str]:
-    box = canvas.bounding_box()
-    x = box["x"] + (j + 0.5) * box["width"] / cols
-    y = box["y"] + (i + 0.5) * box["height"] / rows
-    tab.page.mouse.move(x, y)
-    return tooltip_fields(tab.frame)
+    return hover_point(tab, canvas, (j + 0.5) / cols, (i + 0.5) / rows)
 
 
 def near(rgb: tuple[int, int, int], expected: tuple[int, int, int], tolerance: int) -> bool:
