@@ -116,3 +116,86 @@ def test_dead_a_channels_and_bad_shapes():
         cr.channel_regression(corr.matrix, corr.within_cols, keep=0.0)
     none = cr.channel_regression(corr.matrix, corr.within_cols, usable_b=np.zeros(20, bool))
     assert np.isnan(none.least_squares_error).all() and np.isnan(none.mean_l1_error)
+
+
+def _wide_dense(seed: int = 4, n: int = 4000, c_b: int = 48, c_a: int = 24):
+    """A layer whose channels each mix 6-12 of B's 48 correlated channels: long lasso paths."""
+    rng = np.random.default_rng(seed)
+    latent = rng.standard_normal((n, 6))
+    b = latent @ rng.standard_normal((6, c_b)) * 0.7 + rng.standard_normal((n, c_b))
+    mix = np.zeros((c_b, c_a))
+    for i in range(c_a):
+        used = rng.choice(c_b, size=6 + i % 7, replace=False)
+        mix[used, i] = rng.uniform(0.3, 1.5, size=used.size) * rng.choice([-1, 1], used.size)
+    a = b @ mix + rng.standard_normal((n, c_a)) * 0.8
+    return a, b
+
+
+def _assert_l1_fits_are_sklearn_lasso(got, a: np.ndarray, b: np.ndarray) -> None:
+    x = _standardised(b)
+    for i in range(a.shape[1]):
+        y = _standardised(a[:, i])
+        model = Lasso(alpha=got.l1_alpha[i], fit_intercept=True, tol=1e-12, max_iter=100000)
+        model.fit(x, y)
+        assert got.l1_error[i] == pytest.approx(np.mean((y - model.predict(x)) ** 2), abs=1e-6), i
+        assert got.l1_channels[i] == np.count_nonzero(np.abs(model.coef_) > 1e-9), i
+
+
+def test_long_paths_with_channels_leaving_are_sklearn_lasso(monkeypatch):
+    """Fits of 6-12 channels among 48 correlated ones: channels join and leave the paths."""
+    a, b = _wide_dense()
+    corr = _correlations(a, b)
+    left = []
+    leave = cr._Paths._leave
+    monkeypatch.setattr(
+        cr._Paths,
+        "_leave",
+        lambda self, at, *rest: (left.append(at.size), leave(self, at, *rest))[1],
+    )
+    solved = []
+    solve = cr._Paths._solve
+    monkeypatch.setattr(
+        cr._Paths, "_solve", lambda self, *args: (solved.append(1), solve(self, *args))[1]
+    )
+    got = cr.channel_regression(corr.matrix, corr.within_cols)
+    assert sum(left) > 0  # the Schur-complement downdate is on the checked paths
+    assert not solved  # and every kept inverse stayed R_AA⁻¹: none was solved afresh
+    assert got.mean_l1_channels > 6
+    _assert_l1_fits_are_sklearn_lasso(got, a, b)
+
+
+def test_a_kept_inverse_that_drifts_is_solved_afresh(monkeypatch):
+    """Corrupt every target's kept R_AA⁻¹ after its third event: the fits stay exact."""
+    a, b = _wide_dense(seed=5)
+    corr = _correlations(a, b)
+    join = cr._Paths._join
+    corrupted = []
+
+    def corrupting_join(self, at, channel, size):
+        join(self, at, channel, size)
+        third = at[self.counts[at] == 3]
+        self.inverse[third, 0, 0] *= 1.5
+        corrupted.append(third.size)
+
+    monkeypatch.setattr(cr._Paths, "_join", corrupting_join)
+    got = cr.channel_regression(corr.matrix, corr.within_cols)
+    assert sum(corrupted) >= a.shape[1] // 2
+    _assert_l1_fits_are_sklearn_lasso(got, a, b)
+
+
+def test_directions_solved_directly_are_the_kept_inverses(monkeypatch):
+    """Every target on the direct solve (the singular / drifted route) gives the same fits."""
+    a, b = _wide_dense(seed=6)
+    corr = _correlations(a, b)
+    kept = cr.channel_regression(corr.matrix, corr.within_cols)
+    init = cr._Paths.__init__
+
+    def all_direct(self, *args):
+        init(self, *args)
+        self.direct[:] = True
+
+    monkeypatch.setattr(cr._Paths, "__init__", all_direct)
+    direct = cr.channel_regression(corr.matrix, corr.within_cols)
+    np.testing.assert_array_equal(direct.l1_channels, kept.l1_channels)
+    np.testing.assert_allclose(direct.l1_error, kept.l1_error, rtol=0, atol=1e-12)
+    _assert_l1_fits_are_sklearn_lasso(direct, a, b)
