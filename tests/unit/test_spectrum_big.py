@@ -293,3 +293,19 @@ def test_top_k_of_a_very_tall_matrix_stays_below_the_true_values():
     slack = 64 * F32 * want[0]  # float32 products over 20000 rows
     assert np.all(got <= want[:8] + slack)
     assert got[0] >= want[0] * (1 - 10 * sp.DEFAULT_NORM_RTOL)
+
+
+def test_norm_only_meets_its_tolerance_where_the_top_is_flat():
+    """σ evenly from 1 to 0.5 (800 values): σ_max creeps up slowly and unevenly.
+
+    With the last change alone as the stopping rule and 16 iterations at most this came
+    out 8.3e-4 low (8× norm_rtol); the extrapolated rule and the norm-only path's own cap
+    bring it within norm_rtol. σ_max = 1 exactly (planted).
+    """
+    rng = np.random.default_rng(0)
+    matrix = planted(rng, 1600, 800, np.linspace(1.0, 0.5, 800))
+    spectrum = sp.layer_spectrum(torch.from_numpy(matrix.astype(np.float32)), coverage="norm_only")
+    sigma = float(spectrum.singular_values[0, 0])
+    assert sigma == pytest.approx(1.0, rel=sp.DEFAULT_NORM_RTOL)
+    assert sigma <= 1.0 + 20 * F32
+    assert spectrum.iterations > sp.MAX_SUBSPACE_ITERATIONS
