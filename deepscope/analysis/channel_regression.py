@@ -26,11 +26,12 @@ samples), with coefficients β:
   `sklearn.linear_model.Lasso(alpha=α)` on the standardised activations,
   from the exact lasso path on the Gram matrix (the homotopy / LARS-lasso:
   Osborne, Presnell & Turlach 2000; Efron et al. 2004), every A channel's
-  path walked at once, one batched small solve and one R_bb·D product per
-  event (`lasso_paths`: its cost grows with the channels the fits use, one
-  event each; with Li et al.'s ~4 channels a fit, 0.2-1.7x one
-  `numpy.linalg.lstsq` of the C_b x C_b system from 96 to 512 channels,
-  with ~10% of them 5-9x: benchmarks/bench_channel_regression.py).
+  path walked at once, one product of the directions with R_bb per event
+  and each target's R_AA⁻¹ kept and updated (`lasso_paths`: its cost grows
+  with the channels the fits use, one event each; with Li et al.'s ~4
+  channels a fit, 0.2-1.9x one `numpy.linalg.lstsq` of the C_b x C_b system
+  from 96 to 512 channels, with ~10% of them 3.3-6.2x:
+  benchmarks/bench_channel_regression.py).
   `lasso_on_gram` (coordinate descent) solves one α directly, as a
   reference. α is chosen
   per channel by one rule: the largest α of the path α_max·0.85^k (α_max =
@@ -66,6 +67,11 @@ TOLERANCE = 1e-7
 
 MAX_SWEEPS = 500
 """Coordinate-descent sweeps per α at most."""
+
+SMALL_ACTIVE_SET = 12
+"""While every path's active set has at most this many channels, its direction is solved
+afresh each event (one batched solve costs less than keeping the inverses); past it each
+target's R_AA⁻¹ is formed once and then updated."""
 
 
 @dataclass(frozen=True)
@@ -318,6 +324,7 @@ class _Paths:
         self.last = np.full(t, -1)  # the channel of the last event (not undone at once)
         self.direct = np.zeros(t, bool)
         self.finished = np.zeros(t, bool)
+        self.small = True  # directions solved afresh, no inverse kept (SMALL_ACTIVE_SET)
 
     def round(self) -> None:
         """Every walking target's segment to its next event, its grid points checked."""
@@ -325,6 +332,8 @@ class _Paths:
         size = int(self.counts.max())
         if size + 1 > self.order.shape[1]:
             self._grow(min(2 * self.order.shape[1], c_b + 1))
+        if self.small and size > SMALL_ACTIVE_SET:
+            self._keep_inverses(size)
         t = self.c.shape[0]
         rows = np.arange(t)
         slots = self.order[:, :size]  # [T, K]
@@ -417,6 +426,11 @@ class _Paths:
         t, size = slots.shape
         rows = np.arange(t)[:, None]
         sign = self.sign[:, :size]
+        if self.small:
+            w = self._solve(slots, sign)
+            d = np.zeros(self.c.shape)
+            d[rows, slots] = w
+            return w, d @ self.ext
         w = np.matmul(self.inverse[:, :size, :size], sign[:, :, None])[:, :, 0]
         if self.direct.any():
             w[self.direct] = self._solve(slots[self.direct], sign[self.direct])
@@ -433,16 +447,26 @@ class _Paths:
             a[drift] = d[drift] @ self.ext
         return w, a
 
+    def _keep_inverses(self, size: int) -> None:
+        """Form every target's R_AA⁻¹ over its first `size` slots, to be updated from now on.
+
+        Unused slots hold the identity. A singular R_AA (exactly collinear channels)
+        leaves its target on the direct solve.
+        """
+        sub = _padded_systems(self.ext, self.order[:, :size])
+        try:
+            self.inverse[:, :size, :size] = np.linalg.inv(sub)
+        except np.linalg.LinAlgError:
+            for i in range(sub.shape[0]):
+                try:
+                    self.inverse[i, :size, :size] = np.linalg.inv(sub[i])
+                except np.linalg.LinAlgError:
+                    self.direct[i] = True
+        self.small = False
+
     def _solve(self, slots: np.ndarray, sign: np.ndarray) -> np.ndarray:
         """R_AA⁻¹s_A [n, K] for the n targets of slots and sign [n, K], solved directly."""
-        size = slots.shape[1]
-        sub = self.ext[slots[:, :, None], slots[:, None, :]]  # [n, K, K]
-        if size > 1:  # two padding slots meet at ext[c_b, c_b] = 1 off the diagonal too
-            pad = slots == self.c_b
-            both = pad[:, :, None] & pad[:, None, :]
-            both[:, np.arange(size), np.arange(size)] = False
-            sub[both] = 0.0
-        return _solve_small(sub, sign)
+        return _solve_small(_padded_systems(self.ext, slots), sign)
 
     def _join(self, at: np.ndarray, channel: np.ndarray, size: int) -> None:
         """Channel j joins target `at`'s active list in its first unused slot m.
@@ -459,7 +483,7 @@ class _Paths:
         self.counts[at] += 1
         width = size + 1
         kept = at[~self.direct[at]]
-        if not kept.size:
+        if self.small or not kept.size:
             return
         j, m = channel[~self.direct[at]], m[~self.direct[at]]
         inverse = self.inverse[kept, :width, :width]
@@ -484,12 +508,19 @@ class _Paths:
         gives the remaining block's inverse E − ffᵀ/g.
         """
         tail = self.counts[at] - 1
-        rows = np.arange(at.size)
-        inverse = self.inverse[at, :size, :size]
         for array in (self.order, self.coef, self.sign):
             moved = array[at, tail]
             array[at, tail] = array[at, k]
             array[at, k] = moved
+        if not self.small:
+            self._remove_from_inverses(at, k, tail, size)
+        self.order[at, tail], self.coef[at, tail], self.sign[at, tail] = self.c_b, 0.0, 0.0
+        self.counts[at] -= 1
+
+    def _remove_from_inverses(self, at, k, tail, size) -> None:
+        """Slot k leaves the kept inverses of targets `at`, its last used slot `tail` moving in."""
+        rows = np.arange(at.size)
+        inverse = self.inverse[at, :size, :size]
         for axis in (1, 2):  # swap slots k and tail in rows, then in columns
             index = [rows, slice(None), slice(None)]
             index_k, index_tail = list(index), list(index)
@@ -505,8 +536,6 @@ class _Paths:
         inverse[rows, tail, tail] = 1.0
         keep = ~self.direct[at]
         self.inverse[at[keep], :size, :size] = inverse[keep]
-        self.order[at, tail], self.coef[at, tail], self.sign[at, tail] = self.c_b, 0.0, 0.0
-        self.counts[at] -= 1
 
     def _grow(self, cap: int) -> None:
         """Room for cap slots per target (unused slots: padding, identity inverse)."""
@@ -521,8 +550,10 @@ class _Paths:
 
     def drop_finished(self) -> None:
         """Drop the finished targets once they are an eighth of the rows or all of them."""
+        if not self.finished.any():
+            return
         count = int(self.finished.sum())
-        if not count or (8 * count < self.finished.size and count < self.finished.size):
+        if 8 * count < self.finished.size and count < self.finished.size:
             return
         keep = ~self.finished
         for name in (
@@ -530,6 +561,19 @@ class _Paths:
             "counts", "next_k", "last", "direct", "finished",
         ):  # fmt: skip
             setattr(self, name, getattr(self, name)[keep])
+
+
+def _padded_systems(ext: np.ndarray, slots: np.ndarray) -> np.ndarray:
+    """R_AA [n, K, K] of slot lists [n, K] (C_b marks an unused slot: the identity there)."""
+    c_b = ext.shape[0] - 1
+    size = slots.shape[1]
+    sub = ext.ravel().take(slots[:, :, None] * (c_b + 1) + slots[:, None, :])
+    if size > 1:  # two unused slots meet at ext[c_b, c_b] = 1 off the diagonal too
+        pad = slots == c_b
+        both = pad[:, :, None] & pad[:, None, :]
+        both[:, np.arange(size), np.arange(size)] = False
+        sub[both] = 0.0
+    return sub
 
 
 def _solve_small(matrices: np.ndarray, rhs: np.ndarray) -> np.ndarray:

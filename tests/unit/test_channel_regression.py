@@ -141,31 +141,37 @@ def _assert_l1_fits_are_sklearn_lasso(got, a: np.ndarray, b: np.ndarray) -> None
         assert got.l1_channels[i] == np.count_nonzero(np.abs(model.coef_) > 1e-9), i
 
 
-def test_long_paths_with_channels_leaving_are_sklearn_lasso(monkeypatch):
-    """Fits of 6-12 channels among 48 correlated ones: channels join and leave the paths."""
+@pytest.mark.parametrize("small", [0, cr.SMALL_ACTIVE_SET], ids=["inverses kept", "default"])
+def test_long_paths_with_channels_leaving_are_sklearn_lasso(monkeypatch, small):
+    """Fits of 6-12 channels among 48 correlated ones: channels join and leave the paths.
+
+    With SMALL_ACTIVE_SET = 0 every target's R_AA⁻¹ is kept from the first event on (and
+    none may drift onto the direct solve); by default the small sets are solved afresh
+    until one passes SMALL_ACTIVE_SET.
+    """
+    monkeypatch.setattr(cr, "SMALL_ACTIVE_SET", small)
     a, b = _wide_dense()
     corr = _correlations(a, b)
-    left = []
+    left, modes = [], []
     leave = cr._Paths._leave
-    monkeypatch.setattr(
-        cr._Paths,
-        "_leave",
-        lambda self, at, *rest: (left.append(at.size), leave(self, at, *rest))[1],
-    )
-    solved = []
-    solve = cr._Paths._solve
-    monkeypatch.setattr(
-        cr._Paths, "_solve", lambda self, *args: (solved.append(1), solve(self, *args))[1]
-    )
+
+    def watched_leave(self, at, *rest):
+        left.append(at.size)
+        modes.append((self.small, bool(self.direct.any())))
+        return leave(self, at, *rest)
+
+    monkeypatch.setattr(cr._Paths, "_leave", watched_leave)
     got = cr.channel_regression(corr.matrix, corr.within_cols)
     assert sum(left) > 0  # the Schur-complement downdate is on the checked paths
-    assert not solved  # and every kept inverse stayed R_AA⁻¹: none was solved afresh
+    if small == 0:  # every leave updated kept inverses, and none had drifted
+        assert modes and all(mode == (False, False) for mode in modes)
     assert got.mean_l1_channels > 6
     _assert_l1_fits_are_sklearn_lasso(got, a, b)
 
 
 def test_a_kept_inverse_that_drifts_is_solved_afresh(monkeypatch):
     """Corrupt every target's kept R_AA⁻¹ after its third event: the fits stay exact."""
+    monkeypatch.setattr(cr, "SMALL_ACTIVE_SET", 0)
     a, b = _wide_dense(seed=5)
     corr = _correlations(a, b)
     join = cr._Paths._join
@@ -184,17 +190,13 @@ def test_a_kept_inverse_that_drifts_is_solved_afresh(monkeypatch):
 
 
 def test_directions_solved_directly_are_the_kept_inverses(monkeypatch):
-    """Every target on the direct solve (the singular / drifted route) gives the same fits."""
+    """Solved afresh every event (the small sets' and the singular route) or from the kept
+    inverses, the fits are the same."""
     a, b = _wide_dense(seed=6)
     corr = _correlations(a, b)
+    monkeypatch.setattr(cr, "SMALL_ACTIVE_SET", 0)
     kept = cr.channel_regression(corr.matrix, corr.within_cols)
-    init = cr._Paths.__init__
-
-    def all_direct(self, *args):
-        init(self, *args)
-        self.direct[:] = True
-
-    monkeypatch.setattr(cr._Paths, "__init__", all_direct)
+    monkeypatch.setattr(cr, "SMALL_ACTIVE_SET", a.shape[1] + b.shape[1])
     direct = cr.channel_regression(corr.matrix, corr.within_cols)
     np.testing.assert_array_equal(direct.l1_channels, kept.l1_channels)
     np.testing.assert_allclose(direct.l1_error, kept.l1_error, rtol=0, atol=1e-12)
