@@ -24,6 +24,8 @@ CHROMIUM_ARGS = [
 ]
 VIEWPORT = {"width": 1400, "height": 900}
 TIMEOUT_MS = 30_000
+UNIT_BOX = {"x": 0.0, "y": 0.0, "width": 1.0, "height": 1.0}
+"""A box whose points are fractions of a target's own (`hover_point`)."""
 IMAGES = Path(__file__).resolve().parents[2] / "docs" / "images"
 
 

@@ -22,11 +22,12 @@ from playwright.sync_api import expect
 
 from tests.browser.tab_page import (
     TIMEOUT_MS,
+    UNIT_BOX,
     VIEWPORT,
     Picture,
     canvas_rgb,
     css_rgb,
-    tooltip_fields,
+    hover_point,
 )
 from tests.conftest import get
 
@@ -119,12 +120,10 @@ def test_hovering_a_cell_shows_its_parameter_step_and_value(tab, python_loader_s
     steps, names, values = expected["steps"], expected["names"], expected["values"]
     frame = tab.open(python_loader_server)
     canvas = heatmap(frame, "seed0")
-    box = canvas.bounding_box()
     no_update = next((i, j) for i, row in enumerate(values) for j, v in enumerate(row) if v is None)
     cells = [(len(steps) // 2, 0), (0, len(names) - 1), (len(steps) - 1, 2), no_update]
     for i, j in cells:
-        tab.page.mouse.move(*cell_centre(box, steps, len(names), i, j))
-        fields = tooltip_fields(frame)
+        fields = hover_point(tab, canvas, *cell_centre(UNIT_BOX, steps, len(names), i, j))
         assert fields["name"] == names[j]
         assert fields["step"] == str(steps[i])
         assert fields["value"] == format_ratio(values[i][j]), (i, j, values[i][j])
