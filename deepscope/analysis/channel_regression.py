@@ -252,8 +252,10 @@ def lasso_paths(
     as α falls; a segment ends where an inactive channel's |c_j| reaches α
     (it joins) or an active coefficient reaches 0 (it leaves). Every target
     walks its own path, one event per round (`_Paths`); a round costs one
-    product of the targets' directions with R, O(C_b²·T), and O(K²) per target
-    for its kept R_AA⁻¹ (K active channels); the path of a target that uses k
+    product of the targets' directions with R, O(C_b²·T), and either one
+    batched solve of the small R_AA systems (while every set has at most
+    SMALL_ACTIVE_SET channels) or O(K²) per target for its kept R_AA⁻¹ (K
+    active channels); the path of a target that uses k
     channels has about k events. On each segment the error 1 − 2βᵀr + βᵀRβ is
     a quadratic in α, so the grid points on it are checked in closed form.
 
@@ -288,7 +290,8 @@ class _Paths:
     Per target (row): c [T, P], the correlations with the residual (P = C_b + 1:
     a padding column, kept 0); its active list in slots (order [T, cap]: the
     channel, C_b in an unused slot; coef: its coefficient; sign: the sign of
-    its c); inverse [T, cap, cap]: R_AA⁻¹ over the used slots, the identity
+    its c); while `small`, every direction is solved afresh; after it,
+    inverse [T, cap, cap]: R_AA⁻¹ over the used slots, the identity
     over the unused ones, updated at each event (bordered when a channel
     joins, a Schur complement when one leaves) and checked every round
     against R_AA·w = s_A; `direct` marks a target whose R_AA is singular
