@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from tests import route_helpers
-from tests.browser.tab_page import TIMEOUT_MS, css_rgb, screenshot, tooltip_fields
+from tests.browser.tab_page import TIMEOUT_MS, css_rgb, hover_point, screenshot
 from tests.route_helpers import route
 from tests.saliency_data import BROKEN_TAG, RGB_TAG
 
@@ -85,12 +85,7 @@ def panel(card_locator, kind: str, sample: int, step: int | None = None):
 
 
 def hover_pixel(tab, canvas, x: int, y: int, width: int, height: int) -> dict[str, str]:
-    canvas.scroll_into_view_if_needed()
-    box = canvas.bounding_box()
-    tab.page.mouse.move(
-        box["x"] + (x + 0.5) * box["width"] / width, box["y"] + (y + 0.5) * box["height"] / height
-    )
-    return tooltip_fields(tab.frame)
+    return hover_point(tab, canvas, (x + 0.5) / width, (y + 0.5) / height)
 
 
 def pixel_rgb(canvas, x: int, y: int, width: int) -> tuple[int, int, int]:

@@ -18,7 +18,7 @@ import urllib.request
 import numpy as np
 import pytest
 
-from tests.browser.tab_page import TIMEOUT_MS, css_rgb, screenshot, tooltip_fields
+from tests.browser.tab_page import TIMEOUT_MS, css_rgb, hover_point, screenshot
 from tests.route_helpers import decode, number, route
 from tests.spectrum_data import BROKEN_STEP, BROKEN_TAG, MEASURED_STEPS
 
@@ -93,11 +93,10 @@ def drawn_steps(frame) -> dict[str, int]:
 def hover_rank(tab, frame, rank: int, n: int) -> dict[str, str]:
     """Hover the chart at `rank` (x is log rank over [1, n]); the tooltip's fields."""
     chart(frame).scroll_into_view_if_needed()
-    box = frame.locator("[data-testid=spectrum-hit]").bounding_box()
-    fraction = math.log(rank) / math.log(n)
-    x = box["x"] + min(max(fraction * box["width"], 1), box["width"] - 1)
-    tab.page.mouse.move(x, box["y"] + box["height"] / 2)
-    fields = tooltip_fields(frame)
+    hit = frame.locator("[data-testid=spectrum-hit]")
+    width = hit.bounding_box()["width"]
+    fraction = min(max(math.log(rank) / math.log(n), 1 / width), 1 - 1 / width)
+    fields = hover_point(tab, hit, fraction, 0.5)
     assert fields["rank"] == str(rank)
     return fields
 
@@ -232,12 +231,13 @@ def test_slider_and_heatmap_click_change_the_drawn_step(tab, spectrum_python_ser
     # A click on the evolution heatmap's column of step 15 selects that step.
     canvas = frame.locator('[data-testid=spectrum-evolution][data-run="seed0"][data-drawn=true]')
     canvas.scroll_into_view_if_needed()
-    box = canvas.bounding_box()
     column = MEASURED_STEPS.index(15)
-    x = box["x"] + (column + 0.5) * box["width"] / len(MEASURED_STEPS)
-    tab.page.mouse.move(x, box["y"] + 5)
-    fields = tooltip_fields(frame)
+    fields = hover_point(
+        tab, canvas, (column + 0.5) / len(MEASURED_STEPS), 5 / canvas.bounding_box()["height"]
+    )
     assert fields["step"] == "15" and fields["rank"] == "1"
+    box = canvas.bounding_box()
+    x = box["x"] + (column + 0.5) * box["width"] / len(MEASURED_STEPS)
     evolution = route(spectrum_python_server, "spectrum_evolution", run="seed0", tag=tag)
     assert float(fields["sigma"]) == pytest.approx(decode(evolution["values"])[column, 0], rel=6e-4)
     tab.page.mouse.click(x, box["y"] + 5)

@@ -16,7 +16,14 @@ import re
 import numpy as np
 import pytest
 
-from tests.browser.tab_page import TIMEOUT_MS, VIEWPORT, canvas_rgb, screenshot, tooltip_fields
+from tests.browser.tab_page import (
+    TIMEOUT_MS,
+    VIEWPORT,
+    canvas_rgb,
+    hover_point,
+    screenshot,
+    tooltip_fields,
+)
 from tests.conftest import get, wait_until
 from tests.scale_logs import scale_parameters, update_ratio_values, write_update_ratios
 
@@ -427,9 +434,8 @@ def test_zero_weight_cells_are_undefined_not_non_finite(tab, scale_server, scale
     rows = row_facts(frame, SHORT)
     r = next(k for k, row in enumerate(rows) if row["name"] == "bert.pooler.dense.bias")
     canvas = heatmap(frame, SHORT)
-    box = canvas.bounding_box()
-    tab.page.mouse.move(box["x"] + 0.5 / SHORT_STEPS * box["width"], box["y"] + (r + 0.5) * ROW_H)
-    fields = tooltip_fields(frame)
+    height = canvas.bounding_box()["height"]
+    fields = hover_point(tab, canvas, 0.5 / SHORT_STEPS, (r + 0.5) * ROW_H / height)
     assert fields["step"] == "0" and fields["name"] == "bert.pooler.dense.bias"
     assert fields["value"] == "‖W‖ = 0: ratio undefined"
     rgba = canvas.evaluate(
@@ -563,11 +569,10 @@ def test_a_fresh_bias_written_by_the_writer_reads_as_zero_weight(tab, odd_names_
     frame = tab.open(odd_names_server)
     frame.locator("[data-testid=tag-filter]").fill("^fresh$")
     canvas = heatmap(frame, "plain", "fresh")
-    box = canvas.bounding_box()
+    height = canvas.bounding_box()["height"]
     rows = row_facts(frame, "plain")
     r = next(k for k, row in enumerate(rows) if row["name"] == "fc.bias")
-    tab.page.mouse.move(box["x"] + box["width"] / 6, box["y"] + (r + 0.5) * ROW_H)  # step 0
-    fields = tooltip_fields(frame)
+    fields = hover_point(tab, canvas, 1 / 6, (r + 0.5) * ROW_H / height)  # step 0
     assert fields["step"] == "0" and fields["name"] == "fc.bias"
     assert fields["value"] == "‖W‖ = 0: ratio undefined"
     block = frame.locator('section.ds-card[data-tag="fresh"] .ds-runblock[data-run="plain"]')
