@@ -227,6 +227,7 @@ def compare(
                 usable_b=usable_b,
             )
         cka = cka_from_comoments(cross, within_a, within_b)
+        matching = match_channels(correlation.matrix)  # once: logged and returned
         tag = None
         if writer is not None:
             tag = tag_prefix + label
@@ -241,12 +242,13 @@ def compare(
                 cross_network=cross_network_fit_pb(
                     predicted, cka, predictors=int(np.count_nonzero(usable_b))
                 ),
+                matching=matching,
             )
         results[label] = LayerComparison(
             name_a=name_a,
             name_b=name_b,
             correlation=correlation,
-            matching=match_channels(correlation.matrix),
+            matching=matching,
             tag=tag,
             regression=predicted,
             cka=cka,

@@ -165,6 +165,7 @@ def correlation_step(
     matrix_dtype: str = "float16",
     packing: str = "full",
     cross_network: pb.CrossNetworkFit | None = None,
+    matching: matching_math.ChannelMatching | None = None,
 ) -> pb.CorrelationStep:
     """One step's `CorrelationStep` from an accumulator's result.
 
@@ -172,7 +173,8 @@ def correlation_step(
     redundant_fraction is that of the rows' layer (its within-layer matrix).
     packing "upper_triangle" is for within-layer results only. cross_network
     (`cross_network_fit_pb`, compare()'s regression and CKA) is for cross
-    results, with one value per row channel.
+    results, with one value per row channel. matching: a cross result's
+    matching when the caller already has it (compare() does), else computed.
 
     Raises:
       ValueError: unknown matrix_dtype or packing, a packed cross result, or
@@ -196,7 +198,9 @@ def correlation_step(
         step.activation_shape.extend(int(n) for n in result.activation_shape)
     if result.cross:
         step.col_stats.CopyFrom(channel_stats_pb(result.cols))
-        step.matching.CopyFrom(matching_pb(matching_math.match_channels(result.matrix)))
+        if matching is None:
+            matching = matching_math.match_channels(result.matrix)
+        step.matching.CopyFrom(matching_pb(matching))
     if cross_network is not None:
         if not result.cross:
             raise ValueError(
@@ -317,6 +321,7 @@ def channel_correlation_pb(
     description: str = "",
     packing: str = "full",
     cross_network: pb.CrossNetworkFit | None = None,
+    matching: matching_math.ChannelMatching | None = None,
 ) -> summary_pb2.Summary:
     """A `Summary` with one step of channel correlations, its metadata included.
 
@@ -335,10 +340,12 @@ def channel_correlation_pb(
       description: shown by TensorBoard next to the tag.
       cross_network: a cross step's regression and CKA (`cross_network_fit_pb`),
         as compare() logs them.
+      matching: a cross step's `match_channels` result when already computed
+        (compare()'s); None: computed here.
     """
     _check_packing(packing, matrix_dtype)
     result, channel_dim = correlation_result(activations, other, channel_dim, other_channel_dim)
-    step = correlation_step(result, matrix_dtype, packing, cross_network)
+    step = correlation_step(result, matrix_dtype, packing, cross_network, matching)
     plugin_data = correlation_plugin_data(result.cross, channel_dim, row_name, col_name)
     return summary.blob_sequence_summary(tag, [step.SerializeToString()], plugin_data, description)
 
@@ -364,6 +371,7 @@ class CorrelationSummaries:
         description: str = "",
         packing: str = "full",
         cross_network: pb.CrossNetworkFit | None = None,
+        matching: matching_math.ChannelMatching | None = None,
     ) -> None:
         """Log one step of a layer's channel correlations (or two networks' cross correlations).
 
@@ -389,6 +397,8 @@ class CorrelationSummaries:
           cross_network: for a cross step, each row channel predicted from the
             columns' channels and the pair's CKA (`cross_network_fit_pb`; what
             `deepscope.compare` logs).
+          matching: for a cross step, its `deepscope.match_channels` result when
+            already computed (compare() passes its own); None: computed here.
 
         NaN/Inf activations are left out (the whole sample position) and
         counted in the step's statistics; dead channels are marked. With no
@@ -414,5 +424,6 @@ class CorrelationSummaries:
             description=description,
             packing=packing,
             cross_network=cross_network,
+            matching=matching,
         )
         self._write(summary_pb, global_step, walltime)

@@ -344,3 +344,62 @@ def test_compare_predicts_channels_and_takes_the_cka_of_each_pair():
     np.testing.assert_allclose(same.regression.least_squares_error, 0.0, atol=1e-5)
     assert same.cka == pytest.approx(1.0, abs=1e-6)
     assert compare(a, b, probe, layers=["conv2"], regression=False)["conv2"].regression is None
+
+
+def test_compare_matches_each_pair_once_and_logs_what_it_returns(
+    tmp_path, read_values, monkeypatch
+):
+    from deepscope.analysis import matching as matching_math
+    from deepscope.writer import compare as compare_module
+
+    calls = []
+    real = matching_math.match_channels
+
+    def counted(matrix):
+        calls.append(matrix.shape)
+        return real(matrix)
+
+    monkeypatch.setattr(matching_math, "match_channels", counted)
+    monkeypatch.setattr(compare_module, "match_channels", counted)
+    writer = deepscope.SummaryWriter(str(tmp_path))
+    results = compare(_net(0), _net(1), _probe(), layers=["conv1", "conv2"], writer=writer)
+    writer.close()
+    assert sorted(calls) == [(6, 6), (8, 8)]  # one matching per layer pair
+    for label in ("conv1", "conv2"):
+        step = pb.CorrelationStep.FromString(
+            read_values(tmp_path, "compare/" + label)[0].value.tensor.string_val[0]
+        )
+        returned = results[label].matching
+        np.testing.assert_array_equal(
+            arrays.decode_array(step.matching.bipartite_cols), returned.bipartite_cols
+        )
+        np.testing.assert_array_equal(
+            arrays.decode_array(step.matching.semi_cols), returned.semi_cols
+        )
+
+
+def test_add_channel_correlation_logs_a_given_matching(tmp_path, read_values):
+    """A matching passed in is the one logged (here another matrix's, to tell them apart)."""
+    from deepscope.analysis.matching import match_channels
+
+    rng = np.random.default_rng(0)
+    a, b = (
+        torch.from_numpy(rng.standard_normal((200, 5))),
+        torch.from_numpy(rng.standard_normal((200, 5))),
+    )
+    other = match_channels(np.eye(5)[::-1].copy())  # channel i with 4 − i
+    writer = deepscope.SummaryWriter(str(tmp_path))
+    writer.add_channel_correlation("given", a, b, global_step=0, matching=other)
+    writer.add_channel_correlation("computed", a, b, global_step=0)
+    writer.close()
+
+    def cols(tag):
+        step = pb.CorrelationStep.FromString(
+            read_values(tmp_path, tag)[0].value.tensor.string_val[0]
+        )
+        return arrays.decode_array(step.matching.bipartite_cols)
+
+    np.testing.assert_array_equal(cols("given"), [4, 3, 2, 1, 0])
+    np.testing.assert_array_equal(
+        cols("computed"), match_channels(np.corrcoef(a.T, b.T)[:5, 5:]).bipartite_cols
+    )
