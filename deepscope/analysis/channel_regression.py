@@ -320,8 +320,7 @@ class _Paths:
         self.coef = np.zeros((t, cap))
         self.sign = np.zeros((t, cap))
         self.sign[:, 0] = np.sign(r[np.arange(t), first])
-        self.inverse = np.broadcast_to(np.eye(cap), (t, cap, cap)).copy()
-        self.inverse[:, 0, 0] = 1.0 / gram[first, first]
+        self.inverse = np.broadcast_to(np.eye(cap), (t, cap, cap)).copy()  # formed later
         self.counts = np.ones(t, np.int64)
         self.next_k = np.ones(t, np.int64)  # the next grid point to check
         self.last = np.full(t, -1)  # the channel of the last event (not undone at once)
@@ -431,24 +430,24 @@ class _Paths:
         sign = self.sign[:, :size]
         if self.small:
             w = self._solve(slots, sign)
-            d = np.zeros(self.c.shape)
-            d[rows, slots] = w
-            return w, d @ self.ext
+            return w, self._times_r(slots, w)
         w = np.matmul(self.inverse[:, :size, :size], sign[:, :, None])[:, :, 0]
         if self.direct.any():
             w[self.direct] = self._solve(slots[self.direct], sign[self.direct])
-        d = np.zeros(self.c.shape)
-        d[rows, slots] = w
-        a = d @ self.ext  # R symmetric: row i is R·d_i
+        a = self._times_r(slots, w)
         # R_AA·w = s_A on the active slots, else the kept inverse drifted: solve afresh.
         drift = np.any(np.abs(a[rows, slots] - sign) > 1e-8, axis=1) & ~self.direct
         if drift.any():
             self.direct |= drift
             w[drift] = self._solve(slots[drift], sign[drift])
-            d[drift] = 0.0
-            d[rows[drift], slots[drift]] = w[drift]
-            a[drift] = d[drift] @ self.ext
+            a[drift] = self._times_r(slots[drift], w[drift])
         return w, a
+
+    def _times_r(self, slots: np.ndarray, w: np.ndarray) -> np.ndarray:
+        """R·d [n, P] of each direction, w [n, K] on its slots [n, K] (0 at the padding)."""
+        d = np.zeros((slots.shape[0], self.c_b + 1))
+        d[np.arange(slots.shape[0])[:, None], slots] = w
+        return d @ self.ext  # R symmetric: row i is R·d_i
 
     def _keep_inverses(self, size: int) -> None:
         """Form every target's R_AA⁻¹ over its first `size` slots, to be updated from now on.

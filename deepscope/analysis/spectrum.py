@@ -52,7 +52,8 @@ a layer's spectrum is partial (`Spectrum.coverage`):
     iteration (Halko, Martinsson & Tropp 2011, Alg. 4.4: a Gaussian block of
     top_k + oversample vectors, power iterations re-orthonormalised by QR),
     continued until σ_max's last change and its estimated remaining change are
-    at most `norm_rtol` relative; every value is a Ritz value, a lower bound of the true one.
+    at most `norm_rtol` relative; every value is a Ritz value, a lower bound of
+    the true one.
     Plus the exact Frobenius norm, read from the weight: the stable rank
     ‖W‖²_F/σ²_max is exact up to the σ_max tolerance.
   - "norm_only": σ_max alone by the same iteration on a small block, and the

@@ -201,6 +201,11 @@ def correlation_step(
         if matching is None:
             matching = matching_math.match_channels(result.matrix)
         step.matching.CopyFrom(matching_pb(matching))
+    elif matching is not None:
+        raise ValueError(
+            "matching (two networks' channels paired) needs a cross-network result: give "
+            "other= (the second network's activations)"
+        )
     if cross_network is not None:
         if not result.cross:
             raise ValueError(
@@ -340,7 +345,7 @@ def channel_correlation_pb(
       description: shown by TensorBoard next to the tag.
       cross_network: a cross step's regression and CKA (`cross_network_fit_pb`),
         as compare() logs them.
-      matching: a cross step's `match_channels` result when already computed
+      matching: a cross step's `ChannelMatching` when already computed
         (compare()'s); None: computed here.
     """
     _check_packing(packing, matrix_dtype)
@@ -397,8 +402,9 @@ class CorrelationSummaries:
           cross_network: for a cross step, each row channel predicted from the
             columns' channels and the pair's CKA (`cross_network_fit_pb`; what
             `deepscope.compare` logs).
-          matching: for a cross step, its `deepscope.match_channels` result when
-            already computed (compare() passes its own); None: computed here.
+          matching: for a cross step, its `ChannelMatching`
+            (`analysis.matching.match_channels`) when already computed (compare()
+            passes its own); None: computed here.
 
         NaN/Inf activations are left out (the whole sample position) and
         counted in the step's statistics; dead channels are marked. With no

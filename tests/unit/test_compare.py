@@ -400,6 +400,10 @@ def test_add_channel_correlation_logs_a_given_matching(tmp_path, read_values):
         return arrays.decode_array(step.matching.bipartite_cols)
 
     np.testing.assert_array_equal(cols("given"), [4, 3, 2, 1, 0])
+    within = deepscope.SummaryWriter(str(tmp_path / "within"))
+    with pytest.raises(ValueError, match="cross-network"):  # a within-layer step has none
+        within.add_channel_correlation("within", a, global_step=0, matching=other)
+    within.close()
     np.testing.assert_array_equal(
         cols("computed"), match_channels(np.corrcoef(a.T, b.T)[:5, 5:]).bipartite_cols
     )
