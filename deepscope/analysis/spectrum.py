@@ -46,14 +46,16 @@ per layer (benchmarks/bench_spectra.py, "batching").
 
 Big matrices (`layer_spectra(..., coverage="auto", time_budget=...)`): the full
 SVD of a 4096 x 4096 attention projection takes 18 s on one CPU thread, of a
-50257 x 768 token embedding 2 s. Past a size (`FULL_MAX_UNITS`) or a time budget
-a layer's spectrum is partial (`Spectrum.coverage`):
-  - "top_k": the `top_k` largest singular values by randomized subspace
-    iteration (Halko, Martinsson & Tropp 2011, Alg. 4.4: a Gaussian block of
-    top_k + oversample vectors, power iterations re-orthonormalised by QR),
-    continued until σ_max's last change and its estimated remaining change are
-    at most `norm_rtol` relative; every value is a Ritz value, a lower bound of
-    the true one.
+50257 x 768 token embedding 1.2-2 s. Past a size (`FULL_MAX_UNITS`, unless the
+randomized path would cost as much: very tall matrices) or a time budget a layer's
+spectrum is partial (`Spectrum.coverage`):
+  - "top_k": the `top_k` largest singular values by randomized block Krylov
+    iteration (Halko, Martinsson & Tropp 2011: a Gaussian block of
+    top_k + oversample vectors in the smaller space, AᵀA applied and
+    re-orthonormalised by QR, `top_singular_values`), continued until σ_max's
+    last change and its estimated remaining change are at most `norm_rtol`
+    relative (the k-th value's at most 10·`norm_rtol`); every value is a Ritz
+    value, a lower bound of the true one (up to rounding).
     Plus the exact Frobenius norm, read from the weight: the stable rank
     ‖W‖²_F/σ²_max is exact up to the σ_max tolerance.
   - "norm_only": σ_max alone by the same iteration on a small block, and the
@@ -106,8 +108,10 @@ FULL_SQUARE_FACTOR = 3.0
 DEFAULT_SECONDS_PER_UNIT = 6e-11
 # Full svdvals up to this many units (about 0.5 s on one thread of that CPU):
 # every ResNet-18 weight (at most 1.2e9) and GPT-2's 768 x 768, 768 x 2304 and
-# 3072 x 768 ones (at most 3.3e9) are decomposed fully; the 50257 x 768 token
-# embedding (3.1e10) and a 4096 x 4096 projection (2.7e11) get the top k.
+# 3072 x 768 ones (at most 3.3e9) are decomposed fully; a 4096 x 4096 projection
+# (2.7e11) gets the top k. The 50257 x 768 token embedding (3.1e10) is past it, but
+# its top k would cost more (`choose_coverage`): it too is decomposed fully unless
+# the time budget is smaller.
 FULL_MAX_UNITS = 8e9
 DEFAULT_TOP_K = 32
 DEFAULT_OVERSAMPLE = 10
@@ -119,6 +123,9 @@ DEFAULT_POWER_ITERATIONS = 2
 MAX_SUBSPACE_ITERATIONS = 16
 MAX_CONVERGENCE_RATE = 0.9
 """The largest ratio of two successive σ_max changes the stopping rule extrapolates with."""
+TAIL_RTOL_FACTOR = 10.0
+"""The top-k iteration also waits for the k-th value, the last to converge, to settle to
+this many times the σ_max tolerance."""
 DEFAULT_NORM_RTOL = 1e-4
 # Block size of the norm-only iteration: a few vectors converge much faster than
 # one where the top of the spectrum is flat (a random initialisation), and a pass
@@ -128,6 +135,10 @@ NORM_BLOCK = 8
 # top of the spectrum is flat σ_max needs more of them than MAX_SUBSPACE_ITERATIONS to
 # reach the tolerance (18 on a random 4096 x 4096), each costing one pass over the matrix.
 NORM_MAX_ITERATIONS = 40
+# Iterations the cost estimate counts before a layer is measured: what a random (flat,
+# the slowest) spectrum took, 9-14 for the top 32 and 13-19 for σ_max alone
+# (benchmarks/results/spectra_big.json).
+ESTIMATED_ITERATIONS = {"top_k": 10, "norm_only": 15}
 # A pass with fewer vectors than this costs about as much (it reads the matrix).
 _MIN_PASS_COLUMNS = 16
 # CPU: equal-shaped matrices share a batched svdvals call only up to this size
@@ -513,9 +524,9 @@ def svd_cost_units(
     seconds per unit (`SpectrumCosts`: DEFAULT_SECONDS_PER_UNIT on one thread
     of this project's CPU until measured). "top_k" and "norm_only" count
     2·iterations + 2 passes over the matrix (default iterations:
-    DEFAULT_POWER_ITERATIONS + 2, what σ_max usually takes to reach
-    DEFAULT_NORM_RTOL), each with max(block, 16) columns (a pass reads the whole
-    matrix however few vectors it multiplies).
+    ESTIMATED_ITERATIONS, what a random matrix's spectrum takes), each with
+    max(block, 16) columns (a pass reads the whole matrix however few vectors it
+    multiplies).
     """
     groups, rows, cols = _matrix_dims(matrix_shape)
     m, n = max(rows, cols), min(rows, cols)
@@ -524,7 +535,7 @@ def svd_cost_units(
     if coverage not in ("top_k", "norm_only"):
         raise ValueError(f"coverage must be one of {COVERAGES}, got {coverage!r}")
     block = _block_size(n, coverage, top_k, oversample)
-    its = DEFAULT_POWER_ITERATIONS + 2 if iterations is None else int(iterations)
+    its = ESTIMATED_ITERATIONS[coverage] if iterations is None else int(iterations)
     passes = 2 * its + 2
     return float(groups) * passes * m * n * max(block, _MIN_PASS_COLUMNS)
 
@@ -591,25 +602,26 @@ def choose_coverage(
 ) -> str:
     """The coverage "auto" picks for a layer: the richest that fits.
 
-    "full" when its cost is at most `full_max_units` (None: no size limit) and
-    its estimated seconds at most `time_budget` (None: no budget); else
-    "top_k" when its estimate fits the budget; else "norm_only" (measured
-    whatever its estimate: the cheapest there is). A matrix whose smaller side
-    is at most top_k + DEFAULT_OVERSAMPLE is always "full" (the randomized path
-    would decompose as much).
+    "full" when its estimated seconds are at most `time_budget` (None: no
+    budget) and either its cost is at most `full_max_units` (None: no size
+    limit) or the top k would cost as much (estimated: a very tall matrix, e.g.
+    a 50257 x 768 embedding, whose QR-first SVD costs m·n², takes no longer
+    than the passes of the randomized path); else "top_k" when its estimate
+    fits the budget; else "norm_only" (measured whatever its estimate: the
+    cheapest there is). A matrix whose smaller side is at most
+    top_k + DEFAULT_OVERSAMPLE is always "full" (the randomized path would
+    decompose as much).
     """
     costs = COSTS if costs is None else costs
     groups, rows, cols = _matrix_dims(matrix_shape)
     if min(rows, cols) <= top_k + DEFAULT_OVERSAMPLE:
         return "full"
-    units = svd_cost_units(matrix_shape, "full")
-    if (full_max_units is None or units <= full_max_units) and (
-        time_budget is None or costs.estimate(matrix_shape, "full", device) <= time_budget
-    ):
+    full_s = costs.estimate(matrix_shape, "full", device)
+    top_s = costs.estimate(matrix_shape, "top_k", device, top_k=top_k)
+    small = full_max_units is None or svd_cost_units(matrix_shape, "full") <= full_max_units
+    if (small or full_s <= top_s) and (time_budget is None or full_s <= time_budget):
         return "full"
-    if time_budget is None or costs.estimate(matrix_shape, "top_k", device, top_k=top_k) <= (
-        time_budget
-    ):
+    if time_budget is None or top_s <= time_budget:
         return "top_k"
     return "norm_only"
 
@@ -636,29 +648,33 @@ def top_singular_values(
     """The k largest singular values of each matrix [groups, rows, cols], randomized.
 
     Randomized block Krylov iteration (Halko, Martinsson & Tropp 2011, §4.5 and
-    Alg. 4.4's power iterations; Musco & Musco 2015): a Gaussian block Ω of
-    b = k + oversample vectors (seeded: reproducible), Q₀ = orth(A Ω), then per
-    iteration Q_{j+1} = orth((A Aᵀ) Q_j), orthogonalised against
-    the blocks before, and the Rayleigh–Ritz values: the singular values of
-    Qᵀ A for Q = [Q₀ … Q_j], each a lower bound of the true one (interlacing),
-    converging from below — much faster than plain subspace iteration where the
-    top of the spectrum is flat (a random initialisation). At least
-    `power_iterations` iterations, then until σ_max's last relative change (the
-    largest over groups) and its extrapolation, change·ρ/(1 − ρ) with ρ the
-    slower of the last two ratios of successive changes (the change still to
-    come were they to fall geometrically), are both at most `rtol`; at most
-    `max_iterations`. An estimate, not a bound: where the top of the spectrum is
-    evenly dense the changes can stall and resume (a planted 800 x 400 matrix
-    with σ evenly from 1 to 0.5 stops 1.6·rtol short). Where
-    the next block would span the smaller side, svdvals gives the exact values
-    instead (they cost no more). Each
-    iteration reads the matrix twice (A and Aᵀ times a block of b vectors).
-    Computed in the matrices' dtype (float32 or float64) on their device, in
-    the tall orientation (same singular values).
+    Alg. 4.4's power iterations; Musco & Musco 2015), in the tall orientation
+    [m, n], m ≥ n (same singular values), its basis in the smaller space R^n: a
+    Gaussian block Ω of b = k + oversample vectors (seeded: reproducible),
+    V₀ = orth(Ω), then per iteration Y_j = AᵀA V_j (two passes over A) and
+    V_{j+1} = orth(Y_j), orthogonalised against the blocks before; the
+    Rayleigh–Ritz values are the square roots of the eigenvalues of
+    H = Vᵀ AᵀA V (float64, grown by Y_j's block column), for V = [V₀ … V_j]:
+    each a lower bound of the true one (interlacing) up to rounding (H's
+    entries carry about eps·σ_max² of it, so a value σ may come out up to
+    about eps·σ_max²/σ high), converging from below — much faster than plain
+    subspace iteration where the top of the spectrum is flat (a random
+    initialisation). Working in R^n keeps the Gram–Schmidt and Ritz steps at
+    n·size·b, off the long side: on a 50257 x 768 embedding they had cost 3x
+    the passes themselves when the basis lived in R^m.
+    At least `power_iterations` iterations, then until σ_max has settled to
+    `rtol` and, for k > 1, the k-th value (the last to converge) to
+    TAIL_RTOL_FACTOR·rtol (`_Convergence`: the last relative change, the
+    largest over groups, and its geometric extrapolation); at most
+    `max_iterations`. An estimate, not a bound: where the top of the spectrum
+    is evenly dense the changes can stall and resume (a planted 800 x 400
+    matrix with σ evenly from 1 to 0.5, norm-only, stopped 1.1·rtol short). Where the next
+    block would span the smaller side, svdvals gives the exact values instead
+    (they cost no more). Computed in the matrices' dtype (float32 or float64)
+    on their device.
 
     Error against svdvals (tests/unit/test_spectrum_big.py, bench_spectra's
-    "big matrices"): see the figures there; σ_max is within rtol of the
-    converged value, the k-th value, which converges last, less accurate.
+    "big matrices"): see the figures there.
 
     Returns (values [groups, min(k, n)] descending on the matrices' device,
     iterations done; 0 when b covers the smaller side and svdvals was used).
@@ -678,66 +694,38 @@ def top_singular_values(
         return torch.linalg.svdvals(a)[:, :k], 0
     if not (a.is_contiguous() or a.mT.is_contiguous()):
         a = a.contiguous()
-    row_major = a.is_contiguous()
-    # Products with a narrow block, written so that BLAS reads the big matrix in its
-    # stored order (a transposed big operand with a narrow block was 10-30x slower).
-    if row_major:
-
-        def times(x: torch.Tensor) -> torch.Tensor:  # A X
-            return a @ x
-
-        def times_t(x: torch.Tensor) -> torch.Tensor:  # Aᵀ X
-            return (x.mT @ a).mT
-
-    else:
-        w = a.mT  # row-major [n, m]
-
-        def times(x: torch.Tensor) -> torch.Tensor:
-            return (x.mT @ w).mT
-
-        def times_t(x: torch.Tensor) -> torch.Tensor:
-            return w @ x
-
+    gram = _GramProducts(a)
     generator = torch.Generator().manual_seed(seed)
     omega = torch.randn(groups, n, b, generator=generator, dtype=a.dtype).to(a.device)
-    q, _ = torch.linalg.qr(times(omega))
-    blocks = [q]  # orthonormal [groups, m, b] each, orthogonal to each other
-    projections = []  # Aᵀ Q_j, [groups, n, b]: Qᵀ A = cat(projections)ᵀ
-    previous = None
-    last_change = None
-    rates: list[float] = []  # ratios of successive σ_max changes
+    v, _ = torch.linalg.qr(omega)
+    blocks = [v]  # orthonormal [groups, n, b] each, orthogonal to each other
+    # H = Vᵀ (AᵀA) V over the basis so far [groups, size, size], float64; only the new
+    # block's column is computed each iteration (H is symmetric).
+    rayleigh = torch.zeros(groups, 0, 0, dtype=torch.float64, device=a.device)
+    watched = [0] if k == 1 else [0, min(k, n) - 1]  # σ_max, and the k-th value
+    tolerances = [rtol, TAIL_RTOL_FACTOR * rtol][: len(watched)]
+    trends = [_Convergence() for _ in watched]
     values = None
     iterations = 0
     for iterations in range(1, max(1, int(max_iterations)) + 1):
-        z = times_t(blocks[-1])
-        projections.append(z)
-        values = torch.linalg.svdvals(torch.cat(projections, dim=-1).mT)
-        top = values[:, 0]
-        if previous is not None:
-            change = float(((top - previous).abs() / top.clamp_min(1e-30)).max())
-            if iterations >= power_iterations:
-                # σ_max still to come, were the changes to fall geometrically at the
-                # slower of the last two rates ρ: change·ρ/(1 − ρ). Where the top is
-                # flat the changes fall slowly and unevenly, and the last change alone
-                # understated the error (1.75x on a random 4096 x 4096).
-                ratio = max(rates[-2:], default=0.5)
-                remaining = change * ratio / (1.0 - ratio)
-                if not (change > rtol or remaining > rtol):  # NaN: stop (the caller sees it)
-                    break
-            if last_change is not None and last_change > 0:
-                rates.append(min(change / last_change, MAX_CONVERGENCE_RATE))
-            last_change = change
+        y = gram(blocks[-1])  # AᵀA V_j, two passes over A
+        basis = torch.cat(blocks, dim=-1)
+        rayleigh = _grow_symmetric(rayleigh, (basis.mT @ y).double())
+        theta = torch.linalg.eigvalsh(rayleigh).flip(-1)
+        values = theta.clamp_min(0.0).sqrt().to(a.dtype)
+        settled = [
+            trend.settled(values[:, i], tol) for i, trend, tol in zip(watched, trends, tolerances)
+        ]
+        if iterations >= power_iterations and all(settled):
+            break
         if iterations == max_iterations:
             break
         if (iterations + 1) * b >= n:
             # The next block would span the smaller side: the exact values cost no more.
             return torch.linalg.svdvals(a)[:, : min(k, n)], iterations
-        previous = top
-        y = times(z)
-        basis = torch.cat(blocks, dim=-1)
-        # Block Gram-Schmidt twice ("twice is enough"): one pass leaves the new block
-        # far from orthogonal to the earlier ones on tall matrices, and Ritz values of
-        # a non-orthonormal basis overshoot (sigma_max 2.4x too high at 12000 x 768).
+        # Block Gram-Schmidt twice ("twice is enough"; one pass leaves the new block far
+        # from orthogonal to the earlier ones, and Ritz values of a non-orthonormal basis
+        # overshoot), in the small space: n·size·b per pass.
         for _ in range(2):
             y = y - basis @ (basis.mT @ y)
         q, _ = torch.linalg.qr(y)
@@ -747,6 +735,69 @@ def top_singular_values(
         blocks.append(q)
     assert values is not None
     return values[:, : min(k, n)], iterations
+
+
+class _Convergence:
+    """Whether one Ritz value (per group) has settled, from its relative changes.
+
+    Settled when its last relative change (the largest over groups) and its
+    extrapolation, change·ρ/(1 − ρ) with ρ the slower of the last two ratios of
+    successive changes (the change still to come, were the changes to fall
+    geometrically), are both at most the tolerance. Where the top of the spectrum
+    is flat the changes fall slowly and unevenly, and the last change alone
+    understated the error (1.75x on a random 4096 x 4096).
+    """
+
+    def __init__(self) -> None:
+        self.previous: torch.Tensor | None = None
+        self.last_change: float | None = None
+        self.rates: list[float] = []  # ratios of successive changes
+
+    def settled(self, value: torch.Tensor, tol: float) -> bool:
+        previous, self.previous = self.previous, value
+        if previous is None:
+            return False
+        change = float(((value - previous).abs() / value.clamp_min(1e-30)).max())
+        ratio = max(self.rates[-2:], default=0.5)
+        remaining = change * ratio / (1.0 - ratio)
+        if self.last_change is not None and self.last_change > 0:
+            self.rates.append(min(change / self.last_change, MAX_CONVERGENCE_RATE))
+        self.last_change = change
+        return not (change > tol or remaining > tol)  # NaN: settled (the caller sees it)
+
+
+class _GramProducts:
+    """X ↦ AᵀA X for tall matrices a [groups, m, n] and a narrow block X [groups, n, b].
+
+    Both products are written so that BLAS reads the big matrix in its stored order
+    (row- or column-major): a transposed big operand with a narrow block was 10-30x
+    slower.
+    """
+
+    def __init__(self, a: torch.Tensor):
+        self.row_major = a.is_contiguous()
+        self.a = a if self.row_major else a.mT  # row-major [m, n], or [n, m]
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.row_major:
+            z = self.a @ x  # A X [m, b]
+            return (z.mT @ self.a).mT  # Aᵀ Z
+        z = (x.mT @ self.a).mT  # A X, A stored as Aᵀ row-major
+        return self.a @ z
+
+
+def _grow_symmetric(matrix: torch.Tensor, column: torch.Tensor) -> torch.Tensor:
+    """[g, s, s] symmetric, new last block column [g, s + b, b] → [g, s + b, s + b].
+
+    The new column's top s rows are the cross terms with the old basis; the new
+    diagonal block is symmetrised (its two halves differ by rounding).
+    """
+    s = matrix.shape[-1]
+    corner = column[:, s:, :]
+    corner = (corner + corner.mT) / 2
+    top = torch.cat([matrix, column[:, :s, :]], dim=-1)
+    bottom = torch.cat([column[:, :s, :].mT, corner], dim=-1)
+    return torch.cat([top, bottom], dim=-2)
 
 
 def _decompose_partial(
