@@ -25,7 +25,7 @@ from urllib.parse import urlencode
 import numpy as np
 import pytest
 
-from tests.browser.tab_page import TIMEOUT_MS, VIEWPORT, css_rgb, screenshot, tooltip_fields
+from tests.browser.tab_page import TIMEOUT_MS, VIEWPORT, css_rgb, hover_point, screenshot
 from tests.conftest import SmallCNN, get
 
 sync_api = pytest.importorskip("playwright.sync_api")
@@ -236,15 +236,19 @@ def path_points(path) -> list[tuple[float, float]]:
     ]
 
 
-def page_point(chart, point: tuple[float, float]) -> tuple[float, float]:
-    """A point of a chart's plot group on the page (the group is translated by the margins),
-    the chart scrolled into view first (the mouse reaches only what the viewport shows)."""
-    chart.scroll_into_view_if_needed()
+def hover_chart_point(tab, chart, point: tuple[float, float]) -> dict[str, str]:
+    """Hover a point of a chart's plot group (translated by the margins); the tooltip's fields.
+
+    The mouse leaves first, so the tooltip that shows is this point's; `hover_point`
+    re-reads the svg's box while it does not show (a card still growing moves the chart).
+    """
     svg = chart.locator("svg").first
-    box = svg.bounding_box()
     g = chart.locator("svg > g").first
     tx, ty = (float(v) for v in re.findall(r"[-\d.]+", g.get_attribute("transform"))[:2])
-    return box["x"] + tx + point[0], box["y"] + ty + point[1]
+    chart.scroll_into_view_if_needed()
+    box = svg.bounding_box()
+    tab.page.mouse.move(1, 1)
+    return hover_point(tab, svg, (tx + point[0]) / box["width"], (ty + point[1]) / box["height"])
 
 
 def rows_of(c) -> list[dict]:
@@ -388,8 +392,7 @@ def test_heatmap_statistic_selector_and_through_depth(
     xs = [p[0] for p in points]
     assert xs == sorted(xs)
     for k, name in enumerate(LAYERS):
-        tab.page.mouse.move(*page_point(chart, points[k]))
-        fields = tooltip_fields(frame)
+        fields = hover_chart_point(tab, chart, points[k])
         assert fields["layer"] == name and fields["index"] == str(k)
         for run in RUNS:
             want = reference[run]["outputs"][last][name].std()
@@ -509,8 +512,7 @@ def test_parameters_gradient_norms_on_a_log_axis(
     points = path_points(line)
     assert len(points) == len(steps)
     k = len(steps) // 2
-    tab.page.mouse.move(*page_point(chart, points[k]))
-    fields = tooltip_fields(frame)
+    fields = hover_chart_point(tab, chart, points[k])
     assert fields["name"] == name and fields["step"] == str(steps[k])
     assert close(float(fields["value"]), reference[RUNS[0]]["grads"][steps[k]][name])
     tab.page.mouse.move(1, 1)
@@ -546,8 +548,7 @@ def test_covariance_spectrum_of_a_layer(tab, layer_statistics_server, layer_stat
     assert bold.get_attribute("data-step") == str(last)
     points = path_points(bold)
     assert len(points) == np.count_nonzero(eigenvalues > 0)
-    tab.page.mouse.move(*page_point(chart, points[0]))
-    fields = tooltip_fields(frame)
+    fields = hover_chart_point(tab, chart, points[0])
     assert fields["rank"] == "1" and fields["step"] == str(last)
     assert close(float(fields["value"]), eigenvalues[0])
     tab.page.mouse.move(1, 1)
