@@ -699,9 +699,10 @@ def top_singular_values(
     omega = torch.randn(groups, n, b, generator=generator, dtype=a.dtype).to(a.device)
     v, _ = torch.linalg.qr(omega)
     blocks = [v]  # orthonormal [groups, n, b] each, orthogonal to each other
-    # H = Vᵀ (AᵀA) V over the basis so far [groups, size, size], float64; only the new
-    # block's column is computed each iteration (H is symmetric).
-    rayleigh = torch.zeros(groups, 0, 0, dtype=torch.float64, device=a.device)
+    # H = Vᵀ (AᵀA) V over the basis so far [groups, size, size], float64 on the host (small;
+    # some devices have no float64 eigensolver); only the new block's column is computed
+    # each iteration (H is symmetric).
+    rayleigh = torch.zeros(groups, 0, 0, dtype=torch.float64)
     watched = [0] if k == 1 else [0, min(k, n) - 1]  # σ_max, and the k-th value
     tolerances = [rtol, TAIL_RTOL_FACTOR * rtol][: len(watched)]
     trends = [_Convergence() for _ in watched]
@@ -710,9 +711,9 @@ def top_singular_values(
     for iterations in range(1, max(1, int(max_iterations)) + 1):
         y = gram(blocks[-1])  # AᵀA V_j, two passes over A
         basis = torch.cat(blocks, dim=-1)
-        rayleigh = _grow_symmetric(rayleigh, (basis.mT @ y).double())
+        rayleigh = _grow_symmetric(rayleigh, (basis.mT @ y).double().cpu())
         theta = torch.linalg.eigvalsh(rayleigh).flip(-1)
-        values = theta.clamp_min(0.0).sqrt().to(a.dtype)
+        values = theta.clamp_min(0.0).sqrt().to(device=a.device, dtype=a.dtype)
         settled = [
             trend.settled(values[:, i], tol) for i, trend, tol in zip(watched, trends, tolerances)
         ]
