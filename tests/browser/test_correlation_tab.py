@@ -17,6 +17,7 @@ import warnings
 
 import numpy as np
 import pytest
+from playwright.sync_api import expect
 
 from tests.browser.tab_page import TIMEOUT_MS, VIEWPORT, hover_point, screenshot
 from tests.correlation_data import (
@@ -92,7 +93,8 @@ def test_hover_shows_the_routes_rho_which_is_numpys_and_dead_channels_are_marked
     heatmap(frame, WITHIN_TAG, "seed0")
     panel = card(frame, WITHIN_TAG).locator('.ds-corr-panel[data-run="seed0"]')
     count = panel.locator("[data-testid=dead-count]")
-    assert count.get_attribute("data-count") == "1" and "1 dead channel" in count.inner_text()
+    assert count.get_attribute("data-count") == "1"
+    expect(count).to_contain_text("1 dead channel", timeout=TIMEOUT_MS)
     ticks = panel.locator("[data-testid=dead-ticks] rect")
     assert ticks.count() == 2
     assert {ticks.nth(k).get_attribute("data-channel") for k in range(2)} == {str(DEAD_CHANNEL)}
@@ -275,7 +277,9 @@ def test_the_card_states_the_channel_dim_and_samples(tab, correlation_server):
     heatmap(frame, WITHIN_TAG, "seed1")
     panel = card(frame, WITHIN_TAG).locator('.ds-corr-panel[data-run="seed1"]')
     facts = panel.locator("[data-testid=channel-facts]")
-    assert facts.inner_text() == "channels: dim 1 of (N, C, H, W) = [24, 16, 6, 6] · 864 samples"
+    expect(facts).to_have_text(
+        "channels: dim 1 of (N, C, H, W) = [24, 16, 6, 6] · 864 samples", timeout=TIMEOUT_MS
+    )
     assert panel.locator("[data-testid=few-samples]").is_hidden()
 
 
@@ -285,11 +289,13 @@ def test_a_sequence_layer_with_few_samples_warns_and_max_abs_keeps_its_strong_pa
     frame = tab.open(sequence_server)
     canvas = heatmap(frame, SEQ_TAG, "run", reduction="mean")
     panel = card(frame, SEQ_TAG).locator('.ds-corr-panel[data-run="run"]')
-    facts = panel.locator("[data-testid=channel-facts]").inner_text()
-    assert facts == "channels: dim 2 of (N, L, C) = [4, 8, 300] · 32 samples"
+    expect(panel.locator("[data-testid=channel-facts]")).to_have_text(
+        "channels: dim 2 of (N, L, C) = [4, 8, 300] · 32 samples", timeout=TIMEOUT_MS
+    )
     warning = panel.locator("[data-testid=few-samples]")
-    assert warning.is_visible() and "32 samples for 300 channels" in warning.inner_text()
-    assert "rank at most 31" in warning.inner_text()
+    assert warning.is_visible()
+    expect(warning).to_contain_text("32 samples for 300 channels", timeout=TIMEOUT_MS)
+    expect(warning).to_contain_text("rank at most 31", timeout=TIMEOUT_MS)
     assert canvas.get_attribute("data-rows") == "150"  # 300 channels in blocks of 2
 
     card(frame, SEQ_TAG).locator("[data-testid=reduce-toggle] button[data-reduce=max_abs]").click()
@@ -349,11 +355,12 @@ def test_all_nan_activations_are_not_dead_the_card_counts_the_non_finite_values(
     assert badge.is_visible()
     assert badge.get_attribute("data-count") == str(x.size)
     assert badge.get_attribute("data-unknown") == "16"
-    assert badge.inner_text() == (
+    expect(badge).to_have_text(
         f"{x.size:,} non-finite values (NaN/±Inf) left out · "
-        "16 channels without statistics (no finite sample)"
+        "16 channels without statistics (no finite sample)",
+        timeout=TIMEOUT_MS,
     )
-    facts = panel.locator("[data-testid=channel-facts]").inner_text()
+    facts = panel.locator("[data-testid=channel-facts]").text_content()
     assert facts.endswith("· 0 samples")
     assert panel.locator("[data-testid=few-samples]").is_hidden()  # too few is not the cause
 
@@ -398,7 +405,9 @@ def test_a_damaged_step_shows_its_error_in_place_of_its_heatmap(tab, damaged_ser
     tab.page.keyboard.press("ArrowLeft")
     error = panel.locator(f'[data-testid=step-error][data-step="{DAMAGED_STEP}"]')
     error.wait_for(timeout=TIMEOUT_MS)
-    assert error.inner_text() == f"step {DAMAGED_STEP} cannot be shown: {body['error']}"
+    expect(error).to_have_text(
+        f"step {DAMAGED_STEP} cannot be shown: {body['error']}", timeout=TIMEOUT_MS
+    )
     assert panel.locator("[data-testid=correlation-heatmap]").is_hidden()
     tab.page.keyboard.press("ArrowLeft")
     heatmap(frame, tag, RUN, step=GOOD_STEPS[0])  # the good steps still show
@@ -423,6 +432,6 @@ def test_fast_loader_and_an_odd_tag_name_the_card_explains_cause_and_workaround(
     target.scroll_into_view_if_needed(timeout=TIMEOUT_MS)
     message = target.locator('.ds-corr-panel[data-run="plain"] [data-testid=panel-error]')
     message.wait_for(timeout=TIMEOUT_MS)
-    text = message.inner_text()
-    assert text == f"HTTP {status}: {explanation}"  # as the route wrote it
+    expect(message).to_have_text(f"HTTP {status}: {explanation}", timeout=TIMEOUT_MS)
+    text = message.text_content()  # as the route wrote it
     assert "--load_fast=false" in text and "Rename" in text and "<" not in text

@@ -24,6 +24,7 @@ from urllib.parse import urlencode
 
 import numpy as np
 import pytest
+from playwright.sync_api import expect
 
 from tests.browser.tab_page import TIMEOUT_MS, VIEWPORT, css_rgb, hover_point, screenshot
 from tests.conftest import SmallCNN, get
@@ -500,7 +501,8 @@ def test_parameters_gradient_norms_on_a_log_axis(
     c = card(frame, PARAMETERS)
     c.wait_for(timeout=TIMEOUT_MS)
     c.scroll_into_view_if_needed()
-    assert c.locator("[data-testid=ls-statistic]").input_value() == "grad_norm"
+    # The picker is filled once the card's first grid arrives (a fetch after it attaches).
+    expect(c.locator("[data-testid=ls-statistic]")).to_have_value("grad_norm", timeout=TIMEOUT_MS)
     chart = c.locator(f"[data-testid=ls-grad-norms][data-series='{len(params)}']")
     chart.wait_for(timeout=TIMEOUT_MS)
     text = chart.locator("svg").text_content()
@@ -536,11 +538,14 @@ def test_covariance_spectrum_of_a_layer(tab, layer_statistics_server, layer_stat
     # It opens on the deepest layer with a covariance; choose another.
     assert panel.locator("[data-testid=ls-spectrum-layer]").input_value() == "head"
     panel.locator("[data-testid=ls-spectrum-layer]").select_option("blocks.1.act")
-    panel.locator("[data-testid=ls-spectrum-facts]", has_text="16 eigenvalues").wait_for(
-        timeout=TIMEOUT_MS
-    )
     # The newest covariance step's eigenvalues, against numpy's of the recorded output.
     last = (STEPS - EVERY) // COVARIANCE_EVERY * COVARIANCE_EVERY
+    # Both runs drawn (each run's line is drawn as it answers; the second redraws the chart
+    # on its own y-range, moving the points).
+    for run in RUNS:
+        panel.locator(
+            "[data-testid=ls-spectrum-facts]", has_text=f"{run}: step {last}: 16 eigenvalues"
+        ).wait_for(timeout=TIMEOUT_MS)
     a = reference[RUNS[0]]["outputs"][last]["blocks.1.act"]
     centred = a - a.mean(axis=0)
     eigenvalues = np.linalg.eigvalsh(centred.T @ centred / len(a))[::-1].clip(min=0)
@@ -736,7 +741,9 @@ def test_200_layers_collapse_sort_and_filter(tab, scale_server):
     assert labels == ["embed", *(f"blocks.0–17.{leaf}" for leaf, _ in BLOCK_LEAVES), "ln_f", "head"]
     assert all(r["members"] == BLOCKS for r in rows[1:-2])
     assert "201 of 201 layers in 14 rows" in c.locator("[data-testid=ls-count]").inner_text()
-    # The heatmap groups its rows by module path too (far fewer rows than layers).
+    # The heatmap groups its rows by module path too (far fewer rows than layers); it is
+    # drawn by its own pass, apart from the depth chart and the table.
+    c.locator("[data-testid=heatmap][data-drawn=true]").first.wait_for(timeout=TIMEOUT_MS)
     heat_rows = c.locator(".ds-ur-row").count()
     assert 0 < heat_rows < 40
 
@@ -955,7 +962,8 @@ def test_no_gradient_and_a_zero_weight_are_said_not_counted_non_finite(tab, aux_
     assert badge.inner_text() == "1 × ‖W‖ = 0"
     assert c.locator(".ds-badge-bad", has_text="non-finite").count() == 0
     assert c.locator("[data-testid=legend]", has_text="‖W‖ = 0: ratio undefined").count() == 1
-    depth = c.locator("[data-testid=ls-depth][data-drawn=true]")
+    # The ratio's own depth chart (the gradient norm's was drawn too): its axis names it.
+    depth = c.locator("[data-testid=ls-depth][data-drawn=true]", has_text="‖g‖/‖W‖")
     depth.wait_for(timeout=TIMEOUT_MS)
     assert depth.get_attribute("data-non-finite") == "0"
     assert json.loads(depth.get_attribute("data-steps")) == {"cnn": 0}

@@ -18,6 +18,7 @@ from decimal import ROUND_HALF_UP, Decimal
 
 import numpy as np
 import pytest
+from playwright.sync_api import expect
 
 from tests import route_helpers
 from tests.browser.tab_page import TIMEOUT_MS, css_rgb, hover_point, screenshot
@@ -397,7 +398,7 @@ def test_a_damaged_step_shows_its_error_at_its_step_and_the_others_still_draw(
     tab.page.keyboard.press("ArrowLeft")
     drawn(c, DAMAGED_STEP)
     note = c.locator(f'[data-testid=saliency-step-error][data-step="{DAMAGED_STEP}"]')
-    assert note.inner_text() == f"step {DAMAGED_STEP} cannot be shown: {error}"
+    expect(note).to_have_text(f"step {DAMAGED_STEP} cannot be shown: {error}", timeout=TIMEOUT_MS)
     assert c.locator("[data-testid=saliency-panel]").count() == 0  # no picture of it
 
     # Compared with the damaged step, a good step draws, the damaged one's cells say why.

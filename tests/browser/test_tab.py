@@ -314,9 +314,11 @@ def test_unreadable_series_are_cards_saying_why_and_what_to_do(
         card = cards.nth(k)
         tag = card.get_attribute("data-tag")
         assert card.get_attribute("data-run") == "damaged"
-        assert unreadable[tag] in card.locator("[data-testid=tag-error-why]").inner_text()
-        todo = card.locator("[data-testid=tag-error-todo]").inner_text()
-        assert "pip install -U deepscope" in todo and "log this tag again" in todo
+        # Retrying reads: a card below the fold may not be rendered yet (its innerText is '').
+        why, todo = (card.locator(f"[data-testid=tag-error-{part}]") for part in ("why", "todo"))
+        expect(why).to_contain_text(unreadable[tag], timeout=TIMEOUT_MS)
+        expect(todo).to_contain_text("pip install -U deepscope", timeout=TIMEOUT_MS)
+        expect(todo).to_contain_text("log this tag again", timeout=TIMEOUT_MS)
     # The readable tag draws; a refresh keeps the very same cards (drawn once).
     heatmap(frame, "damaged", tag="current")
     section.evaluate(

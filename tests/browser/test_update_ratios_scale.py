@@ -302,7 +302,9 @@ def test_filter_box_narrows_heatmap_picker_and_chart(tab, scale_server, scale_lo
         f"{len(wanted)} of 201 parameters"
         in card(frame).locator("[data-testid=param-count]").inner_text()
     )
-    # Both runs' heatmaps show the same rows; the chart only parameters that match.
+    # Both runs' heatmaps show the same rows (drawn one run after the other); the chart
+    # only parameters that match.
+    wait_rows(frame, SHORT, "(rows, n) => rows.length === n", len(wanted))
     assert [r["name"] for r in row_facts(frame, SHORT)] == wanted
     chart = frame.locator("[data-testid=linechart]")
     frame.wait_for_function(
@@ -568,6 +570,8 @@ def test_long_tasks_stay_short_and_screenshot(tab, scale_server, tmp_path):
 def test_a_fresh_bias_written_by_the_writer_reads_as_zero_weight(tab, odd_names_server):
     frame = tab.open(odd_names_server)
     frame.locator("[data-testid=tag-filter]").fill("^fresh$")
+    # The filter applied (debounced): the other cards are gone (or hidden), their rows too.
+    card(frame, "__proto__").wait_for(state="hidden", timeout=TIMEOUT_MS)
     canvas = heatmap(frame, "plain", "fresh")
     height = canvas.bounding_box()["height"]
     rows = row_facts(frame, "plain")
