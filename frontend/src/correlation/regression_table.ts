@@ -107,11 +107,13 @@ export class RegressionTable {
     data.leastSquaresError.forEach((ls, i) => {
       const tr = el("tr");
       tr.dataset.channel = String(i);
+      // A channel with no fit (dead, overflowed) uses no channel of B: "—", not "0".
+      const channels = Number.isFinite(data.l1Error[i]) ? formatCount(data.l1Channels[i], 0) : "—";
       const cells: [string, string, number][] = [
         ["channel", String(i), i],
         ["least_squares_error", formatError(ls), ls],
         ["l1_error", formatError(data.l1Error[i]), data.l1Error[i]],
-        ["l1_channels", formatCount(data.l1Channels[i], 0), data.l1Channels[i]],
+        ["l1_channels", channels, data.l1Channels[i]],
       ];
       for (const [field, text, raw] of cells) {
         const td = el("td", "", text);
