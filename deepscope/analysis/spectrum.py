@@ -656,8 +656,9 @@ def top_singular_values(
     Rayleigh–Ritz values are the square roots of the eigenvalues of
     H = Vᵀ AᵀA V (float64, grown by Y_j's block column), for V = [V₀ … V_j]:
     each a lower bound of the true one (interlacing) up to rounding (H's
-    entries carry about eps·σ_max² of it, so a value σ may come out up to
-    about eps·σ_max²/σ high), converging from below — much faster than plain
+    entries carry about eps·σ_max² of it, so a value σ may come out as high as
+    about √(σ² + eps·σ_max²): values far below σ_max, zeros included, only to
+    about √eps·σ_max), converging from below — much faster than plain
     subspace iteration where the top of the spectrum is flat (a random
     initialisation). Working in R^n keeps the Gram–Schmidt and Ritz steps at
     n·size·b, off the long side: on a 50257 x 768 embedding they had cost 3x
