@@ -715,8 +715,11 @@ def top_singular_values(
         rayleigh = _grow_symmetric(rayleigh, (basis.mT @ y).double().cpu())
         theta = torch.linalg.eigvalsh(rayleigh).flip(-1)
         values = theta.clamp_min(0.0).sqrt().to(device=a.device, dtype=a.dtype)
+        # A k-th value at the Rayleigh matrix's rounding (rank below k) has nothing to settle.
+        floor = 10 * math.sqrt(torch.finfo(a.dtype).eps) * values[:, 0]
         settled = [
-            trend.settled(values[:, i], tol) for i, trend, tol in zip(watched, trends, tolerances)
+            trend.settled(values[:, i], tol, floor if i else None)
+            for i, trend, tol in zip(watched, trends, tolerances)
         ]
         if iterations >= power_iterations and all(settled):
             break
@@ -755,17 +758,21 @@ class _Convergence:
         self.last_change: float | None = None
         self.rates: list[float] = []  # ratios of successive changes
 
-    def settled(self, value: torch.Tensor, tol: float) -> bool:
+    def settled(self, value: torch.Tensor, tol: float, floor: torch.Tensor | None = None) -> bool:
+        """After this iteration's `value` [groups]; `floor`: a value at or below it (in
+        every group) is settled whatever its changes (zero to working precision)."""
         previous, self.previous = self.previous, value
+        at_floor = floor is not None and bool((value <= floor).all())
         if previous is None:
-            return False
+            return at_floor
         change = float(((value - previous).abs() / value.clamp_min(1e-30)).max())
         ratio = max(self.rates[-2:], default=0.5)
         remaining = change * ratio / (1.0 - ratio)
         if self.last_change is not None and self.last_change > 0:
             self.rates.append(min(change / self.last_change, MAX_CONVERGENCE_RATE))
         self.last_change = change
-        return not (change > tol or remaining > tol)  # NaN: settled (the caller sees it)
+        # NaN: settled (the caller sees it)
+        return at_floor or not (change > tol or remaining > tol)
 
 
 class _GramProducts:
