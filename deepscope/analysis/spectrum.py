@@ -704,9 +704,8 @@ def top_singular_values(
     # some devices have no float64 eigensolver); only the new block's column is computed
     # each iteration (H is symmetric).
     rayleigh = torch.zeros(groups, 0, 0, dtype=torch.float64)
-    watched = [0] if k == 1 else [0, min(k, n) - 1]  # σ_max, and the k-th value
-    tolerances = [rtol, TAIL_RTOL_FACTOR * rtol][: len(watched)]
-    trends = [_Convergence() for _ in watched]
+    top, tail = _Convergence(), _Convergence()  # σ_max, and the k-th value (k > 1)
+    last = min(k, n) - 1
     values = None
     iterations = 0
     for iterations in range(1, max(1, int(max_iterations)) + 1):
@@ -715,13 +714,13 @@ def top_singular_values(
         rayleigh = _grow_symmetric(rayleigh, (basis.mT @ y).double().cpu())
         theta = torch.linalg.eigvalsh(rayleigh).flip(-1)
         values = theta.clamp_min(0.0).sqrt().to(device=a.device, dtype=a.dtype)
-        # A k-th value at the Rayleigh matrix's rounding (rank below k) has nothing to settle.
-        floor = 10 * math.sqrt(torch.finfo(a.dtype).eps) * values[:, 0]
-        settled = [
-            trend.settled(values[:, i], tol, floor if i else None)
-            for i, trend, tol in zip(watched, trends, tolerances)
-        ]
-        if iterations >= power_iterations and all(settled):
+        settled = top.settled(values[:, 0], rtol)
+        if last > 0:
+            # A k-th value at the Rayleigh matrix's rounding (rank below k) has nothing to
+            # settle.
+            floor = 10 * math.sqrt(torch.finfo(a.dtype).eps) * values[:, 0]
+            settled &= tail.settled(values[:, last], TAIL_RTOL_FACTOR * rtol, floor)
+        if iterations >= power_iterations and settled:
             break
         if iterations == max_iterations:
             break
