@@ -35,8 +35,10 @@ setup(
         "scipy>=1.10",
     ],
     extras_require={
-        "torch": ["torch>=2.1"],
-        "demo": ["torch>=2.1", "scikit-learn>=1.3", "tqdm>=4.60"],
+        # The writer. numba compiles the lasso path walk of compare()'s regression
+        # (deepscope.analysis.lasso_path); the viewer needs neither.
+        "torch": ["torch>=2.1", "numba>=0.60"],
+        "demo": ["torch>=2.1", "numba>=0.60", "scikit-learn>=1.3", "tqdm>=4.60"],
         # Hugging Face models built from their configs in the tests (no download);
         # transformers does not require torch, so it never upgrades the pinned one.
         "hf": ["transformers>=4.40"],

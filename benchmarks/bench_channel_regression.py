@@ -8,7 +8,8 @@ Li et al.'s table), in one run on the same thread:
   by least squares costs at the least);
 - `channel_regression(R_ab, R_bb)`: every channel's least-squares error (one
   eigendecomposition) and its L1 fit at the α rule's grid point (the exact lasso path of
-  every channel walked at once, `analysis.channel_regression.lasso_paths`);
+  every channel, `analysis.channel_regression.lasso_paths`, compiled by numba: timed
+  warm; the first call of a process is timed apart, compiling and from numba's cache);
 - `cka_from_comoments` of the same co-moments (compare()'s per-pair CKA);
 
 each the median of `--repeats` rounds (one call of each per round, interleaved). The
@@ -28,7 +29,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import sys
+import tempfile
 import time
 
 if "--threads" not in sys.argv:  # one BLAS thread unless asked: set before numpy starts it
@@ -114,6 +117,33 @@ def measure(channels: int, samples: int, repeats: int, mix: str) -> dict:
     }
 
 
+FIRST_USE = """
+import time, numpy as np
+from deepscope.analysis.channel_regression import lasso_paths
+gram, targets = np.eye(4), np.full((4, 2), 0.5)
+start = time.perf_counter()
+lasso_paths(gram, targets, np.full(2, 0.5))
+print(time.perf_counter() - start)
+"""
+
+
+def first_use_seconds() -> dict:
+    """The first lasso_paths call of a fresh process: with no compiled walk on disk (an
+    empty NUMBA_CACHE_DIR: numba compiles it), then with the one that run cached."""
+    with tempfile.TemporaryDirectory() as cache:
+        env = dict(os.environ, NUMBA_CACHE_DIR=cache)
+        seconds = [
+            float(
+                subprocess.run(
+                    [sys.executable, "-c", FIRST_USE], env=env, check=True,
+                    capture_output=True, text=True,
+                ).stdout
+            )
+            for _ in range(2)
+        ]  # fmt: skip
+    return {"compiling_seconds": seconds[0], "from_the_disk_cache_seconds": seconds[1]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=1)
@@ -164,6 +194,8 @@ def main() -> None:
             "bytes_first_step_with_metadata": summary.ByteSize(),
         }
     print("compare_cka storage:", cka_bytes)
+    first_use = first_use_seconds()
+    print("lasso walk, first call of a process:", first_use)
     info = machine()
     info["threads"] = args.threads
     write_json(
@@ -173,6 +205,7 @@ def main() -> None:
             "samples": args.samples,
             "repeats": repeats,
             "sizes": figures,
+            "lasso_walk_first_call": first_use,
             "cka_matrix_storage": cka_bytes,
         },
         args.out,

@@ -25,12 +25,11 @@ samples), with coefficients β:
 - L1: minimise ½(1 − 2βᵀr + βᵀR_bbβ) + α‖β‖₁, the objective of
   `sklearn.linear_model.Lasso(alpha=α)` on the standardised activations,
   from the exact lasso path on the Gram matrix (the homotopy / LARS-lasso:
-  Osborne, Presnell & Turlach 2000; Efron et al. 2004), every A channel's
-  path walked at once, one product of the directions with R_bb per event
-  and each target's R_AA⁻¹ kept and updated (`lasso_paths`: its cost grows
-  with the channels the fits use, one event each; with Li et al.'s ~4
-  channels a fit, 0.2-1.9x one `numpy.linalg.lstsq` of the C_b x C_b system
-  from 96 to 512 channels, with ~10% of them 3.3-6.2x:
+  Osborne, Presnell & Turlach 2000; Efron et al. 2004), each A channel's
+  path walked in compiled code (`lasso_paths`, `analysis.lasso_path`: about
+  C_b·k²/2 multiply-adds for a fit that uses k channels; with Li et al.'s ~4
+  channels a fit, 0.2-0.6x one `numpy.linalg.lstsq` of the C_b x C_b system
+  from 96 to 512 channels, with ~10% of them 0.9-1.2x:
   benchmarks/bench_channel_regression.py).
   `lasso_on_gram` (coordinate descent) solves one α directly, as a
   reference. α is chosen
@@ -48,7 +47,6 @@ spatial position).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -67,11 +65,6 @@ TOLERANCE = 1e-7
 
 MAX_SWEEPS = 500
 """Coordinate-descent sweeps per α at most."""
-
-SMALL_ACTIVE_SET = 12
-"""While every path's active set has at most this many channels, its direction is solved
-afresh each event (one batched solve costs less than keeping the inverses); past it each
-target's R_AA⁻¹ is formed once and then updated."""
 
 
 @dataclass(frozen=True)
@@ -243,354 +236,29 @@ def l1_fits(
 def lasso_paths(
     gram: np.ndarray, targets: np.ndarray, want: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Walk the lasso path of every target at once, stopping each at the rule's grid point.
+    """Walk the lasso path of every target, stopping each at the rule's grid point.
 
     Minimises ½βᵀRβ − rᵀβ + α‖β‖₁ (R = gram [C_b, C_b], r a column of targets
-    [C_b, T]) for α from α_max = max|r| down. On the path the active set A
-    (the non-zero coefficients) has |c_A| = α for the correlations with the
-    residual c = r − Rβ, and β_A moves along w = R_AA⁻¹ s_A (s = sign c_A)
-    as α falls; a segment ends where an inactive channel's |c_j| reaches α
-    (it joins) or an active coefficient reaches 0 (it leaves). Every target
-    walks its own path, one event per round (`_Paths`); a round costs one
-    product of the targets' directions with R, O(C_b²·T), and either one
-    batched solve of the small R_AA systems (while every set has at most
-    SMALL_ACTIVE_SET channels) or O(K²) per target for its kept R_AA⁻¹ (K
-    active channels); the path of a target that uses k
-    channels has about k events. On each segment the error 1 − 2βᵀr + βᵀRβ is
-    a quadratic in α, so the grid points on it are checked in closed form.
-
-    want [T]: the explained variance (1 − error) a target's fit must reach.
+    [C_b, T]) for α from α_max = max|r| down, by the exact homotopy
+    (`analysis.lasso_path.walk`, compiled): a target whose fit uses k channels
+    costs about C_b·k²/2 multiply-adds. want [T]: the explained variance
+    (1 − error) a target's fit must reach.
     Returns (error [T], channels used [T] int64, α [T]).
     """
+    from deepscope.analysis import lasso_path  # numba: imported (and compiled) on first use
+
     gram = np.asarray(gram, np.float64)
     targets = np.asarray(targets, np.float64)
-    c_b, t_all = targets.shape
-    error = np.ones(t_all)
-    channels = np.zeros(t_all, np.int64)
-    chosen = np.full(t_all, np.nan)
-    alpha_max = np.max(np.abs(targets), axis=0) if c_b else np.zeros(t_all)
-    # A target nothing predicts (r = 0) is fitted by β = 0: error 1, no channels.
-    chosen[alpha_max <= 0] = 0.0
-    ids = np.flatnonzero(alpha_max > 0)  # the targets still walking, by original index
-    if not ids.size:
-        return error, channels, chosen
-    want = np.asarray(want, np.float64)[ids]
-    paths = _Paths(gram, targets[:, ids].T, want, ids, (error, channels, chosen))
-    for _ in range(8 * c_b + 4 * MAX_PATH_STEPS + 10):
-        if paths.finished.all():
-            break
-        paths.round()
-        paths.drop_finished()
+    c_b = targets.shape[0]
+    error, channels, chosen, _ = lasso_path.walk(
+        gram,
+        targets.T,
+        want,
+        factor=PATH_FACTOR,
+        max_steps=MAX_PATH_STEPS,
+        round_limit=8 * c_b + 4 * MAX_PATH_STEPS + 10,
+    )
     return error, channels, chosen
-
-
-class _Paths:
-    """Every target's lasso path at one point of its walk, target-major ([T, ·]).
-
-    Per target (row): c [T, P], the correlations with the residual (P = C_b + 1:
-    a padding column, kept 0); its active list in slots (order [T, cap]: the
-    channel, C_b in an unused slot; coef: its coefficient; sign: the sign of
-    its c); while `small`, every direction is solved afresh; after it,
-    inverse [T, cap, cap]: R_AA⁻¹ over the used slots, the identity
-    over the unused ones, updated at each event (bordered when a channel
-    joins, a Schur complement when one leaves) and checked every round
-    against R_AA·w = s_A; `direct` marks a target whose R_AA is singular
-    (exactly collinear channels) or whose inverse drifted: its direction is
-    solved afresh every round. Target-major, so reductions run along
-    contiguous memory. A finished target stands still until it is dropped.
-    """
-
-    TINY = 1e-13
-
-    def __init__(self, gram, r, want, ids, outputs):
-        c_b, t = gram.shape[0], r.shape[0]
-        self.c_b, self.ids, self.outputs = c_b, ids, outputs
-        self.ext = np.zeros((c_b + 1, c_b + 1))  # R, and the identity at the padding
-        self.ext[:c_b, :c_b] = gram
-        self.ext[c_b, c_b] = 1.0
-        self.r = np.hstack([r, np.zeros((t, 1))])
-        self.c = self.r.copy()
-        self.amax = np.max(np.abs(r), axis=1)
-        self.alpha = self.amax.copy()
-        self.need = want - 1e-12
-        cap = min(8, c_b + 1)
-        first = np.argmax(np.abs(r), axis=1)
-        self.order = np.full((t, cap), c_b, np.int64)
-        self.order[:, 0] = first
-        self.coef = np.zeros((t, cap))
-        self.sign = np.zeros((t, cap))
-        self.sign[:, 0] = np.sign(r[np.arange(t), first])
-        self.inverse = np.broadcast_to(np.eye(cap), (t, cap, cap)).copy()  # formed later
-        self.counts = np.ones(t, np.int64)
-        self.next_k = np.ones(t, np.int64)  # the next grid point to check
-        self.last = np.full(t, -1)  # the channel of the last event (not undone at once)
-        self.direct = np.zeros(t, bool)
-        self.finished = np.zeros(t, bool)
-        self.small = True  # directions solved afresh, no inverse kept (SMALL_ACTIVE_SET)
-
-    def round(self) -> None:
-        """Every walking target's segment to its next event, its grid points checked."""
-        tiny, c_b = self.TINY, self.c_b
-        size = int(self.counts.max())
-        if size + 1 > self.order.shape[1]:
-            self._grow(min(2 * self.order.shape[1], c_b + 1))
-        if self.small and size > SMALL_ACTIVE_SET:
-            self._keep_inverses(size)
-        t = self.c.shape[0]
-        rows = np.arange(t)
-        slots = self.order[:, :size]  # [T, K]
-        used = slots < c_b
-        w, a = self._directions(slots)
-        c, alpha, live = self.c, self.alpha, ~self.finished
-        c_act, a_act = c[rows[:, None], slots], a[rows[:, None], slots]
-        beta_act = self.coef[:, :size]
-        # Where each inactive channel's |c_j| meets α (joins): α − δ = ±(c_j − δ a_j).
-        join = np.full(c.shape, np.inf)
-        den = 1.0 - a
-        np.divide(alpha[:, None] - c, den, out=join, where=den > tiny)
-        other = np.full(c.shape, np.inf)
-        den = 1.0 + a
-        np.divide(alpha[:, None] + c, den, out=other, where=den > tiny)
-        np.minimum(join, other, out=join)
-        np.maximum(join, 0.0, out=join)
-        join[:, c_b] = np.inf
-        join[rows[:, None], slots] = np.inf
-        blocked = self.last >= 0
-        join[rows[blocked], self.last[blocked]] = np.inf
-        # Where an active coefficient reaches 0 (leaves): β_k + δ·w_k = 0.
-        leave = np.full((t, size), np.inf)
-        np.divide(-beta_act, w, out=leave, where=(w != 0) & used)
-        leave[(leave <= tiny * alpha[:, None]) | (slots == self.last[:, None])] = np.inf
-        j_join, k_leave = np.argmin(join, axis=1), np.argmin(leave, axis=1)
-        d_join, d_leave = join[rows, j_join], leave[rows, k_leave]
-        delta = np.minimum(np.minimum(d_join, d_leave), alpha)  # α does not go below 0
-        delta[~live] = 0.0
-        # The error at α − s on this segment: e0 + s·e1 + s²·e2.
-        e0 = 1.0 - np.sum(beta_act * (self.r[rows[:, None], slots] + c_act), axis=1)
-        e1 = -2.0 * np.sum(w * c_act, axis=1)
-        e2 = np.sum(w * a_act, axis=1)
-        self._check_grid(live, delta, beta_act, w, (e0, e1, e2))
-        # Move every target to its segment's end and apply its event.
-        beta_act += delta[:, None] * w
-        c -= a * delta[:, None]
-        alpha -= delta
-        joins = live & (d_join <= d_leave) & np.isfinite(d_join)
-        leaves = live & ~joins & np.isfinite(d_leave)
-        event = np.where(joins, j_join, self.order[rows, k_leave])
-        if joins.any():
-            self._join(rows[joins], j_join[joins], size)
-        if leaves.any():
-            self._leave(rows[leaves], k_leave[leaves], size)
-        self.last = np.where(joins | leaves, event, -1)
-        alpha[alpha <= tiny * self.amax] = 0.0
-
-    def _check_grid(self, live, delta, beta_act, w, error_terms) -> None:
-        """Finish each target whose rule's grid point lies on this segment [α − δ, α]."""
-        tiny, alpha, amax, need = self.TINY, self.alpha, self.amax, self.need
-        e0, e1, e2 = error_terms
-        # Skip the grid points above where the error reaches its target (in
-        # closed form: the smaller root of the quadratic); they cannot satisfy it.
-        short = e0 - 1.0 + need  # > 0: the fit still explains too little
-        disc = e1 * e1 - 4.0 * e2 * short
-        with np.errstate(invalid="ignore", divide="ignore"):
-            root = np.where(
-                short <= 0,
-                0.0,
-                np.where((e1 < 0) & (disc >= 0), 2.0 * short / (-e1 + np.sqrt(disc)), np.inf),
-            )
-            reach = np.maximum(alpha - np.minimum(root, delta), tiny * amax)
-            skip = np.ceil(np.log(reach / amax) / math.log(PATH_FACTOR) - 1e-9)
-        self.next_k = np.where(live, np.clip(skip, self.next_k, MAX_PATH_STEPS), self.next_k)
-        self.next_k = self.next_k.astype(np.int64)
-        error, channels, chosen = self.outputs
-        pending = live.copy()
-        while True:
-            grid = amax * PATH_FACTOR ** self.next_k.astype(np.float64)
-            pending &= grid >= alpha - delta - tiny * amax
-            if not pending.any():
-                return
-            step = np.clip(alpha - grid, 0.0, delta)
-            e = np.clip(e0 + step * (e1 + step * e2), 0.0, 1.0)
-            done = pending & ((1.0 - e >= need) | (self.next_k >= MAX_PATH_STEPS))
-            if done.any():
-                fitted = beta_act[done] + step[done, None] * w[done]
-                scale = np.max(np.abs(fitted), axis=1, initial=0.0)
-                at = self.ids[done]
-                channels[at] = np.count_nonzero(np.abs(fitted) > tiny * scale[:, None], axis=1)
-                error[at] = e[done]
-                chosen[at] = grid[done]
-                self.finished |= done
-            self.next_k[pending & ~done] += 1
-            pending &= ~done
-
-    def _directions(self, slots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(w [T, K], a [T, P]): each target's direction R_AA⁻¹s_A and R·w."""
-        t, size = slots.shape
-        rows = np.arange(t)[:, None]
-        sign = self.sign[:, :size]
-        if self.small:
-            w = self._solve(slots, sign)
-            return w, self._times_r(slots, w)
-        w = np.matmul(self.inverse[:, :size, :size], sign[:, :, None])[:, :, 0]
-        if self.direct.any():
-            w[self.direct] = self._solve(slots[self.direct], sign[self.direct])
-        a = self._times_r(slots, w)
-        # R_AA·w = s_A on the active slots, else the kept inverse drifted: solve afresh.
-        drift = np.any(np.abs(a[rows, slots] - sign) > 1e-8, axis=1) & ~self.direct
-        if drift.any():
-            self.direct |= drift
-            w[drift] = self._solve(slots[drift], sign[drift])
-            a[drift] = self._times_r(slots[drift], w[drift])
-        return w, a
-
-    def _times_r(self, slots: np.ndarray, w: np.ndarray) -> np.ndarray:
-        """R·d [n, P] of each direction, w [n, K] on its slots [n, K] (0 at the padding)."""
-        d = np.zeros((slots.shape[0], self.c_b + 1))
-        d[np.arange(slots.shape[0])[:, None], slots] = w
-        return d @ self.ext  # R symmetric: row i is R·d_i
-
-    def _keep_inverses(self, size: int) -> None:
-        """Form every target's R_AA⁻¹ over its first `size` slots, to be updated from now on.
-
-        Unused slots hold the identity. A singular R_AA (exactly collinear channels)
-        leaves its target on the direct solve.
-        """
-        sub = _padded_systems(self.ext, self.order[:, :size])
-        try:
-            self.inverse[:, :size, :size] = np.linalg.inv(sub)
-        except np.linalg.LinAlgError:
-            for i in range(sub.shape[0]):
-                try:
-                    self.inverse[i, :size, :size] = np.linalg.inv(sub[i])
-                except np.linalg.LinAlgError:
-                    self.direct[i] = True
-        self.small = False
-
-    def _solve(self, slots: np.ndarray, sign: np.ndarray) -> np.ndarray:
-        """R_AA⁻¹s_A [n, K] for the n targets of slots and sign [n, K], solved directly."""
-        return _solve_small(_padded_systems(self.ext, slots), sign)
-
-    def _join(self, at: np.ndarray, channel: np.ndarray, size: int) -> None:
-        """Channel j joins target `at`'s active list in its first unused slot m.
-
-        The bordered inverse: u = R_AA⁻¹R_Aj and the Schur complement
-        σ = R_jj − R_jAu give [[R_AA⁻¹ + uuᵀ/σ, −u/σ], [−uᵀ/σ, 1/σ]]. Unused
-        slots contribute 0 to u (the padding row of R is 0), so the update
-        over the first size + 1 slots is the same for every target.
-        """
-        m = self.counts[at]
-        self.order[at, m] = channel
-        self.sign[at, m] = np.sign(self.c[at, channel])
-        self.coef[at, m] = 0.0
-        self.counts[at] += 1
-        width = size + 1
-        kept = at[~self.direct[at]]
-        if self.small or not kept.size:
-            return
-        j, m = channel[~self.direct[at]], m[~self.direct[at]]
-        inverse = self.inverse[kept, :width, :width]
-        cross = self.ext[self.order[kept, :width], j[:, None]]  # R_Aj; 0 at m and unused slots
-        cross[np.arange(kept.size), m] = 0.0
-        u = np.matmul(inverse, cross[:, :, None])[:, :, 0]
-        schur = self.ext[j, j] - np.sum(cross * u, axis=1)
-        singular = schur <= 1e-9 * self.ext[j, j]
-        schur = np.where(singular, 1.0, schur)
-        inverse += u[:, :, None] * u[:, None, :] / schur[:, None, None]
-        rows = np.arange(kept.size)
-        inverse[rows, :, m] = -u / schur[:, None]
-        inverse[rows, m, :] = -u / schur[:, None]
-        inverse[rows, m, m] = 1.0 / schur
-        self.inverse[kept, :width, :width] = inverse
-        self.direct[kept[singular]] = True
-
-    def _leave(self, at: np.ndarray, k: np.ndarray, size: int) -> None:
-        """The channel in slot k leaves target `at`'s list; the last used slot moves into k.
-
-        With the leaving slot swapped to the end, R_AA⁻¹ = [[E, f], [fᵀ, g]]
-        gives the remaining block's inverse E − ffᵀ/g.
-        """
-        tail = self.counts[at] - 1
-        for array in (self.order, self.coef, self.sign):
-            moved = array[at, tail]
-            array[at, tail] = array[at, k]
-            array[at, k] = moved
-        if not self.small:
-            self._remove_from_inverses(at, k, tail, size)
-        self.order[at, tail], self.coef[at, tail], self.sign[at, tail] = self.c_b, 0.0, 0.0
-        self.counts[at] -= 1
-
-    def _remove_from_inverses(self, at, k, tail, size) -> None:
-        """Slot k leaves the kept inverses of targets `at`, its last used slot `tail` moving in."""
-        rows = np.arange(at.size)
-        inverse = self.inverse[at, :size, :size]
-        for axis in (1, 2):  # swap slots k and tail in rows, then in columns
-            index = [rows, slice(None), slice(None)]
-            index_k, index_tail = list(index), list(index)
-            index_k[axis], index_tail[axis] = k, tail
-            moved = inverse[tuple(index_tail)].copy()
-            inverse[tuple(index_tail)] = inverse[tuple(index_k)]
-            inverse[tuple(index_k)] = moved
-        f = inverse[rows, :, tail]  # [n, K]
-        g = f[rows, tail]
-        inverse -= f[:, :, None] * f[:, None, :] / np.where(g == 0, 1.0, g)[:, None, None]
-        inverse[rows, tail, :] = 0.0
-        inverse[rows, :, tail] = 0.0
-        inverse[rows, tail, tail] = 1.0
-        keep = ~self.direct[at]
-        self.inverse[at[keep], :size, :size] = inverse[keep]
-
-    def _grow(self, cap: int) -> None:
-        """Room for cap slots per target (unused slots: padding, identity inverse)."""
-        t, old = self.order.shape
-        order = np.full((t, cap), self.c_b, np.int64)
-        order[:, :old] = self.order
-        coef, sign = np.zeros((t, cap)), np.zeros((t, cap))
-        coef[:, :old], sign[:, :old] = self.coef, self.sign
-        inverse = np.broadcast_to(np.eye(cap), (t, cap, cap)).copy()
-        inverse[:, :old, :old] = self.inverse
-        self.order, self.coef, self.sign, self.inverse = order, coef, sign, inverse
-
-    def drop_finished(self) -> None:
-        """Drop the finished targets once they are an eighth of the rows or all of them."""
-        if not self.finished.any():
-            return
-        count = int(self.finished.sum())
-        if 8 * count < self.finished.size and count < self.finished.size:
-            return
-        keep = ~self.finished
-        for name in (
-            "ids", "r", "c", "amax", "alpha", "need", "order", "coef", "sign", "inverse",
-            "counts", "next_k", "last", "direct", "finished",
-        ):  # fmt: skip
-            setattr(self, name, getattr(self, name)[keep])
-
-
-def _padded_systems(ext: np.ndarray, slots: np.ndarray) -> np.ndarray:
-    """R_AA [n, K, K] of slot lists [n, K] (C_b marks an unused slot: the identity there)."""
-    c_b = ext.shape[0] - 1
-    size = slots.shape[1]
-    sub = ext.ravel().take(slots[:, :, None] * (c_b + 1) + slots[:, None, :])
-    if size > 1:  # two unused slots meet at ext[c_b, c_b] = 1 off the diagonal too
-        pad = slots == c_b
-        both = pad[:, :, None] & pad[:, None, :]
-        both[:, np.arange(size), np.arange(size)] = False
-        sub[both] = 0.0
-    return sub
-
-
-def _solve_small(matrices: np.ndarray, rhs: np.ndarray) -> np.ndarray:
-    """Solve each [K, K] system of a stack [T, K, K] for its [K] right side.
-
-    A (numerically) singular system, which exactly collinear channels can
-    give, falls back to its least-squares (minimum-norm) solution.
-    """
-    try:
-        return np.linalg.solve(matrices, rhs[..., None])[..., 0]
-    except np.linalg.LinAlgError:
-        out = np.empty_like(rhs)
-        for i in range(matrices.shape[0]):
-            out[i] = np.linalg.lstsq(matrices[i], rhs[i], rcond=None)[0]
-        return out
 
 
 def _mean(values: np.ndarray) -> float:

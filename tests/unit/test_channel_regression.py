@@ -8,11 +8,16 @@ The correlations come from the real `CorrelationAccumulator` in cross mode.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
 
 from deepscope.analysis import channel_regression as cr
+from deepscope.analysis import lasso_path
 from deepscope.analysis.correlation import CorrelationAccumulator
 
 pytest.importorskip("sklearn")
@@ -141,63 +146,119 @@ def _assert_l1_fits_are_sklearn_lasso(got, a: np.ndarray, b: np.ndarray) -> None
         assert got.l1_channels[i] == np.count_nonzero(np.abs(model.coef_) > 1e-9), i
 
 
-@pytest.mark.parametrize("small", [0, cr.SMALL_ACTIVE_SET], ids=["inverses kept", "default"])
-def test_long_paths_with_channels_leaving_are_sklearn_lasso(monkeypatch, small):
-    """Fits of 6-12 channels among 48 correlated ones: channels join and leave the paths.
+def _walk_counters(corr) -> np.ndarray:
+    """The lasso walk's counters (events, leaves, drifted, singular) on these correlations."""
+    usable_b = np.diagonal(corr.within_cols) > 0
+    gram = corr.within_cols[np.ix_(usable_b, usable_b)]
+    targets = corr.matrix[:, usable_b]
+    want = cr.DEFAULT_KEEP * (1 - cr.least_squares_errors(gram, targets.T))
+    return lasso_path.walk(
+        gram, targets, want, factor=cr.PATH_FACTOR, max_steps=cr.MAX_PATH_STEPS, round_limit=999
+    )[3]
 
-    With SMALL_ACTIVE_SET = 0 every target's R_AA⁻¹ is kept from the first event on (and
-    none may drift onto the direct solve); by default the small sets are solved afresh
-    until one passes SMALL_ACTIVE_SET.
-    """
-    monkeypatch.setattr(cr, "SMALL_ACTIVE_SET", small)
+
+def test_long_paths_with_channels_leaving_are_sklearn_lasso():
+    """Fits of 6-12 channels among 48 correlated ones: channels join and leave the paths,
+    every R_AA⁻¹ bordered and shrunk in place (none drifts onto the direct solve)."""
     a, b = _wide_dense()
     corr = _correlations(a, b)
-    left, modes = [], []
-    leave = cr._Paths._leave
-
-    def watched_leave(self, at, *rest):
-        left.append(at.size)
-        modes.append((self.small, bool(self.direct.any())))
-        return leave(self, at, *rest)
-
-    monkeypatch.setattr(cr._Paths, "_leave", watched_leave)
+    counters = _walk_counters(corr)
+    assert counters[lasso_path.LEAVES] > 0  # the Schur-complement downdate is on the paths
+    assert counters[lasso_path.DRIFTED] == 0 and counters[lasso_path.SINGULAR] == 0
     got = cr.channel_regression(corr.matrix, corr.within_cols)
-    assert sum(left) > 0  # the Schur-complement downdate is on the checked paths
-    if small == 0:  # every leave updated kept inverses, and none had drifted
-        assert modes and all(mode == (False, False) for mode in modes)
     assert got.mean_l1_channels > 6
     _assert_l1_fits_are_sklearn_lasso(got, a, b)
 
 
+def _interpreted_walk(monkeypatch) -> None:
+    """Run the walk's loop as Python (its helpers stay compiled), so that a test can
+    change what it calls and the constants it reads."""
+    monkeypatch.setattr(lasso_path, "_walk", lasso_path._walk.py_func)
+
+
 def test_a_kept_inverse_that_drifts_is_solved_afresh(monkeypatch):
-    """Corrupt every target's kept R_AA⁻¹ after its third event: the fits stay exact."""
-    monkeypatch.setattr(cr, "SMALL_ACTIVE_SET", 0)
+    """Corrupt every target's kept R_AA⁻¹ at its third channel: the fits stay exact."""
     a, b = _wide_dense(seed=5)
     corr = _correlations(a, b)
-    join = cr._Paths._join
+    _interpreted_walk(monkeypatch)
+    border = lasso_path._border
     corrupted = []
 
-    def corrupting_join(self, at, channel, size):
-        join(self, at, channel, size)
-        third = at[self.counts[at] == 3]
-        self.inverse[third, 0, 0] *= 1.5
-        corrupted.append(third.size)
+    def corrupting_border(inv, gram, order, k, j, u):
+        grown = border(inv, gram, order, k, j, u)
+        if k == 2:  # the third channel joined
+            inv[0, 0] *= 1.5
+            corrupted.append(j)
+        return grown
 
-    monkeypatch.setattr(cr._Paths, "_join", corrupting_join)
-    got = cr.channel_regression(corr.matrix, corr.within_cols)
-    assert sum(corrupted) >= a.shape[1] // 2
-    _assert_l1_fits_are_sklearn_lasso(got, a, b)
+    monkeypatch.setattr(lasso_path, "_border", corrupting_border)
+    counters = _walk_counters(corr)
+    assert len(corrupted) >= a.shape[1] // 2
+    assert counters[lasso_path.DRIFTED] == len(corrupted)  # each one caught
+    _assert_l1_fits_are_sklearn_lasso(cr.channel_regression(corr.matrix, corr.within_cols), a, b)
 
 
 def test_directions_solved_directly_are_the_kept_inverses(monkeypatch):
-    """Solved afresh every event (the small sets' and the singular route) or from the kept
+    """Solved afresh every event (the drifted and the singular route) or from the kept
     inverses, the fits are the same."""
     a, b = _wide_dense(seed=6)
     corr = _correlations(a, b)
-    monkeypatch.setattr(cr, "SMALL_ACTIVE_SET", 0)
     kept = cr.channel_regression(corr.matrix, corr.within_cols)
-    monkeypatch.setattr(cr, "SMALL_ACTIVE_SET", a.shape[1] + b.shape[1])
+    _interpreted_walk(monkeypatch)
+    monkeypatch.setattr(lasso_path, "DRIFT_TOLERANCE", -1.0)  # every check fails
+    assert _walk_counters(corr)[lasso_path.DRIFTED] == a.shape[1]
     direct = cr.channel_regression(corr.matrix, corr.within_cols)
     np.testing.assert_array_equal(direct.l1_channels, kept.l1_channels)
     np.testing.assert_allclose(direct.l1_error, kept.l1_error, rtol=0, atol=1e-12)
     _assert_l1_fits_are_sklearn_lasso(direct, a, b)
+
+
+def test_a_channel_in_the_span_of_the_active_ones_makes_r_aa_singular():
+    """x2 = (x0 + x1)/‖·‖: bordering R_AA by it fails, and the direct route gives the
+    minimum-norm direction R_AA⁺s_A (numpy's pseudo-inverse)."""
+    rho = 0.3
+    x2 = [1 / np.sqrt(2 + 2 * rho), 1 / np.sqrt(2 + 2 * rho)]  # x2's coefficients on x0, x1
+    gram = np.array(
+        [
+            [1.0, rho, x2[0] + rho * x2[1]],
+            [rho, 1.0, rho * x2[0] + x2[1]],
+            [x2[0] + rho * x2[1], rho * x2[0] + x2[1], 1.0],
+        ]
+    )
+    assert np.linalg.matrix_rank(gram) == 2
+    order = np.array([0, 1, 2])
+    inv = np.zeros((3, 3))
+    inv[:2, :2] = np.linalg.inv(gram[:2, :2])
+    assert lasso_path._border(inv.copy(), gram, order, 2, 2, np.zeros(3)) is False
+    grown = inv.copy()
+    well_posed = gram.copy()
+    well_posed[2, 2] = 2.0  # no longer in the span: the bordered inverse is R_AA⁻¹
+    assert lasso_path._border(grown, well_posed, order, 2, 2, np.zeros(3)) is True
+    eps = np.finfo(np.float64).eps
+    np.testing.assert_allclose(grown, np.linalg.inv(well_posed), rtol=0, atol=100 * eps)
+    sign = np.array([1.0, -1.0, 1.0])
+    w = np.zeros(3)
+    lasso_path._direct(gram, order, sign, 3, w)
+    np.testing.assert_allclose(w, np.linalg.pinv(gram) @ sign, rtol=0, atol=1e3 * eps)
+
+
+def test_the_walk_compiles_where_numba_finds_no_place_to_cache(tmp_path):
+    """A process where numba can cache nowhere (only its zip-file locator, which fits no
+    source file) compiles the walk in memory and fits the same as this one."""
+    a, b = _wide_dense(seed=7, c_a=6)
+    corr = _correlations(a, b)
+    np.save(tmp_path / "cross.npy", corr.matrix)
+    np.save(tmp_path / "within.npy", corr.within_cols)
+    script = (
+        "import sys, numpy as np\n"
+        "from deepscope.analysis import channel_regression as cr, lasso_path\n"
+        "assert type(lasso_path._walk._cache).__name__ == 'NullCache'\n"
+        "d = sys.argv[1]\n"
+        "got = cr.channel_regression(np.load(d + '/cross.npy'), np.load(d + '/within.npy'))\n"
+        "np.save(d + '/error.npy', got.l1_error)\n"
+    )
+    env = dict(os.environ, NUMBA_CACHE_LOCATOR_CLASSES="ZipCacheLocator")
+    subprocess.run([sys.executable, "-c", script, str(tmp_path)], env=env, check=True)
+    here = cr.channel_regression(corr.matrix, corr.within_cols)
+    eps = np.finfo(np.float64).eps
+    np.testing.assert_allclose(np.load(tmp_path / "error.npy"), here.l1_error, atol=1e3 * eps)
