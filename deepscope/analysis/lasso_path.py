@@ -161,6 +161,7 @@ def _shrink(inv, k, tail):
 
 @_compiled
 def _walk(gram, targets, want, factor, max_steps, round_limit):
+    """`walk` on checked arrays: the targets one after another, the work arrays shared."""
     t_all, p = targets.shape
     error = np.ones(t_all)
     channels = np.zeros(t_all, np.int64)
