@@ -17,6 +17,27 @@ export function swatch(color: string): HTMLSpanElement {
   return s;
 }
 
+/** A card's head: its title, with a subtitle line under it when given, then `extras`. */
+export function cardHead(
+  title: string,
+  sub: HTMLElement | null,
+  ...extras: (Node | string)[]
+): HTMLDivElement {
+  const head = el("div", "ds-card-head");
+  const titles = el("div");
+  titles.append(el("h2", "ds-card-title", title));
+  if (sub) titles.append(sub);
+  head.append(titles, ...extras);
+  return head;
+}
+
+/** Names a card for the tests and the tab's links: data-testid, and its run and tag. */
+export function nameCard(card: HTMLElement, testid: string, run: string, tag: string): void {
+  card.dataset.testid = testid;
+  card.dataset.run = run;
+  card.dataset.tag = tag;
+}
+
 /** An error line about a run: its swatch and its name in its colour, then `message`. */
 export function runError(run: string, color: string, message: string): HTMLDivElement {
   const box = el("div", "ds-error");

@@ -6,7 +6,7 @@
 
 import { cssGradient } from "../colormap";
 import { cellColor } from "../confusion/view";
-import { el, runError } from "../dom";
+import { cardHead, el, nameCard, runError } from "../dom";
 import { errorText } from "../json";
 import { StepSlider } from "../slider";
 import { addStyles } from "../style";
@@ -52,13 +52,8 @@ class CkaCard implements Card {
     readonly run: string,
     readonly tag: string,
   ) {
-    this.element.dataset.testid = "cka-card";
-    this.element.dataset.run = run;
-    this.element.dataset.tag = tag;
-    const head = el("div", "ds-card-head");
-    const titles = el("div");
-    titles.append(el("h2", "ds-card-title", `${tag} — ${run}`), this.sub);
-    head.append(titles, legend());
+    nameCard(this.element, "cka-card", run, tag);
+    const head = cardHead(`${tag} — ${run}`, this.sub, legend());
     const toolbar = el("div", "ds-cka-toolbar");
     toolbar.append(this.slider.element);
     this.grid.dataset.testid = "cka-matrix";

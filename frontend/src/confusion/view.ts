@@ -7,7 +7,7 @@
 //   - the per-class table (support, predicted, precision, recall, F1), sortable by any column;
 //   - the most-confused (true → predicted) pairs.
 
-import { el, runError } from "../dom";
+import { cardHead, el, nameCard, runError } from "../dom";
 import { errorText } from "../json";
 import { StepSlider } from "../slider";
 import { addStyles } from "../style";
@@ -160,13 +160,8 @@ class ConfusionCard implements Card {
     readonly run: string,
     readonly tag: string,
   ) {
-    this.element.dataset.testid = "confusion-card";
-    this.element.dataset.run = run;
-    this.element.dataset.tag = tag;
-    const head = el("div", "ds-card-head");
-    const titles = el("div");
-    titles.append(el("h2", "ds-card-title", `${tag} — ${run}`), this.sub);
-    head.append(titles);
+    nameCard(this.element, "confusion-card", run, tag);
+    const head = cardHead(`${tag} — ${run}`, this.sub);
     for (const [value, text] of [
       ["counts", "counts"],
       ["true", "normalised by row (recall)"],

@@ -7,7 +7,7 @@
 // layer means and the pair's CKA). Each run's panel: ./run_panel.
 
 import { cssGradient } from "../colormap";
-import { el } from "../dom";
+import { cardHead, el } from "../dom";
 import { dashFor } from "../palette";
 import { StepSlider } from "../slider";
 import { addStyles } from "../style";
@@ -114,10 +114,7 @@ class CorrelationCard implements PanelHost {
     this.element = el("section", "ds-card");
     this.element.dataset.tag = tag;
     this.element.dataset.testid = "correlation-card";
-    const head = el("div", "ds-card-head");
-    const titles = el("div");
-    titles.append(el("h2", "ds-card-title", tag), this.sub);
-    head.append(titles, legend());
+    const head = cardHead(tag, this.sub, legend());
     this.orderBox.dataset.testid = "order-toggle";
     this.orderBox.setAttribute("role", "group");
     this.orderBox.setAttribute("aria-label", "Channel order");

@@ -8,7 +8,7 @@
 //   - pages of tiles past the page size; hover names the tile (out, in / channel) and the
 //     value(s) under the pointer and the tile's range.
 
-import { el, runError } from "../dom";
+import { cardHead, el, nameCard, runError } from "../dom";
 import { errorText } from "../json";
 import { StepSlider } from "../slider";
 import { addStyles } from "../style";
@@ -212,13 +212,8 @@ class FiltersCard {
     readonly run: string,
     readonly tag: string,
   ) {
-    this.element.dataset.testid = "filters-card";
-    this.element.dataset.run = run;
-    this.element.dataset.tag = tag;
-    const head = el("div", "ds-card-head");
-    const titles = el("div");
-    titles.append(el("h2", "ds-card-title", `${tag} — ${run}`), this.sub);
-    head.append(titles);
+    nameCard(this.element, "filters-card", run, tag);
+    const head = cardHead(`${tag} — ${run}`, this.sub);
     for (const [value, text] of [
       ["per_tile", "per filter / channel"],
       ["shared", "shared by the step"],

@@ -8,7 +8,7 @@
 //     singular value √(‖J‖_F²/min(m, n)), log|det J| where square, whether the spectrum is
 //     whole or the top k, errors.
 
-import { el, runError } from "../dom";
+import { cardHead, el, nameCard, runError } from "../dom";
 import { errorText } from "../json";
 import { StepSlider } from "../slider";
 import { addStyles } from "../style";
@@ -57,13 +57,8 @@ class JacobianCard implements Card {
     readonly run: string,
     readonly tag: string,
   ) {
-    this.element.dataset.testid = "jacobian-card";
-    this.element.dataset.run = run;
-    this.element.dataset.tag = tag;
-    const head = el("div", "ds-card-head");
-    const titles = el("div");
-    titles.append(el("h2", "ds-card-title", `${tag} — ${run}`), this.sub);
-    head.append(titles);
+    nameCard(this.element, "jacobian-card", run, tag);
+    const head = cardHead(`${tag} — ${run}`, this.sub);
     const trainingSection = el("div", "ds-chart-section");
     trainingSection.append(
       el("span", "ds-chart-title", "σ_max and the spectrum's spread over training (means over probe samples)"),

@@ -8,7 +8,7 @@
 //   - its evolution over training: a steps × rank heatmap of log10 σ per run.
 
 import { ColorScale } from "../colormap";
-import { el } from "../dom";
+import { cardHead, el } from "../dom";
 import { errorText } from "../json";
 import { boxItem, colorBarItem } from "../legend";
 import { NON_FINITE_COLOR } from "../palette";
@@ -119,10 +119,7 @@ export class SpectrumView implements KindView {
 
   constructor(ctx: ViewContext) {
     this.card.dataset.testid = "spectrum-card";
-    const head = el("div", "ds-card-head");
-    const titles = el("div");
-    titles.append(el("h2", "ds-card-title", "Layer spectra"), this.sub);
-    head.append(titles);
+    const head = cardHead("Layer spectra", this.sub);
     const toolbar = el("div", "ds-sp-toolbar");
     toolbar.append(this.slider.element);
 

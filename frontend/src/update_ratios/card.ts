@@ -6,7 +6,7 @@
 // (run_block.ts), ChartPanel (chart_panel.ts) and colorLegend (color_legend.ts).
 
 import { ColorScale } from "../colormap";
-import { Visibility, el } from "../dom";
+import { Visibility, cardHead, el } from "../dom";
 import { ReloadWhenVisible } from "../reload_when_visible";
 import { stepDomain } from "../stats";
 import { ChartPanel, type RunData } from "./chart_panel";
@@ -90,11 +90,8 @@ export class GridCard implements BlockHost {
     this.visibility = ctx.visibility;
     this.element = el("section", "ds-card");
     this.element.dataset.tag = tag;
-    const head = el("div", "ds-card-head");
-    const titles = el("div");
-    titles.append(el("h2", "ds-card-title", tag));
     this.legendSlot = el("div");
-    head.append(titles, this.legendSlot);
+    const head = cardHead(tag, null, this.legendSlot);
     this.tools = new CardTools(tag, this.rowNoun, {
       onFilter: (text) => this.setFilterText(text),
       onSummary: (summary) => this.setSummary(summary),

@@ -4,7 +4,7 @@
 // for. A card is drawn once and kept while its reason stays the same.
 
 import type { KindInfo } from "../api";
-import { el, swatch } from "../dom";
+import { el, nameCard, swatch } from "../dom";
 import { addStyles } from "../style";
 import type { KindView, ViewEntry } from "./kind_view";
 
@@ -67,9 +67,7 @@ export class NoticeView implements KindView {
 
 function noticeCard(entry: ViewEntry, notice: Notice): HTMLElement {
   const card = el("section", "ds-card ds-notice");
-  card.dataset.testid = "tag-error";
-  card.dataset.run = entry.run;
-  card.dataset.tag = entry.tag;
+  nameCard(card, "tag-error", entry.run, entry.tag);
   card.dataset.kind = entry.info.kind;
   const title = el("h2", "ds-card-title");
   const run = el("strong", "", entry.run);
