@@ -112,11 +112,13 @@ def near(rgb: tuple[int, int, int], expected: tuple[int, int, int], tolerance: i
     return all(abs(a - b) <= tolerance for a, b in zip(rgb, expected, strict=True))
 
 
-def wait_for_drawn_steps(frame, want: dict[str, int]) -> None:
+def wait_for_drawn_steps(frame, want: dict[str, int], tag: str | None = None) -> None:
+    """Wait until the spectrum chart shows these runs' steps (and, given, this layer's)."""
     frame.wait_for_function(
-        "want => { const c = document.querySelector('[data-testid=spectrum-chart]');"
-        " return c && c.dataset.steps === JSON.stringify(want); }",
-        arg=want,
+        "([want, tag]) => { const c = document.querySelector('[data-testid=spectrum-chart]');"
+        " return c && c.dataset.steps === JSON.stringify(want)"
+        " && (tag === null || c.dataset.tag === tag); }",
+        arg=[want, tag],
         timeout=TIMEOUT_MS,
     )
 
@@ -541,7 +543,7 @@ def test_conv_layers_show_their_operator_beside_the_im2col_matrix(
     tag = "spectra/conv2"
     select_layer(frame, tag)
     step = MEASURED_STEPS[-1]
-    wait_for_drawn_steps(frame, {run: step for run in RUNS})
+    wait_for_drawn_steps(frame, {run: step for run in RUNS}, tag)
     table = frame.locator("[data-testid=spectrum-table]")
     for run in RUNS:
         layer = metrics[run]["layers"][tag]
@@ -614,7 +616,10 @@ def test_conv_layers_show_their_operator_beside_the_im2col_matrix(
 def test_a_layer_without_operators_shows_no_operator_plot(tab, spectrum_python_server):
     frame = open_spectra(tab, spectrum_python_server)
     select_layer(frame, "spectra/fc1")
-    wait_for_drawn_steps(frame, {run: slider_step(frame) for run in RUNS})
+    wait_for_drawn_steps(frame, {run: slider_step(frame) for run in RUNS}, "spectra/fc1")
+    assert frame.locator("[data-testid=spectrum-operator]").get_attribute("data-tag") == (
+        "spectra/fc1"
+    )
     # Retrying: until the chart is redrawn for this layer the last one's operator may show.
     expect(frame.locator("[data-testid=spectrum-operator]")).to_be_hidden(timeout=TIMEOUT_MS)
     expect(frame.locator("[data-testid=spectrum-chart] line.ds-sp-opnorm")).to_have_count(

@@ -423,6 +423,8 @@ export class SpectrumView implements KindView {
   private drawChart(): void {
     const { boxes, series } = chartStatus(this.runs, this.spectra, this.spectrumErrors, this.selected);
     this.chartStatus.replaceChildren(...boxes);
+    // The layer the charts show (every series is the selected layer's), for the tests.
+    this.chart.element.dataset.tag = this.operatorChart.element.dataset.tag = this.selected ?? "";
     this.chart.element.hidden = series.length === 0;
     if (!this.chart.element.hidden) this.chart.draw(series, this.contentWidth());
     this.operatorChart.draw(series, this.contentWidth());
