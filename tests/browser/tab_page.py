@@ -64,13 +64,17 @@ class Tab:
         return frame
 
 
-def hover_point(tab, target, x_fraction: float, y_fraction: float) -> dict[str, str]:
+def hover_point(
+    tab, target, x_fraction: float, y_fraction: float, expect: dict[str, str] | None = None
+) -> dict[str, str]:
     """Point the mouse at (x_fraction, y_fraction) of `target`'s box; the tooltip's fields.
 
     The box is read afresh and the move repeated (after leaving the page's corner) while
-    the tooltip does not show: a card that loads or grows between reading the box and
-    moving the mouse moves the target from under it, and a still mouse sends no more
-    events.
+    the tooltip does not show, or shows other values than `expect` (fields that name the
+    point aimed at, e.g. its step and layer): a card that loads or grows between reading
+    the box and moving the mouse moves the target from under it, and a still mouse sends
+    no more events. Past the deadline the last fields are returned, for the caller's
+    asserts to show.
     """
     from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
@@ -84,11 +88,15 @@ def hover_point(tab, target, x_fraction: float, y_fraction: float) -> dict[str, 
         tab.page.mouse.move(x, y)
         try:
             tooltip.wait_for(state="visible", timeout=3_000)
-            return tooltip_fields(tab.frame)
+            fields = tooltip_fields(tab.frame)
+            if not expect or all(fields.get(k) == v for k, v in expect.items()):
+                return fields
+            if time.monotonic() > deadline:
+                return fields
         except PlaywrightTimeoutError:
             if time.monotonic() > deadline:
                 raise
-            tab.page.mouse.move(1, 1)
+        tab.page.mouse.move(1, 1)
 
 
 def tooltip_fields(frame) -> dict[str, str]:

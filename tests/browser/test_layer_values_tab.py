@@ -148,7 +148,8 @@ def test_section_heatmap_and_tooltips_show_every_layer_and_value(tab, layer_valu
 
     not_measured = next(i for i, s in enumerate(STEPS) if grad_norm(2, s) is None)
     for i, j in [(0, 0), (len(STEPS) // 2, 3), (len(STEPS) - 1, 1), (not_measured, 2)]:
-        fields = hover_point(tab, canvas, *cell_centre(UNIT_BOX, STEPS, len(LAYERS), i, j))
+        point = cell_centre(UNIT_BOX, STEPS, len(LAYERS), i, j)
+        fields = hover_point(tab, canvas, *point, {"name": LAYERS[j], "step": str(STEPS[i])})
         assert fields["name"] == LAYERS[j]
         assert fields["step"] == str(STEPS[i])
         assert fields["value"] == format_log(grad_norm(j, STEPS[i])), (i, j)
@@ -196,7 +197,8 @@ def test_linear_heatmap_colours_and_screenshot(tab, layer_values_server, tmp_pat
     one = cell_centre(box, STEPS, len(LAYERS), last, 3)  # layer 3 at the last step: 1
     assert max(abs(a - b) for a, b in zip(canvas_rgb(canvas, *zero), VIRIDIS_LOW)) <= 2
     assert max(abs(a - b) for a, b in zip(canvas_rgb(canvas, *one), VIRIDIS_HIGH)) <= 2
-    fields = hover_point(tab, canvas, *cell_centre(UNIT_BOX, STEPS, len(LAYERS), last, 2))
+    point = cell_centre(UNIT_BOX, STEPS, len(LAYERS), last, 2)
+    fields = hover_point(tab, canvas, *point, {"name": LAYERS[2], "step": str(STEPS[last])})
     assert fields["value"] == format_linear(dead_fraction(2, STEPS[last]))
     tab.page.mouse.move(1, 1)
 

@@ -123,7 +123,8 @@ def test_hovering_a_cell_shows_its_parameter_step_and_value(tab, python_loader_s
     no_update = next((i, j) for i, row in enumerate(values) for j, v in enumerate(row) if v is None)
     cells = [(len(steps) // 2, 0), (0, len(names) - 1), (len(steps) - 1, 2), no_update]
     for i, j in cells:
-        fields = hover_point(tab, canvas, *cell_centre(UNIT_BOX, steps, len(names), i, j))
+        point = cell_centre(UNIT_BOX, steps, len(names), i, j)
+        fields = hover_point(tab, canvas, *point, {"name": names[j], "step": str(steps[i])})
         assert fields["name"] == names[j]
         assert fields["step"] == str(steps[i])
         assert fields["value"] == format_ratio(values[i][j]), (i, j, values[i][j])

@@ -437,7 +437,8 @@ def test_zero_weight_cells_are_undefined_not_non_finite(tab, scale_server, scale
     r = next(k for k, row in enumerate(rows) if row["name"] == "bert.pooler.dense.bias")
     canvas = heatmap(frame, SHORT)
     height = canvas.bounding_box()["height"]
-    fields = hover_point(tab, canvas, 0.5 / SHORT_STEPS, (r + 0.5) * ROW_H / height)
+    point = (0.5 / SHORT_STEPS, (r + 0.5) * ROW_H / height)
+    fields = hover_point(tab, canvas, *point, {"step": "0", "name": "bert.pooler.dense.bias"})
     assert fields["step"] == "0" and fields["name"] == "bert.pooler.dense.bias"
     assert fields["value"] == "‖W‖ = 0: ratio undefined"
     rgba = canvas.evaluate(
@@ -576,7 +577,8 @@ def test_a_fresh_bias_written_by_the_writer_reads_as_zero_weight(tab, odd_names_
     height = canvas.bounding_box()["height"]
     rows = row_facts(frame, "plain")
     r = next(k for k, row in enumerate(rows) if row["name"] == "fc.bias")
-    fields = hover_point(tab, canvas, 1 / 6, (r + 0.5) * ROW_H / height)  # step 0
+    point = (1 / 6, (r + 0.5) * ROW_H / height)  # step 0
+    fields = hover_point(tab, canvas, *point, {"step": "0", "name": "fc.bias"})
     assert fields["step"] == "0" and fields["name"] == "fc.bias"
     assert fields["value"] == "‖W‖ = 0: ratio undefined"
     block = frame.locator('section.ds-card[data-tag="fresh"] .ds-runblock[data-run="plain"]')
