@@ -1,7 +1,7 @@
 """Li et al.'s regression and the pair's CKA from co-moments against one `numpy.linalg.lstsq`.
 
 For each layer width C (C channels in network A and in network B; 96 is AlexNet's conv1,
-Li et al.'s table), in one run on the same thread:
+Li et al.'s table; 768 a GPT-2 or ViT-B layer's), in one run on the same thread:
 
 - the reference: one `numpy.linalg.lstsq(R_bb, R_abᵀ)` of the C × C correlations of B
   with the C right-hand sides of A's channels (what predicting every channel of A from B
@@ -147,7 +147,7 @@ def first_use_seconds() -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--sizes", type=int, nargs="+", default=[96, 256, 512])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[96, 256, 512, 768, 1024])
     parser.add_argument("--samples", type=int, default=20_000)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--quick", action="store_true")

@@ -28,8 +28,8 @@ samples), with coefficients β:
   Osborne, Presnell & Turlach 2000; Efron et al. 2004), each A channel's
   path walked in compiled code (`lasso_paths`, `analysis.lasso_path`: about
   C_b·k²/2 multiply-adds for a fit that uses k channels; with Li et al.'s ~4
-  channels a fit, 0.2-0.6x one `numpy.linalg.lstsq` of the C_b x C_b system
-  from 96 to 512 channels, with ~10% of them 0.9-1.2x:
+  channels a fit, 0.08-0.7x one `numpy.linalg.lstsq` of the C_b x C_b system
+  from 96 to 1024 channels, with ~10% of them 0.8-1.3x:
   benchmarks/bench_channel_regression.py).
   `lasso_on_gram` (coordinate descent) solves one α directly, as a
   reference. α is chosen
