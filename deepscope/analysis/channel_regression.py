@@ -247,8 +247,7 @@ def lasso_paths(
     """
     from deepscope.analysis import lasso_path  # numba: imported (and compiled) on first use
 
-    gram = np.asarray(gram, np.float64)
-    targets = np.asarray(targets, np.float64)
+    targets = np.asarray(targets)  # walk() makes the float64 copies it needs
     c_b = targets.shape[0]
     error, channels, chosen, _ = lasso_path.walk(
         gram,

@@ -148,8 +148,16 @@ def _border(inv, gram, order, k, j, u):
 
 
 @_compiled
-def _shrink(inv, k, tail):
-    """R_AA⁻¹ [k, k] without its last slot `tail` = k − 1: [[E, f], [fᵀ, g]] → E − ffᵀ/g."""
+def _drop(inv, k, i):
+    """R_AA⁻¹ [k, k] without slot i, the last slot moved into it.
+
+    Slots i and tail = k − 1 swapped in rows and columns, [[E, f], [fᵀ, g]] → E − ffᵀ/g.
+    """
+    tail = k - 1
+    for q in range(k):
+        inv[i, q], inv[tail, q] = inv[tail, q], inv[i, q]
+    for q in range(k):
+        inv[q, i], inv[q, tail] = inv[q, tail], inv[q, i]
     g = inv[tail, tail]
     if g == 0.0:
         g = 1.0
@@ -192,7 +200,7 @@ def _walk(gram, targets, want, factor, max_steps, round_limit):
         slot[:] = -1
         alpha = amax
         order[0], slot[first], coef[0] = first, 0, 0.0
-        sign[0] = 1.0 if r[first] > 0 else -1.0
+        sign[0] = np.sign(r[first])
         inv[0, 0] = 1.0 / gram[first, first]
         k, next_k, last, direct = 1, 1, -1, False
         for _ in range(round_limit):
@@ -272,7 +280,7 @@ def _walk(gram, targets, want, factor, max_steps, round_limit):
             if d_join <= d_leave and d_join < np.inf:
                 j = j_join
                 order[k], slot[j], coef[k] = j, k, 0.0
-                sign[k] = 1.0 if c[j] > 0 else (-1.0 if c[j] < 0 else 0.0)
+                sign[k] = np.sign(c[j])
                 if not direct and not _border(inv, gram, order, k, j, u):
                     direct = True
                     counters[SINGULAR] += 1
@@ -286,12 +294,8 @@ def _walk(gram, targets, want, factor, max_steps, round_limit):
                 coef[i], coef[tail] = coef[tail], coef[i]
                 sign[i], sign[tail] = sign[tail], sign[i]
                 slot[order[i]], slot[gone] = i, -1
-                if not direct:  # swap slots i and tail in R_AA⁻¹, then drop the tail
-                    for q in range(k):
-                        inv[i, q], inv[tail, q] = inv[tail, q], inv[i, q]
-                    for q in range(k):
-                        inv[q, i], inv[q, tail] = inv[q, tail], inv[q, i]
-                    _shrink(inv, k, tail)
+                if not direct:
+                    _drop(inv, k, i)
                 k -= 1
                 last = gone
             else:
