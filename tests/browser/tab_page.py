@@ -24,6 +24,9 @@ CHROMIUM_ARGS = [
 ]
 VIEWPORT = {"width": 1400, "height": 900}
 TIMEOUT_MS = 30_000
+# Shorter than the tab's refresh period (RELOAD_MS = 30 s in frontend/src/app.ts): a view
+# that shows new data only at the next refresh fails a wait this long.
+BEFORE_THE_NEXT_REFRESH_MS = 15_000
 UNIT_BOX = {"x": 0.0, "y": 0.0, "width": 1.0, "height": 1.0}
 """A box whose points are fractions of a target's own (`hover_point`)."""
 IMAGES = Path(__file__).resolve().parents[2] / "docs" / "images"

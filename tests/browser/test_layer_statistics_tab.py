@@ -26,7 +26,14 @@ import numpy as np
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.tab_page import TIMEOUT_MS, VIEWPORT, css_rgb, hover_point, screenshot
+from tests.browser.tab_page import (
+    BEFORE_THE_NEXT_REFRESH_MS,
+    TIMEOUT_MS,
+    VIEWPORT,
+    css_rgb,
+    hover_point,
+    screenshot,
+)
 from tests.conftest import SmallCNN, get
 
 sync_api = pytest.importorskip("playwright.sync_api")
@@ -253,30 +260,30 @@ def hover_chart_point(tab, chart, point: tuple[float, float]) -> dict[str, str]:
 
 
 def rows_of(c) -> list[dict]:
-    rows = c.locator("[data-testid=ls-row]")
-    out = []
-    for k in range(rows.count()):
-        row = rows.nth(k)
-        cells = row.locator("td[data-column]")
-        out.append(
-            {
-                "key": row.get_attribute("data-key"),
-                "label": row.get_attribute("data-label"),
-                "flags": set(filter(None, (row.get_attribute("data-flags") or "").split())),
-                "members": int(row.get_attribute("data-members")),
-                "values": {
-                    cells.nth(j).get_attribute("data-column"): float(
-                        cells.nth(j).get_attribute("data-value")
-                    )
-                    for j in range(cells.count())
-                },
-                "text": {
-                    cells.nth(j).get_attribute("data-column"): cells.nth(j).inner_text()
-                    for j in range(cells.count())
-                },
-            }
-        )
-    return out
+    """The table's rows as shown: key, label, flags, members, and per column its value and
+    text (one read of the page: a read per cell took seconds on a long table)."""
+    rows = c.locator("[data-testid=ls-row]").evaluate_all(
+        """rows => rows.map(row => ({
+            key: row.getAttribute("data-key"),
+            label: row.getAttribute("data-label"),
+            flags: row.getAttribute("data-flags"),
+            members: row.getAttribute("data-members"),
+            cells: [...row.querySelectorAll("td[data-column]")].map(td => [
+                td.getAttribute("data-column"), td.getAttribute("data-value"), td.innerText,
+            ]),
+        }))"""
+    )
+    return [
+        {
+            "key": r["key"],
+            "label": r["label"],
+            "flags": set(filter(None, (r["flags"] or "").split())),
+            "members": int(r["members"]),
+            "values": {column: float(value) for column, value, _ in r["cells"]},
+            "text": {column: text for column, _, text in r["cells"]},
+        }
+        for r in rows
+    ]
 
 
 def depth_axis_labels(chart) -> list[dict]:
@@ -404,8 +411,14 @@ def test_heatmap_statistic_selector_and_through_depth(
     picker.select_option("dead_fraction")
     chart.locator("text", has_text="dead channels (fraction)").first.wait_for(timeout=TIMEOUT_MS)
     assert "log scale" not in chart.locator("svg").text_content()
+    # Its heatmap, scrolled back to (the hovers scrolled it away, and a run block loads only
+    # near the viewport), is drawn now, not at the tab's next refresh (RELOAD_MS = 30 s):
+    # the wait is shorter than that period.
+    blocks = c.locator('[data-statistic="dead_fraction"] .ds-runblock')
+    blocks.first.wait_for(timeout=TIMEOUT_MS)
+    blocks.first.scroll_into_view_if_needed()
     heat = c.locator('[data-statistic="dead_fraction"] [data-testid=heatmap][data-drawn=true]')
-    heat.first.wait_for(timeout=TIMEOUT_MS)
+    heat.first.wait_for(timeout=BEFORE_THE_NEXT_REFRESH_MS)
 
 
 def test_table_flags_dead_and_saturated_layers(tab, layer_statistics_server, layer_statistics_log):

@@ -73,10 +73,12 @@ export class RunBlock {
     this.reload.refresh();
   }
 
-  /** Load this run's data for the current generation unless the store has it (or is at it). */
+  /** This run's data for the current generation, then a redraw. The store fetches only what
+   * it neither holds nor is fetching; the redraw waits for a fetch another view of the same
+   * store started (a layer-statistics card loads a new statistic for its charts first), which
+   * would otherwise draw this heatmap only at the next refresh. */
   private load(): void {
     const gen = this.host.generation();
-    if (this.host.store.isFresh(this.run, this.host.tag, gen)) return;
     this.host.store.load(this.run, this.host.tag, gen).then(() => this.host.onData());
   }
 
