@@ -17,15 +17,19 @@ export function swatch(color: string): HTMLSpanElement {
   return s;
 }
 
-/** A card's head: its title, with a subtitle line under it when given, then `extras`. */
+/** A card's head: its title (text, or nodes: a run's swatch and name), with a subtitle line under
+ * it when given, then `extras`. */
 export function cardHead(
-  title: string,
+  title: string | readonly (Node | string)[],
   sub: HTMLElement | null,
   ...extras: (Node | string)[]
 ): HTMLDivElement {
   const head = el("div", "ds-card-head");
   const titles = el("div");
-  titles.append(el("h2", "ds-card-title", title));
+  const h2 = el("h2", "ds-card-title");
+  if (typeof title === "string") h2.textContent = title;
+  else h2.append(...title);
+  titles.append(h2);
   if (sub) titles.append(sub);
   head.append(titles, ...extras);
   return head;

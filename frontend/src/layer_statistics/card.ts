@@ -6,7 +6,7 @@
 // spectrum of a chosen layer.
 
 import type { Visibility } from "../dom";
-import { el } from "../dom";
+import { cardHead, el } from "../dom";
 import { StepSlider } from "../slider";
 import { addStyles } from "../style";
 import { GridCard, type CardEntry, type GridKind } from "../update_ratios/card";
@@ -107,8 +107,7 @@ export class LayerStatisticsCard {
       this.queueDraw();
     });
 
-    const head = el("div", "ds-card-head");
-    head.append(el("h2", "ds-card-title", tag));
+    const head = cardHead(tag, null);
     const tools = el("div", "ds-ls-head");
     this.statisticPicker.dataset.testid = "ls-statistic";
     this.statisticPicker.setAttribute("aria-label", `Statistic of ${tag} to show`);

@@ -6,7 +6,7 @@
 // ./paging, ./maps_cache, ./grid (and its ./hover), ./legend, ./notes, ./styles.
 
 import "./styles";
-import { el, swatch } from "../dom";
+import { cardHead, el, swatch } from "../dom";
 import { ReloadWhenVisible } from "../reload_when_visible";
 import { hideTooltip } from "../tooltip";
 import { CardListView } from "../views/card_list";
@@ -57,13 +57,8 @@ class RunCard {
     this.element = el("section", "ds-card");
     this.element.dataset.testid = "saliency-card";
     this.element.dataset.run = run;
-    const head = el("div", "ds-card-head");
-    const titles = el("div");
-    const title = el("h2", "ds-card-title");
-    title.append(swatch(color), " ", run);
     const sub = el("div", "ds-card-sub", "saliency maps of fixed probe inputs over training");
-    titles.append(title, sub);
-    head.append(titles);
+    const head = cardHead([swatch(color), " ", run], sub);
 
     this.controls = new SaliencyControls({
       method: (tag) => this.selectTag(tag),
