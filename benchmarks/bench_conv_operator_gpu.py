@@ -12,7 +12,7 @@ weights on `--device`:
 And, before any timing, the device's answers checked against the CPU's: every norm
 within 1e-4 (relative) of the CPU's dense grid norm, every full spectrum within
 1e-5·σ_max of numpy's. A failed check exits non-zero with the worst layer named.
-Device times are taken between `torch.cuda.synchronize()` calls, median of repeats.
+Device times are taken between `torch.cuda.synchronize()` calls (`timed`), median of repeats.
 
     .venv/bin/python benchmarks/bench_conv_operator_gpu.py --device cuda   # ~1 min on a GPU
     .venv/bin/python benchmarks/bench_conv_operator_gpu.py --device cpu --quick  # smoke run
@@ -21,6 +21,7 @@ Device times are taken between `torch.cuda.synchronize()` calls, median of repea
 from __future__ import annotations
 
 import argparse
+import copy
 import sys
 import time
 from pathlib import Path
@@ -31,8 +32,8 @@ from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import machine, median, write_json  # noqa: E402
-from bench_conv_operator import convs_with_sizes, numpy_full_spectrum  # noqa: E402
+from _common import machine, write_json  # noqa: E402
+from bench_conv_operator import convs_with_sizes, numpy_full_spectrum, timed  # noqa: E402
 from resnet import resnet18  # noqa: E402
 
 from deepscope.analysis import conv_operator as co  # noqa: E402
@@ -42,23 +43,11 @@ NORM_RTOL_CHECK = 1e-4
 SPECTRUM_ATOL_CHECK = 1e-5  # times σ_max: float32 on the device against complex128
 
 
-def device_timed(fn, repeats: int, device: torch.device) -> tuple[float, object]:
-    """Median seconds of fn() over repeats (after a warm-up), the device synchronised."""
-
-    def sync() -> None:
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-
-    out = fn()
-    sync()
-    times = []
-    for _ in range(repeats):
-        sync()
-        t0 = time.perf_counter()
-        out = fn()
-        sync()
-        times.append(time.perf_counter() - t0)
-    return median(times), out
+def device_sync(device: torch.device):
+    """What `timed` calls around each clock read: wait for the device's queued work."""
+    if device.type == "cuda":
+        return lambda: torch.cuda.synchronize(device)
+    return lambda: None
 
 
 def check_against_cpu(convs, device_convs) -> dict:
@@ -95,7 +84,7 @@ def main() -> None:
     torch.manual_seed(0)
     model = resnet18()
     convs = convs_with_sizes(model, (3, 32, 32))
-    on_device = _copy_to(model, device)
+    on_device = copy.deepcopy(model).to(device)
     modules = dict(on_device.named_modules())
     device_convs = [(name, modules[name], n) for name, _, n in convs]
     figures: dict = {
@@ -113,14 +102,15 @@ def main() -> None:
         write_json("conv_operator_gpu.json", figures, args.out)
         sys.exit("; ".join(check["failed"]))
 
+    sync = device_sync(device)
     layers = [sp.module_weight(m) for _, m, _ in device_convs]
-    t_im, _ = device_timed(lambda: sp.layer_spectra(layers), repeats, device)
-    t_op, _ = device_timed(
+    t_im, _ = timed(lambda: sp.layer_spectra(layers), repeats, sync)
+    t_op, _ = timed(
         lambda: [
             co.conv_operator_norm(m.weight, n, stride=m.stride, grid=16) for _, m, n in device_convs
         ],
         repeats,
-        device,
+        sync,
     )
     figures["norm_vs_im2col"] = {
         "grid": 16,
@@ -131,20 +121,17 @@ def main() -> None:
     }
     print(f"(a) {figures['norm_vs_im2col']}", flush=True)
 
-    t_ours, _ = device_timed(
+    t_ours, _ = timed(
         lambda: [co.conv_singular_values(m.weight, n, stride=m.stride) for _, m, n in device_convs],
         repeats,
-        device,
+        sync,
     )
-    with threadpool_limits(limits=1):
-        torch_threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        weights = [(m.weight.detach().double().numpy(), n, m.stride[0]) for _, m, n in convs]
+    weights = [(m.weight.detach().double().numpy(), n, m.stride[0]) for _, m, n in convs]
+    with threadpool_limits(limits=1):  # the reference: numpy on one CPU thread
         t0 = time.perf_counter()
         for w, n, s in weights:
             numpy_full_spectrum(w, n, s)
         t_ref = time.perf_counter() - t0
-        torch.set_num_threads(torch_threads)
     figures["full_vs_numpy"] = {
         "ours_s": round(t_ours, 4),
         "numpy_reference_s_one_cpu_thread": round(t_ref, 3),
@@ -154,12 +141,6 @@ def main() -> None:
     print(f"(b) {figures['full_vs_numpy']}", flush=True)
     path = write_json("conv_operator_gpu.json", figures, args.out)
     print(f"wrote {path}")
-
-
-def _copy_to(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
-    copy = resnet18()
-    copy.load_state_dict(model.state_dict())
-    return copy.to(device)
 
 
 if __name__ == "__main__":
