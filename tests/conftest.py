@@ -160,6 +160,7 @@ def chromium_path() -> str:
 
 # Each kind's log dirs, shared by its integration and browser tests.
 from tests.correlation_data import correlation_logdir  # noqa: E402, F401
+from tests.findings_data import planted_logdir  # noqa: E402, F401
 from tests.saliency_data import saliency_logdir  # noqa: E402, F401
 from tests.spectrum_data import spectrum_logdir  # noqa: E402, F401
 

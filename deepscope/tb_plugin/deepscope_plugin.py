@@ -24,6 +24,7 @@ from tensorboard.plugins import base_plugin
 
 from deepscope import kinds, metadata
 from deepscope.tb_plugin import responses, series
+from deepscope.tb_plugin.findings_routes import FindingsRoutes
 from deepscope.tb_plugin.route_context import RouteContext
 
 logger = logging.getLogger(__name__)
@@ -51,12 +52,17 @@ class DeepscopePlugin(base_plugin.TBPlugin):
         route_context = RouteContext(context.data_provider, self._catalog, downsample)
         # Each kind's routes, in registry order.
         self._kind_routes = [kind.load_routes()(route_context) for kind in kinds.KINDS]
+        # Findings read through the kinds' routes (and so share their caches).
+        self.findings = FindingsRoutes(
+            route_context, {kind.name: r for kind, r in zip(kinds.KINDS, self._kind_routes)}
+        )
 
     def get_plugin_apps(self):
         apps = {
             "/index.js": self._serve_index_js,
             "/tags": self._serve_tags,
             "/kinds": self._serve_kinds,
+            **self.findings.apps(),
         }
         for kind, routes in zip(kinds.KINDS, self._kind_routes):
             for route, app in routes.apps().items():

@@ -1,0 +1,126 @@
+"""Exploding or vanishing activations through depth (Glorot & Bengio 2010; He et al. 2015).
+
+At each measured step, the activations' std of the weight layers (Linear and
+Conv outputs) in forward order: the end-to-end ratio (last over first) and the
+growth per layer (its (n-1)-th root). Exploding: growth ≥ `growth` and
+end-to-end ≥ `end_to_end`; vanishing: the inverse. Reported when the last
+measured step is so, or was at any step (an initialisation that training
+partly repaired: the message says until when); the layer is where the
+largest jump (or drop) happens, at the worst flagged step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+from deepscope.findings.evidence import RunEvidence
+from deepscope.findings.finding import Evidence, Finding
+from deepscope.findings.wording import num, steps, times
+
+
+def is_weight_layer(layer_type: str) -> bool:
+    """Linear and convolution modules: where a bad initialisation scales the signal."""
+    return "Linear" in layer_type or layer_type.startswith(("Conv", "LazyConv"))
+
+
+def depth_profile(std: np.ndarray) -> tuple[float, float] | None:
+    """(end-to-end ratio, growth per layer) of one step's stds in forward order, or None
+    with fewer than two positive finite values."""
+    good = std[np.isfinite(std) & (std > 0)]
+    if good.size < 2:
+        return None
+    end_to_end = float(good[-1] / good[0])
+    return end_to_end, end_to_end ** (1.0 / (good.size - 1))
+
+
+def check(evidence: RunEvidence, settings: Mapping[str, float], severity: str) -> list[Finding]:
+    findings = []
+    for series in evidence.statistics:
+        part = series.activations
+        std = part.column("std")
+        if std is None:
+            continue
+        columns = [j for j, t in enumerate(part.types) if is_weight_layer(t)]
+        if len(columns) < settings["min_layers"]:
+            continue
+        flagged = []
+        profiles = []
+        for i in range(std.shape[0]):
+            row = std[i, columns]
+            present = np.isfinite(row) & (row > 0)
+            profile = depth_profile(row) if present.sum() >= settings["min_layers"] else None
+            profiles.append(profile)
+            if profile is None:
+                flagged.append(0)
+                continue
+            e2e, growth = profile
+            if growth >= settings["growth"] and e2e >= settings["end_to_end"]:
+                flagged.append(1)
+            elif growth <= 1 / settings["growth"] and e2e <= 1 / settings["end_to_end"]:
+                flagged.append(-1)
+            else:
+                flagged.append(0)
+        measured = [i for i, p in enumerate(profiles) if p is not None]
+        hits = [i for i in measured if flagged[i] != 0]
+        if not hits:
+            continue
+        # The direction of the latest flagged step; the worst step of that direction.
+        direction = flagged[hits[-1]]
+        hits = [i for i in hits if flagged[i] == direction]
+        start, end = hits[0], hits[-1]
+        last = max(hits, key=lambda i: profiles[i][0] if direction > 0 else -profiles[i][0])
+        still = end == measured[-1]
+        row = std[last, columns]
+        keep = [c for c, v in zip(columns, row) if np.isfinite(v) and v > 0]
+        values = std[last, keep]
+        jumps = values[1:] / values[:-1]
+        k = int(np.argmax(jumps) if direction > 0 else np.argmin(jumps)) + 1
+        name, before = part.names[keep[k]], part.names[keep[k - 1]]
+        e2e, growth = profiles[last]
+        word = "explode" if direction > 0 else "vanish"
+        first_step, last_step = int(series.steps[start]), int(series.steps[end])
+        worst_step = int(series.steps[last])
+        until = (
+            "still at the last measured step"
+            if still
+            else f"gone by step {int(series.steps[measured[-1]])}"
+        )
+        findings.append(
+            Finding(
+                rule="activation_depth",
+                severity=severity,
+                run=evidence.run,
+                layer=name,
+                message=(
+                    f"Activations {word} through depth: the std goes from "
+                    f"{num(float(values[0]))} ({part.names[keep[0]]}) to "
+                    f"{num(float(values[-1]))} ({part.names[keep[-1]]}), "
+                    f"{times(e2e if direction > 0 else 1 / e2e)} over {len(keep)} weight layers "
+                    f"({times(growth if direction > 0 else 1 / growth)} per layer) at step "
+                    f"{worst_step}; flagged in {steps(first_step, last_step)} ({until}); "
+                    "the largest "
+                    f"{'jump' if direction > 0 else 'drop'} is at {name} "
+                    f"({times(float(jumps[k - 1]) if direction > 0 else float(1 / jumps[k - 1]))}"
+                    f" from {before})."
+                ),
+                advice=(
+                    "Check the initialisation (Kaiming/He for ReLU, Xavier/Glorot for tanh: "
+                    "torch.nn.init), add normalisation (BatchNorm, LayerNorm) or residual "
+                    "scaling; start with the layer named."
+                ),
+                first_step=first_step,
+                last_step=last_step,
+                evidence=Evidence(
+                    "layer_statistics",
+                    series.tag,
+                    worst_step,
+                    name=name,
+                    statistic="std",
+                    part="activations",
+                ),
+                numbers={"end_to_end": e2e, "growth_per_layer": growth},
+            )
+        )
+    return findings

@@ -1,0 +1,179 @@
+"""Is the learning rate right? Update ratios against the 1e-3 rule of thumb (CS231n).
+
+Per parameter: off by more than `factor` either way in `most` of its last
+`recent` measurements. The whole network: `share` of the judged parameters off
+in the same direction (then the per-parameter findings of that direction are
+folded into it). Biases and the 1-d gains of norm layers are not judged unless
+`biases` is 1: their ratios are noisy and small by nature.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+from deepscope.findings.evidence import RatioSeries, RunEvidence
+from deepscope.findings.finding import Evidence, Finding
+from deepscope.findings.wording import num, steps, times
+
+
+def _judged(name: str, module_types: Mapping[str, str], biases: bool) -> bool:
+    if biases:
+        return True
+    module, _, leaf = name.rpartition(".")
+    if leaf == "bias" or leaf.endswith("_bias"):
+        return False
+    return "Norm" not in module_types.get(module, "")
+
+
+def _recent(series: RatioSeries, column: int, recent: int) -> tuple[np.ndarray, np.ndarray]:
+    """(steps, values) of the column's last `recent` finite measured values."""
+    values = series.values[:, column]
+    good = ~series.unmeasured[:, column] & np.isfinite(values)
+    rows = np.flatnonzero(good)[-recent:]
+    return series.steps[rows], values[rows].astype(np.float64)
+
+
+def _module_types(evidence: RunEvidence) -> dict[str, str]:
+    types: dict[str, str] = {}
+    for series in evidence.statistics:
+        for name, kind in zip(series.activations.names, series.activations.types):
+            types.setdefault(name.split(":", 1)[0], kind)
+    return types
+
+
+def _verdicts(series: RatioSeries, settings: Mapping[str, float], types: dict[str, str]):
+    """Per judged parameter: (name, direction +1/-1/0, median, off count, measured, steps)."""
+    target, factor = settings["target"], settings["factor"]
+    recent, most = max(1, int(settings["recent"])), settings["most"]
+    biases = bool(settings.get("biases", 0))
+    for j, name in enumerate(series.names):
+        if not _judged(name, types, biases):
+            continue
+        when, values = _recent(series, j, recent)
+        if not values.size:
+            continue
+        high = int((values > target * factor).sum())
+        low = int((values < target / factor).sum())
+        direction = 1 if high >= most * values.size else (-1 if low >= most * values.size else 0)
+        off = high if direction > 0 else low
+        yield name, direction, float(np.median(values)), off, values.size, when
+
+
+def _evidence(series: RatioSeries, step: int, name: str) -> Evidence:
+    return Evidence("update_ratios", series.tag, step, name=name)
+
+
+def check_network(evidence: RunEvidence, settings: Mapping[str, float], severity: str):
+    findings = []
+    types = _module_types(evidence)
+    for series in evidence.ratios:
+        verdicts = list(_verdicts(series, settings, types))
+        if len(verdicts) < 2:
+            continue
+        for direction in (1, -1):
+            off = [v for v in verdicts if v[1] == direction]
+            if len(off) < settings["share"] * len(verdicts):
+                continue
+            medians = np.array([v[2] for v in off])
+            factor = float(np.median(medians) / settings["target"])
+            worst = off[int(np.argmax(medians) if direction > 0 else np.argmin(medians))]
+            first = int(min(v[5][0] for v in off))
+            last = int(max(v[5][-1] for v in off))
+            word = "above" if direction > 0 else "below"
+            what = times(factor if direction > 0 else 1 / factor)
+            step_factor = settings["factor"] if direction > 0 else 1 / settings["factor"]
+            bound = settings["target"] * step_factor
+            findings.append(
+                Finding(
+                    rule="learning_rate_network",
+                    severity=severity,
+                    run=evidence.run,
+                    layer="",
+                    message=(
+                        f"The whole network's updates are {what} {word} the rule of thumb: "
+                        f"{len(off)} of {len(verdicts)} parameters have ||dW||/||W|| "
+                        f"{'over' if direction > 0 else 'under'} {num(bound)} "
+                        f"(median {num(float(np.median(medians)))}, rule of thumb "
+                        f"{num(settings['target'])}) in {steps(first, last)}; the farthest: "
+                        f"{worst[0]} ({num(worst[2])})."
+                    ),
+                    advice=(
+                        f"{'Lower' if direction > 0 else 'Raise'} the learning rate about "
+                        f"{what} (or use a warm-up / schedule); check the optimizer's "
+                        "settings (lr, momentum, eps) before anything else."
+                    ),
+                    first_step=first,
+                    last_step=last,
+                    evidence=_evidence(series, last, worst[0]),
+                    numbers={
+                        "factor": factor,
+                        "median_ratio": float(np.median(medians)),
+                        "parameters_off": float(len(off)),
+                        "parameters": float(len(verdicts)),
+                    },
+                )
+            )
+    return findings
+
+
+def network_directions(evidence: RunEvidence, settings: Mapping[str, float]) -> dict:
+    """(tag, direction) pairs the network rule reports, so the per-parameter rule folds them."""
+    types = _module_types(evidence)
+    folded = set()
+    for series in evidence.ratios:
+        verdicts = list(_verdicts(series, settings, types))
+        if len(verdicts) < 2:
+            continue
+        for direction in (1, -1):
+            if sum(v[1] == direction for v in verdicts) >= settings["share"] * len(verdicts):
+                folded.add((series.tag, direction))
+    return folded
+
+
+def check_parameter(
+    evidence: RunEvidence,
+    settings: Mapping[str, float],
+    severity: str,
+    folded: frozenset = frozenset(),
+):
+    findings = []
+    types = _module_types(evidence)
+    for series in evidence.ratios:
+        for name, direction, median, off, measured, when in _verdicts(series, settings, types):
+            if direction == 0 or (series.tag, direction) in folded:
+                continue
+            factor = median / settings["target"]
+            what = times(factor if direction > 0 else 1 / factor)
+            word = "above" if direction > 0 else "below"
+            first, last = int(when[0]), int(when[-1])
+            advice = (
+                f"Lower this parameter's learning rate about {what} (its own parameter "
+                "group), or clip its gradients; a layer that needs a much smaller rate "
+                "than the rest often has a badly scaled input or initialisation."
+                if direction > 0
+                else f"Raise this parameter's learning rate about {what} (its own parameter "
+                "group), or check that it gets a useful gradient (frozen, detached, or "
+                "behind a dead or saturated layer)."
+            )
+            findings.append(
+                Finding(
+                    rule="learning_rate_parameter",
+                    severity=severity,
+                    run=evidence.run,
+                    layer=name,
+                    message=(
+                        f"{name}: updates are {what} {word} the rule of thumb: median "
+                        f"||dW||/||W|| {num(median)} (rule of thumb "
+                        f"{num(settings['target'])}), off by over {times(settings['factor'])} "
+                        f"in {off} of its last {measured} measurements ({steps(first, last)})."
+                    ),
+                    advice=advice,
+                    first_step=first,
+                    last_step=last,
+                    evidence=_evidence(series, last, name),
+                    numbers={"factor": factor, "median_ratio": median},
+                )
+            )
+    return findings

@@ -1,0 +1,287 @@
+"""Every findings rule with its thresholds, their sources, and how to change them: one table.
+
+`RULES` is the table docs/findings.md prints. A user overrides a threshold per
+rule (`deepscope diagnose --set dead_units.fraction=0.8`, `/findings?set=...`,
+`deepscope.diagnose(..., overrides={"dead_units": {"fraction": 0.8}})`), a
+rule's severity the same way (`--set alpha_range.severity=warning`), and turns
+a rule off (`--off alpha_range`). `resolve` checks overrides against the table
+and says what exists when a name is wrong.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Iterable, Mapping
+
+from deepscope.findings.finding import SEVERITIES
+
+
+@dataclasses.dataclass(frozen=True)
+class Threshold:
+    default: float
+    meaning: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Rule:
+    """One rule: what it checks, from which kinds, its thresholds and where they come from."""
+
+    name: str
+    title: str
+    severity: str
+    reads: tuple[str, ...]  # the kinds whose series it reads
+    thresholds: Mapping[str, Threshold]
+    source: str
+
+
+def _t(default: float, meaning: str) -> Threshold:
+    return Threshold(float(default), meaning)
+
+
+RULES: tuple[Rule, ...] = (
+    Rule(
+        "non_finite",
+        "Non-finite values",
+        "error",
+        ("update_ratios", "layer_statistics", "spectrum", "correlation"),
+        {},
+        "NaN or Inf in any logged value is numerical failure (PyTorch's anomaly "
+        "detection looks for the same); the first step and layer are where to look.",
+    ),
+    Rule(
+        "learning_rate_network",
+        "Learning rate of the whole network",
+        "error",
+        ("update_ratios",),
+        {
+            "target": _t(1e-3, "the rule of thumb for ||dW||/||W|| per step"),
+            "factor": _t(10, "how far off (either way) a ratio must be"),
+            "share": _t(0.9, "fraction of the parameters off in the same direction"),
+            "recent": _t(20, "the last measurements looked at"),
+            "most": _t(0.5, "fraction of those measurements a parameter must be off in"),
+        },
+        "Karpathy's update-to-weight ratio (CS231n, 'Neural Networks Part 3'): "
+        "about 1e-3; much higher diverges, much lower barely learns.",
+    ),
+    Rule(
+        "learning_rate_parameter",
+        "Learning rate per parameter",
+        "warning",
+        ("update_ratios",),
+        {
+            "target": _t(1e-3, "the rule of thumb for ||dW||/||W|| per step"),
+            "factor": _t(10, "how far off (either way) a ratio must be"),
+            "recent": _t(20, "the last measurements looked at"),
+            "most": _t(0.5, "fraction of those measurements the parameter must be off in"),
+            "biases": _t(0, "1: also judge biases and 1-d gains (their ratios are noisy)"),
+        },
+        "Karpathy's update-to-weight ratio (CS231n): about 1e-3 per step.",
+    ),
+    Rule(
+        "gradient_spike",
+        "Gradient-norm spikes",
+        "warning",
+        ("layer_statistics",),
+        {
+            "factor": _t(10, "a spike: the norm above this many times its rolling median"),
+            "window": _t(20, "measurements in the rolling median"),
+            "min_history": _t(5, "measurements needed before a spike can be called"),
+        },
+        "Loss-spike detectors (llm-foundry, Lightning) and AUTOTRAINER compare a "
+        "gradient norm with its recent history; here per parameter, to find the layer.",
+    ),
+    Rule(
+        "activation_depth",
+        "Exploding or vanishing activations through depth",
+        "warning",
+        ("layer_statistics",),
+        {
+            "growth": _t(2.0, "per-layer std ratio (geometric mean over weight layers)"),
+            "end_to_end": _t(100, "std of the last weight layer over the first's (or inverse)"),
+            "min_layers": _t(3, "weight layers needed"),
+        },
+        "Glorot & Bengio 2010, He et al. 2015: a good initialisation keeps the "
+        "activations' variance about constant through depth.",
+    ),
+    Rule(
+        "dead_units",
+        "Dead units",
+        "warning",
+        ("layer_statistics",),
+        {
+            "fraction": _t(0.7, "fraction of a ReLU layer's channels never active on the batch"),
+            "recent": _t(5, "the last measurements looked at"),
+            "most": _t(0.5, "fraction of those measurements above the threshold"),
+        },
+        "Dying ReLUs (Lu et al. 2019; CS231n): a unit that is zero on every input "
+        "gets no gradient and stays dead.",
+    ),
+    Rule(
+        "saturated_units",
+        "Saturated units",
+        "warning",
+        ("layer_statistics",),
+        {
+            "fraction": _t(0.5, "fraction of a bounded activation's values at a bound"),
+            "recent": _t(5, "the last measurements looked at"),
+            "most": _t(0.5, "fraction of those measurements above the threshold"),
+        },
+        "Glorot & Bengio 2010: saturated tanh/sigmoid units pass almost no gradient.",
+    ),
+    Rule(
+        "rank_collapse",
+        "Rank collapse",
+        "warning",
+        ("spectrum", "layer_statistics"),
+        {
+            "fraction": _t(0.25, "effective rank or dimension below this share of its start"),
+            "min_start": _t(2.0, "its value at the start must be at least this"),
+        },
+        "Rank collapse of weights and representations (Feng et al. 2022; "
+        "delve, Shenk et al. 2021): a layer using ever fewer directions.",
+    ),
+    Rule(
+        "random_spectrum",
+        "Spectrum still random",
+        "warning",
+        ("spectrum",),
+        {
+            "min_steps": _t(1000, "training steps after which a layer should have learnt"),
+            "min_measurements": _t(3, "spectra measured before the rule applies"),
+        },
+        "Martin & Mahoney 2021: a trained layer's spectrum leaves the "
+        "Marchenko–Pastur bulk; one with no value above it (with the Tracy–Widom "
+        "margin) is indistinguishable from its random initialisation.",
+    ),
+    Rule(
+        "alpha_range",
+        "Power-law exponent outside [2, 6]",
+        "info",
+        ("spectrum",),
+        {
+            "low": _t(2.0, "alpha below: over-trained (WeightWatcher)"),
+            "high": _t(6.0, "alpha above: under-trained (WeightWatcher)"),
+        },
+        "WeightWatcher (Martin & Mahoney): alpha of the eigenvalues' tail between 2 "
+        "and 6 in well-trained layers; a heuristic, hence 'info'.",
+    ),
+    Rule(
+        "operator_norm_outlier",
+        "Operator norm far above its neighbours'",
+        "warning",
+        ("spectrum",),
+        {
+            "factor": _t(4.0, "the conv's operator norm over its neighbours' median"),
+            "neighbours": _t(2, "conv layers each side compared with"),
+        },
+        "Sedghi, Gupta & Long 2019: a conv layer's operator norm is its Lipschitz "
+        "constant; one far above its neighbours' amplifies everything it passes on.",
+    ),
+    Rule(
+        "redundant_channels",
+        "Redundant channels",
+        "warning",
+        ("correlation",),
+        {
+            "rho": _t(0.9, "|Pearson correlation| above which two channels are redundant"),
+            "fraction": _t(0.25, "fraction of the layer's channels with a redundant partner"),
+        },
+        "Li et al., Convergent Learning (ICLR 2016): highly correlated channels "
+        "carry the same feature.",
+    ),
+    Rule(
+        "seeds_disagree",
+        "Two networks' early layers do not match",
+        "warning",
+        ("correlation",),
+        {
+            "matched": _t(0.5, "mean |rho| of the one-to-one matching below this"),
+            "early": _t(0.5, "the first share of the compared layers that counts as early"),
+        },
+        "Li et al. 2016: networks trained from different seeds learn matching "
+        "features in their early layers; a low match there means one did not learn them.",
+    ),
+)
+
+BY_NAME: dict[str, Rule] = {rule.name: rule for rule in RULES}
+# A rule's place in the table: findings of one severity are listed in this order.
+RULE_ORDER: dict[str, int] = {rule.name: i for i, rule in enumerate(RULES)}
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """The rules in force: each rule's thresholds and severity after overrides; those off."""
+
+    values: Mapping[str, Mapping[str, float]]
+    severities: Mapping[str, str]
+    off: frozenset[str]
+
+    def __getitem__(self, rule: str) -> Mapping[str, float]:
+        return self.values[rule]
+
+    def key(self) -> tuple:
+        """Hashable, for caches."""
+        return (
+            tuple((r, tuple(sorted(v.items()))) for r, v in sorted(self.values.items())),
+            tuple(sorted(self.severities.items())),
+            tuple(sorted(self.off)),
+        )
+
+
+def _rule(name: str) -> Rule:
+    rule = BY_NAME.get(name)
+    if rule is None:
+        raise ValueError(f"no findings rule named {name!r}; the rules: {', '.join(BY_NAME)}")
+    return rule
+
+
+def resolve(
+    overrides: Mapping[str, Mapping[str, object]] | None = None, off: Iterable[str] = ()
+) -> Settings:
+    """The settings of `overrides` (rule → {threshold or "severity": value}) and `off`.
+
+    ValueError naming what exists for an unknown rule or threshold, a severity not
+    among SEVERITIES, or a threshold that is not a finite number.
+    """
+    values = {rule.name: {k: t.default for k, t in rule.thresholds.items()} for rule in RULES}
+    severities = {rule.name: rule.severity for rule in RULES}
+    for name, changes in (overrides or {}).items():
+        rule = _rule(name)
+        for key, value in changes.items():
+            if key == "severity":
+                if value not in SEVERITIES:
+                    raise ValueError(
+                        f"{name}.severity={value!r}: choose one of {', '.join(SEVERITIES)}"
+                    )
+                severities[name] = str(value)
+                continue
+            if key not in rule.thresholds:
+                known = ", ".join([*rule.thresholds, "severity"])
+                raise ValueError(f"rule {name} has no threshold {key!r}; its settings: {known}")
+            try:
+                number = float(value)  # type: ignore[arg-type]
+            except (TypeError, ValueError):
+                number = math.nan
+            if not math.isfinite(number):
+                raise ValueError(f"{name}.{key}={value!r}: give a finite number")
+            values[name][key] = number
+    off_set = frozenset(off)
+    for name in off_set:
+        _rule(name)
+    return Settings(values, severities, off_set)
+
+
+def parse_assignments(assignments: Iterable[str]) -> dict[str, dict[str, str]]:
+    """ "rule.name=value" strings (the CLI's --set, the route's set=) as overrides."""
+    overrides: dict[str, dict[str, str]] = {}
+    for text in assignments:
+        target, sep, value = text.partition("=")
+        rule, dot, key = target.strip().partition(".")
+        if not sep or not dot or not rule or not key or not value.strip():
+            raise ValueError(
+                f"{text!r}: write RULE.SETTING=VALUE, e.g. dead_units.fraction=0.8 "
+                "or alpha_range.severity=warning"
+            )
+        overrides.setdefault(rule, {})[key.strip()] = value.strip()
+    return overrides

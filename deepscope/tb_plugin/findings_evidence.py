@@ -1,0 +1,242 @@
+"""One run's evidence for the findings rules, read through the kinds' own routes.
+
+Tensor kinds (update ratios, layer statistics) come whole from their routes'
+decoded series, remembered by each series' version, so `/findings` and the
+tab's views share one read. Blob kinds are never read whole: of each spectrum
+series, the first and the last kept step (and, when the last weight is
+non-finite, a bisection over the kept steps for the first such step: a
+non-finite weight stays so, about log2(steps) reads); of each correlation
+series, the last kept step. All of a run's blob reads of one round go out
+together (`read_many`, in parallel). What cannot be read is a warning.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+from tensorboard import errors
+from tensorboard.data import provider
+
+from deepscope.findings.evidence import (
+    CorrelationLayer,
+    RatioSeries,
+    RunEvidence,
+    SpectrumLayer,
+    SpectrumSample,
+    StatisticsPart,
+    StatisticsSeries,
+)
+from deepscope.tb_plugin import blob_steps, series
+from deepscope.tb_plugin.blob_kind import Damaged, Series
+
+SPECTRUM_PREFIX = "spectra/"
+CORRELATION_PREFIXES = ("correlation/", "compare/")
+
+
+def run_series(data_provider, ctx, experiment: str, run: str) -> dict[str, series.SeriesInfo]:
+    """Every deepscope series of `run`: tag → SeriesInfo (one listing per data class)."""
+    listing = series.list_series(data_provider, ctx, experiment, provider.RunTagFilter(runs=[run]))
+    return listing.get(run, {})
+
+
+def layer_name(tag: str, prefixes: tuple[str, ...]) -> str:
+    for prefix in prefixes:
+        if tag.startswith(prefix):
+            return tag[len(prefix) :]
+    return tag
+
+
+def gather(routes: dict, ctx, experiment: str, run: str, tags: dict) -> RunEvidence:
+    """The evidence of `run`, whose deepscope series are `tags` (tag → SeriesInfo)."""
+    evidence = RunEvidence(run)
+    by_kind: dict[str, list[str]] = {}
+    for tag, info in sorted(tags.items()):
+        if info.error:
+            evidence.warnings.append(f"run {run!r}, tag {tag!r} was not checked: {info.error}")
+            continue
+        by_kind.setdefault(info.kind, []).append(tag)
+    for tag in by_kind.get("update_ratios", []):
+        with _reading(evidence, f"tag {tag!r}"):
+            decoded = routes["update_ratios"].update_ratios(ctx, experiment, run, tag)
+            evidence.ratios.append(_ratios(decoded, tag))
+    for tag in by_kind.get("layer_statistics", []):
+        with _reading(evidence, f"tag {tag!r}"):
+            decoded = routes["layer_statistics"].layer_statistics(ctx, experiment, run, tag)
+            evidence.statistics.append(_statistics(decoded, tag))
+    if by_kind.get("spectrum"):
+        with _reading(evidence, "its spectra"):
+            found = _spectra(routes["spectrum"], ctx, experiment, run, tags, by_kind["spectrum"])
+            evidence.spectra.extend(found)
+    if by_kind.get("correlation"):
+        with _reading(evidence, "its correlations"):
+            names = by_kind["correlation"]
+            found = _correlations(routes["correlation"], ctx, experiment, run, tags, names)
+            evidence.correlations.extend(found)
+    return evidence
+
+
+@contextlib.contextmanager
+def _reading(evidence: RunEvidence, what: str):
+    """A read whose failure is a warning (a series that cannot be read is not checked)."""
+    try:
+        yield
+    except errors.PublicError as error:
+        evidence.warnings.append(f"run {evidence.run!r}, {what} was not checked: {error}")
+    except Exception as error:  # damaged beyond the kinds' own checks
+        evidence.warnings.append(
+            f"run {evidence.run!r}, {what} was not checked: {type(error).__name__}: {error}"
+        )
+
+
+def _ratios(decoded, tag: str) -> RatioSeries:
+    return RatioSeries(
+        tag=tag,
+        steps=decoded.steps,
+        names=list(decoded.names),
+        values=decoded.values,
+        unmeasured=decoded.no_update | decoded.zero_weight,
+    )
+
+
+def _part(part) -> StatisticsPart:
+    return StatisticsPart(
+        names=list(part.names),
+        types=list(part.types),
+        statistics=list(part.statistics),
+        values=part.values,
+        absent=~part.present,
+        no_gradient=part.without_gradient,
+    )
+
+
+def _statistics(decoded, tag: str) -> StatisticsSeries:
+    return StatisticsSeries(
+        tag=tag,
+        steps=decoded.steps,
+        activations=_part(decoded.activations),
+        parameters=_part(decoded.parameters),
+    )
+
+
+def _is_non_finite(item) -> bool:
+    """A spectrum step whose weight (or values) was not finite; damage is not."""
+    if item.error:
+        return "non-finite" in item.error and not item.error.startswith("damaged step")
+    return item.non_finite > 0 or not np.isfinite(item.metrics.get("spectral_norm", 0.0))
+
+
+def _sample(step: blob_steps.BlobStep, item) -> SpectrumSample:
+    operator = item.operator
+    norm = None
+    if operator is not None and not operator.error:
+        norm = float(operator.operator_norm)
+    return SpectrumSample(
+        step=step.step,
+        metrics=dict(item.metrics),
+        coverage=item.coverage,
+        error=item.error,
+        non_finite=item.non_finite,
+        unchanged_since=item.unchanged_since,
+        operator_norm=norm,
+    )
+
+
+def _spectra(spectrum_routes, ctx, experiment: str, run: str, tags: dict, names: list[str]):
+    listing = spectrum_routes._listings.list_tags(ctx, experiment, run, names)
+    wanted = {}
+    for tag in names:
+        kept = listing.get(tag, [])
+        if not kept:
+            continue
+        info = tags[tag].plugin_data
+        chosen = [kept[0]] if len(kept) == 1 else [kept[0], kept[-1]]
+        wanted[tag] = (Series(run, tag, experiment, ctx, info, info.spectrum), chosen)
+    items = spectrum_routes._resolved(wanted, listing) if wanted else {}
+    first_bad = _bisect_non_finite(spectrum_routes, wanted, items, listing)
+    layers = []
+    for tag, (found, chosen) in wanted.items():
+        first, last = items[tag][0], items[tag][-1]
+        layers.append(
+            SpectrumLayer(
+                tag=tag,
+                layer=layer_name(tag, (SPECTRUM_PREFIX,)),
+                layer_kind=found.info.layer_kind,
+                measurements=len(listing[tag]),
+                first=_sample(chosen[0], first),
+                last=_sample(chosen[-1], last),
+                first_non_finite=first_bad.get(tag),
+            )
+        )
+    return layers
+
+
+def _bisect_non_finite(spectrum_routes, wanted, items, listing) -> dict[str, int]:
+    """tag → the first kept step with a non-finite weight, for the tags whose last is."""
+    bounds = {}
+    for tag, tag_items in items.items():
+        if not _is_non_finite(tag_items[-1]):
+            continue
+        if _is_non_finite(tag_items[0]):
+            bounds[tag] = (0, 0)
+        else:
+            bounds[tag] = (0, len(listing[tag]) - 1)  # good at lo, bad at hi
+    while any(hi - lo > 1 for lo, hi in bounds.values()):
+        open_tags = [tag for tag, (lo, hi) in bounds.items() if hi - lo > 1]
+        middles = {tag: (bounds[tag][0] + bounds[tag][1]) // 2 for tag in open_tags}
+        round_items = spectrum_routes._resolved(
+            {tag: (wanted[tag][0], [listing[tag][middles[tag]]]) for tag in open_tags}, listing
+        )
+        for tag in open_tags:
+            lo, hi = bounds[tag]
+            bad = _is_non_finite(round_items[tag][0])
+            bounds[tag] = (lo, middles[tag]) if bad else (middles[tag], hi)
+    return {tag: listing[tag][hi].step for tag, (lo, hi) in bounds.items()}
+
+
+def _correlations(routes, ctx, experiment: str, run: str, tags: dict, names: list[str]):
+    listing = routes._listings.list_tags(ctx, experiment, run, names)
+    items = []
+    for tag in names:
+        kept = listing.get(tag, [])
+        if kept:
+            info = tags[tag].plugin_data
+            items.append((Series(run, tag, experiment, ctx, info, info.correlation), kept[-1]))
+    layers = []
+    for (found, step), decoded in zip(items, routes.read_many(items)):
+        info = found.info
+        layer = layer_name(found.tag, CORRELATION_PREFIXES)
+        if isinstance(decoded, Damaged):
+            layers.append(
+                CorrelationLayer(
+                    found.tag,
+                    layer,
+                    info.cross,
+                    step.step,
+                    None,
+                    None,
+                    info.row_name,
+                    info.col_name,
+                    0,
+                    decoded.error,
+                )
+            )
+            continue
+        non_finite = decoded.row_stats.non_finite + (
+            decoded.col_stats.non_finite if decoded.col_stats is not None else 0
+        )
+        matching = decoded.matching
+        layers.append(
+            CorrelationLayer(
+                tag=found.tag,
+                layer=layer,
+                cross=info.cross,
+                step=step.step,
+                matrix=decoded.matrix,
+                bipartite_mean=None if matching is None else float(matching.bipartite_mean),
+                row_name=info.row_name,
+                col_name=info.col_name,
+                non_finite=int(non_finite),
+            )
+        )
+    return layers
