@@ -57,6 +57,7 @@ setup(
     },
     entry_points={
         "tensorboard_plugins": ["deepscope = deepscope.tb_plugin.loader:DeepscopeLoader"],
+        "console_scripts": ["deepscope = deepscope.cli:main"],
     },
     zip_safe=False,
     classifiers=[

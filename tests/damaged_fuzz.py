@@ -44,7 +44,7 @@ from tests.damaged_logs import (
 )
 
 # Routes that are not a kind's.
-GENERAL_ROUTES = frozenset({"index.js", "tags", "kinds"})
+GENERAL_ROUTES = frozenset({"index.js", "tags", "kinds", "findings"})
 
 
 def _union(name: str) -> dict:

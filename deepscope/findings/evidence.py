@@ -19,7 +19,7 @@ GRADIENT_STATISTICS = ("grad_norm", "grad_to_weight")
 
 @dataclasses.dataclass(frozen=True)
 class RatioSeries:
-    """An update-ratio series: values[i, j] is ||dW||/||W|| of names[j] at steps[i]."""
+    """An update-ratio series: values[i, j] is ‖ΔW‖/‖W‖ of names[j] at steps[i]."""
 
     tag: str
     steps: np.ndarray  # int64 [S]

@@ -33,6 +33,7 @@ class Rule:
     reads: tuple[str, ...]  # the kinds whose series it reads
     thresholds: Mapping[str, Threshold]
     source: str
+    checks: str = ""  # what it checks, precisely (docs/findings.md)
 
 
 def _t(default: float, meaning: str) -> Threshold:
@@ -48,6 +49,12 @@ RULES: tuple[Rule, ...] = (
         {},
         "NaN or Inf in any logged value is numerical failure (PyTorch's anomaly "
         "detection looks for the same); the first step and layer are where to look.",
+        "Any NaN or Inf among the update ratios, the activations (their non-finite fraction), "
+        "the gradient and weight norms, the spectra (a non-finite weight) and the correlations "
+        "(activations left out). One finding per run: the earliest, and within that step the "
+        "value made first (weights, then activations in forward order, then gradients from the "
+        "last layer back, then what the optimizer's step left); the other kinds' first steps are "
+        "in the message.",
     ),
     Rule(
         "learning_rate_network",
@@ -55,7 +62,7 @@ RULES: tuple[Rule, ...] = (
         "error",
         ("update_ratios",),
         {
-            "target": _t(1e-3, "the rule of thumb for ||dW||/||W|| per step"),
+            "target": _t(1e-3, "the rule of thumb for ‖ΔW‖/‖W‖ per step"),
             "factor": _t(10, "how far off (either way) a ratio must be"),
             "share": _t(0.9, "fraction of the parameters off in the same direction"),
             "recent": _t(20, "the last measurements looked at"),
@@ -63,6 +70,10 @@ RULES: tuple[Rule, ...] = (
         },
         "Karpathy's update-to-weight ratio (CS231n, 'Neural Networks Part 3'): "
         "about 1e-3; much higher diverges, much lower barely learns.",
+        "`share` of the judged parameters (biases and norm layers' gains left out) have ‖ΔW‖/‖W‖ "
+        "above `target`×`factor` (or all below `target`/`factor`) in `most` of their last "
+        "`recent` measurements. The per-parameter findings of that direction are folded into "
+        "this one.",
     ),
     Rule(
         "learning_rate_parameter",
@@ -70,13 +81,15 @@ RULES: tuple[Rule, ...] = (
         "warning",
         ("update_ratios",),
         {
-            "target": _t(1e-3, "the rule of thumb for ||dW||/||W|| per step"),
+            "target": _t(1e-3, "the rule of thumb for ‖ΔW‖/‖W‖ per step"),
             "factor": _t(10, "how far off (either way) a ratio must be"),
             "recent": _t(20, "the last measurements looked at"),
             "most": _t(0.5, "fraction of those measurements the parameter must be off in"),
             "biases": _t(0, "1: also judge biases and 1-d gains (their ratios are noisy)"),
         },
         "Karpathy's update-to-weight ratio (CS231n): about 1e-3 per step.",
+        "One parameter's ‖ΔW‖/‖W‖ above `target`×`factor`, or below `target`/`factor`, in `most` "
+        "of its last `recent` measurements.",
     ),
     Rule(
         "gradient_spike",
@@ -90,6 +103,11 @@ RULES: tuple[Rule, ...] = (
         },
         "Loss-spike detectors (llm-foundry, Lightning) and AUTOTRAINER compare a "
         "gradient norm with its recent history; here per parameter, to find the layer.",
+        "The network's gradient norm (the root of the sum of the parameters' squared norms) "
+        "above `factor` × the median of its previous `window` measurements (with at least "
+        "`min_history` of them); the layer is the parameter whose own norm rose most over its "
+        "own median at the first spike. Spikes of one parameter that leave the network's norm "
+        "alone are `info`.",
     ),
     Rule(
         "activation_depth",
@@ -103,6 +121,10 @@ RULES: tuple[Rule, ...] = (
         },
         "Glorot & Bengio 2010, He et al. 2015: a good initialisation keeps the "
         "activations' variance about constant through depth.",
+        "At a measured step, the std of the weight layers' outputs (Linear, Conv) in forward "
+        "order: exploding when the growth per layer ((last/first)^(1/(n-1))) is at least "
+        "`growth` and last/first at least `end_to_end`; vanishing when both are at most their "
+        "inverses. The layer named is where the largest jump (or drop) is, at the worst step.",
     ),
     Rule(
         "dead_units",
@@ -116,6 +138,9 @@ RULES: tuple[Rule, ...] = (
         },
         "Dying ReLUs (Lu et al. 2019; CS231n): a unit that is zero on every input "
         "gets no gradient and stays dead.",
+        "A ReLU layer (ReLU, ReLU6, Threshold, Hardshrink) whose share of channels zero on every "
+        "sample of the batch is at least `fraction` in `most` of its last `recent` measurements, "
+        "the last among them.",
     ),
     Rule(
         "saturated_units",
@@ -128,6 +153,9 @@ RULES: tuple[Rule, ...] = (
             "most": _t(0.5, "fraction of those measurements above the threshold"),
         },
         "Glorot & Bengio 2010: saturated tanh/sigmoid units pass almost no gradient.",
+        "Any layer whose share of values at a bound of its range (tanh, sigmoid, hardtanh...: "
+        "`saturated_fraction`) is at least `fraction` in `most` of its last `recent` "
+        "measurements, the last among them.",
     ),
     Rule(
         "rank_collapse",
@@ -140,6 +168,11 @@ RULES: tuple[Rule, ...] = (
         },
         "Rank collapse of weights and representations (Feng et al. 2022; "
         "delve, Shenk et al. 2021): a layer using ever fewer directions.",
+        "A weight's effective rank (Roy & Vetterli: exp of the entropy of its normalised "
+        "singular values; not the stable rank, which falls by design as a layer learns) at its "
+        "last kept spectrum below `fraction` of its first, from at least `min_start`; the same "
+        "for a layer output's effective dimension (participation ratio of its channel "
+        "covariance).",
     ),
     Rule(
         "random_spectrum",
@@ -153,6 +186,9 @@ RULES: tuple[Rule, ...] = (
         "Martin & Mahoney 2021: a trained layer's spectrum leaves the "
         "Marchenko–Pastur bulk; one with no value above it (with the Tracy–Widom "
         "margin) is indistinguishable from its random initialisation.",
+        "At the last kept spectrum (whole spectrum measured), no singular value above the "
+        "Marchenko–Pastur spike threshold, after at least `min_steps` steps and "
+        "`min_measurements` spectra.",
     ),
     Rule(
         "alpha_range",
@@ -165,6 +201,8 @@ RULES: tuple[Rule, ...] = (
         },
         "WeightWatcher (Martin & Mahoney): alpha of the eigenvalues' tail between 2 "
         "and 6 in well-trained layers; a heuristic, hence 'info'.",
+        "The power-law exponent α of the eigenvalues' tail at the last kept spectrum outside "
+        "[`low`, `high`] (α needs a tail of at least 10 values; NaN is not judged).",
     ),
     Rule(
         "operator_norm_outlier",
@@ -177,6 +215,9 @@ RULES: tuple[Rule, ...] = (
         },
         "Sedghi, Gupta & Long 2019: a conv layer's operator norm is its Lipschitz "
         "constant; one far above its neighbours' amplifies everything it passes on.",
+        "A conv layer's operator norm (its Lipschitz constant for circular padding) at its last "
+        "kept spectrum over `factor` × the median of the `neighbours` conv layers on each side, "
+        "in the model's order (at least two neighbours).",
     ),
     Rule(
         "redundant_channels",
@@ -189,6 +230,8 @@ RULES: tuple[Rule, ...] = (
         },
         "Li et al., Convergent Learning (ICLR 2016): highly correlated channels "
         "carry the same feature.",
+        "At the last kept step of a within-layer correlation series, at least `fraction` of the "
+        "channels have another channel with |ρ| > `rho`.",
     ),
     Rule(
         "seeds_disagree",
@@ -201,6 +244,9 @@ RULES: tuple[Rule, ...] = (
         },
         "Li et al. 2016: networks trained from different seeds learn matching "
         "features in their early layers; a low match there means one did not learn them.",
+        "A cross-network correlation series (deepscope.compare of two networks) among the first "
+        "`early` share of the compared layers (in the model's order, else by name) whose "
+        "one-to-one matching has mean |ρ| under `matched` at its last kept step.",
     ),
 )
 

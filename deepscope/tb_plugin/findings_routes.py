@@ -37,6 +37,7 @@ def rules_json(settings: thresholds.Settings) -> list[dict]:
             "severity": settings.severities[rule.name],
             "off": rule.name in settings.off,
             "reads": list(rule.reads),
+            "checks": rule.checks,
             "source": rule.source,
             "thresholds": {
                 key: {

@@ -157,3 +157,18 @@ def test_errors_do_not_echo_a_long_argument_whole(served, route, argument, value
             f"{route} with a 60 kB {argument} answers {answer.status} with {len(answer.body):,} "
             f"bytes: {answer.head(200)}"
         )
+
+
+def test_findings_over_damaged_data_answer_with_the_rest_checked(served):
+    log, _, fetch = served
+    answer = fetch("findings", {})
+    assert answer.status == 200, answer.head()
+    body = answer.json()
+    assert log.run in body["runs"]
+    # Damaged steps and series are left out (their kinds' routes say why), not a failure:
+    # every rule that had something to read ran, and none failed.
+    assert "non_finite" in body["checked"][log.run]
+    assert not [w for w in body["warnings"] if "could not check" in w], body["warnings"]
+    for finding in body["findings"]:
+        assert finding["run"] == log.run
+        assert finding["severity"] in ("error", "warning", "info")

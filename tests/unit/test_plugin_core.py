@@ -68,7 +68,7 @@ def _get(client, route: str, **query):
 def test_route_table_is_the_core_routes_and_each_kinds_own():
     plugin = DeepscopePlugin(base_plugin.TBContext(data_provider=None, sampling_hints={}))
     context = RouteContext(None, series.SeriesCatalog(None), None)
-    expected = {"/index.js", "/tags", "/kinds"}
+    expected = {"/index.js", "/tags", "/kinds", "/findings"}  # findings: over every kind
     for kind in kinds.KINDS:
         routes = kind.load_routes()(context).apps()
         assert routes, kind.name

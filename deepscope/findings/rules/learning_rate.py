@@ -93,7 +93,7 @@ def check_network(evidence: RunEvidence, settings: Mapping[str, float], severity
                     layer="",
                     message=(
                         f"The whole network's updates are {what} {word} the rule of thumb: "
-                        f"{len(off)} of {len(verdicts)} parameters have ||dW||/||W|| "
+                        f"{len(off)} of {len(verdicts)} parameters have ‖ΔW‖/‖W‖ "
                         f"{'over' if direction > 0 else 'under'} {num(bound)} "
                         f"(median {num(float(np.median(medians)))}, rule of thumb "
                         f"{num(settings['target'])}) in {steps(first, last)}; the farthest: "
@@ -165,7 +165,7 @@ def check_parameter(
                     layer=name,
                     message=(
                         f"{name}: updates are {what} {word} the rule of thumb: median "
-                        f"||dW||/||W|| {num(median)} (rule of thumb "
+                        f"‖ΔW‖/‖W‖ {num(median)} (rule of thumb "
                         f"{num(settings['target'])}), off by over {times(settings['factor'])} "
                         f"in {off} of its last {measured} measurements ({steps(first, last)})."
                     ),

@@ -3,7 +3,8 @@
 Dead: a ReLU layer whose share of channels zero on every sample of the batch
 (`dead_fraction`) is at least `fraction` in `most` of its last `recent`
 measurements. Saturated: a bounded activation (tanh, sigmoid, ...) whose
-share of values at a bound (`saturated_fraction`) is so.
+share of values at a bound (`saturated_fraction`) is so. Measurements of an output with non-finite
+values are left out (those are the non_finite rule's).
 """
 
 from __future__ import annotations
@@ -48,6 +49,10 @@ def _check(
         values = part.column(statistic)
         if values is None:
             continue
+        # Non-finite outputs are the non_finite rule's: not dead, not saturated.
+        non_finite = part.column("non_finite_fraction")
+        if non_finite is not None:
+            values = np.where(np.nan_to_num(non_finite, nan=0.0) > 0, np.nan, values)
         for j, (name, kind) in enumerate(zip(part.names, part.types)):
             if not wanted(kind):
                 continue
