@@ -71,6 +71,8 @@ _LAZY = {
     "confusion_matrix_pb": "deepscope.writer.confusion",
     "filters_pb": "deepscope.writer.filters",
     "feature_maps_pb": "deepscope.writer.filters",
+    # Findings of a log dir (read side: no torch).
+    "diagnose": "deepscope.diagnosis",
 }
 
 __all__ = ["__version__", *_LAZY]
@@ -91,6 +93,7 @@ if TYPE_CHECKING:
     from deepscope.analysis.spectrum import partial_spectrum_metrics as partial_spectrum_metrics
     from deepscope.analysis.spectrum import singular_values as singular_values
     from deepscope.analysis.spectrum import spectrum_metrics as spectrum_metrics
+    from deepscope.diagnosis import diagnose as diagnose
     from deepscope.writer.cka import cka_matrix_pb as cka_matrix_pb
     from deepscope.writer.compare import CkaComparison as CkaComparison
     from deepscope.writer.compare import LayerComparison as LayerComparison

@@ -85,7 +85,7 @@ def exit_status(report: dict, fail_on: str) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    from deepscope.diagnose import LogDirError, diagnose
+    from deepscope.diagnosis import LogDirError, diagnose
     from deepscope.findings import thresholds
 
     try:

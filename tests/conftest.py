@@ -179,3 +179,21 @@ def log_50_runs(tmp_path_factory):
     from tests.scale_logs import write_50_run_log
 
     return write_50_run_log(tmp_path_factory.mktemp("log50"))
+
+
+@pytest.fixture(scope="session")
+def demo_logdir(tmp_path_factory) -> Path:
+    """`make demo`'s log dir: examples/train_digits.py as the demo runs it (8 epochs)."""
+    import subprocess
+    import sys
+
+    logdir = tmp_path_factory.mktemp("demo") / "runs"
+    script = Path(__file__).resolve().parents[1] / "examples" / "train_digits.py"
+    done = subprocess.run(
+        [sys.executable, str(script), "--logdir", str(logdir)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return logdir

@@ -10,6 +10,7 @@ layer's 1,100) take about 20 s together on one core.
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from pathlib import Path
 
 import pytest
@@ -127,8 +128,10 @@ def nan_at_step(logdir: Path) -> Planted:
     torch.manual_seed(3)
     model = MLP()
     optimizer = torch.optim.Adam(model.parameters(), lr=1.5e-4)
-    _train(logdir, "nan-at-step", model, optimizer, 200, poison=poison)
-    return Planted("non_finite", "fc2", NAN_STEP, NAN_STEP + 5)
+    with warnings.catch_warnings():  # deepscope warns of each non-finite kind: expected here
+        warnings.simplefilter("ignore", RuntimeWarning)
+        _train(logdir, "nan-at-step", model, optimizer, 200, poison=poison)
+    return Planted("non_finite", "fc2", NAN_STEP, 199)  # a NaN weight stays NaN
 
 
 def frozen_layer(logdir: Path) -> Planted:
