@@ -58,17 +58,23 @@ def multiplexer_provider(logdir, tensor_size_guidance=None):
 
 
 class CountingProvider:
-    """A data provider that counts step listings and blob reads, and can fail one blob read."""
+    """A data provider that counts step listings, series listings and blob reads, and can
+    fail one blob read."""
 
     def __init__(self, inner):
         self._inner = inner
-        self.listings = 0
+        self.listings = 0  # read_blob_sequences calls (step listings)
+        self.series_listings = 0  # list_blob_sequences calls
         self.blob_reads = 0
         self.fail_next_read = False
 
     def read_blob_sequences(self, *args, **kwargs):
         self.listings += 1
         return self._inner.read_blob_sequences(*args, **kwargs)
+
+    def list_blob_sequences(self, *args, **kwargs):
+        self.series_listings += 1
+        return self._inner.list_blob_sequences(*args, **kwargs)
 
     def read_blob(self, *args, **kwargs):
         if self.fail_next_read:

@@ -61,8 +61,19 @@ class RunResult:
     warnings: list[str]
 
 
+# Rules that need more than their kinds' series: what exactly they read.
+_NEEDS = {
+    "operator_norm_outlier": lambda e: any(s.last.operator_norm is not None for s in e.spectra),
+    "redundant_channels": lambda e: any(not c.cross for c in e.correlations),
+    "seeds_disagree": lambda e: any(c.cross for c in e.correlations),
+}
+
+
 def has_input(rule: thresholds.Rule, evidence: RunEvidence) -> bool:
-    """Whether the run logged any kind the rule reads."""
+    """Whether the run logged what the rule reads (its kinds; for some, their particular
+    series: conv operator norms, within-layer or cross-network correlations)."""
+    if rule.name in _NEEDS:
+        return _NEEDS[rule.name](evidence)
     return any(getattr(evidence, _KIND_EVIDENCE[kind]) for kind in rule.reads)
 
 

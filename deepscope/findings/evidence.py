@@ -77,12 +77,13 @@ class SpectrumSample:
 
 @dataclasses.dataclass(frozen=True)
 class SpectrumLayer:
-    """A spectrum series as the rules see it: the layer's first and last kept steps."""
+    """A spectrum series as the rules see it: its first measurement (from the newest step's
+    `start` summary when the writer stored one: then only `metrics`' effective_rank,
+    stable_rank, num_above_mp_edge and spectral_norm are known) and its newest step."""
 
     tag: str
     layer: str  # the module's name (the tag without its "spectra/" prefix)
     layer_kind: str  # "Conv2d", "Linear", ...
-    measurements: int  # kept steps
     first: SpectrumSample
     last: SpectrumSample
     # The first kept step whose weight was non-finite (bisection over the kept steps:

@@ -180,15 +180,16 @@ RULES: tuple[Rule, ...] = (
         "warning",
         ("spectrum",),
         {
-            "min_steps": _t(1000, "training steps after which a layer should have learnt"),
-            "min_measurements": _t(3, "spectra measured before the rule applies"),
+            "min_steps": _t(
+                1000, "steps since its first spectrum after which it should have learnt"
+            ),
         },
         "Martin & Mahoney 2021: a trained layer's spectrum leaves the "
         "Marchenko–Pastur bulk; one with no value above it (with the Tracy–Widom "
         "margin) is indistinguishable from its random initialisation.",
         "At the last kept spectrum (whole spectrum measured), no singular value above the "
-        "Marchenko–Pastur spike threshold, after at least `min_steps` steps and "
-        "`min_measurements` spectra.",
+        "Marchenko–Pastur spike threshold, at least `min_steps` steps after its first "
+        "spectrum.",
     ),
     Rule(
         "alpha_range",

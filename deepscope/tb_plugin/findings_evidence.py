@@ -142,29 +142,60 @@ def _sample(step: blob_steps.BlobStep, item) -> SpectrumSample:
     )
 
 
+def newest_steps(context, ctx, experiment: str, run: str, tags: list[str]) -> dict:
+    """tag → [its newest kept step] of each of `tags`, in one read RPC (downsample 1:
+    the data provider keeps the last step; the Rust data server sends nothing more)."""
+    return blob_steps.list_steps(context.data_provider, ctx, experiment, run, tags, 1)
+
+
 def _spectra(spectrum_routes, ctx, experiment: str, run: str, tags: dict, names: list[str]):
-    listing = spectrum_routes._listings.list_tags(ctx, experiment, run, names)
-    wanted = {}
+    """Each spectrum layer's first and newest steps. The newest comes from a one-step
+    listing; the first from its `start` summary (SpectrumStep.start), so that only the
+    layers without one (series written before it existed), whose newest step repeats
+    another (unchanged) or whose weight went non-finite are listed whole."""
+    newest = newest_steps(spectrum_routes._context, ctx, experiment, run, names)
+    found = {}
     for tag in names:
-        kept = listing.get(tag, [])
-        if not kept:
-            continue
-        info = tags[tag].plugin_data
-        chosen = [kept[0]] if len(kept) == 1 else [kept[0], kept[-1]]
-        wanted[tag] = (Series(run, tag, experiment, ctx, info, info.spectrum), chosen)
+        if newest.get(tag):
+            info = tags[tag].plugin_data
+            found[tag] = Series(run, tag, experiment, ctx, info, info.spectrum)
+    lasts = dict(zip(found, spectrum_routes.read_many([(found[t], newest[t][-1]) for t in found])))
+    whole = [
+        tag
+        for tag, item in lasts.items()
+        if item.start is None or item.unchanged_since is not None or _is_non_finite(item)
+    ]
+    listing = spectrum_routes._listings.list_tags(ctx, experiment, run, whole) if whole else {}
+    wanted = {}
+    for tag in whole:
+        kept = listing.get(tag) or newest[tag]
+        chosen = (
+            [kept[-1]] if lasts[tag].start is not None or len(kept) == 1 else [kept[0], kept[-1]]
+        )
+        wanted[tag] = (found[tag], chosen)
     items = spectrum_routes._resolved(wanted, listing) if wanted else {}
-    first_bad = _bisect_non_finite(spectrum_routes, wanted, items, listing)
+    bisected = {tag: (wanted[tag][0], [wanted[tag][1][-1]]) for tag in wanted}
+    first_bad = _bisect_non_finite(
+        spectrum_routes, bisected, {tag: [items[tag][-1]] for tag in items}, listing
+    )
     layers = []
-    for tag, (found, chosen) in wanted.items():
-        first, last = items[tag][0], items[tag][-1]
+    for tag, layer_series in found.items():
+        last_step = newest[tag][-1]
+        last = items[tag][-1] if tag in items else lasts[tag]
+        if last.start is not None:
+            start_step, start_metrics = last.start
+            first = SpectrumSample(start_step, dict(start_metrics), "full", "", 0, None, None)
+        elif tag in items and len(items[tag]) == 2:
+            first = _sample(wanted[tag][1][0], items[tag][0])
+        else:  # one step only: it is the first
+            first = _sample(last_step, last)
         layers.append(
             SpectrumLayer(
                 tag=tag,
                 layer=layer_name(tag, (SPECTRUM_PREFIX,)),
-                layer_kind=found.info.layer_kind,
-                measurements=len(listing[tag]),
-                first=_sample(chosen[0], first),
-                last=_sample(chosen[-1], last),
+                layer_kind=layer_series.info.layer_kind,
+                first=first,
+                last=_sample(last_step, last),
                 first_non_finite=first_bad.get(tag),
             )
         )
@@ -172,15 +203,15 @@ def _spectra(spectrum_routes, ctx, experiment: str, run: str, tags: dict, names:
 
 
 def _bisect_non_finite(spectrum_routes, wanted, items, listing) -> dict[str, int]:
-    """tag → the first kept step with a non-finite weight, for the tags whose last is."""
+    """tag → the first kept step with a non-finite weight, for the tags whose newest is
+    (`items[tag][-1]`), by bisection over the tag's kept steps in `listing`."""
     bounds = {}
     for tag, tag_items in items.items():
-        if not _is_non_finite(tag_items[-1]):
+        kept = listing.get(tag, [])
+        if not kept or not _is_non_finite(tag_items[-1]):
             continue
-        if _is_non_finite(tag_items[0]):
-            bounds[tag] = (0, 0)
-        else:
-            bounds[tag] = (0, len(listing[tag]) - 1)  # good at lo, bad at hi
+        first = spectrum_routes._resolved({tag: (wanted[tag][0], [kept[0]])}, listing)[tag][0]
+        bounds[tag] = (0, 0) if _is_non_finite(first) else (0, len(kept) - 1)
     while any(hi - lo > 1 for lo, hi in bounds.values()):
         open_tags = [tag for tag, (lo, hi) in bounds.items() if hi - lo > 1]
         middles = {tag: (bounds[tag][0] + bounds[tag][1]) // 2 for tag in open_tags}
@@ -195,7 +226,7 @@ def _bisect_non_finite(spectrum_routes, wanted, items, listing) -> dict[str, int
 
 
 def _correlations(routes, ctx, experiment: str, run: str, tags: dict, names: list[str]):
-    listing = routes._listings.list_tags(ctx, experiment, run, names)
+    listing = newest_steps(routes._context, ctx, experiment, run, names)
     items = []
     for tag in names:
         kept = listing.get(tag, [])

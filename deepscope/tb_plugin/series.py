@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+import time
 
 from tensorboard import errors
 from tensorboard.compat.proto import summary_pb2
@@ -37,6 +38,9 @@ class SeriesInfo:
     version: int
     plugin_data: pb.PluginData | None  # None when it cannot be read
     error: str | None = None
+    # The listing's newest step and wall time: what changes when the series gets events.
+    max_step: int | None = None
+    max_wall_time: float | None = None
 
     def to_json(self) -> dict:
         entry: dict = {"kind": self.kind, "version": self.version}
@@ -148,7 +152,10 @@ def list_series(
     ):
         for run, tags in listing.items():
             for tag, time_series in tags.items():
-                result.setdefault(run, {})[tag] = describe(time_series.plugin_content, data_class)
+                info = describe(time_series.plugin_content, data_class)
+                info.max_step = int(time_series.max_step)
+                info.max_wall_time = float(time_series.max_wall_time)
+                result.setdefault(run, {})[tag] = info
     return result
 
 
@@ -163,13 +170,16 @@ class SeriesCatalog:
     Request threads share one catalog: every use of what is remembered holds a lock.
     """
 
-    def __init__(self, data_provider):
+    def __init__(self, data_provider, clock=time.monotonic):
         self._data_provider = data_provider
         self._known: dict[tuple[str, str, str], SeriesInfo] = {}
+        self._listings: dict[str, tuple[float, dict]] = {}  # experiment → (clock, listing)
+        self._clock = clock
         self._lock = threading.Lock()
 
     def list(self, ctx, experiment_id: str) -> dict[str, dict[str, SeriesInfo]]:
         """Every deepscope series of the experiment: run → tag → `SeriesInfo`."""
+        now = self._clock()
         listing = list_series(self._data_provider, ctx, experiment_id)
         with self._lock:
             for key in [key for key in self._known if key[0] == experiment_id]:
@@ -177,7 +187,23 @@ class SeriesCatalog:
             for run, tags in listing.items():
                 for tag, info in tags.items():
                     self._known[(experiment_id, run, tag)] = info
+            self._listings[experiment_id] = (now, listing)
         return listing
+
+    def recent(self, ctx, experiment_id: str, seconds: float) -> dict[str, dict[str, SeriesInfo]]:
+        """`list()`'s answer if one is at most `seconds` old (the tab asks `tags` and then
+        `findings` in one refresh: they share one listing), else `list()` anew."""
+        with self._lock:
+            hit = self._listings.get(experiment_id)
+        if hit is not None and self._clock() - hit[0] <= seconds:
+            return hit[1]
+        return self.list(ctx, experiment_id)
+
+    def recent_or_none(self, experiment_id: str, seconds: float):
+        """The last `list()` answer if at most `seconds` old, else None (nothing is listed)."""
+        with self._lock:
+            hit = self._listings.get(experiment_id)
+        return hit[1] if hit is not None and self._clock() - hit[0] <= seconds else None
 
     def forget(self, experiment_id: str, run: str, tag: str) -> None:
         with self._lock:

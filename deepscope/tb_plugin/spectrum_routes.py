@@ -244,6 +244,10 @@ class DecodedSpectrum:
     resolved: bool = False
     coverage: str = "full"
     operator: DecodedOperator | None = None
+    # The series' first good step and its metrics (`SpectrumStep.start`), when the
+    # writer stored it: (step, {"effective_rank", "stable_rank", "num_above_mp_edge",
+    # "spectral_norm"}); None otherwise, or when it does not hold finite numbers.
+    start: tuple[int, dict[str, float]] | None = None
 
     @property
     def non_finite(self) -> int:
@@ -295,6 +299,7 @@ def decode_spectrum_step(data: bytes, info: pb.SpectrumInfo | None = None) -> De
     operator = decode_operator(step.operator) if step.HasField("operator") else None
     if not values.size and not step.error and not step.unchanged:
         raise StepError("the step holds no singular values and no error (an empty payload?)")
+    start = _start(step)
     if step.unchanged:
         return DecodedSpectrum(
             values,
@@ -304,6 +309,7 @@ def decode_spectrum_step(data: bytes, info: pb.SpectrumInfo | None = None) -> De
             unchanged_since=int(step.unchanged_since_step),
             coverage=coverage,
             operator=operator,
+            start=start,
         )
     if step.HasField("metrics") and not step.error:
         metrics = {name: float(getattr(step.metrics, name)) for name in METRIC_NAMES}
@@ -318,8 +324,28 @@ def decode_spectrum_step(data: bytes, info: pb.SpectrumInfo | None = None) -> De
     else:  # a failed step's metrics mean nothing
         metrics = {name: math.nan for name in METRIC_NAMES}
     return DecodedSpectrum(
-        values, metrics, step.error, float(step.seconds), coverage=coverage, operator=operator
+        values,
+        metrics,
+        step.error,
+        float(step.seconds),
+        coverage=coverage,
+        operator=operator,
+        start=start,
     )
+
+
+START_METRICS = ("effective_rank", "stable_rank", "num_above_mp_edge", "spectral_norm")
+
+
+def _start(step: pb.SpectrumStep) -> tuple[int, dict[str, float]] | None:
+    """The step's `start` summary, or None when absent or not finite and non-negative
+    (a damaged summary is not used: a reader then lists the steps, as for old series)."""
+    if not step.HasField("start"):
+        return None
+    numbers = {name: float(getattr(step.start, name)) for name in START_METRICS}
+    if step.start.step < 0 or not all(math.isfinite(v) and v >= 0 for v in numbers.values()):
+        return None
+    return int(step.start.step), numbers
 
 
 def _singular_value_count(info: pb.SpectrumInfo | None) -> int:
@@ -378,6 +404,7 @@ def repeated_step(item: DecodedSpectrum, since: DecodedSpectrum | None) -> Decod
         resolved=True,
         coverage=since.coverage,
         operator=since.operator,
+        start=item.start,
     )
 
 

@@ -504,8 +504,38 @@ def spectrum_pb(
 
     For writers other than deepscope's: `file_writer.add_summary(spectrum_pb(...), step)`.
     Arguments as for `SummaryWriter.add_singular_values`; a non-finite weight
-    gives a step with its `error` set and a RuntimeWarning.
+    gives a step with its `error` set and a RuntimeWarning. (Its step carries no
+    `start`: that summary is kept per series by `SummaryWriter`.)
     """
+    step, info = spectrum_parts(
+        tag,
+        weight_or_singular_values,
+        groups=groups,
+        layer_kind=layer_kind,
+        dtype=dtype,
+        operator=operator,
+        input_size=input_size,
+        stride=stride,
+        dilation=dilation,
+        operator_top_k=operator_top_k,
+    )
+    return spectrum_summary(tag, step, info, description)
+
+
+def spectrum_parts(
+    tag: str,
+    weight_or_singular_values: WeightOrSpectrum,
+    *,
+    groups: int | None = None,
+    layer_kind: str | None = None,
+    dtype: torch.dtype = torch.float32,
+    operator: str | None = None,
+    input_size=None,
+    stride=None,
+    dilation=None,
+    operator_top_k: int = DEFAULT_OPERATOR_TOP_K,
+) -> tuple[pb.SpectrumStep, pb.SpectrumInfo]:
+    """`spectrum_pb`'s step and series info, before they are wrapped in a `Summary`."""
     requested = requested_operator(
         weight_or_singular_values,
         operator=operator,
@@ -521,7 +551,21 @@ def spectrum_pb(
     )
     step = spectrum_step(spectrum, requested)
     _warn_if_failed(tag, step)
-    return spectrum_summary(tag, step, spectrum_info(spectrum), description)
+    return step, spectrum_info(spectrum)
+
+
+def spectrum_start(step: pb.SpectrumStep, global_step: int) -> pb.SpectrumStart | None:
+    """The `SpectrumStart` a good measured step makes (None for a failed or unchanged one)."""
+    if step.error or step.unchanged:
+        return None
+    metrics = step.metrics
+    return pb.SpectrumStart(
+        step=int(global_step),
+        effective_rank=metrics.effective_rank,
+        stable_rank=metrics.stable_rank,
+        num_above_mp_edge=metrics.num_above_mp_edge,
+        spectral_norm=metrics.spectral_norm,
+    )
 
 
 def _warn_if_failed(tag: str, step: pb.SpectrumStep) -> None:
@@ -604,20 +648,32 @@ class SpectrumSummaries:
             `operator` for a layer that is no convolution, without `input_size`,
             or with sizes the stride does not divide.
         """
-        summary = spectrum_pb(
+        step, info = spectrum_parts(
             tag,
             weight_or_singular_values,
             groups=groups,
             layer_kind=layer_kind,
             dtype=dtype,
-            description=description,
             operator=operator,
             input_size=input_size,
             stride=stride,
             dilation=dilation,
             operator_top_k=operator_top_k,
         )
-        self._write(summary, global_step, walltime)
+        self._stamp_start(tag, step, global_step)
+        self._write(spectrum_summary(tag, step, info, description), global_step, walltime)
+
+    def _stamp_start(self, tag: str, step: pb.SpectrumStep, global_step: int | None) -> None:
+        """Give `step` its series' `start` (the first good step this writer wrote of `tag`),
+        or remember it as the start when it is the first (SpectrumStep.start)."""
+        starts = self.__dict__.setdefault("_spectrum_starts", {})
+        known = starts.get(tag)
+        if known is not None:
+            step.start.CopyFrom(known)
+            return
+        start = spectrum_start(step, 0 if global_step is None else global_step)
+        if start is not None:
+            starts[tag] = start
 
     def _add_spectrum(
         self,
@@ -632,6 +688,7 @@ class SpectrumSummaries:
         returns the step written (watch() counts its errors)."""
         _check_spectrum(spectrum)
         step = spectrum_step(spectrum, operator)
+        self._stamp_start(tag, step, global_step)
         self._write(
             spectrum_summary(tag, step, spectrum_info(spectrum), description), global_step, walltime
         )
@@ -667,5 +724,6 @@ class SpectrumSummaries:
                 "first (add_singular_values), or pass info=its SpectrumInfo"
             )
         step = unchanged_spectrum_step(unchanged_since_step)
+        self._stamp_start(tag, step, global_step)
         self._write(spectrum_summary(tag, step, info, description), global_step, walltime)
         return step

@@ -52,7 +52,10 @@ def test_the_first_non_finite_spectrum_is_found_by_bisection_in_few_reads(tmp_pa
     assert again == report and counting.blob_reads == reads
 
 
-def test_findings_follow_new_steps(tmp_path):
+def test_findings_follow_new_steps(tmp_path, monkeypatch):
+    from deepscope.tb_plugin import blob_steps
+
+    monkeypatch.setattr(blob_steps, "LISTING_SECONDS", 0.0)  # no listing reused
     writer = deepscope.SummaryWriter(str(tmp_path / "run"))
     names = ["a.weight", "b.weight"]
     for step in range(0, 100, 5):
@@ -72,3 +75,64 @@ def test_findings_follow_new_steps(tmp_path):
         245,
     )
     assert finding["numbers"]["factor"] == pytest.approx(np.float32(0.2) / 1e-3, rel=1e-6)
+
+
+def _collapsing_weights(steps: int):
+    """A 32 × 32 weight whose spectrum collapses onto one direction over `steps` steps."""
+    generator = torch.Generator().manual_seed(2)
+    start = torch.randn(32, 32, generator=generator)
+    spike = torch.outer(torch.randn(32, generator=generator), torch.randn(32, generator=generator))
+    return [start * (1 - s / steps) + 20 * spike * (s / steps) for s in range(steps)]
+
+
+def test_a_series_with_start_summaries_is_read_by_its_newest_step_alone(tmp_path):
+    writer = deepscope.SummaryWriter(str(tmp_path / "new"))
+    for step, weight in enumerate(_collapsing_weights(30)):
+        writer.add_singular_values("spectra/fc", weight, global_step=step)
+    writer.close()
+    # The same spectra written as an older deepscope wrote them: no start summary.
+    from torch.utils.tensorboard import SummaryWriter as TorchWriter
+
+    from deepscope.writer.spectrum import spectrum_pb
+
+    old = TorchWriter(str(tmp_path / "old"))
+    for step, weight in enumerate(_collapsing_weights(30)):
+        old.file_writer.add_summary(spectrum_pb("spectra/fc", weight), step)
+    old.close()
+    _, counting, plugin = _plugin(tmp_path)
+    ctx = context.RequestContext()
+    new = plugin.findings.report(ctx, "", ["new"], thresholds.resolve())
+    assert counting.blob_reads == 1 and counting.listings == 1  # one-step listing, one read
+    older = plugin.findings.report(ctx, "", ["old"], thresholds.resolve())
+    assert counting.blob_reads == 3 and counting.listings == 3  # + the whole listing, the first
+    finding = new["findings"][0]
+    assert (finding["rule"], finding["layer"], finding["first_step"]) == ("rank_collapse", "fc", 0)
+    same = older["findings"][0]
+    assert {**same, "run": "new"} == finding
+    weights = _collapsing_weights(30)
+    ranks = []
+    for weight in (weights[0], weights[-1]):
+        sigma = np.linalg.svd(weight.double().numpy(), compute_uv=False)
+        p = sigma / sigma.sum()
+        ranks.append(float(np.exp(-(p * np.log(p)).sum())))  # Roy & Vetterli
+    assert finding["numbers"]["start"] == pytest.approx(ranks[0], rel=1e-4)
+    assert finding["numbers"]["end"] == pytest.approx(ranks[1], rel=1e-4)
+
+
+def test_findings_reuse_the_listing_tags_just_made(tmp_path):
+    from tensorboard.backend import application
+    from werkzeug import test as werkzeug_test
+
+    writer = deepscope.SummaryWriter(str(tmp_path / "run"))
+    for step in range(0, 100, 5):
+        writer.add_singular_values("spectra/fc", torch.eye(3) * (1 + step), global_step=step)
+    writer.close()
+    _, counting, plugin = _plugin(tmp_path)
+    app = application.TensorBoardWSGI([plugin], data_provider=counting)
+    client = werkzeug_test.Client(app)
+    assert client.get("/data/plugin/deepscope/tags").status_code == 200
+    assert counting.series_listings == 1
+    assert client.get("/data/plugin/deepscope/findings").status_code == 200
+    assert counting.series_listings == 1  # the tab's refresh: one listing for both
+    assert client.get("/data/plugin/deepscope/findings?run=run").status_code == 200
+    assert counting.series_listings == 1

@@ -73,8 +73,8 @@ def sample(step, **metrics) -> SpectrumSample:
     return SpectrumSample(step, base, "full", "", 0, since, operator)
 
 
-def spectrum(layer, first, last, measurements=10, kind="Linear") -> SpectrumLayer:
-    return SpectrumLayer(f"spectra/{layer}", layer, kind, measurements, first, last)
+def spectrum(layer, first, last, kind="Linear") -> SpectrumLayer:
+    return SpectrumLayer(f"spectra/{layer}", layer, kind, first, last)
 
 
 # --------------------------------------------------------------------------- the table

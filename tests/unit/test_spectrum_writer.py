@@ -280,6 +280,8 @@ def test_an_unchanged_step_is_small_and_needs_a_measured_first_event(tmp_path, r
     values = {(v.tag, v.step): v for v in read_values(tmp_path)}
     step = pb.SpectrumStep.FromString(values[("w", 5)].value.tensor.string_val[0])
     assert step.unchanged and step.unchanged_since_step == 0
+    assert step.start.step == 0  # the series' start, for readers of the newest step alone
+    step.ClearField("start")
     assert not step.HasField("singular_values") and len(step.SerializeToString()) < 10
     assert not values[("w", 5)].has_metadata
     first = values[("v", 7)]
@@ -316,3 +318,29 @@ def test_a_full_spectrum_of_too_few_values_is_still_refused(writer):
     spectrum = sp.Spectrum(singular_values=torch.ones(1, 3), matrix_shape=(1, 6, 4))
     with pytest.raises(ValueError, match="4 singular values"):
         writer.add_singular_values("fc", spectrum, 0)
+
+
+def test_each_step_carries_its_series_start_for_readers_of_the_newest_step(tmp_path, read_values):
+    writer = deepscope.SummaryWriter(str(tmp_path))
+    generator = torch.Generator().manual_seed(1)
+    bad = torch.full((6, 4), float("nan"))
+    with pytest.warns(RuntimeWarning):
+        writer.add_singular_values("w", bad, global_step=3)  # failed: not a start
+    weights = {s: torch.randn(6, 4, generator=generator) for s in (10, 20, 30)}
+    for step, weight in weights.items():
+        writer.add_singular_values("w", weight, global_step=step)
+    writer.add_unchanged_spectrum("w", 30, global_step=40)
+    writer.close()
+    steps = {
+        v.step: pb.SpectrumStep.FromString(v.value.tensor.string_val[0])
+        for v in read_values(tmp_path)
+        if v.tag == "w"
+    }
+    assert not steps[3].HasField("start") and not steps[10].HasField("start")
+    first = np.linalg.svd(weights[10].double().numpy(), compute_uv=False)
+    for step in (20, 30, 40):
+        start = steps[step].start
+        assert start.step == 10
+        assert start.spectral_norm == pytest.approx(first[0], rel=1e-5)
+        assert start.stable_rank == pytest.approx((first**2).sum() / first[0] ** 2, rel=1e-5)
+        assert start.effective_rank == pytest.approx(steps[10].metrics.effective_rank, rel=1e-12)

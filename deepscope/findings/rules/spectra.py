@@ -2,7 +2,7 @@
 
 - random_spectrum: no singular value above the Marchenko–Pastur spike threshold
   (the bulk edge plus a Tracy–Widom margin) at the last kept step, after
-  `min_steps` steps and `min_measurements` spectra: the layer is not learning.
+  `min_steps` steps since its first spectrum: the layer is not learning.
 - alpha_range: the power-law tail exponent α outside [`low`, `high`]
   (WeightWatcher's heuristic), at the last kept step.
 - operator_norm_outlier: a conv layer's operator norm over `factor` × the
@@ -31,7 +31,7 @@ def check_random(evidence: RunEvidence, settings: Mapping[str, float], severity:
         if not _full(layer) or not np.isfinite(spikes) or spikes > 0:
             continue
         trained = layer.last.step - layer.first.step
-        if trained < settings["min_steps"] or layer.measurements < settings["min_measurements"]:
+        if trained < settings["min_steps"]:
             continue
         since = layer.last.unchanged_since
         frozen = (
