@@ -226,7 +226,7 @@ RULES: tuple[Rule, ...] = (
         "warning",
         ("correlation",),
         {
-            "rho": _t(0.9, "|Pearson correlation| above which two channels are redundant"),
+            "rho": _t(0.9, "absolute Pearson correlation above which two channels are redundant"),
             "fraction": _t(0.25, "fraction of the layer's channels with a redundant partner"),
         },
         "Li et al., Convergent Learning (ICLR 2016): highly correlated channels "
@@ -240,7 +240,7 @@ RULES: tuple[Rule, ...] = (
         "warning",
         ("correlation",),
         {
-            "matched": _t(0.5, "mean |rho| of the one-to-one matching below this"),
+            "matched": _t(0.5, "mean absolute correlation of the one-to-one matching below this"),
             "early": _t(0.5, "the first share of the compared layers that counts as early"),
         },
         "Li et al. 2016: networks trained from different seeds learn matching "
