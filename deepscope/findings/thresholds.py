@@ -117,14 +117,16 @@ RULES: tuple[Rule, ...] = (
         {
             "growth": _t(2.0, "per-layer std ratio (geometric mean over weight layers)"),
             "end_to_end": _t(100, "std of the last weight layer over the first's (or inverse)"),
+            "jump": _t(10, "std of a weight layer over the one before it (or inverse)"),
             "min_layers": _t(3, "weight layers needed"),
         },
         "Glorot & Bengio 2010, He et al. 2015: a good initialisation keeps the "
         "activations' variance about constant through depth.",
         "At a measured step, the std of the weight layers' outputs (Linear, Conv) in forward "
         "order: exploding when the growth per layer ((last/first)^(1/(n-1))) is at least "
-        "`growth` and last/first at least `end_to_end`; vanishing when both are at most their "
-        "inverses. The layer named is where the largest jump (or drop) is, at the worst step.",
+        "`growth` and last/first at least `end_to_end`, or when one layer's std is at least "
+        "`jump` × the one before it; vanishing when these are at most their inverses. The "
+        "layer named is where the largest jump (or drop) is, at the worst step.",
     ),
     Rule(
         "dead_units",

@@ -430,3 +430,13 @@ def test_rules_off_and_rules_without_data_are_not_checked():
     evidence = RunEvidence("r", ratios=[ratio_series({"a.weight": [1e-3] * 3})])
     result = engine.run_rules(evidence, thresholds.resolve(off=["learning_rate_network"]))
     assert result.checked == ["non_finite", "learning_rate_parameter"]
+
+
+def test_one_jump_between_consecutive_weight_layers_is_named_without_a_trend():
+    types = ["Linear", "Linear", "Linear", "Linear"]
+    stds = [1.0, 1.1, 15.0, 14.0]  # end to end 14x over 3 steps: no trend, one 13.6x jump
+    (finding,) = findings(_depth_evidence([stds], types)).findings
+    assert (finding.rule, finding.layer) == ("activation_depth", "l2")
+    assert finding.numbers["largest_jump"] == pytest.approx(15.0 / 1.1, rel=1e-6)
+    assert "l2: its output's std is 14× above l1's" in finding.message
+    assert not findings(_depth_evidence([stds], types), activation_depth={"jump": 20}).findings

@@ -3,7 +3,8 @@
 At each measured step, the activations' std of the weight layers (Linear and
 Conv outputs) in forward order: the end-to-end ratio (last over first) and the
 growth per layer (its (n-1)-th root). Exploding: growth ≥ `growth` and
-end-to-end ≥ `end_to_end`; vanishing: the inverse. Reported when the last
+end-to-end ≥ `end_to_end`, or one layer's std `jump` × its predecessor's;
+vanishing: the inverse. Reported when the last
 measured step is so, or was at any step (an initialisation that training
 partly repaired: the message says until when); the layer is where the
 largest jump (or drop) happens, at the worst flagged step.
@@ -35,6 +36,18 @@ def depth_profile(std: np.ndarray) -> tuple[float, float] | None:
     return end_to_end, end_to_end ** (1.0 / (good.size - 1))
 
 
+def _jump_message(name, before, jump, std_before, std_after, step, e2e, layers) -> str:
+    word = "above" if jump > 1 else "below"
+    factor = jump if jump > 1 else 1 / jump
+    return (
+        f"{name}: its output's std is {times(factor)} {word} {before}'s "
+        f"({num(float(std_before))} → {num(float(std_after))}) at step {step}, the two "
+        "consecutive weight layers; end to end "
+        f"{times(e2e if e2e >= 1 else 1 / e2e)} {'up' if e2e >= 1 else 'down'} over {layers} "
+        "weight layers."
+    )
+
+
 def check(evidence: RunEvidence, settings: Mapping[str, float], severity: str) -> list[Finding]:
     findings = []
     for series in evidence.statistics:
@@ -56,9 +69,15 @@ def check(evidence: RunEvidence, settings: Mapping[str, float], severity: str) -
                 flagged.append(0)
                 continue
             e2e, growth = profile
+            good = row[present]
+            jumps = good[1:] / good[:-1]
             if growth >= settings["growth"] and e2e >= settings["end_to_end"]:
                 flagged.append(1)
             elif growth <= 1 / settings["growth"] and e2e <= 1 / settings["end_to_end"]:
+                flagged.append(-1)
+            elif jumps.max() >= settings["jump"]:
+                flagged.append(1)
+            elif jumps.min() <= 1 / settings["jump"]:
                 flagged.append(-1)
             else:
                 flagged.append(0)
@@ -79,9 +98,15 @@ def check(evidence: RunEvidence, settings: Mapping[str, float], severity: str) -
         k = int(np.argmax(jumps) if direction > 0 else np.argmin(jumps)) + 1
         name, before = part.names[keep[k]], part.names[keep[k - 1]]
         e2e, growth = profiles[last]
+        trend = (
+            growth >= settings["growth"] and e2e >= settings["end_to_end"]
+            if direction > 0
+            else growth <= 1 / settings["growth"] and e2e <= 1 / settings["end_to_end"]
+        )
         word = "explode" if direction > 0 else "vanish"
         first_step, last_step = int(series.steps[start]), int(series.steps[end])
         worst_step = int(series.steps[last])
+        jump = float(jumps[k - 1])
         until = (
             "still at the last measured step"
             if still
@@ -94,7 +119,12 @@ def check(evidence: RunEvidence, settings: Mapping[str, float], severity: str) -
                 run=evidence.run,
                 layer=name,
                 message=(
-                    f"Activations {word} through depth: the std goes from "
+                    _jump_message(
+                        name, before, jump, values[k - 1], values[k], worst_step, e2e, len(keep)
+                    )
+                    + f" Flagged in {steps(first_step, last_step)} ({until})."
+                    if not trend
+                    else f"Activations {word} through depth: the std goes from "
                     f"{num(float(values[0]))} ({part.names[keep[0]]}) to "
                     f"{num(float(values[-1]))} ({part.names[keep[-1]]}), "
                     f"{times(e2e if direction > 0 else 1 / e2e)} over {len(keep)} weight layers "
@@ -120,7 +150,7 @@ def check(evidence: RunEvidence, settings: Mapping[str, float], severity: str) -
                     statistic="std",
                     part="activations",
                 ),
-                numbers={"end_to_end": e2e, "growth_per_layer": growth},
+                numbers={"end_to_end": e2e, "growth_per_layer": growth, "largest_jump": jump},
             )
         )
     return findings
