@@ -77,5 +77,6 @@ def render(report: dict, where: str, width: int = 100, least: str = "info") -> s
             )
         lines.append("")
     for warning in report["warnings"]:
-        lines.extend(textwrap.wrap("warning: " + warning, width=width, subsequent_indent=_INDENT))
+        text = f"warning: {warning['message']}"
+        lines.extend(textwrap.wrap(text, width=width, subsequent_indent=_INDENT))
     return "\n".join(lines).rstrip() + "\n"

@@ -105,7 +105,7 @@ class FindingsRoutes:
                 self._results.put(key, result)
             findings.extend(result.findings)
             checked[run] = list(result.checked)
-            warnings.extend(result.warnings)
+            warnings.extend({"run": run, "message": message} for message in result.warnings)
         findings.sort(key=lambda f: f.sort_key())
         counts = {severity: 0 for severity in SEVERITIES}
         for finding in findings:
