@@ -16,9 +16,10 @@ log) and warm: right after the tab's `tags` (a refresh: the two share one
 series listing), alone within 5 s of the last, and alone past 5 s (the series
 are listed anew); then the remembered findings are served. Also the Python
 loader's own cost of the reads a cold request makes (its floor: its
-`read_blob_sequences` converts every kept event before downsampling). In process (TensorBoard's Python loader behind the
-plugin's WSGI app) and through a real `tensorboard` with `--load_fast=false`
-and `--load_fast=true` (the Rust data server).
+`read_blob_sequences` converts every kept event before downsampling). In
+process (TensorBoard's Python loader behind the plugin's WSGI app) and through
+a real `tensorboard` with `--load_fast=false` and `--load_fast=true` (the Rust
+data server).
 
     .venv/bin/python benchmarks/bench_findings.py           # ~5-8 min on 2 cores
     .venv/bin/python benchmarks/bench_findings.py --quick   # smoke run
