@@ -221,6 +221,9 @@ def with_tensorboard(logdir: Path, steps: int, requests: int, tmp: Path) -> list
             else:
                 raise TimeoutError("tensorboard never loaded the whole run")
             loaded_s = time.perf_counter() - tb.started
+            # A listing made while loading (a 404 lists every series) is reused for
+            # LISTING_SECONDS: let it age, so that the cold request sees the whole run.
+            time.sleep(LISTING_SECONDS + 0.5)
 
             def get(route: str, port: int = tb.port):
                 status, body, _, _ = http_get(port, f"/data/plugin/deepscope/{route}")

@@ -49,6 +49,8 @@ _KIND_EVIDENCE = {
     "layer_statistics": "statistics",
     "spectrum": "spectra",
     "correlation": "correlations",
+    "layer_values": "layer_values",
+    "jacobian": "jacobians",
 }
 
 

@@ -18,14 +18,15 @@ GRADIENT_STATISTICS = ("grad_norm", "grad_to_weight")
 
 
 @dataclasses.dataclass(frozen=True)
-class RatioSeries:
-    """An update-ratio series: values[i, j] is ‖ΔW‖/‖W‖ of names[j] at steps[i]."""
+class ColumnSeries:
+    """A tensor series of steps × named columns: values[i, j] is names[j]'s at steps[i]
+    (update ratios: ‖ΔW‖/‖W‖ of each parameter; layer values: a user's number per layer)."""
 
     tag: str
     steps: np.ndarray  # int64 [S]
     names: list[str]
     values: np.ndarray  # float [S, P]
-    unmeasured: np.ndarray  # bool [S, P]: no update or zero weight (the value means nothing)
+    unmeasured: np.ndarray  # bool [S, P]: not measured (no update, zero weight): no meaning
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,15 +108,27 @@ class CorrelationLayer:
     error: str = ""
 
 
+@dataclasses.dataclass(frozen=True)
+class JacobianSeries:
+    """A Jacobian-spectra series: per kept step, its maps and which came out non-finite."""
+
+    tag: str
+    steps: np.ndarray  # int64 [S]
+    maps: list[tuple[str, ...]]  # per step: module names, "" for the whole network
+    non_finite: list[np.ndarray]  # per step: bool [M], a map with a non-finite value
+
+
 @dataclasses.dataclass
 class RunEvidence:
     """Everything the rules read of one run, and what could not be read."""
 
     run: str
-    ratios: list[RatioSeries] = dataclasses.field(default_factory=list)
+    ratios: list[ColumnSeries] = dataclasses.field(default_factory=list)
     statistics: list[StatisticsSeries] = dataclasses.field(default_factory=list)
     spectra: list[SpectrumLayer] = dataclasses.field(default_factory=list)
     correlations: list[CorrelationLayer] = dataclasses.field(default_factory=list)
+    layer_values: list[ColumnSeries] = dataclasses.field(default_factory=list)
+    jacobians: list[JacobianSeries] = dataclasses.field(default_factory=list)
     warnings: list[str] = dataclasses.field(default_factory=list)
 
     def layer_order(self) -> dict[str, int]:

@@ -45,11 +45,19 @@ RULES: tuple[Rule, ...] = (
         "non_finite",
         "Non-finite values",
         "error",
-        ("update_ratios", "layer_statistics", "spectrum", "correlation"),
+        (
+            "update_ratios",
+            "layer_statistics",
+            "spectrum",
+            "correlation",
+            "layer_values",
+            "jacobian",
+        ),
         {},
         "NaN or Inf in any logged value is numerical failure (PyTorch's anomaly "
         "detection looks for the same); the first step and layer are where to look.",
-        "Any NaN or Inf among the update ratios, the activations (their non-finite fraction), "
+        "Any NaN or Inf among the update ratios, the layer values, the Jacobian singular "
+        "values, the activations (their non-finite fraction), "
         "the gradient and weight norms, the spectra (a non-finite weight) and the correlations "
         "(activations left out). One finding per run: the earliest, and within that step the "
         "value made first (weights, then activations in forward order, then gradients from the "

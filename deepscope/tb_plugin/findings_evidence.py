@@ -19,8 +19,9 @@ from tensorboard import errors
 from tensorboard.data import provider
 
 from deepscope.findings.evidence import (
+    ColumnSeries,
     CorrelationLayer,
-    RatioSeries,
+    JacobianSeries,
     RunEvidence,
     SpectrumLayer,
     SpectrumSample,
@@ -64,6 +65,18 @@ def gather(routes: dict, ctx, experiment: str, run: str, tags: dict) -> RunEvide
         with _reading(evidence, f"tag {tag!r}"):
             decoded = routes["layer_statistics"].layer_statistics(ctx, experiment, run, tag)
             evidence.statistics.append(_statistics(decoded, tag))
+    for tag in by_kind.get("layer_values", []):
+        with _reading(evidence, f"tag {tag!r}"):
+            decoded = routes["layer_values"].layer_values(ctx, experiment, run, tag)
+            evidence.layer_values.append(
+                ColumnSeries(
+                    tag, decoded.steps, list(decoded.names), decoded.values, ~decoded.measured
+                )
+            )
+    for tag in by_kind.get("jacobian", []):
+        with _reading(evidence, f"tag {tag!r}"):
+            decoded = routes["jacobian"].decoded(ctx, experiment, run, tag)
+            evidence.jacobians.append(_jacobian(decoded, tag))
     if by_kind.get("spectrum"):
         with _reading(evidence, "its spectra"):
             found = _spectra(routes["spectrum"], ctx, experiment, run, tags, by_kind["spectrum"])
@@ -89,8 +102,29 @@ def _reading(evidence: RunEvidence, what: str):
         )
 
 
-def _ratios(decoded, tag: str) -> RatioSeries:
-    return RatioSeries(
+def _jacobian(decoded, tag: str) -> JacobianSeries:
+    """Per step, which maps came out non-finite: an infinite value, or no largest singular
+    value (NaN in its first place: the values are NaN-padded past each map's count, never
+    there) of a map that did not fail, or a map whose error says its values were not
+    finite (the SVD refuses them; other failures carry their error and NaN by design)."""
+    flags = []
+    for data in decoded.data:
+        maps = len(data.maps)
+        values = data.singular_values.reshape(maps, -1)
+        infinite = np.isinf(values).any(axis=1) | np.isinf(data.mean_squared.reshape(maps, -1)).any(
+            axis=1
+        )
+        first = data.singular_values[:, :, 0] if data.singular_values.shape[-1] else None
+        missing = np.isnan(first).any(axis=1) if first is not None else np.zeros(maps, bool)
+        failed = np.array([bool(e) for e in data.errors], dtype=bool)
+        # A map whose decomposition failed on non-finite values (the measurer's error).
+        poisoned = np.array(["non-finite" in e for e in data.errors], dtype=bool)
+        flags.append(((infinite | missing) & ~failed) | poisoned)
+    return JacobianSeries(tag, decoded.steps, [tuple(d.maps) for d in decoded.data], flags)
+
+
+def _ratios(decoded, tag: str) -> ColumnSeries:
+    return ColumnSeries(
         tag=tag,
         steps=decoded.steps,
         names=list(decoded.names),

@@ -136,3 +136,32 @@ def test_findings_reuse_the_listing_tags_just_made(tmp_path):
     assert counting.series_listings == 1  # the tab's refresh: one listing for both
     assert client.get("/data/plugin/deepscope/findings?run=run").status_code == 200
     assert counting.series_listings == 1
+
+
+def test_non_finite_layer_values_and_jacobians_are_found_with_their_first_step(tmp_path):
+    writer = deepscope.SummaryWriter(str(tmp_path / "run"))
+    torch.manual_seed(3)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Tanh(), torch.nn.Linear(4, 3))
+    x = torch.randn(2, 4)
+
+    def spectrum_or_error(module, **kwargs):
+        try:  # as the JacobianSpectra measurer records a map that fails
+            return deepscope.jacobian_singular_values(module, x, k=3, **kwargs)
+        except Exception as error:
+            return f"{type(error).__name__}: {error}"
+
+    for step in range(0, 50, 10):
+        if step == 30:
+            with torch.no_grad():
+                model[2].weight[0, 0] = math.nan
+        maps = {"2": spectrum_or_error(model[2], within=model), "": spectrum_or_error(model)}
+        writer.add_jacobian_singular_values("jacobian", maps, global_step=step)
+        values = {"0": 1.0, "2": math.nan if step >= 40 else 2.0}
+        writer.add_layer_values("grad_norm", values, global_step=step)
+    writer.close()
+    _, _, plugin = _plugin(tmp_path)
+    report = plugin.findings.report(context.RequestContext(), "", None, thresholds.resolve())
+    (finding,) = report["findings"]
+    assert (finding["rule"], finding["layer"], finding["first_step"]) == ("non_finite", "2", 30)
+    assert finding["evidence"] == {"kind": "jacobian", "tag": "jacobian", "step": 30, "name": "2"}
+    assert "layer value 'grad_norm' of 2 from step 40" in finding["message"]

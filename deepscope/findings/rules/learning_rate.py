@@ -13,7 +13,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from deepscope.findings.evidence import RatioSeries, RunEvidence
+from deepscope.findings.evidence import ColumnSeries, RunEvidence
 from deepscope.findings.finding import Evidence, Finding
 from deepscope.findings.wording import num, steps, times
 
@@ -27,7 +27,7 @@ def _judged(name: str, module_types: Mapping[str, str], biases: bool) -> bool:
     return "Norm" not in module_types.get(module, "")
 
 
-def _recent(series: RatioSeries, column: int, recent: int) -> tuple[np.ndarray, np.ndarray]:
+def _recent(series: ColumnSeries, column: int, recent: int) -> tuple[np.ndarray, np.ndarray]:
     """(steps, values) of the column's last `recent` finite measured values."""
     values = series.values[:, column]
     good = ~series.unmeasured[:, column] & np.isfinite(values)
@@ -43,7 +43,7 @@ def _module_types(evidence: RunEvidence) -> dict[str, str]:
     return types
 
 
-def _verdicts(series: RatioSeries, settings: Mapping[str, float], types: dict[str, str]):
+def _verdicts(series: ColumnSeries, settings: Mapping[str, float], types: dict[str, str]):
     """Per judged parameter: (name, direction +1/-1/0, median, off count, measured, steps)."""
     target, factor = settings["target"], settings["factor"]
     recent, most = max(1, int(settings["recent"])), settings["most"]
@@ -61,7 +61,7 @@ def _verdicts(series: RatioSeries, settings: Mapping[str, float], types: dict[st
         yield name, direction, float(np.median(values)), off, values.size, when
 
 
-def _evidence(series: RatioSeries, step: int, name: str) -> Evidence:
+def _evidence(series: ColumnSeries, step: int, name: str) -> Evidence:
     return Evidence("update_ratios", series.tag, step, name=name)
 
 

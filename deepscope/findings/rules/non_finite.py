@@ -50,6 +50,33 @@ def _candidates(evidence: RunEvidence, order: dict[str, int]):
                 "update ratio",
                 Evidence("update_ratios", series.tag, step, name=name),
             )
+    for series in evidence.layer_values:
+        hit = _first(~series.unmeasured & ~np.isfinite(series.values))
+        if hit is not None:
+            step, name = int(series.steps[hit[0]]), series.names[hit[1]]
+            yield (
+                step,
+                AFTER_STEP,
+                order.get(name.split(":", 1)[0], _UNKNOWN),
+                name,
+                f"layer value {series.tag!r}",
+                Evidence("layer_values", series.tag, step, name=name),
+            )
+    for series in evidence.jacobians:
+        for step, maps, bad in zip(series.steps, series.maps, series.non_finite):
+            if bad.any():
+                names = [m for m, b in zip(maps, bad) if b]
+                # A module's map names where; the whole network's only when alone.
+                name = min(names, key=lambda n: order.get(n, _UNKNOWN) if n else _UNKNOWN + 1)
+                yield (
+                    int(step),
+                    AFTER_STEP,
+                    order.get(name, _UNKNOWN),
+                    name or "the network",
+                    "Jacobian singular values",
+                    Evidence("jacobian", series.tag, int(step), name=name),
+                )
+                break
     for series in evidence.statistics:
         yield from _statistics_candidates(series, order)
     for layer in evidence.spectra:
