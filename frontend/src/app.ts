@@ -1,15 +1,19 @@
-// The tab: a sidebar (tag filter, runs, refresh) and a section per kind of series, in the
-// order (and with the titles) of the plugin's `kinds` route, each drawn by its own view
-// (views/registry.ts); then a section of the series it cannot draw, each saying why.
+// The tab: a sidebar (tag filter, runs, refresh), the Findings of the selected runs
+// (findings/view.ts: a line opens its evidence through the views' `reveal`), and a section
+// per kind of series, in the order (and with the titles) of the plugin's `kinds` route, each
+// drawn by its own view (views/registry.ts); then a section of the series it cannot draw.
 
 import { fetchKinds, fetchTagMap, type KindInfo, type TagMap } from "./api";
 import { Visibility, el, swatch } from "./dom";
 import { formatTime } from "./format";
+import type { Finding } from "./findings/api";
+import { FindingsView } from "./findings/view";
 import { errorText, requestsSettled } from "./json";
 import { runColor } from "./palette";
 import { ReloadWhenVisible } from "./reload_when_visible";
+import { scrollIntoViewSettled } from "./scroll_into_view";
 import { listenToTensorBoard } from "./tbhost";
-import type { KindView, KindViewFactory, ViewEntry } from "./views/kind_view";
+import type { KindView, KindViewFactory, RevealTarget, ViewEntry } from "./views/kind_view";
 import { NoticeView, noViewNotice, unreadableNotice } from "./views/notice_view";
 import { KIND_VIEWS } from "./views/registry";
 
@@ -87,6 +91,12 @@ export class App {
   private readonly banner = el("div");
   private readonly cardsEl = el("div");
   private readonly message = el("div");
+  private readonly findings = new FindingsView({
+    visibility: this.visibility,
+    generation: () => this.generation,
+    kindTitle: (kind) => this.kinds?.find((k) => k.name === kind)?.title ?? kind,
+    reveal: (finding) => this.reveal(finding),
+  });
 
   constructor(private readonly root: HTMLElement) {}
 
@@ -155,7 +165,7 @@ export class App {
     );
 
     side.append(filterSection, runsSection, refreshSection);
-    this.main.append(this.banner, this.message, this.cardsEl);
+    this.main.append(this.banner, this.message, this.findings.element, this.cardsEl);
     app.append(side, this.main);
     return app;
   }
@@ -191,6 +201,7 @@ export class App {
       this.lastRefresh = new Date();
       this.renderRuns();
       this.renderMain();
+      this.findings.refresh();
       for (const section of this.sections.values()) section.view?.refresh();
     })().finally(() => {
       this.refreshing = null;
@@ -268,6 +279,10 @@ export class App {
     const tagNames = new Set<string>();
     for (const run of selectedRuns) for (const tag of this.tags.get(run)?.keys() ?? []) tagNames.add(tag);
     const totalTags = this.runs.reduce((n, r) => n + (this.tags.get(r)?.size ?? 0), 0);
+    this.findings.update(
+      selectedRuns.map((run) => ({ run, color: colorOf.get(run) ?? runColor(0) })),
+      selectedRuns.length === this.runs.length,
+    );
 
     const sorted = [...tagNames].sort(collator.compare);
     const matching = new Set(sorted.filter((t) => regex !== null && regex.test(t)));
@@ -397,6 +412,36 @@ export class App {
     section.placeholder.replaceWith(view.element);
     view.update(section.entries);
     view.refresh();
+  }
+
+  /**
+   * Open a finding's evidence: its kind's section (opened, its view built now), its card at
+   * its step and row (the view's `reveal`), scrolled to the top. A tag filter that hides the
+   * series is cleared; the finding's run is selected.
+   */
+  private reveal(finding: Finding): void {
+    const { kind, tag, step, name, statistic } = finding.evidence;
+    const target: RevealTarget = { run: finding.run, tag, step, name, statistic };
+    if (this.runChecked.get(target.run) === false) {
+      this.runChecked.set(target.run, true);
+      this.renderRuns();
+      this.renderMain();
+    }
+    const shows = () =>
+      this.sections.get(kind)?.entries.some((e) => e.run === target.run && e.tag === tag) ?? false;
+    if (!shows() && this.filterText !== "") {
+      this.filterText = this.filterInput.value = "";
+      this.renderMain();
+    }
+    const section = this.sections.get(kind);
+    if (!section) return;
+    section.element.open = true;
+    if (section.view === null) this.buildView(section);
+    const there = section.view?.reveal?.(target) ?? section.element;
+    there.classList.remove("ds-revealed");
+    void there.offsetWidth; // restart the highlight's animation
+    there.classList.add("ds-revealed");
+    scrollIntoViewSettled(there);
   }
 
   private dropSection(section: Section): void {

@@ -13,7 +13,7 @@ import { StepSlider } from "../slider";
 import { addStyles } from "../style";
 import { ReloadWhenVisible } from "../reload_when_visible";
 import { CardListView } from "../views/card_list";
-import type { ViewContext, ViewEntry } from "../views/kind_view";
+import type { RevealTarget, ViewContext, ViewEntry } from "../views/kind_view";
 import {
   fetchMatching,
   fetchRegression,
@@ -106,6 +106,8 @@ class CorrelationCard implements PanelHost {
   private cross = false;
   private readonly reload: ReloadWhenVisible;
   private matchings = new Map<string, MatchingLine>();
+  /** The step `reveal` asked for, until the steps are known. */
+  private pendingStep: number | null = null;
 
   constructor(
     readonly tag: string,
@@ -208,6 +210,13 @@ class CorrelationCard implements PanelHost {
     this.reload.refresh();
   }
 
+  /** Move the slider to `target`'s step (once the steps are known). */
+  reveal(target: RevealTarget): HTMLElement {
+    if (this.slider.value !== null) this.slider.select(target.step);
+    else this.pendingStep = target.step;
+    return this.element;
+  }
+
   resize(): void {
     for (const panel of this.panels.values()) panel.redraw();
     this.drawCurves();
@@ -282,6 +291,11 @@ class CorrelationCard implements PanelHost {
     this.curvesEl.hidden = !this.cross;
     const before = this.slider.value;
     this.slider.setSteps([...all].sort((a, b) => a - b));
+    if (this.pendingStep !== null && this.slider.value !== null) {
+      this.slider.select(this.pendingStep); // shows that step
+      this.pendingStep = null;
+      return;
+    }
     // setSteps calls back only when the step changed; a refresh reloads the same step.
     const now = this.slider.value;
     if (now !== null && now === before) this.showStep(now);

@@ -86,6 +86,9 @@ export class LayerStatisticsCard {
   private readonly spectra: GenerationCache<LayerSpectrum>;
   private step: number | null = null;
   private drawQueued = false;
+  /** What `reveal` asked for, until the grids have steps (the step) and the heatmap card exists. */
+  private pendingStep: number | null = null;
+  private pendingCell: { run: string; step: number; name?: string } | null = null;
 
   constructor(
     readonly tag: string,
@@ -111,7 +114,10 @@ export class LayerStatisticsCard {
     const tools = el("div", "ds-ls-head");
     this.statisticPicker.dataset.testid = "ls-statistic";
     this.statisticPicker.setAttribute("aria-label", `Statistic of ${tag} to show`);
-    this.statisticPicker.addEventListener("change", () => this.setStatistic(this.statisticPicker.value));
+    this.statisticPicker.addEventListener("change", () => {
+      this.pendingCell = null; // the user's choice: no mark carried to the new heatmap
+      this.setStatistic(this.statisticPicker.value);
+    });
     const statLabel = el("label", "", "statistic");
     statLabel.append(this.statisticPicker);
     this.runPicker.dataset.testid = "ls-run";
@@ -219,7 +225,31 @@ export class LayerStatisticsCard {
     this.heat.replaceChildren(card.element);
     card.setSidebarFilter(this.sidebar);
     card.update(this.runs);
+    if (this.pendingCell) card.reveal(this.pendingCell);
     card.refresh();
+  }
+
+  /**
+   * Show a finding's evidence: its statistic, its run's table and charts at its step, its row
+   * marked and plotted in the statistic's heatmap card and flagged in the table. Returns what
+   * to scroll to: the run's heatmap when the card has several runs, else the card.
+   */
+  reveal(target: { run: string; step: number; name?: string; statistic?: string }): HTMLElement {
+    if (target.statistic) {
+      this.setStatistic(target.statistic);
+      this.renderStatistics();
+    }
+    if (this.runs.some((e) => e.run === target.run)) {
+      this.chosenRun = target.run;
+      this.runPicker.value = target.run;
+    }
+    this.pendingCell = { run: target.run, step: target.step, name: target.name };
+    this.pendingStep = target.step;
+    this.table.highlight(target.name ?? null);
+    const block = this.gridCard?.reveal(this.pendingCell);
+    this.queueDraw();
+    // With several runs, the run's heatmap (its marked cell) rather than the card's top.
+    return block && block !== this.gridCard?.element ? block : this.element;
   }
 
   setSidebarFilter(regex: RegExp | null): void {
@@ -309,6 +339,10 @@ export class LayerStatisticsCard {
     const steps = [...new Set(loaded.flatMap((r) => r.grid.steps))].sort((a, b) => a - b);
     // While another statistic's grids load, keep the steps (and the chosen step) as they are.
     if (loaded.length > 0 || this.runs.length === 0) this.slider.setSteps(steps);
+    if (this.pendingStep !== null && steps.length > 0) {
+      this.slider.select(this.pendingStep);
+      this.pendingStep = null;
+    }
     this.step = this.slider.value;
     const names = this.names(loaded.map((r) => r.grid));
     this.element.dataset.part = this.part ?? "";

@@ -37,6 +37,7 @@ addStyles(`
 .ds-ls-table td { padding: 3px 8px; border-bottom: 1px solid #f5f5f5; text-align: right; white-space: nowrap; }
 .ds-ls-table td:first-child { max-width: 360px; overflow: hidden; text-overflow: ellipsis; }
 .ds-ls-table tr:hover td { background: #fff8e1; }
+.ds-ls-table tr.ds-ls-revealed td:first-child { box-shadow: inset 3px 0 0 #f57c00; color: #e65100; font-weight: 500; }
 .ds-ls-table td.ds-ls-dead { background: #ffcdd2; color: #b71c1c; font-weight: 500; }
 .ds-ls-table td.ds-ls-saturated { background: #ffe0b2; color: #e65100; font-weight: 500; }
 .ds-ls-badge { display: inline-block; padding: 0 6px; border-radius: 8px; font-size: 11px; line-height: 16px; margin-left: 4px; }
@@ -93,6 +94,9 @@ export class LayerTable {
   private collapseChoice: boolean | null = null;
   private sortColumn: string | null = null;
   private descending = true;
+  /** The row a finding pointed at (`highlight`), and whether the rows still scroll to it. */
+  private revealed: string | null = null;
+  private scrollDue = false;
 
   /** `onLayer`: a layer's name was clicked; `onFilter`: the module-path filter or the threshold changed. */
   constructor(
@@ -155,6 +159,13 @@ export class LayerTable {
     this.units.dataset.testid = "ls-units";
     this.element.append(head, tools, this.placeholder, this.wrap, this.units);
     this.element.dataset.testid = "ls-table";
+  }
+
+  /** Mark the row of `name` (a finding's evidence; null: none), scrolled into view once. */
+  highlight(name: string | null): void {
+    this.revealed = name;
+    this.scrollDue = name !== null;
+    this.render();
   }
 
   /** The fraction above which a row is flagged (the box is in percent). */
@@ -318,6 +329,10 @@ export class LayerTable {
       tr.dataset.members = String(r.row.members.length);
       const flags = [r.dead > 0 ? "dead" : "", r.saturated > 0 ? "saturated" : ""].filter(Boolean);
       tr.dataset.flags = flags.join(" ");
+      if (this.revealed !== null && r.row.members.some((i) => names[i] === this.revealed)) {
+        tr.classList.add("ds-ls-revealed");
+        tr.dataset.revealed = "true";
+      }
       const nameCell = el("td", "ds-ls-text", r.row.label);
       nameCell.title = r.row.members.map((i) => names[i]).join("\n");
       if (r.row.members.length > 1) nameCell.append(el("span", "ds-ls-count", `×${r.row.members.length}`));
@@ -368,6 +383,12 @@ export class LayerTable {
     }
     tableEl.append(thead, tbody);
     this.wrap.replaceChildren(tableEl);
+    const revealed = tbody.querySelector<HTMLElement>("tr.ds-ls-revealed");
+    if (this.scrollDue && revealed) {
+      this.scrollDue = false;
+      // Within the table's own scroll (the page stays put), under its sticky header.
+      this.wrap.scrollTop = Math.max(0, revealed.offsetTop - thead.offsetHeight - 8);
+    }
     this.units.textContent = unitsNote(columns);
     if (computed.length === 0) {
       this.wrap.appendChild(el("div", "ds-placeholder", this.flaggedOnly.checked ? "No row is flagged." : "No row passes the filters."));

@@ -195,6 +195,8 @@ export class MetricsTable {
   /** The rows' order: the sorted metric's bad end first (true), or its good end. */
   private worstFirst = true;
   private swatches = false;
+  /** The selected row should scroll into the table's view once drawn (`scrollToSelected`). */
+  private scrollDue = false;
 
   constructor(private readonly onSelect: (tag: string) => void) {
     this.element = el("div", "ds-sp-tablewrap");
@@ -214,6 +216,24 @@ export class MetricsTable {
     const column = COLUMNS.find((c) => c.name === this.sortBy);
     if (!column) return !this.worstFirst; // by name: A→Z first
     return (column.worst === "high") === this.worstFirst;
+  }
+
+  /** Scroll the selected row into the table's own view once it is drawn (the page stays put). */
+  scrollToSelected(): void {
+    this.scrollDue = true;
+    if (this.table.dataset.complete === "true") this.scrollToRow();
+  }
+
+  private scrollToRow(): void {
+    const row = this.body.querySelector<HTMLElement>("tr.ds-sp-selected");
+    if (!this.scrollDue || !row) return;
+    this.scrollDue = false;
+    const wrap = this.element.getBoundingClientRect();
+    const box = row.getBoundingClientRect();
+    const header = this.head.getBoundingClientRect().height;
+    if (box.top < wrap.top + header || box.bottom > wrap.bottom) {
+      this.element.scrollTop += box.top - wrap.top - header - 8;
+    }
   }
 
   /** @param swatches show run colour swatches (several runs are selected). */
@@ -317,6 +337,7 @@ export class MetricsTable {
       }
       for (const old of shown.slice(rows.length)) old.remove();
       this.table.dataset.complete = "true";
+      this.scrollToRow();
     };
     buildChunk();
   }

@@ -16,7 +16,7 @@ import { ReloadWhenVisible } from "../reload_when_visible";
 import { StepSlider } from "../slider";
 import { nearestStepIndex } from "../stats";
 import { addStyles } from "../style";
-import type { KindView, ViewContext, ViewEntry } from "../views/kind_view";
+import type { KindView, RevealTarget, ViewContext, ViewEntry } from "../views/kind_view";
 import {
   fetchEvolution,
   fetchRunMetrics,
@@ -107,6 +107,8 @@ export class SpectrumView implements KindView {
   private spectraToken = 0;
   private evolutionToken = 0;
   private spectraQueued = false;
+  /** The step `reveal` asked for, until the selected layer's steps are known. */
+  private pendingStep: number | null = null;
   /** Suppresses the slider's callback while `onMetrics` moves it (it renders once itself). */
   private movingSlider = false;
   /**
@@ -186,6 +188,25 @@ export class SpectrumView implements KindView {
     this.drawEvolution();
   }
 
+  /** Select `target`'s layer (as a click on its row does) and move the slider to its step. */
+  reveal(target: RevealTarget): HTMLElement | null {
+    if (!this.runs.some((r) => r.run === target.run && r.tags.includes(target.tag))) return null;
+    this.pendingStep = target.step;
+    if (target.tag !== this.selected) this.select(target.tag);
+    else this.userSelected = true;
+    this.table.scrollToSelected();
+    this.applyPendingStep();
+    return this.card;
+  }
+
+  /** The step `reveal` asked for, once the slider has the selected layer's steps. */
+  private applyPendingStep(): void {
+    const step = this.pendingStep;
+    if (step === null || this.slider.value === null) return;
+    this.pendingStep = null;
+    this.slider.select(step);
+  }
+
   dispose(): void {
     this.reload.dispose();
     this.resizeObserver.disconnect();
@@ -231,6 +252,10 @@ export class SpectrumView implements KindView {
       this.updateSlider();
     } finally {
       this.movingSlider = false;
+    }
+    if (this.pendingStep !== null && this.slider.value !== null) {
+      this.applyPendingStep(); // the slider's callback renders, loads the spectra, marks the heatmaps
+      return;
     }
     this.render();
     this.queueSpectra();

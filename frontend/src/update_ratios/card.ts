@@ -13,6 +13,7 @@ import { ChartPanel, type RunData } from "./chart_panel";
 import { colorLegend } from "./color_legend";
 import type { LayerGrid, Quantity } from "./grid";
 import type { HeatRow, PlotFrame } from "./heatmap";
+import type { Mark } from "./mark";
 import { MIN_LEFT, RowModel, type RowSet } from "./rows";
 import { RunBlock, type BlockHost } from "./run_block";
 import { CardTools } from "./tools";
@@ -79,6 +80,10 @@ export class GridCard implements BlockHost {
   private pass = 0;
   /** Whether the pending render pass must redraw even unchanged heatmaps. */
   private passForce = false;
+  /** The cell `reveal` marked, and on which run's heatmap. */
+  private revealed: { run: string; mark: Mark } | null = null;
+  /** A row `reveal` asked to show, until the rows (the data) have it. */
+  private openPending: string | null = null;
 
   constructor(
     readonly tag: string,
@@ -175,6 +180,7 @@ export class GridCard implements BlockHost {
       if (!block || block.color !== entry.color) {
         block?.dispose();
         block = new RunBlock(this, entry.run, entry.color);
+        block.heatmap.setMark(this.revealed?.run === entry.run ? this.revealed.mark : null);
         this.blocks.set(entry.run, block);
       }
       this.blocksEl.appendChild(block.element); // keeps run order
@@ -197,6 +203,31 @@ export class GridCard implements BlockHost {
     for (const block of this.blocks.values()) block.invalidate();
     this.chart.invalidate();
     this.onData();
+  }
+
+  /**
+   * Show a cell (a finding's evidence): `name`'s row shown (its groups opened, the filter box
+   * cleared when it hides it) and plotted in the chart, `step` marked on `run`'s heatmap.
+   * Returns what to scroll to: the run's heatmap when the card has several runs, else the card.
+   */
+  reveal(target: { run: string; step: number; name?: string }): HTMLElement {
+    const { run, step, name } = target;
+    const mark: Mark = name === undefined ? { step } : { step, name };
+    this.revealed = { run, mark };
+    for (const block of this.blocks.values()) block.heatmap.setMark(block.run === run ? mark : null);
+    if (name !== undefined) {
+      if (this.model.filterText !== "" && !this.model.passes()(name)) {
+        this.model.filterText = "";
+        this.tools.clearFilter();
+      }
+      this.openPending = name;
+      this.selected = [...(this.selected ?? []).filter((n) => n !== name && n !== this.autoPick), name];
+      this.autoPick = null;
+      for (const block of this.blocks.values()) block.heatmap.updateSelection();
+    }
+    this.onData();
+    const block = this.blocks.get(run);
+    return block && this.blocks.size > 1 ? block.element : this.element;
   }
 
   isSelected(name: string): boolean {
@@ -267,7 +298,13 @@ export class GridCard implements BlockHost {
       }
     }
     const color = new ColorScale(lo <= hi ? [lo, hi] : null);
-    const rowSet = this.model.compute(this.allNames(loaded), this.rowSet);
+    const names = this.allNames(loaded);
+    let rowSet = this.model.compute(names, this.rowSet);
+    // A row to reveal: its groups open once the rows have it.
+    if (this.openPending !== null && this.model.openTo(this.openPending)) {
+      this.openPending = null;
+      rowSet = this.model.compute(names, rowSet);
+    }
     const rowsChanged = rowSet.signature !== this.rowSet?.signature;
     this.rowSet = rowSet;
     const frame = plotFrame(loaded, rowSet.left);

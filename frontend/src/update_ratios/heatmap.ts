@@ -16,6 +16,7 @@ import { columnEnds, stepIndexAt, stepRange } from "../stats";
 import { scaledExtent, scaledValues } from "./stats";
 import { LABEL_FONT, addStyles } from "../style";
 import { hideTooltip, showTooltip, type TooltipRow } from "../tooltip";
+import { CellMark, type Mark } from "./mark";
 
 const SVG_NS = "http://www.w3.org/2000/svg";
 /** px per heatmap row: every row is tall enough for its label. */
@@ -50,6 +51,8 @@ addStyles(`
 .ds-ur-count { color: #9e9e9e; font-weight: 400; margin-left: 4px; }
 .ds-ur-hover { position: absolute; pointer-events: none; box-sizing: border-box;
   border: 1.5px solid #212121; outline: 1px solid #fff; }
+.ds-ur-mark { position: absolute; pointer-events: none; box-sizing: border-box;
+  border: 2px solid #f57c00; outline: 1px solid #fff; box-shadow: 0 0 0 3px rgba(245,124,0,.35); }
 .ds-ur-axis { display: block; overflow: visible; }
 .ds-ur-axis text { font: ${LABEL_FONT}; fill: #616161; }
 `);
@@ -149,6 +152,7 @@ export class Heatmap {
   private readonly labels: HTMLDivElement;
   private readonly canvas: HTMLCanvasElement;
   private readonly hover: HTMLDivElement;
+  private readonly mark = new CellMark();
   private readonly axis: SVGSVGElement;
   private data: LayerGrid | null = null;
   private index = new Map<string, number>();
@@ -191,7 +195,7 @@ export class Heatmap {
     this.hover = document.createElement("div");
     this.hover.className = "ds-ur-hover";
     this.hover.hidden = true;
-    this.body.append(this.labels, this.canvas, this.hover);
+    this.body.append(this.labels, this.canvas, this.mark.element, this.hover);
     this.scroll.appendChild(this.body);
     this.axis = document.createElementNS(SVG_NS, "svg");
     this.axis.setAttribute("class", "ds-ur-axis");
@@ -246,12 +250,29 @@ export class Heatmap {
     this.labelLeft = frame.left;
     this.drawAxis(frame.left, fullW);
     this.drawCanvas(frame);
+    this.placeMark();
     const c = this.canvas.dataset;
     c.steps = String(data.steps.length);
     c.params = String(data.names.length);
     c.rows = String(rows.length);
     c.draws = String(Number(c.draws ?? "0") + 1); // how many times it was drawn, for tests
     c.drawn = "true";
+  }
+
+  /** Mark a cell (a row at a step; null: none), its rows scrolled to it at the next draw. */
+  setMark(mark: Mark | null): void {
+    this.mark.set(mark);
+    if (this.data) this.placeMark();
+  }
+
+  /** The mark on the rows and steps drawn now; the rows scroll to it once after setMark. */
+  private placeMark(): void {
+    const d = this.data;
+    if (!d) return;
+    const top = this.mark.place(this.rows, d.steps, (s) => this.x(s), this.labelLeft, this.plotW, ROW_H);
+    if (top !== null && this.rows.length * ROW_H > MAX_BODY_H) {
+      this.scroll.scrollTop = Math.max(0, top - MAX_BODY_H / 2);
+    }
   }
 
   /** Re-style the row labels after the parameter selection changed. */

@@ -147,6 +147,23 @@ export function visibleRows(tree: ParamTree, expanded: ReadonlySet<string>): Tre
   return rows;
 }
 
+/** The keys of the groups `name` is under, outermost first ([] when it is not in `tree`). */
+export function groupsAbove(tree: ParamTree, name: string): string[] {
+  const path: string[] = [];
+  const walk = (group: GroupNode): boolean => {
+    for (const child of group.children) {
+      if (child.kind === "param") {
+        if (child.name === name) return true;
+      } else if (child.names.includes(name)) {
+        path.push(child.key);
+        return walk(child);
+      }
+    }
+    return false;
+  };
+  return walk(tree.root) ? path : [];
+}
+
 /**
  * Groups to open at first so that at most about `budget` rows show: level by level, the
  * cheapest first within a level, the numbered blocks of one module all together or not at

@@ -17,6 +17,7 @@ import {
   defaultExpanded,
   flatRows,
   groupSegments,
+  groupsAbove,
   labelCandidates,
   paramFilter,
   visibleRows,
@@ -104,6 +105,17 @@ export class RowModel {
     const open = this.openGroups();
     if (open.has(key)) open.delete(key);
     else open.add(key);
+  }
+
+  /**
+   * Open the groups `name` is under (in the last `compute`'s rows), so that its own row
+   * shows; whether those rows have it.
+   */
+  openTo(name: string): boolean {
+    if (!this.tree || !this.tree.root.names.includes(name)) return false;
+    const open = this.openGroups();
+    for (const key of groupsAbove(this.tree, name)) open.add(key);
+    return true;
   }
 
   /** Open every group when one of `rows` is closed, else close them all. */

@@ -69,6 +69,11 @@ export class CardTools {
     this.element.append(input, this.countNote, this.filterNote, this.summaryLabel, this.expandAll);
   }
 
+  /** Empty the filter box (the card cleared its filter). */
+  clearFilter(): void {
+    this.filterInput.value = "";
+  }
+
   /** Show the counts, the filter's error, and the group controls for `rowSet`. */
   render(rowSet: RowSet, filterText: string, sidebarFilter: RegExp | null): void {
     const { shown, total } = rowSet;

@@ -3,7 +3,7 @@
 // whose key is gone, and keeps the cards in the order of the entries.
 
 import { el } from "../dom";
-import type { KindView, ViewEntry } from "./kind_view";
+import type { KindView, RevealTarget, ViewEntry } from "./kind_view";
 
 export interface Card {
   readonly element: HTMLElement;
@@ -12,6 +12,8 @@ export interface Card {
   refresh(): void;
   resize?(): void;
   dispose(): void;
+  /** Show `target` (its step, its row); the element to scroll to (default: the card). */
+  reveal?(target: RevealTarget): HTMLElement | null;
 }
 
 export interface CardListOptions<C extends Card> {
@@ -22,6 +24,8 @@ export interface CardListOptions<C extends Card> {
   fits?: (card: C, entries: readonly ViewEntry[]) => boolean;
   /** Called once a new card has its first entries. */
   created?: (card: C) => void;
+  /** Which card shows a reveal's target (default: the one keyed by its tag). */
+  revealKey?: (target: RevealTarget) => string;
 }
 
 export class CardListView<C extends Card> implements KindView {
@@ -64,6 +68,12 @@ export class CardListView<C extends Card> implements KindView {
 
   resize(): void {
     for (const card of this.cards.values()) card.resize?.();
+  }
+
+  reveal(target: RevealTarget): HTMLElement | null {
+    const card = this.cards.get(this.options.revealKey?.(target) ?? target.tag);
+    if (!card) return null;
+    return card.reveal?.(target) ?? card.element;
   }
 
   dispose(): void {

@@ -25,6 +25,20 @@ export interface ViewContext {
   tagFilter: () => RegExp | null;
 }
 
+/**
+ * Where something is shown (a finding's evidence): a series (run, tag) at a step and, for
+ * a series of rows, one row; the view brings its card there, as if the user had clicked.
+ */
+export interface RevealTarget {
+  run: string;
+  tag: string;
+  step: number;
+  /** A row of the series: an update-ratio parameter, a layer-statistics layer or parameter. */
+  name?: string;
+  /** Layer statistics: the statistic whose chart shows it (its part follows from it). */
+  statistic?: string;
+}
+
 export interface KindView {
   readonly element: HTMLElement;
   /** The pairs to show now, in tag order; called after every filter, run or refresh change. */
@@ -34,6 +48,12 @@ export interface KindView {
   /** The tab's width changed. */
   resize(): void;
   dispose(): void;
+  /**
+   * Show `target` (a step, a row: now, or once its data has come) and return the element to
+   * scroll into view; null when the view does not show `target`'s (run, tag). Without it,
+   * the tab scrolls to the section.
+   */
+  reveal?(target: RevealTarget): HTMLElement | null;
 }
 
 /** How the tab builds a kind's view; its section's title and subtitle come from the `kinds` route. */
