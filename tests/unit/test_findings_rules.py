@@ -10,8 +10,8 @@ import pytest
 
 from deepscope.findings import engine, thresholds
 from deepscope.findings.evidence import (
+    ColumnSeries,
     CorrelationLayer,
-    RatioSeries,
     RunEvidence,
     SpectrumLayer,
     SpectrumSample,
@@ -29,10 +29,10 @@ def findings(evidence, **overrides):
     return engine.run_rules(evidence, settings)
 
 
-def ratio_series(values: dict[str, list[float]], every: int = 5) -> RatioSeries:
+def ratio_series(values: dict[str, list[float]], every: int = 5) -> ColumnSeries:
     names = list(values)
     matrix = np.array([values[n] for n in names], dtype=np.float32).T
-    return RatioSeries(
+    return ColumnSeries(
         tag="update_ratios",
         steps=np.arange(matrix.shape[0], dtype=np.int64) * every,
         names=names,
