@@ -67,6 +67,18 @@ class Tab:
         return frame
 
 
+def fold_findings(frame) -> None:
+    """Fold the tab's Findings section (its first), for tests of the sections below it
+    that point the mouse at fixed places or need them near the top of the window."""
+    head = frame.locator("[data-testid=section-findings] > summary")
+    head.wait_for(state="visible", timeout=TIMEOUT_MS)
+    head.click()
+    frame.wait_for_function(
+        "() => !document.querySelector('[data-testid=section-findings]').open",
+        timeout=TIMEOUT_MS,
+    )
+
+
 def hover_point(
     tab, target, x_fraction: float, y_fraction: float, expect: dict[str, str] | None = None
 ) -> dict[str, str]:

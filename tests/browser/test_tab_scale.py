@@ -18,6 +18,7 @@ from tests.browser.tab_page import (
     TIMEOUT_MS,
     NetworkMeter,
     css_rgb,
+    fold_findings,
     long_tasks_ms,
     record_long_tasks,
     screenshot,
@@ -75,6 +76,7 @@ def _open(tab, base: str):
     record_long_tasks(tab.page.context)
     meter = NetworkMeter(tab.page)
     frame = tab.open(base)
+    fold_findings(frame)  # the update ratios at the top, as these tests point at them
     frame.wait_for_function(HEATMAP_DRAWN, timeout=60_000, polling="raf")
     meter.wait_quiet()
     return frame, meter

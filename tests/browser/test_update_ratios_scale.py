@@ -20,6 +20,7 @@ from tests.browser.tab_page import (
     TIMEOUT_MS,
     VIEWPORT,
     canvas_rgb,
+    fold_findings,
     hover_point,
     screenshot,
     tooltip_fields,
@@ -185,6 +186,7 @@ def test_200_parameters_are_grouped_by_module_and_every_row_is_labelled(
 ):
     names, _ = scale_logdir[1][RUN]
     frame = tab.open(scale_server)
+    fold_findings(frame)  # the update ratios at the top, as these tests point at them
     canvas = heatmap(frame, RUN)
     assert canvas.get_attribute("data-params") == str(len(names)) == "201"
     rows = row_facts(frame, RUN)
@@ -251,6 +253,7 @@ def test_200_parameters_are_grouped_by_module_and_every_row_is_labelled(
 def test_hover_names_exactly_the_row_under_the_pointer(tab, scale_server, scale_logdir):
     names, values = scale_logdir[1][RUN]
     frame = tab.open(scale_server)
+    fold_findings(frame)  # the update ratios at the top, as these tests point at them
     heatmap(frame, RUN)
     open_all(frame, RUN)
     rows = row_facts(frame, RUN)
@@ -270,6 +273,7 @@ def test_hover_names_exactly_the_row_under_the_pointer(tab, scale_server, scale_
 def test_a_group_row_shows_the_median_and_max_of_its_parameters(tab, scale_server, scale_logdir):
     names, values = scale_logdir[1][RUN]
     frame = tab.open(scale_server)
+    fold_findings(frame)  # the update ratios at the top, as these tests point at them
     heatmap(frame, RUN)
     rows = row_facts(frame, RUN)
     r = next(k for k, row in enumerate(rows) if row["title"] == "bert.encoder.layer.0–5")
@@ -291,6 +295,7 @@ def test_a_group_row_shows_the_median_and_max_of_its_parameters(tab, scale_serve
 def test_filter_box_narrows_heatmap_picker_and_chart(tab, scale_server, scale_logdir):
     names, _ = scale_logdir[1][RUN]
     frame = tab.open(scale_server)
+    fold_findings(frame)  # the update ratios at the top, as these tests point at them
     heatmap(frame, RUN)
     box = card(frame).locator("[data-testid=param-filter]")
     box.fill(r"layer\.3\.")
@@ -349,6 +354,7 @@ def test_chart_opens_on_the_parameter_farthest_from_the_rule_of_thumb_lately(
     assert names[int(overall.argmax())] == EARLY_EXTREME  # what a median over all steps picks
 
     frame = tab.open(scale_server)
+    fold_findings(frame)  # the update ratios at the top, as these tests point at them
     heatmap(frame, RUN)
     heatmap(frame, SHORT)
     chart = frame.locator("[data-testid=linechart]")
@@ -364,6 +370,7 @@ def test_chart_opens_on_the_parameter_farthest_from_the_rule_of_thumb_lately(
 
 def test_a_short_run_is_drawn_only_where_it_has_data(tab, scale_server):
     frame = tab.open(scale_server)
+    fold_findings(frame)  # the update ratios at the top, as these tests point at them
     long_canvas = heatmap(frame, RUN)
     short_canvas = heatmap(frame, SHORT)
     width = int(short_canvas.evaluate("c => c.width"))
@@ -398,6 +405,7 @@ def test_a_run_that_stopped_and_resumed_is_empty_in_between(tab, scale_server):
 
     tab.page.route(f"**/data/plugin/deepscope/update_ratios?run={SHORT}*", resumed)
     frame = tab.open(scale_server)
+    fold_findings(frame)  # the update ratios at the top, as these tests point at them
     heatmap(frame, RUN)
     canvas = heatmap(frame, SHORT)
     alpha = canvas.evaluate(
@@ -428,6 +436,7 @@ def test_zero_weight_cells_are_undefined_not_non_finite(tab, scale_server, scale
 
     tab.page.route(f"**/data/plugin/deepscope/update_ratios?run={SHORT}*", with_zero_weight)
     frame = tab.open(scale_server)
+    fold_findings(frame)  # the update ratios at the top, as these tests point at them
     heatmap(frame, SHORT)
     # Only the short run, so its 30 steps span the axis; only the pooler's rows, flat.
     frame.locator(f'label.ds-run[data-run="{RUN}"] input').uncheck()
@@ -455,6 +464,7 @@ def test_zero_weight_cells_are_undefined_not_non_finite(tab, scale_server, scale
 def test_sidebar_tag_filter_narrows_the_parameters_of_a_tag(tab, scale_server, scale_logdir):
     names, _ = scale_logdir[1][RUN]
     frame = tab.open(scale_server)
+    fold_findings(frame)  # the update ratios at the top, as these tests point at them
     heatmap(frame, RUN)
     frame.locator("[data-testid=tag-filter]").fill(r"encoder\.layer\.3\.")
     wanted = [n for n in names if re.search(r"encoder\.layer\.3\.", n, re.I)]
@@ -472,6 +482,7 @@ def test_an_unchanged_reload_does_not_redraw(tab, scale_server):
         lambda r: responses.append(r.status) if "/deepscope/update_ratios?" in r.url else None,
     )
     frame = tab.open(scale_server)
+    fold_findings(frame)  # the update ratios at the top, as these tests point at them
     canvas = heatmap(frame, RUN)
     heatmap(frame, SHORT)
     frame.locator("[data-testid=linechart] path.ds-line").first.wait_for(timeout=TIMEOUT_MS)
@@ -525,6 +536,7 @@ def test_long_tasks_stay_short_and_screenshot(tab, scale_server, tmp_path):
         """
     )
     frame = tab.open(scale_server)
+    fold_findings(frame)  # the update ratios at the top, as these tests point at them
     heatmap(frame, RUN)
     heatmap(frame, SHORT)
     frame.locator("[data-testid=linechart] path.ds-line").first.wait_for(timeout=TIMEOUT_MS)

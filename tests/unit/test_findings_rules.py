@@ -440,3 +440,22 @@ def test_one_jump_between_consecutive_weight_layers_is_named_without_a_trend():
     assert finding.numbers["largest_jump"] == pytest.approx(15.0 / 1.1, rel=1e-6)
     assert "l2: its output's std is 14× above l1's" in finding.message
     assert not findings(_depth_evidence([stds], types), activation_depth={"jump": 20}).findings
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "bert.embeddings.LayerNorm.weight",
+        "model.resnet.embedder.embedder.normalization.weight",
+        "layer1.0.bn1.weight",
+        "transformer.ln_f.weight",
+        "blocks.3.norm1.weight",
+    ],
+)
+def test_normalisation_gains_are_not_judged_even_without_their_type(name):
+    evidence = RunEvidence(
+        "r", ratios=[ratio_series({name: [1e-6] * 20, "fc.weight": [1e-3] * 20})]
+    )
+    assert not findings(evidence).findings
+    judged = findings(evidence, learning_rate_parameter={"biases": 1}).findings
+    assert [f.layer for f in judged] == [name]

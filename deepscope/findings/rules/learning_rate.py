@@ -3,12 +3,14 @@
 Per parameter: off by more than `factor` either way in `most` of its last
 `recent` measurements. The whole network: `share` of the judged parameters off
 in the same direction (then the per-parameter findings of that direction are
-folded into it). Biases and the 1-d gains of norm layers are not judged unless
-`biases` is 1: their ratios are noisy and small by nature.
+folded into it). Biases and the gains of normalisation layers (by their type in
+the layer statistics, else by name: LayerNorm, normalization, bn1, ln_f, ...)
+are not judged unless `biases` is 1: their ratios are noisy and small by nature.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 
 import numpy as np
@@ -17,6 +19,10 @@ from deepscope.findings.evidence import ColumnSeries, RunEvidence
 from deepscope.findings.finding import Evidence, Finding
 from deepscope.findings.wording import num, steps, times
 
+# A module named as a normalisation layer (LayerNorm, normalization, bn1, ln_f, norm1...):
+# its gains are judged as biases are, also where no layer statistics give its type.
+_NORM_NAME = re.compile(r"norm|^bn\d*$|^ln(_\w+)?\d*$", re.IGNORECASE)
+
 
 def _judged(name: str, module_types: Mapping[str, str], biases: bool) -> bool:
     if biases:
@@ -24,7 +30,9 @@ def _judged(name: str, module_types: Mapping[str, str], biases: bool) -> bool:
     module, _, leaf = name.rpartition(".")
     if leaf == "bias" or leaf.endswith("_bias"):
         return False
-    return "Norm" not in module_types.get(module, "")
+    if "Norm" in module_types.get(module, ""):
+        return False
+    return not _NORM_NAME.search(module.rpartition(".")[2])
 
 
 def _recent(series: ColumnSeries, column: int, recent: int) -> tuple[np.ndarray, np.ndarray]:

@@ -9,7 +9,7 @@ import { SEVERITIES, type Finding, type FindingsReport, type Severity } from "./
 /** Up to this many findings show whole, info too, with no toggle. */
 export const COMPACT = 8;
 /** Errors and warnings shown before a "show N more" toggle. */
-export const PRIMARY_SHOWN = 25;
+export const PRIMARY_SHOWN = 10;
 
 /** The findings of `runs` (the report may hold more: it was asked for every run). */
 export function findingsOf(report: FindingsReport, runs: ReadonlySet<string>): Finding[] {
