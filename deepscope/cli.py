@@ -66,12 +66,22 @@ def _parser() -> argparse.ArgumentParser:
     )
     diagnose.add_argument(
         "--samples",
-        type=int,
+        type=_samples,
         default=DEFAULT_SAMPLES,
         help=f"events kept per series, as tensorboard's --samples_per_plugin (default "
         f"{DEFAULT_SAMPLES}, tensorboard's for deepscope; 0: all)",
     )
     return parser
+
+
+def _samples(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: give the events to keep per series, 0 for all")
+    return value
 
 
 def exit_status(report: dict, fail_on: str) -> int:

@@ -66,13 +66,18 @@ def diagnose(
 
     Raises:
       LogDirError: the log dir is missing, or holds no deepscope data (or not `runs`).
-      ValueError: an unknown rule or threshold, or a value that is not a number.
+      ValueError: an unknown rule or threshold, a value out of its range, or samples < 0.
+      TypeError: `runs` or `off` given as one string, an override that is no mapping.
     """
     from tensorboard import context as tb_context
     from tensorboard import errors
 
     from deepscope.findings import thresholds
 
+    if isinstance(runs, str):
+        raise TypeError(f"runs: give a list of run names, e.g. [{runs!r}], not one string")
+    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 0:
+        raise ValueError(f"samples={samples!r}: give the events to keep per series, 0 for all")
     settings = thresholds.resolve(overrides, off)
     plugin = load_plugin(logdir, samples)
     ctx = tb_context.RequestContext()

@@ -21,6 +21,7 @@ from deepscope.findings.finding import SEVERITIES
 class Threshold:
     default: float
     meaning: str
+    kind: str = "positive"  # "positive", "fraction" (in [0, 1]), "count" (an integer >= 1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,8 +37,34 @@ class Rule:
     checks: str = ""  # what it checks, precisely (docs/findings.md)
 
 
+# Thresholds that count measurements, layers or neighbours, and those that are shares.
+_COUNTS = frozenset({"recent", "window", "min_history", "min_layers", "neighbours"})
+_FRACTIONS = frozenset({"share", "most", "fraction", "early", "matched", "rho"})
+# A count a request may ask for: bounds the work (window × steps × parameters) of one rule.
+MAX_COUNT = 10_000
+
+
 def _t(default: float, meaning: str) -> Threshold:
     return Threshold(float(default), meaning)
+
+
+def _kind(key: str) -> str:
+    if key in _COUNTS:
+        return "count"
+    if key in _FRACTIONS:
+        return "fraction"
+    return "any" if key == "biases" else "positive"
+
+
+def _check_value(rule: str, key: str, number: float, value) -> None:
+    """ValueError saying what to give when `number` is out of the threshold's range."""
+    kind = _kind(key)
+    if kind == "count" and not (number == int(number) and 1 <= number <= MAX_COUNT):
+        raise ValueError(f"{rule}.{key}={value!r}: give a whole number from 1 to {MAX_COUNT}")
+    if kind == "fraction" and not 0 <= number <= 1:
+        raise ValueError(f"{rule}.{key}={value!r}: give a fraction from 0 to 1")
+    if kind == "positive" and number <= 0 and key != "min_steps":
+        raise ValueError(f"{rule}.{key}={value!r}: give a number above 0")
 
 
 RULES: tuple[Rule, ...] = (
@@ -303,8 +330,16 @@ def resolve(
     """
     values = {rule.name: {k: t.default for k, t in rule.thresholds.items()} for rule in RULES}
     severities = {rule.name: rule.severity for rule in RULES}
+    if isinstance(off, str):
+        raise TypeError(f"off: give a list of rule names, e.g. [{off!r}], not one string")
     for name, changes in (overrides or {}).items():
         rule = _rule(name)
+        if not isinstance(changes, Mapping):
+            raise TypeError(
+                f"overrides[{name!r}]: give a mapping of its settings, e.g. "
+                f"{{{name!r}: {{{next(iter(rule.thresholds), 'severity')!r}: ...}}}}, "
+                f"not {changes!r}"
+            )
         for key, value in changes.items():
             if key == "severity":
                 if value not in SEVERITIES:
@@ -322,6 +357,7 @@ def resolve(
                 number = math.nan
             if not math.isfinite(number):
                 raise ValueError(f"{name}.{key}={value!r}: give a finite number")
+            _check_value(name, key, number, value)
             values[name][key] = number
     off_set = frozenset(off)
     for name in off_set:

@@ -13,6 +13,7 @@ together (`read_many`, in parallel). What cannot be read is a warning.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 
 import numpy as np
 from tensorboard import errors
@@ -217,8 +218,19 @@ def _spectra(spectrum_routes, ctx, experiment: str, run: str, tags: dict, names:
         last_step = newest[tag][-1]
         last = items[tag][-1] if tag in items else lasts[tag]
         if last.start is not None:
-            start_step, start_metrics = last.start
-            first = SpectrumSample(start_step, dict(start_metrics), "full", "", 0, None, None)
+            start_step, start_metrics, start_coverage = last.start
+            first = SpectrumSample(
+                start_step, dict(start_metrics), start_coverage, "", 0, None, None
+            )
+            if last.unchanged_since == start_step and last.error.startswith("unchanged since"):
+                # Unchanged since a step TensorBoard did not keep, which is the start: the
+                # start's numbers are that step's (a layer frozen from its first spectrum).
+                last = dataclasses.replace(
+                    last,
+                    metrics={**last.metrics, **start_metrics},
+                    error="",
+                    coverage=start_coverage,
+                )
         elif tag in items and len(items[tag]) == 2:
             first = _sample(wanted[tag][1][0], items[tag][0])
         else:  # one step only: it is the first

@@ -102,7 +102,8 @@ class FindingsRoutes:
             if result is None:
                 evidence = findings_evidence.gather(self._routes, ctx, experiment, run, tags)
                 result = engine.run_rules(evidence, settings)
-                self._results.put(key, result)
+                if not evidence.warnings:  # a read that failed is tried again next time
+                    self._results.put(key, result)
             findings.extend(result.findings)
             checked[run] = list(result.checked)
             warnings.extend({"run": run, "message": message} for message in result.warnings)

@@ -153,8 +153,11 @@ def list_series(
         for run, tags in listing.items():
             for tag, time_series in tags.items():
                 info = describe(time_series.plugin_content, data_class)
-                info.max_step = int(time_series.max_step)
-                info.max_wall_time = float(time_series.max_wall_time)
+                # (A provider's time series always has both; None where one does not.)
+                max_step = getattr(time_series, "max_step", None)
+                max_wall_time = getattr(time_series, "max_wall_time", None)
+                info.max_step = None if max_step is None else int(max_step)
+                info.max_wall_time = None if max_wall_time is None else float(max_wall_time)
                 result.setdefault(run, {})[tag] = info
     return result
 

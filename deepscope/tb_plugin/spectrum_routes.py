@@ -244,10 +244,10 @@ class DecodedSpectrum:
     resolved: bool = False
     coverage: str = "full"
     operator: DecodedOperator | None = None
-    # The series' first good step and its metrics (`SpectrumStep.start`), when the
-    # writer stored it: (step, {"effective_rank", "stable_rank", "num_above_mp_edge",
-    # "spectral_norm"}); None otherwise, or when it does not hold finite numbers.
-    start: tuple[int, dict[str, float]] | None = None
+    # The series' first good step, its metrics and coverage (`SpectrumStep.start`), when
+    # the writer stored it: (step, {"effective_rank", "stable_rank", "num_above_mp_edge",
+    # "spectral_norm"}, coverage); None otherwise, or when it holds no usable numbers.
+    start: tuple[int, dict[str, float], str] | None = None
 
     @property
     def non_finite(self) -> int:
@@ -337,15 +337,19 @@ def decode_spectrum_step(data: bytes, info: pb.SpectrumInfo | None = None) -> De
 START_METRICS = ("effective_rank", "stable_rank", "num_above_mp_edge", "spectral_norm")
 
 
-def _start(step: pb.SpectrumStep) -> tuple[int, dict[str, float]] | None:
-    """The step's `start` summary, or None when absent or not finite and non-negative
-    (a damaged summary is not used: a reader then lists the steps, as for old series)."""
+def _start(step: pb.SpectrumStep) -> tuple[int, dict[str, float], str] | None:
+    """The step's `start` summary, or None when absent, of an unknown coverage, or not
+    finite and non-negative (an unusable summary is not used: a reader then lists the
+    steps, as for old series)."""
     if not step.HasField("start"):
         return None
     numbers = {name: float(getattr(step.start, name)) for name in START_METRICS}
-    if step.start.step < 0 or not all(math.isfinite(v) and v >= 0 for v in numbers.values()):
+    coverage = COVERAGE_NAMES.get(step.start.coverage)
+    if coverage is None or step.start.step < 0:
         return None
-    return int(step.start.step), numbers
+    if not all(math.isfinite(v) and v >= 0 for v in numbers.values()):
+        return None
+    return int(step.start.step), numbers, coverage
 
 
 def _singular_value_count(info: pb.SpectrumInfo | None) -> int:

@@ -565,6 +565,7 @@ def spectrum_start(step: pb.SpectrumStep, global_step: int) -> pb.SpectrumStart 
         stable_rank=metrics.stable_rank,
         num_above_mp_edge=metrics.num_above_mp_edge,
         spectral_norm=metrics.spectral_norm,
+        coverage=step.coverage,
     )
 
 

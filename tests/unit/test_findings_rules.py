@@ -459,3 +459,73 @@ def test_normalisation_gains_are_not_judged_even_without_their_type(name):
     assert not findings(evidence).findings
     judged = findings(evidence, learning_rate_parameter={"biases": 1}).findings
     assert [f.layer for f in judged] == [name]
+
+
+def test_a_schedule_that_decayed_is_info_not_an_error_nor_a_warning_per_parameter():
+    # In range for 40 measurements, then decayed 100x (a cosine schedule's end).
+    names = {f"fc{i}.weight": [1e-3] * 40 + [1e-5] * 25 for i in range(5)}
+    (finding,) = findings(RunEvidence("r", ratios=[ratio_series(names)])).findings
+    assert (finding.rule, finding.severity) == ("learning_rate_network", "info")
+    assert "a learning-rate schedule that decayed" in finding.message
+    # Never in range: an error, as before.
+    low = {f"fc{i}.weight": [1e-5] * 65 for i in range(5)}
+    (finding,) = findings(RunEvidence("r", ratios=[ratio_series(low)])).findings
+    assert (finding.rule, finding.severity) == ("learning_rate_network", "error")
+
+
+def test_relu6_and_the_networks_output_are_not_saturated_units():
+    types = ["Linear", "ReLU6", "Tanh", "Linear", "Sigmoid"]
+    names = ["fc1", "act1", "tanh", "fc2", "out"]
+    values = np.full((6, 5, 1), 0.8, dtype=np.float32)  # 80% at a bound everywhere
+    activations = part(names, types, ["saturated_fraction"], values)
+    evidence = RunEvidence("r", statistics=[statistics_series(np.arange(6), activations)])
+    assert {f.layer for f in findings(evidence).findings} == {"fc1", "tanh", "fc2"}
+
+
+def test_no_jump_across_a_normalisation_layer_nor_into_the_last_weight_layer():
+    # Weight layers l0, l2, l3, l4: end to end 30x (no trend: under 100x).
+    across = ["Linear", "LayerNorm", "Linear", "Linear", "Linear"]
+    stds = [0.05, 1.0, 1.0, 1.1, 1.5]  # 20x from l0 to l2, across the LayerNorm
+    assert not findings(_depth_evidence([stds], across)).findings
+    plain = ["Linear", "ReLU", "Linear", "Linear", "Linear"]
+    (finding,) = findings(_depth_evidence([stds], plain)).findings  # no norm between: 20x
+    assert (finding.layer, finding.numbers["largest_jump"]) == ("l2", pytest.approx(20.0))
+    into_logits = [1.0, 1.0, 1.1, 1.2, 40.0]  # 33x into the last weight layer only
+    assert not findings(_depth_evidence([into_logits], plain)).findings
+
+
+def test_a_repaired_explosion_is_info_and_says_when_it_was():
+    types = ["Linear", "Linear", "Linear", "Linear"]
+    grow, steady = [1.0, 10.0, 100.0, 1000.0], [1.0, 1.2, 1.1, 1.3]
+    (finding,) = findings(_depth_evidence([grow, grow, steady], types)).findings
+    assert finding.severity == "info" and "gone by step 20" in finding.message
+    assert (finding.first_step, finding.last_step) == (0, 10)
+
+
+def test_a_spike_comes_from_the_layer_whose_squared_norm_rose_most():
+    norms = np.array([30.0, 1.0, 0.5])  # a big layer tripled, a tiny bias went 100x
+    ratios = np.array([3.0, 100.0, 1.0])
+    assert gradient_spikes.spike_source(norms, ratios) == 0
+    usual = norms / ratios
+    assert np.argmax(norms**2 - usual**2) == 0  # the reference: the rise of the sum's terms
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"gradient_spike": {"window": 1e7}}, "whole number from 1 to 10000"),
+        ({"dead_units": {"recent": 2.5}}, "whole number from 1 to 10000"),
+        ({"dead_units": {"fraction": 1.5}}, "fraction from 0 to 1"),
+        ({"alpha_range": {"low": 0}}, "a number above 0"),
+    ],
+)
+def test_settings_out_of_their_range_say_what_to_give(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        thresholds.resolve(overrides)
+
+
+def test_settings_of_the_wrong_type_say_what_to_pass():
+    with pytest.raises(TypeError, match=r"give a mapping of its settings"):
+        thresholds.resolve({"dead_units": 0.8})
+    with pytest.raises(TypeError, match=r"give a list of rule names, e.g. \['alpha_range'\]"):
+        thresholds.resolve(off="alpha_range")

@@ -3,8 +3,10 @@
 At each measured step, the activations' std of the weight layers (Linear and
 Conv outputs) in forward order: the end-to-end ratio (last over first) and the
 growth per layer (its (n-1)-th root). Exploding: growth ≥ `growth` and
-end-to-end ≥ `end_to_end`, or one layer's std `jump` × its predecessor's;
-vanishing: the inverse. Reported when the last
+end-to-end ≥ `end_to_end`, or one layer's std `jump` × its predecessor's
+(with no normalisation layer between them, and not into the last weight layer:
+`comparable_pairs`); vanishing: the inverse. A condition gone by the last
+measured step is "info". Reported when the last
 measured step is so, or was at any step (an initialisation that training
 partly repaired: the message says until when); the layer is where the
 largest jump (or drop) happens, at the worst flagged step.
@@ -36,6 +38,30 @@ def depth_profile(std: np.ndarray) -> tuple[float, float] | None:
     return end_to_end, end_to_end ** (1.0 / (good.size - 1))
 
 
+def comparable_pairs(types: list[str], columns: list[int]) -> list[tuple[int, int]]:
+    """Consecutive weight layers (row indices, forward order) whose stds can be compared
+    for a jump: no normalisation layer between them (its output's scale is its own: a
+    residual branch's small output before a LayerNorm'd MLP is no jump), and not into
+    the last weight layer (logits grow with confidence)."""
+    norms = [j for j, t in enumerate(types) if "Norm" in t]
+    return [
+        (a, b)
+        for a, b in zip(columns, columns[1:])
+        if b != columns[-1] and not any(a < r < b for r in norms)
+    ]
+
+
+def pair_ratios(std: np.ndarray, pairs: list[tuple[int, int]]) -> np.ndarray:
+    """std[b] / std[a] of each pair at one step (NaN where either is missing or zero)."""
+    if not pairs:
+        return np.zeros(0)
+    a, b = (np.array(side) for side in zip(*pairs))
+    with np.errstate(all="ignore"):
+        ratios = std[b] / std[a]
+    good = np.isfinite(std[a]) & np.isfinite(std[b]) & (std[a] > 0) & (std[b] > 0)
+    return np.where(good, ratios, np.nan)
+
+
 def _jump_message(name, before, jump, std_before, std_after, step, e2e, layers) -> str:
     word = "above" if jump > 1 else "below"
     factor = jump if jump > 1 else 1 / jump
@@ -58,6 +84,7 @@ def check(evidence: RunEvidence, settings: Mapping[str, float], severity: str) -
         columns = [j for j, t in enumerate(part.types) if is_weight_layer(t)]
         if len(columns) < settings["min_layers"]:
             continue
+        pairs = comparable_pairs(part.types, columns)
         flagged = []
         profiles = []
         for i in range(std.shape[0]):
@@ -69,15 +96,14 @@ def check(evidence: RunEvidence, settings: Mapping[str, float], severity: str) -
                 flagged.append(0)
                 continue
             e2e, growth = profile
-            good = row[present]
-            jumps = good[1:] / good[:-1]
+            jumps = pair_ratios(std[i], pairs)
             if growth >= settings["growth"] and e2e >= settings["end_to_end"]:
                 flagged.append(1)
             elif growth <= 1 / settings["growth"] and e2e <= 1 / settings["end_to_end"]:
                 flagged.append(-1)
-            elif jumps.max() >= settings["jump"]:
+            elif np.nanmax(jumps, initial=0.0) >= settings["jump"]:
                 flagged.append(1)
-            elif jumps.min() <= 1 / settings["jump"]:
+            elif np.nanmin(jumps, initial=np.inf) <= 1 / settings["jump"]:
                 flagged.append(-1)
             else:
                 flagged.append(0)
@@ -107,6 +133,13 @@ def check(evidence: RunEvidence, settings: Mapping[str, float], severity: str) -
         first_step, last_step = int(series.steps[start]), int(series.steps[end])
         worst_step = int(series.steps[last])
         jump = float(jumps[k - 1])
+        std_before, std_after = values[k - 1], values[k]
+        if not trend:  # one jump: between the comparable pair that jumps most
+            ratios = pair_ratios(std[last], pairs)
+            p = int(np.nanargmax(ratios) if direction > 0 else np.nanargmin(ratios))
+            a, b = pairs[p]
+            name, before, jump = part.names[b], part.names[a], float(ratios[p])
+            std_before, std_after = std[last, a], std[last, b]
         until = (
             "still at the last measured step"
             if still
@@ -115,12 +148,13 @@ def check(evidence: RunEvidence, settings: Mapping[str, float], severity: str) -
         findings.append(
             Finding(
                 rule="activation_depth",
-                severity=severity,
+                # Repaired by training since (an initialisation that recovered): "info".
+                severity=severity if still else "info",
                 run=evidence.run,
                 layer=name,
                 message=(
                     _jump_message(
-                        name, before, jump, values[k - 1], values[k], worst_step, e2e, len(keep)
+                        name, before, jump, std_before, std_after, worst_step, e2e, len(keep)
                     )
                     + f" Flagged in {steps(first_step, last_step)} ({until})."
                     if not trend

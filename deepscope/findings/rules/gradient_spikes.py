@@ -3,7 +3,8 @@
 The network's gradient norm (the root of the sum of the parameters' squared
 norms) is compared with the median of its previous `window` measurements;
 at a spike, the layer is the parameter whose own norm rose most over its own
-median. Spikes of single parameters that leave the network's norm alone are
+median (`spike_source`: the largest rise of its squared norm, which the network's
+squared norm sums). Spikes of single parameters that leave the network's norm alone are
 reported as "info" (at most `_SOLO_SHOWN`).
 """
 
@@ -18,6 +19,10 @@ from deepscope.findings.finding import Evidence, Finding
 from deepscope.findings.wording import num, steps, times
 
 _SOLO_SHOWN = 5
+
+
+def _rise(ratio: float) -> str:
+    return times(ratio) if np.isfinite(ratio) else "(no history before it)"
 
 
 def rolling_ratio(values: np.ndarray, window: int, min_history: int) -> np.ndarray:
@@ -46,6 +51,17 @@ class _quiet:
         return self._catch.__exit__(*exc)
 
 
+def spike_source(norms: np.ndarray, ratios: np.ndarray) -> int:
+    """The parameter whose squared gradient norm rose most over its usual one (its rolling
+    median: norm² · (1 − 1/ratio²)) at a spike of the network's norm, whose square is
+    their sum: the layer the spike comes from, not a tiny bias that rose more in ratio.
+    Parameters without a history (ratio NaN) count by their whole squared norm."""
+    norms = np.nan_to_num(np.asarray(norms, dtype=np.float64), nan=0.0)
+    with np.errstate(all="ignore"):
+        usual = np.where(np.isfinite(ratios) & (ratios > 0), norms / ratios, 0.0)
+    return int(np.argmax(norms**2 - usual**2))
+
+
 def check(evidence: RunEvidence, settings: Mapping[str, float], severity: str) -> list[Finding]:
     factor, window = settings["factor"], max(1, int(settings["window"]))
     min_history = max(1, int(settings["min_history"]))
@@ -64,7 +80,7 @@ def check(evidence: RunEvidence, settings: Mapping[str, float], severity: str) -
         if spikes.size:
             first = int(spikes[0])
             biggest = int(spikes[np.argmax(network[spikes])])
-            culprit = int(np.nanargmax(np.nan_to_num(per_parameter[first], nan=-1.0)))
+            culprit = spike_source(finite[first], per_parameter[first])
             name = names[culprit]
             s_first, s_last = int(series.steps[first]), int(series.steps[spikes[-1]])
             findings.append(
@@ -78,7 +94,7 @@ def check(evidence: RunEvidence, settings: Mapping[str, float], severity: str) -
                         f"{steps(s_first, s_last)}, up to {times(float(network[biggest]))} "
                         f"its rolling median (at step {int(series.steps[biggest])}); the "
                         f"first spike starts in {name}, whose own norm rose "
-                        f"{times(float(per_parameter[first, culprit]))} "
+                        f"{_rise(float(per_parameter[first, culprit]))} "
                         f"(to {num(float(finite[first, culprit]))})."
                     ),
                     advice=(
@@ -99,7 +115,7 @@ def check(evidence: RunEvidence, settings: Mapping[str, float], severity: str) -
                     numbers={
                         "spikes": float(len(spikes)),
                         "max_ratio": float(network[biggest]),
-                        "layer_ratio": float(per_parameter[first, culprit]),
+                        "layer_ratio": float(np.nan_to_num(per_parameter[first, culprit])),
                     },
                 )
             )

@@ -28,7 +28,7 @@ def _judged(name: str, module_types: Mapping[str, str], biases: bool) -> bool:
     if biases:
         return True
     module, _, leaf = name.rpartition(".")
-    if leaf == "bias" or leaf.endswith("_bias"):
+    if "bias" in leaf:  # bias, in_proj_bias, bias_ih_l0, ...
         return False
     if "Norm" in module_types.get(module, ""):
         return False
@@ -65,8 +65,28 @@ def _verdicts(series: ColumnSeries, settings: Mapping[str, float], types: dict[s
         high = int((values > target * factor).sum())
         low = int((values < target / factor).sum())
         direction = 1 if high >= most * values.size else (-1 if low >= most * values.size else 0)
+        if direction < 0 and _peak(series, j, recent) >= target / factor:
+            direction = DECAYED  # in range earlier: a schedule that decayed, not a bad rate
         off = high if direction > 0 else low
         yield name, direction, float(np.median(values)), off, values.size, when
+
+
+# A parameter whose ratios are low now but were within the rule's range earlier in the
+# run: the learning rate decayed (cosine, step or linear schedules end near 0), which is
+# no fault; the network rule says so as "info", the per-parameter rule not at all.
+DECAYED = -2
+_TINY = 1e-30  # a floor for a median ratio of 0 (as factor, it divides)
+
+
+def _peak(series: ColumnSeries, column: int, window: int) -> float:
+    """The largest median of `window` consecutive finite measured values of the column (its
+    level at its busiest time), 0 when it has fewer."""
+    values = series.values[:, column].astype(np.float64)
+    values = values[~series.unmeasured[:, column] & np.isfinite(values)]
+    if values.size < window:
+        return float(np.median(values)) if values.size else 0.0
+    windows = np.lib.stride_tricks.sliding_window_view(values, window)
+    return float(np.median(windows, axis=1).max())
 
 
 def _evidence(series: ColumnSeries, step: int, name: str) -> Evidence:
@@ -80,12 +100,15 @@ def check_network(evidence: RunEvidence, settings: Mapping[str, float], severity
         verdicts = list(_verdicts(series, settings, types))
         if len(verdicts) < 2:
             continue
-        for direction in (1, -1):
+        for direction in (1, -1, DECAYED):
             off = [v for v in verdicts if v[1] == direction]
-            if len(off) < settings["share"] * len(verdicts):
+            if not off or len(off) < settings["share"] * len(verdicts):
+                continue
+            if direction == DECAYED:
+                findings.append(_decayed(evidence, series, off, len(verdicts), settings))
                 continue
             medians = np.array([v[2] for v in off])
-            factor = float(np.median(medians) / settings["target"])
+            factor = max(float(np.median(medians)), _TINY) / settings["target"]
             worst = off[int(np.argmax(medians) if direction > 0 else np.argmin(medians))]
             first = int(min(v[5][0] for v in off))
             last = int(max(v[5][-1] for v in off))
@@ -126,6 +149,36 @@ def check_network(evidence: RunEvidence, settings: Mapping[str, float], severity
     return findings
 
 
+def _decayed(evidence, series, off, judged: int, settings) -> Finding:
+    """The network's ratios fell below the rule's range after being in it: info."""
+    medians = np.array([v[2] for v in off])
+    median = max(float(np.median(medians)), _TINY)
+    first = int(min(v[5][0] for v in off))
+    last = int(max(v[5][-1] for v in off))
+    worst = off[int(np.argmin(medians))]
+    return Finding(
+        rule="learning_rate_network",
+        severity="info",
+        run=evidence.run,
+        layer="",
+        message=(
+            f"The whole network's updates have fallen to {times(settings['target'] / median)} "
+            f"below the rule of thumb: {len(off)} of {judged} parameters have median "
+            f"‖ΔW‖/‖W‖ {num(median)} in {steps(first, last)}, after being within "
+            f"{times(settings['factor'])} of {num(settings['target'])} earlier in the run: a "
+            "learning-rate schedule that decayed."
+        ),
+        advice=(
+            "Nothing to fix if the schedule is meant to end low; if not, the learning rate "
+            "decays too early or too far."
+        ),
+        first_step=first,
+        last_step=last,
+        evidence=_evidence(series, last, worst[0]),
+        numbers={"median_ratio": median, "parameters_off": float(len(off))},
+    )
+
+
 def network_directions(evidence: RunEvidence, settings: Mapping[str, float]) -> dict:
     """(tag, direction) pairs the network rule reports, so the per-parameter rule folds them."""
     types = _module_types(evidence)
@@ -134,7 +187,7 @@ def network_directions(evidence: RunEvidence, settings: Mapping[str, float]) -> 
         verdicts = list(_verdicts(series, settings, types))
         if len(verdicts) < 2:
             continue
-        for direction in (1, -1):
+        for direction in (1, -1, DECAYED):
             if sum(v[1] == direction for v in verdicts) >= settings["share"] * len(verdicts):
                 folded.add((series.tag, direction))
     return folded
@@ -150,9 +203,9 @@ def check_parameter(
     types = _module_types(evidence)
     for series in evidence.ratios:
         for name, direction, median, off, measured, when in _verdicts(series, settings, types):
-            if direction == 0 or (series.tag, direction) in folded:
+            if direction in (0, DECAYED) or (series.tag, direction) in folded:
                 continue
-            factor = median / settings["target"]
+            factor = max(median, _TINY) / settings["target"]
             what = times(factor if direction > 0 else 1 / factor)
             word = "above" if direction > 0 else "below"
             first, last = int(when[0]), int(when[-1])

@@ -96,7 +96,8 @@ def _candidates(evidence: RunEvidence, order: dict[str, int]):
                 AFTER_STEP,
                 order.get(layer.layer, _UNKNOWN),
                 layer.layer,
-                f"activations ({layer.non_finite} values left out of its correlations)",
+                f"activations ({layer.non_finite} values left out of its correlations at its "
+                "newest kept step; earlier steps not read)",
                 Evidence("correlation", layer.tag, layer.step),
             )
 

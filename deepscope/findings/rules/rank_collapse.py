@@ -5,7 +5,9 @@ The weight's effective rank (Roy & Vetterli 2007: the exponential of the
 entropy of its normalised singular values) rather than its stable rank: the
 stable rank falls by design as a layer learns (a few strong directions grow out
 of the random bulk: 34 → 7 on the demo's fc1, whose effective rank goes 63 →
-54), while the effective rank falls only when the spectrum itself collapses.
+54), while the effective rank falls only when the spectrum itself collapses. A
+representation's fall is "info": a trained classifier's features collapse toward
+C − 1 dimensions by design (neural collapse, Papyan et al. 2020).
 """
 
 from __future__ import annotations
@@ -79,7 +81,9 @@ def check(evidence: RunEvidence, settings: Mapping[str, float], severity: str) -
                 findings.append(
                     _finding(
                         evidence,
-                        severity,
+                        # A trained classifier's features collapse toward C - 1 dimensions
+                        # by design (neural collapse): a representation's fall is "info".
+                        "info",
                         name,
                         "output's effective dimension",
                         start,

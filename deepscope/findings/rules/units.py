@@ -3,8 +3,10 @@
 Dead: a ReLU layer whose share of channels zero on every sample of the batch
 (`dead_fraction`) is at least `fraction` in `most` of its last `recent`
 measurements. Saturated: a bounded activation (tanh, sigmoid, ...) whose
-share of values at a bound (`saturated_fraction`) is so. Measurements of an output with non-finite
-values are left out (those are the non_finite rule's).
+share of values at a bound (`saturated_fraction`) is so, except ReLU6 (its
+zero side counts as a bound) and the network's last output (a confident
+classifier's sigmoid). Measurements of an output with non-finite values are
+left out (those are the non_finite rule's).
 """
 
 from __future__ import annotations
@@ -19,6 +21,9 @@ from deepscope.findings.wording import steps
 
 # Activations that are exactly zero on the negative side: a unit can die.
 DYING_TYPES = frozenset({"ReLU", "ReLU6", "Threshold", "Hardshrink"})
+# Bounded activations whose lower bound is their ordinary zero side (ReLU6: about half
+# its values after a BatchNorm): their saturated fraction is no sign of saturation.
+ZERO_SIDED = frozenset({"ReLU6"})
 
 
 def _sustained(values: np.ndarray, settings: Mapping[str, float]):
@@ -53,8 +58,9 @@ def _check(
         non_finite = part.column("non_finite_fraction")
         if non_finite is not None:
             values = np.where(np.nan_to_num(non_finite, nan=0.0) > 0, np.nan, values)
+        last_row = len(part.names) - 1  # the network's output: a confident sigmoid is no fault
         for j, (name, kind) in enumerate(zip(part.names, part.types)):
-            if not wanted(kind):
+            if not wanted(kind) or (rule == "saturated_units" and j == last_row):
                 continue
             hit = _sustained(values[:, j], settings)
             if hit is None:
@@ -110,7 +116,7 @@ def check_saturated(evidence: RunEvidence, settings: Mapping[str, float], severi
         severity,
         "saturated_units",
         "saturated_fraction",
-        lambda kind: True,
+        lambda kind: kind not in ZERO_SIDED,
         lambda name, kind, f, n, when: (
             f"{name}: {f:.0%} of this {kind or 'layer'}'s values sit at a bound of its "
             f"range (saturated), median of its last {n} measurements ({when})."
