@@ -21,7 +21,6 @@ from deepscope.findings.finding import SEVERITIES
 class Threshold:
     default: float
     meaning: str
-    kind: str = "positive"  # "positive", "fraction" (in [0, 1]), "count" (an integer >= 1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,11 +48,12 @@ def _t(default: float, meaning: str) -> Threshold:
 
 
 def _kind(key: str) -> str:
+    """A threshold's range by its name: "count", "fraction", "non_negative" or "positive"."""
     if key in _COUNTS:
         return "count"
     if key in _FRACTIONS:
         return "fraction"
-    return "any" if key == "biases" else "positive"
+    return "non_negative" if key in ("biases", "min_steps") else "positive"
 
 
 def _check_value(rule: str, key: str, number: float, value) -> None:
@@ -63,7 +63,9 @@ def _check_value(rule: str, key: str, number: float, value) -> None:
         raise ValueError(f"{rule}.{key}={value!r}: give a whole number from 1 to {MAX_COUNT}")
     if kind == "fraction" and not 0 <= number <= 1:
         raise ValueError(f"{rule}.{key}={value!r}: give a fraction from 0 to 1")
-    if kind == "positive" and number <= 0 and key != "min_steps":
+    if kind == "non_negative" and number < 0:
+        raise ValueError(f"{rule}.{key}={value!r}: give a number from 0 up")
+    if kind == "positive" and number <= 0:
         raise ValueError(f"{rule}.{key}={value!r}: give a number above 0")
 
 

@@ -196,11 +196,8 @@ class SeriesCatalog:
     def recent(self, ctx, experiment_id: str, seconds: float) -> dict[str, dict[str, SeriesInfo]]:
         """`list()`'s answer if one is at most `seconds` old (the tab asks `tags` and then
         `findings` in one refresh: they share one listing), else `list()` anew."""
-        with self._lock:
-            hit = self._listings.get(experiment_id)
-        if hit is not None and self._clock() - hit[0] <= seconds:
-            return hit[1]
-        return self.list(ctx, experiment_id)
+        listing = self.recent_or_none(experiment_id, seconds)
+        return listing if listing is not None else self.list(ctx, experiment_id)
 
     def recent_or_none(self, experiment_id: str, seconds: float):
         """The last `list()` answer if at most `seconds` old, else None (nothing is listed)."""

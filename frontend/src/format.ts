@@ -39,6 +39,11 @@ export function formatPow10(value: number): string {
   return exp3(value);
 }
 
+/** "1 channel", "2,048 channels": a count and its noun. */
+export function plural(n: number, one: string, many = `${one}s`): string {
+  return `${n.toLocaleString("en-US")} ${n === 1 ? one : many}`;
+}
+
 export function formatTime(date: Date): string {
   const p = (n: number) => String(n).padStart(2, "0");
   return `${p(date.getHours())}:${p(date.getMinutes())}:${p(date.getSeconds())}`;

@@ -10,6 +10,7 @@ reported as "info" (at most `_SOLO_SHOWN`).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 
 import numpy as np
@@ -32,23 +33,10 @@ def rolling_ratio(values: np.ndarray, window: int, min_history: int) -> np.ndarr
     padded = np.concatenate([np.full((window, *values.shape[1:]), np.nan), values[:-1]])
     windows = np.lib.stride_tricks.sliding_window_view(padded, window, axis=0)  # [S, ..., w]
     enough = np.isfinite(windows).sum(axis=-1) >= min_history
-    with np.errstate(all="ignore"), _quiet():
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # nanmedian's "All-NaN slice"
         medians = np.nanmedian(windows, axis=-1)
         return np.where(enough & (medians > 0), values / medians, np.nan)
-
-
-class _quiet:
-    """Silences numpy's "All-NaN slice" RuntimeWarning around nanmedian."""
-
-    def __enter__(self):
-        import warnings
-
-        self._catch = warnings.catch_warnings()
-        self._catch.__enter__()
-        warnings.simplefilter("ignore", RuntimeWarning)
-
-    def __exit__(self, *exc):
-        return self._catch.__exit__(*exc)
 
 
 def spike_source(norms: np.ndarray, ratios: np.ndarray) -> int:

@@ -93,8 +93,9 @@ def _evidence(series: ColumnSeries, step: int, name: str) -> Evidence:
     return Evidence("update_ratios", series.tag, step, name=name)
 
 
-def check_network(evidence: RunEvidence, settings: Mapping[str, float], severity: str):
-    findings = []
+def _network_off(evidence: RunEvidence, settings: Mapping[str, float]):
+    """(series, direction, verdicts off that way, parameters judged) for each series and
+    direction in which `share` of the judged parameters are off: the network rule's cases."""
     types = _module_types(evidence)
     for series in evidence.ratios:
         verdicts = list(_verdicts(series, settings, types))
@@ -102,50 +103,55 @@ def check_network(evidence: RunEvidence, settings: Mapping[str, float], severity
             continue
         for direction in (1, -1, DECAYED):
             off = [v for v in verdicts if v[1] == direction]
-            if not off or len(off) < settings["share"] * len(verdicts):
-                continue
-            if direction == DECAYED:
-                findings.append(_decayed(evidence, series, off, len(verdicts), settings))
-                continue
-            medians = np.array([v[2] for v in off])
-            factor = max(float(np.median(medians)), _TINY) / settings["target"]
-            worst = off[int(np.argmax(medians) if direction > 0 else np.argmin(medians))]
-            first = int(min(v[5][0] for v in off))
-            last = int(max(v[5][-1] for v in off))
-            word = "above" if direction > 0 else "below"
-            what = times(factor if direction > 0 else 1 / factor)
-            step_factor = settings["factor"] if direction > 0 else 1 / settings["factor"]
-            bound = settings["target"] * step_factor
-            findings.append(
-                Finding(
-                    rule="learning_rate_network",
-                    severity=severity,
-                    run=evidence.run,
-                    layer="",
-                    message=(
-                        f"The whole network's updates are {what} {word} the rule of thumb: "
-                        f"{len(off)} of {len(verdicts)} parameters have ‖ΔW‖/‖W‖ "
-                        f"{'over' if direction > 0 else 'under'} {num(bound)} "
-                        f"(median {num(float(np.median(medians)))}, rule of thumb "
-                        f"{num(settings['target'])}) in {steps(first, last)}; the farthest: "
-                        f"{worst[0]} ({num(worst[2])})."
-                    ),
-                    advice=(
-                        f"{'Lower' if direction > 0 else 'Raise'} the learning rate about "
-                        f"{what} (or use a warm-up / schedule); check the optimizer's "
-                        "settings (lr, momentum, eps) before anything else."
-                    ),
-                    first_step=first,
-                    last_step=last,
-                    evidence=_evidence(series, last, worst[0]),
-                    numbers={
-                        "factor": factor,
-                        "median_ratio": float(np.median(medians)),
-                        "parameters_off": float(len(off)),
-                        "parameters": float(len(verdicts)),
-                    },
-                )
+            if off and len(off) >= settings["share"] * len(verdicts):
+                yield series, direction, off, len(verdicts)
+
+
+def check_network(evidence: RunEvidence, settings: Mapping[str, float], severity: str):
+    findings = []
+    for series, direction, off, judged in _network_off(evidence, settings):
+        if direction == DECAYED:
+            findings.append(_decayed(evidence, series, off, judged, settings))
+            continue
+        medians = np.array([v[2] for v in off])
+        factor = max(float(np.median(medians)), _TINY) / settings["target"]
+        worst = off[int(np.argmax(medians) if direction > 0 else np.argmin(medians))]
+        first = int(min(v[5][0] for v in off))
+        last = int(max(v[5][-1] for v in off))
+        word = "above" if direction > 0 else "below"
+        what = times(factor if direction > 0 else 1 / factor)
+        step_factor = settings["factor"] if direction > 0 else 1 / settings["factor"]
+        bound = settings["target"] * step_factor
+        findings.append(
+            Finding(
+                rule="learning_rate_network",
+                severity=severity,
+                run=evidence.run,
+                layer="",
+                message=(
+                    f"The whole network's updates are {what} {word} the rule of thumb: "
+                    f"{len(off)} of {judged} parameters have ‖ΔW‖/‖W‖ "
+                    f"{'over' if direction > 0 else 'under'} {num(bound)} "
+                    f"(median {num(float(np.median(medians)))}, rule of thumb "
+                    f"{num(settings['target'])}) in {steps(first, last)}; the farthest: "
+                    f"{worst[0]} ({num(worst[2])})."
+                ),
+                advice=(
+                    f"{'Lower' if direction > 0 else 'Raise'} the learning rate about "
+                    f"{what} (or use a warm-up / schedule); check the optimizer's "
+                    "settings (lr, momentum, eps) before anything else."
+                ),
+                first_step=first,
+                last_step=last,
+                evidence=_evidence(series, last, worst[0]),
+                numbers={
+                    "factor": factor,
+                    "median_ratio": float(np.median(medians)),
+                    "parameters_off": float(len(off)),
+                    "parameters": float(judged),
+                },
             )
+        )
     return findings
 
 
@@ -179,18 +185,9 @@ def _decayed(evidence, series, off, judged: int, settings) -> Finding:
     )
 
 
-def network_directions(evidence: RunEvidence, settings: Mapping[str, float]) -> dict:
+def network_directions(evidence: RunEvidence, settings: Mapping[str, float]) -> set:
     """(tag, direction) pairs the network rule reports, so the per-parameter rule folds them."""
-    types = _module_types(evidence)
-    folded = set()
-    for series in evidence.ratios:
-        verdicts = list(_verdicts(series, settings, types))
-        if len(verdicts) < 2:
-            continue
-        for direction in (1, -1, DECAYED):
-            if sum(v[1] == direction for v in verdicts) >= settings["share"] * len(verdicts):
-                folded.add((series.tag, direction))
-    return folded
+    return {(series.tag, direction) for series, direction, _, _ in _network_off(evidence, settings)}
 
 
 def check_parameter(

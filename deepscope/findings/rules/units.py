@@ -58,9 +58,9 @@ def _check(
         non_finite = part.column("non_finite_fraction")
         if non_finite is not None:
             values = np.where(np.nan_to_num(non_finite, nan=0.0) > 0, np.nan, values)
-        last_row = len(part.names) - 1  # the network's output: a confident sigmoid is no fault
+        last_row = len(part.names) - 1  # the network's output
         for j, (name, kind) in enumerate(zip(part.names, part.types)):
-            if not wanted(kind) or (rule == "saturated_units" and j == last_row):
+            if not wanted(kind, j == last_row):
                 continue
             hit = _sustained(values[:, j], settings)
             if hit is None:
@@ -98,7 +98,7 @@ def check_dead(evidence: RunEvidence, settings: Mapping[str, float], severity: s
         severity,
         "dead_units",
         "dead_fraction",
-        lambda kind: kind in DYING_TYPES,
+        lambda kind, output: kind in DYING_TYPES,
         lambda name, kind, f, n, when: (
             f"{name}: {f:.0%} of this {kind}'s channels are dead (zero on every sample of "
             f"the batch), median of its last {n} measurements ({when})."
@@ -116,7 +116,8 @@ def check_saturated(evidence: RunEvidence, settings: Mapping[str, float], severi
         severity,
         "saturated_units",
         "saturated_fraction",
-        lambda kind: kind not in ZERO_SIDED,
+        # Not the network's output: a confident classifier's sigmoid is no fault.
+        lambda kind, output: kind not in ZERO_SIDED and not output,
         lambda name, kind, f, n, when: (
             f"{name}: {f:.0%} of this {kind or 'layer'}'s values sit at a bound of its "
             f"range (saturated), median of its last {n} measurements ({when})."

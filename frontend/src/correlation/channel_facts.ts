@@ -6,6 +6,7 @@
 // whose values were all non-finite has no statistics at all (mean and std unknown, NaN):
 // that is not dead, it is unknown, and the panel says how many values were non-finite.
 
+import { plural } from "../format";
 import type { CorrelationMatrix } from "./api";
 
 /** Letters for an activation's dims given where its channels are, e.g. "(N, L, C)". */
@@ -76,9 +77,6 @@ export function channelHealth(
     nonFinite: stats?.nonFinite ?? 0,
   };
 }
-
-const plural = (n: number, one: string, many = `${one}s`) =>
-  `${n.toLocaleString("en-US")} ${n === 1 ? one : many}`;
 
 /** The dead-channel badge: "1 dead channel", "dead: 1 in A, 0 in B", or "" when none. */
 export function deadText(rows: ChannelHealth, cols: ChannelHealth | null): string {

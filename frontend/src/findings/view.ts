@@ -5,6 +5,7 @@
 // are many. With none it says what was checked. It reloads with the tab's refresh.
 
 import { Visibility, el, swatch } from "../dom";
+import { plural } from "../format";
 import { errorText } from "../json";
 import { ReloadWhenVisible } from "../reload_when_visible";
 import { fetchFindings, type Finding, type FindingsReport, type Severity } from "./api";
@@ -272,10 +273,6 @@ export class FindingsView {
     if (checked.off.length > 0) box.append(el("div", "ds-fd-checked ds-muted", `Turned off: ${checked.off.join(", ")}.`));
     return box;
   }
-}
-
-function plural(n: number, noun: string): string {
-  return `${n} ${noun}${n === 1 ? "" : "s"}`;
 }
 
 /** "Not checked (none of the series they read): A, B; they read layer statistics and spectra." */
